@@ -1,0 +1,134 @@
+/*
+ * api.h - the REST API of the control plane: one handler per endpoint,
+ * request validation, and the one place where ERR_* codes become HTTP
+ * statuses and error bodies.
+ *
+ * server/ owns HTTP (libmicrohttpd): it matches the route, reads the body
+ * and calls a handler here with a struct api_request; the handler fills a
+ * struct api_response. Handlers run on the HTTP server's threads, several at
+ * once; everything they touch (the store, the metrics registry) is thread
+ * safe. Nothing here includes microhttpd.h.
+ */
+#ifndef TRAINYARD_API_H
+#define TRAINYARD_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+struct store;
+
+/* Long-lived state shared by all handlers; owned by server/. */
+struct api_ctx {
+    struct store *store;
+    const char *data_dir;
+    int64_t node_timeout_ms;
+    int64_t max_snapshot_bytes;
+    const char *version;
+};
+
+enum api_role {
+    API_ROLE_ADMIN = 1 << 0,
+    API_ROLE_USER = 1 << 1,
+    API_ROLE_VIEWER = 1 << 2,
+    API_ROLE_AGENT = 1 << 3,
+};
+
+#define API_ROLES_READ (API_ROLE_ADMIN | API_ROLE_USER | API_ROLE_VIEWER)
+#define API_ROLES_WRITE (API_ROLE_ADMIN | API_ROLE_USER)
+#define API_ROLES_NONE 0 /* no authentication at all (/healthz) */
+
+/* Who made the request (after api_authenticate). */
+struct api_principal {
+    enum api_role role;
+    char token_id[32];
+    char node[129]; /* agent tokens: the node it is bound to, or "" */
+};
+
+#define API_MAX_PARAMS 4
+
+struct api_request {
+    const char *method;
+    const char *path;
+    const char *params[API_MAX_PARAMS]; /* the {x} segments of the route, in order */
+    int n_params;
+    /* Query-string lookup provided by server/; NULL when the key is absent. */
+    const char *(*query)(void *conn, const char *key);
+    void *conn;
+    const char *body; /* JSON routes: the body, NUL-terminated */
+    size_t body_len;
+    int body_fd;            /* upload routes: the spooled body, read from 0 */
+    const char *body_path;  /* and its temporary file, which the handler may rename */
+    bool body_kept;         /* set by a handler that renamed body_path away */
+    int64_t body_size;
+    struct api_principal principal;
+};
+
+struct api_response {
+    int status;
+    const char *content_type; /* static string */
+    struct buf body;
+    int fd; /* >= 0: send fd_size bytes of this file instead of body; server closes it */
+    int64_t fd_size;
+    const char *location;
+};
+
+typedef void (*api_handler)(struct api_ctx *ctx, struct api_request *req,
+                            struct api_response *resp);
+
+/* Prepares resp for a handler (status 500 until one is set) / frees it. */
+void api_response_init(struct api_response *resp);
+void api_response_release(struct api_response *resp);
+
+/*
+ * Sets resp to the error for code (an ERR_*): the HTTP status and
+ * {"error": {"code", "message", "field"?}}. field may be NULL.
+ */
+void api_error(struct api_response *resp, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The HTTP status for an ERR_* code. */
+int api_status_for(int code);
+
+/*
+ * Checks the Authorization header value (may be NULL) against the stored
+ * tokens and the route's roles. Returns true and fills req->principal, or
+ * false with resp set to 401 or 403.
+ */
+bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned roles,
+                      struct api_request *req, struct api_response *resp);
+
+/* Creates the admin token on first start and writes <data>/admin.token.
+ * Returns 0 or ERR_INTERNAL (logged). Main thread, before serving. */
+int api_bootstrap_admin(struct api_ctx *ctx);
+
+/* ---- handlers (one file per resource) ---- */
+
+/* service.c */
+void api_healthz(struct api_ctx *, struct api_request *, struct api_response *);
+void api_prometheus(struct api_ctx *, struct api_request *, struct api_response *);
+void api_openapi(struct api_ctx *, struct api_request *, struct api_response *);
+/* runs.c */
+void api_runs_create(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_list(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_get(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_cancel(struct api_ctx *, struct api_request *, struct api_response *);
+void api_experiments_list(struct api_ctx *, struct api_request *, struct api_response *);
+/* nodes.c */
+void api_nodes_register(struct api_ctx *, struct api_request *, struct api_response *);
+void api_nodes_heartbeat(struct api_ctx *, struct api_request *, struct api_response *);
+void api_nodes_list(struct api_ctx *, struct api_request *, struct api_response *);
+void api_nodes_get(struct api_ctx *, struct api_request *, struct api_response *);
+void api_nodes_drain(struct api_ctx *, struct api_request *, struct api_response *);
+void api_nodes_delete(struct api_ctx *, struct api_request *, struct api_response *);
+void api_compute_list(struct api_ctx *, struct api_request *, struct api_response *);
+/* snapshots.c */
+void api_snapshots_upload(struct api_ctx *, struct api_request *, struct api_response *);
+void api_snapshots_get(struct api_ctx *, struct api_request *, struct api_response *);
+/* tokens.c */
+void api_tokens_create(struct api_ctx *, struct api_request *, struct api_response *);
+void api_tokens_list(struct api_ctx *, struct api_request *, struct api_response *);
+void api_tokens_delete(struct api_ctx *, struct api_request *, struct api_response *);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * auth.c - bearer tokens and roles. Only the SHA-256 of a secret is
+ * stored. A request's secret is hashed first and looked up by its hash, so
+ * no comparison ever runs over secret bytes: the time a lookup takes says
+ * nothing about how close a guess was.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "common/crypto.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "store/store.h"
+#include "common/banned.h"
+
+static enum api_role role_from_name(const char *name)
+{
+    if (strcmp(name, "admin") == 0)
+        return API_ROLE_ADMIN;
+    if (strcmp(name, "user") == 0)
+        return API_ROLE_USER;
+    if (strcmp(name, "viewer") == 0)
+        return API_ROLE_VIEWER;
+    if (strcmp(name, "agent") == 0)
+        return API_ROLE_AGENT;
+    return 0;
+}
+
+bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned roles,
+                      struct api_request *req, struct api_response *resp)
+{
+    struct store_token token;
+    char hash[CRYPTO_SHA256_HEX_LEN];
+    const char *secret;
+    int rc;
+
+    if (roles == API_ROLES_NONE)
+        return true;
+    if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0 ||
+        authorization[7] == '\0') {
+        api_error(resp, ERR_UNAUTHENTICATED, NULL,
+                  "missing credentials: send 'Authorization: Bearer <token>'");
+        return false;
+    }
+    secret = authorization + 7;
+    if (strlen(secret) > 256) {
+        api_error(resp, ERR_UNAUTHENTICATED, NULL, "invalid token");
+        return false;
+    }
+    crypto_sha256_hex(secret, strlen(secret), hash);
+    rc = store_token_lookup(ctx->store, hash, &token);
+    if (rc == ERR_NOT_FOUND) {
+        api_error(resp, ERR_UNAUTHENTICATED, NULL, "invalid token");
+        return false;
+    }
+    if (rc < 0) {
+        api_error(resp, ERR_INTERNAL, NULL, "cannot check the token");
+        return false;
+    }
+    req->principal.role = role_from_name(token.role);
+    snprintf(req->principal.token_id, sizeof(req->principal.token_id), "%s", token.id);
+    snprintf(req->principal.node, sizeof(req->principal.node), "%s", token.node);
+    if ((req->principal.role & roles) == 0) {
+        api_error(resp, ERR_PERMISSION, NULL, "a '%s' token may not %s %s", token.role,
+                  req->method, req->path);
+        return false;
+    }
+    return true;
+}
+
+int api_bootstrap_admin(struct api_ctx *ctx)
+{
+    char secret[3 + 64 + 1];
+    char hash[CRYPTO_SHA256_HEX_LEN];
+    char id[4 + 12 + 1];
+    char path[4096];
+    char line[sizeof(secret) + 1];
+    int64_t count;
+    int fd;
+    int rc;
+
+    if (store_token_count(ctx->store, &count) < 0)
+        return ERR_INTERNAL;
+    snprintf(path, sizeof(path), "%s/admin.token", ctx->data_dir);
+    if (count > 0) {
+        log_info("server: admin token in '%s' (created at first start)", path);
+        return 0;
+    }
+    memcpy(secret, "ty_", 3);
+    crypto_random_hex(32, secret + 3);
+    memcpy(id, "tok-", 4);
+    crypto_random_hex(6, id + 4);
+    crypto_sha256_hex(secret, strlen(secret), hash);
+
+    /* The file first: a token that is stored but was never written down
+     * would lock the admin out. */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("server: cannot write '%s': %s", path, strerror(errno));
+        return ERR_INTERNAL;
+    }
+    snprintf(line, sizeof(line), "%s\n", secret);
+    if (fchmod(fd, 0600) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
+        fsync(fd) < 0) {
+        log_error("server: cannot write '%s': %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return ERR_INTERNAL;
+    }
+    close(fd);
+    rc = store_token_create(ctx->store, id, "admin", "admin", NULL, hash, time_now_ms());
+    if (rc < 0) {
+        unlink(path);
+        return ERR_INTERNAL;
+    }
+    log_info("server: created the admin token; it is in '%s' (mode 0600)", path);
+    return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * internal.h - helpers the handler files of api/ share: JSON responses,
+ * body parsing and field validation that names the field at fault.
+ */
+#ifndef TRAINYARD_API_INTERNAL_H
+#define TRAINYARD_API_INTERNAL_H
+
+#include <cjson/cJSON.h>
+
+#include "api/api.h"
+
+/* Sets a JSON response; takes ownership of body (deleted here). */
+void reply_json(struct api_response *resp, int status, cJSON *body);
+/* Parses req's body as a JSON object; false with a 400 in resp otherwise.
+ * The caller deletes *ret_obj. */
+bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj);
+/* Replies with the error for a store failure: not found names what. */
+void reply_store_error(struct api_response *resp, int rc, const char *what, const char *id);
+/* True when s is 1..max characters of [A-Za-z0-9._-]. */
+bool valid_name(const char *s, size_t max);
+/* Parses the limit and cursor query parameters; false with a 400 set. */
+bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_limit,
+                  int64_t *ret_cursor);
+/* Checks that every key of obj is one of allowed (NULL-terminated);
+ * false with a 400 naming the first unknown key. */
+bool only_known_fields(const cJSON *obj, const char *const *allowed, struct api_response *resp);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * response.c - responses, errors and the validation helpers every handler
+ * uses. api_status_for() is the one mapping from ERR_* to HTTP status.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+void api_response_init(struct api_response *resp)
+{
+    resp->status = 500;
+    resp->content_type = "application/json";
+    buf_init(&resp->body);
+    resp->fd = -1;
+    resp->fd_size = 0;
+    resp->location = NULL;
+}
+
+void api_response_release(struct api_response *resp)
+{
+    buf_release(&resp->body);
+    if (resp->fd >= 0)
+        close(resp->fd);
+    resp->fd = -1;
+}
+
+int api_status_for(int code)
+{
+    switch (code) {
+    case ERR_INVALID:
+        return 400;
+    case ERR_UNAUTHENTICATED:
+        return 401;
+    case ERR_PERMISSION:
+        return 403;
+    case ERR_NOT_FOUND:
+        return 404;
+    case ERR_CONFLICT:
+        return 409;
+    case ERR_TOO_LARGE:
+        return 413;
+    case ERR_MEDIA_TYPE:
+        return 415;
+    case ERR_UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+void api_error(struct api_response *resp, int code, const char *field, const char *fmt, ...)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    cJSON_AddStringToObject(err, "code", err_str(code));
+    cJSON_AddStringToObject(err, "message", msg);
+    if (field)
+        cJSON_AddStringToObject(err, "field", field);
+    free(msg);
+    if (resp->fd >= 0) {
+        close(resp->fd);
+        resp->fd = -1;
+    }
+    reply_json(resp, api_status_for(code), root);
+}
+
+void reply_json(struct api_response *resp, int status, cJSON *body)
+{
+    char *text = json_print(body);
+
+    cJSON_Delete(body);
+    resp->status = status;
+    resp->content_type = "application/json";
+    buf_reset(&resp->body);
+    buf_adds(&resp->body, text);
+    buf_addc(&resp->body, '\n');
+    free(text);
+}
+
+bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj)
+{
+    cJSON *obj;
+
+    if (req->body == NULL || req->body_len == 0) {
+        api_error(resp, ERR_INVALID, NULL, "request body is empty; a JSON object is required");
+        return false;
+    }
+    obj = json_parse(req->body, req->body_len);
+    if (obj == NULL) {
+        api_error(resp, ERR_INVALID, NULL, "request body is not valid JSON");
+        return false;
+    }
+    if (!cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        api_error(resp, ERR_INVALID, NULL, "request body must be a JSON object");
+        return false;
+    }
+    *ret_obj = obj;
+    return true;
+}
+
+void reply_store_error(struct api_response *resp, int rc, const char *what, const char *id)
+{
+    if (rc == ERR_NOT_FOUND)
+        api_error(resp, rc, NULL, "%s '%s' not found", what, id);
+    else if (rc == ERR_UNAVAILABLE)
+        api_error(resp, rc, NULL, "the server is shutting down");
+    else
+        api_error(resp, ERR_INTERNAL, NULL, "internal error handling %s '%s'", what, id);
+}
+
+bool valid_name(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n]; n++) {
+        char ch = s[n];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return n >= 1 && n <= max;
+}
+
+static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+        return false;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *ret = v;
+    return true;
+}
+
+bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_limit,
+                  int64_t *ret_cursor)
+{
+    const char *limit = req->query(req->conn, "limit");
+    const char *cursor = req->query(req->conn, "cursor");
+    int64_t v = 100;
+    int64_t c = 0;
+
+    if (limit && !parse_int(limit, 1, 1000, &v)) {
+        api_error(resp, ERR_INVALID, "limit", "limit must be an integer from 1 to 1000, not '%s'",
+                  limit);
+        return false;
+    }
+    if (cursor && *cursor && !parse_int(cursor, 1, INT64_MAX, &c)) {
+        api_error(resp, ERR_INVALID, "cursor", "cursor '%s' is not one this server returned",
+                  cursor);
+        return false;
+    }
+    *ret_limit = (int)v;
+    *ret_cursor = c;
+    return true;
+}
+
+bool only_known_fields(const cJSON *obj, const char *const *allowed, struct api_response *resp)
+{
+    const cJSON *item;
+
+    cJSON_ArrayForEach(item, obj)
+    {
+        const char *const *a;
+        bool known = false;
+
+        for (a = allowed; *a; a++) {
+            if (strcmp(*a, item->string) == 0)
+                known = true;
+        }
+        if (!known) {
+            api_error(resp, ERR_INVALID, item->string, "unknown field '%s'", item->string);
+            return false;
+        }
+    }
+    return true;
+}

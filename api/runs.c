@@ -1,0 +1,222 @@
+/* runs.c - submitting, listing, reading and cancelling runs; experiments. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "api/runspec.h"
+#include "common/crypto.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/timeutil.h"
+#include "store/store.h"
+#include "common/banned.h"
+
+static const char *const run_statuses[] = {"queued",    "starting", "running", "completed",
+                                           "failed",    "canceled", NULL};
+
+/* Why a new run will wait, in words, or a plain "waiting" line. */
+static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
+                        char *reason, size_t size)
+{
+    const char *pool = json_get_string(spec, "compute_target");
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int64_t nodes = (int64_t)json_get(spec, "node_count")->valuedouble;
+    int64_t now = time_now_ms();
+    int64_t ready;
+    int64_t with;
+    cJSON *features = cJSON_CreateArray();
+    int rc;
+
+    if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0) {
+        cJSON_AddItemToArray(features, cJSON_CreateString("conda"));
+        rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready,
+                              &with);
+        if (rc == 0 && with == 0) {
+            cJSON_Delete(features);
+            api_error(resp, ERR_INVALID, "conda_packages",
+                      "no node in pool '%s' has the conda feature", pool);
+            return ERR_INVALID;
+        }
+    }
+    if (backend && strcmp(backend, "mpi") == 0)
+        cJSON_AddItemToArray(features, cJSON_CreateString("mpi"));
+    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready, &with);
+    cJSON_Delete(features);
+    if (rc < 0) {
+        api_error(resp, ERR_INTERNAL, NULL, "cannot read pool '%s'", pool);
+        return rc;
+    }
+    if (with < nodes)
+        snprintf(reason, size, "pool '%s' has %lld ready node(s) that suit this run; it needs %lld",
+                 pool, (long long)with, (long long)nodes);
+    else
+        snprintf(reason, size, "waiting to be scheduled");
+    return 0;
+}
+
+void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    struct runspec_error err;
+    struct store_new_run run;
+    struct store_new_task *tasks = NULL;
+    char *names = NULL;
+    char id[4 + 12 + 1];
+    char reason[256];
+    cJSON *in = NULL;
+    cJSON *spec = NULL;
+    cJSON *out;
+    const char *source;
+    int n_tasks;
+    int rc;
+    int tries;
+
+    if (!parse_object(req, resp, &in))
+        return;
+    if (runspec_validate(in, &spec, &err) < 0) {
+        api_error(resp, ERR_INVALID, err.field[0] ? err.field : NULL, "%s", err.message);
+        goto out;
+    }
+    source = json_get_string(spec, "source");
+    if (source && (rc = store_snapshot_get(ctx->store, source, NULL)) < 0) {
+        if (rc == ERR_NOT_FOUND)
+            api_error(resp, ERR_INVALID, "source", "snapshot '%s' does not exist; upload it "
+                                                   "with POST /api/v1/snapshots", source);
+        else
+            reply_store_error(resp, rc, "snapshot", source);
+        goto out;
+    }
+    if (queue_reason(ctx, spec, resp, reason, sizeof(reason)) < 0)
+        goto out;
+    runspec_tasks(spec, &tasks, &names, &n_tasks);
+
+    memset(&run, 0, sizeof(run));
+    run.experiment = json_get_string(spec, "experiment");
+    run.spec = spec;
+    run.pool = json_get_string(spec, "compute_target");
+    run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
+    run.reason = reason;
+    run.created_at = time_now_ms();
+    run.tasks = tasks;
+    run.n_tasks = n_tasks;
+    /* 48 random bits: a clash is rare enough that one retry covers it. */
+    for (tries = 0; tries < 3; tries++) {
+        memcpy(id, "run-", 4);
+        crypto_random_hex(6, id + 4);
+        run.id = id;
+        rc = store_run_create(ctx->store, &run);
+        if (rc != ERR_CONFLICT)
+            break;
+    }
+    if (rc < 0) {
+        reply_store_error(resp, rc, "run", id);
+        goto out;
+    }
+    rc = store_run_get(ctx->store, id, &out);
+    if (rc < 0) {
+        reply_store_error(resp, rc, "run", id);
+        goto out;
+    }
+    reply_json(resp, 201, out);
+out:
+    free(tasks);
+    free(names);
+    cJSON_Delete(spec);
+    cJSON_Delete(in);
+}
+
+void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    struct store_run_filter f;
+    const char *tag = req->query(req->conn, "tag");
+    char tag_key[128];
+    cJSON *list;
+    int rc;
+
+    memset(&f, 0, sizeof(f));
+    if (!parse_paging(req, resp, &f.limit, &f.before_seq))
+        return;
+    f.experiment = req->query(req->conn, "experiment");
+    if (f.experiment && !valid_name(f.experiment, 128)) {
+        api_error(resp, ERR_INVALID, "experiment", "experiment must be 1 to 128 of "
+                                                   "[A-Za-z0-9._-]");
+        return;
+    }
+    f.status = req->query(req->conn, "status");
+    if (f.status) {
+        const char *const *s;
+        bool known = false;
+
+        for (s = run_statuses; *s; s++) {
+            if (strcmp(*s, f.status) == 0)
+                known = true;
+        }
+        if (!known) {
+            api_error(resp, ERR_INVALID, "status",
+                      "status must be one of queued, starting, running, completed, failed, "
+                      "canceled");
+            return;
+        }
+    }
+    if (tag) {
+        const char *colon = strchr(tag, ':');
+
+        if (colon == NULL || colon == tag || (size_t)(colon - tag) >= sizeof(tag_key)) {
+            api_error(resp, ERR_INVALID, "tag", "tag must be 'key:value'");
+            return;
+        }
+        memcpy(tag_key, tag, (size_t)(colon - tag));
+        tag_key[colon - tag] = '\0';
+        f.tag_key = tag_key;
+        f.tag_value = colon + 1;
+    }
+    rc = store_run_list(ctx->store, &f, &list);
+    if (rc < 0) {
+        api_error(resp, rc, NULL, "cannot list runs");
+        return;
+    }
+    reply_json(resp, 200, list);
+}
+
+void api_runs_get(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    cJSON *run;
+    int rc = store_run_get(ctx->store, req->params[0], &run);
+
+    if (rc < 0) {
+        reply_store_error(resp, rc, "run", req->params[0]);
+        return;
+    }
+    reply_json(resp, 200, run);
+}
+
+void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    cJSON *run;
+    int rc = store_run_cancel(ctx->store, req->params[0], time_now_ms(), &run);
+
+    if (rc == ERR_CONFLICT) {
+        api_error(resp, rc, NULL, "run '%s' has already ended", req->params[0]);
+        return;
+    }
+    if (rc < 0) {
+        reply_store_error(resp, rc, "run", req->params[0]);
+        return;
+    }
+    reply_json(resp, 200, run);
+}
+
+void api_experiments_list(struct api_ctx *ctx, struct api_request *req,
+                          struct api_response *resp)
+{
+    cJSON *list;
+    int rc;
+
+    (void)req;
+    rc = store_experiment_list(ctx->store, &list);
+    if (rc < 0) {
+        api_error(resp, rc, NULL, "cannot list experiments");
+        return;
+    }
+    reply_json(resp, 200, list);
+}

@@ -1,0 +1,567 @@
+/*
+ * runspec.c - the run spec: what a client may submit and the defaults it
+ * gets. Each field is checked in the order of SPEC §3.2 and the first
+ * fault is reported with its field name.
+ */
+#include "api/runspec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+static const char *const known_fields[] = {
+    "experiment",     "source",
+    "entry_script",   "script_params",
+    "arguments",      "command",
+    "compute_target", "use_gpu",
+    "gpus_per_process", "cpus_per_process",
+    "memory_mb_per_process", "distributed_backend",
+    "node_count",     "process_count_per_node",
+    "worker_count",   "parameter_server_count",
+    "chief",          "evaluator",
+    "pip_packages",   "conda_packages",
+    "environment_variables", "max_run_duration_seconds",
+    "max_retries",    "priority",
+    "tags",           NULL,
+};
+
+static int fail(struct runspec_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct runspec_error *err, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+
+    snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return ERR_INVALID;
+}
+
+static bool is_name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '-';
+}
+
+static bool name_ok(const char *s, size_t max)
+{
+    size_t n;
+
+    for (n = 0; s[n]; n++) {
+        if (!is_name_char(s[n]))
+            return false;
+    }
+    return n >= 1 && n <= max;
+}
+
+static bool env_name_ok(const char *s)
+{
+    size_t n;
+
+    if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (n = 1; s[n]; n++) {
+        char ch = s[n];
+
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return n <= 256;
+}
+
+static bool tag_key_ok(const char *s)
+{
+    size_t n;
+
+    for (n = 0; s[n]; n++) {
+        if (!is_name_char(s[n]) && s[n] != '/')
+            return false;
+    }
+    return n >= 1 && n <= 63;
+}
+
+/* A relative path inside the snapshot: no absolute path, no "..". */
+static bool rel_path_ok(const char *s)
+{
+    const char *p = s;
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 1024 || s[0] == '/')
+        return false;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            return false;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return true;
+}
+
+/* ---- typed field readers: each returns 0 or fails naming the field ---- */
+
+static int get_int(const cJSON *in, const char *field, int64_t min, int64_t max, int64_t dflt,
+                   int64_t *ret, struct runspec_error *err)
+{
+    const cJSON *item = json_get(in, field);
+
+    if (item == NULL || cJSON_IsNull(item)) {
+        *ret = dflt;
+        return 0;
+    }
+    if (!json_int(item, min, max, ret))
+        return fail(err, field, "%s must be an integer from %lld to %lld", field, (long long)min,
+                    (long long)max);
+    return 0;
+}
+
+static int get_bool(const cJSON *in, const char *field, bool *ret, struct runspec_error *err)
+{
+    const cJSON *item = json_get(in, field);
+
+    if (item == NULL || cJSON_IsNull(item)) {
+        *ret = false;
+        return 0;
+    }
+    if (!cJSON_IsBool(item))
+        return fail(err, field, "%s must be true or false", field);
+    *ret = cJSON_IsTrue(item);
+    return 0;
+}
+
+static bool present(const cJSON *in, const char *field)
+{
+    const cJSON *item = json_get(in, field);
+
+    return item != NULL && !cJSON_IsNull(item);
+}
+
+/* An array of 0..max_items strings of 1..max_len characters; no_dash
+ * refuses strings that start with '-' (package names, not options). */
+static int get_strings(const cJSON *in, const char *field, int max_items, size_t max_len,
+                       bool no_dash, bool allow_empty_string, cJSON **ret,
+                       struct runspec_error *err)
+{
+    const cJSON *item = json_get(in, field);
+    const cJSON *s;
+
+    if (item == NULL || cJSON_IsNull(item)) {
+        *ret = cJSON_CreateArray();
+        return 0;
+    }
+    if (!cJSON_IsArray(item))
+        return fail(err, field, "%s must be an array of strings", field);
+    if (cJSON_GetArraySize(item) > max_items)
+        return fail(err, field, "%s has more than %d items", field, max_items);
+    cJSON_ArrayForEach(s, item)
+    {
+        size_t len;
+
+        if (!cJSON_IsString(s))
+            return fail(err, field, "%s must be an array of strings", field);
+        len = strlen(s->valuestring);
+        if ((len == 0 && !allow_empty_string) || len > max_len)
+            return fail(err, field, "each item of %s must have 1 to %zu characters", field,
+                        max_len);
+        if (no_dash && (s->valuestring[0] == '-' || strpbrk(s->valuestring, " \t\r\n")))
+            return fail(err, field, "'%s' in %s is not a package name", s->valuestring, field);
+    }
+    *ret = cJSON_Duplicate(item, 1);
+    return 0;
+}
+
+static int check_params(const cJSON *params, struct runspec_error *err)
+{
+    const cJSON *p;
+
+    if (!cJSON_IsObject(params))
+        return fail(err, "script_params", "script_params must be an object");
+    if (cJSON_GetArraySize(params) > 256)
+        return fail(err, "script_params", "script_params has more than 256 entries");
+    cJSON_ArrayForEach(p, params)
+    {
+        if (p->string[0] == '\0' || strlen(p->string) > 256)
+            return fail(err, "script_params", "script_params keys must have 1 to 256 characters");
+        if (cJSON_IsString(p)) {
+            if (strlen(p->valuestring) > 4096)
+                return fail(err, "script_params", "script_params['%s'] is over 4096 characters",
+                            p->string);
+        } else if (!cJSON_IsNumber(p) && !cJSON_IsBool(p) && !cJSON_IsNull(p)) {
+            return fail(err, "script_params",
+                        "script_params['%s'] must be a string, number, boolean or null",
+                        p->string);
+        }
+    }
+    return 0;
+}
+
+static int check_env(const cJSON *env, struct runspec_error *err)
+{
+    const cJSON *e;
+
+    if (!cJSON_IsObject(env))
+        return fail(err, "environment_variables", "environment_variables must be an object");
+    if (cJSON_GetArraySize(env) > 256)
+        return fail(err, "environment_variables", "environment_variables has over 256 entries");
+    cJSON_ArrayForEach(e, env)
+    {
+        if (!env_name_ok(e->string))
+            return fail(err, "environment_variables",
+                        "'%s' is not a valid environment variable name", e->string);
+        if (strncmp(e->string, "TRAINYARD_", 10) == 0)
+            return fail(err, "environment_variables", "'%s' is reserved (TRAINYARD_*)",
+                        e->string);
+        if (!cJSON_IsString(e))
+            return fail(err, "environment_variables",
+                        "environment_variables['%s'] must be a string", e->string);
+        if (strlen(e->valuestring) > 32768)
+            return fail(err, "environment_variables",
+                        "environment_variables['%s'] is over 32768 characters", e->string);
+    }
+    return 0;
+}
+
+static int check_tags(const cJSON *tags, struct runspec_error *err)
+{
+    const cJSON *t;
+
+    if (!cJSON_IsObject(tags))
+        return fail(err, "tags", "tags must be an object of strings");
+    if (cJSON_GetArraySize(tags) > 64)
+        return fail(err, "tags", "tags has more than 64 entries");
+    cJSON_ArrayForEach(t, tags)
+    {
+        if (!tag_key_ok(t->string))
+            return fail(err, "tags", "tag key '%s' must be 1 to 63 of [A-Za-z0-9._/-]",
+                        t->string);
+        if (!cJSON_IsString(t))
+            return fail(err, "tags", "tags['%s'] must be a string", t->string);
+        if (strlen(t->valuestring) > 256)
+            return fail(err, "tags", "tags['%s'] is over 256 characters", t->string);
+    }
+    return 0;
+}
+
+/* Copies an optional object field (default {}) after check. */
+static cJSON *object_or_empty(const cJSON *in, const char *field)
+{
+    const cJSON *item = json_get(in, field);
+
+    return present(in, field) ? cJSON_Duplicate(item, 1) : cJSON_CreateObject();
+}
+
+static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
+{
+    const cJSON *item;
+    const char *backend = NULL;
+    int64_t node_count, ppn, workers, ps, gpp, mem, duration, retries, priority;
+    double cpus = 1;
+    bool use_gpu, chief, evaluator, is_ps;
+    cJSON *arr;
+    int64_t tasks;
+    int rc;
+
+    cJSON_ArrayForEach(item, in)
+    {
+        const char *const *k;
+        bool known = false;
+
+        for (k = known_fields; *k; k++) {
+            if (strcmp(*k, item->string) == 0)
+                known = true;
+        }
+        if (!known)
+            return fail(err, item->string, "unknown field '%s'", item->string);
+    }
+
+    item = json_get(in, "experiment");
+    if (item == NULL || cJSON_IsNull(item))
+        return fail(err, "experiment", "experiment is required");
+    if (!cJSON_IsString(item) || !name_ok(item->valuestring, 128))
+        return fail(err, "experiment", "experiment must be 1 to 128 of [A-Za-z0-9._-]");
+    cJSON_AddStringToObject(spec, "experiment", item->valuestring);
+
+    item = json_get(in, "source");
+    if (present(in, "source")) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : "";
+        size_t i;
+
+        if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+            return fail(err, "source", "source must be a snapshot id 'sha256:<64 hex digits>'");
+        for (i = 7; s[i]; i++) {
+            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                return fail(err, "source",
+                            "source must be a snapshot id 'sha256:<64 hex digits>'");
+        }
+        cJSON_AddStringToObject(spec, "source", s);
+    } else {
+        cJSON_AddNullToObject(spec, "source");
+    }
+
+    item = json_get(in, "entry_script");
+    if (present(in, "entry_script")) {
+        if (!cJSON_IsString(item) || !rel_path_ok(item->valuestring))
+            return fail(err, "entry_script",
+                        "entry_script must be a relative path inside the source, without '..'");
+        if (!present(in, "source"))
+            return fail(err, "entry_script", "entry_script needs a source snapshot");
+        if (present(in, "command"))
+            return fail(err, "command", "give either entry_script or command, not both");
+        cJSON_AddStringToObject(spec, "entry_script", item->valuestring);
+    } else {
+        cJSON_AddNullToObject(spec, "entry_script");
+    }
+
+    item = json_get(in, "script_params");
+    if (present(in, "script_params")) {
+        if ((rc = check_params(item, err)) < 0)
+            return rc;
+        if (!present(in, "entry_script"))
+            return fail(err, "script_params", "script_params go with entry_script");
+    }
+    cJSON_AddItemToObject(spec, "script_params", object_or_empty(in, "script_params"));
+
+    if ((rc = get_strings(in, "arguments", 1024, 4096, false, true, &arr, err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "arguments", arr);
+
+    item = json_get(in, "command");
+    if (present(in, "command")) {
+        if ((rc = get_strings(in, "command", 1024, 4096, false, true, &arr, err)) < 0)
+            return rc;
+        if (cJSON_GetArraySize(arr) == 0 || cJSON_GetArrayItem(arr, 0)->valuestring[0] == '\0') {
+            cJSON_Delete(arr);
+            return fail(err, "command", "command must start with a program name");
+        }
+        cJSON_AddItemToObject(spec, "command", arr);
+    } else {
+        if (!present(in, "entry_script"))
+            return fail(err, "entry_script", "one of entry_script or command is required");
+        cJSON_AddNullToObject(spec, "command");
+    }
+
+    item = json_get(in, "compute_target");
+    if (present(in, "compute_target")) {
+        if (!cJSON_IsString(item) || !name_ok(item->valuestring, 64))
+            return fail(err, "compute_target", "compute_target must be 1 to 64 of [A-Za-z0-9._-]");
+        cJSON_AddStringToObject(spec, "compute_target", item->valuestring);
+    } else {
+        cJSON_AddStringToObject(spec, "compute_target", "default");
+    }
+
+    if ((rc = get_bool(in, "use_gpu", &use_gpu, err)) < 0)
+        return rc;
+    cJSON_AddBoolToObject(spec, "use_gpu", use_gpu);
+    if (present(in, "gpus_per_process") && !use_gpu)
+        return fail(err, "gpus_per_process", "gpus_per_process needs use_gpu: true");
+    if ((rc = get_int(in, "gpus_per_process", 1, 64, use_gpu ? 1 : 0, &gpp, err)) < 0)
+        return rc;
+    cJSON_AddNumberToObject(spec, "gpus_per_process", (double)gpp);
+
+    item = json_get(in, "cpus_per_process");
+    if (present(in, "cpus_per_process")) {
+        if (!cJSON_IsNumber(item) || !(item->valuedouble > 0) || item->valuedouble > 1024)
+            return fail(err, "cpus_per_process", "cpus_per_process must be a number above 0 "
+                                                 "and at most 1024");
+        cpus = item->valuedouble;
+    }
+    cJSON_AddNumberToObject(spec, "cpus_per_process", cpus);
+    if ((rc = get_int(in, "memory_mb_per_process", 0, 16777216, 0, &mem, err)) < 0)
+        return rc;
+    cJSON_AddNumberToObject(spec, "memory_mb_per_process", (double)mem);
+
+    item = json_get(in, "distributed_backend");
+    if (present(in, "distributed_backend")) {
+        if (!cJSON_IsString(item) || (strcmp(item->valuestring, "ps") != 0 &&
+                                      strcmp(item->valuestring, "mpi") != 0 &&
+                                      strcmp(item->valuestring, "pytorch") != 0))
+            return fail(err, "distributed_backend",
+                        "distributed_backend must be null, \"ps\", \"mpi\" or \"pytorch\"");
+        backend = item->valuestring;
+        cJSON_AddStringToObject(spec, "distributed_backend", backend);
+    } else {
+        cJSON_AddNullToObject(spec, "distributed_backend");
+    }
+    is_ps = backend && strcmp(backend, "ps") == 0;
+
+    if ((rc = get_int(in, "node_count", 1, 10000, 1, &node_count, err)) < 0)
+        return rc;
+    if (node_count > 1 && backend == NULL)
+        return fail(err, "node_count", "node_count above 1 needs a distributed_backend");
+    cJSON_AddNumberToObject(spec, "node_count", (double)node_count);
+
+    if (present(in, "process_count_per_node") && (backend == NULL || is_ps))
+        return fail(err, "process_count_per_node",
+                    "process_count_per_node goes with the mpi and pytorch backends");
+    if ((rc = get_int(in, "process_count_per_node", 1, 1024, 1, &ppn, err)) < 0)
+        return rc;
+    cJSON_AddNumberToObject(spec, "process_count_per_node", (double)ppn);
+
+    if (!is_ps) {
+        const char *const ps_only[] = {"worker_count", "parameter_server_count", "chief",
+                                       "evaluator", NULL};
+        const char *const *f;
+
+        for (f = ps_only; *f; f++) {
+            if (present(in, *f))
+                return fail(err, *f, "%s goes with distributed_backend \"ps\"", *f);
+        }
+    }
+    if ((rc = get_int(in, "worker_count", 1, 10000, node_count, &workers, err)) < 0 ||
+        (rc = get_int(in, "parameter_server_count", 0, 10000, 1, &ps, err)) < 0 ||
+        (rc = get_bool(in, "chief", &chief, err)) < 0 ||
+        (rc = get_bool(in, "evaluator", &evaluator, err)) < 0)
+        return rc;
+    if (is_ps) {
+        tasks = workers + ps + chief + evaluator;
+        if (tasks < node_count)
+            return fail(err, "node_count",
+                        "node_count %lld is more than the run's %lld tasks; each node needs one",
+                        (long long)node_count, (long long)tasks);
+        cJSON_AddNumberToObject(spec, "worker_count", (double)workers);
+        cJSON_AddNumberToObject(spec, "parameter_server_count", (double)ps);
+    } else {
+        tasks = backend == NULL ? 1 : node_count * ppn + (strcmp(backend, "mpi") == 0);
+        cJSON_AddNullToObject(spec, "worker_count");
+        cJSON_AddNullToObject(spec, "parameter_server_count");
+    }
+    if (tasks > RUNSPEC_MAX_TASKS)
+        return fail(err, "node_count", "the run would have %lld tasks; at most %d are allowed",
+                    (long long)tasks, RUNSPEC_MAX_TASKS);
+    cJSON_AddBoolToObject(spec, "chief", chief);
+    cJSON_AddBoolToObject(spec, "evaluator", evaluator);
+
+    if ((rc = get_strings(in, "pip_packages", 256, 256, true, false, &arr, err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "pip_packages", arr);
+    if ((rc = get_strings(in, "conda_packages", 256, 256, true, false, &arr, err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "conda_packages", arr);
+
+    if (present(in, "environment_variables") &&
+        (rc = check_env(json_get(in, "environment_variables"), err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "environment_variables",
+                          object_or_empty(in, "environment_variables"));
+
+    if ((rc = get_int(in, "max_run_duration_seconds", 0, 31536000, 0, &duration, err)) < 0 ||
+        (rc = get_int(in, "max_retries", 0, 100, 0, &retries, err)) < 0 ||
+        (rc = get_int(in, "priority", -1000000, 1000000, 0, &priority, err)) < 0)
+        return rc;
+    cJSON_AddNumberToObject(spec, "max_run_duration_seconds", (double)duration);
+    cJSON_AddNumberToObject(spec, "max_retries", (double)retries);
+    cJSON_AddNumberToObject(spec, "priority", (double)priority);
+
+    if (present(in, "tags") && (rc = check_tags(json_get(in, "tags"), err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "tags", object_or_empty(in, "tags"));
+    return 0;
+}
+
+int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *err)
+{
+    cJSON *spec;
+    int rc;
+
+    if (!cJSON_IsObject(in))
+        return fail(err, NULL, "the run spec must be a JSON object");
+    spec = cJSON_CreateObject();
+    rc = validate(in, spec, err);
+    if (rc < 0) {
+        cJSON_Delete(spec);
+        return rc;
+    }
+    *ret_spec = spec;
+    return 0;
+}
+
+/* ---- tasks ---- */
+
+struct task_list {
+    struct store_new_task *tasks;
+    int n;
+    struct buf names;
+    size_t *offsets;
+};
+
+static void add_task(struct task_list *l, const char *type, const char *name, int index)
+{
+    l->tasks[l->n].type = type;
+    l->tasks[l->n].index = index;
+    l->offsets[l->n] = l->names.len;
+    if (name)
+        buf_adds(&l->names, name);
+    else
+        buf_printf(&l->names, "%s-%d", type, index);
+    buf_addc(&l->names, '\0');
+    l->n++;
+}
+
+int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **ret_names,
+                  int *ret_count)
+{
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int nodes = json_get(spec, "node_count")->valueint;
+    int ppn = json_get(spec, "process_count_per_node")->valueint;
+    struct task_list l;
+    int total;
+    int i;
+
+    if (backend == NULL) {
+        total = 1;
+    } else if (strcmp(backend, "ps") == 0) {
+        total = json_get(spec, "worker_count")->valueint +
+                json_get(spec, "parameter_server_count")->valueint +
+                cJSON_IsTrue(json_get(spec, "chief")) + cJSON_IsTrue(json_get(spec, "evaluator"));
+    } else if (strcmp(backend, "mpi") == 0) {
+        total = 1 + nodes;
+    } else {
+        total = nodes * ppn;
+    }
+    l.tasks = xcalloc((size_t)total, sizeof(*l.tasks));
+    l.offsets = xcalloc((size_t)total, sizeof(*l.offsets));
+    l.n = 0;
+    buf_init(&l.names);
+
+    if (backend == NULL) {
+        add_task(&l, "main", "main", 0);
+    } else if (strcmp(backend, "ps") == 0) {
+        if (cJSON_IsTrue(json_get(spec, "chief")))
+            add_task(&l, "chief", "chief", 0);
+        for (i = 0; i < json_get(spec, "parameter_server_count")->valueint; i++)
+            add_task(&l, "ps", NULL, i);
+        for (i = 0; i < json_get(spec, "worker_count")->valueint; i++)
+            add_task(&l, "worker", NULL, i);
+        if (cJSON_IsTrue(json_get(spec, "evaluator")))
+            add_task(&l, "evaluator", "evaluator", 0);
+    } else if (strcmp(backend, "mpi") == 0) {
+        add_task(&l, "launcher", "launcher", 0);
+        for (i = 0; i < nodes; i++)
+            add_task(&l, "worker", NULL, i);
+    } else {
+        for (i = 0; i < total; i++)
+            add_task(&l, "rank", NULL, i);
+    }
+    /* Names were appended to one buffer that may have moved: point at it last. */
+    *ret_names = buf_detach(&l.names, NULL);
+    for (i = 0; i < l.n; i++)
+        l.tasks[i].name = *ret_names + l.offsets[i];
+    free(l.offsets);
+    buf_release(&l.names);
+    *ret_tasks = l.tasks;
+    *ret_count = l.n;
+    return 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * runspec.h - validation of a submitted run spec (SPEC §3.2) and the task
+ * list it expands to (docs/API-NOTES.md). Pure functions of their input:
+ * any thread may call.
+ */
+#ifndef TRAINYARD_API_RUNSPEC_H
+#define TRAINYARD_API_RUNSPEC_H
+
+#include <cjson/cJSON.h>
+
+#include "store/store.h"
+
+/* The most tasks one run may have. */
+#define RUNSPEC_MAX_TASKS 16384
+
+struct runspec_error {
+    char field[64]; /* "" when no single field is at fault */
+    char message[256];
+};
+
+/*
+ * Checks in (the request body) and builds *ret_spec: every field
+ * validated, defaults filled, in a fixed order. Returns 0, or ERR_INVALID
+ * with *err filled and nothing allocated. The caller deletes *ret_spec.
+ * Existence checks against the store (snapshot, pool) are the caller's.
+ */
+int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *err);
+
+/*
+ * The tasks of a validated spec, in order. *ret_tasks is an array the
+ * caller frees with free(); the names point into *ret_names, which the
+ * caller frees with free() too.
+ */
+int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **ret_names,
+                  int *ret_count);
+
+#endif

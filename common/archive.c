@@ -1,0 +1,230 @@
+/* archive.c - safe reading and unpacking of .tar.gz snapshots. */
+#include "common/archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/err.h"
+#include "common/banned.h"
+
+static int why_fail(char *why, size_t size, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int why_fail(char *why, size_t size, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, size, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/*
+ * Depth of a relative path after folding "." and "..", starting from
+ * start; -1 as soon as it climbs above the root. An absolute path is -1.
+ */
+static int path_depth(const char *path, int start)
+{
+    int depth = start;
+    const char *p = path;
+
+    if (path[0] == '/')
+        return -1;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (len == 2 && p[0] == '.' && p[1] == '.') {
+            if (--depth < 0)
+                return -1;
+        } else if (len > 0 && !(len == 1 && p[0] == '.')) {
+            depth++;
+        }
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return depth;
+}
+
+static bool has_dotdot(const char *path)
+{
+    const char *p = path;
+
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            return true;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return false;
+}
+
+/* Checks one entry; 0 or ERR_INVALID with why. */
+static int check_entry(struct archive_entry *e, char *why, size_t size)
+{
+    const char *path = archive_entry_pathname(e);
+    const char *hardlink = archive_entry_hardlink(e);
+    const char *symlink = archive_entry_symlink(e);
+    mode_t type = archive_entry_filetype(e);
+    char dir[4096];
+    char *slash;
+
+    if (path == NULL || path[0] == '\0')
+        return why_fail(why, size, ERR_INVALID, "an entry has no name");
+    if (path[0] == '/')
+        return why_fail(why, size, ERR_INVALID, "entry '%s' has an absolute path", path);
+    if (has_dotdot(path))
+        return why_fail(why, size, ERR_INVALID, "entry '%s' contains '..'", path);
+    if (hardlink) {
+        if (hardlink[0] == '/' || has_dotdot(hardlink))
+            return why_fail(why, size, ERR_INVALID, "hard link '%s' points outside ('%s')", path,
+                            hardlink);
+        return 0;
+    }
+    if (type == AE_IFLNK) {
+        if (symlink == NULL)
+            return why_fail(why, size, ERR_INVALID, "symbolic link '%s' has no target", path);
+        snprintf(dir, sizeof(dir), "%s", path);
+        slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            dir[0] = '\0';
+        if (path_depth(symlink, path_depth(dir, 0)) < 0)
+            return why_fail(why, size, ERR_INVALID, "symbolic link '%s' points outside ('%s')",
+                            path, symlink);
+        return 0;
+    }
+    if (type != AE_IFREG && type != AE_IFDIR)
+        return why_fail(why, size, ERR_INVALID,
+                        "entry '%s' is not a file, directory or link (devices, fifos and "
+                        "sockets are refused)",
+                        path);
+    return 0;
+}
+
+static struct archive *open_reader(const char *path, char *why, size_t size, int *ret_rc)
+{
+    struct archive *a = archive_read_new();
+
+    archive_read_support_filter_gzip(a);
+    archive_read_support_format_tar(a);
+    if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK) {
+        *ret_rc = why_fail(why, size, ERR_INVALID, "not a gzip-compressed tar archive: %s",
+                           archive_error_string(a));
+        archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Walks the archive; with dir set, writes each entry under it. */
+static int walk(const char *path, const char *dir, char *why, size_t size)
+{
+    struct archive *a;
+    struct archive *disk = NULL;
+    struct archive_entry *e;
+    int64_t entries = 0;
+    int64_t bytes = 0;
+    int rc = 0;
+    int r;
+
+    a = open_reader(path, why, size, &rc);
+    if (a == NULL)
+        return rc;
+    if (dir) {
+        disk = archive_write_disk_new();
+        /* libarchive's own guards as a second line behind check_entry(). */
+        archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                 ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
+                                                 ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM);
+    }
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const void *block;
+        size_t len;
+        la_int64_t offset;
+
+        if (entries == 0 && archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) {
+            rc = why_fail(why, size, ERR_INVALID, "the archive must be gzip-compressed");
+            goto out;
+        }
+        if (++entries > ARCHIVE_MAX_ENTRIES) {
+            rc = why_fail(why, size, ERR_INVALID, "more than %d entries", ARCHIVE_MAX_ENTRIES);
+            goto out;
+        }
+        if ((rc = check_entry(e, why, size)) < 0)
+            goto out;
+        if (disk) {
+            char full[8192];
+            const char *hardlink = archive_entry_hardlink(e);
+
+            snprintf(full, sizeof(full), "%s/%s", dir, archive_entry_pathname(e));
+            archive_entry_set_pathname(e, full);
+            if (hardlink) {
+                snprintf(full, sizeof(full), "%s/%s", dir, hardlink);
+                archive_entry_set_hardlink(e, full);
+            }
+            if (archive_write_header(disk, e) != ARCHIVE_OK) {
+                rc = why_fail(why, size, ERR_INVALID, "cannot unpack '%s': %s",
+                              archive_entry_pathname(e), archive_error_string(disk));
+                goto out;
+            }
+        }
+        while ((r = archive_read_data_block(a, &block, &len, &offset)) == ARCHIVE_OK) {
+            bytes += (int64_t)len;
+            if (bytes > ARCHIVE_MAX_BYTES) {
+                rc = why_fail(why, size, ERR_INVALID, "unpacks to more than %lld bytes",
+                              (long long)ARCHIVE_MAX_BYTES);
+                goto out;
+            }
+            if (disk && archive_write_data_block(disk, block, len, offset) != ARCHIVE_OK) {
+                rc = why_fail(why, size, ERR_INTERNAL, "cannot write '%s': %s",
+                              archive_entry_pathname(e), archive_error_string(disk));
+                goto out;
+            }
+        }
+        if (r != ARCHIVE_EOF) {
+            rc = why_fail(why, size, ERR_INVALID, "corrupt archive: %s", archive_error_string(a));
+            goto out;
+        }
+        if (disk && archive_write_finish_entry(disk) != ARCHIVE_OK) {
+            rc = why_fail(why, size, ERR_INTERNAL, "cannot finish '%s': %s",
+                          archive_entry_pathname(e), archive_error_string(disk));
+            goto out;
+        }
+    }
+    if (r != ARCHIVE_EOF)
+        rc = why_fail(why, size, ERR_INVALID, "not a gzip-compressed tar archive: %s",
+                      archive_error_string(a));
+    else if (entries == 0 && archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP)
+        rc = why_fail(why, size, ERR_INVALID, "the archive must be gzip-compressed");
+out:
+    if (disk) {
+        archive_write_close(disk);
+        archive_write_free(disk);
+    }
+    archive_read_free(a);
+    return rc;
+}
+
+int archive_check(const char *path, char *why, size_t why_size)
+{
+    return walk(path, NULL, why, why_size);
+}
+
+int archive_unpack(const char *path, const char *dir, char *why, size_t why_size)
+{
+    return walk(path, dir, why, why_size);
+}

@@ -1,0 +1,35 @@
+/*
+ * json.h - typed helpers over cJSON for parsing request bodies and reading
+ * numbers safely (cJSON keeps every number as a double). Any thread may
+ * call; trees are owned by whoever parsed or built them.
+ */
+#ifndef TRAINYARD_JSON_H
+#define TRAINYARD_JSON_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Parses exactly len bytes of data (which must be followed by a NUL, as
+ * struct buf guarantees) as one JSON value with nothing after it but white
+ * space. Returns the tree (caller frees with cJSON_Delete) or NULL.
+ */
+cJSON *json_parse(const char *data, size_t len);
+/* True when item is a number with no fraction within [min, max]; sets *ret. */
+bool json_int(const cJSON *item, int64_t min, int64_t max, int64_t *ret);
+/* Compact text of item; the caller frees it with free(). */
+char *json_print(const cJSON *item);
+/* Looks key up case-sensitively; NULL when absent. */
+cJSON *json_get(const cJSON *object, const char *key);
+/* The string value of key, or NULL when absent or not a string. */
+const char *json_get_string(const cJSON *object, const char *key);
+/* Adds a string, or JSON null when value is NULL. */
+void json_add_string_or_null(cJSON *object, const char *key, const char *value);
+/* Adds an RFC 3339 time, or null when ms is 0. */
+void json_add_time(cJSON *object, const char *key, int64_t ms);
+/* Parses text that the program wrote itself; aborts if it is not JSON. */
+cJSON *json_parse_trusted(const char *text);
+
+#endif

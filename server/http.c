@@ -1,0 +1,268 @@
+/*
+ * http.c - the libmicrohttpd glue: per-request state, body limits,
+ * spooling uploads, authentication before the body is read, and turning a
+ * struct api_response into an MHD response. Runs on MHD's threads.
+ *
+ * A request goes through the access handler at least twice (see STYLE.md,
+ * libmicrohttpd pitfalls): the first call matches the route and checks
+ * credentials, content type and Content-Length, answering at once when
+ * one fails; body calls accumulate; the last call runs the handler.
+ */
+#include "server/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "server/routes.h"
+#include "common/banned.h"
+
+struct request {
+    int64_t start_us;
+    const struct route *route;
+    char *params[API_MAX_PARAMS];
+    int n_params;
+    struct api_request req;
+    struct buf body;
+    int spool_fd;
+    char *spool_path;
+    int64_t body_size;
+    bool too_large;
+    bool io_failed;
+};
+
+static void request_free(struct request *r)
+{
+    int i;
+
+    for (i = 0; i < r->n_params; i++)
+        free(r->params[i]);
+    buf_release(&r->body);
+    if (r->spool_fd >= 0)
+        close(r->spool_fd);
+    if (r->spool_path) {
+        /* A kept file was renamed away; its old name may belong to a newer
+         * upload by now, so it is not touched. */
+        if (!r->req.body_kept)
+            unlink(r->spool_path);
+        free(r->spool_path);
+    }
+    free(r);
+}
+
+void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                    enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (*req_cls)
+        request_free(*req_cls);
+    *req_cls = NULL;
+}
+
+static const char *query_arg(void *conn, const char *key)
+{
+    return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static enum MHD_Result send_response(struct http *http, struct MHD_Connection *conn,
+                                     struct request *r, const char *method, const char *url,
+                                     struct api_response *resp)
+{
+    struct MHD_Response *mr;
+    enum MHD_Result ret;
+    int64_t us;
+
+    (void)http;
+    if (resp->fd >= 0) {
+        mr = MHD_create_response_from_fd64((uint64_t)resp->fd_size, resp->fd);
+        if (mr)
+            resp->fd = -1; /* MHD closes it */
+    } else {
+        size_t len;
+        char *data = buf_detach(&resp->body, &len);
+
+        mr = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+        if (mr == NULL)
+            free(data);
+    }
+    if (mr == NULL) {
+        api_response_release(resp);
+        return MHD_NO;
+    }
+    if (resp->content_type)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    ret = MHD_queue_response(conn, (unsigned int)resp->status, mr);
+    MHD_destroy_response(mr);
+
+    us = time_mono_us() - r->start_us;
+    log_info("http: %s %s %d %lldus", method, url, resp->status, (long long)us);
+    metrics_observe(r->route ? r->route->metrics_index : METRICS_MAX_ROUTES, resp->status, us);
+    api_response_release(resp);
+    return ret;
+}
+
+/* Content-Type without parameters matches want (case-insensitive). */
+static bool media_type_is(const char *ct, const char *want)
+{
+    size_t n = strlen(want);
+
+    if (ct == NULL || strncasecmp(ct, want, n) != 0)
+        return false;
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+/* Checks done before any body is read; false with resp set. */
+static bool precheck(struct http *http, struct MHD_Connection *conn, struct request *r,
+                     const char *method, const char *url, struct api_response *resp)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    bool has_body = (cl && strcmp(cl, "0") != 0) || te != NULL;
+    int64_t limit;
+
+    r->route = routes_match(method, url, r->params, &r->n_params);
+    if (r->route == NULL) {
+        api_error(resp, ERR_NOT_FOUND, NULL, "no such endpoint: %s %s", method, url);
+        return false;
+    }
+    r->req.method = method;
+    r->req.path = url;
+    if (!api_authenticate(http->ctx, auth, r->route->roles, &r->req, resp))
+        return false;
+    if (r->route->body == ROUTE_BODY_UPLOAD) {
+        limit = http->ctx->max_snapshot_bytes;
+        if (!media_type_is(ct, "application/gzip") && !media_type_is(ct, "application/x-gzip")) {
+            api_error(resp, ERR_MEDIA_TYPE, NULL,
+                      "Content-Type must be application/gzip (a .tar.gz), not '%s'",
+                      ct ? ct : "(none)");
+            return false;
+        }
+    } else {
+        limit = ROUTE_JSON_MAX;
+        if (has_body && !media_type_is(ct, "application/json")) {
+            api_error(resp, ERR_MEDIA_TYPE, NULL, "Content-Type must be application/json, not '%s'",
+                      ct ? ct : "(none)");
+            return false;
+        }
+    }
+    if (cl) {
+        char *end;
+        long long n;
+
+        errno = 0;
+        n = strtoll(cl, &end, 10);
+        if (errno == 0 && *end == '\0' && n > limit) {
+            api_error(resp, ERR_TOO_LARGE, NULL, "the body is %lld bytes; the limit is %lld", n,
+                      (long long)limit);
+            return false;
+        }
+    }
+    if (r->route->body == ROUTE_BODY_UPLOAD) {
+        r->spool_path = xasprintf("%s/tmp/upload-XXXXXX", http->ctx->data_dir);
+        r->spool_fd = mkostemp(r->spool_path, O_CLOEXEC);
+        if (r->spool_fd < 0) {
+            log_error("http: cannot create '%s': %s", r->spool_path, strerror(errno));
+            free(r->spool_path);
+            r->spool_path = NULL;
+            api_error(resp, ERR_INTERNAL, NULL, "cannot accept uploads now");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void take_body(struct http *http, struct request *r, const char *data, size_t size)
+{
+    int64_t limit = r->route->body == ROUTE_BODY_UPLOAD ? http->ctx->max_snapshot_bytes
+                                                        : ROUTE_JSON_MAX;
+
+    if (r->too_large || r->io_failed)
+        return;
+    if (r->body_size + (int64_t)size > limit) {
+        r->too_large = true;
+        return;
+    }
+    r->body_size += (int64_t)size;
+    if (r->route->body == ROUTE_BODY_UPLOAD) {
+        while (size > 0) {
+            ssize_t n = write(r->spool_fd, data, size);
+
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                log_error("http: cannot spool upload: %s", strerror(errno));
+                r->io_failed = true;
+                return;
+            }
+            data += n;
+            size -= (size_t)n;
+        }
+    } else {
+        buf_add(&r->body, data, size);
+    }
+}
+
+enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                            const char *method, const char *version, const char *upload_data,
+                            size_t *upload_data_size, void **req_cls)
+{
+    struct http *http = cls;
+    struct request *r = *req_cls;
+    struct api_response resp;
+    int64_t limit;
+
+    (void)version;
+    if (r == NULL) {
+        r = xcalloc(1, sizeof(*r));
+        r->start_us = time_mono_us();
+        r->spool_fd = -1;
+        buf_init(&r->body);
+        *req_cls = r;
+        api_response_init(&resp);
+        if (!precheck(http, conn, r, method, url, &resp))
+            return send_response(http, conn, r, method, url, &resp);
+        api_response_release(&resp);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        take_body(http, r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    api_response_init(&resp);
+    limit = r->route->body == ROUTE_BODY_UPLOAD ? http->ctx->max_snapshot_bytes : ROUTE_JSON_MAX;
+    if (r->too_large) {
+        api_error(&resp, ERR_TOO_LARGE, NULL, "the body is over the limit of %lld bytes",
+                  (long long)limit);
+        return send_response(http, conn, r, method, url, &resp);
+    }
+    if (r->io_failed) {
+        api_error(&resp, ERR_INTERNAL, NULL, "cannot store the upload");
+        return send_response(http, conn, r, method, url, &resp);
+    }
+    memcpy(r->req.params, r->params, sizeof(r->params));
+    r->req.n_params = r->n_params;
+    r->req.query = query_arg;
+    r->req.conn = conn;
+    r->req.body = r->body.data;
+    r->req.body_len = r->body.len;
+    r->req.body_fd = r->spool_fd;
+    r->req.body_path = r->spool_path;
+    r->req.body_size = r->body_size;
+    r->route->handler(http->ctx, &r->req, &resp);
+    return send_response(http, conn, r, method, url, &resp);
+}

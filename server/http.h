@@ -1,0 +1,24 @@
+/*
+ * http.h - libmicrohttpd callbacks of the control plane. server.c starts
+ * the daemon with these; they run on MHD's threads.
+ */
+#ifndef TRAINYARD_HTTP_H
+#define TRAINYARD_HTTP_H
+
+#include <microhttpd.h>
+
+#include "api/api.h"
+
+struct http {
+    struct api_ctx *ctx;
+};
+
+/* MHD access handler; cls is a struct http. */
+enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                            const char *method, const char *version, const char *upload_data,
+                            size_t *upload_data_size, void **req_cls);
+/* MHD_OPTION_NOTIFY_COMPLETED callback: frees the request state. */
+void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                    enum MHD_RequestTerminationCode toe);
+
+#endif

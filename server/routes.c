@@ -1,0 +1,99 @@
+/* routes.c - the route table: every endpoint, its handler, roles and body. */
+#include "server/routes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/metrics.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+#define READ API_ROLES_READ
+#define WRITE API_ROLES_WRITE
+#define ADMIN API_ROLE_ADMIN
+#define AGENT API_ROLE_AGENT
+#define JSON ROUTE_BODY_JSON
+
+static struct route routes[] = {
+    {"GET", "/healthz", api_healthz, API_ROLES_NONE, JSON, 0},
+    {"GET", "/metrics", api_prometheus, READ, JSON, 0},
+    {"GET", "/api/v1/openapi.json", api_openapi, READ | AGENT, JSON, 0},
+
+    {"POST", "/api/v1/snapshots", api_snapshots_upload, WRITE, ROUTE_BODY_UPLOAD, 0},
+    {"GET", "/api/v1/snapshots/{id}", api_snapshots_get, READ | AGENT, JSON, 0},
+
+    {"POST", "/api/v1/runs", api_runs_create, WRITE, JSON, 0},
+    {"GET", "/api/v1/runs", api_runs_list, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}", api_runs_get, READ, JSON, 0},
+    {"POST", "/api/v1/runs/{id}/cancel", api_runs_cancel, WRITE, JSON, 0},
+    {"GET", "/api/v1/experiments", api_experiments_list, READ, JSON, 0},
+
+    {"POST", "/api/v1/nodes", api_nodes_register, ADMIN | AGENT, JSON, 0},
+    {"GET", "/api/v1/nodes", api_nodes_list, READ, JSON, 0},
+    {"GET", "/api/v1/nodes/{name}", api_nodes_get, READ, JSON, 0},
+    {"POST", "/api/v1/nodes/{name}/heartbeat", api_nodes_heartbeat, ADMIN | AGENT, JSON, 0},
+    {"POST", "/api/v1/nodes/{name}/drain", api_nodes_drain, ADMIN, JSON, 0},
+    {"DELETE", "/api/v1/nodes/{name}", api_nodes_delete, ADMIN, JSON, 0},
+    {"GET", "/api/v1/compute", api_compute_list, READ, JSON, 0},
+
+    {"POST", "/api/v1/tokens", api_tokens_create, ADMIN, JSON, 0},
+    {"GET", "/api/v1/tokens", api_tokens_list, ADMIN, JSON, 0},
+    {"DELETE", "/api/v1/tokens/{id}", api_tokens_delete, ADMIN, JSON, 0},
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+void routes_init(void)
+{
+    size_t i;
+
+    for (i = 0; i < N_ROUTES; i++)
+        routes[i].metrics_index = metrics_route(routes[i].method, routes[i].pattern);
+}
+
+/* Matches path against pattern segment by segment, capturing "{x}". */
+static bool match(const char *pattern, const char *path, char *params[API_MAX_PARAMS], int *n)
+{
+    const char *p = pattern;
+    const char *s = path;
+
+    *n = 0;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *seg_end = strchr(s, '/');
+            size_t len = seg_end ? (size_t)(seg_end - s) : strlen(s);
+
+            if (len == 0 || *n == API_MAX_PARAMS)
+                return false;
+            params[(*n)++] = xstrndup(s, len);
+            s += len;
+            p = strchr(p, '}') + 1;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else {
+            return false;
+        }
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+const struct route *routes_match(const char *method, const char *path,
+                                 char *params[API_MAX_PARAMS], int *ret_n_params)
+{
+    size_t i;
+    int n;
+    int j;
+
+    for (i = 0; i < N_ROUTES; i++) {
+        if (strcmp(routes[i].method, method) != 0)
+            continue;
+        if (match(routes[i].pattern, path, params, &n)) {
+            *ret_n_params = n;
+            return &routes[i];
+        }
+        for (j = 0; j < n; j++)
+            free(params[j]);
+    }
+    return NULL;
+}

@@ -1,0 +1,379 @@
+/*
+ * server.c - `trainyard server`: options, the data directory, start-up and
+ * clean shutdown. SIGINT/SIGTERM are blocked in every thread and taken by
+ * the main thread with sigwait(), so handlers never run in signal context.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/version.h"
+#include "common/xalloc.h"
+#include "server/http.h"
+#include "server/routes.h"
+#include "store/store.h"
+#include "common/banned.h"
+
+struct server_opts {
+    const char *listen;
+    const char *data;
+    long node_timeout_s;
+    long max_snapshot_mb;
+    long threads;
+    enum store_sync sync;
+    bool dev;
+};
+
+static const char usage[] =
+    "usage: trainyard server [options]\n"
+    "\n"
+    "Runs the control plane: REST API, SQLite store and dashboard.\n"
+    "\n"
+    "  --listen HOST:PORT      address to serve on (default 127.0.0.1:8080; port 0 picks one)\n"
+    "  --data DIR              data directory: database, snapshots, admin.token (default ./var)\n"
+    "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
+    "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
+    "  --threads N             HTTP worker threads (default 8)\n"
+    "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
+    "                          survives a crash of the server (default full)\n"
+    "  --dev                   also run a local agent for this machine\n"
+    "  --log-level LEVEL       debug, info, warn or error (default info)\n"
+    "  -h, --help              show this help\n";
+
+static bool parse_long(const char *s, long min, long max, long *ret)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
+        return false;
+    *ret = v;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, struct server_opts *o)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},
+        {"node-timeout", required_argument, NULL, 't'},
+        {"max-snapshot-mb", required_argument, NULL, 'm'},
+        {"threads", required_argument, NULL, 'T'},
+        {"sync", required_argument, NULL, 's'},
+        {"dev", no_argument, NULL, 'D'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    o->listen = "127.0.0.1:8080";
+    o->data = "./var";
+    o->node_timeout_s = 15;
+    o->max_snapshot_mb = 256;
+    o->threads = 8;
+    o->sync = STORE_SYNC_FULL;
+    o->dev = false;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'd':
+            o->data = optarg;
+            break;
+        case 't':
+            if (!parse_long(optarg, 1, 86400, &o->node_timeout_s)) {
+                fprintf(stderr, "trainyard server: --node-timeout must be 1..86400 seconds\n");
+                return 2;
+            }
+            break;
+        case 'm':
+            if (!parse_long(optarg, 1, 1048576, &o->max_snapshot_mb)) {
+                fprintf(stderr, "trainyard server: --max-snapshot-mb must be 1..1048576\n");
+                return 2;
+            }
+            break;
+        case 'T':
+            if (!parse_long(optarg, 1, 256, &o->threads)) {
+                fprintf(stderr, "trainyard server: --threads must be 1..256\n");
+                return 2;
+            }
+            break;
+        case 's':
+            if (strcmp(optarg, "full") == 0) {
+                o->sync = STORE_SYNC_FULL;
+            } else if (strcmp(optarg, "normal") == 0) {
+                o->sync = STORE_SYNC_NORMAL;
+            } else {
+                fprintf(stderr, "trainyard server: --sync must be full or normal\n");
+                return 2;
+            }
+            break;
+        case 'D':
+            o->dev = true;
+            break;
+        case 'L':
+            if (strcmp(optarg, "debug") == 0) {
+                log_set_level(LOG_LEVEL_DEBUG);
+            } else if (strcmp(optarg, "info") == 0) {
+                log_set_level(LOG_LEVEL_INFO);
+            } else if (strcmp(optarg, "warn") == 0) {
+                log_set_level(LOG_LEVEL_WARN);
+            } else if (strcmp(optarg, "error") == 0) {
+                log_set_level(LOG_LEVEL_ERROR);
+            } else {
+                fprintf(stderr, "trainyard server: --log-level must be debug, info, warn or "
+                                "error\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "trainyard server: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    return -1;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" and resolves it into *ret_addr. */
+static int resolve_listen(const char *listen, struct sockaddr_storage *ret_addr,
+                          socklen_t *ret_len)
+{
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    char host[256];
+    const char *port;
+    const char *colon;
+    int rc;
+
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+
+        if (close == NULL || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host))
+            return ERR_INVALID;
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port = close + 2;
+    } else {
+        colon = strrchr(listen, ':');
+        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+            return ERR_INVALID;
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port = colon + 1;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0 || res == NULL)
+        return ERR_INVALID;
+    memcpy(ret_addr, res->ai_addr, res->ai_addrlen);
+    *ret_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        log_error("server: cannot create directory '%s': %s", path, strerror(errno));
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+/* Creates DIR, DIR/snapshots and DIR/tmp, and empties DIR/tmp. */
+static int prepare_data_dir(const char *data)
+{
+    char path[4096];
+
+    if (make_dir(data) < 0)
+        return ERR_INTERNAL;
+    snprintf(path, sizeof(path), "%s/snapshots", data);
+    if (make_dir(path) < 0)
+        return ERR_INTERNAL;
+    snprintf(path, sizeof(path), "%s/tmp", data);
+    if (make_dir(path) < 0)
+        return ERR_INTERNAL;
+    return 0;
+}
+
+/* Writes the base URL clients should use to <data>/server.url, atomically. */
+static int write_url_file(const char *data, const struct sockaddr_storage *addr, uint16_t port)
+{
+    char host[INET6_ADDRSTRLEN] = "127.0.0.1";
+    char path[4096];
+    char tmp[4200];
+    FILE *f;
+
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+
+        if (in->sin_addr.s_addr != htonl(INADDR_ANY))
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    } else if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+
+        if (memcmp(&in6->sin6_addr, &in6addr_any, sizeof(in6addr_any)) != 0)
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        else
+            snprintf(host, sizeof(host), "::1");
+    }
+    snprintf(path, sizeof(path), "%s/server.url", data);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return ERR_INTERNAL;
+    if (strchr(host, ':'))
+        fprintf(f, "http://[%s]:%u\n", host, port);
+    else
+        fprintf(f, "http://%s:%u\n", host, port);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        return ERR_INTERNAL;
+    log_info("server: listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "", port);
+    return 0;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_warn("http: %s", line);
+}
+
+/* Waits until no connection is open or a few seconds pass. */
+static void drain_connections(struct MHD_Daemon *d)
+{
+    int i;
+
+    for (i = 0; i < 500; i++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+        if (info == NULL || info->num_connections == 0)
+            return;
+        usleep(10000);
+    }
+}
+
+int server_main(int argc, char **argv)
+{
+    struct server_opts o;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    struct store *store = NULL;
+    struct api_ctx ctx;
+    struct http http;
+    struct MHD_Daemon *daemon;
+    const union MHD_DaemonInfo *info;
+    sigset_t signals;
+    char path[4096];
+    unsigned int flags;
+    int sig;
+    int rc;
+
+    rc = parse_opts(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (o.dev) {
+        fprintf(stderr, "trainyard server: --dev needs the node agent, which is not built yet\n");
+        return 2;
+    }
+    if (resolve_listen(o.listen, &addr, &addr_len) < 0) {
+        fprintf(stderr, "trainyard server: --listen '%s' is not HOST:PORT\n", o.listen);
+        return 2;
+    }
+
+    /* Blocked before any thread starts, so every thread inherits it. */
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (prepare_data_dir(o.data) < 0)
+        return 1;
+    snprintf(path, sizeof(path), "%s/server.url", o.data);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/trainyard.db", o.data);
+    if (store_open(path, o.sync, &store) < 0)
+        return 1;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.store = store;
+    ctx.data_dir = o.data;
+    ctx.node_timeout_ms = o.node_timeout_s * 1000;
+    ctx.max_snapshot_bytes = (int64_t)o.max_snapshot_mb * 1024 * 1024;
+    ctx.version = TRAINYARD_VERSION;
+    if (api_bootstrap_admin(&ctx) < 0) {
+        store_free(store);
+        return 1;
+    }
+    routes_init();
+    http.ctx = &ctx;
+
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_handle, &http, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)o.threads, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_END);
+    if (daemon == NULL) {
+        log_error("server: cannot listen on '%s' (in use, or not an address of this machine)",
+                  o.listen);
+        store_free(store);
+        return 1;
+    }
+    info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (info == NULL || write_url_file(o.data, &addr, info->port) < 0) {
+        log_error("server: cannot write '%s/server.url'", o.data);
+        MHD_stop_daemon(daemon);
+        store_free(store);
+        return 1;
+    }
+
+    if (sigwait(&signals, &sig) != 0)
+        sig = SIGTERM;
+    log_info("server: %s received; finishing requests in flight", strsignal(sig));
+    MHD_quiesce_daemon(daemon);
+    drain_connections(daemon);
+    MHD_stop_daemon(daemon);
+    snprintf(path, sizeof(path), "%s/server.url", o.data);
+    unlink(path);
+    store_free(store);
+    log_info("server: stopped");
+    return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * internal.h - what the files of store/ share: connections with their
+ * statement caches, the write path and row helpers. Not for other modules.
+ */
+#ifndef TRAINYARD_STORE_INTERNAL_H
+#define TRAINYARD_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define CONN_MAX_STMTS 96
+
+/* One SQLite connection and the statements prepared on it, used by one
+ * thread at a time. Statements are cached by the address of their SQL text
+ * (always a string literal), so each is prepared once per connection. */
+struct conn {
+    sqlite3 *db;
+    int n_stmts;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } stmts[CONN_MAX_STMTS];
+    struct conn *next; /* the store's list of all connections */
+};
+
+/* A write: runs on the writer thread inside the group transaction. */
+typedef int (*store_write_fn)(struct conn *c, void *arg);
+
+/* Runs fn(c, arg) on the writer thread and waits until it is committed (0)
+ * or rolled back (its error, or ERR_INTERNAL when the commit failed). */
+int store_write(struct store *store, store_write_fn fn, void *arg);
+/* The calling thread's read connection, opened on first use. */
+struct conn *store_reader(struct store *store);
+/* BEGIN (a read snapshot) and its end; both log and return ERR_INTERNAL on failure. */
+int conn_begin_read(struct conn *c);
+void conn_end_read(struct conn *c);
+/* The cached, reset statement for sql (a string literal); NULL with the
+ * error logged if it does not prepare. */
+sqlite3_stmt *conn_stmt(struct conn *c, const char *sql);
+/* Logs the connection's last error with what; returns ERR_INTERNAL. */
+int conn_fail(struct conn *c, const char *what);
+/* Executes SQL with no result rows; 0 or ERR_INTERNAL (logged). */
+int conn_exec(struct conn *c, const char *sql);
+/* Steps a statement that returns no rows and resets it; 0 or ERR_INTERNAL,
+ * or ERR_CONFLICT on a constraint violation. */
+int stmt_done(struct conn *c, sqlite3_stmt *st);
+
+/* Bind helpers: NULL text binds SQL NULL. Text is copied (TRANSIENT). */
+void bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Column text copied into a cJSON object under key (null when NULL). */
+void col_add_string(sqlite3_stmt *st, int col, cJSON *obj, const char *key);
+/* Column of milliseconds added as an RFC 3339 string (null when NULL/0). */
+void col_add_time(sqlite3_stmt *st, int col, cJSON *obj, const char *key);
+/* Column holding JSON text added as a parsed subtree. */
+void col_add_json(sqlite3_stmt *st, int col, cJSON *obj, const char *key);
+/* A new {"items": [], "next_cursor": null} with *ret_items set to the array. */
+cJSON *list_new(cJSON **ret_items);
+
+/* Node state as clients see it: stored state, or "down" when silent. */
+const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
+                           int64_t timeout_ms);
+
+#endif

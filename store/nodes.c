@@ -1,0 +1,475 @@
+/* nodes.c - registered compute hosts, heartbeats and pools. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "store/internal.h"
+#include "common/banned.h"
+
+/* A task holds resources on its node while it is in one of these. */
+#define LIVE_TASK "status IN ('assigned', 'preparing', 'running')"
+
+#define NODE_COLUMNS                                                                              \
+    "name, pool, agent_url, cpus, memory_mb, gpus, labels, features, state, registered_at, "    \
+    "last_heartbeat"
+
+/* ---- register ---- */
+
+static int node_register_fn(struct conn *c, void *arg)
+{
+    const struct store_node_reg *r = arg;
+    sqlite3_stmt *st = conn_stmt(
+        c, "INSERT INTO nodes(name, pool, agent_url, cpus, memory_mb, gpus, labels, features, "
+           "state, secret, registered_at, last_heartbeat) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'ready', ?9, ?10, ?10) "
+           "ON CONFLICT(name) DO UPDATE SET pool = ?2, agent_url = ?3, cpus = ?4, "
+           "memory_mb = ?5, gpus = ?6, labels = ?7, features = ?8, "
+           "state = CASE state WHEN 'draining' THEN 'draining' ELSE 'ready' END, secret = ?9, "
+           "registered_at = ?10, last_heartbeat = ?10");
+    char *gpus;
+    char *labels;
+    char *features;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    gpus = json_print(r->gpus);
+    labels = json_print(r->labels);
+    features = json_print(r->features);
+    bind_text(st, 1, r->name);
+    bind_text(st, 2, r->pool);
+    bind_text(st, 3, r->agent_url);
+    sqlite3_bind_double(st, 4, r->cpus);
+    sqlite3_bind_int64(st, 5, r->memory_mb);
+    bind_text(st, 6, gpus);
+    bind_text(st, 7, labels);
+    bind_text(st, 8, features);
+    bind_text(st, 9, r->secret);
+    sqlite3_bind_int64(st, 10, r->now_ms);
+    rc = stmt_done(c, st);
+    free(gpus);
+    free(labels);
+    free(features);
+    return rc;
+}
+
+int store_node_register(struct store *store, const struct store_node_reg *reg)
+{
+    return store_write(store, node_register_fn, (void *)reg);
+}
+
+/* ---- read ---- */
+
+/* Adds "allocated" and "tasks" from the node's live tasks. */
+static int add_allocation(struct conn *c, const char *name, cJSON *node)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT id, cpus, memory_mb, gpus FROM tasks "
+                                    "WHERE node = ? AND " LIVE_TASK " ORDER BY id");
+    cJSON *alloc = cJSON_AddObjectToObject(node, "allocated");
+    cJSON *gpus = cJSON_CreateArray();
+    cJSON *tasks = cJSON_CreateArray();
+    double cpus = 0;
+    int64_t memory_mb = 0;
+    int rc;
+
+    if (st == NULL) {
+        cJSON_Delete(gpus);
+        cJSON_Delete(tasks);
+        return ERR_INTERNAL;
+    }
+    bind_text(st, 1, name);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *held = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
+        cJSON *g;
+
+        cJSON_AddItemToArray(tasks, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
+        cpus += sqlite3_column_double(st, 1);
+        memory_mb += sqlite3_column_int64(st, 2);
+        cJSON_ArrayForEach(g, held)
+        {
+            cJSON_AddItemToArray(gpus, cJSON_Duplicate(g, 0));
+        }
+        cJSON_Delete(held);
+    }
+    sqlite3_reset(st);
+    cJSON_AddNumberToObject(alloc, "cpus", cpus);
+    cJSON_AddNumberToObject(alloc, "memory_mb", (double)memory_mb);
+    cJSON_AddItemToObject(alloc, "gpus", gpus);
+    cJSON_AddItemToObject(node, "tasks", tasks);
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "node allocation");
+}
+
+static int node_from_row(struct conn *c, sqlite3_stmt *st, int64_t now, int64_t timeout,
+                         cJSON **ret_node)
+{
+    cJSON *node = cJSON_CreateObject();
+    const char *state = (const char *)sqlite3_column_text(st, 8);
+    int64_t heartbeat = sqlite3_column_int64(st, 10);
+    int rc;
+
+    col_add_string(st, 0, node, "name");
+    col_add_string(st, 1, node, "pool");
+    col_add_string(st, 2, node, "agent_url");
+    cJSON_AddNumberToObject(node, "cpus", sqlite3_column_double(st, 3));
+    cJSON_AddNumberToObject(node, "memory_mb", (double)sqlite3_column_int64(st, 4));
+    col_add_json(st, 5, node, "gpus");
+    col_add_json(st, 6, node, "labels");
+    col_add_json(st, 7, node, "features");
+    cJSON_AddStringToObject(node, "state", node_state_now(state, heartbeat, now, timeout));
+    col_add_time(st, 9, node, "registered_at");
+    col_add_time(st, 10, node, "last_heartbeat");
+    rc = add_allocation(c, (const char *)sqlite3_column_text(st, 0), node);
+    if (rc < 0) {
+        cJSON_Delete(node);
+        return rc;
+    }
+    *ret_node = node;
+    return 0;
+}
+
+int store_node_get(struct store *store, const char *name, int64_t now_ms, int64_t node_timeout_ms,
+                   cJSON **ret_node)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    st = conn_stmt(c, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?");
+    if (st == NULL) {
+        conn_end_read(c);
+        return ERR_INTERNAL;
+    }
+    bind_text(st, 1, name);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = node_from_row(c, st, now_ms, node_timeout_ms, ret_node);
+    else
+        rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get node");
+    sqlite3_reset(st);
+    conn_end_read(c);
+    return rc;
+}
+
+int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                    cJSON **ret_list)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *list;
+    cJSON *items;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    st = conn_stmt(c, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name");
+    if (st == NULL) {
+        conn_end_read(c);
+        return ERR_INTERNAL;
+    }
+    list = list_new(&items);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *node;
+
+        if (node_from_row(c, st, now_ms, node_timeout_ms, &node) < 0) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        cJSON_AddItemToArray(items, node);
+    }
+    sqlite3_reset(st);
+    conn_end_read(c);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(list);
+        return conn_fail(c, "list nodes");
+    }
+    *ret_list = list;
+    return 0;
+}
+
+/* ---- heartbeat, drain, delete ---- */
+
+struct heartbeat {
+    const char *name;
+    const cJSON *reported;
+    int64_t now;
+    cJSON *stop;
+};
+
+static int heartbeat_fn(struct conn *c, void *arg)
+{
+    struct heartbeat *h = arg;
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?, "
+                                    "state = CASE state WHEN 'down' THEN 'ready' ELSE state END "
+                                    "WHERE name = ?");
+    const cJSON *task;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, h->now);
+    bind_text(st, 2, h->name);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    if (sqlite3_changes(c->db) == 0)
+        return ERR_NOT_FOUND;
+
+    /* The server's view wins: a reported task that is not live here, by
+     * the store's record, must stop. */
+    cJSON_ArrayForEach(task, h->reported)
+    {
+        const char *id = json_get_string(task, "id");
+        bool wanted = false;
+
+        st = conn_stmt(c, "SELECT 1 FROM tasks WHERE id = ? AND node = ? AND " LIVE_TASK);
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, id);
+        bind_text(st, 2, h->name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            wanted = true;
+        else if (rc != SQLITE_DONE)
+            rc = conn_fail(c, "heartbeat");
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        if (!wanted)
+            cJSON_AddItemToArray(h->stop, cJSON_CreateString(id));
+    }
+    return 0;
+}
+
+int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
+                         int64_t now_ms, cJSON **ret_stop)
+{
+    struct heartbeat h = {name, reported, now_ms, cJSON_CreateArray()};
+    int rc = store_write(store, heartbeat_fn, &h);
+
+    if (rc < 0) {
+        cJSON_Delete(h.stop);
+        return rc;
+    }
+    *ret_stop = h.stop;
+    return 0;
+}
+
+struct drain {
+    const char *name;
+    bool drain;
+};
+
+static int drain_fn(struct conn *c, void *arg)
+{
+    struct drain *d = arg;
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE nodes SET state = CASE "
+                                    "WHEN ?1 THEN 'draining' "
+                                    "WHEN state = 'draining' THEN 'ready' ELSE state END "
+                                    "WHERE name = ?2");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int(st, 1, d->drain);
+    bind_text(st, 2, d->name);
+    rc = stmt_done(c, st);
+    if (rc == 0 && sqlite3_changes(c->db) == 0)
+        rc = ERR_NOT_FOUND;
+    return rc;
+}
+
+int store_node_drain(struct store *store, const char *name, bool drain)
+{
+    struct drain d = {name, drain};
+
+    return store_write(store, drain_fn, &d);
+}
+
+static int node_delete_fn(struct conn *c, void *arg)
+{
+    const char *name = arg;
+    sqlite3_stmt *st = conn_stmt(c, "SELECT count(*) FROM tasks WHERE node = ? AND " LIVE_TASK);
+    int64_t live;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, name);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return conn_fail(c, "delete node");
+    }
+    live = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    st = conn_stmt(c, "DELETE FROM nodes WHERE name = ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, name);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    if (sqlite3_changes(c->db) == 0)
+        return ERR_NOT_FOUND;
+    return live > 0 ? ERR_CONFLICT : 0;
+}
+
+int store_node_delete(struct store *store, const char *name)
+{
+    return store_write(store, node_delete_fn, (void *)name);
+}
+
+/* ---- pools ---- */
+
+static bool has_features(const char *node_features, const cJSON *wanted)
+{
+    cJSON *have;
+    const cJSON *w;
+    bool ok = true;
+
+    if (wanted == NULL || cJSON_GetArraySize(wanted) == 0)
+        return true;
+    have = json_parse_trusted(node_features);
+    cJSON_ArrayForEach(w, wanted)
+    {
+        const cJSON *h;
+        bool found = false;
+
+        cJSON_ArrayForEach(h, have)
+        {
+            if (cJSON_IsString(h) && strcmp(h->valuestring, w->valuestring) == 0)
+                found = true;
+        }
+        if (!found)
+            ok = false;
+    }
+    cJSON_Delete(have);
+    return ok;
+}
+
+int store_pool_nodes(struct store *store, const char *pool, const cJSON *features,
+                     int64_t now_ms, int64_t node_timeout_ms, int64_t *ret_ready,
+                     int64_t *ret_with_features)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    int64_t ready = 0;
+    int64_t with = 0;
+    int rc;
+
+    if (c == NULL || (st = conn_stmt(c, "SELECT state, last_heartbeat, features FROM nodes "
+                                        "WHERE pool = ?")) == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, pool);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = node_state_now((const char *)sqlite3_column_text(st, 0),
+                                           sqlite3_column_int64(st, 1), now_ms, node_timeout_ms);
+
+        if (strcmp(state, "ready") != 0)
+            continue;
+        ready++;
+        if (has_features((const char *)sqlite3_column_text(st, 2), features))
+            with++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "pool nodes");
+    *ret_ready = ready;
+    *ret_with_features = with;
+    return 0;
+}
+
+int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, cJSON **ret_list)
+{
+    cJSON *nodes;
+    cJSON *node;
+    cJSON *list;
+    cJSON *items;
+    int rc;
+
+    /* Pools are few and small; folding the node list keeps one definition
+     * of state and allocation. */
+    if ((rc = store_node_list(store, now_ms, node_timeout_ms, &nodes)) < 0)
+        return rc;
+    list = list_new(&items);
+    cJSON_ArrayForEach(node, json_get(nodes, "items"))
+    {
+        const char *pool = json_get_string(node, "pool");
+        const cJSON *alloc = json_get(node, "allocated");
+        bool ready = strcmp(json_get_string(node, "state"), "ready") == 0;
+        cJSON *p = NULL;
+        cJSON *it;
+        double gpus = cJSON_GetArraySize(json_get(node, "gpus"));
+        double gpus_used = cJSON_GetArraySize(json_get(alloc, "gpus"));
+        double cpus = json_get(node, "cpus")->valuedouble;
+        double mem = json_get(node, "memory_mb")->valuedouble;
+
+        cJSON_ArrayForEach(it, items)
+        {
+            if (strcmp(json_get_string(it, "name"), pool) == 0)
+                p = it;
+        }
+        if (p == NULL) {
+            p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "name", pool);
+            cJSON_AddNumberToObject(p, "nodes", 0);
+            cJSON_AddNumberToObject(p, "ready_nodes", 0);
+            cJSON_AddNumberToObject(p, "cpus", 0);
+            cJSON_AddNumberToObject(p, "cpus_free", 0);
+            cJSON_AddNumberToObject(p, "memory_mb", 0);
+            cJSON_AddNumberToObject(p, "memory_mb_free", 0);
+            cJSON_AddNumberToObject(p, "gpus", 0);
+            cJSON_AddNumberToObject(p, "gpus_free", 0);
+            cJSON_AddItemToArray(items, p);
+        }
+#define BUMP(key, v) cJSON_SetNumberValue(json_get(p, key), json_get(p, key)->valuedouble + (v))
+        BUMP("nodes", 1);
+        BUMP("cpus", cpus);
+        BUMP("memory_mb", mem);
+        BUMP("gpus", gpus);
+        if (ready) {
+            /* Only a ready node offers free capacity to new runs. */
+            BUMP("ready_nodes", 1);
+            BUMP("cpus_free", cpus - json_get(alloc, "cpus")->valuedouble);
+            BUMP("memory_mb_free", mem - json_get(alloc, "memory_mb")->valuedouble);
+            BUMP("gpus_free", gpus - gpus_used);
+        }
+#undef BUMP
+    }
+    cJSON_Delete(nodes);
+    *ret_list = list;
+    return 0;
+}
+
+int store_node_counts(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                      cJSON **ret_counts)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *counts;
+    int rc;
+
+    if (c == NULL ||
+        (st = conn_stmt(c, "SELECT state, last_heartbeat FROM nodes")) == NULL)
+        return ERR_INTERNAL;
+    counts = cJSON_CreateObject();
+    cJSON_AddNumberToObject(counts, "ready", 0);
+    cJSON_AddNumberToObject(counts, "draining", 0);
+    cJSON_AddNumberToObject(counts, "down", 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = node_state_now((const char *)sqlite3_column_text(st, 0),
+                                           sqlite3_column_int64(st, 1), now_ms, node_timeout_ms);
+        cJSON *n = json_get(counts, state);
+
+        if (n)
+            cJSON_SetNumberValue(n, n->valuedouble + 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(counts);
+        return conn_fail(c, "count nodes");
+    }
+    *ret_counts = counts;
+    return 0;
+}

@@ -1,0 +1,418 @@
+/* runs.c - runs, their tasks, tags and experiments. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "store/internal.h"
+#include "common/banned.h"
+
+static const char *const run_statuses[] = {"queued",    "starting", "running",
+                                           "completed", "failed",   "canceled"};
+
+#define RUN_COLUMNS                                                                               \
+    "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "     \
+    "reason"
+
+/* ---- create ---- */
+
+static int add_event(struct conn *c, int64_t run_seq, int64_t now, const char *type,
+                     const cJSON *data)
+{
+    sqlite3_stmt *st = conn_stmt(c, "INSERT INTO run_events(run_seq, time, type, data) "
+                                    "VALUES (?, ?, ?, ?)");
+    char *text;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    text = json_print(data);
+    sqlite3_bind_int64(st, 1, run_seq);
+    sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, type);
+    bind_text(st, 4, text);
+    rc = stmt_done(c, st);
+    free(text);
+    return rc;
+}
+
+static int status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status)
+{
+    cJSON *data = cJSON_CreateObject();
+    int rc;
+
+    cJSON_AddStringToObject(data, "status", status);
+    rc = add_event(c, run_seq, now, "status", data);
+    cJSON_Delete(data);
+    return rc;
+}
+
+static int run_create_fn(struct conn *c, void *arg)
+{
+    const struct store_new_run *r = arg;
+    const cJSON *tags = json_get(r->spec, "tags");
+    const cJSON *tag;
+    sqlite3_stmt *st;
+    int64_t seq;
+    char *spec;
+    char task_id[256];
+    int rc;
+    int i;
+
+    st = conn_stmt(c, "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                      "VALUES (?1, ?2, ?2, 1) ON CONFLICT(name) DO UPDATE SET "
+                      "run_count = run_count + 1, last_activity = ?2");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, r->experiment);
+    sqlite3_bind_int64(st, 2, r->created_at);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+
+    st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, priority, "
+                      "created_at, attempt, reason) VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?)");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    spec = json_print(r->spec);
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, r->experiment);
+    bind_text(st, 3, spec);
+    bind_text(st, 4, r->pool);
+    sqlite3_bind_int64(st, 5, r->priority);
+    sqlite3_bind_int64(st, 6, r->created_at);
+    bind_text(st, 7, r->reason);
+    rc = stmt_done(c, st);
+    free(spec);
+    if (rc < 0)
+        return rc;
+    seq = sqlite3_last_insert_rowid(c->db);
+
+    cJSON_ArrayForEach(tag, tags)
+    {
+        st = conn_stmt(c, "INSERT INTO run_tags(key, value, run_seq) VALUES (?, ?, ?)");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, tag->string);
+        bind_text(st, 2, tag->valuestring);
+        sqlite3_bind_int64(st, 3, seq);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+
+    for (i = 0; i < r->n_tasks; i++) {
+        st = conn_stmt(c, "INSERT INTO tasks(id, run_seq, attempt, ord, name, type, idx, status) "
+                          "VALUES (?, ?, 1, ?, ?, ?, ?, 'pending')");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        snprintf(task_id, sizeof(task_id), "%s-a1-%s", r->id, r->tasks[i].name);
+        bind_text(st, 1, task_id);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int(st, 3, i);
+        bind_text(st, 4, r->tasks[i].name);
+        bind_text(st, 5, r->tasks[i].type);
+        sqlite3_bind_int(st, 6, r->tasks[i].index);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return status_event(c, seq, r->created_at, "queued");
+}
+
+int store_run_create(struct store *store, const struct store_new_run *run)
+{
+    return store_write(store, run_create_fn, (void *)run);
+}
+
+/* ---- read ---- */
+
+static int add_tasks(struct conn *c, int64_t seq, int64_t attempt, cJSON *run)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT id, name, type, idx, node, address, gpus, status, "
+                                    "exit_code, started_at, ended_at FROM tasks "
+                                    "WHERE run_seq = ? AND attempt = ? ORDER BY ord");
+    cJSON *tasks = cJSON_AddArrayToObject(run, "tasks");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *t = cJSON_CreateObject();
+
+        col_add_string(st, 0, t, "id");
+        col_add_string(st, 1, t, "name");
+        col_add_string(st, 2, t, "type");
+        cJSON_AddNumberToObject(t, "index", sqlite3_column_int(st, 3));
+        col_add_string(st, 4, t, "node");
+        col_add_string(st, 5, t, "address");
+        col_add_json(st, 6, t, "gpus");
+        col_add_string(st, 7, t, "status");
+        if (sqlite3_column_type(st, 8) == SQLITE_NULL)
+            cJSON_AddNullToObject(t, "exit_code");
+        else
+            cJSON_AddNumberToObject(t, "exit_code", sqlite3_column_int(st, 8));
+        col_add_time(st, 9, t, "started_at");
+        col_add_time(st, 10, t, "ended_at");
+        cJSON_AddItemToArray(tasks, t);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "read tasks");
+}
+
+static int add_metrics(struct conn *c, int64_t seq, cJSON *run)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT name, last FROM metric_summary WHERE run_seq = ? "
+                                    "ORDER BY name");
+    cJSON *metrics = cJSON_AddObjectToObject(run, "metrics");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_AddNumberToObject(metrics, (const char *)sqlite3_column_text(st, 0),
+                                sqlite3_column_double(st, 1));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "read metric summary");
+}
+
+/* Builds the run resource from a row of RUN_COLUMNS. */
+static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
+{
+    cJSON *run = cJSON_CreateObject();
+    cJSON *spec;
+    int64_t seq = sqlite3_column_int64(st, 0);
+    int64_t attempt = sqlite3_column_int64(st, 8);
+    int rc;
+
+    col_add_string(st, 1, run, "id");
+    col_add_string(st, 2, run, "experiment");
+    col_add_string(st, 3, run, "status");
+    col_add_json(st, 4, run, "spec");
+    col_add_time(st, 5, run, "created_at");
+    col_add_time(st, 6, run, "started_at");
+    col_add_time(st, 7, run, "ended_at");
+    cJSON_AddNumberToObject(run, "attempt", (double)attempt);
+    col_add_string(st, 9, run, "error");
+    col_add_string(st, 10, run, "reason");
+    spec = json_get(run, "spec");
+    cJSON_AddItemToObject(run, "tags", cJSON_Duplicate(json_get(spec, "tags"), 1));
+    if ((rc = add_tasks(c, seq, attempt, run)) < 0 || (rc = add_metrics(c, seq, run)) < 0) {
+        cJSON_Delete(run);
+        return rc;
+    }
+    *ret_run = run;
+    return 0;
+}
+
+static int run_get(struct conn *c, const char *id, cJSON **ret_run)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = run_from_row(c, st, ret_run);
+    else
+        rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get run");
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_run_get(struct store *store, const char *id, cJSON **ret_run)
+{
+    struct conn *c = store_reader(store);
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    rc = run_get(c, id, ret_run);
+    conn_end_read(c);
+    return rc;
+}
+
+int store_run_list(struct store *store, const struct store_run_filter *f, cJSON **ret_list)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *list;
+    cJSON *items;
+    int64_t last_seq = 0;
+    int n = 0;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    st = conn_stmt(c, "SELECT " RUN_COLUMNS " FROM runs WHERE seq < ?1 "
+                      "AND (?2 IS NULL OR experiment = ?2) AND (?3 IS NULL OR status = ?3) "
+                      "AND (?4 IS NULL OR seq IN (SELECT run_seq FROM run_tags "
+                      "WHERE key = ?4 AND value = ?5)) ORDER BY seq DESC LIMIT ?6");
+    if (st == NULL) {
+        conn_end_read(c);
+        return ERR_INTERNAL;
+    }
+    sqlite3_bind_int64(st, 1, f->before_seq > 0 ? f->before_seq : INT64_MAX);
+    bind_text(st, 2, f->experiment);
+    bind_text(st, 3, f->status);
+    bind_text(st, 4, f->tag_key);
+    bind_text(st, 5, f->tag_value ? f->tag_value : "");
+    /* One more than asked tells whether there is a next page. */
+    sqlite3_bind_int(st, 6, f->limit + 1);
+    list = list_new(&items);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *run;
+
+        if (n == f->limit) {
+            char cursor[32];
+
+            snprintf(cursor, sizeof(cursor), "%lld", (long long)last_seq);
+            cJSON_ReplaceItemInObject(list, "next_cursor", cJSON_CreateString(cursor));
+            rc = SQLITE_DONE;
+            break;
+        }
+        if (run_from_row(c, st, &run) < 0) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        cJSON_AddItemToArray(items, run);
+        last_seq = sqlite3_column_int64(st, 0);
+        n++;
+    }
+    sqlite3_reset(st);
+    conn_end_read(c);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(list);
+        return conn_fail(c, "list runs");
+    }
+    *ret_list = list;
+    return 0;
+}
+
+/* ---- cancel ---- */
+
+struct run_cancel {
+    const char *id;
+    int64_t now;
+};
+
+static int run_cancel_fn(struct conn *c, void *arg)
+{
+    struct run_cancel *rc_arg = arg;
+    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, status, attempt FROM runs WHERE id = ?");
+    int64_t seq;
+    int64_t attempt;
+    char status[16];
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, rc_arg->id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "cancel run");
+    }
+    seq = sqlite3_column_int64(st, 0);
+    snprintf(status, sizeof(status), "%s", sqlite3_column_text(st, 1));
+    attempt = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+
+    if (strcmp(status, "canceled") == 0)
+        return 0;
+    if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)
+        return ERR_CONFLICT;
+
+    st = conn_stmt(c, "UPDATE runs SET status = 'canceled', ended_at = ?, reason = NULL "
+                      "WHERE seq = ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, rc_arg->now);
+    sqlite3_bind_int64(st, 2, seq);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ? WHERE run_seq = ? "
+                      "AND attempt = ? AND status NOT IN ('succeeded', 'failed', 'killed', "
+                      "'lost')");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, rc_arg->now);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, attempt);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    return status_event(c, seq, rc_arg->now, "canceled");
+}
+
+int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run)
+{
+    struct run_cancel arg = {id, now_ms};
+    int rc = store_write(store, run_cancel_fn, &arg);
+
+    if (rc < 0)
+        return rc;
+    return store_run_get(store, id, ret_run);
+}
+
+/* ---- experiments and counts ---- */
+
+int store_experiment_list(struct store *store, cJSON **ret_list)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *list;
+    cJSON *items;
+    int rc;
+
+    if (c == NULL || (st = conn_stmt(c, "SELECT name, run_count, created_at, last_activity "
+                                        "FROM experiments ORDER BY last_activity DESC, name")) ==
+                         NULL)
+        return ERR_INTERNAL;
+    list = list_new(&items);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *e = cJSON_CreateObject();
+
+        col_add_string(st, 0, e, "name");
+        cJSON_AddNumberToObject(e, "run_count", (double)sqlite3_column_int64(st, 1));
+        col_add_time(st, 2, e, "created_at");
+        col_add_time(st, 3, e, "last_activity");
+        cJSON_AddItemToArray(items, e);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(list);
+        return conn_fail(c, "list experiments");
+    }
+    *ret_list = list;
+    return 0;
+}
+
+int store_run_counts(struct store *store, cJSON **ret_counts)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *counts;
+    size_t i;
+    int rc;
+
+    if (c == NULL ||
+        (st = conn_stmt(c, "SELECT status, count(*) FROM runs GROUP BY status")) == NULL)
+        return ERR_INTERNAL;
+    counts = cJSON_CreateObject();
+    for (i = 0; i < sizeof(run_statuses) / sizeof(run_statuses[0]); i++)
+        cJSON_AddNumberToObject(counts, run_statuses[i], 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            counts, (const char *)sqlite3_column_text(st, 0),
+            cJSON_CreateNumber((double)sqlite3_column_int64(st, 1)));
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(counts);
+        return conn_fail(c, "count runs");
+    }
+    *ret_counts = counts;
+    return 0;
+}

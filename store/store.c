@@ -1,0 +1,429 @@
+/*
+ * store.c - connections, the statement cache, migrations and the group
+ * commit writer. See store.h for the model.
+ */
+#include "store/internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "store/migrations.h"
+#include "common/banned.h"
+
+/* A queued write; lives on the caller's stack while it waits. */
+struct write_op {
+    store_write_fn fn;
+    void *arg;
+    int rc;
+    bool done;
+    struct write_op *next;
+};
+
+struct store {
+    char *path;
+    enum store_sync sync;
+    int schema_version;
+    struct conn *writer_conn;
+
+    pthread_t writer;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* the writer waits for queued writes */
+    pthread_cond_t done_cv; /* callers wait for their write to commit */
+    struct write_op *head;
+    struct write_op *tail;
+    bool stopping;
+
+    pthread_key_t reader_key;
+    pthread_mutex_t conns_mu;
+    struct conn *conns; /* every read connection, closed at store_free */
+};
+
+int conn_fail(struct conn *c, const char *what)
+{
+    log_error("store: %s: %s", what, sqlite3_errmsg(c->db));
+    return ERR_INTERNAL;
+}
+
+int conn_exec(struct conn *c, const char *sql)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("store: '%.60s': %s", sql, msg ? msg : sqlite3_errmsg(c->db));
+        sqlite3_free(msg);
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+sqlite3_stmt *conn_stmt(struct conn *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int i;
+
+    for (i = 0; i < c->n_stmts; i++) {
+        if (c->stmts[i].sql == sql) {
+            st = c->stmts[i].stmt;
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return st;
+        }
+    }
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store: cannot prepare '%.60s': %s", sql, sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    /* The cache is sized for every statement in store/; a full one means a
+     * new statement was added without growing it: still correct, slower. */
+    if (c->n_stmts < CONN_MAX_STMTS) {
+        c->stmts[c->n_stmts].sql = sql;
+        c->stmts[c->n_stmts].stmt = st;
+        c->n_stmts++;
+    } else {
+        log_warn("store: statement cache full; raise CONN_MAX_STMTS");
+    }
+    return st;
+}
+
+int stmt_done(struct conn *c, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    int ret = 0;
+
+    if (rc == SQLITE_CONSTRAINT)
+        ret = ERR_CONFLICT;
+    else if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        ret = conn_fail(c, "step");
+    sqlite3_reset(st);
+    return ret;
+}
+
+int conn_begin_read(struct conn *c)
+{
+    return conn_exec(c, "BEGIN");
+}
+
+void conn_end_read(struct conn *c)
+{
+    conn_exec(c, "COMMIT");
+}
+
+void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+void col_add_string(sqlite3_stmt *st, int col, cJSON *obj, const char *key)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+
+    json_add_string_or_null(obj, key, s);
+}
+
+void col_add_time(sqlite3_stmt *st, int col, cJSON *obj, const char *key)
+{
+    json_add_time(obj, key, sqlite3_column_int64(st, col));
+}
+
+void col_add_json(sqlite3_stmt *st, int col, cJSON *obj, const char *key)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+
+    if (s == NULL)
+        cJSON_AddNullToObject(obj, key);
+    else
+        cJSON_AddItemToObject(obj, key, json_parse_trusted(s));
+}
+
+cJSON *list_new(cJSON **ret_items)
+{
+    cJSON *list = cJSON_CreateObject();
+
+    *ret_items = cJSON_AddArrayToObject(list, "items");
+    cJSON_AddNullToObject(list, "next_cursor");
+    return list;
+}
+
+const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
+                           int64_t timeout_ms)
+{
+    if (strcmp(stored, "down") != 0 && now_ms - last_heartbeat > timeout_ms)
+        return "down";
+    return stored;
+}
+
+/* ---- connections ---- */
+
+static int conn_open(const char *path, enum store_sync sync, bool writer, struct conn **ret)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+        log_error("store: cannot open database '%s': %s", path,
+                  c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite3_close(c->db);
+        free(c);
+        return ERR_INTERNAL;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    if (conn_exec(c, "PRAGMA foreign_keys = ON") < 0 ||
+        (writer && conn_exec(c, "PRAGMA journal_mode = WAL") < 0) ||
+        conn_exec(c, sync == STORE_SYNC_FULL ? "PRAGMA synchronous = FULL"
+                                             : "PRAGMA synchronous = NORMAL") < 0) {
+        sqlite3_close(c->db);
+        free(c);
+        return ERR_INTERNAL;
+    }
+    *ret = c;
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    int i;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->n_stmts; i++)
+        sqlite3_finalize(c->stmts[i].stmt);
+    if (sqlite3_close(c->db) != SQLITE_OK)
+        log_error("store: close: %s", sqlite3_errmsg(c->db));
+    free(c);
+}
+
+struct conn *store_reader(struct store *store)
+{
+    struct conn *c = pthread_getspecific(store->reader_key);
+
+    if (c)
+        return c;
+    if (conn_open(store->path, store->sync, false, &c) < 0)
+        return NULL;
+    pthread_setspecific(store->reader_key, c);
+    pthread_mutex_lock(&store->conns_mu);
+    c->next = store->conns;
+    store->conns = c;
+    pthread_mutex_unlock(&store->conns_mu);
+    return c;
+}
+
+/* ---- migrations ---- */
+
+int store_migration_count(void)
+{
+    return migrations_count;
+}
+
+static int user_version(struct conn *c, int *ret)
+{
+    sqlite3_stmt *st = conn_stmt(c, "PRAGMA user_version");
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return conn_fail(c, "read user_version");
+    }
+    *ret = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int migrate(struct conn *c, int *ret_version)
+{
+    int version;
+    int i;
+    char bump[64];
+
+    if (user_version(c, &version) < 0)
+        return ERR_INTERNAL;
+    if (version > migrations_count) {
+        log_error("store: database schema version %d is newer than this trainyard (%d); "
+                  "refusing to open it",
+                  version, migrations_count);
+        return ERR_INTERNAL;
+    }
+    for (i = version; i < migrations_count; i++) {
+        if (conn_exec(c, "BEGIN IMMEDIATE") < 0)
+            return ERR_INTERNAL;
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", i + 1);
+        if (conn_exec(c, migrations[i].sql) < 0 || conn_exec(c, bump) < 0) {
+            log_error("store: migration '%s' failed", migrations[i].name);
+            conn_exec(c, "ROLLBACK");
+            return ERR_INTERNAL;
+        }
+        if (conn_exec(c, "COMMIT") < 0)
+            return ERR_INTERNAL;
+        log_info("store: applied migration %s", migrations[i].name);
+    }
+    *ret_version = migrations_count;
+    return 0;
+}
+
+/* ---- the writer ---- */
+
+static void run_batch(struct store *store, struct write_op *ops)
+{
+    struct conn *c = store->writer_conn;
+    struct write_op *op;
+    int commit_rc = 0;
+
+    if (conn_exec(c, "BEGIN IMMEDIATE") < 0) {
+        for (op = ops; op; op = op->next)
+            op->rc = ERR_INTERNAL;
+        return;
+    }
+    for (op = ops; op; op = op->next) {
+        if (conn_exec(c, "SAVEPOINT op") < 0) {
+            op->rc = ERR_INTERNAL;
+            continue;
+        }
+        op->rc = op->fn(c, op->arg);
+        if (op->rc < 0)
+            conn_exec(c, "ROLLBACK TO op");
+        conn_exec(c, "RELEASE op");
+    }
+    if (conn_exec(c, "COMMIT") < 0) {
+        conn_exec(c, "ROLLBACK");
+        commit_rc = ERR_INTERNAL;
+    }
+    if (commit_rc < 0) {
+        for (op = ops; op; op = op->next)
+            op->rc = commit_rc;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct store *store = arg;
+    struct write_op *ops;
+    struct write_op *op;
+    struct write_op *next;
+
+    pthread_mutex_lock(&store->mu);
+    for (;;) {
+        while (store->head == NULL && !store->stopping)
+            pthread_cond_wait(&store->work_cv, &store->mu);
+        if (store->head == NULL && store->stopping)
+            break;
+        ops = store->head;
+        store->head = NULL;
+        store->tail = NULL;
+        pthread_mutex_unlock(&store->mu);
+
+        run_batch(store, ops);
+
+        pthread_mutex_lock(&store->mu);
+        for (op = ops; op; op = next) {
+            next = op->next;
+            op->done = true;
+        }
+        pthread_cond_broadcast(&store->done_cv);
+    }
+    pthread_mutex_unlock(&store->mu);
+    return NULL;
+}
+
+int store_write(struct store *store, store_write_fn fn, void *arg)
+{
+    struct write_op op = {.fn = fn, .arg = arg, .rc = 0, .done = false, .next = NULL};
+
+    pthread_mutex_lock(&store->mu);
+    if (store->stopping) {
+        pthread_mutex_unlock(&store->mu);
+        return ERR_UNAVAILABLE;
+    }
+    if (store->tail)
+        store->tail->next = &op;
+    else
+        store->head = &op;
+    store->tail = &op;
+    pthread_cond_signal(&store->work_cv);
+    while (!op.done)
+        pthread_cond_wait(&store->done_cv, &store->mu);
+    pthread_mutex_unlock(&store->mu);
+    return op.rc;
+}
+
+/* ---- open / close ---- */
+
+int store_open(const char *path, enum store_sync sync, struct store **ret_store)
+{
+    struct store *store = xcalloc(1, sizeof(*store));
+
+    store->path = xstrdup(path);
+    store->sync = sync;
+    pthread_mutex_init(&store->mu, NULL);
+    pthread_cond_init(&store->work_cv, NULL);
+    pthread_cond_init(&store->done_cv, NULL);
+    pthread_mutex_init(&store->conns_mu, NULL);
+    if (pthread_key_create(&store->reader_key, NULL) != 0)
+        goto err_free;
+    if (conn_open(path, sync, true, &store->writer_conn) < 0)
+        goto err_key;
+    if (migrate(store->writer_conn, &store->schema_version) < 0)
+        goto err_close;
+    if (pthread_create(&store->writer, NULL, writer_main, store) != 0) {
+        log_error("store: cannot start the writer thread");
+        goto err_close;
+    }
+    *ret_store = store;
+    return 0;
+
+err_close:
+    conn_close(store->writer_conn);
+err_key:
+    pthread_key_delete(store->reader_key);
+err_free:
+    pthread_mutex_destroy(&store->mu);
+    pthread_cond_destroy(&store->work_cv);
+    pthread_cond_destroy(&store->done_cv);
+    pthread_mutex_destroy(&store->conns_mu);
+    free(store->path);
+    free(store);
+    return ERR_INTERNAL;
+}
+
+void store_free(struct store *store)
+{
+    struct conn *c;
+    struct conn *next;
+
+    if (store == NULL)
+        return;
+    pthread_mutex_lock(&store->mu);
+    store->stopping = true;
+    pthread_cond_signal(&store->work_cv);
+    pthread_mutex_unlock(&store->mu);
+    pthread_join(store->writer, NULL);
+
+    for (c = store->conns; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    /* A clean close checkpoints the WAL into the main file. */
+    conn_close(store->writer_conn);
+    pthread_key_delete(store->reader_key);
+    pthread_mutex_destroy(&store->mu);
+    pthread_cond_destroy(&store->work_cv);
+    pthread_cond_destroy(&store->done_cv);
+    pthread_mutex_destroy(&store->conns_mu);
+    free(store->path);
+    free(store);
+}
+
+int store_schema_version(struct store *store)
+{
+    return store->schema_version;
+}

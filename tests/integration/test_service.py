@@ -1,0 +1,150 @@
+"""SPEC §2 `trainyard server` command and §3.6 service endpoints."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BAD_LOG_WORDS, BIN, Server, assert_error, uniq
+
+# --------------------------------------------------------------------------
+# §3.6
+# --------------------------------------------------------------------------
+
+
+def test_healthz_no_token(server):
+    r = server.get("/healthz", token=None)
+    assert r.status == 200, r
+
+
+def test_unknown_route_404(server):
+    assert_error(server.get("/api/v1/" + uniq("nothing")), 404, "not_found")
+
+
+PROM_SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})?'
+    r' (-?[0-9.]+([eE][-+]?[0-9]+)?|NaN|[+-]Inf)( -?[0-9]+)?$')
+
+
+def test_metrics_prometheus_text(server):
+    assert_error(server.get("/metrics", token=None), 401, "unauthenticated")
+    server.get("/api/v1/runs/run-000000000000")  # a 404 to count
+    r = server.get("/metrics")
+    assert r.status == 200, r
+    assert r.headers.get("content-type", "").startswith("text/plain"), r.headers
+    text = r.body.decode("utf-8")
+    lines = [l for l in text.splitlines() if l.strip()]
+    assert any(l.startswith("# TYPE ") for l in lines), text[:2000]
+    samples = [l for l in lines if not l.startswith("#")]
+    bad = [l for l in samples if not PROM_SAMPLE.match(l)]
+    assert not bad, "not Prometheus text format: %r" % bad[:5]
+    assert any("status=" in l for l in samples), text[:2000]
+    assert any("route=" in l or "path=" in l for l in samples), text[:2000]
+    assert any('status="404"' in l for l in samples), "request counter by status"
+    names = {re.split(r"[{ ]", l, 1)[0] for l in samples}
+    assert any("run" in n for n in names), names
+    assert any("node" in n for n in names), names
+
+
+def _norm(path):
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def test_openapi(server):
+    assert_error(server.get("/api/v1/openapi.json", token=None), 401, "unauthenticated")
+    r = server.get("/api/v1/openapi.json")
+    assert r.status == 200, r
+    doc = r.body if isinstance(r.body, dict) else json.loads(r.body)
+    assert isinstance(doc.get("openapi"), str) and doc["openapi"].startswith("3"), doc.get(
+        "openapi")
+    paths = {_norm(p) for p in doc["paths"]}
+    want = [
+        "/api/v1/runs", "/api/v1/runs/{}", "/api/v1/runs/{}/cancel", "/api/v1/experiments",
+        "/api/v1/snapshots", "/api/v1/snapshots/{}", "/api/v1/nodes", "/api/v1/nodes/{}",
+        "/api/v1/nodes/{}/heartbeat", "/api/v1/nodes/{}/drain", "/api/v1/compute",
+        "/api/v1/tokens", "/api/v1/tokens/{}", "/healthz", "/metrics",
+    ]
+    missing = [p for p in want if p not in paths]
+    assert not missing, "openapi.json lacks %r" % missing
+    runs = doc["paths"][[p for p in doc["paths"] if _norm(p) == "/api/v1/runs"][0]]
+    assert "get" in runs and "post" in runs
+
+
+# --------------------------------------------------------------------------
+# §2 the `trainyard server` command
+# --------------------------------------------------------------------------
+
+def _run_cli(args, cwd=None, timeout=10):
+    return subprocess.run([BIN] + args, capture_output=True, timeout=timeout, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def _clean(p):
+    out = (p.stdout + p.stderr).decode("utf-8", "replace")
+    for w in BAD_LOG_WORDS:
+        assert w not in out, out
+    return out
+
+
+def test_server_help():
+    p = _run_cli(["server", "--help"])
+    out = _clean(p)
+    assert p.returncode == 0, out
+    for opt in ("--listen", "--data", "--node-timeout", "--max-snapshot-mb", "--dev"):
+        assert opt in out, (opt, out)
+
+
+@pytest.mark.parametrize("args", [["--bogus-option"], ["--node-timeout", "abc"],
+                                  ["--max-snapshot-mb", "-1"], ["--listen"]],
+                         ids=["unknown-option", "timeout-not-number", "negative-mb",
+                              "missing-value"])
+def test_server_bad_usage_exit_2(tmp_path, args):
+    p = _run_cli(["server", "--data", str(tmp_path)] + args)
+    out = _clean(p)
+    assert p.returncode == 2, (p.returncode, out)
+    assert not (tmp_path / "server.url").exists()
+
+
+def test_server_port_in_use_exit_1(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        port = s.getsockname()[1]
+        p = _run_cli(["server", "--listen", "127.0.0.1:%d" % port, "--data", str(tmp_path)])
+        out = _clean(p)
+        assert p.returncode == 1, (p.returncode, out)
+        assert not (tmp_path / "server.url").exists()
+    finally:
+        s.close()
+
+
+def test_default_data_dir_is_var(tmp_path, server_factory):
+    srv = server_factory(data_dir=tmp_path / "var", cwd=str(tmp_path), pass_data=False)
+    assert (tmp_path / "var" / "admin.token").exists()
+    assert srv.get("/healthz", token=None).status == 200
+    assert srv.get("/api/v1/runs").status == 200
+
+
+def test_lifecycle_files_and_clean_shutdown(server_factory):
+    srv = server_factory()
+    url_file = os.path.join(srv.data_dir, "server.url")
+    with open(url_file) as f:
+        assert re.match(r"^http://127\.0\.0\.1:\d+\n$", f.read())
+    assert "admin.token" in srv.log_text(), "first start says where the admin token is"
+    assert srv.admin_token not in srv.log_text(), "the secret itself is not logged"
+    srv.stop()
+    assert not os.path.exists(url_file), "server.url removed on clean shutdown"
+
+
+def test_sigint_also_clean(server_factory):
+    srv = server_factory()
+    srv.proc.send_signal(2)
+    rc = srv.proc.wait(10)
+    assert rc == 0, srv.log_tail()
+    srv.proc = None
+    srv.check_log()
