@@ -26,6 +26,8 @@ REL_OBJ := $(patsubst %.c,build/release/%.o,$(SRC) $(GEN)) build/release/embed.o
 ASAN_OBJ := $(patsubst %.c,build/asan/%.o,$(SRC) $(GEN)) build/asan/embed.o
 
 PYTHON := /usr/bin/python3
+# make V=1 shows the full compiler command lines.
+Q := $(if $(V),,@)
 
 .PHONY: all asan test unit integration run deps check-style clean
 
@@ -33,25 +35,30 @@ all: bin/trainyard
 
 bin/trainyard: $(REL_OBJ) build/release/server/main.o
 	@mkdir -p $(@D)
-	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LDLIBS)
 
 asan: build/asan/bin/trainyard build/asan/unit_tests
 
 build/asan/bin/trainyard: $(ASAN_OBJ) build/asan/server/main.o
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
 build/asan/unit_tests: $(ASAN_OBJ) tests/unit/runner.c $(UNIT_SRC) tests/unit/unit.h
-	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(ASAN_CFLAGS) -Wno-missing-prototypes \
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(ASAN_CFLAGS) -Wno-missing-prototypes \
 		-o $@ tests/unit/runner.c $(UNIT_SRC) $(ASAN_OBJ) $(LDLIBS)
 
 build/release/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(RELEASE_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(RELEASE_CFLAGS) -c -o $@ $<
 
 build/asan/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(ASAN_CFLAGS) -c -o $@ $<
+	@echo "  CC asan $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(ASAN_CFLAGS) -c -o $@ $<
 
 # Migrations are compiled in as strings, in file-name order.
 $(GEN): $(MIGRATIONS) Makefile
@@ -84,7 +91,7 @@ $(EMBED): api/openapi.json Makefile
 
 build/release/embed.o build/asan/embed.o: $(EMBED) api/openapi.json
 	@mkdir -p $(@D)
-	$(CC) -c -o $@ $(EMBED)
+	$(Q)$(CC) -c -o $@ $(EMBED)
 
 deps:
 	@sh .ci/install-deps

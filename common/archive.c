@@ -145,10 +145,11 @@ static int walk(const char *path, const char *dir, char *why, size_t size)
         return rc;
     if (dir) {
         disk = archive_write_disk_new();
-        /* libarchive's own guards as a second line behind check_entry(). */
+        /* libarchive's own guards as a second line behind check_entry()
+         * (absolute paths are refused there: entries are written under the
+         * absolute dir, so libarchive's absolute-path guard cannot be used). */
         archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                                                  ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                                 ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
                                                  ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM);
     }
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {

@@ -4,6 +4,7 @@ scheduler never places the other tests' runs on these (fake) nodes."""
 
 import json
 import time
+from datetime import datetime
 
 import pytest
 
@@ -162,7 +163,9 @@ def test_heartbeat(server):
     after = get_node(server, name).body
     assert is_rfc3339_utc(after["last_heartbeat"])
     if before.get("last_heartbeat"):
-        assert after["last_heartbeat"] >= before["last_heartbeat"]
+        ts = [datetime.fromisoformat(x.replace("Z", "+00:00"))
+              for x in (before["last_heartbeat"], after["last_heartbeat"])]
+        assert ts[1] >= ts[0], ts
     assert after["state"] == "ready"
 
 

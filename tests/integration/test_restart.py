@@ -1,6 +1,7 @@
 """SPEC §7: every acknowledged write survives a restart (SIGTERM or SIGKILL)."""
 
 import os
+import threading
 
 from conftest import assert_error, node_body, project_tgz, sha256_id, uniq
 
@@ -114,12 +115,23 @@ def test_restart_after_sigterm(server_factory):
 def test_restart_after_sigkill(server_factory):
     srv = server_factory()
     w = _populate(srv)
-    # a burst of acknowledged writes, then a crash right after the last 201
-    burst = [srv.create_run({"experiment": w["exp"] + "-burst", "command": ["true"]})["id"]
-             for _ in range(20)]
+    # a concurrent burst of acknowledged writes, then a crash right after the last 201
+    burst = []
+
+    def worker():
+        for _ in range(5):
+            burst.append(srv.create_run({"experiment": w["exp"] + "-burst",
+                                         "command": ["true"]})["id"])
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(burst) == 40
     last_tok = srv.create_token("viewer")
     srv.kill()
     srv.start()
     _verify(srv, w)
-    assert [x["id"] for x in srv.runs_of(w["exp"] + "-burst")] == burst[::-1]
+    assert {x["id"] for x in srv.list_all("/api/v1/runs?experiment=%s-burst" % w["exp"])} == set(burst)
     assert srv.get("/api/v1/runs", token=last_tok["secret"]).status == 200

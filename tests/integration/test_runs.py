@@ -2,6 +2,7 @@
 and GET /api/v1/experiments."""
 
 import json
+import threading
 import urllib.parse
 
 import pytest
@@ -185,7 +186,6 @@ def _bodies(exp):
         "number": b"42",
         "empty": b"",
         "not-json": b"experiment=" + e,
-        "invalid-utf8": b'{"experiment": "' + e + b'", "command": ["x"], "tags": {"k": "\xff\xfe"}}',
         "deep-nesting": b'{"experiment": "' + e + b'", "command": ["x"], "tags": ' + b"[" * 200000,
     }
 
@@ -197,6 +197,42 @@ def test_create_rejects_malformed_body(server, kind):
     assert_error(r, 400, "invalid_argument")
     assert_nothing_written(server, exp)
     assert server.get("/healthz", token=None).status == 200
+
+
+def test_create_rejects_invalid_utf8(server_factory):
+    # a private server: if this is accepted, the bytes poison every later list response
+    srv = server_factory()
+    exp = uniq("utf8")
+    body = (b'{"experiment": "' + exp.encode() +
+            b'", "command": ["x"], "tags": {"k": "\xff\xfe"}}')
+    r = srv.req("POST", "/api/v1/runs", body=body)
+    lst = srv.get("/api/v1/runs")
+    assert isinstance(lst.body, dict), "GET /api/v1/runs is no longer valid JSON: %r" % (
+        lst.body[:300],)
+    assert_error(r, 400, "invalid_argument")
+    assert_nothing_written(srv, exp)
+
+
+def test_concurrent_submissions(server):
+    exp = uniq("conc")
+    results = []
+
+    def worker():
+        for _ in range(5):
+            results.append(server.post("/api/v1/runs", base(exp)))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 80 and all(r.status == 201 for r in results), [
+        r for r in results if r.status != 201][:3]
+    ids = {r.body["id"] for r in results}
+    assert len(ids) == 80
+    assert {r["id"] for r in server.list_all("/api/v1/runs?experiment=" + exp)} == ids
+    assert [e["run_count"] for e in server.list_all("/api/v1/experiments")
+            if e["name"] == exp] == [80]
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", None, "application/x-www-form-urlencoded"])
@@ -454,7 +490,7 @@ def test_list_limit_edges_ok(server):
     assert r.status == 200 and len(r.body["items"]) == 1 and r.body["next_cursor"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "!!!", "%00"])
+@pytest.mark.parametrize("cursor", ["garbage", "!!!", "3abc", "-1", "99999999999999999999"])
 def test_list_bad_cursor(server, cursor):
     assert_error(server.get("/api/v1/runs?cursor=" + cursor), 400, "invalid_argument", "cursor")
 

@@ -148,3 +148,34 @@ def test_sigint_also_clean(server_factory):
     assert rc == 0, srv.log_tail()
     srv.proc = None
     srv.check_log()
+
+
+def test_keep_alive_connection_reuse(server):
+    """Several requests, good and bad, on one persistent connection."""
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(server.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    auth = {"Authorization": "Bearer " + server.admin_token}
+    jh = dict(auth, **{"Content-Type": "application/json"})
+    exp = uniq("ka")
+    try:
+        steps = [
+            ("GET", "/healthz", None, {}, 200),
+            ("POST", "/api/v1/runs", b'{"experiment": "%s"' % exp.encode(), jh, 400),
+            ("POST", "/api/v1/runs", json.dumps({"experiment": exp, "command": ["x"]}).encode(),
+             jh, 201),
+            ("GET", "/api/v1/runs?experiment=" + exp, None, auth, 200),
+            ("GET", "/api/v1/" + uniq("nothing"), None, auth, 404),
+            ("POST", "/api/v1/runs", b"{}", dict(auth, **{"Content-Type": "text/plain"}), 415),
+            ("GET", "/api/v1/runs?experiment=" + exp, None, auth, 200),
+        ]
+        for method, path, body, hdrs, want in steps:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            assert r.status == want, (method, path, r.status, data[:300])
+            if path.startswith("/api/v1/runs?"):
+                assert len(json.loads(data)["items"]) == 1
+    finally:
+        conn.close()

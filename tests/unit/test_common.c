@@ -1,0 +1,87 @@
+/* test_common.c - buf, time, crypto and json helpers. */
+#include "tests/unit/unit.h"
+
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/timeutil.h"
+
+static void buf_grows_and_stays_terminated(void)
+{
+    struct buf b;
+    int i;
+
+    buf_init(&b);
+    for (i = 0; i < 1000; i++)
+        buf_printf(&b, "%d,", i);
+    ASSERT_EQ(b.len, strlen(b.data));
+    ASSERT_TRUE(strncmp(b.data, "0,1,2,", 6) == 0);
+    buf_reset(&b);
+    ASSERT_EQ(b.len, 0);
+    ASSERT_STR_EQ(b.data, "");
+    buf_release(&b);
+}
+
+static void rfc3339_round_trips(void)
+{
+    char s[TIME_RFC3339_LEN];
+    int64_t ms = 0;
+
+    time_format_rfc3339(INT64_C(1795694400123), s);
+    ASSERT_STR_EQ(s, "2026-11-26T12:00:00.123Z");
+    ASSERT_EQ(time_parse_rfc3339(s, &ms), 0);
+    ASSERT_EQ(ms, INT64_C(1795694400123));
+    ASSERT_EQ(time_parse_rfc3339("2026-11-26T13:00:00+01:00", &ms), 0);
+    ASSERT_EQ(ms, INT64_C(1795694400000));
+    ASSERT_EQ(time_parse_rfc3339("2026-11-26 12:00:00", &ms), ERR_INVALID);
+    ASSERT_EQ(time_parse_rfc3339("2026-11-26T12:00:00Zjunk", &ms), ERR_INVALID);
+}
+
+static void sha256_matches_known_vector(void)
+{
+    char hex[CRYPTO_SHA256_HEX_LEN];
+
+    crypto_sha256_hex("abc", 3, hex);
+    ASSERT_STR_EQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ASSERT_TRUE(crypto_equal("same", "same"));
+    ASSERT_TRUE(!crypto_equal("same", "sane"));
+    ASSERT_TRUE(!crypto_equal("same", "samesame"));
+}
+
+static void json_parse_rejects_trailing_garbage(void)
+{
+    const char good[] = "{\"a\": 1} ";
+    const char bad[] = "{\"a\": 1} x";
+    const char nul[] = "{\"a\": 1}\0{}";
+    cJSON *j;
+
+    j = json_parse(good, strlen(good));
+    ASSERT_TRUE(j != NULL);
+    cJSON_Delete(j);
+    ASSERT_TRUE(json_parse(bad, strlen(bad)) == NULL);
+    ASSERT_TRUE(json_parse(nul, sizeof(nul) - 1) == NULL);
+}
+
+static void json_int_checks_range_and_fraction(void)
+{
+    cJSON *n = cJSON_CreateNumber(2.5);
+    int64_t v = 0;
+
+    ASSERT_TRUE(!json_int(n, 0, 10, &v));
+    cJSON_SetNumberValue(n, 11);
+    ASSERT_TRUE(!json_int(n, 0, 10, &v));
+    cJSON_SetNumberValue(n, 10);
+    ASSERT_TRUE(json_int(n, 0, 10, &v));
+    ASSERT_EQ(v, 10);
+    cJSON_Delete(n);
+}
+
+UNIT_LIST(common_tests) = {
+    {"common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated},
+    {"common/rfc3339_round_trips", rfc3339_round_trips},
+    {"common/sha256_matches_known_vector", sha256_matches_known_vector},
+    {"common/json_parse_rejects_trailing_garbage", json_parse_rejects_trailing_garbage},
+    {"common/json_int_checks_range_and_fraction", json_int_checks_range_and_fraction},
+    {NULL, NULL},
+};

@@ -1,0 +1,241 @@
+/* test_store.c - the store on a real SQLite file: migrations, group commit,
+ * runs, nodes and tokens. */
+#include "tests/unit/unit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "store/store.h"
+
+static char *temp_db(void)
+{
+    static char dir[] = "/tmp/trainyard-unit-XXXXXX";
+    static char path[256];
+
+    if (mkdtemp(dir) == NULL)
+        UNIT_FAIL("mkdtemp failed");
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    return path;
+}
+
+static void migrates_and_reopens(void)
+{
+    char *path = temp_db();
+    struct store *s = NULL;
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_schema_version(s), store_migration_count());
+    store_free(s);
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_schema_version(s), store_migration_count());
+    store_free(s);
+}
+
+static void refuses_newer_database(void)
+{
+    char *path = temp_db();
+    char cmd[512];
+    struct store *s = NULL;
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    store_free(s);
+    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'PRAGMA user_version = 999'", path);
+    ASSERT_EQ(system(cmd), 0);
+    s = NULL;
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), ERR_INTERNAL);
+    ASSERT_TRUE(s == NULL);
+}
+
+static struct store *shared;
+
+static void *submit_many(void *arg)
+{
+    struct store_new_task task = {"main", "main", 0};
+    cJSON *spec = cJSON_Parse("{\"experiment\": \"exp\", \"tags\": {\"k\": \"v\"}}");
+    char id[64];
+    int i;
+
+    for (i = 0; i < 50; i++) {
+        struct store_new_run run = {0};
+
+        snprintf(id, sizeof(id), "run-%ld-%d", (long)(intptr_t)arg, i);
+        run.id = id;
+        run.experiment = "exp";
+        run.spec = spec;
+        run.pool = "default";
+        run.reason = "waiting";
+        run.created_at = 1000 + i;
+        run.tasks = &task;
+        run.n_tasks = 1;
+        if (store_run_create(shared, &run) != 0)
+            UNIT_FAIL("create %s failed", id);
+    }
+    cJSON_Delete(spec);
+    return NULL;
+}
+
+static void concurrent_writers_all_commit(void)
+{
+    pthread_t threads[8];
+    struct store_run_filter f = {0};
+    cJSON *list;
+    cJSON *exps;
+    long i;
+    int total = 0;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &shared), 0);
+    for (i = 0; i < 8; i++)
+        pthread_create(&threads[i], NULL, submit_many, (void *)(intptr_t)i);
+    for (i = 0; i < 8; i++)
+        pthread_join(threads[i], NULL);
+
+    /* Every run exactly once, walking the pages. */
+    f.limit = 37;
+    f.experiment = "exp";
+    for (;;) {
+        const char *next;
+
+        ASSERT_EQ(store_run_list(shared, &f, &list), 0);
+        total += cJSON_GetArraySize(json_get(list, "items"));
+        next = json_get_string(list, "next_cursor");
+        if (next == NULL) {
+            cJSON_Delete(list);
+            break;
+        }
+        f.before_seq = strtoll(next, NULL, 10);
+        cJSON_Delete(list);
+    }
+    ASSERT_EQ(total, 400);
+    ASSERT_EQ(store_experiment_list(shared, &exps), 0);
+    ASSERT_EQ(json_get(cJSON_GetArrayItem(json_get(exps, "items"), 0), "run_count")->valueint,
+              400);
+    cJSON_Delete(exps);
+    store_free(shared);
+}
+
+static void duplicate_run_id_writes_nothing(void)
+{
+    struct store *s;
+    struct store_new_task tasks[2] = {{"a", "main", 0}, {"a", "main", 0}};
+    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    struct store_new_run run = {0};
+    cJSON *exps;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run.id = "run-x";
+    run.experiment = "exp";
+    run.spec = spec;
+    run.pool = "default";
+    run.tasks = tasks;
+    run.n_tasks = 2; /* the second task clashes: the whole run must roll back */
+    ASSERT_EQ(store_run_create(s, &run), ERR_CONFLICT);
+    ASSERT_EQ(store_experiment_list(s, &exps), 0);
+    ASSERT_EQ(cJSON_GetArraySize(json_get(exps, "items")), 0);
+    cJSON_Delete(exps);
+    cJSON *got = NULL;
+    ASSERT_EQ(store_run_get(s, "run-x", &got), ERR_NOT_FOUND);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
+static void cancel_is_idempotent(void)
+{
+    struct store *s;
+    struct store_new_task task = {"main", "main", 0};
+    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    struct store_new_run run = {0};
+    cJSON *got;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run.id = "run-c";
+    run.experiment = "exp";
+    run.spec = spec;
+    run.pool = "default";
+    run.tasks = &task;
+    run.n_tasks = 1;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    ASSERT_EQ(store_run_cancel(s, "run-c", 5000, &got), 0);
+    ASSERT_STR_EQ(json_get_string(got, "status"), "canceled");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(got, "tasks"), 0), "status"),
+                  "killed");
+    cJSON_Delete(got);
+    ASSERT_EQ(store_run_cancel(s, "run-c", 6000, &got), 0);
+    cJSON_Delete(got);
+    ASSERT_EQ(store_run_cancel(s, "nope", 6000, &got), ERR_NOT_FOUND);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
+static void node_goes_down_without_heartbeat(void)
+{
+    struct store *s;
+    struct store_node_reg reg = {0};
+    cJSON *empty_arr = cJSON_CreateArray();
+    cJSON *empty_obj = cJSON_CreateObject();
+    cJSON *node;
+    cJSON *stop;
+    cJSON *reported = cJSON_Parse("[{\"id\": \"ghost\", \"status\": \"running\"}]");
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    reg.name = "n1";
+    reg.pool = "default";
+    reg.agent_url = "http://127.0.0.1:1";
+    reg.cpus = 4;
+    reg.gpus = empty_arr;
+    reg.labels = empty_obj;
+    reg.features = empty_arr;
+    reg.secret = "s";
+    reg.now_ms = 1000;
+    ASSERT_EQ(store_node_register(s, &reg), 0);
+    ASSERT_EQ(store_node_get(s, "n1", 2000, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "state"), "ready");
+    cJSON_Delete(node);
+    ASSERT_EQ(store_node_get(s, "n1", 17000, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "state"), "down");
+    cJSON_Delete(node);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, &stop), 0);
+    ASSERT_EQ(cJSON_GetArraySize(stop), 1);
+    cJSON_Delete(stop);
+    ASSERT_EQ(store_node_get(s, "n1", 17001, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "state"), "ready");
+    cJSON_Delete(node);
+    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, &stop), ERR_NOT_FOUND);
+    ASSERT_EQ(store_node_delete(s, "n1"), 0);
+    ASSERT_EQ(store_node_delete(s, "n1"), ERR_NOT_FOUND);
+    cJSON_Delete(reported);
+    cJSON_Delete(empty_arr);
+    cJSON_Delete(empty_obj);
+    store_free(s);
+}
+
+static void token_binds_once(void)
+{
+    struct store *s;
+    struct store_token t;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_token_create(s, "tok-1", "a", "agent", NULL, "h1", 1), 0);
+    ASSERT_EQ(store_token_create(s, "tok-2", "b", "agent", NULL, "h1", 1), ERR_CONFLICT);
+    ASSERT_EQ(store_token_bind(s, "tok-1", "n1"), 0);
+    ASSERT_EQ(store_token_bind(s, "tok-1", "n1"), 0);
+    ASSERT_EQ(store_token_bind(s, "tok-1", "n2"), ERR_CONFLICT);
+    ASSERT_EQ(store_token_lookup(s, "h1", &t), 0);
+    ASSERT_STR_EQ(t.node, "n1");
+    ASSERT_EQ(store_token_delete(s, "tok-1"), 0);
+    ASSERT_EQ(store_token_lookup(s, "h1", &t), ERR_NOT_FOUND);
+    store_free(s);
+}
+
+UNIT_LIST(store_tests) = {
+    {"store/migrates_and_reopens", migrates_and_reopens},
+    {"store/refuses_newer_database", refuses_newer_database},
+    {"store/concurrent_writers_all_commit", concurrent_writers_all_commit},
+    {"store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing},
+    {"store/cancel_is_idempotent", cancel_is_idempotent},
+    {"store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat},
+    {"store/token_binds_once", token_binds_once},
+    {NULL, NULL},
+};
