@@ -106,7 +106,7 @@ unit: build/asan/unit_tests
 integration: build/asan/bin/trainyard
 	TRAINYARD_BIN=$(CURDIR)/build/asan/bin/trainyard \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
 
 run: deps all
 	@sh .ci/dev-run

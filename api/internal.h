@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "api/api.h"
+#include "store/store.h"
 
 /* Sets a JSON response; takes ownership of body (deleted here). */
 void reply_json(struct api_response *resp, int status, cJSON *body);
@@ -21,6 +22,8 @@ bool valid_name(const char *s, size_t max);
 /* Parses the limit and cursor query parameters; false with a 400 set. */
 bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_limit,
                   int64_t *ret_cursor);
+/* Parses limit and an opaque string cursor; false with a 400 set. */
+bool parse_page(struct api_request *req, struct api_response *resp, struct store_page *ret_page);
 /* Checks that every key of obj is one of allowed (NULL-terminated);
  * false with a 400 naming the first unknown key. */
 bool only_known_fields(const cJSON *obj, const char *const *allowed, struct api_response *resp);

@@ -288,8 +288,11 @@ void api_nodes_list(struct api_ctx *ctx, struct api_request *req, struct api_res
     cJSON *list;
     int rc;
 
-    (void)req;
-    rc = store_node_list(ctx->store, time_now_ms(), ctx->node_timeout_ms, &list);
+    struct store_page page;
+
+    if (!parse_page(req, resp, &page))
+        return;
+    rc = store_node_list(ctx->store, time_now_ms(), ctx->node_timeout_ms, &page, &list);
     if (rc < 0) {
         api_error(resp, rc, NULL, "cannot list nodes");
         return;

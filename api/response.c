@@ -94,10 +94,17 @@ void reply_json(struct api_response *resp, int status, cJSON *body)
 
 bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj)
 {
+    char field[64];
     cJSON *obj;
 
     if (req->body == NULL || req->body_len == 0) {
         api_error(resp, ERR_INVALID, NULL, "request body is empty; a JSON object is required");
+        return false;
+    }
+    if (!json_text_check(req->body, req->body_len, field, sizeof(field))) {
+        api_error(resp, ERR_INVALID, field[0] ? field : NULL,
+                  "%s%s%smust be UTF-8 text without NUL characters", field[0] ? "'" : "",
+                  field, field[0] ? "' " : "request body ");
         return false;
     }
     obj = json_parse(req->body, req->body_len);
@@ -175,6 +182,26 @@ bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_l
     }
     *ret_limit = (int)v;
     *ret_cursor = c;
+    return true;
+}
+
+bool parse_page(struct api_request *req, struct api_response *resp, struct store_page *ret_page)
+{
+    const char *limit = req->query(req->conn, "limit");
+    const char *cursor = req->query(req->conn, "cursor");
+    int64_t v = 100;
+
+    if (limit && !parse_int(limit, 1, 1000, &v)) {
+        api_error(resp, ERR_INVALID, "limit", "limit must be an integer from 1 to 1000, not '%s'",
+                  limit);
+        return false;
+    }
+    if (cursor && strlen(cursor) > 256) {
+        api_error(resp, ERR_INVALID, "cursor", "cursor is not one this server returned");
+        return false;
+    }
+    ret_page->limit = (int)v;
+    ret_page->after = cursor && *cursor ? cursor : NULL;
     return true;
 }
 

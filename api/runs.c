@@ -212,8 +212,11 @@ void api_experiments_list(struct api_ctx *ctx, struct api_request *req,
     cJSON *list;
     int rc;
 
-    (void)req;
-    rc = store_experiment_list(ctx->store, &list);
+    struct store_page page;
+
+    if (!parse_page(req, resp, &page))
+        return;
+    rc = store_experiment_list(ctx->store, &page, &list);
     if (rc < 0) {
         api_error(resp, rc, NULL, "cannot list experiments");
         return;

@@ -74,8 +74,11 @@ void api_tokens_list(struct api_ctx *ctx, struct api_request *req, struct api_re
     cJSON *list;
     int rc;
 
-    (void)req;
-    rc = store_token_list(ctx->store, &list);
+    struct store_page page;
+
+    if (!parse_page(req, resp, &page))
+        return;
+    rc = store_token_list(ctx->store, &page, &list);
     if (rc < 0) {
         api_error(resp, rc, NULL, "cannot list tokens");
         return;

@@ -3,7 +3,8 @@
  * checking that an archive is safe to unpack, and unpacking it.
  *
  * Safe means: gzip-compressed tar; every entry a regular file, directory,
- * symbolic link or hard link; no absolute path and no ".." component; no
+ * symbolic link or hard link; no absolute path and no ".." component, in
+ * names and in link targets alike (so no chain of links can climb out); no
  * link that points outside the directory; at most ARCHIVE_MAX_ENTRIES
  * entries and ARCHIVE_MAX_BYTES unpacked. Any thread may call.
  */

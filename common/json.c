@@ -9,10 +9,99 @@
 #include "common/timeutil.h"
 #include "common/banned.h"
 
+/* Length of the UTF-8 sequence at p (at most n bytes), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    size_t len;
+    size_t i;
+    unsigned int cp;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF. */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+bool json_text_check(const char *data, size_t len, char *field, size_t field_size)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    bool in_string = false;
+    int depth = 0;
+    size_t string_start = 0;
+    size_t i = 0;
+
+    if (field_size > 0)
+        field[0] = '\0';
+    while (i < len) {
+        size_t n = utf8_len(p + i, len - i);
+
+        if (n == 0 || p[i] == '\0')
+            return false;
+        if (in_string && p[i] == '\\') {
+            /* cJSON would cut a string at an escaped NUL: refuse it. */
+            if (i + 5 < len && p[i + 1] == 'u' && p[i + 2] == '0' && p[i + 3] == '0' &&
+                p[i + 4] == '0' && p[i + 5] == '0')
+                return false;
+            i += 2;
+            continue;
+        }
+        if (p[i] == '"') {
+            in_string = !in_string;
+            if (in_string) {
+                string_start = i + 1;
+            } else if (depth == 1 && field_size > 0) {
+                /* Remember the latest string at the top level: when the
+                 * fault is found later, it is the member's key. */
+                size_t k = i - string_start;
+                size_t j = i + 1;
+
+                while (j < len && (p[j] == ' ' || p[j] == '\t' || p[j] == '\n' || p[j] == '\r'))
+                    j++;
+                if (j < len && p[j] == ':' && k < field_size) {
+                    memcpy(field, data + string_start, k);
+                    field[k] = '\0';
+                }
+            }
+        } else if (!in_string && (p[i] == '{' || p[i] == '[')) {
+            depth++;
+        } else if (!in_string && (p[i] == '}' || p[i] == ']')) {
+            depth--;
+        }
+        i += n;
+    }
+    return true;
+}
+
+bool json_text_ok(const char *data, size_t len)
+{
+    return json_text_check(data, len, NULL, 0);
+}
+
 cJSON *json_parse(const char *data, size_t len)
 {
     const char *end = NULL;
     cJSON *root;
+
+    if (!json_text_ok(data, len))
+        return NULL;
 
     /* cJSON wants to see the terminating NUL inside the length to accept
      * the end of input; the caller guarantees it is there. */

@@ -14,9 +14,18 @@
 /*
  * Parses exactly len bytes of data (which must be followed by a NUL, as
  * struct buf guarantees) as one JSON value with nothing after it but white
- * space. Returns the tree (caller frees with cJSON_Delete) or NULL.
+ * space; refuses text json_text_ok() refuses. Returns the tree (caller
+ * frees with cJSON_Delete) or NULL.
  */
 cJSON *json_parse(const char *data, size_t len);
+/*
+ * True when data is valid UTF-8 with no NUL byte and no "\u0000" escape
+ * inside a string (cJSON would silently cut the string there).
+ */
+bool json_text_ok(const char *data, size_t len);
+/* The same, also naming in field (field_size bytes) the top-level member
+ * where the fault is, or "" when it is outside any. */
+bool json_text_check(const char *data, size_t len, char *field, size_t field_size);
 /* True when item is a number with no fraction within [min, max]; sets *ret. */
 bool json_int(const cJSON *item, int64_t min, int64_t max, int64_t *ret);
 /* Compact text of item; the caller frees it with free(). */

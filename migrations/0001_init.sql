@@ -29,7 +29,8 @@ CREATE TABLE runs (
     ended_at   INTEGER,
     attempt    INTEGER NOT NULL DEFAULT 1,
     error      TEXT,
-    reason     TEXT
+    reason     TEXT,
+    deadline   INTEGER NOT NULL DEFAULT 0 -- ms; set when placed with max_run_duration_seconds
 );
 CREATE INDEX runs_by_experiment ON runs(experiment, seq);
 CREATE INDEX runs_by_status ON runs(status, seq);
@@ -54,14 +55,45 @@ CREATE TABLE tasks (
     cpus       REAL NOT NULL DEFAULT 0,   -- resources held while live
     memory_mb  INTEGER NOT NULL DEFAULT 0,
     gpus       TEXT NOT NULL DEFAULT '[]', -- JSON array of GPU indices
+    port       INTEGER,                   -- allocated on node while live
+    argv       TEXT,                      -- JSON array, set at placement
+    env        TEXT,                      -- JSON object, set at placement
     status     TEXT NOT NULL,
     exit_code  INTEGER,
     message    TEXT,
     started_at INTEGER,
-    ended_at   INTEGER
+    ended_at   INTEGER,
+    assigned_at INTEGER,
+    pushed     INTEGER NOT NULL DEFAULT 0, -- the agent has accepted the assignment
+    push_fails INTEGER NOT NULL DEFAULT 0,
+    stop_pending INTEGER NOT NULL DEFAULT 0, -- the agent must be told to stop it
+    log_size   INTEGER NOT NULL DEFAULT 0, -- bytes of log received (the next offset)
+    metrics_seq INTEGER NOT NULL DEFAULT -1 -- last metric batch applied
 ) WITHOUT ROWID;
 CREATE INDEX tasks_by_run ON tasks(run_seq, attempt, ord);
 CREATE INDEX tasks_by_node ON tasks(node, status);
+CREATE INDEX tasks_to_push ON tasks(status, pushed);
+CREATE INDEX tasks_to_stop ON tasks(stop_pending) WHERE stop_pending = 1;
+
+-- Task output as received, in arrival order; a run's log is read from here.
+CREATE TABLE log_chunks (
+    seq     INTEGER PRIMARY KEY,
+    run_seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+    task_id TEXT NOT NULL,
+    offset  INTEGER NOT NULL,             -- of data[0] in the task's log
+    data    BLOB NOT NULL
+);
+CREATE INDEX log_chunks_by_run ON log_chunks(run_seq, seq);
+CREATE INDEX log_chunks_by_task ON log_chunks(task_id, offset);
+
+-- Files tasks wrote under ./outputs, stored under <data>/artifacts/.
+CREATE TABLE artifacts (
+    run_seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+    task    TEXT NOT NULL,                -- task name
+    path    TEXT NOT NULL,                -- relative to outputs/
+    size    INTEGER NOT NULL,
+    PRIMARY KEY (run_seq, path, task)
+) WITHOUT ROWID;
 
 CREATE TABLE nodes (
     name           TEXT PRIMARY KEY,
@@ -74,6 +106,8 @@ CREATE TABLE nodes (
     features       TEXT NOT NULL,         -- JSON array
     state          TEXT NOT NULL,         -- 'ready' | 'draining' | 'down'
     secret         TEXT NOT NULL,
+    port_min       INTEGER NOT NULL DEFAULT 20000,
+    port_max       INTEGER NOT NULL DEFAULT 29999,
     registered_at  INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -58,6 +58,8 @@ void col_add_time(sqlite3_stmt *st, int col, cJSON *obj, const char *key);
 void col_add_json(sqlite3_stmt *st, int col, cJSON *obj, const char *key);
 /* A new {"items": [], "next_cursor": null} with *ret_items set to the array. */
 cJSON *list_new(cJSON **ret_items);
+/* Sets list's next_cursor to cursor. */
+void list_set_cursor(cJSON *list, const char *cursor);
 
 /* Node state as clients see it: stored state, or "down" when silent. */
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,

@@ -155,25 +155,34 @@ int store_node_get(struct store *store, const char *name, int64_t now_ms, int64_
 }
 
 int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
-                    cJSON **ret_list)
+                    const struct store_page *page, cJSON **ret_list)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
     cJSON *list;
     cJSON *items;
+    int n = 0;
     int rc;
 
     if (c == NULL || conn_begin_read(c) < 0)
         return ERR_INTERNAL;
-    st = conn_stmt(c, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name");
+    st = conn_stmt(c, "SELECT " NODE_COLUMNS " FROM nodes WHERE name > ? ORDER BY name LIMIT ?");
     if (st == NULL) {
         conn_end_read(c);
         return ERR_INTERNAL;
     }
+    bind_text(st, 1, page->after ? page->after : "");
+    sqlite3_bind_int(st, 2, page->limit + 1);
     list = list_new(&items);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *node;
 
+        if (n++ == page->limit) {
+            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
+                                                  "name"));
+            rc = SQLITE_DONE;
+            break;
+        }
         if (node_from_row(c, st, now_ms, node_timeout_ms, &node) < 0) {
             rc = SQLITE_ERROR;
             break;
@@ -390,7 +399,9 @@ int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, 
 
     /* Pools are few and small; folding the node list keeps one definition
      * of state and allocation. */
-    if ((rc = store_node_list(store, now_ms, node_timeout_ms, &nodes)) < 0)
+    struct store_page all = {NULL, INT32_MAX - 1};
+
+    if ((rc = store_node_list(store, now_ms, node_timeout_ms, &all, &nodes)) < 0)
         return rc;
     list = list_new(&items);
     cJSON_ArrayForEach(node, json_get(nodes, "items"))

@@ -359,21 +359,32 @@ int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON 
 
 /* ---- experiments and counts ---- */
 
-int store_experiment_list(struct store *store, cJSON **ret_list)
+int store_experiment_list(struct store *store, const struct store_page *page, cJSON **ret_list)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
     cJSON *list;
     cJSON *items;
+    int n = 0;
     int rc;
 
     if (c == NULL || (st = conn_stmt(c, "SELECT name, run_count, created_at, last_activity "
-                                        "FROM experiments ORDER BY last_activity DESC, name")) ==
-                         NULL)
+                                        "FROM experiments WHERE name > ? ORDER BY name "
+                                        "LIMIT ?")) == NULL)
         return ERR_INTERNAL;
+    bind_text(st, 1, page->after ? page->after : "");
+    sqlite3_bind_int(st, 2, page->limit + 1);
     list = list_new(&items);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *e = cJSON_CreateObject();
+        cJSON *e;
+
+        if (n++ == page->limit) {
+            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
+                                                  "name"));
+            rc = SQLITE_DONE;
+            break;
+        }
+        e = cJSON_CreateObject();
 
         col_add_string(st, 0, e, "name");
         cJSON_AddNumberToObject(e, "run_count", (double)sqlite3_column_int64(st, 1));

@@ -154,6 +154,11 @@ cJSON *list_new(cJSON **ret_items)
     return list;
 }
 
+void list_set_cursor(cJSON *list, const char *cursor)
+{
+    cJSON_ReplaceItemInObjectCaseSensitive(list, "next_cursor", cJSON_CreateString(cursor));
+}
+
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
                            int64_t timeout_ms)
 {

@@ -68,8 +68,15 @@ int store_token_lookup(struct store *store, const char *hash, struct store_token
  * ERR_CONFLICT when bound to another node. */
 int store_token_bind(struct store *store, const char *id, const char *node);
 int store_token_count(struct store *store, int64_t *ret_count);
-/* {"items": [...], "next_cursor": null}, newest first, no secrets. */
-int store_token_list(struct store *store, cJSON **ret_list);
+/* A page of names in order: after is the previous page's next_cursor (NULL
+ * for the first page); next_cursor is set when more remain. */
+struct store_page {
+    const char *after;
+    int limit;
+};
+
+/* {"items": [...], "next_cursor": ...} by id, no secrets. */
+int store_token_list(struct store *store, const struct store_page *page, cJSON **ret_list);
 int store_token_get(struct store *store, const char *id, cJSON **ret_token);
 /* ERR_NOT_FOUND when absent. */
 int store_token_delete(struct store *store, const char *id);
@@ -124,8 +131,8 @@ int store_run_list(struct store *store, const struct store_run_filter *filter, c
  * completed or failed, ERR_NOT_FOUND when unknown. *ret_run gets the run.
  */
 int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run);
-/* {"items": [{name, run_count, created_at, last_activity}], "next_cursor": null}. */
-int store_experiment_list(struct store *store, cJSON **ret_list);
+/* {"items": [{name, run_count, created_at, last_activity}], "next_cursor"} by name. */
+int store_experiment_list(struct store *store, const struct store_page *page, cJSON **ret_list);
 /* Counts of runs per status, as {"queued": 3, ...} (every status present). */
 int store_run_counts(struct store *store, cJSON **ret_counts);
 
@@ -152,8 +159,9 @@ int store_node_register(struct store *store, const struct store_node_reg *reg);
  */
 int store_node_get(struct store *store, const char *name, int64_t now_ms, int64_t node_timeout_ms,
                    cJSON **ret_node);
+/* Nodes by name, a page at a time. */
 int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
-                    cJSON **ret_list);
+                    const struct store_page *page, cJSON **ret_list);
 /*
  * Records a heartbeat. reported is the agent's [{"id", "status"}] list;
  * *ret_stop gets a JSON array of the reported task ids the server does not

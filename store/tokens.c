@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/json.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -131,20 +132,30 @@ static cJSON *token_row(sqlite3_stmt *st)
     return t;
 }
 
-int store_token_list(struct store *store, cJSON **ret_list)
+int store_token_list(struct store *store, const struct store_page *page, cJSON **ret_list)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
     cJSON *items;
     cJSON *list;
+    int n = 0;
     int rc;
 
     if (c == NULL || (st = conn_stmt(c, "SELECT id, name, role, node, created_at FROM tokens "
-                                        "ORDER BY created_at DESC, id")) == NULL)
+                                        "WHERE id > ? ORDER BY id LIMIT ?")) == NULL)
         return ERR_INTERNAL;
+    bind_text(st, 1, page->after ? page->after : "");
+    sqlite3_bind_int(st, 2, page->limit + 1);
     list = list_new(&items);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n++ == page->limit) {
+            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
+                                                  "id"));
+            rc = SQLITE_DONE;
+            break;
+        }
         cJSON_AddItemToArray(items, token_row(st));
+    }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         cJSON_Delete(list);

@@ -352,6 +352,27 @@ class Server:
                 return items
         raise AssertionError("pagination of %s did not end" % path)
 
+    def assert_paginates(self, path, key):
+        """GET path with a small limit: every page honours it, the cursor walk
+        sees every item exactly once, and the last page says next_cursor null."""
+        every = [x[key] for x in self.list_all(path)]
+        assert len(every) >= 3, "need at least 3 items to page through %s" % path
+        limit = max(1, len(every) // 3)
+        seen, cursor = [], None
+        for _ in range(len(every) + 2):
+            q = path + ("&" if "?" in path else "?") + "limit=%d" % limit
+            if cursor is not None:
+                q += "&cursor=" + urllib.parse.quote(cursor, safe="")
+            r = self.get(q)
+            assert r.status == 200, r
+            assert len(r.body["items"]) <= limit, (
+                "%s: %d items on a page with limit=%d" % (path, len(r.body["items"]), limit))
+            seen += [x[key] for x in r.body["items"]]
+            cursor = r.body["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(every) and len(set(seen)) == len(seen), path
+
     def experiment_names(self):
         return [e["name"] for e in self.list_all("/api/v1/experiments")]
 

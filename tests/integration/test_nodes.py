@@ -268,3 +268,30 @@ def test_node_goes_down_after_timeout(server_factory):
     r = srv.post("/api/v1/nodes/%s/heartbeat" % name, {"tasks": []})
     assert r.status == 200, r
     assert get_node(srv, name).body["state"] == "ready"
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "abc"])
+def test_nodes_limit_bounds(server, limit):
+    assert_error(server.get("/api/v1/nodes?limit=" + limit), 400, "invalid_argument", "limit")
+
+
+def test_nodes_pagination(server):
+    pool = uniq("pool")
+    for _ in range(3):
+        server.register_node(uniq("node"), pool)
+    server.assert_paginates("/api/v1/nodes", "name")
+
+
+def test_register_rejects_nul_and_invalid_utf8(server_factory):
+    srv = server_factory()  # private: accepted bad bytes would poison later list responses
+    name = uniq("node")
+    r = srv.post("/api/v1/nodes", node_body("a\u0000" + name, uniq("pool")))
+    assert_error(r, 400, "invalid_argument", "name")
+    assert get_node(srv, "a").status == 404
+    raw = json.dumps(node_body(name, uniq("pool"), labels={"k": "LABEL"})).encode()
+    r = srv.req("POST", "/api/v1/nodes", body=raw.replace(b"LABEL", b"\xff\xfe"))
+    lst = srv.get("/api/v1/nodes")
+    assert isinstance(lst.body, dict), "GET /api/v1/nodes is no longer valid JSON: %r" % (
+        lst.body[:300],)
+    assert_error(r, 400, "invalid_argument")
+    assert get_node(srv, name).status == 404

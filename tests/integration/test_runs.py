@@ -59,6 +59,9 @@ CASES = [
     ("command-empty", {"command": []}, [], "command"),
     ("command-object", {"command": {"a": "b"}}, [], "command"),
     ("command-nul-byte", {"command": ["python3", "a\u0000b"]}, [], "command"),
+    ("experiment-nul-byte", {"experiment": "x\u0000y"}, [], "experiment"),
+    ("env-value-nul-byte", {"environment_variables": {"A": "a\u0000b"}}, [],
+     "environment_variables"),
     ("script-params-array", {"script_params": ["--lr", "0.1"]}, [], "script_params"),
     ("script-params-string", {"script_params": "--lr 1"}, [], "script_params"),
     ("script-params-array-value", {"script_params": {"--lr": [1, 2]}}, [], "script_params"),
@@ -569,3 +572,15 @@ def test_experiments_list(server):
 
 def test_experiments_requires_token(server):
     assert_error(server.get("/api/v1/experiments", token=None), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "abc"])
+def test_experiments_limit_bounds(server, limit):
+    assert_error(server.get("/api/v1/experiments?limit=" + limit), 400, "invalid_argument",
+                 "limit")
+
+
+def test_experiments_pagination(server):
+    for _ in range(3):
+        server.create_run(base(uniq("expage")))
+    server.assert_paginates("/api/v1/experiments", "name")

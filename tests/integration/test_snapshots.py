@@ -80,6 +80,9 @@ MALICIOUS = {
     "symlink-to-etc": [("etc", "symlink", "/etc")],
     "symlink-parent": [("up", "symlink", "..")],
     "symlink-nested-escape": [("a", "dir", None), ("a/l", "symlink", "../../etc")],
+    # d/up -> .. is the root itself (fine alone), but e -> d/up/.. resolves above the root
+    "symlink-chain-escape": [("d", "dir", None), ("d/up", "symlink", ".."),
+                             ("e", "symlink", "d/up/..")],
     "symlink-then-write-through": [("d", "symlink", "/tmp"), ("d/" + MARK, "file", b"x")],
     "hardlink-absolute": [("h", "hardlink", "/etc/passwd")],
     "hardlink-escape": [("h", "hardlink", "../../etc/passwd")],

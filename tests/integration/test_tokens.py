@@ -161,3 +161,23 @@ def test_agent_token_bound_to_first_node(server, snapshot):
     # but it may download a snapshot
     r = server.get("/api/v1/snapshots/" + snapshot[0], token=s)
     assert r.status == 200 and r.body == snapshot[1]
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "abc"])
+def test_tokens_limit_bounds(server, limit):
+    assert_error(server.get("/api/v1/tokens?limit=" + limit), 400, "invalid_argument", "limit")
+
+
+def test_tokens_pagination(server):
+    for _ in range(3):
+        server.create_token("viewer")
+    server.assert_paginates("/api/v1/tokens", "id")
+
+
+def test_create_rejects_invalid_utf8(server_factory):
+    srv = server_factory()  # private: accepted bad bytes would poison later list responses
+    r = srv.req("POST", "/api/v1/tokens", body=b'{"name": "\xff\xfe", "role": "user"}')
+    lst = srv.get("/api/v1/tokens")
+    assert isinstance(lst.body, dict), "GET /api/v1/tokens is no longer valid JSON: %r" % (
+        lst.body[:300],)
+    assert_error(r, 400, "invalid_argument")

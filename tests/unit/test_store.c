@@ -10,6 +10,8 @@
 #include "common/json.h"
 #include "store/store.h"
 
+static const struct store_page all_page = {NULL, 1000};
+
 static char *temp_db(void)
 {
     static char dir[] = "/tmp/trainyard-unit-XXXXXX";
@@ -109,7 +111,7 @@ static void concurrent_writers_all_commit(void)
         cJSON_Delete(list);
     }
     ASSERT_EQ(total, 400);
-    ASSERT_EQ(store_experiment_list(shared, &exps), 0);
+    ASSERT_EQ(store_experiment_list(shared, &all_page, &exps), 0);
     ASSERT_EQ(json_get(cJSON_GetArrayItem(json_get(exps, "items"), 0), "run_count")->valueint,
               400);
     cJSON_Delete(exps);
@@ -132,7 +134,7 @@ static void duplicate_run_id_writes_nothing(void)
     run.tasks = tasks;
     run.n_tasks = 2; /* the second task clashes: the whole run must roll back */
     ASSERT_EQ(store_run_create(s, &run), ERR_CONFLICT);
-    ASSERT_EQ(store_experiment_list(s, &exps), 0);
+    ASSERT_EQ(store_experiment_list(s, &all_page, &exps), 0);
     ASSERT_EQ(cJSON_GetArraySize(json_get(exps, "items")), 0);
     cJSON_Delete(exps);
     cJSON *got = NULL;

@@ -1,0 +1,235 @@
+/*
+ * cli.h - the client commands of the trainyard binary: submit, runs, run,
+ * logs, cancel, nodes and drain. They talk to a server's REST API
+ * (SPEC §3) with libcurl's easy interface and print tables, summaries or
+ * the server's JSON.
+ *
+ * The module owns the process while a client command runs: cli_main()
+ * initialises libcurl, resolves the server and token, runs one command and
+ * returns its exit code. Everything here runs on the main thread of a
+ * single-threaded process; nothing may be called from another thread.
+ *
+ * Exit codes: CLI_EXIT_OK (0), CLI_EXIT_FAILED (1: the operation failed,
+ * e.g. an HTTP error or a failed run), CLI_EXIT_USAGE (2: bad usage).
+ */
+#ifndef TRAINYARD_CLI_H
+#define TRAINYARD_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/buf.h"
+
+enum cli_exit {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILED = 1,
+    CLI_EXIT_USAGE = 2,
+};
+
+/* Largest response body kept in memory; a bigger one fails the request. */
+#define CLI_MAX_BODY ((size_t)64 << 20)
+#define CLI_CONNECT_TIMEOUT_MS 10000L
+/* Total time allowed for an ordinary request and for a snapshot upload. */
+#define CLI_TIMEOUT_MS 60000L
+#define CLI_UPLOAD_TIMEOUT_MS 1800000L
+
+/* getopt_long codes of the options every command takes. */
+enum cli_common_opt {
+    CLI_OPT_SERVER = 0x1000,
+    CLI_OPT_TOKEN,
+    CLI_OPT_DATA,
+    CLI_OPT_JSON,
+    /* Commands number their own long-only options from here. */
+    CLI_OPT_FIRST_OWN,
+};
+
+/* Entries for a command's struct option table (with 'h' for -h/--help). */
+#define CLI_COMMON_LONGOPTS                                                                        \
+    {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
+        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
+        {"json", no_argument, NULL, CLI_OPT_JSON}, {"help", no_argument, NULL, 'h'}
+
+/* Help text for the common options, for the end of each usage text. */
+#define CLI_COMMON_HELP                                                                            \
+    "Common options:\n"                                                                            \
+    "  --server URL      server base URL (default: $TRAINYARD_SERVER, else the contents of\n"     \
+    "                    DATA/server.url, else http://127.0.0.1:8080)\n"                          \
+    "  --token T         API token (default: $TRAINYARD_TOKEN, else DATA/admin.token when\n"      \
+    "                    the server is on a loopback address)\n"                                   \
+    "  --data DIR        the server's data directory, DATA above (default ./var)\n"               \
+    "  --json            print the server's JSON instead of text\n"                               \
+    "  -h, --help        show this help\n"                                                         \
+    "\n"                                                                                           \
+    "Exit status: 0 ok, 1 the operation failed, 2 bad usage.\n"
+
+/*
+ * One command invocation: its name, the common options and, once
+ * cli_resolve() ran, the server and token to use. Embedded: cli_init() /
+ * cli_release().
+ */
+struct cli {
+    const char *command;   /* borrowed from argv: "submit", "runs", ... */
+    const char *opt_server; /* borrowed from argv, NULL when not given */
+    const char *opt_token;
+    const char *data_dir;  /* borrowed; "./var" unless --data */
+    bool json;
+    char *server; /* owned: base URL without a trailing '/' */
+    char *token;  /* owned, NULL when there is none */
+    bool loopback; /* the server's host is a loopback address */
+    void *curl;    /* owned CURL easy handle, made on first use */
+};
+
+/*
+ * Runs the client command named by argv[0] ("submit", "runs", "run", "logs",
+ * "cancel", "nodes", "drain") with its options; initialises and cleans up
+ * libcurl. Returns the process exit code. Main thread, once per process.
+ */
+int cli_main(int argc, char **argv);
+
+/* ---- cli.c: shared plumbing ---------------------------------------------- */
+
+void cli_init(struct cli *c, const char *command);
+/* Frees what cli_resolve() and the HTTP helpers made. */
+void cli_release(struct cli *c);
+
+/*
+ * Applies a common option returned by getopt_long (opt, optarg). Returns
+ * true when opt was one of them (help is left to the command).
+ */
+bool cli_common_option(struct cli *c, int opt, const char *arg);
+
+/*
+ * Reports an option getopt_long refused ('?' or ':' with optstring
+ * starting with ':') and returns CLI_EXIT_USAGE. argv as given to getopt.
+ */
+int cli_bad_option(const struct cli *c, int opt, char **argv);
+
+/* Prints "trainyard CMD: message" and the usage hint; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "trainyard: message" to stderr; returns CLI_EXIT_FAILED. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Resolves the server URL and token (SPEC §2 and cli.h's CLI_COMMON_HELP
+ * order). Returns 0, or CLI_EXIT_USAGE with a message for an unusable URL.
+ */
+int cli_resolve(struct cli *c);
+
+/* Parses a whole decimal integer within [min, max] into *ret. */
+bool cli_parse_long(const char *s, long min, long max, long *ret);
+
+/* Writes v compactly ("0.25", "100", "1e-05") into out. */
+void cli_format_number(double v, char *out, size_t size);
+
+/* ---- http.c: requests through libcurl's easy interface ----------------- */
+
+/* A response: the HTTP status and the body (at most CLI_MAX_BODY bytes). */
+struct cli_response {
+    long status;
+    struct buf body;
+};
+
+void cli_response_init(struct cli_response *r);
+void cli_response_release(struct cli_response *r);
+
+/*
+ * Sends method to c->server + path (path starts with '/' and is already
+ * escaped) with the token, and an optional body of content_type. Any HTTP
+ * status fills *ret and returns 0; a transport failure (no connection,
+ * timeout, body over CLI_MAX_BODY) prints why and returns ERR_UNAVAILABLE.
+ * timeout_ms 0 means no total timeout.
+ */
+int cli_request(struct cli *c, const char *method, const char *path, const char *content_type,
+                const void *body, size_t body_len, long timeout_ms, struct cli_response *ret);
+
+/*
+ * GETs path and copies a 2xx body to out as it arrives (flushing after each
+ * piece), with no total timeout; *ret_bytes counts what was copied. A
+ * non-2xx body is kept in ret->body instead. Returns 0 when the server
+ * answered and closed the response, ERR_UNAVAILABLE (message printed) when
+ * the transfer failed.
+ */
+int cli_stream(struct cli *c, const char *path, FILE *out, size_t *ret_bytes,
+               struct cli_response *ret);
+
+/* True for 2xx. */
+bool cli_response_ok(const struct cli_response *r);
+
+/*
+ * Prints the server's error (error.message and error.field, else the HTTP
+ * status) as "trainyard: ..." and returns CLI_EXIT_FAILED.
+ */
+int cli_report_error(const struct cli *c, const struct cli_response *r);
+
+/* Writes the body as is to stdout, with a newline if it lacks one. */
+void cli_print_body(const struct cli_response *r);
+
+/* URL-escapes s for a path segment or query value; the caller frees. */
+char *cli_escape(struct cli *c, const char *s);
+
+/* ---- ignore.c: .trainyardignore rules ------------------------------------ */
+
+struct cli_ignore;
+
+/*
+ * Reads the rules at path (gitignore syntax, see ignore.c). A missing file
+ * gives an empty rule set. Returns 0 and *ret (free with cli_ignore_free),
+ * or ERR_INTERNAL with a message printed when the file cannot be read.
+ */
+int cli_ignore_load(const char *path, struct cli_ignore **ret);
+/* Parses rules from text (len bytes); never fails. Free with cli_ignore_free. */
+struct cli_ignore *cli_ignore_parse(const char *text, size_t len);
+/*
+ * True when relpath (relative to the root, '/'-separated, no leading or
+ * trailing '/') is excluded; is_dir tells whether it is a directory. The
+ * caller checks parents first: a child of an excluded directory is never
+ * asked about.
+ */
+bool cli_ignore_match(const struct cli_ignore *ig, const char *relpath, bool is_dir);
+void cli_ignore_free(struct cli_ignore *ig);
+
+/* ---- pack.c: a directory as a .tar.gz ------------------------------------ */
+
+struct cli_pack_stats {
+    size_t files;
+    size_t dirs;
+    size_t links;
+    size_t skipped; /* excluded by rules, or of a type a snapshot cannot hold */
+};
+
+/*
+ * Packs the directory dir into out as a gzip-compressed tar (regular files,
+ * directories, symbolic links; paths relative to dir), skipping .git/ and
+ * __pycache__/ at any depth and what dir/.trainyardignore excludes. The
+ * bytes depend only on the tree (names, contents, modes, mtimes). When
+ * must_have is not NULL, it is a relative path that must end up in the
+ * archive as a regular file or link. Returns 0, ERR_NOT_FOUND when
+ * must_have is missing or excluded, or ERR_INTERNAL; on error a message
+ * has been printed. out is appended to.
+ */
+int cli_pack(const char *dir, const char *must_have, struct buf *out,
+             struct cli_pack_stats *ret_stats);
+
+/* ---- commands ------------------------------------------------------------ */
+
+/* Each runs one command with argv[0] = its name; returns an exit code. */
+int cli_submit(struct cli *c, int argc, char **argv);
+int cli_runs(struct cli *c, int argc, char **argv);
+int cli_run(struct cli *c, int argc, char **argv);
+int cli_logs(struct cli *c, int argc, char **argv);
+int cli_cancel(struct cli *c, int argc, char **argv);
+int cli_nodes(struct cli *c, int argc, char **argv);
+int cli_drain(struct cli *c, int argc, char **argv);
+
+/*
+ * Streams the logs of run_id (task may be NULL) to stdout; with follow, as
+ * they come until the run ends. Returns 0, or CLI_EXIT_FAILED with the
+ * reason printed.
+ */
+int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool follow);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * uvcurl.h - HTTP requests on a libuv loop: libcurl's multi interface
+ * driven by uv_poll_t / uv_timer_t (curl_multi_socket_action).
+ *
+ * Every function must be called on the loop's thread; callbacks run there
+ * too. A request's callback runs exactly once: with the response, with a
+ * transport error, or with UVCURL_CANCELED from uvcurl_free().
+ */
+#ifndef TRAINYARD_UVCURL_H
+#define TRAINYARD_UVCURL_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "common/buf.h"
+
+struct uvcurl;
+
+#define UVCURL_CANCELED (-1L)
+
+struct uvcurl_response {
+    long status;       /* HTTP status; 0 on a transport error; UVCURL_CANCELED */
+    const char *error; /* transport error text, or NULL */
+    struct buf *body;  /* the body (capped at max_body), unless download_file was set */
+};
+
+typedef void (*uvcurl_cb)(void *arg, const struct uvcurl_response *resp);
+
+struct uvcurl_request {
+    const char *method;        /* "GET", "POST", "PUT", "DELETE" */
+    const char *url;
+    const char *bearer;        /* Authorization: Bearer ..., or NULL */
+    const char *content_type;  /* of the body, or NULL */
+    const void *body;          /* copied; or NULL */
+    size_t body_len;
+    const char *body_file;     /* send this file's contents as the body instead */
+    const char *download_file; /* write a 2xx body to this file (created 0600) */
+    long timeout_ms;           /* whole request; 0 = 30 s */
+    size_t max_body;           /* in-memory body cap; 0 = 16 MiB */
+};
+
+/* A client on loop. Returns NULL if curl cannot start (logged). */
+struct uvcurl *uvcurl_new(uv_loop_t *loop);
+/* Cancels every request (their callbacks run with UVCURL_CANCELED) and
+ * frees the client once its handles are closed; the loop must run on
+ * for that. NULL is a no-op. */
+void uvcurl_free(struct uvcurl *uc);
+/* Starts a request. Returns 0, or ERR_INTERNAL when it cannot start (the
+ * callback is then not called). */
+int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb cb, void *arg);
+/* Requests in flight. */
+int uvcurl_active(const struct uvcurl *uc);
+
+#endif
