@@ -19,13 +19,17 @@
 #include "common/buf.h"
 
 struct store;
+struct scheduler;
 
 /* Long-lived state shared by all handlers; owned by server/. */
 struct api_ctx {
     struct store *store;
+    struct scheduler *sched; /* kicked when a write changes what it should do */
     const char *data_dir;
     int64_t node_timeout_ms;
     int64_t max_snapshot_bytes;
+    int64_t max_artifact_bytes;
+    volatile int shutting_down; /* streams end at the next chance */
     const char *version;
 };
 
@@ -66,7 +70,20 @@ struct api_request {
     struct api_principal principal;
 };
 
+/*
+ * A response body produced over time (log follow, server-sent events).
+ * server/ calls next() whenever the client can take more: it appends what
+ * is new to out (possibly nothing) and sets *ret_done at the end. When
+ * next() gave nothing, server/ waits a moment before calling again. Then
+ * free(). Called on one HTTP thread at a time.
+ */
+struct api_stream {
+    int (*next)(struct api_stream *stream, struct buf *out, bool *ret_done);
+    void (*free)(struct api_stream *stream);
+};
+
 struct api_response {
+    struct api_stream *stream; /* when set, the body comes from it */
     int status;
     const char *content_type; /* static string */
     struct buf body;
@@ -126,6 +143,18 @@ void api_compute_list(struct api_ctx *, struct api_request *, struct api_respons
 /* snapshots.c */
 void api_snapshots_upload(struct api_ctx *, struct api_request *, struct api_response *);
 void api_snapshots_get(struct api_ctx *, struct api_request *, struct api_response *);
+/* agent.c (SPEC §3.4) */
+void api_agent_status(struct api_ctx *, struct api_request *, struct api_response *);
+void api_agent_metrics(struct api_ctx *, struct api_request *, struct api_response *);
+void api_agent_logs(struct api_ctx *, struct api_request *, struct api_response *);
+void api_agent_artifact(struct api_ctx *, struct api_request *, struct api_response *);
+/* runread.c */
+void api_runs_logs(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_metrics(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_metric_series(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_artifacts(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_artifact_get(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_events(struct api_ctx *, struct api_request *, struct api_response *);
 /* tokens.c */
 void api_tokens_create(struct api_ctx *, struct api_request *, struct api_response *);
 void api_tokens_list(struct api_ctx *, struct api_request *, struct api_response *);

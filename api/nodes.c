@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/timeutil.h"
+#include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -217,6 +218,10 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
     reg.secret = secret;
     reg.now_ms = time_now_ms();
     rc = store_node_register(ctx->store, &reg);
+    /* A node registers when its agent starts: the tasks an earlier agent
+     * had there are gone with it. */
+    if (rc == 0 && existed)
+        rc = store_node_restarted(ctx->store, reg.name, reg.now_ms);
     if (rc == 0)
         rc = store_node_get(ctx->store, reg.name, reg.now_ms, ctx->node_timeout_ms, &node);
     if (rc < 0) {
@@ -224,6 +229,9 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
         goto out;
     }
     cJSON_AddStringToObject(node, "node_secret", secret);
+    cJSON_AddNumberToObject(node, "heartbeat_interval_ms",
+                            (double)(ctx->node_timeout_ms / 3 > 0 ? ctx->node_timeout_ms / 3 : 1));
+    scheduler_kick(ctx->sched);
     reply_json(resp, existed ? 200 : 201, node);
 out:
     cJSON_Delete(gpus);
@@ -274,6 +282,7 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
         reply_store_error(resp, rc, "node", name);
         goto out;
     }
+    scheduler_kick(ctx->sched);
     out = cJSON_CreateObject();
     cJSON_AddItemToObject(out, "stop", stop);
     if (store_node_get(ctx->store, name, time_now_ms(), ctx->node_timeout_ms, &node) == 0)
@@ -331,6 +340,7 @@ void api_nodes_drain(struct api_ctx *ctx, struct api_request *req, struct api_re
         goto out;
     }
     rc = store_node_drain(ctx->store, name, cJSON_IsTrue(drain));
+    scheduler_kick(ctx->sched);
     if (rc == 0)
         rc = store_node_get(ctx->store, name, time_now_ms(), ctx->node_timeout_ms, &node);
     if (rc < 0) {

@@ -17,6 +17,7 @@
 
 void api_response_init(struct api_response *resp)
 {
+    resp->stream = NULL;
     resp->status = 500;
     resp->content_type = "application/json";
     buf_init(&resp->body);
@@ -31,6 +32,9 @@ void api_response_release(struct api_response *resp)
     if (resp->fd >= 0)
         close(resp->fd);
     resp->fd = -1;
+    if (resp->stream)
+        resp->stream->free(resp->stream);
+    resp->stream = NULL;
 }
 
 int api_status_for(int code)

@@ -9,6 +9,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/timeutil.h"
+#include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -112,6 +113,7 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
         reply_store_error(resp, rc, "run", id);
         goto out;
     }
+    scheduler_kick(ctx->sched);
     rc = store_run_get(ctx->store, id, &out);
     if (rc < 0) {
         reply_store_error(resp, rc, "run", id);
@@ -203,6 +205,7 @@ void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_re
         reply_store_error(resp, rc, "run", req->params[0]);
         return;
     }
+    scheduler_kick(ctx->sched);
     reply_json(resp, 200, run);
 }
 

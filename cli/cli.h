@@ -34,6 +34,8 @@ enum cli_exit {
 /* Total time allowed for an ordinary request and for a snapshot upload. */
 #define CLI_TIMEOUT_MS 60000L
 #define CLI_UPLOAD_TIMEOUT_MS 1800000L
+/* Total time allowed for copying a body to stdout, when not following. */
+#define CLI_DOWNLOAD_TIMEOUT_MS 1800000L
 
 /* getopt_long codes of the options every command takes. */
 enum cli_common_opt {
@@ -148,12 +150,12 @@ int cli_request(struct cli *c, const char *method, const char *path, const char 
 
 /*
  * GETs path and copies a 2xx body to out as it arrives (flushing after each
- * piece), with no total timeout; *ret_bytes counts what was copied. A
- * non-2xx body is kept in ret->body instead. Returns 0 when the server
- * answered and closed the response, ERR_UNAVAILABLE (message printed) when
- * the transfer failed.
+ * piece); timeout_ms 0 means none (for following). *ret_bytes counts what
+ * was copied, also on failure. A non-2xx body is kept in ret->body instead.
+ * Returns 0 when the server answered and ended the response, or
+ * ERR_UNAVAILABLE / ERR_INTERNAL (message printed) when the transfer failed.
  */
-int cli_stream(struct cli *c, const char *path, FILE *out, size_t *ret_bytes,
+int cli_stream(struct cli *c, const char *path, FILE *out, long timeout_ms, size_t *ret_bytes,
                struct cli_response *ret);
 
 /* True for 2xx. */
@@ -226,10 +228,14 @@ int cli_nodes(struct cli *c, int argc, char **argv);
 int cli_drain(struct cli *c, int argc, char **argv);
 
 /*
- * Streams the logs of run_id (task may be NULL) to stdout; with follow, as
- * they come until the run ends. Returns 0, or CLI_EXIT_FAILED with the
- * reason printed.
+ * Copies the logs of run_id (of one task when task is not NULL) to stdout.
+ * With follow, as they come until the run ends: when the server ends the
+ * stream early, it is taken up again from the byte offset reached. Returns
+ * 0, or CLI_EXIT_FAILED with the reason printed.
  */
 int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool follow);
+
+/* True for the statuses a run never leaves: completed, failed, canceled. */
+bool cli_run_status_final(const char *status);
 
 #endif

@@ -24,6 +24,7 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "server/routes.h"
+#include "server/stream.h"
 #include "common/banned.h"
 
 struct request {
@@ -84,7 +85,10 @@ static enum MHD_Result send_response(struct http *http, struct MHD_Connection *c
     int64_t us;
 
     (void)http;
-    if (resp->fd >= 0) {
+    if (resp->stream) {
+        mr = stream_response(conn, resp->stream);
+        resp->stream = NULL; /* taken over, freed with mr or already */
+    } else if (resp->fd >= 0) {
         mr = MHD_create_response_from_fd64((uint64_t)resp->fd_size, resp->fd);
         if (mr)
             resp->fd = -1; /* MHD closes it */
@@ -122,6 +126,26 @@ static bool media_type_is(const char *ct, const char *want)
     return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
 }
 
+/* The most body bytes route takes. */
+static int64_t body_limit(const struct http *http, const struct route *route)
+{
+    switch (route->body) {
+    case ROUTE_BODY_UPLOAD:
+        return http->ctx->max_snapshot_bytes;
+    case ROUTE_BODY_FILE:
+        return http->ctx->max_artifact_bytes;
+    case ROUTE_BODY_RAW:
+        return ROUTE_RAW_MAX;
+    default:
+        return ROUTE_JSON_MAX;
+    }
+}
+
+static bool spooled(const struct route *route)
+{
+    return route->body == ROUTE_BODY_UPLOAD || route->body == ROUTE_BODY_FILE;
+}
+
 /* Checks done before any body is read; false with resp set. */
 static bool precheck(struct http *http, struct MHD_Connection *conn, struct request *r,
                      const char *method, const char *url, struct api_response *resp)
@@ -142,16 +166,22 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
     r->req.path = url;
     if (!api_authenticate(http->ctx, auth, r->route->roles, &r->req, resp))
         return false;
+    limit = body_limit(http, r->route);
     if (r->route->body == ROUTE_BODY_UPLOAD) {
-        limit = http->ctx->max_snapshot_bytes;
         if (!media_type_is(ct, "application/gzip") && !media_type_is(ct, "application/x-gzip")) {
             api_error(resp, ERR_MEDIA_TYPE, NULL,
                       "Content-Type must be application/gzip (a .tar.gz), not '%s'",
                       ct ? ct : "(none)");
             return false;
         }
+    } else if (r->route->body == ROUTE_BODY_RAW || r->route->body == ROUTE_BODY_FILE) {
+        if (has_body && ct && !media_type_is(ct, "application/octet-stream") &&
+            !media_type_is(ct, "text/plain")) {
+            api_error(resp, ERR_MEDIA_TYPE, NULL,
+                      "Content-Type must be application/octet-stream, not '%s'", ct);
+            return false;
+        }
     } else {
-        limit = ROUTE_JSON_MAX;
         if (has_body && !media_type_is(ct, "application/json")) {
             api_error(resp, ERR_MEDIA_TYPE, NULL, "Content-Type must be application/json, not '%s'",
                       ct ? ct : "(none)");
@@ -170,7 +200,7 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
             return false;
         }
     }
-    if (r->route->body == ROUTE_BODY_UPLOAD) {
+    if (spooled(r->route)) {
         r->spool_path = xasprintf("%s/tmp/upload-XXXXXX", http->ctx->data_dir);
         r->spool_fd = mkostemp(r->spool_path, O_CLOEXEC);
         if (r->spool_fd < 0) {
@@ -186,8 +216,7 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
 
 static void take_body(struct http *http, struct request *r, const char *data, size_t size)
 {
-    int64_t limit = r->route->body == ROUTE_BODY_UPLOAD ? http->ctx->max_snapshot_bytes
-                                                        : ROUTE_JSON_MAX;
+    int64_t limit = body_limit(http, r->route);
 
     if (r->too_large || r->io_failed)
         return;
@@ -196,7 +225,7 @@ static void take_body(struct http *http, struct request *r, const char *data, si
         return;
     }
     r->body_size += (int64_t)size;
-    if (r->route->body == ROUTE_BODY_UPLOAD) {
+    if (spooled(r->route)) {
         while (size > 0) {
             ssize_t n = write(r->spool_fd, data, size);
 
@@ -244,7 +273,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     }
 
     api_response_init(&resp);
-    limit = r->route->body == ROUTE_BODY_UPLOAD ? http->ctx->max_snapshot_bytes : ROUTE_JSON_MAX;
+    limit = body_limit(http, r->route);
     if (r->too_large) {
         api_error(&resp, ERR_TOO_LARGE, NULL, "the body is over the limit of %lld bytes",
                   (long long)limit);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "common/version.h"
 #include "server/server.h"
 #include "common/banned.h"
@@ -14,18 +15,35 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  server     run the control plane (REST API, store, scheduler, dashboard)\n"
+    "  submit     pack a source directory and submit a run\n"
+    "  runs       list runs\n"
+    "  run        show a run: status, tasks, metrics\n"
+    "  logs       print a run's logs (-f to follow)\n"
+    "  cancel     cancel a run\n"
+    "  nodes      list the nodes\n"
+    "  drain      stop placing tasks on a node (--undo to undo)\n"
     "  version    print the version\n"
     "\n"
     "Run 'trainyard <command> --help' for a command's options.\n";
 
+/* The client commands, all run by cli_main(). */
+static const char *const client_commands[] = {"submit", "runs",  "run",   "logs",
+                                              "cancel", "nodes", "drain", NULL};
+
 int main(int argc, char **argv)
 {
+    const char *const *cmd;
+
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
     }
     if (strcmp(argv[1], "server") == 0)
         return server_main(argc - 1, argv + 1);
+    for (cmd = client_commands; *cmd; cmd++) {
+        if (strcmp(argv[1], *cmd) == 0)
+            return cli_main(argc - 1, argv + 1);
+    }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("trainyard %s\n", TRAINYARD_VERSION);
         return 0;

@@ -1,6 +1,7 @@
 /* routes.c - the route table: every endpoint, its handler, roles and body. */
 #include "server/routes.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,12 @@ static struct route routes[] = {
     {"GET", "/api/v1/runs", api_runs_list, READ, JSON, 0},
     {"GET", "/api/v1/runs/{id}", api_runs_get, READ, JSON, 0},
     {"POST", "/api/v1/runs/{id}/cancel", api_runs_cancel, WRITE, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/logs", api_runs_logs, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/metrics", api_runs_metrics, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/metrics/{name}", api_runs_metric_series, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/events", api_runs_events, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/artifacts", api_runs_artifacts, READ, JSON, 0},
+    {"GET", "/api/v1/runs/{id}/artifacts/{path*}", api_runs_artifact_get, READ, JSON, 0},
     {"GET", "/api/v1/experiments", api_experiments_list, READ, JSON, 0},
 
     {"POST", "/api/v1/nodes", api_nodes_register, ADMIN | AGENT, JSON, 0},
@@ -35,6 +42,12 @@ static struct route routes[] = {
     {"POST", "/api/v1/nodes/{name}/drain", api_nodes_drain, ADMIN, JSON, 0},
     {"DELETE", "/api/v1/nodes/{name}", api_nodes_delete, ADMIN, JSON, 0},
     {"GET", "/api/v1/compute", api_compute_list, READ, JSON, 0},
+
+    {"POST", "/api/v1/agent/tasks/{task}/status", api_agent_status, ADMIN | AGENT, JSON, 0},
+    {"POST", "/api/v1/agent/tasks/{task}/metrics", api_agent_metrics, ADMIN | AGENT, JSON, 0},
+    {"POST", "/api/v1/agent/tasks/{task}/logs", api_agent_logs, ADMIN | AGENT, ROUTE_BODY_RAW, 0},
+    {"PUT", "/api/v1/agent/tasks/{task}/artifacts/{path*}", api_agent_artifact, ADMIN | AGENT,
+     ROUTE_BODY_FILE, 0},
 
     {"POST", "/api/v1/tokens", api_tokens_create, ADMIN, JSON, 0},
     {"GET", "/api/v1/tokens", api_tokens_list, ADMIN, JSON, 0},
@@ -60,7 +73,9 @@ static bool match(const char *pattern, const char *path, char *params[API_MAX_PA
     *n = 0;
     while (*p && *s) {
         if (*p == '{') {
-            const char *seg_end = strchr(s, '/');
+            const char *close = strchr(p, '}');
+            bool rest = close[-1] == '*';
+            const char *seg_end = rest ? NULL : strchr(s, '/');
             size_t len = seg_end ? (size_t)(seg_end - s) : strlen(s);
 
             if (len == 0 || *n == API_MAX_PARAMS)

@@ -10,13 +10,16 @@
 enum route_body {
     ROUTE_BODY_JSON,   /* up to ROUTE_JSON_MAX bytes of application/json, in memory */
     ROUTE_BODY_UPLOAD, /* a gzip upload spooled to a file, up to --max-snapshot-mb */
+    ROUTE_BODY_RAW,    /* up to ROUTE_RAW_MAX bytes of any type, in memory (log bytes) */
+    ROUTE_BODY_FILE,   /* any bytes spooled to a file, up to the artifact limit */
 };
 
 #define ROUTE_JSON_MAX (1024 * 1024)
+#define ROUTE_RAW_MAX (8 * 1024 * 1024)
 
 struct route {
     const char *method;
-    const char *pattern; /* segments; "{x}" matches one non-empty segment */
+    const char *pattern; /* "{x}" matches one non-empty segment, "{x*}" the rest */
     api_handler handler;
     unsigned roles;      /* enum api_role bits; API_ROLES_NONE = no auth */
     enum route_body body;

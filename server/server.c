@@ -24,6 +24,8 @@
 #include "common/xalloc.h"
 #include "server/http.h"
 #include "server/routes.h"
+#include "server/stream.h"
+#include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -32,6 +34,7 @@ struct server_opts {
     const char *data;
     long node_timeout_s;
     long max_snapshot_mb;
+    long max_artifact_mb;
     long threads;
     enum store_sync sync;
     bool dev;
@@ -46,6 +49,7 @@ static const char usage[] =
     "  --data DIR              data directory: database, snapshots, admin.token (default ./var)\n"
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
+    "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
     "  --threads N             HTTP worker threads (default 8)\n"
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
@@ -73,6 +77,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         {"data", required_argument, NULL, 'd'},
         {"node-timeout", required_argument, NULL, 't'},
         {"max-snapshot-mb", required_argument, NULL, 'm'},
+        {"max-artifact-mb", required_argument, NULL, 'A'},
         {"threads", required_argument, NULL, 'T'},
         {"sync", required_argument, NULL, 's'},
         {"dev", no_argument, NULL, 'D'},
@@ -86,6 +91,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->data = "./var";
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
+    o->max_artifact_mb = 1024;
     o->threads = 8;
     o->sync = STORE_SYNC_FULL;
     o->dev = false;
@@ -107,6 +113,12 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         case 'm':
             if (!parse_long(optarg, 1, 1048576, &o->max_snapshot_mb)) {
                 fprintf(stderr, "trainyard server: --max-snapshot-mb must be 1..1048576\n");
+                return 2;
+            }
+            break;
+        case 'A':
+            if (!parse_long(optarg, 1, 1048576, &o->max_artifact_mb)) {
+                fprintf(stderr, "trainyard server: --max-artifact-mb must be 1..1048576\n");
                 return 2;
             }
             break;
@@ -295,6 +307,7 @@ int server_main(int argc, char **argv)
     struct api_ctx ctx;
     struct http http;
     struct MHD_Daemon *daemon;
+    struct scheduler_config sched_cfg;
     const union MHD_DaemonInfo *info;
     sigset_t signals;
     char path[4096];
@@ -334,6 +347,7 @@ int server_main(int argc, char **argv)
     ctx.data_dir = o.data;
     ctx.node_timeout_ms = o.node_timeout_s * 1000;
     ctx.max_snapshot_bytes = (int64_t)o.max_snapshot_mb * 1024 * 1024;
+    ctx.max_artifact_bytes = (int64_t)o.max_artifact_mb * 1024 * 1024;
     ctx.version = TRAINYARD_VERSION;
     if (api_bootstrap_admin(&ctx) < 0) {
         store_free(store);
@@ -341,8 +355,17 @@ int server_main(int argc, char **argv)
     }
     routes_init();
     http.ctx = &ctx;
+    sched_cfg.store = store;
+    sched_cfg.node_timeout_ms = ctx.node_timeout_ms;
+    sched_cfg.tick_ms = 1000;
+    if (scheduler_new(&sched_cfg, &ctx.sched) < 0 || stream_start() < 0) {
+        scheduler_free(ctx.sched);
+        store_free(store);
+        return 1;
+    }
 
-    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     daemon = MHD_start_daemon(
@@ -354,13 +377,17 @@ int server_main(int argc, char **argv)
     if (daemon == NULL) {
         log_error("server: cannot listen on '%s' (in use, or not an address of this machine)",
                   o.listen);
+        stream_stop();
+        scheduler_free(ctx.sched);
         store_free(store);
         return 1;
     }
     info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     if (info == NULL || write_url_file(o.data, &addr, info->port) < 0) {
         log_error("server: cannot write '%s/server.url'", o.data);
+        stream_stop();
         MHD_stop_daemon(daemon);
+        scheduler_free(ctx.sched);
         store_free(store);
         return 1;
     }
@@ -368,9 +395,12 @@ int server_main(int argc, char **argv)
     if (sigwait(&signals, &sig) != 0)
         sig = SIGTERM;
     log_info("server: %s received; finishing requests in flight", strsignal(sig));
+    ctx.shutting_down = 1;
     MHD_quiesce_daemon(daemon);
+    stream_stop();
     drain_connections(daemon);
     MHD_stop_daemon(daemon);
+    scheduler_free(ctx.sched);
     snprintf(path, sizeof(path), "%s/server.url", o.data);
     unlink(path);
     store_free(store);

@@ -65,4 +65,16 @@ void list_set_cursor(cJSON *list, const char *cursor);
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
                            int64_t timeout_ms);
 
+
+
+/* ---- run rules, shared by the write paths (tasks.c) ---- */
+
+/* Marks every unfinished task of a run's attempt killed; tasks an agent
+ * may have are flagged for the scheduler to stop. */
+int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now);
+/* Applies the run rules after its tasks changed: running, completed, gang
+ * failure with retry or failure. */
+int run_evaluate(struct conn *c, int64_t run_seq, int64_t now);
+/* Appends an event to a run's history. */
+int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, const cJSON *data);
 #endif

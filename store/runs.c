@@ -17,8 +17,8 @@ static const char *const run_statuses[] = {"queued",    "starting", "running",
 
 /* ---- create ---- */
 
-static int add_event(struct conn *c, int64_t run_seq, int64_t now, const char *type,
-                     const cJSON *data)
+int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type,
+              const cJSON *data)
 {
     sqlite3_stmt *st = conn_stmt(c, "INSERT INTO run_events(run_seq, time, type, data) "
                                     "VALUES (?, ?, ?, ?)");
@@ -43,7 +43,7 @@ static int status_event(struct conn *c, int64_t run_seq, int64_t now, const char
     int rc;
 
     cJSON_AddStringToObject(data, "status", status);
-    rc = add_event(c, run_seq, now, "status", data);
+    rc = run_event(c, run_seq, now, "status", data);
     cJSON_Delete(data);
     return rc;
 }
@@ -334,15 +334,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
     sqlite3_bind_int64(st, 2, seq);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
-    st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ? WHERE run_seq = ? "
-                      "AND attempt = ? AND status NOT IN ('succeeded', 'failed', 'killed', "
-                      "'lost')");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    sqlite3_bind_int64(st, 1, rc_arg->now);
-    sqlite3_bind_int64(st, 2, seq);
-    sqlite3_bind_int64(st, 3, attempt);
-    if ((rc = stmt_done(c, st)) < 0)
+    if ((rc = tasks_kill_live(c, seq, attempt, rc_arg->now)) < 0)
         return rc;
     return status_event(c, seq, rc_arg->now, "canceled");
 }

@@ -185,3 +185,119 @@ int store_node_counts(struct store *store, int64_t now_ms, int64_t node_timeout_
                       cJSON **ret_counts);
 
 #endif
+
+/* ---- tasks: what agents report, and the run rules (SPEC §4 gang rule) ---- */
+
+/* Task statuses in which a task holds resources on its node. */
+bool store_task_status_live(const char *status);
+
+/*
+ * Records a task status reported by the agent of node ("" for an admin):
+ * preparing, running, succeeded or failed, with exit_code (or -1) and
+ * message (may be NULL). Reports about ended tasks are accepted and
+ * ignored. Then applies the run rules: completion, gang failure (stop the
+ * rest, retry or fail). ERR_NOT_FOUND for an unknown task, ERR_PERMISSION
+ * when the task is not on node, ERR_INVALID for a status agents may not
+ * report.
+ */
+int store_task_report(struct store *store, const char *task_id, const char *node,
+                      const char *status, int exit_code, const char *message, int64_t now_ms);
+/*
+ * Appends log bytes data[0..len) that start at byte offset of the task's
+ * log. Bytes already received are skipped, so a retry is harmless.
+ * *ret_log_size gets the task's log size after it. ERR_CONFLICT when
+ * offset is past the end received (a gap), with *ret_log_size set.
+ */
+int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
+                    const void *data, size_t len, int64_t *ret_log_size);
+/*
+ * Applies a batch of metric points ([{"name", "value", "step", "time"}]
+ * with time in ms) once: a batch whose seq is not above the last applied
+ * one is a duplicate and changes nothing (*ret_duplicate = true).
+ */
+int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
+                       const cJSON *points, bool *ret_duplicate);
+/* The run id and task name of a task the agent of node may report for. */
+int store_task_owner(struct store *store, const char *task_id, const char *node, char *ret_run_id,
+                     size_t run_id_size, char *ret_task_name, size_t name_size);
+/* Records an artifact whose file is in place. */
+int store_artifact_put(struct store *store, const char *task_id, const char *path, int64_t size);
+
+/* ---- read side ---- */
+
+/* {"items": [{name, last, min, max, count, last_step}]} of a run. */
+int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summary);
+/*
+ * The series of one metric: {"name", "points": [[step, time, value], ...]}
+ * ordered by step, downsampled to at most max_points (0 = all) keeping
+ * each bucket's first, min, max and last point. ERR_NOT_FOUND when the
+ * run is unknown.
+ */
+int store_run_metric_series(struct store *store, const char *run_id, const char *name,
+                            int max_points, cJSON **ret_series);
+/* {"items": [{"path", "size", "task"}]}. */
+int store_run_artifacts(struct store *store, const char *run_id, cJSON **ret_list);
+/* The task name that holds path for run (task may name one), for reading the file. */
+int store_artifact_find(struct store *store, const char *run_id, const char *path,
+                        const char *task, char *ret_task, size_t task_size);
+
+/*
+ * The log text of a run, all attempts, in arrival order: each line
+ * prefixed "[task] " when the run has several tasks; only one task's lines
+ * when task (an id or a name) is given, unprefixed. Appends to out the
+ * complete lines; a partial last line of a task is held back until the
+ * run has ended, so the text only ever grows. *ret_ended tells whether the
+ * run has ended. ERR_NOT_FOUND for an unknown run or task.
+ */
+struct buf;
+int store_run_log(struct store *store, const char *run_id, const char *task, struct buf *out,
+                  bool *ret_ended);
+
+/* ---- scheduler ---- */
+
+/*
+ * Everything placement needs, as JSON: {"nodes": [{name, pool, host,
+ * cpus, memory_mb, gpus: [indices], features, port_min, port_max, used_cpus,
+ * used_memory_mb, used_gpus, used_ports}], "runs": [{id, seq, spec, tasks:
+ * [{id, name, type, index}]}]} with ready nodes only and queued runs in
+ * priority order (higher first, then older).
+ */
+int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                      cJSON **ret_state);
+/*
+ * Applies placements: [{"run": id, "tasks": [{"id", "node", "gpus",
+ * "port", "address", "cpus", "memory_mb", "argv", "env"}]}]. A run no
+ * longer queued is skipped. Sets runs to starting.
+ */
+int store_sched_place(struct store *store, const cJSON *placements, int64_t now_ms);
+/* Updates the reason of queued runs: {"run id": "reason", ...}. */
+int store_sched_reasons(struct store *store, const cJSON *reasons);
+/*
+ * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]
+ * for assigned tasks not yet accepted by their agent, and stops to send:
+ * [{"task", "url", "secret"}].
+ */
+int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop);
+/* The agent accepted (ok) or refused/was unreachable for an assignment;
+ * after a few failures the task fails and the run rules apply. */
+int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
+                       int64_t now_ms);
+/* The agent was told to stop the task (or no longer has it). */
+int store_sched_stopped(struct store *store, const char *task_id);
+/*
+ * Time-driven rules: nodes silent past node_timeout_ms become down and
+ * their tasks lost; runs past their deadline fail. *ret_changed is true
+ * when anything changed.
+ */
+int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                       bool *ret_changed);
+/* A node (re-)registered: the tasks its agent had are lost to it. */
+int store_node_restarted(struct store *store, const char *name, int64_t now_ms);
+
+/*
+ * Metric points of a run added after row after_id, at most limit, as
+ * [{"name", "step", "time", "value"}]; *ret_last_id gets the last row id
+ * (after_id when none). For live views.
+ */
+int store_run_points_since(struct store *store, const char *run_id, int64_t after_id, int limit,
+                           cJSON **ret_points, int64_t *ret_last_id);

@@ -1,0 +1,295 @@
+/*
+ * agent.c - what agents report (SPEC §3.4): task status, metrics (once per
+ * seq), logs (by offset) and output files. An agent token may report only
+ * for tasks placed on its own node.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "scheduler/scheduler.h"
+#include "store/store.h"
+#include "common/banned.h"
+
+/* The node an agent token acts for, or "" for an admin. */
+static const char *caller_node(struct api_request *req)
+{
+    return req->principal.role == API_ROLE_AGENT ? req->principal.node : "";
+}
+
+static void reply_task_error(struct api_response *resp, int rc, const char *task)
+{
+    if (rc == ERR_PERMISSION)
+        api_error(resp, rc, NULL, "task '%s' is not placed on this agent's node", task);
+    else
+        reply_store_error(resp, rc, "task", task);
+}
+
+void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    static const char *const fields[] = {"status", "exit_code", "message", NULL};
+    const char *task = req->params[0];
+    const char *status;
+    const char *message;
+    const cJSON *item;
+    int64_t exit_code = -1;
+    cJSON *in;
+    cJSON *out;
+    int rc;
+
+    if (!parse_object(req, resp, &in))
+        return;
+    if (!only_known_fields(in, fields, resp))
+        goto out;
+    status = json_get_string(in, "status");
+    if (status == NULL || (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
+                           strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)) {
+        api_error(resp, ERR_INVALID, "status",
+                  "status must be preparing, running, succeeded or failed");
+        goto out;
+    }
+    item = json_get(in, "exit_code");
+    if (item && !cJSON_IsNull(item) && !json_int(item, -255, 255, &exit_code)) {
+        api_error(resp, ERR_INVALID, "exit_code", "exit_code must be an integer from -255 to 255");
+        goto out;
+    }
+    item = json_get(in, "message");
+    message = NULL;
+    if (item && !cJSON_IsNull(item)) {
+        if (!cJSON_IsString(item) || strlen(item->valuestring) > 4096) {
+            api_error(resp, ERR_INVALID, "message", "message must be a string of at most 4096 "
+                                                    "characters");
+            goto out;
+        }
+        message = item->valuestring;
+    }
+    /* A signal death is reported as a negative code; the store keeps
+     * 128+signal like a shell would show it. */
+    if (exit_code < -1)
+        exit_code = 128 - exit_code;
+    rc = store_task_report(ctx->store, task, caller_node(req), status, (int)exit_code, message,
+                           time_now_ms());
+    if (rc == ERR_CONFLICT) {
+        api_error(resp, rc, NULL, "task '%s' is not assigned yet", task);
+        goto out;
+    }
+    if (rc < 0) {
+        reply_task_error(resp, rc, task);
+        goto out;
+    }
+    scheduler_kick(ctx->sched);
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "task", task);
+    reply_json(resp, 200, out);
+out:
+    cJSON_Delete(in);
+}
+
+/* Reads a point's time: RFC 3339 text, or seconds since the epoch. */
+static bool point_time(const cJSON *item, int64_t *ret_ms)
+{
+    if (item == NULL || cJSON_IsNull(item)) {
+        *ret_ms = time_now_ms();
+        return true;
+    }
+    if (cJSON_IsString(item))
+        return time_parse_rfc3339(item->valuestring, ret_ms) == 0;
+    if (cJSON_IsNumber(item) && isfinite(item->valuedouble) && item->valuedouble >= 0 &&
+        item->valuedouble < 1e11) {
+        *ret_ms = (int64_t)(item->valuedouble * 1000);
+        return true;
+    }
+    return false;
+}
+
+void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    static const char *const fields[] = {"seq", "points", NULL};
+    const char *task = req->params[0];
+    const cJSON *points;
+    cJSON *p;
+    cJSON *norm;
+    cJSON *in;
+    cJSON *out;
+    int64_t seq;
+    bool dup = false;
+    int rc;
+
+    if (!parse_object(req, resp, &in))
+        return;
+    if (!only_known_fields(in, fields, resp))
+        goto out;
+    if (!json_int(json_get(in, "seq"), 0, INT64_C(1) << 53, &seq)) {
+        api_error(resp, ERR_INVALID, "seq", "seq is required: a non-negative integer");
+        goto out;
+    }
+    points = json_get(in, "points");
+    if (!cJSON_IsArray(points) || cJSON_GetArraySize(points) > 100000) {
+        api_error(resp, ERR_INVALID, "points", "points must be an array of at most 100000 "
+                                               "points");
+        goto out;
+    }
+    norm = cJSON_CreateArray();
+    cJSON_ArrayForEach(p, (cJSON *)points)
+    {
+        const char *name = json_get_string(p, "name");
+        const cJSON *value = json_get(p, "value");
+        int64_t step;
+        int64_t when;
+        cJSON *n;
+
+        if (name == NULL || name[0] == '\0' || strlen(name) > 128 || !cJSON_IsNumber(value) ||
+            !isfinite(value->valuedouble) ||
+            !json_int(json_get(p, "step"), 0, INT64_C(1) << 53, &step) ||
+            !point_time(json_get(p, "time"), &when)) {
+            cJSON_Delete(norm);
+            api_error(resp, ERR_INVALID, "points",
+                      "each point needs a name (1 to 128 characters), a finite value, a "
+                      "non-negative integer step and a time");
+            goto out;
+        }
+        n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "name", name);
+        cJSON_AddNumberToObject(n, "value", value->valuedouble);
+        cJSON_AddNumberToObject(n, "step", (double)step);
+        cJSON_AddNumberToObject(n, "time", (double)when);
+        cJSON_AddItemToArray(norm, n);
+    }
+    rc = store_task_metrics(ctx->store, task, caller_node(req), seq, norm, &dup);
+    cJSON_Delete(norm);
+    if (rc < 0) {
+        reply_task_error(resp, rc, task);
+        goto out;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "seq", (double)seq);
+    cJSON_AddBoolToObject(out, "duplicate", dup);
+    reply_json(resp, 200, out);
+out:
+    cJSON_Delete(in);
+}
+
+void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    const char *task = req->params[0];
+    const char *offset_arg = req->query(req->conn, "offset");
+    int64_t offset = 0;
+    int64_t size = 0;
+    cJSON *out;
+    char *end;
+    int rc;
+
+    if (offset_arg) {
+        errno = 0;
+        offset = strtoll(offset_arg, &end, 10);
+        if (errno || *offset_arg == '\0' || *end != '\0' || offset < 0) {
+            api_error(resp, ERR_INVALID, "offset", "offset must be a non-negative integer");
+            return;
+        }
+    }
+    rc = store_task_logs(ctx->store, task, caller_node(req), offset, req->body, req->body_len,
+                         &size);
+    if (rc == ERR_CONFLICT) {
+        cJSON *body = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(body, "error");
+
+        cJSON_AddStringToObject(err, "code", "conflict");
+        cJSON_AddStringToObject(err, "message", "offset is past the end of the log received; "
+                                                "resend from log_size");
+        cJSON_AddStringToObject(err, "field", "offset");
+        cJSON_AddNumberToObject(body, "log_size", (double)size);
+        reply_json(resp, 409, body);
+        return;
+    }
+    if (rc < 0) {
+        reply_task_error(resp, rc, task);
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "log_size", (double)size);
+    reply_json(resp, 200, out);
+}
+
+/* A relative path of clean components: no "", ".", "..", no leading "/". */
+static bool artifact_path_ok(const char *path)
+{
+    const char *p = path;
+
+    if (path[0] == '\0' || path[0] == '/' || strlen(path) > 1024)
+        return false;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return true;
+}
+
+/* mkdir -p of the directories above path. */
+static int make_parents(char *path)
+{
+    char *slash;
+
+    for (slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            *slash = '/';
+            return ERR_INTERNAL;
+        }
+        *slash = '/';
+    }
+    return 0;
+}
+
+void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    const char *task = req->params[0];
+    const char *path = req->params[1];
+    char run_id[64];
+    char name[128];
+    char final[8192];
+    cJSON *out;
+    int rc;
+
+    if (!artifact_path_ok(path)) {
+        api_error(resp, ERR_INVALID, "path", "artifact path '%s' must be relative, without '.', "
+                                             "'..' or empty parts", path);
+        return;
+    }
+    rc = store_task_owner(ctx->store, task, caller_node(req), run_id, sizeof(run_id), name,
+                          sizeof(name));
+    if (rc < 0) {
+        reply_task_error(resp, rc, task);
+        return;
+    }
+    snprintf(final, sizeof(final), "%s/artifacts/%s/%s/%s", ctx->data_dir, run_id, name, path);
+    if (make_parents(final) < 0 || fsync(req->body_fd) < 0 || rename(req->body_path, final) < 0) {
+        log_error("artifacts: cannot store '%s': %s", final, strerror(errno));
+        api_error(resp, ERR_INTERNAL, NULL, "cannot store the artifact");
+        return;
+    }
+    req->body_kept = true;
+    rc = store_artifact_put(ctx->store, task, path, req->body_size);
+    if (rc < 0) {
+        reply_store_error(resp, rc, "task", task);
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "path", path);
+    cJSON_AddNumberToObject(out, "size", (double)req->body_size);
+    reply_json(resp, 201, out);
+}

@@ -1,0 +1,711 @@
+/*
+ * submit.c - `trainyard submit`: packs a source directory, uploads it as a
+ * snapshot, submits a run (SPEC §3.2) and prints its id; with --follow it
+ * streams the run's logs and exits with the run's outcome.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+#define EXPERIMENT_MAX 128
+
+static const char usage[] =
+    "usage: trainyard submit DIR --entry SCRIPT [options] [-- ARG...]\n"
+    "       trainyard submit [DIR] --command [options] -- PROG [ARG...]\n"
+    "\n"
+    "Packs DIR (without .git/, __pycache__/ and what DIR/.trainyardignore excludes,\n"
+    "in .gitignore syntax) as a snapshot, submits a run of SCRIPT in it and prints the\n"
+    "run id. With --command the run executes PROG ARG... as is (no shell), in DIR's\n"
+    "snapshot when DIR is given.\n"
+    "\n"
+    "What to run:\n"
+    "  --entry SCRIPT            script inside DIR, run with the node's Python\n"
+    "  --param --NAME=VALUE      a script parameter, repeatable, in order: VALUE is sent as a\n"
+    "                            JSON number when it is one, true/false/null as those, else\n"
+    "                            as a string; --param --NAME alone is the bare flag (true)\n"
+    "  --arg X                   an extra argument after the parameters, repeatable; words\n"
+    "                            after '--' are added the same way\n"
+    "  --command                 run the words after '--' instead of a script\n"
+    "  --experiment E            experiment name, [A-Za-z0-9._-] (default: DIR's base name\n"
+    "                            with other characters replaced by '-', else 'default')\n"
+    "\n"
+    "Where and how:\n"
+    "  --nodes N                 distinct nodes the run spans (default 1)\n"
+    "  --backend mpi|ps|pytorch  distributed backend (default: a single process)\n"
+    "  --processes-per-node N    processes on each node, for mpi and pytorch\n"
+    "  --workers N               worker tasks in all, for ps (default: --nodes)\n"
+    "  --parameter-servers N     parameter server tasks, for ps (default 1)\n"
+    "  --chief                   add a chief task, for ps\n"
+    "  --evaluator               add an evaluator task, for ps\n"
+    "  --gpu                     give each process GPUs\n"
+    "  --gpus-per-process N      GPUs per process with --gpu (default 1)\n"
+    "  --cpus N                  CPUs per process (default 1)\n"
+    "  --memory-mb N             memory per process in MiB (default 0: no request)\n"
+    "  --pool P                  compute target, the node pool (default 'default')\n"
+    "  --pip PKG                 a pip package to install, repeatable\n"
+    "  --conda PKG               a conda package to install, repeatable\n"
+    "  --env K=V                 an environment variable for every task, repeatable\n"
+    "  --tag K=V                 a tag on the run, repeatable\n"
+    "  --max-retries N           whole-run restarts after a failure (default 0)\n"
+    "  --max-duration S          fail the run after S seconds (default 0: none)\n"
+    "  --priority N              higher runs are placed first (default 0)\n"
+    "\n"
+    "Output:\n"
+    "  --follow                  stream the run's logs, then exit 0 if it completed, else 1\n"
+    "                            with its status and error on stderr\n"
+    "\n" CLI_COMMON_HELP;
+
+enum submit_opt {
+    OPT_ENTRY = CLI_OPT_FIRST_OWN,
+    OPT_PARAM,
+    OPT_ARG,
+    OPT_COMMAND,
+    OPT_EXPERIMENT,
+    OPT_NODES,
+    OPT_BACKEND,
+    OPT_PPN,
+    OPT_WORKERS,
+    OPT_PS,
+    OPT_CHIEF,
+    OPT_EVALUATOR,
+    OPT_GPU,
+    OPT_GPUS_PER_PROCESS,
+    OPT_CPUS,
+    OPT_MEMORY_MB,
+    OPT_POOL,
+    OPT_PIP,
+    OPT_CONDA,
+    OPT_ENV,
+    OPT_TAG,
+    OPT_MAX_RETRIES,
+    OPT_MAX_DURATION,
+    OPT_PRIORITY,
+    OPT_FOLLOW,
+};
+
+static const struct option longopts[] = {
+    {"entry", required_argument, NULL, OPT_ENTRY},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"arg", required_argument, NULL, OPT_ARG},
+    {"command", no_argument, NULL, OPT_COMMAND},
+    {"experiment", required_argument, NULL, OPT_EXPERIMENT},
+    {"nodes", required_argument, NULL, OPT_NODES},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"processes-per-node", required_argument, NULL, OPT_PPN},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"parameter-servers", required_argument, NULL, OPT_PS},
+    {"chief", no_argument, NULL, OPT_CHIEF},
+    {"evaluator", no_argument, NULL, OPT_EVALUATOR},
+    {"gpu", no_argument, NULL, OPT_GPU},
+    {"gpus-per-process", required_argument, NULL, OPT_GPUS_PER_PROCESS},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
+    {"pool", required_argument, NULL, OPT_POOL},
+    {"pip", required_argument, NULL, OPT_PIP},
+    {"conda", required_argument, NULL, OPT_CONDA},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"tag", required_argument, NULL, OPT_TAG},
+    {"max-retries", required_argument, NULL, OPT_MAX_RETRIES},
+    {"max-duration", required_argument, NULL, OPT_MAX_DURATION},
+    {"priority", required_argument, NULL, OPT_PRIORITY},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
+    CLI_COMMON_LONGOPTS,
+    {NULL, 0, NULL, 0},
+};
+
+/* What the options say; the JSON parts are built as options come. */
+struct submit {
+    const char *dir;
+    const char *entry;
+    const char *experiment;
+    bool command;
+    bool follow;
+    cJSON *spec;       /* owned: the fields below in SPEC order, then merged */
+    cJSON *params;     /* owned until merged into spec */
+    cJSON *arguments;  /* owned */
+    cJSON *pip;        /* owned */
+    cJSON *conda;      /* owned */
+    cJSON *env;        /* owned */
+    cJSON *tags;       /* owned */
+    cJSON *resources;  /* owned: scalar run fields by option, in option order */
+};
+
+/*
+ * True when s is exactly a JSON number that survives as a double: the JSON
+ * grammar, finite, and an integer of at most 15 digits (a longer one, a
+ * seed say, would lose digits and is better sent as the text it is).
+ */
+static bool is_json_number(const char *s)
+{
+    const char *p = s;
+    size_t int_digits = 0;
+    bool integer = true;
+    char *end;
+    double d;
+
+    if (*p == '-')
+        p++;
+    if (*p == '0') {
+        p++;
+        int_digits = 1;
+    } else if (*p >= '1' && *p <= '9') {
+        while (*p >= '0' && *p <= '9') {
+            p++;
+            int_digits++;
+        }
+    } else {
+        return false;
+    }
+    if (*p == '.') {
+        integer = false;
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        integer = false;
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p != '\0')
+        return false;
+    if (integer && int_digits > 15)
+        return false;
+    errno = 0;
+    d = strtod(s, &end);
+    return *end == '\0' && isfinite(d) && errno != ERANGE;
+}
+
+/* The JSON value a --param value stands for; the caller owns it. */
+static cJSON *param_value(const char *v)
+{
+    if (v == NULL || strcmp(v, "true") == 0)
+        return cJSON_CreateTrue();
+    if (strcmp(v, "false") == 0)
+        return cJSON_CreateFalse();
+    if (strcmp(v, "null") == 0)
+        return cJSON_CreateNull();
+    if (is_json_number(v))
+        return cJSON_CreateNumber(strtod(v, NULL));
+    return cJSON_CreateString(v);
+}
+
+/* Sets key in object to value (owned), replacing an earlier value in place. */
+static void object_set(cJSON *object, const char *key, cJSON *value)
+{
+    if (value == NULL) {
+        fprintf(stderr, "fatal: out of memory building JSON\n");
+        abort();
+    }
+    if (json_get(object, key)) {
+        cJSON_ReplaceItemInObjectCaseSensitive(object, key, value);
+    } else if (!cJSON_AddItemToObject(object, key, value)) {
+        cJSON_Delete(value);
+        fprintf(stderr, "fatal: out of memory building JSON\n");
+        abort();
+    }
+}
+
+static void array_add_string(cJSON **array, const char *s)
+{
+    cJSON *item;
+
+    if (*array == NULL)
+        *array = cJSON_CreateArray();
+    item = cJSON_CreateString(s);
+    if (*array == NULL || item == NULL || !cJSON_AddItemToArray(*array, item)) {
+        fprintf(stderr, "fatal: out of memory building JSON\n");
+        abort();
+    }
+}
+
+/* --param --lr=0.01 / --param --flag: "--lr": 0.01 / "--flag": true. */
+static int add_param(struct cli *c, struct submit *s, const char *text)
+{
+    const char *eq = strchr(text, '=');
+    char *key;
+
+    if (text[0] == '\0' || eq == text)
+        return cli_usage_error(c, "--param needs a name, as in --param --lr=0.01");
+    key = eq ? xstrndup(text, (size_t)(eq - text)) : xstrdup(text);
+    object_set(s->params, key, param_value(eq ? eq + 1 : NULL));
+    free(key);
+    return -1;
+}
+
+/* --env K=V and --tag K=V into object *map. */
+static int add_pair(struct cli *c, cJSON **map, const char *option, const char *text)
+{
+    const char *eq = strchr(text, '=');
+    char *key;
+
+    if (eq == NULL || eq == text)
+        return cli_usage_error(c, "%s takes KEY=VALUE, not '%s'", option, text);
+    if (*map == NULL)
+        *map = cJSON_CreateObject();
+    key = xstrndup(text, (size_t)(eq - text));
+    object_set(*map, key, cJSON_CreateString(eq + 1));
+    free(key);
+    return -1;
+}
+
+/* An integer option within [min, max] as the run field named field. */
+static int add_int(struct cli *c, struct submit *s, const char *option, const char *field,
+                   const char *text, long min, long max)
+{
+    long v;
+
+    if (!cli_parse_long(text, min, max, &v))
+        return cli_usage_error(c, "%s must be a whole number from %ld to %ld, not '%s'", option,
+                               min, max, text);
+    object_set(s->resources, field, cJSON_CreateNumber((double)v));
+    return -1;
+}
+
+static int add_cpus(struct cli *c, struct submit *s, const char *text)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (errno || *text == '\0' || *end != '\0' || !isfinite(v) || v <= 0 || v > 1e6)
+        return cli_usage_error(c, "--cpus must be a positive number, not '%s'", text);
+    object_set(s->resources, "cpus_per_process", cJSON_CreateNumber(v));
+    return -1;
+}
+
+static int add_backend(struct cli *c, struct submit *s, const char *text)
+{
+    if (strcmp(text, "mpi") != 0 && strcmp(text, "ps") != 0 && strcmp(text, "pytorch") != 0)
+        return cli_usage_error(c, "--backend must be mpi, ps or pytorch, not '%s'", text);
+    object_set(s->resources, "distributed_backend", cJSON_CreateString(text));
+    return -1;
+}
+
+/* One option of submit's own; -1 to go on, else an exit code. */
+static int own_option(struct cli *c, struct submit *s, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_ENTRY:
+        s->entry = arg;
+        return -1;
+    case OPT_PARAM:
+        return add_param(c, s, arg);
+    case OPT_ARG:
+        array_add_string(&s->arguments, arg);
+        return -1;
+    case OPT_COMMAND:
+        s->command = true;
+        return -1;
+    case OPT_EXPERIMENT:
+        s->experiment = arg;
+        return -1;
+    case OPT_NODES:
+        return add_int(c, s, "--nodes", "node_count", arg, 1, INT_MAX);
+    case OPT_BACKEND:
+        return add_backend(c, s, arg);
+    case OPT_PPN:
+        return add_int(c, s, "--processes-per-node", "process_count_per_node", arg, 1, INT_MAX);
+    case OPT_WORKERS:
+        return add_int(c, s, "--workers", "worker_count", arg, 0, INT_MAX);
+    case OPT_PS:
+        return add_int(c, s, "--parameter-servers", "parameter_server_count", arg, 0, INT_MAX);
+    case OPT_CHIEF:
+        object_set(s->resources, "chief", cJSON_CreateTrue());
+        return -1;
+    case OPT_EVALUATOR:
+        object_set(s->resources, "evaluator", cJSON_CreateTrue());
+        return -1;
+    case OPT_GPU:
+        object_set(s->resources, "use_gpu", cJSON_CreateTrue());
+        return -1;
+    case OPT_GPUS_PER_PROCESS:
+        return add_int(c, s, "--gpus-per-process", "gpus_per_process", arg, 1, INT_MAX);
+    case OPT_CPUS:
+        return add_cpus(c, s, arg);
+    case OPT_MEMORY_MB:
+        return add_int(c, s, "--memory-mb", "memory_mb_per_process", arg, 0, LONG_MAX);
+    case OPT_POOL:
+        object_set(s->resources, "compute_target", cJSON_CreateString(arg));
+        return -1;
+    case OPT_PIP:
+        array_add_string(&s->pip, arg);
+        return -1;
+    case OPT_CONDA:
+        array_add_string(&s->conda, arg);
+        return -1;
+    case OPT_ENV:
+        return add_pair(c, &s->env, "--env", arg);
+    case OPT_TAG:
+        return add_pair(c, &s->tags, "--tag", arg);
+    case OPT_MAX_RETRIES:
+        return add_int(c, s, "--max-retries", "max_retries", arg, 0, INT_MAX);
+    case OPT_MAX_DURATION:
+        return add_int(c, s, "--max-duration", "max_run_duration_seconds", arg, 0, LONG_MAX);
+    case OPT_PRIORITY:
+        return add_int(c, s, "--priority", "priority", arg, INT_MIN, INT_MAX);
+    case OPT_FOLLOW:
+        s->follow = true;
+        return -1;
+    default:
+        return cli_usage_error(c, "unexpected option");
+    }
+}
+
+/* True when the word is a long option of ours that takes its value from the next word. */
+static bool takes_next_word(const char *word)
+{
+    const struct option *o;
+    const struct option *found = NULL;
+    size_t len;
+
+    if (strncmp(word, "--", 2) != 0 || word[2] == '\0' || strchr(word, '='))
+        return false;
+    word += 2;
+    len = strlen(word);
+    for (o = longopts; o->name; o++) {
+        if (strcmp(o->name, word) == 0) {
+            found = o;
+            break;
+        }
+        /* getopt_long accepts an unambiguous prefix too. */
+        if (strncmp(o->name, word, len) == 0)
+            found = found ? NULL : o;
+    }
+    return found && found->has_arg == required_argument;
+}
+
+/*
+ * The index of the "--" that ends the options, walking the words as
+ * getopt_long will (so a "--" that is an option's value does not count),
+ * or argc when there is none.
+ */
+static int find_separator(int argc, char **argv)
+{
+    int i = 1;
+
+    while (i < argc) {
+        if (strcmp(argv[i], "--") == 0)
+            return i;
+        i += takes_next_word(argv[i]) ? 2 : 1;
+    }
+    return argc;
+}
+
+/* DIR's base name in the experiment alphabet, or NULL when none is left. */
+static char *experiment_from_dir(const char *dir)
+{
+    char *real = realpath(dir, NULL);
+    const char *base;
+    char *name;
+    size_t i;
+
+    if (real == NULL)
+        return NULL;
+    base = strrchr(real, '/');
+    base = base ? base + 1 : real;
+    name = xstrndup(base, EXPERIMENT_MAX);
+    for (i = 0; name[i]; i++) {
+        char ch = name[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            name[i] = '-';
+    }
+    free(real);
+    if (name[0] == '\0') {
+        free(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* Moves *item (when set) into spec under key. */
+static void move_into(cJSON *spec, const char *key, cJSON **item)
+{
+    if (*item == NULL)
+        return;
+    object_set(spec, key, *item);
+    *item = NULL;
+}
+
+static void submit_release(struct submit *s)
+{
+    cJSON_Delete(s->spec);
+    cJSON_Delete(s->params);
+    cJSON_Delete(s->arguments);
+    cJSON_Delete(s->pip);
+    cJSON_Delete(s->conda);
+    cJSON_Delete(s->env);
+    cJSON_Delete(s->tags);
+    cJSON_Delete(s->resources);
+}
+
+/* Builds s->spec from the options, in the order of SPEC §3.2. */
+static void build_spec(struct submit *s, const char *experiment, const char *source,
+                       char **command, int command_len)
+{
+    cJSON *item;
+    int i;
+
+    s->spec = cJSON_CreateObject();
+    object_set(s->spec, "experiment", cJSON_CreateString(experiment));
+    if (source)
+        object_set(s->spec, "source", cJSON_CreateString(source));
+    if (s->command) {
+        item = NULL;
+        for (i = 0; i < command_len; i++)
+            array_add_string(&item, command[i]);
+        move_into(s->spec, "command", &item);
+    } else {
+        object_set(s->spec, "entry_script", cJSON_CreateString(s->entry));
+        move_into(s->spec, "script_params", &s->params);
+        for (i = 0; i < command_len; i++)
+            array_add_string(&s->arguments, command[i]);
+    }
+    move_into(s->spec, "arguments", &s->arguments);
+    /* Scalar fields in the order they were given on the command line. */
+    while (s->resources->child) {
+        const char *key = s->resources->child->string;
+
+        item = cJSON_DetachItemViaPointer(s->resources, s->resources->child);
+        if (json_get(s->spec, key))
+            cJSON_Delete(item);
+        else
+            cJSON_AddItemToObject(s->spec, key, item);
+    }
+    move_into(s->spec, "pip_packages", &s->pip);
+    move_into(s->spec, "conda_packages", &s->conda);
+    move_into(s->spec, "environment_variables", &s->env);
+    move_into(s->spec, "tags", &s->tags);
+}
+
+/* Packs and uploads dir; *ret_id is the snapshot id (caller frees). */
+static int upload(struct cli *c, const char *dir, const char *entry, char **ret_id)
+{
+    struct cli_response r;
+    struct buf tgz;
+    cJSON *body = NULL;
+    const char *id;
+    int rc;
+
+    buf_init(&tgz);
+    cli_response_init(&r);
+    rc = cli_pack(dir, entry, &tgz, NULL);
+    if (rc == ERR_NOT_FOUND) {
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    if (rc < 0) {
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (cli_request(c, "POST", "/api/v1/snapshots", "application/gzip", tgz.data, tgz.len,
+                    CLI_UPLOAD_TIMEOUT_MS, &r) < 0) {
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (!cli_response_ok(&r)) {
+        rc = cli_report_error(c, &r);
+        goto out;
+    }
+    body = json_parse(r.body.data, r.body.len);
+    id = body ? json_get_string(body, "id") : NULL;
+    if (id == NULL) {
+        rc = cli_fail("the server's answer to a snapshot upload has no id");
+        goto out;
+    }
+    *ret_id = xstrdup(id);
+    rc = 0;
+out:
+    cJSON_Delete(body);
+    cli_response_release(&r);
+    buf_release(&tgz);
+    return rc;
+}
+
+/* After --follow: the run's outcome as the exit code. */
+static int wait_outcome(struct cli *c, const char *run_id)
+{
+    struct cli_response r;
+    cJSON *run = NULL;
+    char *esc = cli_escape(c, run_id);
+    char *path = xasprintf("/api/v1/runs/%s", esc);
+    const char *status;
+    const char *error;
+    int rc;
+
+    cli_response_init(&r);
+    rc = cli_stream_logs(c, run_id, NULL, true);
+    if (rc != 0)
+        goto out;
+    if (cli_request(c, "GET", path, NULL, NULL, 0, CLI_TIMEOUT_MS, &r) < 0) {
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (!cli_response_ok(&r)) {
+        rc = cli_report_error(c, &r);
+        goto out;
+    }
+    run = json_parse(r.body.data, r.body.len);
+    status = run ? json_get_string(run, "status") : NULL;
+    if (status == NULL) {
+        rc = cli_fail("the server's run '%s' has no status", run_id);
+        goto out;
+    }
+    if (strcmp(status, "completed") == 0) {
+        rc = CLI_EXIT_OK;
+        goto out;
+    }
+    error = json_get_string(run, "error");
+    if (error && *error)
+        rc = cli_fail("run %s %s: %s", run_id, status, error);
+    else
+        rc = cli_fail("run %s %s", run_id, status);
+out:
+    cJSON_Delete(run);
+    cli_response_release(&r);
+    free(path);
+    free(esc);
+    return rc;
+}
+
+int cli_submit(struct cli *c, int argc, char **argv)
+{
+    struct submit s;
+    struct cli_response r;
+    cJSON *run = NULL;
+    char *experiment = NULL;
+    char *snapshot = NULL;
+    char *text = NULL;
+    const char *run_id;
+    struct stat st;
+    int sep;
+    int npos;
+    int opt;
+    int rc = -1;
+
+    memset(&s, 0, sizeof(s));
+    s.params = cJSON_CreateObject();
+    s.resources = cJSON_CreateObject();
+    cli_response_init(&r);
+    /* Options end at the first "--"; what follows is the command or arguments. */
+    sep = find_separator(argc, argv);
+    opterr = 0;
+    optind = 1;
+    while (rc < 0 && (opt = getopt_long(sep, argv, ":h", longopts, NULL)) != -1) {
+        if (cli_common_option(c, opt, optarg))
+            continue;
+        if (opt == 'h') {
+            fputs(usage, stdout);
+            rc = CLI_EXIT_OK;
+        } else if (opt == '?' || opt == ':') {
+            rc = cli_bad_option(c, opt, argv);
+        } else {
+            rc = own_option(c, &s, opt, optarg);
+        }
+    }
+    if (rc >= 0)
+        goto out;
+    npos = sep - optind;
+    if (npos > 1) {
+        rc = cli_usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+        goto out;
+    }
+    s.dir = npos == 1 ? argv[optind] : NULL;
+    if (s.command) {
+        if (sep + 1 >= argc) {
+            rc = cli_usage_error(c, "--command needs the program after '--'");
+            goto out;
+        }
+        if (s.entry) {
+            rc = cli_usage_error(c, "give --entry or --command, not both");
+            goto out;
+        }
+        if (cJSON_GetArraySize(s.params) > 0) {
+            rc = cli_usage_error(c, "--param goes with --entry; put a command's arguments "
+                                    "after '--'");
+            goto out;
+        }
+    } else {
+        if (s.dir == NULL) {
+            rc = cli_usage_error(c, "a source directory is required (or use --command)");
+            goto out;
+        }
+        if (s.entry == NULL || s.entry[0] == '\0') {
+            rc = cli_usage_error(c, "--entry SCRIPT is required (or use --command)");
+            goto out;
+        }
+        while (strncmp(s.entry, "./", 2) == 0)
+            s.entry += 2;
+    }
+    if (s.dir && (stat(s.dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        rc = cli_usage_error(c, "'%s' is not a directory", s.dir);
+        goto out;
+    }
+    if (s.experiment) {
+        experiment = xstrdup(s.experiment);
+    } else {
+        experiment = s.dir ? experiment_from_dir(s.dir) : NULL;
+        if (experiment == NULL)
+            experiment = xstrdup("default");
+    }
+    rc = cli_resolve(c);
+    if (rc != 0)
+        goto out;
+    if (s.dir) {
+        rc = upload(c, s.dir, s.command ? NULL : s.entry, &snapshot);
+        if (rc != 0)
+            goto out;
+    }
+    build_spec(&s, experiment, snapshot, argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
+    text = json_print(s.spec);
+    if (cli_request(c, "POST", "/api/v1/runs", "application/json", text, strlen(text),
+                    CLI_TIMEOUT_MS, &r) < 0) {
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    if (!cli_response_ok(&r)) {
+        rc = cli_report_error(c, &r);
+        goto out;
+    }
+    run = json_parse(r.body.data, r.body.len);
+    run_id = run ? json_get_string(run, "id") : NULL;
+    if (run_id == NULL) {
+        rc = cli_fail("the server's answer to a submission has no run id");
+        goto out;
+    }
+    if (c->json)
+        cli_print_body(&r);
+    else
+        printf("%s\n", run_id);
+    fflush(stdout);
+    rc = s.follow ? wait_outcome(c, run_id) : CLI_EXIT_OK;
+out:
+    cJSON_Delete(run);
+    cli_response_release(&r);
+    free(text);
+    free(snapshot);
+    free(experiment);
+    submit_release(&s);
+    return rc;
+}

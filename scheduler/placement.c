@@ -1,0 +1,549 @@
+/*
+ * placement.c - gang placement over the nodes of a pool.
+ *
+ * A run's tasks are split into node_count groups (SPEC §4): single = one
+ * group; ps = tasks dealt round-robin over the nodes in the order chief,
+ * ps-0.., worker-0.., evaluator; pytorch = process_count_per_node ranks
+ * per node; mpi = launcher and worker-0 on the first node, worker-i on
+ * node i. Groups are placed largest first, each on the distinct ready
+ * node of the pool with the needed features where it fits tightest (least
+ * GPUs, then CPUs, left over). Either every group finds a node or the run
+ * stays queued with a reason; nothing is held for it.
+ *
+ * Cost: O(groups x nodes) per run. An index by free capacity (issue 6)
+ * brings it to O(groups x log nodes).
+ */
+#include "scheduler/placement.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+#define MAX_GPUS 64
+
+struct node {
+    cJSON *json; /* its entry in state, updated with what is placed */
+    const char *name;
+    const char *pool;
+    const char *host;
+    double cpus;
+    double used_cpus;
+    int64_t memory_mb;
+    int64_t used_memory_mb;
+    int gpu_index[MAX_GPUS];
+    int n_gpus;
+    bool gpu_used[MAX_GPUS];
+    int port_min;
+    int port_max;
+    bool taken; /* by the run being placed */
+};
+
+struct task {
+    cJSON *json;
+    const char *id;
+    const char *name;
+    const char *type;
+    int index;
+    int group;
+    double cpus;
+    int64_t memory_mb;
+    int gpus;
+    bool needs_port;
+    /* decided */
+    int port;
+    int gpu_list[MAX_GPUS];
+};
+
+struct group {
+    double cpus;
+    int64_t memory_mb;
+    int gpus;
+    struct node *node;
+};
+
+static int free_gpus(const struct node *n)
+{
+    int i;
+    int k = 0;
+
+    for (i = 0; i < n->n_gpus; i++)
+        k += !n->gpu_used[i];
+    return k;
+}
+
+static bool has_features(const struct node *n, const char *const *features, int count)
+{
+    int i;
+
+    for (i = 0; i < count; i++) {
+        const cJSON *f;
+        bool found = false;
+
+        cJSON_ArrayForEach(f, json_get(n->json, "features"))
+        {
+            if (cJSON_IsString(f) && strcmp(f->valuestring, features[i]) == 0)
+                found = true;
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static bool port_used(const struct node *n, int port)
+{
+    const cJSON *p;
+
+    cJSON_ArrayForEach(p, json_get(n->json, "used_ports"))
+    {
+        if (p->valueint == port)
+            return true;
+    }
+    return false;
+}
+
+/* Takes the lowest free port of n, or returns 0 when none is left. */
+static int take_port(struct node *n)
+{
+    int port;
+
+    for (port = n->port_min; port <= n->port_max; port++) {
+        if (!port_used(n, port)) {
+            cJSON_AddItemToArray(json_get(n->json, "used_ports"), cJSON_CreateNumber(port));
+            return port;
+        }
+    }
+    return 0;
+}
+
+static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
+{
+    cJSON *nodes = json_get(state, "nodes");
+    int n = cJSON_GetArraySize(nodes);
+    struct node *out = xcalloc((size_t)n + 1, sizeof(*out));
+    cJSON *j;
+    int i = 0;
+
+    cJSON_ArrayForEach(j, nodes)
+    {
+        struct node *nd = &out[i++];
+        const cJSON *g;
+        const cJSON *u;
+
+        nd->json = j;
+        nd->name = json_get_string(j, "name");
+        nd->pool = json_get_string(j, "pool");
+        nd->host = json_get_string(j, "host");
+        nd->cpus = json_get(j, "cpus")->valuedouble;
+        nd->used_cpus = json_get(j, "used_cpus")->valuedouble;
+        nd->memory_mb = (int64_t)json_get(j, "memory_mb")->valuedouble;
+        nd->used_memory_mb = (int64_t)json_get(j, "used_memory_mb")->valuedouble;
+        nd->port_min = json_get(j, "port_min")->valueint;
+        nd->port_max = json_get(j, "port_max")->valueint;
+        cJSON_ArrayForEach(g, json_get(j, "gpus"))
+        {
+            if (nd->n_gpus < MAX_GPUS)
+                nd->gpu_index[nd->n_gpus++] = g->valueint;
+        }
+        cJSON_ArrayForEach(u, json_get(j, "used_gpus"))
+        {
+            int k;
+
+            for (k = 0; k < nd->n_gpus; k++) {
+                if (nd->gpu_index[k] == u->valueint)
+                    nd->gpu_used[k] = true;
+            }
+        }
+    }
+    *ret = out;
+    *ret_n = n;
+}
+
+/* Node i of a node_count-node run gets which group of the task list. */
+static void assign_groups(const cJSON *spec, struct task *tasks, int n_tasks, int node_count)
+{
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int ppn = json_get(spec, "process_count_per_node")->valueint;
+    double cpus = json_get(spec, "cpus_per_process")->valuedouble;
+    int64_t mem = (int64_t)json_get(spec, "memory_mb_per_process")->valuedouble;
+    int gpus = json_get(spec, "gpus_per_process")->valueint;
+    int i;
+
+    for (i = 0; i < n_tasks; i++) {
+        struct task *t = &tasks[i];
+
+        t->cpus = cpus;
+        t->memory_mb = mem;
+        t->gpus = gpus;
+        if (backend == NULL) {
+            t->group = 0;
+        } else if (strcmp(backend, "ps") == 0) {
+            t->group = i % node_count;
+            t->needs_port = true;
+        } else if (strcmp(backend, "pytorch") == 0) {
+            t->group = t->index / ppn;
+            t->needs_port = t->index == 0;
+        } else if (strcmp(t->type, "launcher") == 0) {
+            /* mpirun itself: it waits on the ranks and holds nothing. */
+            t->group = 0;
+            t->cpus = 0;
+            t->memory_mb = 0;
+            t->gpus = 0;
+        } else {
+            /* An mpi worker holds its node's slots: ppn processes. */
+            t->group = t->index;
+            t->cpus = cpus * ppn;
+            t->memory_mb = mem * ppn;
+            t->gpus = gpus * ppn;
+        }
+    }
+}
+
+static bool fits(const struct node *n, const struct group *g)
+{
+    return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
+           (g->memory_mb == 0 || n->memory_mb - n->used_memory_mb >= g->memory_mb) &&
+           free_gpus(n) >= g->gpus;
+}
+
+static int by_demand(const void *a, const void *b)
+{
+    const struct group *const *x = a;
+    const struct group *const *y = b;
+
+    if ((*x)->gpus != (*y)->gpus)
+        return (*y)->gpus - (*x)->gpus;
+    if ((*x)->cpus != (*y)->cpus)
+        return (*y)->cpus > (*x)->cpus ? 1 : -1;
+    return 0;
+}
+
+static void add_common_env(cJSON *env, const cJSON *spec, const char *run_id,
+                           const struct task *t, const struct node *n)
+{
+    char gpus[MAX_GPUS * 4 + 1] = "";
+    char index[16];
+    const cJSON *e;
+    int i;
+
+    cJSON_ArrayForEach(e, json_get(spec, "environment_variables"))
+    {
+        cJSON_AddStringToObject(env, e->string, e->valuestring);
+    }
+    cJSON_AddStringToObject(env, "TRAINYARD_RUN_ID", run_id);
+    cJSON_AddStringToObject(env, "TRAINYARD_EXPERIMENT", json_get_string(spec, "experiment"));
+    cJSON_AddStringToObject(env, "TRAINYARD_TASK_TYPE", t->type);
+    snprintf(index, sizeof(index), "%d", t->index);
+    cJSON_AddStringToObject(env, "TRAINYARD_TASK_INDEX", index);
+    cJSON_AddStringToObject(env, "TRAINYARD_NODE", n->name);
+    for (i = 0; i < t->gpus; i++) {
+        size_t len = strlen(gpus);
+
+        snprintf(gpus + len, sizeof(gpus) - len, "%s%d", i ? "," : "", t->gpu_list[i]);
+    }
+    cJSON_AddStringToObject(env, "CUDA_VISIBLE_DEVICES", gpus);
+}
+
+/* TF_CONFIG's cluster: chief, ps, worker addresses in index order. */
+static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
+{
+    static const char *const kinds[] = {"chief", "ps", "worker"};
+    cJSON *cluster = cJSON_CreateObject();
+    size_t k;
+    int i;
+
+    for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        cJSON *list = NULL;
+
+        for (i = 0; i < n_tasks; i++) {
+            char addr[300];
+
+            if (strcmp(tasks[i].type, kinds[k]) != 0)
+                continue;
+            if (list == NULL)
+                list = cJSON_AddArrayToObject(cluster, kinds[k]);
+            snprintf(addr, sizeof(addr), "%s:%d", groups[tasks[i].group].node->host,
+                     tasks[i].port);
+            cJSON_AddItemToArray(list, cJSON_CreateString(addr));
+        }
+    }
+    return cluster;
+}
+
+static cJSON *task_argv(const cJSON *spec)
+{
+    const cJSON *command = json_get(spec, "command");
+    const cJSON *p;
+    const cJSON *a;
+    cJSON *argv;
+
+    if (cJSON_IsArray(command))
+        return cJSON_Duplicate(command, 1);
+    argv = cJSON_CreateArray();
+    cJSON_AddItemToArray(argv, cJSON_CreateString(json_get_string(spec, "entry_script")));
+    /* SPEC §3.2: each key then its value; true or null = the flag alone;
+     * false = omitted. Numbers print as JSON does (0.01 -> "0.01"). */
+    cJSON_ArrayForEach(p, json_get(spec, "script_params"))
+    {
+        if (cJSON_IsFalse(p))
+            continue;
+        cJSON_AddItemToArray(argv, cJSON_CreateString(p->string));
+        if (cJSON_IsString(p)) {
+            cJSON_AddItemToArray(argv, cJSON_CreateString(p->valuestring));
+        } else if (cJSON_IsNumber(p)) {
+            char *text = json_print(p);
+
+            cJSON_AddItemToArray(argv, cJSON_CreateString(text));
+            free(text);
+        }
+    }
+    cJSON_ArrayForEach(a, json_get(spec, "arguments"))
+    {
+        cJSON_AddItemToArray(argv, cJSON_CreateString(a->valuestring));
+    }
+    return argv;
+}
+
+/* Builds the placement JSON of a placed run. */
+static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups)
+{
+    const cJSON *spec = json_get(run, "spec");
+    const char *run_id = json_get_string(run, "id");
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int ppn = json_get(spec, "process_count_per_node")->valueint;
+    cJSON *placement = cJSON_CreateObject();
+    cJSON *list;
+    cJSON *cluster = NULL;
+    int i;
+
+    cJSON_AddStringToObject(placement, "run", run_id);
+    list = cJSON_AddArrayToObject(placement, "tasks");
+    if (backend && strcmp(backend, "ps") == 0)
+        cluster = tf_cluster(tasks, n_tasks, groups);
+    for (i = 0; i < n_tasks; i++) {
+        struct task *t = &tasks[i];
+        struct node *n = groups[t->group].node;
+        cJSON *p = cJSON_CreateObject();
+        cJSON *env;
+        cJSON *gpus = cJSON_AddArrayToObject(p, "gpus");
+        char addr[300];
+        char num[32];
+        int k;
+
+        cJSON_AddStringToObject(p, "id", t->id);
+        cJSON_AddStringToObject(p, "node", n->name);
+        for (k = 0; k < t->gpus; k++)
+            cJSON_AddItemToArray(gpus, cJSON_CreateNumber(t->gpu_list[k]));
+        if (t->port) {
+            cJSON_AddNumberToObject(p, "port", t->port);
+            snprintf(addr, sizeof(addr), "%s:%d", n->host, t->port);
+            cJSON_AddStringToObject(p, "address", addr);
+        } else {
+            cJSON_AddNullToObject(p, "port");
+            cJSON_AddNullToObject(p, "address");
+        }
+        cJSON_AddNumberToObject(p, "cpus", t->cpus);
+        cJSON_AddNumberToObject(p, "memory_mb", (double)t->memory_mb);
+        cJSON_AddItemToObject(p, "argv", task_argv(spec));
+        env = cJSON_AddObjectToObject(p, "env");
+        add_common_env(env, spec, run_id, t, n);
+        if (cluster) {
+            cJSON *tf = cJSON_CreateObject();
+            cJSON *task = cJSON_CreateObject();
+            cJSON *own = cJSON_Duplicate(cluster, 1);
+            char *text;
+
+            /* The evaluator is in its own cluster only (TF2 coordinators
+             * hang when it is in theirs). */
+            if (strcmp(t->type, "evaluator") == 0) {
+                cJSON *e = cJSON_AddArrayToObject(own, "evaluator");
+
+                cJSON_AddItemToArray(e, cJSON_CreateString(addr));
+            }
+            cJSON_AddItemToObject(tf, "cluster", own);
+            cJSON_AddStringToObject(task, "type", t->type);
+            cJSON_AddNumberToObject(task, "index", t->index);
+            cJSON_AddItemToObject(tf, "task", task);
+            cJSON_AddStringToObject(tf, "environment", "cloud");
+            text = json_print(tf);
+            cJSON_AddStringToObject(env, "TF_CONFIG", text);
+            free(text);
+            cJSON_Delete(tf);
+        } else if (backend && strcmp(backend, "pytorch") == 0) {
+            struct task *rank0 = &tasks[0];
+
+            cJSON_AddStringToObject(env, "MASTER_ADDR", groups[rank0->group].node->host);
+            snprintf(num, sizeof(num), "%d", rank0->port);
+            cJSON_AddStringToObject(env, "MASTER_PORT", num);
+            snprintf(num, sizeof(num), "%d", n_tasks);
+            cJSON_AddStringToObject(env, "WORLD_SIZE", num);
+            snprintf(num, sizeof(num), "%d", t->index);
+            cJSON_AddStringToObject(env, "RANK", num);
+            snprintf(num, sizeof(num), "%d", t->index % ppn);
+            cJSON_AddStringToObject(env, "LOCAL_RANK", num);
+            snprintf(num, sizeof(num), "%d", ppn);
+            cJSON_AddStringToObject(env, "LOCAL_WORLD_SIZE", num);
+            snprintf(num, sizeof(num), "%d", t->group);
+            cJSON_AddStringToObject(env, "NODE_RANK", num);
+            cJSON_AddStringToObject(env, "GROUP_RANK", num);
+        }
+        cJSON_AddItemToArray(list, p);
+    }
+    cJSON_Delete(cluster);
+    return placement;
+}
+
+/* Commits the run's use of its nodes into the nodes' state. */
+static void take(struct task *tasks, int n_tasks, struct group *groups)
+{
+    int i;
+    int k;
+
+    for (i = 0; i < n_tasks; i++) {
+        struct task *t = &tasks[i];
+        struct node *n = groups[t->group].node;
+        int got = 0;
+
+        n->used_cpus += t->cpus;
+        n->used_memory_mb += t->memory_mb;
+        cJSON_SetNumberValue(json_get(n->json, "used_cpus"), n->used_cpus);
+        cJSON_SetNumberValue(json_get(n->json, "used_memory_mb"), (double)n->used_memory_mb);
+        for (k = 0; k < n->n_gpus && got < t->gpus; k++) {
+            if (!n->gpu_used[k]) {
+                n->gpu_used[k] = true;
+                t->gpu_list[got++] = n->gpu_index[k];
+                cJSON_AddItemToArray(json_get(n->json, "used_gpus"),
+                                     cJSON_CreateNumber(n->gpu_index[k]));
+            }
+        }
+        if (t->needs_port)
+            t->port = take_port(n);
+    }
+}
+
+/* Tries to place one run; returns its placement or NULL with a reason. */
+static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char *reason,
+                        size_t reason_size)
+{
+    const cJSON *spec = json_get(run, "spec");
+    const char *pool = json_get_string(spec, "compute_target");
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int node_count = json_get(spec, "node_count")->valueint;
+    const char *features[2];
+    int n_features = 0;
+    int n_tasks = cJSON_GetArraySize(json_get(run, "tasks"));
+    struct task *tasks;
+    struct group *groups;
+    struct group **order;
+    cJSON *t;
+    cJSON *placement = NULL;
+    int suitable = 0;
+    int i;
+    int j;
+
+    if (backend && strcmp(backend, "mpi") == 0) {
+        snprintf(reason, reason_size, "the mpi backend is not available in this version");
+        return NULL;
+    }
+    if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
+        features[n_features++] = "conda";
+    for (i = 0; i < n_nodes; i++) {
+        nodes[i].taken = false;
+        if (strcmp(nodes[i].pool, pool) == 0 && has_features(&nodes[i], features, n_features))
+            suitable++;
+    }
+    if (suitable < node_count) {
+        snprintf(reason, reason_size,
+                 "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool,
+                 suitable, node_count);
+        return NULL;
+    }
+
+    tasks = xcalloc((size_t)n_tasks, sizeof(*tasks));
+    groups = xcalloc((size_t)node_count, sizeof(*groups));
+    order = xcalloc((size_t)node_count, sizeof(*order));
+    i = 0;
+    cJSON_ArrayForEach(t, json_get(run, "tasks"))
+    {
+        tasks[i].json = t;
+        tasks[i].id = json_get_string(t, "id");
+        tasks[i].name = json_get_string(t, "name");
+        tasks[i].type = json_get_string(t, "type");
+        tasks[i].index = json_get(t, "index")->valueint;
+        i++;
+    }
+    assign_groups(spec, tasks, n_tasks, node_count);
+    for (i = 0; i < n_tasks; i++) {
+        struct group *g = &groups[tasks[i].group];
+
+        g->cpus += tasks[i].cpus;
+        g->memory_mb += tasks[i].memory_mb;
+        g->gpus += tasks[i].gpus;
+    }
+    for (i = 0; i < node_count; i++)
+        order[i] = &groups[i];
+    qsort(order, (size_t)node_count, sizeof(*order), by_demand);
+
+    for (i = 0; i < node_count; i++) {
+        struct group *g = order[i];
+        struct node *best = NULL;
+
+        for (j = 0; j < n_nodes; j++) {
+            struct node *n = &nodes[j];
+
+            if (n->taken || strcmp(n->pool, pool) != 0 || !has_features(n, features, n_features) ||
+                !fits(n, g))
+                continue;
+            if (best == NULL || free_gpus(n) - g->gpus < free_gpus(best) - g->gpus ||
+                (free_gpus(n) == free_gpus(best) &&
+                 n->cpus - n->used_cpus < best->cpus - best->used_cpus))
+                best = n;
+        }
+        if (best == NULL) {
+            snprintf(reason, reason_size,
+                     "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d free "
+                     "GPUs%s",
+                     pool, g->cpus, g->gpus, node_count > 1 ? " for each part of the gang" : "");
+            goto out;
+        }
+        best->taken = true;
+        g->node = best;
+    }
+    take(tasks, n_tasks, groups);
+    placement = emit(run, tasks, n_tasks, groups);
+out:
+    free(tasks);
+    free(groups);
+    free(order);
+    return placement;
+}
+
+void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
+{
+    struct node *nodes;
+    int n_nodes;
+    cJSON *placements = cJSON_CreateArray();
+    cJSON *reasons = cJSON_CreateObject();
+    const cJSON *run;
+    char reason[512];
+
+    load_nodes(state, &nodes, &n_nodes);
+    cJSON_ArrayForEach(run, json_get(state, "runs"))
+    {
+        cJSON *p = place_run(run, nodes, n_nodes, reason, sizeof(reason));
+
+        if (p)
+            cJSON_AddItemToArray(placements, p);
+        else
+            cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
+    }
+    free(nodes);
+    *ret_placements = placements;
+    *ret_reasons = reasons;
+}

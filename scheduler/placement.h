@@ -1,0 +1,19 @@
+/*
+ * placement.h - deciding where a run's tasks go, as a pure function of the
+ * cluster state (store_sched_state's JSON): which distinct nodes, which
+ * GPUs and ports, and each task's argv and environment (SPEC §4).
+ * Any thread; no I/O.
+ */
+#ifndef TRAINYARD_PLACEMENT_H
+#define TRAINYARD_PLACEMENT_H
+
+#include <cjson/cJSON.h>
+
+/*
+ * Places every queued run of state that fits, in order, updating the
+ * nodes' usage in state as it goes. *ret_placements gets the placements
+ * for store_sched_place(); *ret_reasons an object run id -> why it waits.
+ */
+void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons);
+
+#endif

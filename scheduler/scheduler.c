@@ -1,0 +1,304 @@
+/*
+ * scheduler.c - the scheduler thread: a libuv loop with a wake-up async,
+ * a tick timer and an HTTP client to the agents. A pass: expire (node
+ * timeouts, deadlines), place the queue, then empty the outbox (push
+ * assignments, send stops). Passes coalesce: a kick during a pass runs
+ * one more pass after it, never two at once.
+ */
+#include "scheduler/scheduler.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/uvcurl.h"
+#include "common/xalloc.h"
+#include "scheduler/placement.h"
+#include "store/store.h"
+#include "common/banned.h"
+
+/* A push or stop in flight; its task id keeps it from being sent twice. */
+struct flight {
+    struct scheduler *sched;
+    char *task_id;
+    bool is_stop;
+    struct flight *next;
+};
+
+struct scheduler {
+    struct scheduler_config cfg;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t tick;
+    uv_timer_t soon;
+    uv_thread_t thread;
+    struct uvcurl *http;
+    struct flight *flights;
+    bool stopping;
+};
+
+static bool in_flight(struct scheduler *s, const char *task_id, bool is_stop)
+{
+    struct flight *f;
+
+    for (f = s->flights; f; f = f->next) {
+        if (f->is_stop == is_stop && strcmp(f->task_id, task_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static struct flight *flight_new(struct scheduler *s, const char *task_id, bool is_stop)
+{
+    struct flight *f = xcalloc(1, sizeof(*f));
+
+    f->sched = s;
+    f->task_id = xstrdup(task_id);
+    f->is_stop = is_stop;
+    f->next = s->flights;
+    s->flights = f;
+    return f;
+}
+
+static void flight_free(struct flight *f)
+{
+    struct flight **p;
+
+    for (p = &f->sched->flights; *p; p = &(*p)->next) {
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    }
+    free(f->task_id);
+    free(f);
+}
+
+static void schedule_pass(struct scheduler *s);
+
+static void on_pushed(void *arg, const struct uvcurl_response *resp)
+{
+    struct flight *f = arg;
+    struct scheduler *s = f->sched;
+    char error[300];
+
+    if (resp->status == UVCURL_CANCELED) {
+        flight_free(f);
+        return;
+    }
+    if (resp->status >= 200 && resp->status < 300) {
+        store_sched_pushed(s->cfg.store, f->task_id, true, NULL, time_now_ms());
+    } else {
+        if (resp->status)
+            snprintf(error, sizeof(error), "the agent refused the task (HTTP %ld): %.200s",
+                     resp->status, resp->body->data);
+        else
+            snprintf(error, sizeof(error), "cannot reach the agent: %s", resp->error);
+        log_warn("scheduler: push of task '%s' failed: %s", f->task_id, error);
+        store_sched_pushed(s->cfg.store, f->task_id, false, error, time_now_ms());
+        schedule_pass(s);
+    }
+    flight_free(f);
+}
+
+static void on_stopped(void *arg, const struct uvcurl_response *resp)
+{
+    struct flight *f = arg;
+
+    if (resp->status == UVCURL_CANCELED) {
+        flight_free(f);
+        return;
+    }
+    /* 404: the agent no longer has it, which is what a stop wants. */
+    if ((resp->status >= 200 && resp->status < 300) || resp->status == 404)
+        store_sched_stopped(f->sched->cfg.store, f->task_id);
+    else
+        log_warn("scheduler: stop of task '%s' failed: %s", f->task_id,
+                 resp->error ? resp->error : "agent error");
+    flight_free(f);
+}
+
+static void send_outbox(struct scheduler *s)
+{
+    cJSON *push;
+    cJSON *stop;
+    const cJSON *item;
+    char url[2048];
+
+    if (store_sched_outbox(s->cfg.store, &push, &stop) < 0)
+        return;
+    cJSON_ArrayForEach(item, push)
+    {
+        const cJSON *task = json_get(item, "task");
+        const char *id = json_get_string(task, "id");
+        struct uvcurl_request req;
+        struct flight *f;
+        char *body;
+
+        if (in_flight(s, id, false))
+            continue;
+        snprintf(url, sizeof(url), "%s/v1/tasks", json_get_string(item, "url"));
+        body = json_print(task);
+        memset(&req, 0, sizeof(req));
+        req.method = "POST";
+        req.url = url;
+        req.bearer = json_get_string(item, "secret");
+        req.content_type = "application/json";
+        req.body = body;
+        req.body_len = strlen(body);
+        req.timeout_ms = 10000;
+        f = flight_new(s, id, false);
+        if (uvcurl_start(s->http, &req, on_pushed, f) < 0)
+            flight_free(f);
+        free(body);
+    }
+    cJSON_ArrayForEach(item, stop)
+    {
+        const char *id = json_get_string(item, "task");
+        struct uvcurl_request req;
+        struct flight *f;
+
+        if (in_flight(s, id, true))
+            continue;
+        snprintf(url, sizeof(url), "%s/v1/tasks/%s", json_get_string(item, "url"), id);
+        memset(&req, 0, sizeof(req));
+        req.method = "DELETE";
+        req.url = url;
+        req.bearer = json_get_string(item, "secret");
+        req.timeout_ms = 10000;
+        f = flight_new(s, id, true);
+        if (uvcurl_start(s->http, &req, on_stopped, f) < 0)
+            flight_free(f);
+    }
+    cJSON_Delete(push);
+    cJSON_Delete(stop);
+}
+
+static void pass(struct scheduler *s)
+{
+    int64_t now = time_now_ms();
+    cJSON *state;
+    cJSON *placements;
+    cJSON *reasons;
+    bool changed = false;
+
+    store_sched_expire(s->cfg.store, now, s->cfg.node_timeout_ms, &changed);
+    if (store_sched_state(s->cfg.store, now, s->cfg.node_timeout_ms, &state) == 0) {
+        placement_pass(state, &placements, &reasons);
+        if (cJSON_GetArraySize(placements) > 0) {
+            store_sched_place(s->cfg.store, placements, now);
+            log_info("scheduler: placed %d run(s)", cJSON_GetArraySize(placements));
+        }
+        store_sched_reasons(s->cfg.store, reasons);
+        cJSON_Delete(placements);
+        cJSON_Delete(reasons);
+        cJSON_Delete(state);
+    }
+    send_outbox(s);
+}
+
+static void on_soon(uv_timer_t *t)
+{
+    pass(t->data);
+}
+
+/* Runs a pass on the next loop iteration (coalescing kicks). */
+static void schedule_pass(struct scheduler *s)
+{
+    if (!s->stopping && !uv_is_active((uv_handle_t *)&s->soon))
+        uv_timer_start(&s->soon, on_soon, 0, 0);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    pass(t->data);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct scheduler *s = a->data;
+
+    if (!s->stopping) {
+        schedule_pass(s);
+        return;
+    }
+    uvcurl_free(s->http);
+    s->http = NULL;
+    uv_timer_stop(&s->tick);
+    uv_timer_stop(&s->soon);
+    uv_close((uv_handle_t *)&s->tick, on_closed);
+    uv_close((uv_handle_t *)&s->soon, on_closed);
+    uv_close((uv_handle_t *)&s->wake, on_closed);
+}
+
+static void thread_main(void *arg)
+{
+    struct scheduler *s = arg;
+
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+
+int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sched)
+{
+    struct scheduler *s = xcalloc(1, sizeof(*s));
+
+    s->cfg = *cfg;
+    if (s->cfg.tick_ms <= 0)
+        s->cfg.tick_ms = 1000;
+    if (uv_loop_init(&s->loop) != 0) {
+        free(s);
+        return ERR_INTERNAL;
+    }
+    uv_async_init(&s->loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_timer_init(&s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_init(&s->loop, &s->soon);
+    s->soon.data = s;
+    s->http = uvcurl_new(&s->loop);
+    if (s->http == NULL)
+        goto err;
+    uv_timer_start(&s->tick, on_tick, (uint64_t)s->cfg.tick_ms, (uint64_t)s->cfg.tick_ms);
+    uv_timer_start(&s->soon, on_soon, 0, 0);
+    if (uv_thread_create(&s->thread, thread_main, s) != 0)
+        goto err;
+    *ret_sched = s;
+    return 0;
+err:
+    log_error("scheduler: cannot start");
+    s->stopping = true;
+    on_wake(&s->wake);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+    free(s);
+    return ERR_INTERNAL;
+}
+
+void scheduler_free(struct scheduler *s)
+{
+    if (s == NULL)
+        return;
+    s->stopping = true;
+    uv_async_send(&s->wake);
+    uv_thread_join(&s->thread);
+    if (uv_loop_close(&s->loop) != 0)
+        log_warn("scheduler: loop closed with handles open");
+    free(s);
+}
+
+void scheduler_kick(struct scheduler *s)
+{
+    if (s)
+        uv_async_send(&s->wake);
+}

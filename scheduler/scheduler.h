@@ -1,0 +1,33 @@
+/*
+ * scheduler.h - placement and the push to agents. One thread runs a libuv
+ * loop that owns the scheduler: it places queued runs' gangs on ready
+ * nodes (all of a run's tasks at once or none), writes the placements,
+ * pushes assignments and stops to the agents with libcurl (curl multi on
+ * the same loop), and applies the time-driven rules (node timeouts, run
+ * deadlines). The store is the truth: a pass reads it, decides, writes.
+ *
+ * scheduler_new/free: main thread. scheduler_kick: any thread.
+ */
+#ifndef TRAINYARD_SCHEDULER_H
+#define TRAINYARD_SCHEDULER_H
+
+#include <stdint.h>
+
+struct store;
+struct scheduler;
+
+struct scheduler_config {
+    struct store *store;    /* borrowed; outlives the scheduler */
+    int64_t node_timeout_ms;
+    int64_t tick_ms;        /* time-driven rules run at least this often */
+};
+
+/* Starts the scheduler thread. Returns 0 or ERR_INTERNAL (logged). */
+int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sched);
+/* Stops the thread (requests in flight are abandoned) and frees it. NULL is a no-op. */
+void scheduler_free(struct scheduler *sched);
+/* Something changed (a run submitted or canceled, a task reported, a node
+ * joined): run a pass soon. Calls coalesce. */
+void scheduler_kick(struct scheduler *sched);
+
+#endif

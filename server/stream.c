@@ -1,0 +1,164 @@
+/* stream.c - growing response bodies with suspend/resume. */
+#include "server/stream.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+/* How often suspended streams look for news, in microseconds. */
+#define STREAM_POLL_US 200000
+
+struct stream_conn {
+    struct api_stream *stream;
+    struct MHD_Connection *conn;
+    struct buf pending;
+    size_t off;
+    bool done;
+    bool suspended;
+    struct stream_conn *next; /* in the suspended list while suspended */
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct stream_conn *suspended;
+static bool running;
+static pthread_t thread;
+
+static void resume_all_locked(void)
+{
+    struct stream_conn *sc;
+
+    for (sc = suspended; sc; sc = sc->next) {
+        sc->suspended = false;
+        MHD_resume_connection(sc->conn);
+    }
+    suspended = NULL;
+}
+
+static void *resume_main(void *arg)
+{
+    struct timespec ts;
+
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (running) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += STREAM_POLL_US * 1000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&cv, &mu, &ts);
+        resume_all_locked();
+    }
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+int stream_start(void)
+{
+    running = true;
+    if (pthread_create(&thread, NULL, resume_main, NULL) != 0) {
+        running = false;
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+void stream_stop(void)
+{
+    pthread_mutex_lock(&mu);
+    running = false;
+    pthread_cond_signal(&cv);
+    pthread_mutex_unlock(&mu);
+    pthread_join(thread, NULL);
+    pthread_mutex_lock(&mu);
+    resume_all_locked();
+    pthread_mutex_unlock(&mu);
+}
+
+static ssize_t take_pending(struct stream_conn *sc, char *out, size_t max)
+{
+    size_t n = sc->pending.len - sc->off;
+
+    if (n > max)
+        n = max;
+    memcpy(out, sc->pending.data + sc->off, n);
+    sc->off += n;
+    return (ssize_t)n;
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct stream_conn *sc = cls;
+
+    (void)pos;
+    if (sc->off < sc->pending.len)
+        return take_pending(sc, out, max);
+    if (sc->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    buf_reset(&sc->pending);
+    sc->off = 0;
+    if (sc->stream->next(sc->stream, &sc->pending, &sc->done) < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (sc->pending.len > 0)
+        return take_pending(sc, out, max);
+    if (sc->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* Nothing new: park the connection until the resume thread's next
+     * round, instead of being called again at once. */
+    pthread_mutex_lock(&mu);
+    if (running) {
+        MHD_suspend_connection(sc->conn);
+        sc->suspended = true;
+        sc->next = suspended;
+        suspended = sc;
+    }
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+static void free_cb(void *cls)
+{
+    struct stream_conn *sc = cls;
+    struct stream_conn **p;
+
+    pthread_mutex_lock(&mu);
+    for (p = &suspended; *p; p = &(*p)->next) {
+        if (*p == sc) {
+            *p = sc->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    sc->stream->free(sc->stream);
+    buf_release(&sc->pending);
+    free(sc);
+}
+
+struct MHD_Response *stream_response(struct MHD_Connection *conn, struct api_stream *stream)
+{
+    struct stream_conn *sc = xcalloc(1, sizeof(*sc));
+    struct MHD_Response *r;
+
+    sc->stream = stream;
+    sc->conn = conn;
+    buf_init(&sc->pending);
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, reader, sc, free_cb);
+    if (r == NULL) {
+        stream->free(stream);
+        buf_release(&sc->pending);
+        free(sc);
+        return NULL;
+    }
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    return r;
+}

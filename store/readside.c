@@ -1,0 +1,440 @@
+/* readside.c - what clients read of a run: metrics, series, artifacts, logs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "store/internal.h"
+#include "common/banned.h"
+
+/* The seq and status of a run; ERR_NOT_FOUND when unknown. */
+static int run_seq_of(struct conn *c, const char *run_id, int64_t *ret_seq, bool *ret_ended)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, status FROM runs WHERE id = ?");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, run_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *status = (const char *)sqlite3_column_text(st, 1);
+
+        *ret_seq = sqlite3_column_int64(st, 0);
+        if (ret_ended)
+            *ret_ended = strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+                         strcmp(status, "canceled") == 0;
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "find run");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summary)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *list;
+    cJSON *items;
+    int64_t seq;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT name, last, min, max, count, last_step FROM metric_summary "
+                      "WHERE run_seq = ? ORDER BY name");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    list = cJSON_CreateObject();
+    items = cJSON_AddArrayToObject(list, "items");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *m = cJSON_CreateObject();
+
+        col_add_string(st, 0, m, "name");
+        cJSON_AddNumberToObject(m, "last", sqlite3_column_double(st, 1));
+        cJSON_AddNumberToObject(m, "min", sqlite3_column_double(st, 2));
+        cJSON_AddNumberToObject(m, "max", sqlite3_column_double(st, 3));
+        cJSON_AddNumberToObject(m, "count", (double)sqlite3_column_int64(st, 4));
+        cJSON_AddNumberToObject(m, "last_step", (double)sqlite3_column_int64(st, 5));
+        cJSON_AddItemToArray(items, m);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(list);
+        rc = conn_fail(c, "read metrics");
+        goto out;
+    }
+    *ret_summary = list;
+    rc = 0;
+out:
+    conn_end_read(c);
+    return rc;
+}
+
+struct point {
+    int64_t step;
+    int64_t time;
+    double value;
+};
+
+static void add_point(cJSON *points, const struct point *p)
+{
+    char when[TIME_RFC3339_LEN];
+    cJSON *row = cJSON_CreateArray();
+
+    time_format_rfc3339(p->time, when);
+    cJSON_AddItemToArray(row, cJSON_CreateNumber((double)p->step));
+    cJSON_AddItemToArray(row, cJSON_CreateString(when));
+    cJSON_AddItemToArray(row, cJSON_CreateNumber(p->value));
+    cJSON_AddItemToArray(points, row);
+}
+
+int store_run_metric_series(struct store *store, const char *run_id, const char *name,
+                            int max_points, cJSON **ret_series)
+{
+    struct conn *c = store_reader(store);
+    struct point *pts = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    sqlite3_stmt *st;
+    cJSON *series;
+    cJSON *points;
+    int64_t seq;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT step, time, value FROM metric_points WHERE run_seq = ? AND name = ? "
+                      "ORDER BY step, time");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, name);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            pts = xrealloc(pts, cap * sizeof(*pts));
+        }
+        pts[n].step = sqlite3_column_int64(st, 0);
+        pts[n].time = sqlite3_column_int64(st, 1);
+        pts[n].value = sqlite3_column_double(st, 2);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        rc = conn_fail(c, "read series");
+        goto out;
+    }
+    series = cJSON_CreateObject();
+    cJSON_AddStringToObject(series, "name", name);
+    points = cJSON_AddArrayToObject(series, "points");
+    if (max_points <= 0 || n <= (size_t)max_points) {
+        size_t i;
+
+        for (i = 0; i < n; i++)
+            add_point(points, &pts[i]);
+    } else if (max_points == 1) {
+        add_point(points, &pts[n - 1]);
+    } else {
+        /* min/max per bucket keeps peaks and dips: at most 2 per bucket. */
+        size_t buckets = (size_t)max_points / 2;
+        size_t b;
+
+        for (b = 0; b < buckets; b++) {
+            size_t lo = b * n / buckets;
+            size_t hi = (b + 1) * n / buckets;
+            size_t min_i = lo;
+            size_t max_i = lo;
+            size_t i;
+
+            for (i = lo; i < hi; i++) {
+                if (pts[i].value < pts[min_i].value)
+                    min_i = i;
+                if (pts[i].value > pts[max_i].value)
+                    max_i = i;
+            }
+            if (min_i == max_i) {
+                add_point(points, &pts[min_i]);
+            } else {
+                add_point(points, &pts[min_i < max_i ? min_i : max_i]);
+                add_point(points, &pts[min_i < max_i ? max_i : min_i]);
+            }
+        }
+    }
+    *ret_series = series;
+    rc = 0;
+out:
+    free(pts);
+    conn_end_read(c);
+    return rc;
+}
+
+int store_run_artifacts(struct store *store, const char *run_id, cJSON **ret_list)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *list;
+    cJSON *items;
+    int64_t seq;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT path, size, task FROM artifacts WHERE run_seq = ? ORDER BY path, "
+                      "task");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    list = cJSON_CreateObject();
+    items = cJSON_AddArrayToObject(list, "items");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *a = cJSON_CreateObject();
+
+        col_add_string(st, 0, a, "path");
+        cJSON_AddNumberToObject(a, "size", (double)sqlite3_column_int64(st, 1));
+        col_add_string(st, 2, a, "task");
+        cJSON_AddItemToArray(items, a);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(list);
+        rc = conn_fail(c, "read artifacts");
+        goto out;
+    }
+    *ret_list = list;
+    rc = 0;
+out:
+    conn_end_read(c);
+    return rc;
+}
+
+int store_artifact_find(struct store *store, const char *run_id, const char *path,
+                        const char *task, char *ret_task, size_t task_size)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    int64_t seq;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT task FROM artifacts WHERE run_seq = ? AND path = ? "
+                      "AND (?3 IS NULL OR task = ?3) ORDER BY task LIMIT 1");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, path);
+    bind_text(st, 3, task);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(ret_task, task_size, "%s", sqlite3_column_text(st, 0));
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "find artifact");
+    }
+    sqlite3_reset(st);
+out:
+    conn_end_read(c);
+    return rc;
+}
+
+/* A task's unfinished last line while a run's log is assembled. */
+struct partial {
+    char *task_id;
+    char *name;
+    struct buf line;
+};
+
+static struct partial *partial_for(struct partial **list, size_t *n, const char *task_id,
+                                   const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < *n; i++) {
+        if (strcmp((*list)[i].task_id, task_id) == 0)
+            return &(*list)[i];
+    }
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    (*list)[*n].task_id = xstrdup(task_id);
+    (*list)[*n].name = xstrdup(name);
+    buf_init(&(*list)[*n].line);
+    return &(*list)[(*n)++];
+}
+
+static void emit_line(struct buf *out, const char *prefix, const char *line, size_t len)
+{
+    if (prefix) {
+        buf_addc(out, '[');
+        buf_adds(out, prefix);
+        buf_add(out, "] ", 2);
+    }
+    buf_add(out, line, len);
+    buf_addc(out, '\n');
+}
+
+int store_run_log(struct store *store, const char *run_id, const char *task, struct buf *out,
+                  bool *ret_ended)
+{
+    struct conn *c = store_reader(store);
+    struct partial *partials = NULL;
+    size_t n_partials = 0;
+    sqlite3_stmt *st;
+    int64_t seq;
+    int64_t n_tasks = 0;
+    bool ended = false;
+    bool prefix;
+    size_t i;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, &ended)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT count(*) FROM tasks WHERE run_seq = ?1 AND attempt = "
+                      "(SELECT attempt FROM runs WHERE seq = ?1)");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n_tasks = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (task) {
+        st = conn_stmt(c, "SELECT 1 FROM tasks WHERE run_seq = ? AND (id = ?2 OR name = ?2)");
+        if (st == NULL) {
+            rc = ERR_INTERNAL;
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, seq);
+        bind_text(st, 2, task);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW) {
+            rc = ERR_NOT_FOUND;
+            goto out;
+        }
+    }
+    prefix = task == NULL && n_tasks > 1;
+    st = conn_stmt(c, "SELECT l.task_id, t.name, l.data FROM log_chunks l "
+                      "JOIN tasks t ON t.id = l.task_id WHERE l.run_seq = ?1 "
+                      "AND (?2 IS NULL OR t.id = ?2 OR t.name = ?2) ORDER BY l.seq");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, task);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *data = sqlite3_column_blob(st, 2);
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        struct partial *p = partial_for(&partials, &n_partials,
+                                        (const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 1));
+        const char *nl;
+
+        buf_add(&p->line, data, len);
+        while ((nl = memchr(p->line.data, '\n', p->line.len)) != NULL) {
+            size_t line_len = (size_t)(nl - p->line.data);
+
+            emit_line(out, prefix ? p->name : NULL, p->line.data, line_len);
+            memmove(p->line.data, nl + 1, p->line.len - line_len - 1);
+            p->line.len -= line_len + 1;
+            p->line.data[p->line.len] = '\0';
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        rc = conn_fail(c, "read logs");
+        goto out;
+    }
+    if (ended) {
+        for (i = 0; i < n_partials; i++) {
+            if (partials[i].line.len)
+                emit_line(out, prefix ? partials[i].name : NULL, partials[i].line.data,
+                          partials[i].line.len);
+        }
+    }
+    *ret_ended = ended;
+    rc = 0;
+out:
+    for (i = 0; i < n_partials; i++) {
+        free(partials[i].task_id);
+        free(partials[i].name);
+        buf_release(&partials[i].line);
+    }
+    free(partials);
+    conn_end_read(c);
+    return rc;
+}
+
+int store_run_points_since(struct store *store, const char *run_id, int64_t after_id, int limit,
+                           cJSON **ret_points, int64_t *ret_last_id)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *points;
+    int64_t seq;
+    int64_t last = after_id;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
+        goto out;
+    st = conn_stmt(c, "SELECT rowid, name, step, time, value FROM metric_points "
+                      "WHERE run_seq = ? AND rowid > ? ORDER BY rowid LIMIT ?");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int(st, 3, limit);
+    points = cJSON_CreateArray();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *p = cJSON_CreateObject();
+
+        last = sqlite3_column_int64(st, 0);
+        col_add_string(st, 1, p, "name");
+        cJSON_AddNumberToObject(p, "step", (double)sqlite3_column_int64(st, 2));
+        col_add_time(st, 3, p, "time");
+        cJSON_AddNumberToObject(p, "value", sqlite3_column_double(st, 4));
+        cJSON_AddItemToArray(points, p);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(points);
+        rc = conn_fail(c, "read points");
+        goto out;
+    }
+    *ret_points = points;
+    *ret_last_id = last;
+    rc = 0;
+out:
+    conn_end_read(c);
+    return rc;
+}

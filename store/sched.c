@@ -1,0 +1,628 @@
+/*
+ * sched.c - what the scheduler reads and writes: placement input, the
+ * placements, the outbox of assignments and stops for agents, and the
+ * time-driven rules (nodes going down, run deadlines).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "store/internal.h"
+#include "common/banned.h"
+
+#define LIVE "('assigned', 'preparing', 'running')"
+
+/* The host part of an agent URL ("http://host:port/..." -> "host"). */
+static void url_host(const char *url, char *host, size_t size)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+
+    p = p ? p + 3 : url;
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+
+        n = end ? (size_t)(end - p - 1) : strlen(p + 1);
+        p++;
+    } else {
+        n = strcspn(p, ":/");
+    }
+    if (n >= size)
+        n = size - 1;
+    memcpy(host, p, n);
+    host[n] = '\0';
+}
+
+static cJSON *find_node(cJSON *nodes, const char *name)
+{
+    cJSON *n;
+
+    cJSON_ArrayForEach(n, nodes)
+    {
+        if (strcmp(json_get_string(n, "name"), name) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
+                                    "features, state, last_heartbeat, port_min, port_max "
+                                    "FROM nodes ORDER BY name");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = node_state_now((const char *)sqlite3_column_text(st, 7),
+                                           sqlite3_column_int64(st, 8), now, timeout);
+        cJSON *n;
+        cJSON *gpus;
+        cJSON *indices;
+        cJSON *g;
+        char host[256];
+
+        if (strcmp(state, "ready") != 0)
+            continue;
+        n = cJSON_CreateObject();
+        col_add_string(st, 0, n, "name");
+        col_add_string(st, 1, n, "pool");
+        url_host((const char *)sqlite3_column_text(st, 2), host, sizeof(host));
+        cJSON_AddStringToObject(n, "host", host);
+        cJSON_AddNumberToObject(n, "cpus", sqlite3_column_double(st, 3));
+        cJSON_AddNumberToObject(n, "memory_mb", (double)sqlite3_column_int64(st, 4));
+        gpus = json_parse_trusted((const char *)sqlite3_column_text(st, 5));
+        indices = cJSON_AddArrayToObject(n, "gpus");
+        cJSON_ArrayForEach(g, gpus)
+        {
+            cJSON_AddItemToArray(indices, cJSON_CreateNumber(json_get(g, "index")->valuedouble));
+        }
+        cJSON_Delete(gpus);
+        col_add_json(st, 6, n, "features");
+        cJSON_AddNumberToObject(n, "port_min", sqlite3_column_int(st, 9));
+        cJSON_AddNumberToObject(n, "port_max", sqlite3_column_int(st, 10));
+        cJSON_AddNumberToObject(n, "used_cpus", 0);
+        cJSON_AddNumberToObject(n, "used_memory_mb", 0);
+        cJSON_AddArrayToObject(n, "used_gpus");
+        cJSON_AddArrayToObject(n, "used_ports");
+        cJSON_AddItemToArray(nodes, n);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "load nodes");
+
+    st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE status IN " LIVE
+                      " AND node IS NOT NULL");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *n = find_node(nodes, (const char *)sqlite3_column_text(st, 0));
+        cJSON *held;
+        cJSON *g;
+
+        if (n == NULL)
+            continue;
+        cJSON_SetNumberValue(json_get(n, "used_cpus"),
+                             json_get(n, "used_cpus")->valuedouble + sqlite3_column_double(st, 1));
+        cJSON_SetNumberValue(json_get(n, "used_memory_mb"),
+                             json_get(n, "used_memory_mb")->valuedouble +
+                                 (double)sqlite3_column_int64(st, 2));
+        held = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
+        cJSON_ArrayForEach(g, held)
+        {
+            cJSON_AddItemToArray(json_get(n, "used_gpus"), cJSON_CreateNumber(g->valuedouble));
+        }
+        cJSON_Delete(held);
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL)
+            cJSON_AddItemToArray(json_get(n, "used_ports"),
+                                 cJSON_CreateNumber(sqlite3_column_int(st, 4)));
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "load allocations");
+}
+
+static int load_queue(struct conn *c, cJSON *runs)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, id, spec, attempt FROM runs "
+                                    "WHERE status = 'queued' ORDER BY priority DESC, seq");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *r = cJSON_CreateObject();
+
+        cJSON_AddNumberToObject(r, "seq", (double)sqlite3_column_int64(st, 0));
+        col_add_string(st, 1, r, "id");
+        col_add_json(st, 2, r, "spec");
+        cJSON_AddNumberToObject(r, "attempt", (double)sqlite3_column_int64(st, 3));
+        cJSON_AddArrayToObject(r, "tasks");
+        cJSON_AddItemToArray(runs, r);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "load queue");
+    {
+        cJSON *r;
+
+        cJSON_ArrayForEach(r, runs)
+        {
+            st = conn_stmt(c, "SELECT id, name, type, idx FROM tasks WHERE run_seq = ? "
+                              "AND attempt = ? ORDER BY ord");
+            if (st == NULL)
+                return ERR_INTERNAL;
+            sqlite3_bind_int64(st, 1, (int64_t)json_get(r, "seq")->valuedouble);
+            sqlite3_bind_int64(st, 2, (int64_t)json_get(r, "attempt")->valuedouble);
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                cJSON *t = cJSON_CreateObject();
+
+                col_add_string(st, 0, t, "id");
+                col_add_string(st, 1, t, "name");
+                col_add_string(st, 2, t, "type");
+                cJSON_AddNumberToObject(t, "index", sqlite3_column_int(st, 3));
+                cJSON_AddItemToArray(json_get(r, "tasks"), t);
+            }
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE)
+                return conn_fail(c, "load queued tasks");
+        }
+    }
+    return 0;
+}
+
+int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                      cJSON **ret_state)
+{
+    struct conn *c = store_reader(store);
+    cJSON *state;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    state = cJSON_CreateObject();
+    rc = load_nodes(c, now_ms, node_timeout_ms, cJSON_AddArrayToObject(state, "nodes"));
+    if (rc == 0)
+        rc = load_queue(c, cJSON_AddArrayToObject(state, "runs"));
+    conn_end_read(c);
+    if (rc < 0) {
+        cJSON_Delete(state);
+        return rc;
+    }
+    *ret_state = state;
+    return 0;
+}
+
+struct place {
+    const cJSON *placements;
+    int64_t now;
+};
+
+static int place_fn(struct conn *c, void *arg)
+{
+    struct place *p = arg;
+    const cJSON *pl;
+    int rc;
+
+    cJSON_ArrayForEach(pl, p->placements)
+    {
+        const char *run_id = json_get_string(pl, "run");
+        const cJSON *t;
+        sqlite3_stmt *st = conn_stmt(c, "SELECT seq, spec FROM runs WHERE id = ? AND "
+                                        "status = 'queued'");
+        int64_t seq;
+        int64_t duration;
+        cJSON *spec;
+        cJSON *data;
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, run_id);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            /* Canceled meanwhile: nothing to place. */
+            sqlite3_reset(st);
+            continue;
+        }
+        seq = sqlite3_column_int64(st, 0);
+        spec = json_parse_trusted((const char *)sqlite3_column_text(st, 1));
+        sqlite3_reset(st);
+        duration = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
+        cJSON_Delete(spec);
+
+        cJSON_ArrayForEach(t, json_get(pl, "tasks"))
+        {
+            char *gpus = json_print(json_get(t, "gpus"));
+            char *argv = json_print(json_get(t, "argv"));
+            char *env = json_print(json_get(t, "env"));
+            const cJSON *port = json_get(t, "port");
+
+            st = conn_stmt(c, "UPDATE tasks SET status = 'assigned', node = ?, gpus = ?, "
+                              "port = ?, address = ?, cpus = ?, memory_mb = ?, argv = ?, "
+                              "env = ?, assigned_at = ?, pushed = 0, push_fails = 0 "
+                              "WHERE id = ? AND status = 'pending'");
+            if (st == NULL) {
+                free(gpus);
+                free(argv);
+                free(env);
+                return ERR_INTERNAL;
+            }
+            bind_text(st, 1, json_get_string(t, "node"));
+            bind_text(st, 2, gpus);
+            if (cJSON_IsNumber(port))
+                sqlite3_bind_int(st, 3, port->valueint);
+            else
+                sqlite3_bind_null(st, 3);
+            bind_text(st, 4, json_get_string(t, "address"));
+            sqlite3_bind_double(st, 5, json_get(t, "cpus")->valuedouble);
+            sqlite3_bind_int64(st, 6, (int64_t)json_get(t, "memory_mb")->valuedouble);
+            bind_text(st, 7, argv);
+            bind_text(st, 8, env);
+            sqlite3_bind_int64(st, 9, p->now);
+            bind_text(st, 10, json_get_string(t, "id"));
+            rc = stmt_done(c, st);
+            free(gpus);
+            free(argv);
+            free(env);
+            if (rc < 0)
+                return rc;
+        }
+        st = conn_stmt(c, "UPDATE runs SET status = 'starting', reason = NULL, "
+                          "started_at = COALESCE(started_at, ?1), deadline = ?2 WHERE seq = ?3");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, p->now);
+        sqlite3_bind_int64(st, 2, duration > 0 ? p->now + duration * 1000 : 0);
+        sqlite3_bind_int64(st, 3, seq);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+        data = cJSON_CreateObject();
+        cJSON_AddStringToObject(data, "status", "starting");
+        rc = run_event(c, seq, p->now, "status", data);
+        cJSON_Delete(data);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_sched_place(struct store *store, const cJSON *placements, int64_t now_ms)
+{
+    struct place p = {placements, now_ms};
+
+    return store_write(store, place_fn, &p);
+}
+
+static int reasons_fn(struct conn *c, void *arg)
+{
+    const cJSON *r;
+    int rc;
+
+    cJSON_ArrayForEach(r, (const cJSON *)arg)
+    {
+        sqlite3_stmt *st = conn_stmt(c, "UPDATE runs SET reason = ? WHERE id = ? "
+                                        "AND status = 'queued' AND reason IS NOT ?1");
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, r->valuestring);
+        bind_text(st, 2, r->string);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_sched_reasons(struct store *store, const cJSON *reasons)
+{
+    if (cJSON_GetArraySize(reasons) == 0)
+        return 0;
+    return store_write(store, reasons_fn, (void *)reasons);
+}
+
+int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    cJSON *push;
+    cJSON *stop;
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    push = cJSON_CreateArray();
+    stop = cJSON_CreateArray();
+    st = conn_stmt(c, "SELECT t.id, t.name, t.type, t.idx, t.gpus, t.cpus, t.memory_mb, t.port, "
+                      "t.argv, t.env, r.id, r.experiment, r.attempt, r.spec, n.agent_url, "
+                      "n.secret, n.name, t.address FROM tasks t JOIN runs r ON r.seq = t.run_seq "
+                      "JOIN nodes n ON n.name = t.node "
+                      "WHERE t.status = 'assigned' AND t.pushed = 0");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON *a = cJSON_AddObjectToObject(item, "task");
+        cJSON *spec = json_parse_trusted((const char *)sqlite3_column_text(st, 13));
+
+        col_add_string(st, 0, a, "id");
+        col_add_string(st, 10, a, "run_id");
+        col_add_string(st, 11, a, "experiment");
+        cJSON_AddNumberToObject(a, "attempt", (double)sqlite3_column_int64(st, 12));
+        col_add_string(st, 1, a, "name");
+        col_add_string(st, 2, a, "type");
+        cJSON_AddNumberToObject(a, "index", sqlite3_column_int(st, 3));
+        col_add_json(st, 8, a, "argv");
+        cJSON_AddBoolToObject(a, "use_python", json_get_string(spec, "entry_script") != NULL);
+        col_add_json(st, 9, a, "env");
+        json_add_string_or_null(a, "snapshot", json_get_string(spec, "source"));
+        cJSON_AddItemToObject(a, "pip_packages",
+                              cJSON_Duplicate(json_get(spec, "pip_packages"), 1));
+        col_add_json(st, 4, a, "gpus");
+        cJSON_AddNumberToObject(a, "cpus", sqlite3_column_double(st, 5));
+        cJSON_AddNumberToObject(a, "memory_mb", (double)sqlite3_column_int64(st, 6));
+        if (sqlite3_column_type(st, 7) == SQLITE_NULL)
+            cJSON_AddNullToObject(a, "port");
+        else
+            cJSON_AddNumberToObject(a, "port", sqlite3_column_int(st, 7));
+        col_add_string(st, 17, a, "address");
+        col_add_string(st, 14, item, "url");
+        col_add_string(st, 15, item, "secret");
+        col_add_string(st, 16, item, "node");
+        cJSON_Delete(spec);
+        cJSON_AddItemToArray(push, item);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        rc = conn_fail(c, "read outbox");
+        goto out;
+    }
+    st = conn_stmt(c, "SELECT t.id, n.agent_url, n.secret FROM tasks t "
+                      "JOIN nodes n ON n.name = t.node WHERE t.stop_pending = 1");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *item = cJSON_CreateObject();
+
+        col_add_string(st, 0, item, "task");
+        col_add_string(st, 1, item, "url");
+        col_add_string(st, 2, item, "secret");
+        cJSON_AddItemToArray(stop, item);
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? 0 : conn_fail(c, "read stops");
+out:
+    conn_end_read(c);
+    if (rc < 0) {
+        cJSON_Delete(push);
+        cJSON_Delete(stop);
+        return rc;
+    }
+    *ret_push = push;
+    *ret_stop = stop;
+    return 0;
+}
+
+struct pushed {
+    const char *id, *error;
+    bool ok;
+    int64_t now;
+};
+
+/* After this many failed pushes the task fails and the gang rule applies. */
+#define MAX_PUSH_FAILS 5
+
+static int pushed_fn(struct conn *c, void *arg)
+{
+    struct pushed *p = arg;
+    sqlite3_stmt *st;
+    int64_t seq;
+    int fails;
+    int rc;
+
+    if (p->ok) {
+        st = conn_stmt(c, "UPDATE tasks SET pushed = 1 WHERE id = ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, p->id);
+        return stmt_done(c, st);
+    }
+    st = conn_stmt(c, "UPDATE tasks SET push_fails = push_fails + 1 WHERE id = ? "
+                      "AND status = 'assigned' RETURNING push_fails, run_seq");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, p->id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    fails = sqlite3_column_int(st, 0);
+    seq = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    if (fails < MAX_PUSH_FAILS)
+        return 0;
+    st = conn_stmt(c, "UPDATE tasks SET status = 'failed', ended_at = ?, message = ? "
+                      "WHERE id = ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, p->now);
+    bind_text(st, 2, p->error ? p->error : "the agent did not accept the task");
+    bind_text(st, 3, p->id);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    return run_evaluate(c, seq, p->now);
+}
+
+int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
+                       int64_t now_ms)
+{
+    struct pushed p = {task_id, error, ok, now_ms};
+
+    return store_write(store, pushed_fn, &p);
+}
+
+static int stopped_fn(struct conn *c, void *arg)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET stop_pending = 0 WHERE id = ?");
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, arg);
+    return stmt_done(c, st);
+}
+
+int store_sched_stopped(struct store *store, const char *task_id)
+{
+    return store_write(store, stopped_fn, (void *)task_id);
+}
+
+/* Marks the live tasks of node lost with message and applies the run rules. */
+static int lose_node_tasks(struct conn *c, const char *node, const char *message, int64_t now,
+                           bool *changed)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, message = ? "
+                                    "WHERE node = ? AND status IN " LIVE " RETURNING run_seq");
+    int64_t seqs[256];
+    int n = 0;
+    int i;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, now);
+    bind_text(st, 2, message);
+    bind_text(st, 3, node);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < 256)
+            seqs[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "lose tasks");
+    for (i = 0; i < n; i++) {
+        if ((rc = run_evaluate(c, seqs[i], now)) < 0)
+            return rc;
+        *changed = true;
+    }
+    return 0;
+}
+
+struct expire {
+    int64_t now, timeout;
+    bool changed;
+};
+
+static int expire_fn(struct conn *c, void *arg)
+{
+    struct expire *e = arg;
+    sqlite3_stmt *st;
+    char names[64][129];
+    int64_t seqs[64];
+    int n = 0;
+    int i;
+    int rc;
+
+    st = conn_stmt(c, "UPDATE nodes SET state = 'down' WHERE state != 'down' "
+                      "AND last_heartbeat < ? RETURNING name");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, e->now - e->timeout);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < 64)
+            snprintf(names[n++], sizeof(names[0]), "%s", sqlite3_column_text(st, 0));
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "expire nodes");
+    for (i = 0; i < n; i++) {
+        char message[256];
+
+        snprintf(message, sizeof(message), "node %.128s stopped sending heartbeats", names[i]);
+        e->changed = true;
+        if ((rc = lose_node_tasks(c, names[i], message, e->now, &e->changed)) < 0)
+            return rc;
+    }
+
+    n = 0;
+    st = conn_stmt(c, "SELECT seq FROM runs WHERE status IN ('starting', 'running') "
+                      "AND deadline > 0 AND deadline < ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, e->now);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n < 64)
+            seqs[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "expire runs");
+    for (i = 0; i < n; i++) {
+        st = conn_stmt(c, "SELECT attempt, spec FROM runs WHERE seq = ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, seqs[i]);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            int64_t attempt = sqlite3_column_int64(st, 0);
+            cJSON *spec = json_parse_trusted((const char *)sqlite3_column_text(st, 1));
+            char error[128];
+            sqlite3_stmt *up;
+
+            snprintf(error, sizeof(error), "the run exceeded max_run_duration_seconds (%.0f s)",
+                     json_get(spec, "max_run_duration_seconds")->valuedouble);
+            cJSON_Delete(spec);
+            sqlite3_reset(st);
+            if ((rc = tasks_kill_live(c, seqs[i], attempt, e->now)) < 0)
+                return rc;
+            up = conn_stmt(c, "UPDATE runs SET status = 'failed', error = ?, ended_at = ? "
+                              "WHERE seq = ?");
+            if (up == NULL)
+                return ERR_INTERNAL;
+            bind_text(up, 1, error);
+            sqlite3_bind_int64(up, 2, e->now);
+            sqlite3_bind_int64(up, 3, seqs[i]);
+            if ((rc = stmt_done(c, up)) < 0)
+                return rc;
+            e->changed = true;
+        } else {
+            sqlite3_reset(st);
+        }
+    }
+    return 0;
+}
+
+int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
+                       bool *ret_changed)
+{
+    struct expire e = {now_ms, node_timeout_ms, false};
+    int rc = store_write(store, expire_fn, &e);
+
+    if (rc == 0)
+        *ret_changed = e.changed;
+    return rc;
+}
+
+struct restarted {
+    const char *name;
+    int64_t now;
+};
+
+static int restarted_fn(struct conn *c, void *arg)
+{
+    struct restarted *r = arg;
+    char message[256];
+    bool changed = false;
+
+    snprintf(message, sizeof(message), "the agent on node %s restarted", r->name);
+    return lose_node_tasks(c, r->name, message, r->now, &changed);
+}
+
+int store_node_restarted(struct store *store, const char *name, int64_t now_ms)
+{
+    struct restarted r = {name, now_ms};
+
+    return store_write(store, restarted_fn, &r);
+}

@@ -1,0 +1,526 @@
+/*
+ * tasks.c - what agents report about tasks (status, logs, metrics,
+ * artifacts) and the run rules that follow from it (SPEC §4): a run is
+ * running when its gang runs, completed by its backend's rule, and when
+ * one task fails or is lost every other task is stopped and the run is
+ * retried from scratch while max_retries allows, else failed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "store/internal.h"
+#include "common/banned.h"
+
+#define LIVE_STATUSES "('assigned', 'preparing', 'running')"
+#define ENDED_STATUSES "('succeeded', 'failed', 'killed', 'lost')"
+
+bool store_task_status_live(const char *status)
+{
+    return strcmp(status, "assigned") == 0 || strcmp(status, "preparing") == 0 ||
+           strcmp(status, "running") == 0;
+}
+
+static bool task_ended(const char *status)
+{
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+           strcmp(status, "killed") == 0 || strcmp(status, "lost") == 0;
+}
+
+static int status_event(struct conn *c, int64_t seq, int64_t now, const char *status,
+                        const char *error)
+{
+    cJSON *data = cJSON_CreateObject();
+    int rc;
+
+    cJSON_AddStringToObject(data, "status", status);
+    if (error)
+        cJSON_AddStringToObject(data, "error", error);
+    rc = run_event(c, seq, now, "status", data);
+    cJSON_Delete(data);
+    return rc;
+}
+
+int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ?1, "
+                                    "stop_pending = (node IS NOT NULL) "
+                                    "WHERE run_seq = ?2 AND attempt = ?3 "
+                                    "AND status NOT IN " ENDED_STATUSES);
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, run_seq);
+    sqlite3_bind_int64(st, 3, attempt);
+    return stmt_done(c, st);
+}
+
+/* Starts attempt+1: fresh pending tasks with the same names, run queued. */
+static int retry(struct conn *c, int64_t seq, const char *run_id, int64_t attempt, int64_t now,
+                 const char *error)
+{
+    sqlite3_stmt *st;
+    char reason[600];
+    cJSON *data;
+    int rc;
+
+    st = conn_stmt(c, "INSERT INTO tasks(id, run_seq, attempt, ord, name, type, idx, status) "
+                      "SELECT ?1 || '-a' || ?3 || '-' || name, run_seq, ?3, ord, name, type, idx, "
+                      "'pending' FROM tasks WHERE run_seq = ?2 AND attempt = ?4");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, run_id);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, attempt + 1);
+    sqlite3_bind_int64(st, 4, attempt);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    snprintf(reason, sizeof(reason), "retrying (attempt %lld) after: %s", (long long)attempt + 1,
+             error);
+    st = conn_stmt(c, "UPDATE runs SET status = 'queued', attempt = ?1, reason = ?2, "
+                      "deadline = 0 WHERE seq = ?3");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, attempt + 1);
+    bind_text(st, 2, reason);
+    sqlite3_bind_int64(st, 3, seq);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "status", "queued");
+    cJSON_AddNumberToObject(data, "attempt", (double)attempt + 1);
+    cJSON_AddStringToObject(data, "error", error);
+    rc = run_event(c, seq, now, "retry", data);
+    cJSON_Delete(data);
+    return rc;
+}
+
+static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
+                      const char *status, const char *error)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = tasks_kill_live(c, seq, attempt, now)) < 0)
+        return rc;
+    st = conn_stmt(c, "UPDATE runs SET status = ?1, error = ?2, ended_at = ?3, reason = NULL "
+                      "WHERE seq = ?4");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, status);
+    bind_text(st, 2, error);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, seq);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    return status_event(c, seq, now, status, error);
+}
+
+int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT id, status, attempt, spec FROM runs WHERE seq = ?");
+    char run_id[64];
+    char run_status[16];
+    char error[512] = "";
+    const char *backend;
+    cJSON *spec;
+    int64_t attempt;
+    int64_t max_retries;
+    bool has_chief;
+    bool done;
+    bool all_running = true;
+    bool chief_ok = false;
+    bool launcher_ok = false;
+    int n_workers = 0;
+    int workers_ok = 0;
+    int n_ranks = 0;
+    int ranks_ok = 0;
+    bool main_ok = false;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return ERR_NOT_FOUND;
+    }
+    snprintf(run_id, sizeof(run_id), "%s", sqlite3_column_text(st, 0));
+    snprintf(run_status, sizeof(run_status), "%s", sqlite3_column_text(st, 1));
+    attempt = sqlite3_column_int64(st, 2);
+    spec = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
+    sqlite3_reset(st);
+    if (strcmp(run_status, "starting") != 0 && strcmp(run_status, "running") != 0) {
+        cJSON_Delete(spec);
+        return 0;
+    }
+    backend = json_get_string(spec, "distributed_backend");
+    max_retries = (int64_t)json_get(spec, "max_retries")->valuedouble;
+    has_chief = cJSON_IsTrue(json_get(spec, "chief"));
+
+    st = conn_stmt(c, "SELECT name, type, status, exit_code, message FROM tasks "
+                      "WHERE run_seq = ? AND attempt = ? ORDER BY ord");
+    if (st == NULL) {
+        cJSON_Delete(spec);
+        return ERR_INTERNAL;
+    }
+    sqlite3_bind_int64(st, 1, run_seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *type = (const char *)sqlite3_column_text(st, 1);
+        const char *status = (const char *)sqlite3_column_text(st, 2);
+        const char *message = (const char *)sqlite3_column_text(st, 4);
+        bool ok = strcmp(status, "succeeded") == 0;
+
+        /* The evaluator neither decides completion nor fails the gang. */
+        if (strcmp(type, "evaluator") == 0)
+            continue;
+        if (error[0] == '\0' && (strcmp(status, "failed") == 0 || strcmp(status, "lost") == 0)) {
+            if (strcmp(status, "lost") == 0)
+                snprintf(error, sizeof(error), "task %s was lost%s%s", name, message ? ": " : "",
+                         message ? message : "");
+            else if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+                snprintf(error, sizeof(error), "task %s failed with exit code %d%s%s", name,
+                         sqlite3_column_int(st, 3), message ? ": " : "", message ? message : "");
+            else
+                snprintf(error, sizeof(error), "task %s failed%s%s", name, message ? ": " : "",
+                         message ? message : "");
+        }
+        if (strcmp(status, "running") != 0 && !ok)
+            all_running = false;
+        if (strcmp(type, "main") == 0)
+            main_ok = ok;
+        else if (strcmp(type, "chief") == 0)
+            chief_ok = ok;
+        else if (strcmp(type, "launcher") == 0)
+            launcher_ok = ok;
+        else if (strcmp(type, "worker") == 0) {
+            n_workers++;
+            workers_ok += ok;
+        } else if (strcmp(type, "rank") == 0) {
+            n_ranks++;
+            ranks_ok += ok;
+        }
+    }
+    sqlite3_reset(st);
+    cJSON_Delete(spec);
+    if (rc != SQLITE_DONE)
+        return conn_fail(c, "evaluate run");
+
+    if (error[0]) {
+        if (attempt <= max_retries) {
+            if ((rc = tasks_kill_live(c, run_seq, attempt, now)) < 0)
+                return rc;
+            return retry(c, run_seq, run_id, attempt, now, error);
+        }
+        return finish_run(c, run_seq, attempt, now, "failed", error);
+    }
+    if (backend == NULL)
+        done = main_ok;
+    else if (strcmp(backend, "ps") == 0)
+        done = has_chief ? chief_ok : (n_workers > 0 && workers_ok == n_workers);
+    else if (strcmp(backend, "mpi") == 0)
+        done = launcher_ok;
+    else
+        done = n_ranks > 0 && ranks_ok == n_ranks;
+    if (done)
+        return finish_run(c, run_seq, attempt, now, "completed", NULL);
+    if (strcmp(run_status, "starting") == 0 && all_running) {
+        st = conn_stmt(c, "UPDATE runs SET status = 'running' WHERE seq = ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, run_seq);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+        return status_event(c, run_seq, now, "running", NULL);
+    }
+    return 0;
+}
+
+/* ---- agent reports ---- */
+
+struct task_ref {
+    int64_t run_seq;
+    int64_t attempt;
+    char status[16];
+    bool has_exit;
+    int64_t log_size;
+    int64_t metrics_seq;
+};
+
+/* Loads a task and checks that node (when not "") holds it. */
+static int load_task(struct conn *c, const char *id, const char *node, struct task_ref *t)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT run_seq, attempt, status, node, exit_code, log_size, "
+                                    "metrics_seq FROM tasks WHERE id = ?");
+    const char *held_by;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "load task");
+    }
+    held_by = (const char *)sqlite3_column_text(st, 3);
+    if (node && node[0] && (held_by == NULL || strcmp(held_by, node) != 0)) {
+        sqlite3_reset(st);
+        return ERR_PERMISSION;
+    }
+    t->run_seq = sqlite3_column_int64(st, 0);
+    t->attempt = sqlite3_column_int64(st, 1);
+    snprintf(t->status, sizeof(t->status), "%s", sqlite3_column_text(st, 2));
+    t->has_exit = sqlite3_column_type(st, 4) != SQLITE_NULL;
+    t->log_size = sqlite3_column_int64(st, 5);
+    t->metrics_seq = sqlite3_column_int64(st, 6);
+    sqlite3_reset(st);
+    return 0;
+}
+
+struct report {
+    const char *id, *node, *status, *message;
+    int exit_code;
+    int64_t now;
+};
+
+static int report_fn(struct conn *c, void *arg)
+{
+    struct report *r = arg;
+    struct task_ref t;
+    sqlite3_stmt *st;
+    bool final = strcmp(r->status, "succeeded") == 0 || strcmp(r->status, "failed") == 0;
+    int rc;
+
+    if ((rc = load_task(c, r->id, r->node, &t)) < 0)
+        return rc;
+    if (strcmp(t.status, "pending") == 0)
+        return ERR_CONFLICT;
+    if (task_ended(t.status)) {
+        /* Stopped by the server first: keep its status, record the exit. */
+        if (final && !t.has_exit && r->exit_code >= 0) {
+            st = conn_stmt(c, "UPDATE tasks SET exit_code = ? WHERE id = ?");
+            if (st == NULL)
+                return ERR_INTERNAL;
+            sqlite3_bind_int(st, 1, r->exit_code);
+            bind_text(st, 2, r->id);
+            return stmt_done(c, st);
+        }
+        return 0;
+    }
+    st = conn_stmt(c, "UPDATE tasks SET status = ?1, pushed = 1, "
+                      "started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 "
+                      "ELSE started_at END, "
+                      "ended_at = CASE WHEN ?3 THEN ?2 ELSE ended_at END, "
+                      "exit_code = CASE WHEN ?3 AND ?4 >= 0 THEN ?4 ELSE exit_code END, "
+                      "message = COALESCE(?5, message) WHERE id = ?6");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, r->status);
+    sqlite3_bind_int64(st, 2, r->now);
+    sqlite3_bind_int(st, 3, final);
+    sqlite3_bind_int(st, 4, r->exit_code);
+    bind_text(st, 5, r->message);
+    bind_text(st, 6, r->id);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    return run_evaluate(c, t.run_seq, r->now);
+}
+
+int store_task_report(struct store *store, const char *task_id, const char *node,
+                      const char *status, int exit_code, const char *message, int64_t now_ms)
+{
+    struct report r = {task_id, node, status, message, exit_code, now_ms};
+
+    if (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
+        strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)
+        return ERR_INVALID;
+    return store_write(store, report_fn, &r);
+}
+
+struct logs {
+    const char *id, *node;
+    int64_t offset;
+    const unsigned char *data;
+    size_t len;
+    int64_t log_size;
+};
+
+static int logs_fn(struct conn *c, void *arg)
+{
+    struct logs *l = arg;
+    struct task_ref t;
+    sqlite3_stmt *st;
+    int64_t skip;
+    int rc;
+
+    if ((rc = load_task(c, l->id, l->node, &t)) < 0)
+        return rc;
+    l->log_size = t.log_size;
+    if (l->offset > t.log_size)
+        return ERR_CONFLICT;
+    skip = t.log_size - l->offset;
+    if ((size_t)skip >= l->len)
+        return 0;
+    st = conn_stmt(c, "INSERT INTO log_chunks(run_seq, task_id, offset, data) "
+                      "VALUES (?, ?, ?, ?)");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, t.run_seq);
+    bind_text(st, 2, l->id);
+    sqlite3_bind_int64(st, 3, t.log_size);
+    sqlite3_bind_blob64(st, 4, l->data + skip, l->len - (size_t)skip, SQLITE_STATIC);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    st = conn_stmt(c, "UPDATE tasks SET log_size = ? WHERE id = ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    l->log_size = t.log_size + (int64_t)l->len - skip;
+    sqlite3_bind_int64(st, 1, l->log_size);
+    bind_text(st, 2, l->id);
+    return stmt_done(c, st);
+}
+
+int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
+                    const void *data, size_t len, int64_t *ret_log_size)
+{
+    struct logs l = {task_id, node, offset, data, len, 0};
+    int rc = store_write(store, logs_fn, &l);
+
+    if (rc == 0 || rc == ERR_CONFLICT)
+        *ret_log_size = l.log_size;
+    return rc;
+}
+
+struct metrics {
+    const char *id, *node;
+    int64_t seq;
+    const cJSON *points;
+    bool duplicate;
+};
+
+static int metrics_fn(struct conn *c, void *arg)
+{
+    struct metrics *m = arg;
+    struct task_ref t;
+    const cJSON *p;
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = load_task(c, m->id, m->node, &t)) < 0)
+        return rc;
+    if (m->seq <= t.metrics_seq) {
+        m->duplicate = true;
+        return 0;
+    }
+    cJSON_ArrayForEach(p, m->points)
+    {
+        const char *name = json_get_string(p, "name");
+        double value = json_get(p, "value")->valuedouble;
+        int64_t step = (int64_t)json_get(p, "step")->valuedouble;
+        int64_t time = (int64_t)json_get(p, "time")->valuedouble;
+
+        st = conn_stmt(c, "INSERT INTO metric_points(run_seq, name, step, time, value, task) "
+                          "VALUES (?, ?, ?, ?, ?, ?)");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, t.run_seq);
+        bind_text(st, 2, name);
+        sqlite3_bind_int64(st, 3, step);
+        sqlite3_bind_int64(st, 4, time);
+        sqlite3_bind_double(st, 5, value);
+        bind_text(st, 6, m->id);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+        st = conn_stmt(c, "INSERT INTO metric_summary(run_seq, name, last, min, max, count, "
+                          "last_step) VALUES (?1, ?2, ?3, ?3, ?3, 1, ?4) "
+                          "ON CONFLICT(run_seq, name) DO UPDATE SET last = ?3, "
+                          "min = min(min, ?3), max = max(max, ?3), count = count + 1, "
+                          "last_step = ?4");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, t.run_seq);
+        bind_text(st, 2, name);
+        sqlite3_bind_double(st, 3, value);
+        sqlite3_bind_int64(st, 4, step);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    st = conn_stmt(c, "UPDATE tasks SET metrics_seq = ? WHERE id = ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, m->seq);
+    bind_text(st, 2, m->id);
+    return stmt_done(c, st);
+}
+
+int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
+                       const cJSON *points, bool *ret_duplicate)
+{
+    struct metrics m = {task_id, node, seq, points, false};
+    int rc = store_write(store, metrics_fn, &m);
+
+    if (rc == 0)
+        *ret_duplicate = m.duplicate;
+    return rc;
+}
+
+int store_task_owner(struct store *store, const char *task_id, const char *node, char *ret_run_id,
+                     size_t run_id_size, char *ret_task_name, size_t name_size)
+{
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    const char *held_by;
+    int rc;
+
+    if (c == NULL || (st = conn_stmt(c, "SELECT r.id, t.name, t.node FROM tasks t "
+                                        "JOIN runs r ON r.seq = t.run_seq WHERE t.id = ?")) == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, task_id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "task owner");
+    }
+    held_by = (const char *)sqlite3_column_text(st, 2);
+    if (node && node[0] && (held_by == NULL || strcmp(held_by, node) != 0)) {
+        sqlite3_reset(st);
+        return ERR_PERMISSION;
+    }
+    snprintf(ret_run_id, run_id_size, "%s", sqlite3_column_text(st, 0));
+    snprintf(ret_task_name, name_size, "%s", sqlite3_column_text(st, 1));
+    sqlite3_reset(st);
+    return 0;
+}
+
+struct artifact {
+    const char *task_id, *path;
+    int64_t size;
+};
+
+static int artifact_fn(struct conn *c, void *arg)
+{
+    struct artifact *a = arg;
+    sqlite3_stmt *st = conn_stmt(c, "INSERT OR REPLACE INTO artifacts(run_seq, task, path, size) "
+                                    "SELECT run_seq, name, ?, ? FROM tasks WHERE id = ?");
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, a->path);
+    sqlite3_bind_int64(st, 2, a->size);
+    bind_text(st, 3, a->task_id);
+    return stmt_done(c, st);
+}
+
+int store_artifact_put(struct store *store, const char *task_id, const char *path, int64_t size)
+{
+    struct artifact a = {task_id, path, size};
+
+    return store_write(store, artifact_fn, &a);
+}
