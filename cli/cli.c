@@ -97,6 +97,9 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
     case CLI_OPT_JSON:
         c->json = true;
         return true;
+    case CLI_OPT_CA:
+        c->ca_file = arg;
+        return true;
     default:
         return false;
     }
@@ -259,8 +262,7 @@ int cli_resolve(struct cli *c)
     if (c->server == NULL)
         c->server = xstrdup(DEFAULT_SERVER);
     if (strncasecmp(c->server, "http://", 7) != 0 && strncasecmp(c->server, "https://", 8) != 0)
-        return cli_usage_error(c, "server URL '%s' must start with http:// or https://",
-                               c->server);
+        return cli_usage_error(c, "server URL '%s' must start with http:// or https://", c->server);
     len = strlen(c->server);
     while (len > 0 && c->server[len - 1] == '/')
         c->server[--len] = '\0';

@@ -43,6 +43,7 @@ enum cli_common_opt {
     CLI_OPT_TOKEN,
     CLI_OPT_DATA,
     CLI_OPT_JSON,
+    CLI_OPT_CA,
     /* Commands number their own long-only options from here. */
     CLI_OPT_FIRST_OWN,
 };
@@ -52,17 +53,19 @@ enum cli_common_opt {
     {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
         {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
         {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
+        {"ca", required_argument, NULL, CLI_OPT_CA},                                               \
         {"json", no_argument, NULL, CLI_OPT_JSON}, {"help", no_argument, NULL, 'h'}
 
 /* Help text for the common options, for the end of each usage text. */
 #define CLI_COMMON_HELP                                                                            \
     "Common options:\n"                                                                            \
-    "  --server URL      server base URL (default: $TRAINYARD_SERVER, else the contents of\n"     \
-    "                    DATA/server.url, else http://127.0.0.1:8080)\n"                          \
-    "  --token T         API token (default: $TRAINYARD_TOKEN, else DATA/admin.token when\n"      \
+    "  --server URL      server base URL (default: $TRAINYARD_SERVER, else the contents of\n"      \
+    "                    DATA/server.url, else http://127.0.0.1:8080)\n"                           \
+    "  --token T         API token (default: $TRAINYARD_TOKEN, else DATA/admin.token when\n"       \
     "                    the server is on a loopback address)\n"                                   \
-    "  --data DIR        the server's data directory, DATA above (default ./var)\n"               \
-    "  --json            print the server's JSON instead of text\n"                               \
+    "  --data DIR        the server's data directory, DATA above (default ./var)\n"                \
+    "  --ca FILE         CA certificates to check an https:// server with\n"                       \
+    "  --json            print the server's JSON instead of text\n"                                \
     "  -h, --help        show this help\n"                                                         \
     "\n"                                                                                           \
     "Exit status: 0 ok, 1 the operation failed, 2 bad usage.\n"
@@ -73,13 +76,14 @@ enum cli_common_opt {
  * cli_release().
  */
 struct cli {
-    const char *command;   /* borrowed from argv: "submit", "runs", ... */
+    const char *command;    /* borrowed from argv: "submit", "runs", ... */
     const char *opt_server; /* borrowed from argv, NULL when not given */
     const char *opt_token;
-    const char *data_dir;  /* borrowed; "./var" unless --data */
+    const char *data_dir; /* borrowed; "./var" unless --data */
+    const char *ca_file;  /* borrowed, NULL when not given */
     bool json;
-    char *server; /* owned: base URL without a trailing '/' */
-    char *token;  /* owned, NULL when there is none */
+    char *server;  /* owned: base URL without a trailing '/' */
+    char *token;   /* owned, NULL when there is none */
     bool loopback; /* the server's host is a loopback address */
     void *curl;    /* owned CURL easy handle, made on first use */
 };
@@ -110,7 +114,8 @@ bool cli_common_option(struct cli *c, int opt, const char *arg);
 int cli_bad_option(const struct cli *c, int opt, char **argv);
 
 /* Prints "trainyard CMD: message" and the usage hint; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_usage_error(const struct cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Prints "trainyard: message" to stderr; returns CLI_EXIT_FAILED. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -361,6 +361,25 @@ static void print_field(const char *label, const cJSON *object, const char *key,
     free(text);
 }
 
+/* Prints the run's command, when it has one, as its words. */
+static void print_command(const cJSON *spec)
+{
+    const cJSON *word;
+    const char *sep = "";
+
+    if (!cJSON_IsArray(json_get(spec, "command")))
+        return;
+    printf("%-12s", "command:");
+    cJSON_ArrayForEach(word, json_get(spec, "command"))
+    {
+        if (cJSON_IsString(word)) {
+            printf("%s%s", sep, word->valuestring);
+            sep = " ";
+        }
+    }
+    printf("\n");
+}
+
 static void print_run(const cJSON *run)
 {
     static const char *const header[] = {"  TASK", "TYPE", "NODE", "STATUS", "EXIT", "ADDRESS"};
@@ -380,6 +399,8 @@ static void print_run(const cJSON *run)
     print_field("attempt:", run, "attempt", true);
     print_field("error:", run, "error", false);
     print_field("reason:", run, "reason", false);
+    print_field("entry:", spec, "entry_script", false);
+    print_command(spec);
     print_field("backend:", spec, "distributed_backend", false);
     print_field("pool:", spec, "compute_target", false);
     print_field("created:", run, "created_at", true);
@@ -509,6 +530,7 @@ int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool fo
     size_t offset = 0;
     size_t copied;
     int rc = 0;
+    int err;
 
     cli_response_init(&r);
     for (;;) {
@@ -516,8 +538,9 @@ int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool fo
         path = xasprintf("/api/v1/runs/%s/logs?follow=%d&offset=%zu%s%s", esc_id, follow ? 1 : 0,
                          offset, esc_task ? "&task=" : "", esc_task ? esc_task : "");
         copied = 0;
-        if (cli_stream(c, path, stdout, follow ? 0L : CLI_DOWNLOAD_TIMEOUT_MS, &copied, &r) < 0 &&
-            !follow) {
+        err = cli_stream(c, path, stdout, follow ? 0L : CLI_DOWNLOAD_TIMEOUT_MS, &copied, &r);
+        /* Only a dropped connection is worth taking up again. */
+        if (err < 0 && (!follow || err != ERR_UNAVAILABLE)) {
             rc = CLI_EXIT_FAILED;
             break;
         }
@@ -719,8 +742,7 @@ int cli_drain(struct cli *c, int argc, char **argv)
     bool undo = false;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":h", drain_usage, drain_option, &undo, 1, &name,
-               "NODE");
+    rc = parse(c, argc, argv, longopts, ":h", drain_usage, drain_option, &undo, 1, &name, "NODE");
     if (rc >= 0)
         return rc;
     esc = cli_escape(c, name);

@@ -82,6 +82,8 @@ static bool set_common(struct cli *c, CURL *curl, const char *url, struct transf
     ok &= curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_USERAGENT, "trainyard/" TRAINYARD_VERSION) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
+    if (c->ca_file)
+        ok &= curl_easy_setopt(curl, CURLOPT_CAINFO, c->ca_file) == CURLE_OK;
     /* A quiet stream (a run that prints nothing for a while) stays open. */
     ok &= curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK;
     /* A proxy cannot reach this machine's loopback server. */

@@ -131,14 +131,14 @@ struct submit {
     const char *experiment;
     bool command;
     bool follow;
-    cJSON *spec;       /* owned: the fields below in SPEC order, then merged */
-    cJSON *params;     /* owned until merged into spec */
-    cJSON *arguments;  /* owned */
-    cJSON *pip;        /* owned */
-    cJSON *conda;      /* owned */
-    cJSON *env;        /* owned */
-    cJSON *tags;       /* owned */
-    cJSON *resources;  /* owned: scalar run fields by option, in option order */
+    cJSON *spec;      /* owned: the fields below in SPEC order, then merged */
+    cJSON *params;    /* owned until merged into spec */
+    cJSON *arguments; /* owned */
+    cJSON *pip;       /* owned */
+    cJSON *conda;     /* owned */
+    cJSON *env;       /* owned */
+    cJSON *tags;      /* owned */
+    cJSON *resources; /* owned: scalar run fields by option, in option order */
 };
 
 /*
@@ -376,6 +376,7 @@ static bool takes_next_word(const char *word)
 {
     const struct option *o;
     const struct option *found = NULL;
+    int matches = 0;
     size_t len;
 
     if (strncmp(word, "--", 2) != 0 || word[2] == '\0' || strchr(word, '='))
@@ -385,13 +386,16 @@ static bool takes_next_word(const char *word)
     for (o = longopts; o->name; o++) {
         if (strcmp(o->name, word) == 0) {
             found = o;
+            matches = 1;
             break;
         }
         /* getopt_long accepts an unambiguous prefix too. */
-        if (strncmp(o->name, word, len) == 0)
-            found = found ? NULL : o;
+        if (strncmp(o->name, word, len) == 0) {
+            found = o;
+            matches++;
+        }
     }
-    return found && found->has_arg == required_argument;
+    return matches == 1 && found->has_arg == required_argument;
 }
 
 /*
@@ -461,8 +465,8 @@ static void submit_release(struct submit *s)
 }
 
 /* Builds s->spec from the options, in the order of SPEC §3.2. */
-static void build_spec(struct submit *s, const char *experiment, const char *source,
-                       char **command, int command_len)
+static void build_spec(struct submit *s, const char *experiment, const char *source, char **command,
+                       int command_len)
 {
     cJSON *item;
     int i;

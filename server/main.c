@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
+#include "agent/agent.h"
 #include "cli/cli.h"
 #include "common/version.h"
 #include "server/server.h"
@@ -15,6 +18,7 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  server     run the control plane (REST API, store, scheduler, dashboard)\n"
+    "  agent      run the node agent on this machine\n"
     "  submit     pack a source directory and submit a run\n"
     "  runs       list runs\n"
     "  run        show a run: status, tasks, metrics\n"
@@ -38,8 +42,18 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (strcmp(argv[1], "server") == 0)
-        return server_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "server") == 0 || strcmp(argv[1], "agent") == 0) {
+        int rc;
+
+        /* Once, before any thread exists (libcurl's rule). */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (strcmp(argv[1], "server") == 0)
+            rc = server_main(argc - 1, argv + 1);
+        else
+            rc = agent_main(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return rc;
+    }
     for (cmd = client_commands; *cmd; cmd++) {
         if (strcmp(argv[1], *cmd) == 0)
             return cli_main(argc - 1, argv + 1);

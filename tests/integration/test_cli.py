@@ -72,6 +72,14 @@ def submit_json(server, args, **kw):
     return run
 
 
+def queued_run(server, experiment, **fields):
+    """A run that stays queued: its pool has no nodes (the shared server has
+    nodes that other tests registered in "default")."""
+    body = {"experiment": experiment, "command": ["true"], "compute_target": uniq("nopool")}
+    body.update(fields)
+    return server.create_run(body)
+
+
 def snapshot_members(server, snapshot_id):
     r = server.get("/api/v1/snapshots/" + urllib.parse.quote(snapshot_id, safe=""))
     assert r.status == 200, r
@@ -191,8 +199,8 @@ def test_submit_script_params_conversion(server, tmp_path):
     root = make_project(tmp_path / "p")
     params = [
         "--lr=0.01", "--batch-size=50", "--flag", "--t=true", "--f=false", "--n=null",
-        "--name=abc", "--zero=01", "--neg=-1e-3", "--eq=a=b", "--empty=", "--big=12345678901234567890",
-        "--word=1.5x", "plain=2",
+        "--name=abc", "--zero=01", "--neg=-1e-3", "--eq=a=b", "--empty=",
+        "--big=12345678901234567890", "--word=1.5x", "plain=2",
     ]
     args = [root, "--entry", "train.py", "--experiment", uniq("params")]
     for p in params:
@@ -293,8 +301,8 @@ def test_submit_server_side_rejection_exits_1_with_message(server, tmp_path):
 def test_runs_table_filters_and_json(server):
     exp = uniq("list")
     tag = uuid.uuid4().hex[:8]
-    a = server.create_run({"experiment": exp, "command": ["true"], "tags": {"t": tag}})
-    b = server.create_run({"experiment": exp, "command": ["true"]})
+    a = queued_run(server, exp, tags={"t": tag})
+    b = queued_run(server, exp)
 
     res = ok(run_cli(["runs", "--experiment", exp], server))
     lines = res.stdout.splitlines()
@@ -321,12 +329,13 @@ def test_runs_table_filters_and_json(server):
 
 
 def test_run_summary_and_json(server):
-    run = server.create_run({"experiment": uniq("show"), "command": ["true"]})
+    run = queued_run(server, uniq("show"))
     res = ok(run_cli(["run", run["id"]], server))
     text = res.stdout
     assert "status:" in text and "queued" in text, text
     assert "attempt:" in text and "reason:" in text, text
     assert run["id"] in text and run["experiment"] in text
+    assert "command:    true" in text, text
     task_lines = [ln.split() for ln in text.splitlines() if ln.startswith("  main")]
     assert task_lines and task_lines[0][:5] == ["main", "main", "-", "pending", "-"], text
 
@@ -337,7 +346,7 @@ def test_run_summary_and_json(server):
 
 
 def test_cancel(server):
-    run = server.create_run({"experiment": uniq("cancel"), "command": ["true"]})
+    run = queued_run(server, uniq("cancel"))
     res = ok(run_cli(["cancel", run["id"]], server))
     assert res.stdout.split() == [run["id"], "canceled"], res.stdout
     assert server.get("/api/v1/runs/" + run["id"]).body["status"] == "canceled"
@@ -390,7 +399,7 @@ def test_drain_unknown_node_and_without_admin(server, user_token):
     res = run_cli(["drain", uniq("nonode")], server)
     assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
     name = uniq("node")
-    server.register_node(name, "default")
+    server.register_node(name, uniq("pool"))
     res = run_cli(["drain", name], server, token=user_token)
     assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
     assert server.get("/api/v1/nodes/" + name).body["state"] == "ready"
@@ -403,7 +412,7 @@ def test_drain_unknown_node_and_without_admin(server, user_token):
 def test_resolution_from_data_dir(server_factory, tmp_path):
     data = tmp_path / "srvdata"
     srv = server_factory(data_dir=data)
-    run = srv.create_run({"experiment": uniq("res"), "command": ["true"]})
+    run = queued_run(srv, uniq("res"))
 
     # --data names the directory holding server.url and admin.token.
     res = ok(run_cli(["run", run["id"], "--data", str(data)]))
@@ -566,3 +575,77 @@ def test_logs_follow_streams_until_the_run_ends(server, tmp_path):
 def test_logs_unknown_run_exits_1(server):
     res = run_cli(["logs", "run-000000000000"], server)
     assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+
+
+# --------------------------------------------------------------------------
+# Logs and --follow against the real report endpoint, the admin token standing
+# in for the agent (the run is never placed; cancel ends it)
+# --------------------------------------------------------------------------
+
+def report_log(server, task_id, offset, data):
+    r = server.req("POST", "/api/v1/agent/tasks/%s/logs?offset=%d" % (task_id, offset),
+                   body=data, content_type="application/octet-stream")
+    assert r.status == 200, r
+
+
+def popen_cli(args, server):
+    argv = [BIN, args[0], "--server", server.url, "--token", server.admin_token] + args[1:]
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+
+
+def test_logs_prints_reported_text(server):
+    run = queued_run(server, uniq("logs"))
+    task = run["tasks"][0]["id"]
+    res = ok(run_cli(["logs", run["id"]], server))
+    assert res.stdout == ""
+    report_log(server, task, 0, b"hello\n")
+    report_log(server, task, 6, b"world\n")
+    assert ok(run_cli(["logs", run["id"]], server)).stdout == "hello\nworld\n"
+    assert ok(run_cli(["logs", run["id"], "--task", "main"], server)).stdout == "hello\nworld\n"
+    assert ok(run_cli(["logs", run["id"], "--task", task], server)).stdout == "hello\nworld\n"
+    res = run_cli(["logs", run["id"], "--task", "worker-9"], server)
+    assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+    # An ended run: -f prints what there is and returns.
+    assert server.post("/api/v1/runs/%s/cancel" % run["id"], None).status == 200
+    assert ok(run_cli(["logs", run["id"], "-f"], server, timeout=20)).stdout == "hello\nworld\n"
+
+
+def test_logs_follow_streams_until_the_run_is_canceled(server):
+    run = queued_run(server, uniq("follow"))
+    task = run["tasks"][0]["id"]
+    report_log(server, task, 0, b"first\n")
+    proc = popen_cli(["logs", run["id"], "--follow"], server)
+    try:
+        assert proc.stdout.readline() == b"first\n"
+        report_log(server, task, 6, b"second\n")
+        assert proc.stdout.readline() == b"second\n"
+        assert proc.poll() is None, "logs -f ended while the run was queued"
+        assert server.post("/api/v1/runs/%s/cancel" % run["id"], None).status == 200
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == b""
+
+
+def test_submit_follow_of_a_canceled_run_exits_1(server):
+    proc = popen_cli(["submit", "--follow", "--experiment", uniq("sf"), "--pool", uniq("nopool"),
+                      "--command", "--", "true"], server)
+    try:
+        run_id = proc.stdout.readline().decode().strip()
+        assert RUN_ID.match(run_id), run_id
+        task = server.get("/api/v1/runs/" + run_id).body["tasks"][0]["id"]
+        report_log(server, task, 0, b"working\n")
+        assert proc.stdout.readline() == b"working\n"
+        assert server.post("/api/v1/runs/%s/cancel" % run_id, None).status == 200
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, (out, err)
+    err = err.decode()
+    assert err.startswith("trainyard: ") and "canceled" in err and run_id in err, err

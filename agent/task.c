@@ -1,0 +1,1373 @@
+/*
+ * task.c - one assigned task on this node, from assignment to its last
+ * report: prepare (snapshot, venv), run (a process group in the unpacked
+ * snapshot, stdout and stderr read line by line), and report.
+ *
+ * Reporting loses nothing and repeats nothing: log lines are appended to
+ * <task>/log and sent by byte offset; metric points are appended to
+ * <task>/metrics.jsonl and sent in batches whose seq is the batch's end
+ * offset, a batch being resent unchanged until acknowledged; statuses are
+ * queued and resent until acknowledged, the final one only after every log
+ * byte, metric point and output file has been delivered. Memory holds one
+ * batch at a time; the rest waits on disk.
+ */
+#include "agent/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/archive.h"
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+#define PUMP_MS 250
+#define LOG_CHUNK (1024 * 1024)
+#define METRICS_BATCH (256 * 1024)
+#define MAX_LINE (64 * 1024)
+
+struct status_msg {
+    char status[16];
+    int exit_code;
+    char *message;
+    struct status_msg *next;
+};
+
+struct stream_reader {
+    uv_pipe_t pipe;
+    struct task *task;
+    struct buf line;
+    bool is_stderr;
+};
+
+typedef void (*after_fn)(struct task *t, int64_t exit_status, int term_signal);
+
+struct task {
+    struct agent *a;
+    struct task *next;
+    char *id;
+    cJSON *assignment;
+    char *dir;
+    char *src;
+    char *outputs;
+    char *log_path;
+    char *metrics_path;
+    int log_fd;
+    int metrics_fd;
+    const char *status; /* preparing, running, exited */
+
+    /* the current child process (pip, venv or the task itself) */
+    uv_process_t proc;
+    struct stream_reader out;
+    struct stream_reader err;
+    int child_handles; /* open handles of the current child */
+    bool child_exited;
+    int64_t exit_status;
+    int term_signal;
+    after_fn after;
+    int pgid;
+    bool main_started;
+
+    uv_timer_t pump_timer;
+    uv_timer_t kill_timer;
+    int own_handles; /* pump_timer and kill_timer, until closed */
+    bool stop_requested;
+    bool finished; /* the task's work is over; only reporting remains */
+    bool freeing;
+
+    /* reporting */
+    int64_t log_size;
+    int64_t log_acked;
+    bool log_in_flight;
+    int64_t metrics_size;
+    int64_t metrics_acked;
+    int64_t batch_end;
+    bool metrics_in_flight;
+    struct status_msg *statuses;
+    bool status_in_flight;
+    bool final_queued;
+    cJSON *steps;
+    cJSON *uploads;
+    int upload_next;
+    int upload_fails;
+    bool upload_in_flight;
+    bool uploads_listed;
+    int venv_wait;
+    bool work_pending; /* an unpack runs on the thread pool */
+};
+
+static void pump(struct task *t);
+static void task_release(struct task *t);
+static void finish(struct task *t, const char *status, int exit_code, const char *message);
+
+/* ---- small helpers ---- */
+
+static int make_dirs(const char *path)
+{
+    char *p = xstrdup(path);
+    char *slash;
+    int rc = 0;
+
+    for (slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            rc = ERR_INTERNAL;
+        *slash = '/';
+    }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        rc = ERR_INTERNAL;
+    free(p);
+    return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            log_warn("agent: cannot write a task file: %s", strerror(errno));
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void log_text(struct task *t, const char *text)
+{
+    size_t len = strlen(text);
+
+    write_all(t->log_fd, text, len);
+    t->log_size += (int64_t)len;
+}
+
+static struct task *find(struct agent *a, const char *id)
+{
+    struct task *t;
+
+    for (t = a->tasks; t; t = t->next) {
+        if (strcmp(t->id, id) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+int task_count(struct agent *a)
+{
+    struct task *t;
+    int n = 0;
+
+    for (t = a->tasks; t; t = t->next)
+        n++;
+    return n;
+}
+
+/* ---- lines and metrics ---- */
+
+/* "##metric {...}": one point per numeric member; false when malformed. */
+static bool parse_metric(struct task *t, const char *json, size_t len)
+{
+    char *text = xstrndup(json, len); /* json_parse wants a NUL after the text */
+    cJSON *obj = json_parse(text, len);
+    const cJSON *item;
+    const cJSON *step_item;
+    int64_t step = -1;
+    int n = 0;
+    char when[TIME_RFC3339_LEN];
+    struct buf lines;
+
+    free(text);
+    if (obj == NULL || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return false;
+    }
+    step_item = json_get(obj, "step");
+    if (step_item && !json_int(step_item, 0, INT64_C(1) << 53, &step)) {
+        cJSON_Delete(obj);
+        return false;
+    }
+    cJSON_ArrayForEach(item, obj)
+    {
+        if (strcmp(item->string, "step") == 0)
+            continue;
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->string[0] == '\0' ||
+            strlen(item->string) > 128) {
+            cJSON_Delete(obj);
+            return false;
+        }
+        n++;
+    }
+    if (n == 0) {
+        cJSON_Delete(obj);
+        return false;
+    }
+    time_format_rfc3339(time_now_ms(), when);
+    buf_init(&lines);
+    cJSON_ArrayForEach(item, obj)
+    {
+        cJSON *last;
+        cJSON *point;
+        char *text;
+        int64_t s = step;
+
+        if (strcmp(item->string, "step") == 0)
+            continue;
+        last = json_get(t->steps, item->string);
+        if (s < 0)
+            s = last ? (int64_t)last->valuedouble + 1 : 0;
+        if (last)
+            cJSON_SetNumberValue(last, (double)s);
+        else
+            cJSON_AddNumberToObject(t->steps, item->string, (double)s);
+        point = cJSON_CreateObject();
+        cJSON_AddStringToObject(point, "name", item->string);
+        cJSON_AddNumberToObject(point, "value", item->valuedouble);
+        cJSON_AddNumberToObject(point, "step", (double)s);
+        cJSON_AddStringToObject(point, "time", when);
+        text = json_print(point);
+        buf_adds(&lines, text);
+        buf_addc(&lines, '\n');
+        free(text);
+        cJSON_Delete(point);
+    }
+    write_all(t->metrics_fd, lines.data, lines.len);
+    t->metrics_size += (int64_t)lines.len;
+    buf_release(&lines);
+    cJSON_Delete(obj);
+    return true;
+}
+
+static void handle_line(struct stream_reader *r, const char *line, size_t len)
+{
+    struct task *t = r->task;
+
+    if (!r->is_stderr && len > 9 && memcmp(line, "##metric ", 9) == 0 &&
+        parse_metric(t, line + 9, len - 9))
+        return;
+    write_all(t->log_fd, line, len);
+    write_all(t->log_fd, "\n", 1);
+    t->log_size += (int64_t)len + 1;
+}
+
+static void flush_lines(struct stream_reader *r, bool all)
+{
+    char *nl;
+
+    while ((nl = memchr(r->line.data, '\n', r->line.len)) != NULL) {
+        size_t n = (size_t)(nl - r->line.data);
+
+        handle_line(r, r->line.data, n);
+        memmove(r->line.data, nl + 1, r->line.len - n - 1);
+        r->line.len -= n + 1;
+        r->line.data[r->line.len] = '\0';
+    }
+    if ((all && r->line.len > 0) || r->line.len >= MAX_LINE) {
+        handle_line(r, r->line.data, r->line.len);
+        buf_reset(&r->line);
+    }
+}
+
+/* ---- child processes ---- */
+
+static void child_handle_closed(uv_handle_t *h)
+{
+    struct task *t = h->data;
+
+    if (--t->child_handles == 0 && t->after) {
+        after_fn after = t->after;
+
+        t->after = NULL;
+        after(t, t->exit_status, t->term_signal);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)h;
+    (void)suggested;
+    b->base = xmalloc(65536);
+    b->len = 65536;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct stream_reader *r = (struct stream_reader *)s;
+
+    if (n > 0) {
+        buf_add(&r->line, b->base, (size_t)n);
+        flush_lines(r, false);
+    }
+    free(b->base);
+    if (n < 0) {
+        flush_lines(r, true);
+        uv_read_stop(s);
+        uv_close((uv_handle_t *)&r->pipe, child_handle_closed);
+    }
+}
+
+static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+{
+    struct task *t = p->data;
+
+    t->child_exited = true;
+    t->exit_status = exit_status;
+    t->term_signal = term_signal;
+    /* Whatever the leader left behind in its group goes with it. */
+    if (t->pgid > 0)
+        kill(-t->pgid, SIGKILL);
+    uv_timer_stop(&t->kill_timer);
+    uv_close((uv_handle_t *)p, child_handle_closed);
+}
+
+static char **env_array(struct task *t, const cJSON *extra)
+{
+    static const char *const inherit[] = {"PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR",
+                                          "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", NULL};
+    const cJSON *e;
+    char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 16, sizeof(*env));
+    const char *pythonpath = NULL;
+    int n = 0;
+    int i;
+
+    for (i = 0; inherit[i]; i++) {
+        const char *v = getenv(inherit[i]);
+
+        if (v && json_get(extra, inherit[i]) == NULL)
+            env[n++] = xasprintf("%s=%s", inherit[i], v);
+    }
+    cJSON_ArrayForEach(e, extra)
+    {
+        if (strcmp(e->string, "PYTHONPATH") == 0)
+            pythonpath = e->valuestring;
+        else
+            env[n++] = xasprintf("%s=%s", e->string, e->valuestring);
+    }
+    env[n++] = xasprintf("TRAINYARD_OUTPUT_DIR=%s", t->outputs);
+    env[n++] = xasprintf("PYTHONUNBUFFERED=1");
+    env[n++] = xasprintf("PYTHONPATH=%s%s%s", t->a->helper_dir, pythonpath ? ":" : "",
+                         pythonpath ? pythonpath : "");
+    env[n] = NULL;
+    return env;
+}
+
+static void free_strv(char **v)
+{
+    int i;
+
+    for (i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/*
+ * Starts argv in cwd as a new process group with env; its stdout and
+ * stderr become log lines (and metrics). after runs once it has exited and
+ * its pipes are drained.
+ */
+static int spawn(struct task *t, char **argv, char **env, const char *cwd, after_fn after)
+{
+    uv_process_options_t opts;
+    uv_stdio_container_t stdio[3];
+    int rc;
+
+    memset(&opts, 0, sizeof(opts));
+    t->after = after;
+    t->child_exited = false;
+    t->exit_status = -1;
+    t->term_signal = 0;
+    t->out.task = t;
+    t->err.task = t;
+    t->err.is_stderr = true;
+    buf_reset(&t->out.line);
+    buf_reset(&t->err.line);
+    uv_pipe_init(t->a->loop, &t->out.pipe, 0);
+    uv_pipe_init(t->a->loop, &t->err.pipe, 0);
+    t->out.pipe.data = t;
+    t->err.pipe.data = t;
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&t->out.pipe;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&t->err.pipe;
+    opts.exit_cb = on_child_exit;
+    opts.file = argv[0];
+    opts.args = argv;
+    opts.env = env;
+    opts.cwd = cwd;
+    opts.flags = UV_PROCESS_DETACHED; /* setsid(): its own process group */
+    opts.stdio = stdio;
+    opts.stdio_count = 3;
+    t->proc.data = t;
+    t->child_handles = 3;
+    rc = uv_spawn(t->a->loop, &t->proc, &opts);
+    if (rc != 0) {
+        char msg[600];
+
+        snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
+        log_text(t, msg);
+        t->exit_status = 127;
+        t->child_exited = true;
+        t->pgid = 0;
+        /* A failed uv_spawn still needs its handles closed. */
+        uv_close((uv_handle_t *)&t->proc, child_handle_closed);
+        uv_close((uv_handle_t *)&t->out.pipe, child_handle_closed);
+        uv_close((uv_handle_t *)&t->err.pipe, child_handle_closed);
+        return 0;
+    }
+    t->pgid = t->proc.pid;
+    uv_read_start((uv_stream_t *)&t->out.pipe, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&t->err.pipe, on_alloc, on_read);
+    return 0;
+}
+
+/* ---- stopping ---- */
+
+static void on_kill_timer(uv_timer_t *timer)
+{
+    struct task *t = timer->data;
+
+    if (t->pgid > 0 && !t->child_exited) {
+        log_warn("agent: task '%s' ignored SIGTERM; sending SIGKILL", t->id);
+        kill(-t->pgid, SIGKILL);
+    }
+}
+
+bool task_stop(struct agent *a, const char *id, const char *why)
+{
+    struct task *t = find(a, id);
+
+    if (t == NULL)
+        return false;
+    if (t->stop_requested || t->finished)
+        return true;
+    t->stop_requested = true;
+    log_info("agent: stopping task '%s' (%s)", id, why);
+    if (t->child_handles > 0 && !t->child_exited && t->pgid > 0) {
+        kill(-t->pgid, SIGTERM);
+        uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
+    } else if (t->child_handles == 0) {
+        /* Between steps (downloading, unpacking): end it here. */
+        finish(t, "failed", -1, "stopped before it started");
+    }
+    return true;
+}
+
+/* Records pid and start time so a restarted agent can kill what it left. */
+static void write_pid_file(struct task *t)
+{
+    char path[4200];
+    char stat_path[64];
+    char stat[1024];
+    unsigned long long start = 0;
+    FILE *f;
+
+    snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", t->pgid);
+    f = fopen(stat_path, "r");
+    if (f) {
+        if (fgets(stat, sizeof(stat), f)) {
+            /* Field 22, counted after the ")" that ends the command name. */
+            char *p = strrchr(stat, ')');
+            int field = 2;
+
+            while (p && *p && field < 22) {
+                if (*p++ == ' ')
+                    field++;
+            }
+            if (p)
+                start = strtoull(p, NULL, 10);
+        }
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/pid", t->dir);
+    f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%d %llu\n", t->pgid, start);
+        fclose(f);
+    }
+}
+
+void task_reap_leftovers(struct agent *a)
+{
+    char dir[4200];
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(dir, sizeof(dir), "%s/tasks", a->work);
+    d = opendir(dir);
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[8600];
+        char stat_path[64];
+        char stat[1024];
+        unsigned long long start = 0;
+        unsigned long long now_start = 0;
+        int pid = 0;
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/pid", dir, e->d_name);
+        f = fopen(path, "r");
+        if (f && fscanf(f, "%d %llu", &pid, &start) == 2 && pid > 0) {
+            snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", pid);
+            fclose(f);
+            f = fopen(stat_path, "r");
+            if (f && fgets(stat, sizeof(stat), f)) {
+                char *p = strrchr(stat, ')');
+                int field = 2;
+
+                while (p && *p && field < 22) {
+                    if (*p++ == ' ')
+                        field++;
+                }
+                if (p)
+                    now_start = strtoull(p, NULL, 10);
+            }
+            /* Only the same process (same start time), never a recycled pid. */
+            if (now_start == start) {
+                log_warn("agent: killing process group %d left by an earlier agent", pid);
+                kill(-pid, SIGKILL);
+            }
+        }
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        remove_tree(path);
+    }
+    closedir(d);
+}
+
+/* ---- the task's own process ---- */
+
+static void after_main(struct task *t, int64_t exit_status, int term_signal)
+{
+    char msg[128];
+
+    if (term_signal) {
+        snprintf(msg, sizeof(msg), "killed by signal %d%s", term_signal,
+                 t->stop_requested ? " (stopped)" : "");
+        finish(t, "failed", 128 + term_signal, msg);
+    } else if (exit_status == 0) {
+        finish(t, "succeeded", 0, NULL);
+    } else {
+        finish(t, "failed", (int)exit_status, NULL);
+    }
+}
+
+static void queue_status(struct task *t, const char *status, int exit_code, const char *message)
+{
+    struct status_msg *m = xcalloc(1, sizeof(*m));
+    struct status_msg **p;
+
+    snprintf(m->status, sizeof(m->status), "%s", status);
+    m->exit_code = exit_code;
+    m->message = message ? xstrdup(message) : NULL;
+    for (p = &t->statuses; *p; p = &(*p)->next)
+        ;
+    *p = m;
+    pump(t);
+}
+
+static void start_main(struct task *t, const char *python)
+{
+    const cJSON *argv_json = json_get(t->assignment, "argv");
+    const cJSON *arg;
+    char **argv;
+    char **env;
+    int n = 0;
+
+    if (t->stop_requested) {
+        finish(t, "failed", -1, "stopped before it started");
+        return;
+    }
+    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*argv));
+    if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
+        argv[n++] = xstrdup(python);
+    cJSON_ArrayForEach(arg, argv_json)
+    {
+        argv[n++] = xstrdup(arg->valuestring);
+    }
+    env = env_array(t, json_get(t->assignment, "env"));
+    t->main_started = true;
+    t->status = "running";
+    spawn(t, argv, env, t->src, after_main);
+    if (t->pgid > 0)
+        write_pid_file(t);
+    /* Running once the process exists: a failure to start is reported as
+     * the process's own failure (exit 127). */
+    queue_status(t, "running", -1, NULL);
+    free_strv(argv);
+    free_strv(env);
+}
+
+/* ---- preparing: venv ---- */
+
+static char *venv_dir(struct task *t)
+{
+    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
+    struct buf key;
+    char hex[CRYPTO_SHA256_HEX_LEN];
+    const cJSON *p;
+    char *dir;
+
+    buf_init(&key);
+    buf_adds(&key, t->a->python_version ? t->a->python_version : t->a->python);
+    cJSON_ArrayForEach(p, pkgs)
+    {
+        buf_addc(&key, '\n');
+        buf_adds(&key, p->valuestring);
+    }
+    crypto_sha256_hex(key.data, key.len, hex);
+    buf_release(&key);
+    dir = xasprintf("%s/venvs/%.16s", t->a->work, hex);
+    return dir;
+}
+
+static void venv_retry(uv_timer_t *timer);
+
+static void after_pip(struct task *t, int64_t exit_status, int term_signal)
+{
+    char *dir = venv_dir(t);
+    char *tmp = xasprintf("%s.building", dir);
+    char *python = xasprintf("%s/bin/python", dir);
+
+    if (exit_status != 0 || term_signal) {
+        remove_tree(tmp);
+        finish(t, "failed", -1, "pip install failed; its output is in the log");
+    } else if (rename(tmp, dir) < 0) {
+        remove_tree(tmp);
+        finish(t, "failed", -1, "cannot store the virtual environment");
+    } else {
+        log_text(t, "trainyard: virtual environment ready\n");
+        start_main(t, python);
+    }
+    free(dir);
+    free(tmp);
+    free(python);
+}
+
+static void after_venv(struct task *t, int64_t exit_status, int term_signal)
+{
+    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
+    const cJSON *p;
+    char *dir = venv_dir(t);
+    char *tmp = xasprintf("%s.building", dir);
+    char **argv = xcalloc((size_t)cJSON_GetArraySize(pkgs) + 8, sizeof(*argv));
+    char **env = env_array(t, json_get(t->assignment, "env"));
+    int n = 0;
+
+    if (exit_status != 0 || term_signal || t->stop_requested) {
+        remove_tree(tmp);
+        finish(t, "failed", -1, "cannot create the virtual environment");
+        goto out;
+    }
+    argv[n++] = xasprintf("%s/bin/python", tmp);
+    argv[n++] = xstrdup("-m");
+    argv[n++] = xstrdup("pip");
+    argv[n++] = xstrdup("install");
+    argv[n++] = xstrdup("--no-input");
+    argv[n++] = xstrdup("--disable-pip-version-check");
+    cJSON_ArrayForEach(p, pkgs)
+    {
+        argv[n++] = xstrdup(p->valuestring);
+    }
+    log_text(t, "trainyard: pip install\n");
+    spawn(t, argv, env, t->src, after_pip);
+out:
+    free(dir);
+    free(tmp);
+    free_strv(argv);
+    free_strv(env);
+}
+
+static void prepare_venv(struct task *t)
+{
+    char *dir = venv_dir(t);
+    char *tmp = xasprintf("%s.building", dir);
+    char *python = xasprintf("%s/bin/python", dir);
+    struct stat st;
+
+    if (stat(dir, &st) == 0) {
+        log_text(t, "trainyard: using the cached virtual environment\n");
+        start_main(t, python);
+    } else if (mkdir(tmp, 0700) < 0) {
+        if (errno == EEXIST) {
+            /* Another task builds the same one: wait for it. */
+            if (t->venv_wait++ == 0)
+                log_text(t, "trainyard: waiting for the virtual environment\n");
+            uv_timer_start(&t->kill_timer, venv_retry, 500, 0);
+        } else {
+            finish(t, "failed", -1, "cannot create the virtual environment directory");
+        }
+    } else {
+        char *argv[] = {t->a->python, "-m", "venv", "--system-site-packages", tmp, NULL};
+        char **env = env_array(t, json_get(t->assignment, "env"));
+
+        /* The empty directory made above is the build's lock; venv fills it. */
+        log_text(t, "trainyard: creating a virtual environment\n");
+        spawn(t, argv, env, t->src, after_venv);
+        free_strv(env);
+    }
+    free(dir);
+    free(tmp);
+    free(python);
+}
+
+static void venv_retry(uv_timer_t *timer)
+{
+    struct task *t = timer->data;
+
+    if (t->stop_requested) {
+        finish(t, "failed", -1, "stopped before it started");
+        return;
+    }
+    prepare_venv(t);
+}
+
+static void prepared(struct task *t)
+{
+    if (t->stop_requested) {
+        finish(t, "failed", -1, "stopped before it started");
+        return;
+    }
+    if (make_dirs(t->outputs) < 0) {
+        finish(t, "failed", -1, "cannot create the outputs directory");
+        return;
+    }
+    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0)
+        prepare_venv(t);
+    else
+        start_main(t, t->a->python);
+}
+
+/* ---- preparing: snapshot ---- */
+
+struct unpack_work {
+    uv_work_t req;
+    struct task *task;
+    char *archive;
+    char why[512];
+    int rc;
+};
+
+static void unpack_work(uv_work_t *req)
+{
+    struct unpack_work *w = req->data;
+
+    w->rc = archive_unpack(w->archive, w->task->src, w->why, sizeof(w->why));
+}
+
+static void unpack_done(uv_work_t *req, int status)
+{
+    struct unpack_work *w = req->data;
+    struct task *t = w->task;
+    char msg[700];
+
+    (void)status;
+    t->work_pending = false;
+    if (w->rc < 0) {
+        snprintf(msg, sizeof(msg), "cannot unpack the snapshot: %s", w->why);
+        finish(t, "failed", -1, msg);
+    } else {
+        prepared(t);
+    }
+    free(w->archive);
+    free(w);
+}
+
+static void unpack(struct task *t, const char *archive)
+{
+    struct unpack_work *w = xcalloc(1, sizeof(*w));
+
+    w->task = t;
+    w->archive = xstrdup(archive);
+    w->req.data = w;
+    t->work_pending = true;
+    if (uv_queue_work(t->a->loop, &w->req, unpack_work, unpack_done) != 0) {
+        t->work_pending = false;
+        free(w->archive);
+        free(w);
+        finish(t, "failed", -1, "cannot unpack the snapshot");
+    }
+}
+
+static char *cache_path(struct task *t)
+{
+    const char *id = json_get_string(t->assignment, "snapshot");
+
+    return xasprintf("%s/snapshots/%s.tar.gz", t->a->work, id + 7);
+}
+
+static void on_downloaded(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    char *path = cache_path(t);
+    char *tmp = xasprintf("%s.%s.part", path, t->id);
+    char msg[600];
+    char hex[CRYPTO_SHA256_HEX_LEN];
+    struct crypto_sha256 *h;
+    char block[65536];
+    ssize_t n;
+    int fd;
+
+    if (resp->status != 200) {
+        unlink(tmp);
+        snprintf(msg, sizeof(msg), "cannot download the snapshot: %s",
+                 resp->status ? "the server refused it" : resp->error);
+        finish(t, "failed", -1, msg);
+        goto out;
+    }
+    /* The id is the content's hash: check it before trusting the file. */
+    fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    h = crypto_sha256_new();
+    while (fd >= 0 && (n = read(fd, block, sizeof(block))) > 0)
+        crypto_sha256_update(h, block, (size_t)n);
+    if (fd >= 0)
+        close(fd);
+    crypto_sha256_final(h, hex);
+    if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 ||
+        rename(tmp, path) < 0) {
+        unlink(tmp);
+        finish(t, "failed", -1, "the downloaded snapshot does not match its id");
+        goto out;
+    }
+    unpack(t, path);
+out:
+    free(path);
+    free(tmp);
+}
+
+static void prepare(struct task *t)
+{
+    const char *snapshot = json_get_string(t->assignment, "snapshot");
+    char *path;
+    char *tmp;
+    char url[256];
+    struct stat st;
+
+    if (make_dirs(t->src) < 0) {
+        finish(t, "failed", -1, "cannot create the task directory");
+        return;
+    }
+    if (snapshot == NULL) {
+        prepared(t);
+        return;
+    }
+    path = cache_path(t);
+    if (stat(path, &st) == 0) {
+        unpack(t, path);
+        free(path);
+        return;
+    }
+    tmp = xasprintf("%s.%s.part", path, t->id);
+    snprintf(url, sizeof(url), "/api/v1/snapshots/%s", snapshot);
+    if (agent_server_request(t->a, "GET", url, NULL, NULL, 0, NULL, tmp, on_downloaded, t) < 0)
+        finish(t, "failed", -1, "cannot start the snapshot download");
+    free(path);
+    free(tmp);
+}
+
+/* ---- the end of a task ---- */
+
+static int collect_file(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+static cJSON *collecting;
+static size_t collecting_prefix;
+
+static int collect_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    /* Regular files only: links could point anywhere on this machine. */
+    if (flag == FTW_F && S_ISREG(st->st_mode) && strlen(path) > collecting_prefix)
+        cJSON_AddItemToArray(collecting, cJSON_CreateString(path + collecting_prefix));
+    return 0;
+}
+
+/* The task's work is over: list outputs to upload and queue the final status. */
+static void finish(struct task *t, const char *status, int exit_code, const char *message)
+{
+    if (t->finished)
+        return;
+    t->finished = true;
+    t->status = "exited";
+    if (message) {
+        char line[700];
+
+        snprintf(line, sizeof(line), "trainyard: %s\n", message);
+        log_text(t, line);
+    }
+    t->uploads = cJSON_CreateArray();
+    collecting = t->uploads;
+    collecting_prefix = strlen(t->outputs) + 1;
+    nftw(t->outputs, collect_file, 16, FTW_PHYS);
+    collecting = NULL;
+    t->uploads_listed = true;
+    t->final_queued = true;
+    queue_status(t, status, exit_code, message);
+    if (t->a->stopping)
+        task_release(t);
+}
+
+static bool is_final(const struct status_msg *m)
+{
+    return strcmp(m->status, "succeeded") == 0 || strcmp(m->status, "failed") == 0;
+}
+
+/* ---- reporting ---- */
+
+static void task_free_cb(uv_handle_t *h)
+{
+    struct task *t = h->data;
+    struct status_msg *m;
+
+    if (--t->own_handles > 0)
+        return;
+    while ((m = t->statuses) != NULL) {
+        t->statuses = m->next;
+        free(m->message);
+        free(m);
+    }
+    if (t->log_fd >= 0)
+        close(t->log_fd);
+    if (t->metrics_fd >= 0)
+        close(t->metrics_fd);
+    remove_tree(t->dir);
+    buf_release(&t->out.line);
+    buf_release(&t->err.line);
+    cJSON_Delete(t->assignment);
+    cJSON_Delete(t->steps);
+    cJSON_Delete(t->uploads);
+    free(t->id);
+    free(t->dir);
+    free(t->src);
+    free(t->outputs);
+    free(t->log_path);
+    free(t->metrics_path);
+    free(t);
+}
+
+/* Everything is delivered: forget the task. */
+static void task_release(struct task *t)
+{
+    struct task **p;
+
+    if (t->freeing)
+        return;
+    t->freeing = true;
+    for (p = &t->a->tasks; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    uv_timer_stop(&t->pump_timer);
+    uv_timer_stop(&t->kill_timer);
+    uv_close((uv_handle_t *)&t->pump_timer, task_free_cb);
+    uv_close((uv_handle_t *)&t->kill_timer, task_free_cb);
+}
+
+static bool busy(const struct task *t)
+{
+    return t->log_in_flight || t->metrics_in_flight || t->status_in_flight ||
+           t->upload_in_flight;
+}
+
+static void on_status_sent(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct status_msg *m = t->statuses;
+
+    t->status_in_flight = false;
+    if (resp->status == UVCURL_CANCELED)
+        return;
+    /* 2xx: delivered. 4xx: the server will never take it (the task is
+     * gone there): drop it rather than retry forever. */
+    if (resp->status >= 200 && resp->status < 500) {
+        if (resp->status >= 400)
+            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status,
+                     t->id, resp->status);
+        t->statuses = m->next;
+        if (is_final(m)) {
+            free(m->message);
+            free(m);
+            if (!busy(t))
+                task_release(t);
+            return;
+        }
+        free(m->message);
+        free(m);
+    }
+    pump(t);
+}
+
+static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    cJSON *body;
+
+    t->log_in_flight = false;
+    if (resp->status == UVCURL_CANCELED)
+        return;
+    if (resp->status == 200 || resp->status == 409) {
+        body = json_parse(resp->body->data, resp->body->len);
+        if (body && cJSON_IsNumber(json_get(body, "log_size")))
+            t->log_acked = (int64_t)json_get(body, "log_size")->valuedouble;
+        cJSON_Delete(body);
+    } else if (resp->status == 403 || resp->status == 404) {
+        t->log_acked = t->log_size; /* the server will not take it */
+    }
+    pump(t);
+}
+
+static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+
+    t->metrics_in_flight = false;
+    if (resp->status == UVCURL_CANCELED)
+        return;
+    if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 ||
+        resp->status == 404 || resp->status == 400) {
+        if (resp->status >= 400)
+            log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id,
+                     resp->status);
+        t->metrics_acked = t->batch_end;
+        t->batch_end = 0;
+    }
+    pump(t);
+}
+
+static void on_uploaded(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+
+    t->upload_in_flight = false;
+    if (resp->status == UVCURL_CANCELED)
+        return;
+    if ((resp->status >= 200 && resp->status < 300) || ++t->upload_fails >= 5) {
+        if (!(resp->status >= 200 && resp->status < 300))
+            log_warn("agent: giving up on output '%s' of task '%s'",
+                     cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring, t->id);
+        t->upload_next++;
+        t->upload_fails = 0;
+    }
+    pump(t);
+}
+
+static void send_logs(struct task *t)
+{
+    int64_t len = t->log_size - t->log_acked;
+    char path[256];
+    char *data;
+    ssize_t n;
+
+    if (len > LOG_CHUNK)
+        len = LOG_CHUNK;
+    data = xmalloc((size_t)len);
+    n = pread(t->log_fd, data, (size_t)len, t->log_acked);
+    if (n <= 0) {
+        free(data);
+        return;
+    }
+    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/logs?offset=%lld", t->id,
+             (long long)t->log_acked);
+    if (agent_server_request(t->a, "POST", path, "application/octet-stream", data, (size_t)n,
+                             NULL, NULL, on_logs_sent, t) == 0)
+        t->log_in_flight = true;
+    free(data);
+}
+
+static void send_metrics(struct task *t)
+{
+    char path[256];
+    struct buf body;
+    char *data;
+    ssize_t n;
+    int64_t len;
+    int64_t i;
+    bool first = true;
+
+    if (t->batch_end == 0) {
+        /* Cut a new batch at a line end; it is resent unchanged until acked. */
+        len = t->metrics_size - t->metrics_acked;
+        if (len > METRICS_BATCH)
+            len = METRICS_BATCH;
+        data = xmalloc((size_t)len);
+        n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
+        for (i = n - 1; i >= 0 && data[i] != '\n'; i--)
+            ;
+        free(data);
+        if (i < 0)
+            return;
+        t->batch_end = t->metrics_acked + i + 1;
+    }
+    len = t->batch_end - t->metrics_acked;
+    data = xmalloc((size_t)len + 1);
+    n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
+    if (n != len) {
+        free(data);
+        return;
+    }
+    data[len] = '\0';
+    buf_init(&body);
+    buf_printf(&body, "{\"seq\":%lld,\"points\":[", (long long)t->batch_end);
+    for (i = 0; i < len;) {
+        char *nl = memchr(data + i, '\n', (size_t)(len - i));
+        int64_t end = nl ? nl - data : len;
+
+        if (end > i) {
+            if (!first)
+                buf_addc(&body, ',');
+            buf_add(&body, data + i, (size_t)(end - i));
+            first = false;
+        }
+        i = end + 1;
+    }
+    buf_adds(&body, "]}");
+    free(data);
+    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/metrics", t->id);
+    if (agent_server_request(t->a, "POST", path, "application/json", body.data, body.len, NULL,
+                             NULL, on_metrics_sent, t) == 0)
+        t->metrics_in_flight = true;
+    buf_release(&body);
+}
+
+/* Percent-encodes a relative path for a URL, keeping '/'. */
+static void url_path(struct buf *out, const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p;
+
+    for (p = (const unsigned char *)path; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~' || *p == '/') {
+            buf_addc(out, (char)*p);
+        } else {
+            buf_addc(out, '%');
+            buf_addc(out, hex[*p >> 4]);
+            buf_addc(out, hex[*p & 15]);
+        }
+    }
+}
+
+static void send_upload(struct task *t)
+{
+    const char *rel = cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring;
+    char *file = xasprintf("%s/%s", t->outputs, rel);
+    struct buf path;
+
+    buf_init(&path);
+    buf_printf(&path, "/api/v1/agent/tasks/%s/artifacts/", t->id);
+    url_path(&path, rel);
+    if (agent_server_request(t->a, "PUT", path.data, "application/octet-stream", NULL, 0, file,
+                             NULL, on_uploaded, t) == 0)
+        t->upload_in_flight = true;
+    else
+        t->upload_next++; /* vanished or unreadable: nothing to send */
+    buf_release(&path);
+    free(file);
+}
+
+static void send_status(struct task *t)
+{
+    struct status_msg *m = t->statuses;
+    char path[256];
+    cJSON *body = cJSON_CreateObject();
+    char *text;
+
+    cJSON_AddStringToObject(body, "status", m->status);
+    if (is_final(m) && m->exit_code >= 0)
+        cJSON_AddNumberToObject(body, "exit_code", m->exit_code);
+    if (m->message)
+        cJSON_AddStringToObject(body, "message", m->message);
+    text = json_print(body);
+    cJSON_Delete(body);
+    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/status", t->id);
+    if (agent_server_request(t->a, "POST", path, "application/json", text, strlen(text), NULL,
+                             NULL, on_status_sent, t) == 0)
+        t->status_in_flight = true;
+    free(text);
+}
+
+static void pump(struct task *t)
+{
+    bool delivered;
+
+    if (t->freeing || t->a->stopping)
+        return;
+    if (!t->log_in_flight && t->log_size > t->log_acked)
+        send_logs(t);
+    if (!t->metrics_in_flight && (t->batch_end > 0 || t->metrics_size > t->metrics_acked))
+        send_metrics(t);
+    if (!t->upload_in_flight && t->uploads_listed && t->upload_next < cJSON_GetArraySize(t->uploads))
+        send_upload(t);
+    delivered = t->log_acked >= t->log_size && t->metrics_acked >= t->metrics_size &&
+                !t->log_in_flight && !t->metrics_in_flight && !t->upload_in_flight &&
+                (!t->uploads_listed || t->upload_next >= cJSON_GetArraySize(t->uploads));
+    /* The final status goes last, so a finished run has all it produced. */
+    if (!t->status_in_flight && t->statuses && (!is_final(t->statuses) || delivered))
+        send_status(t);
+}
+
+static void on_pump_timer(uv_timer_t *timer)
+{
+    pump(timer->data);
+}
+
+/* ---- the agent API's view ---- */
+
+int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error)
+{
+    const char *id = json_get_string(assignment, "id");
+    const char *snapshot = json_get_string(assignment, "snapshot");
+    const cJSON *argv = json_get(assignment, "argv");
+    const cJSON *x;
+    struct task *t;
+
+    if (id == NULL || id[0] == '\0' || strlen(id) > 200 || strchr(id, '/') || id[0] == '.') {
+        *ret_error = "id is required: a task id without '/'";
+        return 400;
+    }
+    if (find(a, id))
+        return 200;
+    if (!cJSON_IsArray(argv) || cJSON_GetArraySize(argv) == 0) {
+        *ret_error = "argv must be a non-empty array of strings";
+        return 400;
+    }
+    cJSON_ArrayForEach(x, argv)
+    {
+        if (!cJSON_IsString(x)) {
+            *ret_error = "argv must be a non-empty array of strings";
+            return 400;
+        }
+    }
+    if (!cJSON_IsObject(json_get(assignment, "env"))) {
+        *ret_error = "env must be an object of strings";
+        return 400;
+    }
+    cJSON_ArrayForEach(x, json_get(assignment, "env"))
+    {
+        if (!cJSON_IsString(x)) {
+            *ret_error = "env must be an object of strings";
+            return 400;
+        }
+    }
+    if (snapshot && (strncmp(snapshot, "sha256:", 7) != 0 || strlen(snapshot) != 71 ||
+                     strspn(snapshot + 7, "0123456789abcdef") != 64)) {
+        *ret_error = "snapshot must be a snapshot id";
+        return 400;
+    }
+    x = json_get(assignment, "pip_packages");
+    if (x && !cJSON_IsArray(x)) {
+        *ret_error = "pip_packages must be an array of strings";
+        return 400;
+    }
+
+    t = xcalloc(1, sizeof(*t));
+    t->a = a;
+    t->id = xstrdup(id);
+    t->assignment = cJSON_Duplicate(assignment, 1);
+    if (!cJSON_IsArray(json_get(t->assignment, "pip_packages")))
+        cJSON_AddItemToObject(t->assignment, "pip_packages", cJSON_CreateArray());
+    t->dir = xasprintf("%s/tasks/%s", a->work, id);
+    t->src = xasprintf("%s/src", t->dir);
+    t->outputs = xasprintf("%s/outputs", t->src);
+    t->log_path = xasprintf("%s/log", t->dir);
+    t->metrics_path = xasprintf("%s/metrics.jsonl", t->dir);
+    t->steps = cJSON_CreateObject();
+    t->status = "preparing";
+    buf_init(&t->out.line);
+    buf_init(&t->err.line);
+    t->log_fd = -1;
+    t->metrics_fd = -1;
+    remove_tree(t->dir);
+    if (make_dirs(t->dir) == 0) {
+        t->log_fd = open(t->log_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        t->metrics_fd =
+            open(t->metrics_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    }
+    uv_timer_init(a->loop, &t->pump_timer);
+    uv_timer_init(a->loop, &t->kill_timer);
+    t->pump_timer.data = t;
+    t->kill_timer.data = t;
+    t->own_handles = 2;
+    t->next = a->tasks;
+    a->tasks = t;
+    uv_timer_start(&t->pump_timer, on_pump_timer, PUMP_MS, PUMP_MS);
+    log_info("agent: task '%s' assigned", id);
+    if (t->log_fd < 0 || t->metrics_fd < 0) {
+        finish(t, "failed", -1, "cannot create the task's files");
+        return 201;
+    }
+    queue_status(t, "preparing", -1, NULL);
+    prepare(t);
+    return 201;
+}
+
+cJSON *task_list(struct agent *a, bool all)
+{
+    cJSON *list = cJSON_CreateArray();
+    struct task *t;
+
+    for (t = a->tasks; t; t = t->next) {
+        cJSON *item;
+
+        if (!all && t->finished)
+            continue;
+        item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "id", t->id);
+        cJSON_AddStringToObject(item, "status", t->status);
+        if (t->pgid > 0 && !t->child_exited)
+            cJSON_AddNumberToObject(item, "pid", t->pgid);
+        cJSON_AddItemToArray(list, item);
+    }
+    return list;
+}
+
+void task_stop_all(struct agent *a)
+{
+    struct task *t;
+    struct task *next;
+
+    for (t = a->tasks; t; t = next) {
+        next = t->next;
+        t->stop_requested = true;
+        if (t->pgid > 0 && !t->child_exited)
+            kill(-t->pgid, SIGKILL);
+        /* A task whose child is still exiting is released by finish(). */
+        if (t->child_handles == 0 && !t->work_pending)
+            task_release(t);
+    }
+}
