@@ -198,8 +198,8 @@ int task_count(struct agent *a)
 /* "##metric {...}": one point per numeric member; false when malformed. */
 static bool parse_metric(struct task *t, const char *json, size_t len)
 {
-    char *text = xstrndup(json, len); /* json_parse wants a NUL after the text */
-    cJSON *obj = json_parse(text, len);
+    char *copy = xstrndup(json, len); /* json_parse wants a NUL after the text */
+    cJSON *obj = json_parse(copy, len);
     const cJSON *item;
     const cJSON *step_item;
     int64_t step = -1;
@@ -207,7 +207,7 @@ static bool parse_metric(struct task *t, const char *json, size_t len)
     char when[TIME_RFC3339_LEN];
     struct buf lines;
 
-    free(text);
+    free(copy);
     if (obj == NULL || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return false;
