@@ -29,7 +29,7 @@ PYTHON := /usr/bin/python3
 # make V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all asan test unit integration run deps check-style clean
+.PHONY: all asan test unit integration run stop deps check-style clean
 
 all: bin/trainyard
 
@@ -111,6 +111,13 @@ integration: build/asan/bin/trainyard
 
 run: deps all
 	@sh .ci/dev-run
+
+stop:
+	@if [ -f var/server.pid ] && kill -0 $$(cat var/server.pid) 2>/dev/null; then \
+	   kill $$(cat var/server.pid); \
+	   while kill -0 $$(cat var/server.pid) 2>/dev/null; do sleep 0.1; done; \
+	   echo "stopped"; \
+	 else echo "no dev server is running"; fi; rm -f var/server.pid
 
 check-style:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')

@@ -767,6 +767,12 @@ int agent_main(int argc, char **argv)
         }
         free(w);
         a->work = xstrdup(resolved);
+        for (p = (char *)"snapshots\0tasks\0venvs\0"; *p; p += strlen(p) + 1) {
+            char *sub = xasprintf("%s/%s", a->work, p);
+
+            mkdir(sub, 0700);
+            free(sub);
+        }
     }
     if (install_helper(a) < 0) {
         log_error("agent: cannot write the Python helper under '%s'", a->work);

@@ -28,8 +28,13 @@ struct flight {
     struct scheduler *sched;
     char *task_id;
     bool is_stop;
+    bool done;          /* answered; kept only to space out retries */
+    uint64_t retry_at;  /* loop time (ms) before which it is not sent again */
     struct flight *next;
 };
+
+/* A failed push or stop is tried again after this long. */
+#define RETRY_MS 1000
 
 struct scheduler {
     struct scheduler_config cfg;
@@ -43,15 +48,32 @@ struct scheduler {
     bool stopping;
 };
 
+static void flight_free(struct flight *f);
+
+/* True while a request for the task is in flight, or a failed one waits
+ * out its retry delay. */
 static bool in_flight(struct scheduler *s, const char *task_id, bool is_stop)
 {
     struct flight *f;
+    struct flight *next;
 
-    for (f = s->flights; f; f = f->next) {
+    for (f = s->flights; f; f = next) {
+        next = f->next;
+        if (f->done && uv_now(&s->loop) >= f->retry_at) {
+            flight_free(f);
+            continue;
+        }
         if (f->is_stop == is_stop && strcmp(f->task_id, task_id) == 0)
             return true;
     }
     return false;
+}
+
+/* Keeps a failed request's record until its retry time. */
+static void flight_backoff(struct flight *f)
+{
+    f->done = true;
+    f->retry_at = uv_now(&f->sched->loop) + RETRY_MS;
 }
 
 static struct flight *flight_new(struct scheduler *s, const char *task_id, bool is_stop)
@@ -103,6 +125,8 @@ static void on_pushed(void *arg, const struct uvcurl_response *resp)
         log_warn("scheduler: push of task '%s' failed: %s", f->task_id, error);
         store_sched_pushed(s->cfg.store, f->task_id, false, error, time_now_ms());
         schedule_pass(s);
+        flight_backoff(f);
+        return;
     }
     flight_free(f);
 }
@@ -116,11 +140,14 @@ static void on_stopped(void *arg, const struct uvcurl_response *resp)
         return;
     }
     /* 404: the agent no longer has it, which is what a stop wants. */
-    if ((resp->status >= 200 && resp->status < 300) || resp->status == 404)
+    if ((resp->status >= 200 && resp->status < 300) || resp->status == 404) {
         store_sched_stopped(f->sched->cfg.store, f->task_id);
-    else
+    } else {
         log_warn("scheduler: stop of task '%s' failed: %s", f->task_id,
                  resp->error ? resp->error : "agent error");
+        flight_backoff(f);
+        return;
+    }
     flight_free(f);
 }
 
@@ -235,6 +262,9 @@ static void on_wake(uv_async_t *a)
     }
     uvcurl_free(s->http);
     s->http = NULL;
+    /* What is left are failed requests waiting to be retried. */
+    while (s->flights)
+        flight_free(s->flights);
     uv_timer_stop(&s->tick);
     uv_timer_stop(&s->soon);
     uv_close((uv_handle_t *)&s->tick, on_closed);

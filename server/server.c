@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -273,6 +275,92 @@ static int write_url_file(const char *data, const struct sockaddr_storage *addr,
     return 0;
 }
 
+extern char **environ;
+
+/*
+ * --dev: runs `trainyard agent` for this machine as a child process, with
+ * the admin token (in its environment, not on its command line).
+ */
+static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr,
+                             uint16_t port)
+{
+    char url[128];
+    char token_path[4096];
+    char token[256] = "";
+    char work[4096];
+    char env_token[300];
+    char host[256] = "local";
+    char *argv[] = {"trainyard", "agent", "--server", url, "--name", host, "--listen",
+                    "127.0.0.1:0", "--work", work, "--grace", "5", NULL};
+    char **env;
+    size_t n = 0;
+    size_t i;
+    pid_t pid;
+    posix_spawnattr_t attr;
+    sigset_t none;
+    FILE *f;
+    int rc;
+
+    (void)addr;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    snprintf(token_path, sizeof(token_path), "%s/admin.token", data);
+    snprintf(work, sizeof(work), "%s/agent", data);
+    gethostname(host, sizeof(host) - 1);
+    f = fopen(token_path, "r");
+    if (f == NULL || fgets(token, sizeof(token), f) == NULL) {
+        if (f)
+            fclose(f);
+        log_error("server: --dev needs '%s' to start the local agent", token_path);
+        return -1;
+    }
+    fclose(f);
+    token[strcspn(token, "\n")] = '\0';
+    snprintf(env_token, sizeof(env_token), "TRAINYARD_TOKEN=%s", token);
+    while (environ[n])
+        n++;
+    env = xcalloc(n + 2, sizeof(*env));
+    for (i = 0; i < n; i++) {
+        if (strncmp(environ[i], "TRAINYARD_TOKEN=", 16) != 0)
+            env[i] = environ[i];
+        else
+            env[i] = env_token;
+    }
+    env[n] = env_token;
+    /* The server blocks SIGTERM for sigwait(); the agent must not inherit that. */
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    rc = posix_spawn(&pid, "/proc/self/exe", NULL, &attr, argv, env);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        log_error("server: cannot start the local agent: %s", strerror(rc));
+        pid = -1;
+    } else {
+        log_info("server: started the local agent (pid %d) for node '%s'", (int)pid, host);
+    }
+    free(env);
+    return pid;
+}
+
+static void stop_dev_agent(pid_t pid)
+{
+    int status;
+    int i;
+
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (i = 0; i < 300; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return;
+        usleep(50000);
+    }
+    log_warn("server: the local agent did not stop; killing it");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -308,6 +396,7 @@ int server_main(int argc, char **argv)
     struct http http;
     struct MHD_Daemon *daemon;
     struct scheduler_config sched_cfg;
+    pid_t dev_agent = -1;
     const union MHD_DaemonInfo *info;
     sigset_t signals;
     char path[4096];
@@ -318,10 +407,6 @@ int server_main(int argc, char **argv)
     rc = parse_opts(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    if (o.dev) {
-        fprintf(stderr, "trainyard server: --dev needs the node agent, which is not built yet\n");
-        return 2;
-    }
     if (resolve_listen(o.listen, &addr, &addr_len) < 0) {
         fprintf(stderr, "trainyard server: --listen '%s' is not HOST:PORT\n", o.listen);
         return 2;
@@ -392,8 +477,12 @@ int server_main(int argc, char **argv)
         return 1;
     }
 
+    if (o.dev)
+        dev_agent = start_dev_agent(o.data, &addr, info->port);
     if (sigwait(&signals, &sig) != 0)
         sig = SIGTERM;
+    /* The agent goes first, so its last reports still reach this server. */
+    stop_dev_agent(dev_agent);
     log_info("server: %s received; finishing requests in flight", strsignal(sig));
     ctx.shutting_down = 1;
     MHD_quiesce_daemon(daemon);

@@ -480,12 +480,15 @@ int store_sched_stopped(struct store *store, const char *task_id)
     return store_write(store, stopped_fn, (void *)task_id);
 }
 
-/* Marks the live tasks of node lost with message and applies the run rules. */
+/* Marks the live tasks of node lost with message and applies the run
+ * rules; with only_pushed, tasks its agent never accepted are kept (they
+ * are pushed again, to the agent's new address). */
 static int lose_node_tasks(struct conn *c, const char *node, const char *message, int64_t now,
-                           bool *changed)
+                           bool only_pushed, bool *changed)
 {
     sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, message = ? "
-                                    "WHERE node = ? AND status IN " LIVE " RETURNING run_seq");
+                                    "WHERE node = ? AND status IN " LIVE " AND (pushed = 1 OR "
+                                    "NOT ?4) RETURNING run_seq");
     int64_t seqs[256];
     int n = 0;
     int i;
@@ -496,6 +499,7 @@ static int lose_node_tasks(struct conn *c, const char *node, const char *message
     sqlite3_bind_int64(st, 1, now);
     bind_text(st, 2, message);
     bind_text(st, 3, node);
+    sqlite3_bind_int(st, 4, only_pushed);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n < 256)
             seqs[n++] = sqlite3_column_int64(st, 0);
@@ -543,7 +547,7 @@ static int expire_fn(struct conn *c, void *arg)
 
         snprintf(message, sizeof(message), "node %.128s stopped sending heartbeats", names[i]);
         e->changed = true;
-        if ((rc = lose_node_tasks(c, names[i], message, e->now, &e->changed)) < 0)
+        if ((rc = lose_node_tasks(c, names[i], message, e->now, false, &e->changed)) < 0)
             return rc;
     }
 
@@ -617,7 +621,7 @@ static int restarted_fn(struct conn *c, void *arg)
     bool changed = false;
 
     snprintf(message, sizeof(message), "the agent on node %s restarted", r->name);
-    return lose_node_tasks(c, r->name, message, r->now, &changed);
+    return lose_node_tasks(c, r->name, message, r->now, true, &changed);
 }
 
 int store_node_restarted(struct store *store, const char *name, int64_t now_ms)
