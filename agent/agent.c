@@ -152,8 +152,8 @@ struct req_state {
 
 static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *body)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(
-        strlen(body), body, free);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
     enum MHD_Result ret;
 
     if (r == NULL) {
@@ -194,9 +194,8 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **req_cls
 }
 
 static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct req_state *st = *req_cls;
     struct call c;
@@ -210,8 +209,9 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         if (strcmp(url, "/healthz") == 0)
             return MHD_YES;
         if (!authorized(conn))
-            return reply(conn, 401, xstrdup("{\"error\": \"unauthenticated: only the server may "
-                                            "call this agent\"}"));
+            return reply(conn, 401,
+                         xstrdup("{\"error\": \"unauthenticated: only the server may "
+                                 "call this agent\"}"));
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -252,8 +252,7 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
 
 int agent_server_request(struct agent *a, const char *method, const char *path,
                          const char *content_type, const void *body, size_t len,
-                         const char *body_file, const char *download_file, uvcurl_cb cb,
-                         void *arg)
+                         const char *body_file, const char *download_file, uvcurl_cb cb, void *arg)
 {
     struct uvcurl_request req;
     char *url;
@@ -307,8 +306,7 @@ static void on_heartbeat(void *arg, const struct uvcurl_response *resp)
         return;
     }
     body = json_parse(resp->body->data, resp->body->len);
-    cJSON_ArrayForEach(id, json_get(body, "stop"))
-    {
+    cJSON_ArrayForEach(id, json_get(body, "stop")) {
         if (cJSON_IsString(id))
             task_stop(a, id->valuestring, "the server does not want it");
     }
@@ -415,8 +413,8 @@ static cJSON *detect_gpus(struct agent *a)
         int index;
         long mem;
 
-        if (sscanf(line, "%d, %255[^,], %ld, %127s", &index, name, &mem, uuid) == 4 &&
-            index >= 0 && index < 64) {
+        if (sscanf(line, "%d, %255[^,], %ld, %127s", &index, name, &mem, uuid) == 4 && index >= 0 &&
+            index < 64) {
             cJSON *g = cJSON_CreateObject();
 
             cJSON_AddNumberToObject(g, "index", index);
@@ -586,8 +584,8 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
         return NULL;
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    d = MHD_start_daemon(flags, 0, NULL, NULL, api_handle, NULL, MHD_OPTION_SOCK_ADDR,
-                         res->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, api_completed, NULL,
+    d = MHD_start_daemon(flags, 0, NULL, NULL, api_handle, NULL, MHD_OPTION_SOCK_ADDR, res->ai_addr,
+                         MHD_OPTION_NOTIFY_COMPLETED, api_completed, NULL,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
     freeaddrinfo(res);
     if (d == NULL)
@@ -600,15 +598,23 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
 int agent_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"server", required_argument, NULL, 's'},   {"token", required_argument, NULL, 't'},
-        {"name", required_argument, NULL, 'n'},     {"listen", required_argument, NULL, 'l'},
-        {"advertise", required_argument, NULL, 'a'}, {"pool", required_argument, NULL, 'p'},
-        {"cpus", required_argument, NULL, 'c'},     {"memory-mb", required_argument, NULL, 'm'},
-        {"gpus", required_argument, NULL, 'g'},     {"work", required_argument, NULL, 'w'},
-        {"python", required_argument, NULL, 'P'},   {"label", required_argument, NULL, 'L'},
-        {"ports", required_argument, NULL, 'r'},    {"grace", required_argument, NULL, 'G'},
-        {"log-level", required_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        { "server", required_argument, NULL, 's' },
+        { "token", required_argument, NULL, 't' },
+        { "name", required_argument, NULL, 'n' },
+        { "listen", required_argument, NULL, 'l' },
+        { "advertise", required_argument, NULL, 'a' },
+        { "pool", required_argument, NULL, 'p' },
+        { "cpus", required_argument, NULL, 'c' },
+        { "memory-mb", required_argument, NULL, 'm' },
+        { "gpus", required_argument, NULL, 'g' },
+        { "work", required_argument, NULL, 'w' },
+        { "python", required_argument, NULL, 'P' },
+        { "label", required_argument, NULL, 'L' },
+        { "ports", required_argument, NULL, 'r' },
+        { "grace", required_argument, NULL, 'G' },
+        { "log-level", required_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     struct agent *a = &agent;
     struct MHD_Daemon *daemon = NULL;
@@ -804,14 +810,12 @@ int agent_main(int argc, char **argv)
         goto out_loop;
     }
     if (a->advertise == NULL)
-        a->advertise = xstrdup(host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
-                                       strcmp(host, "::") == 0
-                                   ? hostname
-                                   : host);
+        a->advertise = xstrdup(
+            host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? hostname
+                                                                                       : host);
     a->agent_url = strchr(a->advertise, ':') ? xasprintf("http://[%s]:%u", a->advertise, bound)
                                              : xasprintf("http://%s:%u", a->advertise, bound);
-    log_info("agent: node '%s' serving on %s, work directory '%s'", a->name, a->agent_url,
-             a->work);
+    log_info("agent: node '%s' serving on %s, work directory '%s'", a->name, a->agent_url, a->work);
     do_register(a);
     uv_run(a->loop, UV_RUN_DEFAULT);
     rc = 0;

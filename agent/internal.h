@@ -18,11 +18,11 @@ struct agent {
     uv_loop_t *loop;
     struct uvcurl *http;
     /* options */
-    char *server;     /* base URL, no trailing slash */
-    char *token;      /* agent (or admin) token for the server */
+    char *server; /* base URL, no trailing slash */
+    char *token; /* agent (or admin) token for the server */
     char *name;
     char *pool;
-    char *work;       /* absolute work directory */
+    char *work; /* absolute work directory */
     char *python;
     char *advertise;
     char *listen;
@@ -73,7 +73,6 @@ int task_count(struct agent *a);
  * token. cb as for uvcurl_start(); 0 or ERR_INTERNAL. */
 int agent_server_request(struct agent *a, const char *method, const char *path,
                          const char *content_type, const void *body, size_t len,
-                         const char *body_file, const char *download_file, uvcurl_cb cb,
-                         void *arg);
+                         const char *body_file, const char *download_file, uvcurl_cb cb, void *arg);
 
 #endif

@@ -217,8 +217,7 @@ static bool parse_metric(struct task *t, const char *json, size_t len)
         cJSON_Delete(obj);
         return false;
     }
-    cJSON_ArrayForEach(item, obj)
-    {
+    cJSON_ArrayForEach(item, obj) {
         if (strcmp(item->string, "step") == 0)
             continue;
         if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->string[0] == '\0' ||
@@ -234,8 +233,7 @@ static bool parse_metric(struct task *t, const char *json, size_t len)
     }
     time_format_rfc3339(time_now_ms(), when);
     buf_init(&lines);
-    cJSON_ArrayForEach(item, obj)
-    {
+    cJSON_ArrayForEach(item, obj) {
         cJSON *last;
         cJSON *point;
         char *text;
@@ -352,8 +350,10 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
 
 static char **env_array(struct task *t, const cJSON *extra)
 {
-    static const char *const inherit[] = {"PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR",
-                                          "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", NULL};
+    static const char *const inherit[] = {
+        "PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+        NULL
+    };
     const cJSON *e;
     char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 16, sizeof(*env));
     const char *pythonpath = NULL;
@@ -366,8 +366,7 @@ static char **env_array(struct task *t, const cJSON *extra)
         if (v && json_get(extra, inherit[i]) == NULL)
             env[n++] = xasprintf("%s=%s", inherit[i], v);
     }
-    cJSON_ArrayForEach(e, extra)
-    {
+    cJSON_ArrayForEach(e, extra) {
         if (strcmp(e->string, "PYTHONPATH") == 0)
             pythonpath = e->valuestring;
         else
@@ -615,8 +614,7 @@ static void start_main(struct task *t, const char *python)
     argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*argv));
     if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
         argv[n++] = xstrdup(python);
-    cJSON_ArrayForEach(arg, argv_json)
-    {
+    cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
     env = env_array(t, json_get(t->assignment, "env"));
@@ -644,8 +642,7 @@ static char *venv_dir(struct task *t)
 
     buf_init(&key);
     buf_adds(&key, t->a->python_version ? t->a->python_version : t->a->python);
-    cJSON_ArrayForEach(p, pkgs)
-    {
+    cJSON_ArrayForEach(p, pkgs) {
         buf_addc(&key, '\n');
         buf_adds(&key, p->valuestring);
     }
@@ -699,8 +696,7 @@ static void after_venv(struct task *t, int64_t exit_status, int term_signal)
     argv[n++] = xstrdup("install");
     argv[n++] = xstrdup("--no-input");
     argv[n++] = xstrdup("--disable-pip-version-check");
-    cJSON_ArrayForEach(p, pkgs)
-    {
+    cJSON_ArrayForEach(p, pkgs) {
         argv[n++] = xstrdup(p->valuestring);
     }
     log_text(t, "trainyard: pip install\n");
@@ -732,7 +728,7 @@ static void prepare_venv(struct task *t)
             finish(t, "failed", -1, "cannot create the virtual environment directory");
         }
     } else {
-        char *argv[] = {t->a->python, "-m", "venv", "--system-site-packages", tmp, NULL};
+        char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", tmp, NULL };
         char **env = env_array(t, json_get(t->assignment, "env"));
 
         /* The empty directory made above is the build's lock; venv fills it. */
@@ -857,8 +853,7 @@ static void on_downloaded(void *arg, const struct uvcurl_response *resp)
     if (fd >= 0)
         close(fd);
     crypto_sha256_final(h, hex);
-    if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 ||
-        rename(tmp, path) < 0) {
+    if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
         finish(t, "failed", -1, "the downloaded snapshot does not match its id");
         goto out;
@@ -1000,8 +995,7 @@ static void task_release(struct task *t)
 
 static bool busy(const struct task *t)
 {
-    return t->log_in_flight || t->metrics_in_flight || t->status_in_flight ||
-           t->upload_in_flight;
+    return t->log_in_flight || t->metrics_in_flight || t->status_in_flight || t->upload_in_flight;
 }
 
 static void on_status_sent(void *arg, const struct uvcurl_response *resp)
@@ -1016,8 +1010,8 @@ static void on_status_sent(void *arg, const struct uvcurl_response *resp)
      * gone there): drop it rather than retry forever. */
     if (resp->status >= 200 && resp->status < 500) {
         if (resp->status >= 400)
-            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status,
-                     t->id, resp->status);
+            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status, t->id,
+                     resp->status);
         t->statuses = m->next;
         if (is_final(m)) {
             free(m->message);
@@ -1058,11 +1052,10 @@ static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
     t->metrics_in_flight = false;
     if (resp->status == UVCURL_CANCELED)
         return;
-    if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 ||
-        resp->status == 404 || resp->status == 400) {
+    if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 || resp->status == 404 ||
+        resp->status == 400) {
         if (resp->status >= 400)
-            log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id,
-                     resp->status);
+            log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id, resp->status);
         t->metrics_acked = t->batch_end;
         t->batch_end = 0;
     }
@@ -1103,8 +1096,8 @@ static void send_logs(struct task *t)
     }
     snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/logs?offset=%lld", t->id,
              (long long)t->log_acked);
-    if (agent_server_request(t->a, "POST", path, "application/octet-stream", data, (size_t)n,
-                             NULL, NULL, on_logs_sent, t) == 0)
+    if (agent_server_request(t->a, "POST", path, "application/octet-stream", data, (size_t)n, NULL,
+                             NULL, on_logs_sent, t) == 0)
         t->log_in_flight = true;
     free(data);
 }
@@ -1215,8 +1208,8 @@ static void send_status(struct task *t)
     text = json_print(body);
     cJSON_Delete(body);
     snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/status", t->id);
-    if (agent_server_request(t->a, "POST", path, "application/json", text, strlen(text), NULL,
-                             NULL, on_status_sent, t) == 0)
+    if (agent_server_request(t->a, "POST", path, "application/json", text, strlen(text), NULL, NULL,
+                             on_status_sent, t) == 0)
         t->status_in_flight = true;
     free(text);
 }
@@ -1231,7 +1224,8 @@ static void pump(struct task *t)
         send_logs(t);
     if (!t->metrics_in_flight && (t->batch_end > 0 || t->metrics_size > t->metrics_acked))
         send_metrics(t);
-    if (!t->upload_in_flight && t->uploads_listed && t->upload_next < cJSON_GetArraySize(t->uploads))
+    if (!t->upload_in_flight && t->uploads_listed &&
+        t->upload_next < cJSON_GetArraySize(t->uploads))
         send_upload(t);
     delivered = t->log_acked >= t->log_size && t->metrics_acked >= t->metrics_size &&
                 !t->log_in_flight && !t->metrics_in_flight && !t->upload_in_flight &&
@@ -1266,8 +1260,7 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
         *ret_error = "argv must be a non-empty array of strings";
         return 400;
     }
-    cJSON_ArrayForEach(x, argv)
-    {
+    cJSON_ArrayForEach(x, argv) {
         if (!cJSON_IsString(x)) {
             *ret_error = "argv must be a non-empty array of strings";
             return 400;
@@ -1277,8 +1270,7 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
         *ret_error = "env must be an object of strings";
         return 400;
     }
-    cJSON_ArrayForEach(x, json_get(assignment, "env"))
-    {
+    cJSON_ArrayForEach(x, json_get(assignment, "env")) {
         if (!cJSON_IsString(x)) {
             *ret_error = "env must be an object of strings";
             return 400;

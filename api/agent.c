@@ -36,7 +36,7 @@ static void reply_task_error(struct api_response *resp, int rc, const char *task
 
 void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
-    static const char *const fields[] = {"status", "exit_code", "message", NULL};
+    static const char *const fields[] = { "status", "exit_code", "message", NULL };
     const char *task = req->params[0];
     const char *status;
     const char *message;
@@ -66,8 +66,9 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
     message = NULL;
     if (item && !cJSON_IsNull(item)) {
         if (!cJSON_IsString(item) || strlen(item->valuestring) > 4096) {
-            api_error(resp, ERR_INVALID, "message", "message must be a string of at most 4096 "
-                                                    "characters");
+            api_error(resp, ERR_INVALID, "message",
+                      "message must be a string of at most 4096 "
+                      "characters");
             goto out;
         }
         message = item->valuestring;
@@ -113,7 +114,7 @@ static bool point_time(const cJSON *item, int64_t *ret_ms)
 
 void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
-    static const char *const fields[] = {"seq", "points", NULL};
+    static const char *const fields[] = { "seq", "points", NULL };
     const char *task = req->params[0];
     const cJSON *points;
     cJSON *p;
@@ -134,13 +135,13 @@ void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_
     }
     points = json_get(in, "points");
     if (!cJSON_IsArray(points) || cJSON_GetArraySize(points) > 100000) {
-        api_error(resp, ERR_INVALID, "points", "points must be an array of at most 100000 "
-                                               "points");
+        api_error(resp, ERR_INVALID, "points",
+                  "points must be an array of at most 100000 "
+                  "points");
         goto out;
     }
     norm = cJSON_CreateArray();
-    cJSON_ArrayForEach(p, (cJSON *)points)
-    {
+    cJSON_ArrayForEach(p, (cJSON *)points) {
         const char *name = json_get_string(p, "name");
         const cJSON *value = json_get(p, "value");
         int64_t step;
@@ -203,8 +204,9 @@ void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_res
         cJSON *err = cJSON_AddObjectToObject(body, "error");
 
         cJSON_AddStringToObject(err, "code", "conflict");
-        cJSON_AddStringToObject(err, "message", "offset is past the end of the log received; "
-                                                "resend from log_size");
+        cJSON_AddStringToObject(err, "message",
+                                "offset is past the end of the log received; "
+                                "resend from log_size");
         cJSON_AddStringToObject(err, "field", "offset");
         cJSON_AddNumberToObject(body, "log_size", (double)size);
         reply_json(resp, 409, body);
@@ -266,8 +268,10 @@ void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api
     int rc;
 
     if (!artifact_path_ok(path)) {
-        api_error(resp, ERR_INVALID, "path", "artifact path '%s' must be relative, without '.', "
-                                             "'..' or empty parts", path);
+        api_error(resp, ERR_INVALID, "path",
+                  "artifact path '%s' must be relative, without '.', "
+                  "'..' or empty parts",
+                  path);
         return;
     }
     rc = store_task_owner(ctx->store, task, caller_node(req), run_id, sizeof(run_id), name,

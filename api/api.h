@@ -63,9 +63,9 @@ struct api_request {
     void *conn;
     const char *body; /* JSON routes: the body, NUL-terminated */
     size_t body_len;
-    int body_fd;            /* upload routes: the spooled body, read from 0 */
-    const char *body_path;  /* and its temporary file, which the handler may rename */
-    bool body_kept;         /* set by a handler that renamed body_path away */
+    int body_fd; /* upload routes: the spooled body, read from 0 */
+    const char *body_path; /* and its temporary file, which the handler may rename */
+    bool body_kept; /* set by a handler that renamed body_path away */
     int64_t body_size;
     struct api_principal principal;
 };

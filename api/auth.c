@@ -67,8 +67,8 @@ bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned r
     snprintf(req->principal.token_id, sizeof(req->principal.token_id), "%s", token.id);
     snprintf(req->principal.node, sizeof(req->principal.node), "%s", token.node);
     if ((req->principal.role & roles) == 0) {
-        api_error(resp, ERR_PERMISSION, NULL, "a '%s' token may not %s %s", token.role,
-                  req->method, req->path);
+        api_error(resp, ERR_PERMISSION, NULL, "a '%s' token may not %s %s", token.role, req->method,
+                  req->path);
         return false;
     }
     return true;

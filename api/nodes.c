@@ -11,9 +11,8 @@
 #include "store/store.h"
 #include "common/banned.h"
 
-static const char *const register_fields[] = {"name",   "pool",   "agent_url", "cpus",
-                                              "memory_mb", "gpus", "labels",   "features",
-                                              NULL};
+static const char *const register_fields[] = { "name", "pool",   "agent_url", "cpus", "memory_mb",
+                                               "gpus", "labels", "features",  NULL };
 
 static bool url_ok(const char *s)
 {
@@ -36,7 +35,7 @@ static bool check_gpus(const cJSON *gpus, struct api_response *resp, cJSON **ret
 {
     const cJSON *g;
     cJSON *out;
-    bool seen[64] = {false};
+    bool seen[64] = { false };
 
     if (gpus == NULL || cJSON_IsNull(gpus)) {
         *ret = cJSON_CreateArray();
@@ -47,8 +46,7 @@ static bool check_gpus(const cJSON *gpus, struct api_response *resp, cJSON **ret
         return false;
     }
     out = cJSON_CreateArray();
-    cJSON_ArrayForEach(g, gpus)
-    {
+    cJSON_ArrayForEach(g, gpus) {
         const char *name = json_get_string(g, "name");
         const char *uuid = json_get_string(g, "uuid");
         const cJSON *mem = json_get(g, "memory_mb");
@@ -56,8 +54,8 @@ static bool check_gpus(const cJSON *gpus, struct api_response *resp, cJSON **ret
         int64_t memory_mb = 0;
         cJSON *n;
 
-        if (!cJSON_IsObject(g) || !json_int(json_get(g, "index"), 0, 63, &index) ||
-            seen[index] || (json_get(g, "name") && (name == NULL || strlen(name) > 128)) ||
+        if (!cJSON_IsObject(g) || !json_int(json_get(g, "index"), 0, 63, &index) || seen[index] ||
+            (json_get(g, "name") && (name == NULL || strlen(name) > 128)) ||
             (json_get(g, "uuid") && (uuid == NULL || strlen(uuid) > 128)) ||
             (mem && !json_int(mem, 0, INT64_C(1) << 40, &memory_mb))) {
             cJSON_Delete(out);
@@ -88,8 +86,7 @@ static bool check_labels(const cJSON *labels, struct api_response *resp)
         api_error(resp, ERR_INVALID, "labels", "labels must be an object of at most 64 strings");
         return false;
     }
-    cJSON_ArrayForEach(l, labels)
-    {
+    cJSON_ArrayForEach(l, labels) {
         if (!valid_name(l->string, 63) || !cJSON_IsString(l) || strlen(l->valuestring) > 256) {
             api_error(resp, ERR_INVALID, "labels",
                       "label '%s' needs a key of 1 to 63 of [A-Za-z0-9._-] and a string value "
@@ -111,8 +108,7 @@ static bool check_features(const cJSON *features, struct api_response *resp)
         api_error(resp, ERR_INVALID, "features", "features must be an array of at most 64 names");
         return false;
     }
-    cJSON_ArrayForEach(f, features)
-    {
+    cJSON_ArrayForEach(f, features) {
         if (!cJSON_IsString(f) || !valid_name(f->valuestring, 64)) {
             api_error(resp, ERR_INVALID, "features",
                       "each feature must be 1 to 64 of [A-Za-z0-9._-]");
@@ -207,8 +203,7 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
         }
     }
 
-    existed = store_node_get(ctx->store, reg.name, time_now_ms(), ctx->node_timeout_ms, &node) ==
-              0;
+    existed = store_node_get(ctx->store, reg.name, time_now_ms(), ctx->node_timeout_ms, &node) == 0;
     if (existed)
         cJSON_Delete(node);
     crypto_random_hex(32, secret);
@@ -242,7 +237,7 @@ out:
 
 void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
-    static const char *const fields[] = {"tasks", NULL};
+    static const char *const fields[] = { "tasks", NULL };
     const char *name = req->params[0];
     cJSON *in = NULL;
     cJSON *stop;
@@ -266,8 +261,7 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
             api_error(resp, ERR_INVALID, "tasks", "tasks must be an array of {\"id\", \"status\"}");
             goto out;
         }
-        cJSON_ArrayForEach(t, tasks)
-        {
+        cJSON_ArrayForEach(t, tasks) {
             const char *id = json_get_string(t, "id");
 
             if (id == NULL || strlen(id) > 256 || !cJSON_IsString(json_get(t, "status"))) {
@@ -277,7 +271,7 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
             }
         }
     }
-    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), &stop);
+    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, &stop);
     if (rc < 0) {
         reply_store_error(resp, rc, "node", name);
         goto out;
@@ -323,7 +317,7 @@ void api_nodes_get(struct api_ctx *ctx, struct api_request *req, struct api_resp
 
 void api_nodes_drain(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
-    static const char *const fields[] = {"drain", NULL};
+    static const char *const fields[] = { "drain", NULL };
     const char *name = req->params[0];
     cJSON *in;
     cJSON *node;

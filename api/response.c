@@ -107,8 +107,8 @@ bool parse_object(struct api_request *req, struct api_response *resp, cJSON **re
     }
     if (!json_text_check(req->body, req->body_len, field, sizeof(field))) {
         api_error(resp, ERR_INVALID, field[0] ? field : NULL,
-                  "%s%s%smust be UTF-8 text without NUL characters", field[0] ? "'" : "",
-                  field, field[0] ? "' " : "request body ");
+                  "%s%s%smust be UTF-8 text without NUL characters", field[0] ? "'" : "", field,
+                  field[0] ? "' " : "request body ");
         return false;
     }
     obj = json_parse(req->body, req->body_len);
@@ -213,8 +213,7 @@ bool only_known_fields(const cJSON *obj, const char *const *allowed, struct api_
 {
     const cJSON *item;
 
-    cJSON_ArrayForEach(item, obj)
-    {
+    cJSON_ArrayForEach(item, obj) {
         const char *const *a;
         bool known = false;
 

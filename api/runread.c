@@ -136,8 +136,7 @@ void api_runs_metrics(struct api_ctx *ctx, struct api_request *req, struct api_r
     reply_json(resp, 200, out);
 }
 
-void api_runs_metric_series(struct api_ctx *ctx, struct api_request *req,
-                            struct api_response *resp)
+void api_runs_metric_series(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     int64_t max_points = 0;
     cJSON *out;
@@ -145,8 +144,7 @@ void api_runs_metric_series(struct api_ctx *ctx, struct api_request *req,
 
     if (!query_int(req, resp, "max_points", 1, 1000000, &max_points))
         return;
-    rc = store_run_metric_series(ctx->store, req->params[0], req->params[1], (int)max_points,
-                                 &out);
+    rc = store_run_metric_series(ctx->store, req->params[0], req->params[1], (int)max_points, &out);
     if (rc < 0) {
         reply_store_error(resp, rc, "run", req->params[0]);
         return;
@@ -168,8 +166,7 @@ void api_runs_artifacts(struct api_ctx *ctx, struct api_request *req, struct api
     reply_json(resp, 200, out);
 }
 
-void api_runs_artifact_get(struct api_ctx *ctx, struct api_request *req,
-                           struct api_response *resp)
+void api_runs_artifact_get(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     const char *task = req->query(req->conn, "task");
     char name[128];
@@ -178,8 +175,7 @@ void api_runs_artifact_get(struct api_ctx *ctx, struct api_request *req,
     int fd;
     int rc;
 
-    rc = store_artifact_find(ctx->store, req->params[0], req->params[1], task, name,
-                             sizeof(name));
+    rc = store_artifact_find(ctx->store, req->params[0], req->params[1], task, name, sizeof(name));
     if (rc == ERR_NOT_FOUND) {
         api_error(resp, rc, NULL, "run '%s' has no artifact '%s'%s%s", req->params[0],
                   req->params[1], task ? " from task " : "", task ? task : "");
@@ -252,8 +248,7 @@ static int events_next(struct api_stream *stream, struct buf *out, bool *ret_don
         const cJSON *t;
 
         cJSON_AddItemToArray(sig, cJSON_CreateString(json_get_string(run, "status")));
-        cJSON_ArrayForEach(t, json_get(run, "tasks"))
-        {
+        cJSON_ArrayForEach(t, json_get(run, "tasks")) {
             cJSON_AddItemToArray(sig, cJSON_CreateString(json_get_string(t, "status")));
         }
         status = json_print(sig);
@@ -268,8 +263,7 @@ static int events_next(struct api_stream *stream, struct buf *out, bool *ret_don
     }
     if (store_run_points_since(es->ctx->store, es->run_id, es->last_point, 5000, &points,
                                &es->last_point) == 0) {
-        cJSON_ArrayForEach(p, points)
-        {
+        cJSON_ArrayForEach(p, points) {
             sse(out, "metric", p);
         }
         cJSON_Delete(points);

@@ -13,8 +13,8 @@
 #include "store/store.h"
 #include "common/banned.h"
 
-static const char *const run_statuses[] = {"queued",    "starting", "running", "completed",
-                                           "failed",    "canceled", NULL};
+static const char *const run_statuses[] = { "queued", "starting", "running", "completed",
+                                            "failed", "canceled", NULL };
 
 /* Why a new run will wait, in words, or a plain "waiting" line. */
 static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
@@ -31,8 +31,7 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
 
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0) {
         cJSON_AddItemToArray(features, cJSON_CreateString("conda"));
-        rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready,
-                              &with);
+        rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready, &with);
         if (rc == 0 && with == 0) {
             cJSON_Delete(features);
             api_error(resp, ERR_INVALID, "conda_packages",
@@ -81,8 +80,10 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
     source = json_get_string(spec, "source");
     if (source && (rc = store_snapshot_get(ctx->store, source, NULL)) < 0) {
         if (rc == ERR_NOT_FOUND)
-            api_error(resp, ERR_INVALID, "source", "snapshot '%s' does not exist; upload it "
-                                                   "with POST /api/v1/snapshots", source);
+            api_error(resp, ERR_INVALID, "source",
+                      "snapshot '%s' does not exist; upload it "
+                      "with POST /api/v1/snapshots",
+                      source);
         else
             reply_store_error(resp, rc, "snapshot", source);
         goto out;
@@ -140,8 +141,9 @@ void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_resp
         return;
     f.experiment = req->query(req->conn, "experiment");
     if (f.experiment && !valid_name(f.experiment, 128)) {
-        api_error(resp, ERR_INVALID, "experiment", "experiment must be 1 to 128 of "
-                                                   "[A-Za-z0-9._-]");
+        api_error(resp, ERR_INVALID, "experiment",
+                  "experiment must be 1 to 128 of "
+                  "[A-Za-z0-9._-]");
         return;
     }
     f.status = req->query(req->conn, "status");
@@ -209,8 +211,7 @@ void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_re
     reply_json(resp, 200, run);
 }
 
-void api_experiments_list(struct api_ctx *ctx, struct api_request *req,
-                          struct api_response *resp)
+void api_experiments_list(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     cJSON *list;
     int rc;

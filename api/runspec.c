@@ -17,19 +17,32 @@
 #include "common/banned.h"
 
 static const char *const known_fields[] = {
-    "experiment",     "source",
-    "entry_script",   "script_params",
-    "arguments",      "command",
-    "compute_target", "use_gpu",
-    "gpus_per_process", "cpus_per_process",
-    "memory_mb_per_process", "distributed_backend",
-    "node_count",     "process_count_per_node",
-    "worker_count",   "parameter_server_count",
-    "chief",          "evaluator",
-    "pip_packages",   "conda_packages",
-    "environment_variables", "max_run_duration_seconds",
-    "max_retries",    "priority",
-    "tags",           NULL,
+    "experiment",
+    "source",
+    "entry_script",
+    "script_params",
+    "arguments",
+    "command",
+    "compute_target",
+    "use_gpu",
+    "gpus_per_process",
+    "cpus_per_process",
+    "memory_mb_per_process",
+    "distributed_backend",
+    "node_count",
+    "process_count_per_node",
+    "worker_count",
+    "parameter_server_count",
+    "chief",
+    "evaluator",
+    "pip_packages",
+    "conda_packages",
+    "environment_variables",
+    "max_run_duration_seconds",
+    "max_retries",
+    "priority",
+    "tags",
+    NULL,
 };
 
 static int fail(struct runspec_error *err, const char *field, const char *fmt, ...)
@@ -166,8 +179,7 @@ static int get_strings(const cJSON *in, const char *field, int max_items, size_t
         return fail(err, field, "%s must be an array of strings", field);
     if (cJSON_GetArraySize(item) > max_items)
         return fail(err, field, "%s has more than %d items", field, max_items);
-    cJSON_ArrayForEach(s, item)
-    {
+    cJSON_ArrayForEach(s, item) {
         size_t len;
 
         if (!cJSON_IsString(s))
@@ -191,8 +203,7 @@ static int check_params(const cJSON *params, struct runspec_error *err)
         return fail(err, "script_params", "script_params must be an object");
     if (cJSON_GetArraySize(params) > 256)
         return fail(err, "script_params", "script_params has more than 256 entries");
-    cJSON_ArrayForEach(p, params)
-    {
+    cJSON_ArrayForEach(p, params) {
         if (p->string[0] == '\0' || strlen(p->string) > 256)
             return fail(err, "script_params", "script_params keys must have 1 to 256 characters");
         if (cJSON_IsString(p)) {
@@ -201,8 +212,7 @@ static int check_params(const cJSON *params, struct runspec_error *err)
                             p->string);
         } else if (!cJSON_IsNumber(p) && !cJSON_IsBool(p) && !cJSON_IsNull(p)) {
             return fail(err, "script_params",
-                        "script_params['%s'] must be a string, number, boolean or null",
-                        p->string);
+                        "script_params['%s'] must be a string, number, boolean or null", p->string);
         }
     }
     return 0;
@@ -216,14 +226,12 @@ static int check_env(const cJSON *env, struct runspec_error *err)
         return fail(err, "environment_variables", "environment_variables must be an object");
     if (cJSON_GetArraySize(env) > 256)
         return fail(err, "environment_variables", "environment_variables has over 256 entries");
-    cJSON_ArrayForEach(e, env)
-    {
+    cJSON_ArrayForEach(e, env) {
         if (!env_name_ok(e->string))
             return fail(err, "environment_variables",
                         "'%s' is not a valid environment variable name", e->string);
         if (strncmp(e->string, "TRAINYARD_", 10) == 0)
-            return fail(err, "environment_variables", "'%s' is reserved (TRAINYARD_*)",
-                        e->string);
+            return fail(err, "environment_variables", "'%s' is reserved (TRAINYARD_*)", e->string);
         if (!cJSON_IsString(e))
             return fail(err, "environment_variables",
                         "environment_variables['%s'] must be a string", e->string);
@@ -242,11 +250,9 @@ static int check_tags(const cJSON *tags, struct runspec_error *err)
         return fail(err, "tags", "tags must be an object of strings");
     if (cJSON_GetArraySize(tags) > 64)
         return fail(err, "tags", "tags has more than 64 entries");
-    cJSON_ArrayForEach(t, tags)
-    {
+    cJSON_ArrayForEach(t, tags) {
         if (!tag_key_ok(t->string))
-            return fail(err, "tags", "tag key '%s' must be 1 to 63 of [A-Za-z0-9._/-]",
-                        t->string);
+            return fail(err, "tags", "tag key '%s' must be 1 to 63 of [A-Za-z0-9._/-]", t->string);
         if (!cJSON_IsString(t))
             return fail(err, "tags", "tags['%s'] must be a string", t->string);
         if (strlen(t->valuestring) > 256)
@@ -274,8 +280,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     int64_t tasks;
     int rc;
 
-    cJSON_ArrayForEach(item, in)
-    {
+    cJSON_ArrayForEach(item, in) {
         const char *const *k;
         bool known = false;
 
@@ -303,8 +308,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
             return fail(err, "source", "source must be a snapshot id 'sha256:<64 hex digits>'");
         for (i = 7; s[i]; i++) {
             if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                return fail(err, "source",
-                            "source must be a snapshot id 'sha256:<64 hex digits>'");
+                return fail(err, "source", "source must be a snapshot id 'sha256:<64 hex digits>'");
         }
         cJSON_AddStringToObject(spec, "source", s);
     } else {
@@ -374,8 +378,9 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     item = json_get(in, "cpus_per_process");
     if (present(in, "cpus_per_process")) {
         if (!cJSON_IsNumber(item) || !(item->valuedouble > 0) || item->valuedouble > 1024)
-            return fail(err, "cpus_per_process", "cpus_per_process must be a number above 0 "
-                                                 "and at most 1024");
+            return fail(err, "cpus_per_process",
+                        "cpus_per_process must be a number above 0 "
+                        "and at most 1024");
         cpus = item->valuedouble;
     }
     cJSON_AddNumberToObject(spec, "cpus_per_process", cpus);
@@ -385,9 +390,9 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
 
     item = json_get(in, "distributed_backend");
     if (present(in, "distributed_backend")) {
-        if (!cJSON_IsString(item) || (strcmp(item->valuestring, "ps") != 0 &&
-                                      strcmp(item->valuestring, "mpi") != 0 &&
-                                      strcmp(item->valuestring, "pytorch") != 0))
+        if (!cJSON_IsString(item) ||
+            (strcmp(item->valuestring, "ps") != 0 && strcmp(item->valuestring, "mpi") != 0 &&
+             strcmp(item->valuestring, "pytorch") != 0))
             return fail(err, "distributed_backend",
                         "distributed_backend must be null, \"ps\", \"mpi\" or \"pytorch\"");
         backend = item->valuestring;
@@ -411,8 +416,8 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     cJSON_AddNumberToObject(spec, "process_count_per_node", (double)ppn);
 
     if (!is_ps) {
-        const char *const ps_only[] = {"worker_count", "parameter_server_count", "chief",
-                                       "evaluator", NULL};
+        const char *const ps_only[] = { "worker_count", "parameter_server_count", "chief",
+                                        "evaluator", NULL };
         const char *const *f;
 
         for (f = ps_only; *f; f++) {

@@ -31,8 +31,7 @@ static void write_gauges(struct buf *out, const char *name, const char *help, co
     const cJSON *c;
 
     buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
-    cJSON_ArrayForEach(c, counts)
-    {
+    cJSON_ArrayForEach(c, counts) {
         buf_printf(out, "%s{%s=\"%s\"} %.0f\n", name, label, c->string, c->valuedouble);
     }
 }
@@ -70,8 +69,7 @@ void api_openapi(struct api_ctx *ctx, struct api_request *req, struct api_respon
     (void)ctx;
     (void)req;
     buf_reset(&resp->body);
-    buf_add(&resp->body, embed_openapi_json,
-            (size_t)(embed_openapi_json_end - embed_openapi_json));
+    buf_add(&resp->body, embed_openapi_json, (size_t)(embed_openapi_json_end - embed_openapi_json));
     resp->status = 200;
     resp->content_type = "application/json";
 }

@@ -52,8 +52,7 @@ static int hash_fd(int fd, char *hex)
     return 0;
 }
 
-void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req,
-                          struct api_response *resp)
+void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     char hex[CRYPTO_SHA256_HEX_LEN];
     char id[7 + CRYPTO_SHA256_HEX_LEN];

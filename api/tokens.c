@@ -12,7 +12,7 @@
 
 void api_tokens_create(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
-    static const char *const fields[] = {"name", "role", "node", NULL};
+    static const char *const fields[] = { "name", "role", "node", NULL };
     char secret[3 + 64 + 1];
     char hash[CRYPTO_SHA256_HEX_LEN];
     char id[4 + 12 + 1];

@@ -30,8 +30,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"submit", cli_submit}, {"runs", cli_runs},   {"run", cli_run},     {"logs", cli_logs},
-    {"cancel", cli_cancel}, {"nodes", cli_nodes}, {"drain", cli_drain},
+    { "submit", cli_submit }, { "runs", cli_runs },   { "run", cli_run },     { "logs", cli_logs },
+    { "cancel", cli_cancel }, { "nodes", cli_nodes }, { "drain", cli_drain },
 };
 
 int cli_main(int argc, char **argv)
@@ -234,8 +234,8 @@ static bool host_is_loopback(const char *url)
     if (inet_pton(AF_INET, name, addr) == 1)
         return addr[0] == 127;
     if (inet_pton(AF_INET6, name, addr) == 1) {
-        static const unsigned char v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-                                                      0, 0, 0, 0, 0, 0, 0, 1};
+        static const unsigned char v6_loopback[16] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                                       0, 0, 0, 0, 0, 0, 0, 1 };
 
         return memcmp(addr, v6_loopback, sizeof(addr)) == 0;
     }

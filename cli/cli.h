@@ -50,11 +50,14 @@ enum cli_common_opt {
 
 /* Entries for a command's struct option table (with 'h' for -h/--help). */
 #define CLI_COMMON_LONGOPTS                                                                        \
-    {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
-        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
-        {"data", required_argument, NULL, CLI_OPT_DATA},                                           \
-        {"ca", required_argument, NULL, CLI_OPT_CA},                                               \
-        {"json", no_argument, NULL, CLI_OPT_JSON}, {"help", no_argument, NULL, 'h'}
+    { "server", required_argument, NULL, CLI_OPT_SERVER },                                         \
+        { "token", required_argument, NULL, CLI_OPT_TOKEN },                                       \
+        { "data", required_argument, NULL, CLI_OPT_DATA },                                         \
+        { "ca", required_argument, NULL, CLI_OPT_CA },                                             \
+        { "json", no_argument, NULL, CLI_OPT_JSON },                                               \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 
 /* Help text for the common options, for the end of each usage text. */
 #define CLI_COMMON_HELP                                                                            \
@@ -76,16 +79,16 @@ enum cli_common_opt {
  * cli_release().
  */
 struct cli {
-    const char *command;    /* borrowed from argv: "submit", "runs", ... */
+    const char *command; /* borrowed from argv: "submit", "runs", ... */
     const char *opt_server; /* borrowed from argv, NULL when not given */
     const char *opt_token;
     const char *data_dir; /* borrowed; "./var" unless --data */
-    const char *ca_file;  /* borrowed, NULL when not given */
+    const char *ca_file; /* borrowed, NULL when not given */
     bool json;
-    char *server;  /* owned: base URL without a trailing '/' */
-    char *token;   /* owned, NULL when there is none */
+    char *server; /* owned: base URL without a trailing '/' */
+    char *token; /* owned, NULL when there is none */
     bool loopback; /* the server's host is a loopback address */
-    void *curl;    /* owned CURL easy handle, made on first use */
+    void *curl; /* owned CURL easy handle, made on first use */
 };
 
 /*

@@ -131,7 +131,7 @@ static void table_add(struct table *t, char **row)
 
 static void table_print(struct table *t)
 {
-    size_t width[TABLE_MAX_COLUMNS] = {0};
+    size_t width[TABLE_MAX_COLUMNS] = { 0 };
     size_t r;
     size_t i;
 
@@ -190,8 +190,7 @@ static char *pairs_text(const cJSON *object)
     char *text;
 
     buf_init(&b);
-    cJSON_ArrayForEach(item, object)
-    {
+    cJSON_ArrayForEach(item, object) {
         if (b.len)
             buf_addc(&b, ' ');
         if (cJSON_IsNumber(item)) {
@@ -295,16 +294,16 @@ static int runs_option(struct cli *c, void *state, int opt, const char *arg)
 int cli_runs(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"experiment", required_argument, NULL, OPT_EXPERIMENT},
-        {"status", required_argument, NULL, OPT_STATUS},
-        {"tag", required_argument, NULL, OPT_TAG},
-        {"limit", required_argument, NULL, OPT_LIMIT},
+        { "experiment", required_argument, NULL, OPT_EXPERIMENT },
+        { "status", required_argument, NULL, OPT_STATUS },
+        { "tag", required_argument, NULL, OPT_TAG },
+        { "limit", required_argument, NULL, OPT_LIMIT },
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
-    static const char *const header[] = {"ID", "EXPERIMENT", "STATUS", "CREATED", "METRICS"};
+    static const char *const header[] = { "ID", "EXPERIMENT", "STATUS", "CREATED", "METRICS" };
     struct runs_query rq;
-    struct table t = {5, 0, 0, NULL};
+    struct table t = { 5, 0, 0, NULL };
     cJSON *page = NULL;
     const cJSON *run;
     char *path = NULL;
@@ -323,8 +322,7 @@ int cli_runs(struct cli *c, int argc, char **argv)
     for (i = 0; i < 5; i++)
         row[i] = xstrdup(header[i]);
     table_add(&t, row);
-    cJSON_ArrayForEach(run, json_get(page, "items"))
-    {
+    cJSON_ArrayForEach(run, json_get(page, "items")) {
         row[0] = field_text(run, "id");
         row[1] = field_text(run, "experiment");
         row[2] = field_text(run, "status");
@@ -370,8 +368,7 @@ static void print_command(const cJSON *spec)
     if (!cJSON_IsArray(json_get(spec, "command")))
         return;
     printf("%-12s", "command:");
-    cJSON_ArrayForEach(word, json_get(spec, "command"))
-    {
+    cJSON_ArrayForEach(word, json_get(spec, "command")) {
         if (cJSON_IsString(word)) {
             printf("%s%s", sep, word->valuestring);
             sep = " ";
@@ -382,8 +379,8 @@ static void print_command(const cJSON *spec)
 
 static void print_run(const cJSON *run)
 {
-    static const char *const header[] = {"  TASK", "TYPE", "NODE", "STATUS", "EXIT", "ADDRESS"};
-    struct table t = {6, 0, 0, NULL};
+    static const char *const header[] = { "  TASK", "TYPE", "NODE", "STATUS", "EXIT", "ADDRESS" };
+    struct table t = { 6, 0, 0, NULL };
     const cJSON *spec = json_get(run, "spec");
     const cJSON *tasks = json_get(run, "tasks");
     const cJSON *metrics = json_get(run, "metrics");
@@ -411,8 +408,7 @@ static void print_run(const cJSON *run)
         for (i = 0; i < 6; i++)
             row[i] = xstrdup(header[i]);
         table_add(&t, row);
-        cJSON_ArrayForEach(task, tasks)
-        {
+        cJSON_ArrayForEach(task, tasks) {
             char *name = field_text(task, "name");
 
             row[0] = xasprintf("  %s", name);
@@ -429,8 +425,7 @@ static void print_run(const cJSON *run)
     }
     if (cJSON_GetArraySize(metrics) > 0) {
         printf("metrics:\n");
-        cJSON_ArrayForEach(metric, metrics)
-        {
+        cJSON_ArrayForEach(metric, metrics) {
             if (cJSON_IsNumber(metric)) {
                 cli_format_number(metric->valuedouble, num, sizeof(num));
                 printf("  %-20s %s\n", metric->string, num);
@@ -443,7 +438,7 @@ int cli_run(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
     const char *id = NULL;
     cJSON *run = NULL;
@@ -565,12 +560,12 @@ int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool fo
 int cli_logs(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"follow", no_argument, NULL, 'f'},
-        {"task", required_argument, NULL, OPT_TASK},
+        { "follow", no_argument, NULL, 'f' },
+        { "task", required_argument, NULL, OPT_TASK },
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
-    struct logs_opts lo = {NULL, false};
+    struct logs_opts lo = { NULL, false };
     const char *id = NULL;
     int rc;
 
@@ -593,7 +588,7 @@ int cli_cancel(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
     const char *id = NULL;
     cJSON *run = NULL;
@@ -652,10 +647,10 @@ int cli_nodes(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
-    static const char *const header[] = {"NAME", "POOL", "STATE", "CPUS", "GPUS", "ALLOCATED"};
-    struct table t = {6, 0, 0, NULL};
+    static const char *const header[] = { "NAME", "POOL", "STATE", "CPUS", "GPUS", "ALLOCATED" };
+    struct table t = { 6, 0, 0, NULL };
     cJSON *page = NULL;
     const cJSON *node;
     char *path = NULL;
@@ -680,8 +675,7 @@ int cli_nodes(struct cli *c, int argc, char **argv)
         rc = call(c, "GET", path, NULL, c->json ? NULL : &page);
         if (rc != 0 || c->json)
             goto out;
-        cJSON_ArrayForEach(node, json_get(page, "items"))
-        {
+        cJSON_ArrayForEach(node, json_get(page, "items")) {
             row[0] = field_text(node, "name");
             row[1] = field_text(node, "pool");
             row[2] = field_text(node, "state");
@@ -730,9 +724,9 @@ static int drain_option(struct cli *c, void *state, int opt, const char *arg)
 int cli_drain(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"undo", no_argument, NULL, OPT_UNDO},
+        { "undo", no_argument, NULL, OPT_UNDO },
         CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+        { NULL, 0, NULL, 0 },
     };
     const char *name = NULL;
     cJSON *node = NULL;

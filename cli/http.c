@@ -19,7 +19,7 @@
 struct transfer {
     CURL *curl;
     struct cli_response *resp;
-    FILE *out;     /* streaming: copy 2xx bodies here; NULL: keep them */
+    FILE *out; /* streaming: copy 2xx bodies here; NULL: keep them */
     size_t copied; /* bytes written to out */
     bool too_big;
     bool write_failed;

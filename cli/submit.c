@@ -95,33 +95,33 @@ enum submit_opt {
 };
 
 static const struct option longopts[] = {
-    {"entry", required_argument, NULL, OPT_ENTRY},
-    {"param", required_argument, NULL, OPT_PARAM},
-    {"arg", required_argument, NULL, OPT_ARG},
-    {"command", no_argument, NULL, OPT_COMMAND},
-    {"experiment", required_argument, NULL, OPT_EXPERIMENT},
-    {"nodes", required_argument, NULL, OPT_NODES},
-    {"backend", required_argument, NULL, OPT_BACKEND},
-    {"processes-per-node", required_argument, NULL, OPT_PPN},
-    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"parameter-servers", required_argument, NULL, OPT_PS},
-    {"chief", no_argument, NULL, OPT_CHIEF},
-    {"evaluator", no_argument, NULL, OPT_EVALUATOR},
-    {"gpu", no_argument, NULL, OPT_GPU},
-    {"gpus-per-process", required_argument, NULL, OPT_GPUS_PER_PROCESS},
-    {"cpus", required_argument, NULL, OPT_CPUS},
-    {"memory-mb", required_argument, NULL, OPT_MEMORY_MB},
-    {"pool", required_argument, NULL, OPT_POOL},
-    {"pip", required_argument, NULL, OPT_PIP},
-    {"conda", required_argument, NULL, OPT_CONDA},
-    {"env", required_argument, NULL, OPT_ENV},
-    {"tag", required_argument, NULL, OPT_TAG},
-    {"max-retries", required_argument, NULL, OPT_MAX_RETRIES},
-    {"max-duration", required_argument, NULL, OPT_MAX_DURATION},
-    {"priority", required_argument, NULL, OPT_PRIORITY},
-    {"follow", no_argument, NULL, OPT_FOLLOW},
+    { "entry", required_argument, NULL, OPT_ENTRY },
+    { "param", required_argument, NULL, OPT_PARAM },
+    { "arg", required_argument, NULL, OPT_ARG },
+    { "command", no_argument, NULL, OPT_COMMAND },
+    { "experiment", required_argument, NULL, OPT_EXPERIMENT },
+    { "nodes", required_argument, NULL, OPT_NODES },
+    { "backend", required_argument, NULL, OPT_BACKEND },
+    { "processes-per-node", required_argument, NULL, OPT_PPN },
+    { "workers", required_argument, NULL, OPT_WORKERS },
+    { "parameter-servers", required_argument, NULL, OPT_PS },
+    { "chief", no_argument, NULL, OPT_CHIEF },
+    { "evaluator", no_argument, NULL, OPT_EVALUATOR },
+    { "gpu", no_argument, NULL, OPT_GPU },
+    { "gpus-per-process", required_argument, NULL, OPT_GPUS_PER_PROCESS },
+    { "cpus", required_argument, NULL, OPT_CPUS },
+    { "memory-mb", required_argument, NULL, OPT_MEMORY_MB },
+    { "pool", required_argument, NULL, OPT_POOL },
+    { "pip", required_argument, NULL, OPT_PIP },
+    { "conda", required_argument, NULL, OPT_CONDA },
+    { "env", required_argument, NULL, OPT_ENV },
+    { "tag", required_argument, NULL, OPT_TAG },
+    { "max-retries", required_argument, NULL, OPT_MAX_RETRIES },
+    { "max-duration", required_argument, NULL, OPT_MAX_DURATION },
+    { "priority", required_argument, NULL, OPT_PRIORITY },
+    { "follow", no_argument, NULL, OPT_FOLLOW },
     CLI_COMMON_LONGOPTS,
-    {NULL, 0, NULL, 0},
+    { NULL, 0, NULL, 0 },
 };
 
 /* What the options say; the JSON parts are built as options come. */
@@ -131,13 +131,13 @@ struct submit {
     const char *experiment;
     bool command;
     bool follow;
-    cJSON *spec;      /* owned: the fields below in SPEC order, then merged */
-    cJSON *params;    /* owned until merged into spec */
+    cJSON *spec; /* owned: the fields below in SPEC order, then merged */
+    cJSON *params; /* owned until merged into spec */
     cJSON *arguments; /* owned */
-    cJSON *pip;       /* owned */
-    cJSON *conda;     /* owned */
-    cJSON *env;       /* owned */
-    cJSON *tags;      /* owned */
+    cJSON *pip; /* owned */
+    cJSON *conda; /* owned */
+    cJSON *env; /* owned */
+    cJSON *tags; /* owned */
     cJSON *resources; /* owned: scalar run fields by option, in option order */
 };
 

@@ -1,5 +1,6 @@
 /* err.c - names of the ERR_* codes. */
 #include "common/err.h"
+#include "common/banned.h"
 
 const char *err_str(int code)
 {

@@ -9,15 +9,15 @@
 
 enum err {
     ERR_OK = 0,
-    ERR_INVALID = -1,         /* bad input: 400 invalid_argument */
+    ERR_INVALID = -1, /* bad input: 400 invalid_argument */
     ERR_UNAUTHENTICATED = -2, /* no or unknown credentials: 401 */
-    ERR_PERMISSION = -3,      /* credentials lack the role: 403 */
-    ERR_NOT_FOUND = -4,       /* 404 */
-    ERR_CONFLICT = -5,        /* the state forbids it: 409 */
-    ERR_TOO_LARGE = -6,       /* 413 */
-    ERR_MEDIA_TYPE = -7,      /* 415 */
-    ERR_UNAVAILABLE = -8,     /* shutting down or a peer is away: 503 */
-    ERR_INTERNAL = -9,        /* a bug or an I/O failure: 500 */
+    ERR_PERMISSION = -3, /* credentials lack the role: 403 */
+    ERR_NOT_FOUND = -4, /* 404 */
+    ERR_CONFLICT = -5, /* the state forbids it: 409 */
+    ERR_TOO_LARGE = -6, /* 413 */
+    ERR_MEDIA_TYPE = -7, /* 415 */
+    ERR_UNAVAILABLE = -8, /* shutting down or a peer is away: 503 */
+    ERR_INTERNAL = -9, /* a bug or an I/O failure: 500 */
 };
 
 /* Returns a static lowercase name for code ("invalid_argument", ...). */

@@ -10,7 +10,7 @@
 
 static enum log_level min_level = LOG_LEVEL_INFO;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void log_set_level(enum log_level level)
 {

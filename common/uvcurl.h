@@ -19,24 +19,24 @@ struct uvcurl;
 #define UVCURL_CANCELED (-1L)
 
 struct uvcurl_response {
-    long status;       /* HTTP status; 0 on a transport error; UVCURL_CANCELED */
+    long status; /* HTTP status; 0 on a transport error; UVCURL_CANCELED */
     const char *error; /* transport error text, or NULL */
-    struct buf *body;  /* the body (capped at max_body), unless download_file was set */
+    struct buf *body; /* the body (capped at max_body), unless download_file was set */
 };
 
 typedef void (*uvcurl_cb)(void *arg, const struct uvcurl_response *resp);
 
 struct uvcurl_request {
-    const char *method;        /* "GET", "POST", "PUT", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "DELETE" */
     const char *url;
-    const char *bearer;        /* Authorization: Bearer ..., or NULL */
-    const char *content_type;  /* of the body, or NULL */
-    const void *body;          /* copied; or NULL */
+    const char *bearer; /* Authorization: Bearer ..., or NULL */
+    const char *content_type; /* of the body, or NULL */
+    const void *body; /* copied; or NULL */
     size_t body_len;
-    const char *body_file;     /* send this file's contents as the body instead */
+    const char *body_file; /* send this file's contents as the body instead */
     const char *download_file; /* write a 2xx body to this file (created 0600) */
-    long timeout_ms;           /* whole request; 0 = 30 s */
-    size_t max_body;           /* in-memory body cap; 0 = 16 MiB */
+    long timeout_ms; /* whole request; 0 = 30 s */
+    size_t max_body; /* in-memory body cap; 0 = 16 MiB */
 };
 
 /* A client on loop. Returns NULL if curl cannot start (logged). */

@@ -85,8 +85,7 @@ static bool has_features(const struct node *n, const char *const *features, int 
         const cJSON *f;
         bool found = false;
 
-        cJSON_ArrayForEach(f, json_get(n->json, "features"))
-        {
+        cJSON_ArrayForEach(f, json_get(n->json, "features")) {
             if (cJSON_IsString(f) && strcmp(f->valuestring, features[i]) == 0)
                 found = true;
         }
@@ -100,8 +99,7 @@ static bool port_used(const struct node *n, int port)
 {
     const cJSON *p;
 
-    cJSON_ArrayForEach(p, json_get(n->json, "used_ports"))
-    {
+    cJSON_ArrayForEach(p, json_get(n->json, "used_ports")) {
         if (p->valueint == port)
             return true;
     }
@@ -130,8 +128,7 @@ static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
     cJSON *j;
     int i = 0;
 
-    cJSON_ArrayForEach(j, nodes)
-    {
+    cJSON_ArrayForEach(j, nodes) {
         struct node *nd = &out[i++];
         const cJSON *g;
         const cJSON *u;
@@ -146,13 +143,11 @@ static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
         nd->used_memory_mb = (int64_t)json_get(j, "used_memory_mb")->valuedouble;
         nd->port_min = json_get(j, "port_min")->valueint;
         nd->port_max = json_get(j, "port_max")->valueint;
-        cJSON_ArrayForEach(g, json_get(j, "gpus"))
-        {
+        cJSON_ArrayForEach(g, json_get(j, "gpus")) {
             if (nd->n_gpus < MAX_GPUS)
                 nd->gpu_index[nd->n_gpus++] = g->valueint;
         }
-        cJSON_ArrayForEach(u, json_get(j, "used_gpus"))
-        {
+        cJSON_ArrayForEach(u, json_get(j, "used_gpus")) {
             int k;
 
             for (k = 0; k < nd->n_gpus; k++) {
@@ -224,16 +219,15 @@ static int by_demand(const void *a, const void *b)
     return 0;
 }
 
-static void add_common_env(cJSON *env, const cJSON *spec, const char *run_id,
-                           const struct task *t, const struct node *n)
+static void add_common_env(cJSON *env, const cJSON *spec, const char *run_id, const struct task *t,
+                           const struct node *n)
 {
     char gpus[MAX_GPUS * 4 + 1] = "";
     char index[16];
     const cJSON *e;
     int i;
 
-    cJSON_ArrayForEach(e, json_get(spec, "environment_variables"))
-    {
+    cJSON_ArrayForEach(e, json_get(spec, "environment_variables")) {
         cJSON_AddStringToObject(env, e->string, e->valuestring);
     }
     cJSON_AddStringToObject(env, "TRAINYARD_RUN_ID", run_id);
@@ -253,7 +247,7 @@ static void add_common_env(cJSON *env, const cJSON *spec, const char *run_id,
 /* TF_CONFIG's cluster: chief, ps, worker addresses in index order. */
 static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
 {
-    static const char *const kinds[] = {"chief", "ps", "worker"};
+    static const char *const kinds[] = { "chief", "ps", "worker" };
     cJSON *cluster = cJSON_CreateObject();
     size_t k;
     int i;
@@ -268,8 +262,7 @@ static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
                 continue;
             if (list == NULL)
                 list = cJSON_AddArrayToObject(cluster, kinds[k]);
-            snprintf(addr, sizeof(addr), "%s:%d", groups[tasks[i].group].node->host,
-                     tasks[i].port);
+            snprintf(addr, sizeof(addr), "%s:%d", groups[tasks[i].group].node->host, tasks[i].port);
             cJSON_AddItemToArray(list, cJSON_CreateString(addr));
         }
     }
@@ -289,8 +282,7 @@ static cJSON *task_argv(const cJSON *spec)
     cJSON_AddItemToArray(argv, cJSON_CreateString(json_get_string(spec, "entry_script")));
     /* SPEC §3.2: each key then its value; true or null = the flag alone;
      * false = omitted. Numbers print as JSON does (0.01 -> "0.01"). */
-    cJSON_ArrayForEach(p, json_get(spec, "script_params"))
-    {
+    cJSON_ArrayForEach(p, json_get(spec, "script_params")) {
         if (cJSON_IsFalse(p))
             continue;
         cJSON_AddItemToArray(argv, cJSON_CreateString(p->string));
@@ -303,8 +295,7 @@ static cJSON *task_argv(const cJSON *spec)
             free(text);
         }
     }
-    cJSON_ArrayForEach(a, json_get(spec, "arguments"))
-    {
+    cJSON_ArrayForEach(a, json_get(spec, "arguments")) {
         cJSON_AddItemToArray(argv, cJSON_CreateString(a->valuestring));
     }
     return argv;
@@ -460,8 +451,8 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
     }
     if (suitable < node_count) {
         snprintf(reason, reason_size,
-                 "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool,
-                 suitable, node_count);
+                 "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool, suitable,
+                 node_count);
         return NULL;
     }
 
@@ -469,8 +460,7 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
     groups = xcalloc((size_t)node_count, sizeof(*groups));
     order = xcalloc((size_t)node_count, sizeof(*order));
     i = 0;
-    cJSON_ArrayForEach(t, json_get(run, "tasks"))
-    {
+    cJSON_ArrayForEach(t, json_get(run, "tasks")) {
         tasks[i].json = t;
         tasks[i].id = json_get_string(t, "id");
         tasks[i].name = json_get_string(t, "name");
@@ -534,8 +524,7 @@ void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
     char reason[512];
 
     load_nodes(state, &nodes, &n_nodes);
-    cJSON_ArrayForEach(run, json_get(state, "runs"))
-    {
+    cJSON_ArrayForEach(run, json_get(state, "runs")) {
         cJSON *p = place_run(run, nodes, n_nodes, reason, sizeof(reason));
 
         if (p)

@@ -28,8 +28,8 @@ struct flight {
     struct scheduler *sched;
     char *task_id;
     bool is_stop;
-    bool done;          /* answered; kept only to space out retries */
-    uint64_t retry_at;  /* loop time (ms) before which it is not sent again */
+    bool done; /* answered; kept only to space out retries */
+    uint64_t retry_at; /* loop time (ms) before which it is not sent again */
     struct flight *next;
 };
 
@@ -160,8 +160,7 @@ static void send_outbox(struct scheduler *s)
 
     if (store_sched_outbox(s->cfg.store, &push, &stop) < 0)
         return;
-    cJSON_ArrayForEach(item, push)
-    {
+    cJSON_ArrayForEach(item, push) {
         const cJSON *task = json_get(item, "task");
         const char *id = json_get_string(task, "id");
         struct uvcurl_request req;
@@ -185,8 +184,7 @@ static void send_outbox(struct scheduler *s)
             flight_free(f);
         free(body);
     }
-    cJSON_ArrayForEach(item, stop)
-    {
+    cJSON_ArrayForEach(item, stop) {
         const char *id = json_get_string(item, "task");
         struct uvcurl_request req;
         struct flight *f;

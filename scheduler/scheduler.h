@@ -17,9 +17,9 @@ struct store;
 struct scheduler;
 
 struct scheduler_config {
-    struct store *store;    /* borrowed; outlives the scheduler */
+    struct store *store; /* borrowed; outlives the scheduler */
     int64_t node_timeout_ms;
-    int64_t tick_ms;        /* time-driven rules run at least this often */
+    int64_t tick_ms; /* time-driven rules run at least this often */
 };
 
 /* Starts the scheduler thread. Returns 0 or ERR_INTERNAL (logged). */

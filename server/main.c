@@ -31,8 +31,8 @@ static const char usage[] =
     "Run 'trainyard <command> --help' for a command's options.\n";
 
 /* The client commands, all run by cli_main(). */
-static const char *const client_commands[] = {"submit", "runs",  "run",   "logs",
-                                              "cancel", "nodes", "drain", NULL};
+static const char *const client_commands[] = { "submit", "runs",  "run",   "logs",
+                                               "cancel", "nodes", "drain", NULL };
 
 int main(int argc, char **argv)
 {

@@ -16,42 +16,42 @@
 #define JSON ROUTE_BODY_JSON
 
 static struct route routes[] = {
-    {"GET", "/healthz", api_healthz, API_ROLES_NONE, JSON, 0},
-    {"GET", "/metrics", api_prometheus, READ, JSON, 0},
-    {"GET", "/api/v1/openapi.json", api_openapi, READ | AGENT, JSON, 0},
+    { "GET", "/healthz", api_healthz, API_ROLES_NONE, JSON, 0 },
+    { "GET", "/metrics", api_prometheus, READ, JSON, 0 },
+    { "GET", "/api/v1/openapi.json", api_openapi, READ | AGENT, JSON, 0 },
 
-    {"POST", "/api/v1/snapshots", api_snapshots_upload, WRITE, ROUTE_BODY_UPLOAD, 0},
-    {"GET", "/api/v1/snapshots/{id}", api_snapshots_get, READ | AGENT, JSON, 0},
+    { "POST", "/api/v1/snapshots", api_snapshots_upload, WRITE, ROUTE_BODY_UPLOAD, 0 },
+    { "GET", "/api/v1/snapshots/{id}", api_snapshots_get, READ | AGENT, JSON, 0 },
 
-    {"POST", "/api/v1/runs", api_runs_create, WRITE, JSON, 0},
-    {"GET", "/api/v1/runs", api_runs_list, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}", api_runs_get, READ, JSON, 0},
-    {"POST", "/api/v1/runs/{id}/cancel", api_runs_cancel, WRITE, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/logs", api_runs_logs, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/metrics", api_runs_metrics, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/metrics/{name}", api_runs_metric_series, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/events", api_runs_events, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/artifacts", api_runs_artifacts, READ, JSON, 0},
-    {"GET", "/api/v1/runs/{id}/artifacts/{path*}", api_runs_artifact_get, READ, JSON, 0},
-    {"GET", "/api/v1/experiments", api_experiments_list, READ, JSON, 0},
+    { "POST", "/api/v1/runs", api_runs_create, WRITE, JSON, 0 },
+    { "GET", "/api/v1/runs", api_runs_list, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}", api_runs_get, READ, JSON, 0 },
+    { "POST", "/api/v1/runs/{id}/cancel", api_runs_cancel, WRITE, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/logs", api_runs_logs, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/metrics", api_runs_metrics, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/metrics/{name}", api_runs_metric_series, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/events", api_runs_events, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/artifacts", api_runs_artifacts, READ, JSON, 0 },
+    { "GET", "/api/v1/runs/{id}/artifacts/{path*}", api_runs_artifact_get, READ, JSON, 0 },
+    { "GET", "/api/v1/experiments", api_experiments_list, READ, JSON, 0 },
 
-    {"POST", "/api/v1/nodes", api_nodes_register, ADMIN | AGENT, JSON, 0},
-    {"GET", "/api/v1/nodes", api_nodes_list, READ, JSON, 0},
-    {"GET", "/api/v1/nodes/{name}", api_nodes_get, READ, JSON, 0},
-    {"POST", "/api/v1/nodes/{name}/heartbeat", api_nodes_heartbeat, ADMIN | AGENT, JSON, 0},
-    {"POST", "/api/v1/nodes/{name}/drain", api_nodes_drain, ADMIN, JSON, 0},
-    {"DELETE", "/api/v1/nodes/{name}", api_nodes_delete, ADMIN, JSON, 0},
-    {"GET", "/api/v1/compute", api_compute_list, READ, JSON, 0},
+    { "POST", "/api/v1/nodes", api_nodes_register, ADMIN | AGENT, JSON, 0 },
+    { "GET", "/api/v1/nodes", api_nodes_list, READ, JSON, 0 },
+    { "GET", "/api/v1/nodes/{name}", api_nodes_get, READ, JSON, 0 },
+    { "POST", "/api/v1/nodes/{name}/heartbeat", api_nodes_heartbeat, ADMIN | AGENT, JSON, 0 },
+    { "POST", "/api/v1/nodes/{name}/drain", api_nodes_drain, ADMIN, JSON, 0 },
+    { "DELETE", "/api/v1/nodes/{name}", api_nodes_delete, ADMIN, JSON, 0 },
+    { "GET", "/api/v1/compute", api_compute_list, READ, JSON, 0 },
 
-    {"POST", "/api/v1/agent/tasks/{task}/status", api_agent_status, ADMIN | AGENT, JSON, 0},
-    {"POST", "/api/v1/agent/tasks/{task}/metrics", api_agent_metrics, ADMIN | AGENT, JSON, 0},
-    {"POST", "/api/v1/agent/tasks/{task}/logs", api_agent_logs, ADMIN | AGENT, ROUTE_BODY_RAW, 0},
-    {"PUT", "/api/v1/agent/tasks/{task}/artifacts/{path*}", api_agent_artifact, ADMIN | AGENT,
-     ROUTE_BODY_FILE, 0},
+    { "POST", "/api/v1/agent/tasks/{task}/status", api_agent_status, ADMIN | AGENT, JSON, 0 },
+    { "POST", "/api/v1/agent/tasks/{task}/metrics", api_agent_metrics, ADMIN | AGENT, JSON, 0 },
+    { "POST", "/api/v1/agent/tasks/{task}/logs", api_agent_logs, ADMIN | AGENT, ROUTE_BODY_RAW, 0 },
+    { "PUT", "/api/v1/agent/tasks/{task}/artifacts/{path*}", api_agent_artifact, ADMIN | AGENT,
+      ROUTE_BODY_FILE, 0 },
 
-    {"POST", "/api/v1/tokens", api_tokens_create, ADMIN, JSON, 0},
-    {"GET", "/api/v1/tokens", api_tokens_list, ADMIN, JSON, 0},
-    {"DELETE", "/api/v1/tokens/{id}", api_tokens_delete, ADMIN, JSON, 0},
+    { "POST", "/api/v1/tokens", api_tokens_create, ADMIN, JSON, 0 },
+    { "GET", "/api/v1/tokens", api_tokens_list, ADMIN, JSON, 0 },
+    { "DELETE", "/api/v1/tokens/{id}", api_tokens_delete, ADMIN, JSON, 0 },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -93,8 +93,8 @@ static bool match(const char *pattern, const char *path, char *params[API_MAX_PA
     return *p == '\0' && *s == '\0';
 }
 
-const struct route *routes_match(const char *method, const char *path,
-                                 char *params[API_MAX_PARAMS], int *ret_n_params)
+const struct route *routes_match(const char *method, const char *path, char *params[API_MAX_PARAMS],
+                                 int *ret_n_params)
 {
     size_t i;
     int n;

@@ -75,17 +75,17 @@ static bool parse_long(const char *s, long min, long max, long *ret)
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"data", required_argument, NULL, 'd'},
-        {"node-timeout", required_argument, NULL, 't'},
-        {"max-snapshot-mb", required_argument, NULL, 'm'},
-        {"max-artifact-mb", required_argument, NULL, 'A'},
-        {"threads", required_argument, NULL, 'T'},
-        {"sync", required_argument, NULL, 's'},
-        {"dev", no_argument, NULL, 'D'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        { "listen", required_argument, NULL, 'l' },
+        { "data", required_argument, NULL, 'd' },
+        { "node-timeout", required_argument, NULL, 't' },
+        { "max-snapshot-mb", required_argument, NULL, 'm' },
+        { "max-artifact-mb", required_argument, NULL, 'A' },
+        { "threads", required_argument, NULL, 'T' },
+        { "sync", required_argument, NULL, 's' },
+        { "dev", no_argument, NULL, 'D' },
+        { "log-level", required_argument, NULL, 'L' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     int c;
 
@@ -174,8 +174,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
 }
 
 /* Splits "HOST:PORT" or "[V6]:PORT" and resolves it into *ret_addr. */
-static int resolve_listen(const char *listen, struct sockaddr_storage *ret_addr,
-                          socklen_t *ret_len)
+static int resolve_listen(const char *listen, struct sockaddr_storage *ret_addr, socklen_t *ret_len)
 {
     struct addrinfo hints;
     struct addrinfo *res = NULL;
@@ -281,8 +280,7 @@ extern char **environ;
  * --dev: runs `trainyard agent` for this machine as a child process, with
  * the admin token (in its environment, not on its command line).
  */
-static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr,
-                             uint16_t port)
+static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port)
 {
     char url[128];
     char token_path[4096];
@@ -290,8 +288,8 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     char work[4096];
     char env_token[300];
     char host[256] = "local";
-    char *argv[] = {"trainyard", "agent", "--server", url, "--name", host, "--listen",
-                    "127.0.0.1:0", "--work", work, "--grace", "5", NULL};
+    char *argv[] = { "trainyard",   "agent",  "--server", url,       "--name", host, "--listen",
+                     "127.0.0.1:0", "--work", work,       "--grace", "5",      NULL };
     char **env;
     size_t n = 0;
     size_t i;

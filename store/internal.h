@@ -65,8 +65,6 @@ void list_set_cursor(cJSON *list, const char *cursor);
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
                            int64_t timeout_ms);
 
-
-
 /* ---- run rules, shared by the write paths (tasks.c) ---- */
 
 /* Marks every unfinished task of a run's attempt killed; tasks an agent

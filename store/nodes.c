@@ -11,8 +11,8 @@
 /* A task holds resources on its node while it is in one of these. */
 #define LIVE_TASK "status IN ('assigned', 'preparing', 'running')"
 
-#define NODE_COLUMNS                                                                              \
-    "name, pool, agent_url, cpus, memory_mb, gpus, labels, features, state, registered_at, "    \
+#define NODE_COLUMNS                                                                               \
+    "name, pool, agent_url, cpus, memory_mb, gpus, labels, features, state, registered_at, "       \
     "last_heartbeat"
 
 /* ---- register ---- */
@@ -87,8 +87,7 @@ static int add_allocation(struct conn *c, const char *name, cJSON *node)
         cJSON_AddItemToArray(tasks, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
         cpus += sqlite3_column_double(st, 1);
         memory_mb += sqlite3_column_int64(st, 2);
-        cJSON_ArrayForEach(g, held)
-        {
+        cJSON_ArrayForEach(g, held) {
             cJSON_AddItemToArray(gpus, cJSON_Duplicate(g, 0));
         }
         cJSON_Delete(held);
@@ -178,8 +177,8 @@ int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms
         cJSON *node;
 
         if (n++ == page->limit) {
-            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
-                                                  "name"));
+            list_set_cursor(list,
+                            json_get_string(cJSON_GetArrayItem(items, page->limit - 1), "name"));
             rc = SQLITE_DONE;
             break;
         }
@@ -205,6 +204,7 @@ struct heartbeat {
     const char *name;
     const cJSON *reported;
     int64_t now;
+    int64_t grace_ms;
     cJSON *stop;
 };
 
@@ -228,8 +228,7 @@ static int heartbeat_fn(struct conn *c, void *arg)
 
     /* The server's view wins: a reported task that is not live here, by
      * the store's record, must stop. */
-    cJSON_ArrayForEach(task, h->reported)
-    {
+    cJSON_ArrayForEach(task, h->reported) {
         const char *id = json_get_string(task, "id");
         bool wanted = false;
 
@@ -249,13 +248,56 @@ static int heartbeat_fn(struct conn *c, void *arg)
         if (!wanted)
             cJSON_AddItemToArray(h->stop, cJSON_CreateString(id));
     }
+
+    /* And the other way: a task the agent accepted a while ago but no
+     * longer reports is gone (its process died with an earlier agent). */
+    {
+        char lost[64][256];
+        int64_t seqs[64];
+        int n = 0;
+        int i;
+
+        st = conn_stmt(c, "SELECT id, run_seq FROM tasks WHERE node = ? AND " LIVE_TASK
+                          " AND pushed = 1 AND assigned_at < ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, h->name);
+        sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            const cJSON *r;
+            bool reported = false;
+
+            cJSON_ArrayForEach(r, h->reported) {
+                const char *rid = json_get_string(r, "id");
+
+                if (rid && strcmp(rid, id) == 0)
+                    reported = true;
+            }
+            if (!reported) {
+                snprintf(lost[n], sizeof(lost[n]), "%s", id);
+                seqs[n++] = sqlite3_column_int64(st, 1);
+            }
+        }
+        sqlite3_reset(st);
+        for (i = 0; i < n; i++) {
+            st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, "
+                              "message = 'the agent no longer has it' WHERE id = ?");
+            if (st == NULL)
+                return ERR_INTERNAL;
+            sqlite3_bind_int64(st, 1, h->now);
+            bind_text(st, 2, lost[i]);
+            if ((rc = stmt_done(c, st)) < 0 || (rc = run_evaluate(c, seqs[i], h->now)) < 0)
+                return rc;
+        }
+    }
     return 0;
 }
 
 int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, cJSON **ret_stop)
+                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop)
 {
-    struct heartbeat h = {name, reported, now_ms, cJSON_CreateArray()};
+    struct heartbeat h = { name, reported, now_ms, grace_ms, cJSON_CreateArray() };
     int rc = store_write(store, heartbeat_fn, &h);
 
     if (rc < 0) {
@@ -292,7 +334,7 @@ static int drain_fn(struct conn *c, void *arg)
 
 int store_node_drain(struct store *store, const char *name, bool drain)
 {
-    struct drain d = {name, drain};
+    struct drain d = { name, drain };
 
     return store_write(store, drain_fn, &d);
 }
@@ -340,13 +382,11 @@ static bool has_features(const char *node_features, const cJSON *wanted)
     if (wanted == NULL || cJSON_GetArraySize(wanted) == 0)
         return true;
     have = json_parse_trusted(node_features);
-    cJSON_ArrayForEach(w, wanted)
-    {
+    cJSON_ArrayForEach(w, wanted) {
         const cJSON *h;
         bool found = false;
 
-        cJSON_ArrayForEach(h, have)
-        {
+        cJSON_ArrayForEach(h, have) {
             if (cJSON_IsString(h) && strcmp(h->valuestring, w->valuestring) == 0)
                 found = true;
         }
@@ -357,9 +397,8 @@ static bool has_features(const char *node_features, const cJSON *wanted)
     return ok;
 }
 
-int store_pool_nodes(struct store *store, const char *pool, const cJSON *features,
-                     int64_t now_ms, int64_t node_timeout_ms, int64_t *ret_ready,
-                     int64_t *ret_with_features)
+int store_pool_nodes(struct store *store, const char *pool, const cJSON *features, int64_t now_ms,
+                     int64_t node_timeout_ms, int64_t *ret_ready, int64_t *ret_with_features)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
@@ -399,13 +438,12 @@ int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, 
 
     /* Pools are few and small; folding the node list keeps one definition
      * of state and allocation. */
-    struct store_page all = {NULL, INT32_MAX - 1};
+    struct store_page all = { NULL, INT32_MAX - 1 };
 
     if ((rc = store_node_list(store, now_ms, node_timeout_ms, &all, &nodes)) < 0)
         return rc;
     list = list_new(&items);
-    cJSON_ArrayForEach(node, json_get(nodes, "items"))
-    {
+    cJSON_ArrayForEach(node, json_get(nodes, "items")) {
         const char *pool = json_get_string(node, "pool");
         const cJSON *alloc = json_get(node, "allocated");
         bool ready = strcmp(json_get_string(node, "state"), "ready") == 0;
@@ -416,8 +454,7 @@ int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, 
         double cpus = json_get(node, "cpus")->valuedouble;
         double mem = json_get(node, "memory_mb")->valuedouble;
 
-        cJSON_ArrayForEach(it, items)
-        {
+        cJSON_ArrayForEach(it, items) {
             if (strcmp(json_get_string(it, "name"), pool) == 0)
                 p = it;
         }
@@ -461,8 +498,7 @@ int store_node_counts(struct store *store, int64_t now_ms, int64_t node_timeout_
     cJSON *counts;
     int rc;
 
-    if (c == NULL ||
-        (st = conn_stmt(c, "SELECT state, last_heartbeat FROM nodes")) == NULL)
+    if (c == NULL || (st = conn_stmt(c, "SELECT state, last_heartbeat FROM nodes")) == NULL)
         return ERR_INTERNAL;
     counts = cJSON_CreateObject();
     cJSON_AddNumberToObject(counts, "ready", 0);

@@ -227,8 +227,8 @@ out:
     return rc;
 }
 
-int store_artifact_find(struct store *store, const char *run_id, const char *path,
-                        const char *task, char *ret_task, size_t task_size)
+int store_artifact_find(struct store *store, const char *run_id, const char *path, const char *task,
+                        char *ret_task, size_t task_size)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
@@ -351,9 +351,9 @@ int store_run_log(struct store *store, const char *run_id, const char *task, str
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *data = sqlite3_column_blob(st, 2);
         size_t len = (size_t)sqlite3_column_bytes(st, 2);
-        struct partial *p = partial_for(&partials, &n_partials,
-                                        (const char *)sqlite3_column_text(st, 0),
-                                        (const char *)sqlite3_column_text(st, 1));
+        struct partial *p =
+            partial_for(&partials, &n_partials, (const char *)sqlite3_column_text(st, 0),
+                        (const char *)sqlite3_column_text(st, 1));
         const char *nl;
 
         buf_add(&p->line, data, len);

@@ -8,17 +8,16 @@
 #include "store/internal.h"
 #include "common/banned.h"
 
-static const char *const run_statuses[] = {"queued",    "starting", "running",
-                                           "completed", "failed",   "canceled"};
+static const char *const run_statuses[] = { "queued",    "starting", "running",
+                                            "completed", "failed",   "canceled" };
 
-#define RUN_COLUMNS                                                                               \
-    "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "     \
+#define RUN_COLUMNS                                                                                \
+    "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "        \
     "reason"
 
 /* ---- create ---- */
 
-int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type,
-              const cJSON *data)
+int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, const cJSON *data)
 {
     sqlite3_stmt *st = conn_stmt(c, "INSERT INTO run_events(run_seq, time, type, data) "
                                     "VALUES (?, ?, ?, ?)");
@@ -88,8 +87,7 @@ static int run_create_fn(struct conn *c, void *arg)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
 
-    cJSON_ArrayForEach(tag, tags)
-    {
+    cJSON_ArrayForEach(tag, tags) {
         st = conn_stmt(c, "INSERT INTO run_tags(key, value, run_seq) VALUES (?, ?, ?)");
         if (st == NULL)
             return ERR_INTERNAL;
@@ -341,7 +339,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
 
 int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run)
 {
-    struct run_cancel arg = {id, now_ms};
+    struct run_cancel arg = { id, now_ms };
     int rc = store_write(store, run_cancel_fn, &arg);
 
     if (rc < 0)
@@ -371,8 +369,8 @@ int store_experiment_list(struct store *store, const struct store_page *page, cJ
         cJSON *e;
 
         if (n++ == page->limit) {
-            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
-                                                  "name"));
+            list_set_cursor(list,
+                            json_get_string(cJSON_GetArrayItem(items, page->limit - 1), "name"));
             rc = SQLITE_DONE;
             break;
         }

@@ -39,8 +39,7 @@ static cJSON *find_node(cJSON *nodes, const char *name)
 {
     cJSON *n;
 
-    cJSON_ArrayForEach(n, nodes)
-    {
+    cJSON_ArrayForEach(n, nodes) {
         if (strcmp(json_get_string(n, "name"), name) == 0)
             return n;
     }
@@ -76,8 +75,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
         cJSON_AddNumberToObject(n, "memory_mb", (double)sqlite3_column_int64(st, 4));
         gpus = json_parse_trusted((const char *)sqlite3_column_text(st, 5));
         indices = cJSON_AddArrayToObject(n, "gpus");
-        cJSON_ArrayForEach(g, gpus)
-        {
+        cJSON_ArrayForEach(g, gpus) {
             cJSON_AddItemToArray(indices, cJSON_CreateNumber(json_get(g, "index")->valuedouble));
         }
         cJSON_Delete(gpus);
@@ -111,8 +109,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
                              json_get(n, "used_memory_mb")->valuedouble +
                                  (double)sqlite3_column_int64(st, 2));
         held = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
-        cJSON_ArrayForEach(g, held)
-        {
+        cJSON_ArrayForEach(g, held) {
             cJSON_AddItemToArray(json_get(n, "used_gpus"), cJSON_CreateNumber(g->valuedouble));
         }
         cJSON_Delete(held);
@@ -148,8 +145,7 @@ static int load_queue(struct conn *c, cJSON *runs)
     {
         cJSON *r;
 
-        cJSON_ArrayForEach(r, runs)
-        {
+        cJSON_ArrayForEach(r, runs) {
             st = conn_stmt(c, "SELECT id, name, type, idx FROM tasks WHERE run_seq = ? "
                               "AND attempt = ? ORDER BY ord");
             if (st == NULL)
@@ -206,8 +202,7 @@ static int place_fn(struct conn *c, void *arg)
     const cJSON *pl;
     int rc;
 
-    cJSON_ArrayForEach(pl, p->placements)
-    {
+    cJSON_ArrayForEach(pl, p->placements) {
         const char *run_id = json_get_string(pl, "run");
         const cJSON *t;
         sqlite3_stmt *st = conn_stmt(c, "SELECT seq, spec FROM runs WHERE id = ? AND "
@@ -231,8 +226,7 @@ static int place_fn(struct conn *c, void *arg)
         duration = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
         cJSON_Delete(spec);
 
-        cJSON_ArrayForEach(t, json_get(pl, "tasks"))
-        {
+        cJSON_ArrayForEach(t, json_get(pl, "tasks")) {
             char *gpus = json_print(json_get(t, "gpus"));
             char *argv = json_print(json_get(t, "argv"));
             char *env = json_print(json_get(t, "env"));
@@ -289,7 +283,7 @@ static int place_fn(struct conn *c, void *arg)
 
 int store_sched_place(struct store *store, const cJSON *placements, int64_t now_ms)
 {
-    struct place p = {placements, now_ms};
+    struct place p = { placements, now_ms };
 
     return store_write(store, place_fn, &p);
 }
@@ -299,8 +293,7 @@ static int reasons_fn(struct conn *c, void *arg)
     const cJSON *r;
     int rc;
 
-    cJSON_ArrayForEach(r, (const cJSON *)arg)
-    {
+    cJSON_ArrayForEach(r, (const cJSON *)arg) {
         sqlite3_stmt *st = conn_stmt(c, "UPDATE runs SET reason = ? WHERE id = ? "
                                         "AND status = 'queued' AND reason IS NOT ?1");
 
@@ -460,7 +453,7 @@ static int pushed_fn(struct conn *c, void *arg)
 int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
                        int64_t now_ms)
 {
-    struct pushed p = {task_id, error, ok, now_ms};
+    struct pushed p = { task_id, error, ok, now_ms };
 
     return store_write(store, pushed_fn, &p);
 }
@@ -601,7 +594,7 @@ static int expire_fn(struct conn *c, void *arg)
 int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
                        bool *ret_changed)
 {
-    struct expire e = {now_ms, node_timeout_ms, false};
+    struct expire e = { now_ms, node_timeout_ms, false };
     int rc = store_write(store, expire_fn, &e);
 
     if (rc == 0)
@@ -626,7 +619,7 @@ static int restarted_fn(struct conn *c, void *arg)
 
 int store_node_restarted(struct store *store, const char *name, int64_t now_ms)
 {
-    struct restarted r = {name, now_ms};
+    struct restarted r = { name, now_ms };
 
     return store_write(store, restarted_fn, &r);
 }

@@ -24,7 +24,7 @@ static int snapshot_put_fn(struct conn *c, void *arg)
 
 int store_snapshot_put(struct store *store, const char *id, int64_t size, int64_t now_ms)
 {
-    struct snapshot_put p = {id, size, now_ms};
+    struct snapshot_put p = { id, size, now_ms };
 
     return store_write(store, snapshot_put_fn, &p);
 }

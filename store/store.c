@@ -342,7 +342,7 @@ static void *writer_main(void *arg)
 
 int store_write(struct store *store, store_write_fn fn, void *arg)
 {
-    struct write_op op = {.fn = fn, .arg = arg, .rc = 0, .done = false, .next = NULL};
+    struct write_op op = { .fn = fn, .arg = arg, .rc = 0, .done = false, .next = NULL };
 
     pthread_mutex_lock(&store->mu);
     if (store->stopping) {

@@ -32,7 +32,7 @@
 struct store;
 
 enum store_sync {
-    STORE_SYNC_FULL,   /* fsync at every commit: a 201 survives power loss */
+    STORE_SYNC_FULL, /* fsync at every commit: a 201 survives power loss */
     STORE_SYNC_NORMAL, /* WAL default: survives a crash of the process */
 };
 
@@ -144,8 +144,8 @@ struct store_node_reg {
     const char *agent_url;
     double cpus;
     int64_t memory_mb;
-    const cJSON *gpus;     /* validated array */
-    const cJSON *labels;   /* validated object */
+    const cJSON *gpus; /* validated array */
+    const cJSON *labels; /* validated object */
     const cJSON *features; /* validated array */
     const char *secret;
     int64_t now_ms;
@@ -165,19 +165,19 @@ int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms
 /*
  * Records a heartbeat. reported is the agent's [{"id", "status"}] list;
  * *ret_stop gets a JSON array of the reported task ids the server does not
- * want running (unknown, ended, or not placed on this node).
+ * want running (unknown, ended, or not placed on this node). Tasks the
+ * agent accepted more than grace_ms ago but does not report are lost.
  * ERR_NOT_FOUND when the node is unknown.
  */
 int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, cJSON **ret_stop);
+                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop);
 int store_node_drain(struct store *store, const char *name, bool drain);
 /* ERR_NOT_FOUND, or ERR_CONFLICT while tasks are live on it. */
 int store_node_delete(struct store *store, const char *name);
 /* Ready nodes in pool and how many of them have every feature in features
  * (a JSON array of strings, may be NULL). */
-int store_pool_nodes(struct store *store, const char *pool, const cJSON *features,
-                     int64_t now_ms, int64_t node_timeout_ms, int64_t *ret_ready,
-                     int64_t *ret_with_features);
+int store_pool_nodes(struct store *store, const char *pool, const cJSON *features, int64_t now_ms,
+                     int64_t node_timeout_ms, int64_t *ret_ready, int64_t *ret_with_features);
 /* Pools with capacity: {"items": [...], "next_cursor": null}. */
 int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, cJSON **ret_list);
 /* Counts of nodes per state, as {"ready": 1, "draining": 0, "down": 0}. */
@@ -238,8 +238,8 @@ int store_run_metric_series(struct store *store, const char *run_id, const char 
 /* {"items": [{"path", "size", "task"}]}. */
 int store_run_artifacts(struct store *store, const char *run_id, cJSON **ret_list);
 /* The task name that holds path for run (task may name one), for reading the file. */
-int store_artifact_find(struct store *store, const char *run_id, const char *path,
-                        const char *task, char *ret_task, size_t task_size);
+int store_artifact_find(struct store *store, const char *run_id, const char *path, const char *task,
+                        char *ret_task, size_t task_size);
 
 /*
  * The log text of a run, all attempts, in arrival order: each line

@@ -99,8 +99,8 @@ static int retry(struct conn *c, int64_t seq, const char *run_id, int64_t attemp
     return rc;
 }
 
-static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
-                      const char *status, const char *error)
+static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now, const char *status,
+                      const char *error)
 {
     sqlite3_stmt *st;
     int rc;
@@ -336,7 +336,7 @@ static int report_fn(struct conn *c, void *arg)
 int store_task_report(struct store *store, const char *task_id, const char *node,
                       const char *status, int exit_code, const char *message, int64_t now_ms)
 {
-    struct report r = {task_id, node, status, message, exit_code, now_ms};
+    struct report r = { task_id, node, status, message, exit_code, now_ms };
 
     if (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
         strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)
@@ -390,7 +390,7 @@ static int logs_fn(struct conn *c, void *arg)
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size)
 {
-    struct logs l = {task_id, node, offset, data, len, 0};
+    struct logs l = { task_id, node, offset, data, len, 0 };
     int rc = store_write(store, logs_fn, &l);
 
     if (rc == 0 || rc == ERR_CONFLICT)
@@ -419,8 +419,7 @@ static int metrics_fn(struct conn *c, void *arg)
         m->duplicate = true;
         return 0;
     }
-    cJSON_ArrayForEach(p, m->points)
-    {
+    cJSON_ArrayForEach(p, m->points) {
         const char *name = json_get_string(p, "name");
         double value = json_get(p, "value")->valuedouble;
         int64_t step = (int64_t)json_get(p, "step")->valuedouble;
@@ -463,7 +462,7 @@ static int metrics_fn(struct conn *c, void *arg)
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
                        const cJSON *points, bool *ret_duplicate)
 {
-    struct metrics m = {task_id, node, seq, points, false};
+    struct metrics m = { task_id, node, seq, points, false };
     int rc = store_write(store, metrics_fn, &m);
 
     if (rc == 0)
@@ -520,7 +519,7 @@ static int artifact_fn(struct conn *c, void *arg)
 
 int store_artifact_put(struct store *store, const char *task_id, const char *path, int64_t size)
 {
-    struct artifact a = {task_id, path, size};
+    struct artifact a = { task_id, path, size };
 
     return store_write(store, artifact_fn, &a);
 }

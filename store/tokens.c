@@ -32,7 +32,7 @@ static int token_create_fn(struct conn *c, void *arg)
 int store_token_create(struct store *store, const char *id, const char *name, const char *role,
                        const char *node, const char *hash, int64_t now_ms)
 {
-    struct token_create t = {id, name, role, node, hash, now_ms};
+    struct token_create t = { id, name, role, node, hash, now_ms };
 
     return store_write(store, token_create_fn, &t);
 }
@@ -43,7 +43,8 @@ int store_token_lookup(struct store *store, const char *hash, struct store_token
     sqlite3_stmt *st;
     int rc;
 
-    if (c == NULL || (st = conn_stmt(c, "SELECT id, role, node FROM tokens WHERE hash = ?")) == NULL)
+    if (c == NULL ||
+        (st = conn_stmt(c, "SELECT id, role, node FROM tokens WHERE hash = ?")) == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, hash);
     rc = sqlite3_step(st);
@@ -99,7 +100,7 @@ static int token_bind_fn(struct conn *c, void *arg)
 
 int store_token_bind(struct store *store, const char *id, const char *node)
 {
-    struct token_bind b = {id, node};
+    struct token_bind b = { id, node };
 
     return store_write(store, token_bind_fn, &b);
 }
@@ -149,8 +150,8 @@ int store_token_list(struct store *store, const struct store_page *page, cJSON *
     list = list_new(&items);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n++ == page->limit) {
-            list_set_cursor(list, json_get_string(cJSON_GetArrayItem(items, page->limit - 1),
-                                                  "id"));
+            list_set_cursor(list,
+                            json_get_string(cJSON_GetArrayItem(items, page->limit - 1), "id"));
             rc = SQLITE_DONE;
             break;
         }

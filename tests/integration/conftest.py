@@ -549,3 +549,252 @@ def snapshot(server):
     data = project_tgz(uuid.uuid4().hex.encode())
     body = server.upload_snapshot(data)
     return body["id"], data
+
+
+# --------------------------------------------------------------------------
+# Node agents and waiting (end-to-end execution tests)
+# --------------------------------------------------------------------------
+
+AGENT_READY_TIMEOUT_S = 30.0
+PYTHON = "/usr/bin/python3"
+
+
+def wait_for(cond, timeout=30.0, what="condition", interval=0.1):
+    """Polls cond() until it returns something truthy; returns that value.
+    Raises AssertionError naming `what` (a string or a callable giving one)
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (
+                timeout, what() if callable(what) else what))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while pid is a live process (a zombie nobody reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class Agent:
+    """One `trainyard agent` process on 127.0.0.1:0 with its own work dir.
+
+    start(server, name, extra_args) starts it with a node-bound agent token
+    and waits (bounded) until GET /api/v1/nodes/{name} shows it ready at the
+    URL it serves on; stop() is SIGTERM + clean exit (0, sanitizer-clean
+    stderr); kill() is SIGKILL."""
+
+    def __init__(self, base_dir):
+        self.base_dir = str(base_dir)
+        self.proc = None
+        self.name = None
+        self.work = None
+        self.server = None
+        self.token = None
+        self.url = None
+        self.starts = 0
+        self.log_paths = []
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, server, name=None, extra_args=(), work=None, cpus=4, gpus=0, grace=2,
+              wait=True):
+        assert os.path.exists(BIN), "trainyard binary not found at %s" % BIN
+        if name is not None:
+            self.name = name
+        assert self.name, "an agent needs a name"
+        if work is not None:
+            self.work = str(work)
+        elif self.work is None:
+            self.work = os.path.join(self.base_dir, "agent-" + self.name)
+        if self.server is not server or self.token is None:
+            self.token = server.create_token("agent", node=self.name)["secret"]
+        self.server = server
+        self.starts += 1
+        self.log_path = os.path.join(self.base_dir, "agent-%s.stderr.%d.log" % (
+            self.name, self.starts))
+        self.log_paths.append(self.log_path)
+        argv = [BIN, "agent", "--server", server.url, "--token", self.token,
+                "--name", self.name, "--listen", "127.0.0.1:0", "--work", self.work,
+                "--cpus", str(cpus), "--gpus", str(gpus), "--grace", str(grace),
+                "--python", PYTHON] + list(extra_args)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+        with open(self.log_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                         cwd=self.base_dir)
+        self.url = None
+        if wait:
+            self.wait_ready()
+        return self
+
+    def _current_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, timeout=AGENT_READY_TIMEOUT_S):
+        def ready():
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError("agent %s exited with %d during start-up:\n%s"
+                                     % (self.name, rc, self.log_tail()))
+            if self.url is None:
+                m = re.search(r"serving on (http://\S+),", self._current_log())
+                if not m:
+                    return False
+                self.url = m.group(1)
+            r = self.server.get("/api/v1/nodes/" + self.name)
+            return (r.status == 200 and r.body.get("state") == "ready"
+                    and r.body.get("agent_url") == self.url
+                    and "registered node" in self._current_log())
+        wait_for(ready, timeout, lambda: "agent %s to be ready:\n%s" % (
+            self.name, self.log_tail()))
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT_S + 10):
+        if self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.proc = None
+                raise AssertionError("agent %s did not exit within %.0f s of SIGTERM:\n%s"
+                                     % (self.name, timeout, self.log_tail()))
+        self.proc = None
+        assert proc.returncode == 0, "agent %s exit code %r after SIGTERM:\n%s" % (
+            self.name, proc.returncode, self.log_tail())
+        self.check_log()
+
+    def kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.check_log()
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log_text(self):
+        text = ""
+        for p in self.log_paths:
+            try:
+                with open(p, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def log_tail(self, n=4000):
+        return self.log_text()[-n:]
+
+    def check_log(self):
+        text = self.log_text()
+        for word in BAD_LOG_WORDS:
+            assert word not in text, "agent %s log contains %r:\n%s" % (
+                self.name, word, text[-6000:])
+
+
+def _stop_all(agents, servers=()):
+    """Stops agents, then servers; kills whatever is left; raises the first
+    failure after everything is cleaned up."""
+    errors = []
+    for proc_owner in list(agents) + list(servers):
+        try:
+            if proc_owner.alive():
+                proc_owner.stop()
+        except AssertionError as e:
+            errors.append(e)
+        finally:
+            proc_owner.cleanup()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def agent_factory(server_factory, tmp_path):
+    """agent_factory(server, name, extra_args=(), **kw) -> a started, ready Agent.
+    Its agents are stopped (clean exit asserted) before server_factory's servers."""
+    agents = []
+    base = tmp_path / "agents"
+    base.mkdir(exist_ok=True)
+
+    def make(server, name=None, extra_args=(), start=True, **kw):
+        a = Agent(base)
+        a.name = name or uniq("node")
+        agents.append(a)
+        if start:
+            a.start(server, extra_args=extra_args, **kw)
+        return a
+
+    yield make
+    _stop_all(agents)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A private server (default node timeout) with two ready agents on
+    loopback, shared by a module's non-destructive tests.  Yields
+    (server, [agent0, agent1])."""
+    base = tmp_path_factory.mktemp("cluster")
+    srv = Server(base / "data")
+    agents = []
+    try:
+        srv.start()
+        for i in range(2):
+            a = Agent(base)
+            a.name = uniq("node%d" % i)
+            agents.append(a)
+            a.start(srv, wait=False)  # start both, then wait: their start-ups overlap
+        for a in agents:
+            a.wait_ready()
+        yield srv, agents
+    finally:
+        try:
+            _stop_all(agents, [srv])
+        finally:
+            for a in agents:
+                a.cleanup()
+            srv.cleanup()

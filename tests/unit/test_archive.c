@@ -45,8 +45,8 @@ static const char *make_archive(const char *name, const char *setup, const char 
     make_dir();
     snprintf(path, sizeof(path), "%s/%s.tar.gz", dir, name);
     snprintf(cmd, sizeof(cmd),
-             "set -e; rm -rf '%s/src'; mkdir -p '%s/src'; cd '%s/src'; %s; tar czf '%s' %s",
-             dir, dir, dir, setup, path, tar_args);
+             "set -e; rm -rf '%s/src'; mkdir -p '%s/src'; cd '%s/src'; %s; tar czf '%s' %s", dir,
+             dir, dir, setup, path, tar_args);
     if (system(cmd) != 0)
         UNIT_FAIL("cannot build archive: %s", cmd);
     return path;
@@ -57,8 +57,8 @@ static void accepts_and_unpacks_a_plain_tree(void)
     char why[256];
     char out[600];
     char check[1400];
-    const char *a = make_archive("ok", "mkdir sub; echo hi > sub/f.txt; ln -s sub/f.txt link",
-                                 "sub link");
+    const char *a =
+        make_archive("ok", "mkdir sub; echo hi > sub/f.txt; ln -s sub/f.txt link", "sub link");
 
     ASSERT_EQ(archive_check(a, why, sizeof(why)), 0);
     snprintf(out, sizeof(out), "%s/out", dir);
@@ -74,27 +74,25 @@ static void refuses_escapes(void)
     char why[256];
 
     ASSERT_EQ(archive_check(python_archive("dotdot", "i = tarfile.TarInfo(\"a/../../x\"); "
-                                                      "t.addfile(i, io.BytesIO(b\"\"))"),
+                                                     "t.addfile(i, io.BytesIO(b\"\"))"),
                             why, sizeof(why)),
               ERR_INVALID);
     ASSERT_EQ(archive_check(python_archive("abs", "i = tarfile.TarInfo(\"/tmp/x\"); "
-                                                   "t.addfile(i, io.BytesIO(b\"\"))"),
+                                                  "t.addfile(i, io.BytesIO(b\"\"))"),
                             why, sizeof(why)),
               ERR_INVALID);
     ASSERT_EQ(archive_check(python_archive("hard", "i = tarfile.TarInfo(\"h\"); "
-                                                    "i.type = tarfile.LNKTYPE; "
-                                                    "i.linkname = \"/etc/passwd\"; "
-                                                    "t.addfile(i)"),
+                                                   "i.type = tarfile.LNKTYPE; "
+                                                   "i.linkname = \"/etc/passwd\"; "
+                                                   "t.addfile(i)"),
                             why, sizeof(why)),
               ERR_INVALID);
-    ASSERT_EQ(archive_check(make_archive("symlink", "ln -s /etc/passwd p", "p"), why,
-                            sizeof(why)),
+    ASSERT_EQ(archive_check(make_archive("symlink", "ln -s /etc/passwd p", "p"), why, sizeof(why)),
               ERR_INVALID);
-    ASSERT_EQ(archive_check(make_archive("uplink", "mkdir d; ln -s ../../x d/l", "d"), why,
-                            sizeof(why)),
-              ERR_INVALID);
-    ASSERT_EQ(archive_check(make_archive("fifo", "mkfifo f", "f"), why, sizeof(why)),
-              ERR_INVALID);
+    ASSERT_EQ(
+        archive_check(make_archive("uplink", "mkdir d; ln -s ../../x d/l", "d"), why, sizeof(why)),
+        ERR_INVALID);
+    ASSERT_EQ(archive_check(make_archive("fifo", "mkfifo f", "f"), why, sizeof(why)), ERR_INVALID);
 }
 
 static void refuses_non_gzip(void)
@@ -114,8 +112,8 @@ static void refuses_non_gzip(void)
 }
 
 UNIT_LIST(archive_tests) = {
-    {"archive/accepts_and_unpacks_a_plain_tree", accepts_and_unpacks_a_plain_tree},
-    {"archive/refuses_escapes", refuses_escapes},
-    {"archive/refuses_non_gzip", refuses_non_gzip},
-    {NULL, NULL},
+    { "archive/accepts_and_unpacks_a_plain_tree", accepts_and_unpacks_a_plain_tree },
+    { "archive/refuses_escapes", refuses_escapes },
+    { "archive/refuses_non_gzip", refuses_non_gzip },
+    { NULL, NULL },
 };

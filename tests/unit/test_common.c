@@ -78,10 +78,10 @@ static void json_int_checks_range_and_fraction(void)
 }
 
 UNIT_LIST(common_tests) = {
-    {"common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated},
-    {"common/rfc3339_round_trips", rfc3339_round_trips},
-    {"common/sha256_matches_known_vector", sha256_matches_known_vector},
-    {"common/json_parse_rejects_trailing_garbage", json_parse_rejects_trailing_garbage},
-    {"common/json_int_checks_range_and_fraction", json_int_checks_range_and_fraction},
-    {NULL, NULL},
+    { "common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated },
+    { "common/rfc3339_round_trips", rfc3339_round_trips },
+    { "common/sha256_matches_known_vector", sha256_matches_known_vector },
+    { "common/json_parse_rejects_trailing_garbage", json_parse_rejects_trailing_garbage },
+    { "common/json_int_checks_range_and_fraction", json_int_checks_range_and_fraction },
+    { NULL, NULL },
 };

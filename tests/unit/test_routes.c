@@ -35,8 +35,8 @@ static void only_healthz_is_open(void)
 {
     char *params[API_MAX_PARAMS];
     const char *const paths[][2] = {
-        {"GET", "/metrics"},       {"GET", "/api/v1/runs"},  {"POST", "/api/v1/runs"},
-        {"GET", "/api/v1/nodes"},  {"POST", "/api/v1/tokens"}, {"GET", "/api/v1/openapi.json"},
+        { "GET", "/metrics" },      { "GET", "/api/v1/runs" },    { "POST", "/api/v1/runs" },
+        { "GET", "/api/v1/nodes" }, { "POST", "/api/v1/tokens" }, { "GET", "/api/v1/openapi.json" },
     };
     size_t i;
     int n;
@@ -53,7 +53,7 @@ static void only_healthz_is_open(void)
 }
 
 UNIT_LIST(routes_tests) = {
-    {"routes/matches_params_and_methods", matches_params_and_methods},
-    {"routes/only_healthz_is_open", only_healthz_is_open},
-    {NULL, NULL},
+    { "routes/matches_params_and_methods", matches_params_and_methods },
+    { "routes/only_healthz_is_open", only_healthz_is_open },
+    { NULL, NULL },
 };

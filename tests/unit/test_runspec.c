@@ -7,8 +7,9 @@
 #include "common/err.h"
 #include "common/json.h"
 
-#define SRC "\"source\": \"sha256:" \
-            "0000000000000000000000000000000000000000000000000000000000000000\""
+#define SRC                                                                                        \
+    "\"source\": \"sha256:"                                                                        \
+    "0000000000000000000000000000000000000000000000000000000000000000\""
 
 /* Validates text; returns the error's field ("" on success). */
 static const char *field_of(const char *text)
@@ -34,8 +35,7 @@ static const char *field_of(const char *text)
 static void accepts_minimal_command_run(void)
 {
     ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"true\"]}"), "");
-    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", " SRC ", \"entry_script\": \"train.py\"}"),
-                  "");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", " SRC ", \"entry_script\": \"train.py\"}"), "");
 }
 
 static void fills_defaults(void)
@@ -62,8 +62,7 @@ static void names_the_bad_field(void)
     ASSERT_STR_EQ(field_of("{\"command\": [\"x\"]}"), "experiment");
     ASSERT_STR_EQ(field_of("{\"experiment\": \"a b\", \"command\": [\"x\"]}"), "experiment");
     ASSERT_STR_EQ(field_of("{\"experiment\": \"e\"}"), "entry_script");
-    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"entry_script\": \"t.py\"}"),
-                  "entry_script");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"entry_script\": \"t.py\"}"), "entry_script");
     ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", " SRC ", \"entry_script\": \"../t.py\"}"),
                   "entry_script");
     ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", " SRC ", \"entry_script\": \"/t.py\"}"),
@@ -161,9 +160,9 @@ static void expands_tasks_per_backend(void)
 }
 
 UNIT_LIST(runspec_tests) = {
-    {"runspec/accepts_minimal_command_run", accepts_minimal_command_run},
-    {"runspec/fills_defaults", fills_defaults},
-    {"runspec/names_the_bad_field", names_the_bad_field},
-    {"runspec/expands_tasks_per_backend", expands_tasks_per_backend},
-    {NULL, NULL},
+    { "runspec/accepts_minimal_command_run", accepts_minimal_command_run },
+    { "runspec/fills_defaults", fills_defaults },
+    { "runspec/names_the_bad_field", names_the_bad_field },
+    { "runspec/expands_tasks_per_backend", expands_tasks_per_backend },
+    { NULL, NULL },
 };

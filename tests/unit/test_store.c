@@ -10,7 +10,7 @@
 #include "common/json.h"
 #include "store/store.h"
 
-static const struct store_page all_page = {NULL, 1000};
+static const struct store_page all_page = { NULL, 1000 };
 
 static char *temp_db(void)
 {
@@ -55,13 +55,13 @@ static struct store *shared;
 
 static void *submit_many(void *arg)
 {
-    struct store_new_task task = {"main", "main", 0};
+    struct store_new_task task = { "main", "main", 0 };
     cJSON *spec = cJSON_Parse("{\"experiment\": \"exp\", \"tags\": {\"k\": \"v\"}}");
     char id[64];
     int i;
 
     for (i = 0; i < 50; i++) {
-        struct store_new_run run = {0};
+        struct store_new_run run = { 0 };
 
         snprintf(id, sizeof(id), "run-%ld-%d", (long)(intptr_t)arg, i);
         run.id = id;
@@ -82,7 +82,7 @@ static void *submit_many(void *arg)
 static void concurrent_writers_all_commit(void)
 {
     pthread_t threads[8];
-    struct store_run_filter f = {0};
+    struct store_run_filter f = { 0 };
     cJSON *list;
     cJSON *exps;
     long i;
@@ -112,8 +112,7 @@ static void concurrent_writers_all_commit(void)
     }
     ASSERT_EQ(total, 400);
     ASSERT_EQ(store_experiment_list(shared, &all_page, &exps), 0);
-    ASSERT_EQ(json_get(cJSON_GetArrayItem(json_get(exps, "items"), 0), "run_count")->valueint,
-              400);
+    ASSERT_EQ(json_get(cJSON_GetArrayItem(json_get(exps, "items"), 0), "run_count")->valueint, 400);
     cJSON_Delete(exps);
     store_free(shared);
 }
@@ -121,9 +120,9 @@ static void concurrent_writers_all_commit(void)
 static void duplicate_run_id_writes_nothing(void)
 {
     struct store *s;
-    struct store_new_task tasks[2] = {{"a", "main", 0}, {"a", "main", 0}};
+    struct store_new_task tasks[2] = { { "a", "main", 0 }, { "a", "main", 0 } };
     cJSON *spec = cJSON_Parse("{\"tags\": {}}");
-    struct store_new_run run = {0};
+    struct store_new_run run = { 0 };
     cJSON *exps;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
@@ -146,9 +145,9 @@ static void duplicate_run_id_writes_nothing(void)
 static void cancel_is_idempotent(void)
 {
     struct store *s;
-    struct store_new_task task = {"main", "main", 0};
+    struct store_new_task task = { "main", "main", 0 };
     cJSON *spec = cJSON_Parse("{\"tags\": {}}");
-    struct store_new_run run = {0};
+    struct store_new_run run = { 0 };
     cJSON *got;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
@@ -174,7 +173,7 @@ static void cancel_is_idempotent(void)
 static void node_goes_down_without_heartbeat(void)
 {
     struct store *s;
-    struct store_node_reg reg = {0};
+    struct store_node_reg reg = { 0 };
     cJSON *empty_arr = cJSON_CreateArray();
     cJSON *empty_obj = cJSON_CreateObject();
     cJSON *node;
@@ -198,13 +197,13 @@ static void node_goes_down_without_heartbeat(void)
     ASSERT_EQ(store_node_get(s, "n1", 17000, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "state"), "down");
     cJSON_Delete(node);
-    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, &stop), 0);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, 15000, &stop), 0);
     ASSERT_EQ(cJSON_GetArraySize(stop), 1);
     cJSON_Delete(stop);
     ASSERT_EQ(store_node_get(s, "n1", 17001, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "state"), "ready");
     cJSON_Delete(node);
-    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, &stop), ERR_NOT_FOUND);
+    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, 15000, &stop), ERR_NOT_FOUND);
     ASSERT_EQ(store_node_delete(s, "n1"), 0);
     ASSERT_EQ(store_node_delete(s, "n1"), ERR_NOT_FOUND);
     cJSON_Delete(reported);
@@ -232,12 +231,12 @@ static void token_binds_once(void)
 }
 
 UNIT_LIST(store_tests) = {
-    {"store/migrates_and_reopens", migrates_and_reopens},
-    {"store/refuses_newer_database", refuses_newer_database},
-    {"store/concurrent_writers_all_commit", concurrent_writers_all_commit},
-    {"store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing},
-    {"store/cancel_is_idempotent", cancel_is_idempotent},
-    {"store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat},
-    {"store/token_binds_once", token_binds_once},
-    {NULL, NULL},
+    { "store/migrates_and_reopens", migrates_and_reopens },
+    { "store/refuses_newer_database", refuses_newer_database },
+    { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
+    { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
+    { "store/cancel_is_idempotent", cancel_is_idempotent },
+    { "store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat },
+    { "store/token_binds_once", token_binds_once },
+    { NULL, NULL },
 };
