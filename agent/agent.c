@@ -26,6 +26,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/timeutil.h"
 #include "common/version.h"
 #include "common/xalloc.h"
@@ -510,19 +511,6 @@ static void on_signal(uv_signal_t *h, int signum)
     /* Answer calls that raced with the stop, then close the async. */
     on_calls(&call_async);
     uv_close((uv_handle_t *)&call_async, on_closed);
-}
-
-static bool parse_long(const char *s, long min, long max, long *ret)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
 }
 
 /* Writes the embedded Python helper under the work directory. */

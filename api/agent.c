@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/timeutil.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -186,16 +187,11 @@ void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_res
     int64_t offset = 0;
     int64_t size = 0;
     cJSON *out;
-    char *end;
     int rc;
 
-    if (offset_arg) {
-        errno = 0;
-        offset = strtoll(offset_arg, &end, 10);
-        if (errno || *offset_arg == '\0' || *end != '\0' || offset < 0) {
-            api_error(resp, ERR_INVALID, "offset", "offset must be a non-negative integer");
-            return;
-        }
+    if (offset_arg && !parse_int64(offset_arg, 0, INT64_MAX, &offset)) {
+        api_error(resp, ERR_INVALID, "offset", "offset must be a non-negative integer");
+        return;
     }
     rc = store_task_logs(ctx->store, task, caller_node(req), offset, req->body, req->body_len,
                          &size);

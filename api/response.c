@@ -12,6 +12,7 @@
 #include "api/internal.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/parse.h"
 #include "common/xalloc.h"
 #include "common/banned.h"
 
@@ -151,21 +152,6 @@ bool valid_name(const char *s, size_t max)
     return n >= 1 && n <= max;
 }
 
-static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
-{
-    char *end;
-    long long v;
-
-    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
-        return false;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
-
 bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_limit,
                   int64_t *ret_cursor)
 {
@@ -174,12 +160,12 @@ bool parse_paging(struct api_request *req, struct api_response *resp, int *ret_l
     int64_t v = 100;
     int64_t c = 0;
 
-    if (limit && !parse_int(limit, 1, 1000, &v)) {
+    if (limit && !parse_int64(limit, 1, 1000, &v)) {
         api_error(resp, ERR_INVALID, "limit", "limit must be an integer from 1 to 1000, not '%s'",
                   limit);
         return false;
     }
-    if (cursor && *cursor && !parse_int(cursor, 1, INT64_MAX, &c)) {
+    if (cursor && *cursor && !parse_int64(cursor, 1, INT64_MAX, &c)) {
         api_error(resp, ERR_INVALID, "cursor", "cursor '%s' is not one this server returned",
                   cursor);
         return false;
@@ -195,7 +181,7 @@ bool parse_page(struct api_request *req, struct api_response *resp, struct store
     const char *cursor = req->query(req->conn, "cursor");
     int64_t v = 100;
 
-    if (limit && !parse_int(limit, 1, 1000, &v)) {
+    if (limit && !parse_int64(limit, 1, 1000, &v)) {
         api_error(resp, ERR_INVALID, "limit", "limit must be an integer from 1 to 1000, not '%s'",
                   limit);
         return false;

@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/store.h"
@@ -23,19 +24,14 @@ static bool query_int(struct api_request *req, struct api_response *resp, const 
                       int64_t min, int64_t max, int64_t *ret)
 {
     const char *s = req->query(req->conn, key);
-    char *end;
-    long long v;
 
     if (s == NULL)
         return true;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max) {
+    if (!parse_int64(s, min, max, ret)) {
         api_error(resp, ERR_INVALID, key, "%s must be an integer from %lld to %lld", key,
                   (long long)min, (long long)max);
         return false;
     }
-    *ret = v;
     return true;
 }
 

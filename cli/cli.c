@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "common/xalloc.h"
+#include "common/parse.h"
 #include "common/banned.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
@@ -143,15 +144,7 @@ int cli_fail(const char *fmt, ...)
 
 bool cli_parse_long(const char *s, long min, long max, long *ret)
 {
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
+    return parse_long(s, min, max, ret);
 }
 
 void cli_format_number(double v, char *out, size_t size)

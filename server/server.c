@@ -21,6 +21,7 @@
 #include "api/api.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/timeutil.h"
 #include "common/version.h"
 #include "common/xalloc.h"
@@ -58,19 +59,6 @@ static const char usage[] =
     "  --dev                   also run a local agent for this machine\n"
     "  --log-level LEVEL       debug, info, warn or error (default info)\n"
     "  -h, --help              show this help\n";
-
-static bool parse_long(const char *s, long min, long max, long *ret)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
 
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {

@@ -73,6 +73,9 @@ int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t no
 /* Applies the run rules after its tasks changed: running, completed, gang
  * failure with retry or failure. */
 int run_evaluate(struct conn *c, int64_t run_seq, int64_t now);
+/* Appends a status event (with error, may be NULL) to a run's history. */
+int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status,
+                     const char *error);
 /* Appends an event to a run's history. */
 int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, const cJSON *data);
 #endif

@@ -36,12 +36,15 @@ int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, co
     return rc;
 }
 
-static int status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status)
+int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status,
+                     const char *error)
 {
     cJSON *data = cJSON_CreateObject();
     int rc;
 
     cJSON_AddStringToObject(data, "status", status);
+    if (error)
+        cJSON_AddStringToObject(data, "error", error);
     rc = run_event(c, run_seq, now, "status", data);
     cJSON_Delete(data);
     return rc;
@@ -113,7 +116,7 @@ static int run_create_fn(struct conn *c, void *arg)
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
     }
-    return status_event(c, seq, r->created_at, "queued");
+    return run_status_event(c, seq, r->created_at, "queued", NULL);
 }
 
 int store_run_create(struct store *store, const struct store_new_run *run)
@@ -334,7 +337,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
         return rc;
     if ((rc = tasks_kill_live(c, seq, attempt, rc_arg->now)) < 0)
         return rc;
-    return status_event(c, seq, rc_arg->now, "canceled");
+    return run_status_event(c, seq, rc_arg->now, "canceled", NULL);
 }
 
 int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run)

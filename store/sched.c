@@ -581,7 +581,8 @@ static int expire_fn(struct conn *c, void *arg)
             bind_text(up, 1, error);
             sqlite3_bind_int64(up, 2, e->now);
             sqlite3_bind_int64(up, 3, seqs[i]);
-            if ((rc = stmt_done(c, up)) < 0)
+            if ((rc = stmt_done(c, up)) < 0 ||
+                (rc = run_status_event(c, seqs[i], e->now, "failed", error)) < 0)
                 return rc;
             e->changed = true;
         } else {

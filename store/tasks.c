@@ -30,20 +30,6 @@ static bool task_ended(const char *status)
            strcmp(status, "killed") == 0 || strcmp(status, "lost") == 0;
 }
 
-static int status_event(struct conn *c, int64_t seq, int64_t now, const char *status,
-                        const char *error)
-{
-    cJSON *data = cJSON_CreateObject();
-    int rc;
-
-    cJSON_AddStringToObject(data, "status", status);
-    if (error)
-        cJSON_AddStringToObject(data, "error", error);
-    rc = run_event(c, seq, now, "status", data);
-    cJSON_Delete(data);
-    return rc;
-}
-
 int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
 {
     sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ?1, "
@@ -117,7 +103,7 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
     sqlite3_bind_int64(st, 4, seq);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
-    return status_event(c, seq, now, status, error);
+    return run_status_event(c, seq, now, status, error);
 }
 
 int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
@@ -237,7 +223,7 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         sqlite3_bind_int64(st, 1, run_seq);
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
-        return status_event(c, run_seq, now, "running", NULL);
+        return run_status_event(c, run_seq, now, "running", NULL);
     }
     return 0;
 }
