@@ -143,6 +143,9 @@ void api_compute_list(struct api_ctx *, struct api_request *, struct api_respons
 /* snapshots.c */
 void api_snapshots_upload(struct api_ctx *, struct api_request *, struct api_response *);
 void api_snapshots_get(struct api_ctx *, struct api_request *, struct api_response *);
+/* web.c: the dashboard (no authentication: the files hold no secrets) */
+void api_web_index(struct api_ctx *, struct api_request *, struct api_response *);
+void api_web_static(struct api_ctx *, struct api_request *, struct api_response *);
 /* agent.c (SPEC §3.4) */
 void api_agent_status(struct api_ctx *, struct api_request *, struct api_response *);
 void api_agent_metrics(struct api_ctx *, struct api_request *, struct api_response *);

@@ -17,6 +17,8 @@
 
 static struct route routes[] = {
     { "GET", "/healthz", api_healthz, API_ROLES_NONE, JSON, 0 },
+    { "GET", "/", api_web_index, API_ROLES_NONE, JSON, 0 },
+    { "GET", "/static/{name}", api_web_static, API_ROLES_NONE, JSON, 0 },
     { "GET", "/metrics", api_prometheus, READ, JSON, 0 },
     { "GET", "/api/v1/openapi.json", api_openapi, READ | AGENT, JSON, 0 },
 

@@ -226,12 +226,12 @@ def test_metrics_and_logs(cluster):
             print("line %03d" % i)
             if i % 2 == 0:
                 print('##metric {"loss": %d, "step": %d}' % (i // 2, i // 2))
-        for m in %r:
+        for m in MALFORMED:
             print(m)
         trainyard.log("acc", 0.5, step=7)
         trainyard.log("acc", 0.75, step=9)
         print("end")
-    """ % (MALFORMED,)))
+    """.replace("MALFORMED", repr(MALFORMED))))
     wait_completed(srv, run["id"])
     text = run_logs(srv, run["id"])
     lines = text.splitlines()
