@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/exec.h"
 #include "agent/internal.h"
 #include "common/crypto.h"
 #include "common/err.h"
@@ -62,7 +63,7 @@ static const char usage[] =
 
 /* ---- calls from the API thread to the loop ---- */
 
-enum call_kind { CALL_ASSIGN, CALL_STOP, CALL_LIST };
+enum call_kind { CALL_ASSIGN, CALL_STOP, CALL_LIST, CALL_EXEC };
 
 struct call {
     enum call_kind kind;
@@ -71,6 +72,7 @@ struct call {
     /* answer */
     int status;
     char *reply;
+    struct exec_stream *stream; /* CALL_EXEC */
     bool done;
     struct call *next;
 };
@@ -115,6 +117,13 @@ static void on_calls(uv_async_t *h)
         case CALL_LIST:
             c->status = 200;
             cJSON_AddItemToObject(out, "items", task_list(&agent, true));
+            break;
+        case CALL_EXEC:
+            c->status = agent.stopping ? 503
+                                       : exec_start(&agent, c->id, json_get(c->body, "argv"),
+                                                    &c->stream, &error);
+            if (error)
+                cJSON_AddStringToObject(out, "error", error);
             break;
         }
         c->reply = json_print(out);
@@ -207,7 +216,8 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         st = xcalloc(1, sizeof(*st));
         buf_init(&st->body);
         *req_cls = st;
-        if (strcmp(url, "/healthz") == 0)
+        /* /v1/exec is authorised by a run's exec secret, on the loop. */
+        if (strcmp(url, "/healthz") == 0 || strcmp(url, "/v1/exec") == 0)
             return MHD_YES;
         if (!authorized(conn))
             return reply(conn, 401,
@@ -235,6 +245,33 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
             cJSON_Delete(c.body);
             return reply(conn, 400, xstrdup("{\"error\": \"the body must be a JSON object\"}"));
         }
+    } else if (strcmp(url, "/v1/exec") == 0 && strcmp(method, "POST") == 0) {
+        const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+
+        if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) >= sizeof(c.id))
+            return reply(conn, 401, xstrdup("{\"error\": \"an exec secret is required\"}"));
+        c.kind = CALL_EXEC;
+        snprintf(c.id, sizeof(c.id), "%s", auth + 7);
+        c.body = json_parse(st->body.data, st->body.len);
+        if (c.body == NULL || !cJSON_IsObject(c.body)) {
+            cJSON_Delete(c.body);
+            return reply(conn, 400, xstrdup("{\"error\": \"the body must be a JSON object\"}"));
+        }
+        call_loop(&c);
+        cJSON_Delete(c.body);
+        if (c.status == 200 && c.stream) {
+            struct MHD_Response *r = exec_response(conn, c.stream);
+            enum MHD_Result ret;
+
+            free(c.reply);
+            if (r == NULL)
+                return MHD_NO;
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+            ret = MHD_queue_response(conn, 200, r);
+            MHD_destroy_response(r);
+            return ret;
+        }
+        return reply(conn, c.status, c.reply);
     } else if (strcmp(url, "/v1/tasks") == 0 && strcmp(method, "GET") == 0) {
         c.kind = CALL_LIST;
     } else if (strncmp(url, "/v1/tasks/", 10) == 0 && strcmp(method, "DELETE") == 0 &&
@@ -324,7 +361,9 @@ static void send_heartbeat(uv_timer_t *t)
     if (a->heartbeat_in_flight || a->stopping)
         return;
     body = cJSON_CreateObject();
-    cJSON_AddItemToObject(body, "tasks", task_list(a, false));
+    /* Every task still held, finished ones too: the server must not take
+     * a task that is still delivering its outputs for lost. */
+    cJSON_AddItemToObject(body, "tasks", task_list(a, true));
     text = json_print(body);
     cJSON_Delete(body);
     snprintf(path, sizeof(path), "/api/v1/nodes/%s/heartbeat", a->name);
@@ -560,7 +599,8 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
     char port_s[16];
     struct MHD_Daemon *d;
     const union MHD_DaemonInfo *info;
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     (void)a;
     memset(&hints, 0, sizeof(hints));
@@ -768,6 +808,13 @@ int agent_main(int argc, char **argv)
             free(sub);
         }
     }
+    {
+        char exe[PATH_MAX];
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+        exe[len > 0 ? len : 0] = '\0';
+        a->self_exe = xstrdup(len > 0 ? exe : "trainyard");
+    }
     if (install_helper(a) < 0) {
         log_error("agent: cannot write the Python helper under '%s'", a->work);
         goto out;
@@ -838,6 +885,7 @@ out:
     free(a->work);
     free(a->helper_dir);
     free(a->python_version);
+    free(a->self_exe);
     cJSON_Delete(a->labels);
     return rc;
 }

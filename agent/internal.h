@@ -45,6 +45,7 @@ struct agent {
     struct task *tasks;
     char *helper_dir; /* holds the trainyard Python helper, put on PYTHONPATH */
     char *python_version;
+    char *self_exe; /* this program, for mpirun's rsh agent */
     bool stopping;
 };
 
@@ -66,6 +67,23 @@ void task_reap_leftovers(struct agent *a);
 void task_stop_all(struct agent *a);
 /* Number of tasks still held. */
 int task_count(struct agent *a);
+
+/* For exec.c (MPI remote launch), all on the loop thread: */
+struct exec_stream;
+/* The live mpi worker task whose exec secret is secret, or NULL. */
+struct task *task_for_exec(struct agent *a, const char *secret);
+/* Its environment (caller frees each string and the array) and directory. */
+char **task_exec_env(struct task *t);
+const char *task_exec_cwd(struct task *t);
+const char *task_id(struct task *t);
+/* An exec of the task started (with its process group), and ended. */
+void task_exec_started(struct task *t, struct exec_stream *stream);
+void task_exec_pid(struct task *t, struct exec_stream *stream, int pid);
+void task_exec_ended(struct task *t, struct exec_stream *stream);
+/* Appends raw output to the task's log. */
+void task_log_bytes(struct task *t, const char *data, size_t len);
+/* exec.c: true once the caller of an exec has disconnected. */
+bool exec_caller_gone(struct exec_stream *s);
 
 /* ---- agent.c ---- */
 

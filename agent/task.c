@@ -108,10 +108,22 @@ struct task {
     bool uploads_listed;
     int venv_wait;
     bool work_pending; /* an unpack runs on the thread pool */
+
+    /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
+    bool holder;
+    struct exec_ref {
+        struct exec_stream *stream;
+        int pgid;
+        bool ended;
+    } execs[16];
+    int n_execs;
+    int live_execs;
+    bool release_pending;
 };
 
 static void pump(struct task *t);
 static void task_release(struct task *t);
+static void mpi_defaults(struct task *t, cJSON *env);
 static void finish(struct task *t, const char *status, int exit_code, const char *message);
 
 /* ---- small helpers ---- */
@@ -450,6 +462,96 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
     return 0;
 }
 
+/* ---- mpi execs ---- */
+
+static void kill_execs(struct task *t, int sig)
+{
+    int i;
+
+    for (i = 0; i < t->n_execs; i++) {
+        if (!t->execs[i].ended && t->execs[i].pgid > 0)
+            kill(-t->execs[i].pgid, sig);
+    }
+}
+
+struct task *task_for_exec(struct agent *a, const char *secret)
+{
+    struct task *t;
+
+    for (t = a->tasks; t; t = t->next) {
+        const char *mine = json_get_string(json_get(t->assignment, "env"), "TRAINYARD_MPI_SECRET");
+
+        if (t->holder && !t->finished && !t->stop_requested && mine && secret &&
+            crypto_equal(mine, secret) && t->n_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
+            return t;
+    }
+    return NULL;
+}
+
+const char *task_id(struct task *t)
+{
+    return t->id;
+}
+
+const char *task_exec_cwd(struct task *t)
+{
+    return t->src;
+}
+
+void task_log_bytes(struct task *t, const char *data, size_t len)
+{
+    write_all(t->log_fd, data, len);
+    t->log_size += (int64_t)len;
+}
+
+void task_exec_started(struct task *t, struct exec_stream *stream)
+{
+    t->execs[t->n_execs].stream = stream;
+    t->execs[t->n_execs].pgid = 0;
+    t->execs[t->n_execs].ended = false;
+    t->n_execs++;
+    t->live_execs++;
+}
+
+void task_exec_pid(struct task *t, struct exec_stream *stream, int pid)
+{
+    int i;
+
+    for (i = 0; i < t->n_execs; i++) {
+        if (t->execs[i].stream == stream)
+            t->execs[i].pgid = pid;
+    }
+}
+
+void task_exec_ended(struct task *t, struct exec_stream *stream)
+{
+    int i;
+
+    for (i = 0; i < t->n_execs; i++) {
+        if (t->execs[i].stream == stream) {
+            t->execs[i].ended = true;
+            t->execs[i].stream = NULL;
+        }
+    }
+    if (--t->live_execs == 0 && t->release_pending)
+        task_release(t);
+}
+
+char **task_exec_env(struct task *t)
+{
+    cJSON *env = cJSON_Duplicate(json_get(t->assignment, "env"), 1);
+    char **out;
+
+    /* Ranks start in mpirun's directory when it exists here, else in
+     * $HOME: make that the unpacked snapshot of this node's task. */
+    cJSON_DeleteItemFromObjectCaseSensitive(env, "HOME");
+    cJSON_AddStringToObject(env, "HOME", t->src);
+    mpi_defaults(t, env);
+    out = env_array(t, env);
+    cJSON_Delete(env);
+    return out;
+}
+
 /* ---- stopping ---- */
 
 static void on_kill_timer(uv_timer_t *timer)
@@ -460,6 +562,7 @@ static void on_kill_timer(uv_timer_t *timer)
         log_warn("agent: task '%s' ignored SIGTERM; sending SIGKILL", t->id);
         kill(-t->pgid, SIGKILL);
     }
+    kill_execs(t, SIGKILL);
 }
 
 bool task_stop(struct agent *a, const char *id, const char *why)
@@ -472,12 +575,16 @@ bool task_stop(struct agent *a, const char *id, const char *why)
         return true;
     t->stop_requested = true;
     log_info("agent: stopping task '%s' (%s)", id, why);
+    kill_execs(t, SIGTERM);
     if (t->child_handles > 0 && !t->child_exited && t->pgid > 0) {
         kill(-t->pgid, SIGTERM);
         uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
     } else if (t->child_handles == 0) {
-        /* Between steps (downloading, unpacking): end it here. */
-        finish(t, "failed", -1, "stopped before it started");
+        /* Between steps (downloading, unpacking), or an mpi worker: end it
+         * here; its execs got SIGTERM and get SIGKILL after the grace. */
+        if (t->live_execs > 0)
+            uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
+        finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
     }
     return true;
 }
@@ -599,9 +706,134 @@ static void queue_status(struct task *t, const char *status, int exit_code, cons
     pump(t);
 }
 
+/* Keeps MPI traffic on the nodes' network (STYLE.md, Open MPI notes): the
+ * /24 of every IPv4 host, unless the run's environment says otherwise. */
+static void mpi_defaults(struct task *t, cJSON *env)
+{
+    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
+    struct buf nets;
+    char *list = xstrdup(hosts ? hosts : "");
+    char *save = NULL;
+    char *item;
+
+    buf_init(&nets);
+    for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        unsigned a1, a2, a3, a4;
+        char net[64];
+
+        if (sscanf(item, "%u.%u.%u.%u:", &a1, &a2, &a3, &a4) == 4) {
+            snprintf(net, sizeof(net), "%u.%u.%u.0/24", a1, a2, a3);
+            if (strstr(nets.data, net) == NULL)
+                buf_printf(&nets, "%s%s", nets.len ? "," : "", net);
+        }
+    }
+    if (json_get(env, "OMPI_MCA_plm_rsh_agent") == NULL) {
+        char *rsh = xasprintf("%s rsh", t->a->self_exe);
+
+        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_agent", rsh);
+        free(rsh);
+    }
+    if (json_get(env, "OMPI_MCA_plm_rsh_no_tree_spawn") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_no_tree_spawn", "1");
+    if (json_get(env, "OMPI_MCA_routed") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_routed", "direct");
+    /* orted must stay in the exec's process group, not daemonize away. */
+    if (json_get(env, "OMPI_MCA_orte_leave_session_attached") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_orte_leave_session_attached", "1");
+    /* Several "nodes" on one machine crash Open MPI's shared memory. */
+    if (json_get(env, "OMPI_MCA_btl") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_btl", "self,tcp");
+    if (nets.len && json_get(env, "OMPI_MCA_oob_tcp_if_include") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_oob_tcp_if_include", nets.data);
+    if (nets.len && json_get(env, "OMPI_MCA_btl_tcp_if_include") == NULL)
+        cJSON_AddStringToObject(env, "OMPI_MCA_btl_tcp_if_include", nets.data);
+    if (geteuid() == 0) {
+        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT", "1");
+        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    }
+    free(list);
+    buf_release(&nets);
+}
+
+/* mpirun's argv before the program (SPEC §4 mpi): hostfile, -np, -x. */
+static int mpirun_argv(struct task *t, const cJSON *env, char **argv)
+{
+    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
+    const char *np = json_get_string(env, "TRAINYARD_MPI_NP");
+    char *path = xasprintf("%s/hostfile", t->dir);
+    char *list = xstrdup(hosts ? hosts : "");
+    char *save = NULL;
+    char *item;
+    const cJSON *e;
+    FILE *f = fopen(path, "w");
+    int n = 0;
+
+    for (item = strtok_r(list, ",", &save); f && item; item = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(item, ':');
+
+        if (colon) {
+            *colon = '\0';
+            fprintf(f, "%s slots=%s\n", item, colon + 1);
+        }
+    }
+    if (f)
+        fclose(f);
+    free(list);
+    argv[n++] = xstrdup("mpirun");
+    argv[n++] = xstrdup("--hostfile");
+    argv[n++] = path;
+    argv[n++] = xstrdup("-np");
+    argv[n++] = xstrdup(np ? np : "1");
+    argv[n++] = xstrdup("--map-by");
+    argv[n++] = xstrdup("slot");
+    argv[n++] = xstrdup("--bind-to");
+    argv[n++] = xstrdup("none");
+    /* The job's environment; each node's worker supplies its own GPUs,
+     * task identity and helper path. */
+    cJSON_ArrayForEach(e, env)
+    {
+        if (strncmp(e->string, "OMPI_", 5) == 0 || strcmp(e->string, "CUDA_VISIBLE_DEVICES") == 0 ||
+            strcmp(e->string, "TRAINYARD_TASK_TYPE") == 0 ||
+            strcmp(e->string, "TRAINYARD_TASK_INDEX") == 0 ||
+            strcmp(e->string, "TRAINYARD_NODE") == 0 || strcmp(e->string, "PYTHONPATH") == 0)
+            continue;
+        argv[n++] = xstrdup("-x");
+        argv[n++] = xstrdup(e->string);
+    }
+    argv[n++] = xstrdup("-x");
+    argv[n++] = xstrdup("PYTHONUNBUFFERED");
+    return n;
+}
+
+/* A command run with pip_packages finds the venv first on PATH, like an
+ * activated venv. env has room for one more entry (env_array). */
+static void use_venv(char **env, const char *python)
+{
+    char *bin = xstrdup(python);
+    char *slash = strrchr(bin, '/');
+    int i;
+
+    if (slash)
+        *slash = '\0';
+    for (i = 0; env[i]; i++) {
+        if (strncmp(env[i], "PATH=", 5) == 0) {
+            char *path = xasprintf("PATH=%s:%s", bin, env[i] + 5);
+
+            free(env[i]);
+            env[i] = path;
+        }
+    }
+    if (slash)
+        *strrchr(bin, '/') = '\0';
+    env[i] = xasprintf("VIRTUAL_ENV=%s", bin);
+    env[i + 1] = NULL;
+    free(bin);
+}
+
 static void start_main(struct task *t, const char *python)
 {
     const cJSON *argv_json = json_get(t->assignment, "argv");
+    cJSON *env_json = json_get(t->assignment, "env");
     const cJSON *arg;
     char **argv;
     char **env;
@@ -611,13 +843,27 @@ static void start_main(struct task *t, const char *python)
         finish(t, "failed", -1, "stopped before it started");
         return;
     }
-    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*argv));
+    if (cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
+        /* Holds the node's slots; mpirun starts the ranks through /v1/exec. */
+        t->holder = true;
+        t->status = "running";
+        queue_status(t, "running", -1, NULL);
+        return;
+    }
+    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2 * cJSON_GetArraySize(env_json) + 16,
+                   sizeof(*argv));
+    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
+        mpi_defaults(t, env_json);
+        n = mpirun_argv(t, env_json, argv);
+    }
     if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
         argv[n++] = xstrdup(python);
     cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
     env = env_array(t, json_get(t->assignment, "env"));
+    if (strcmp(python, t->a->python) != 0)
+        use_venv(env, python);
     t->main_started = true;
     t->status = "running";
     spawn(t, argv, env, t->src, after_main);
@@ -978,6 +1224,11 @@ static void task_release(struct task *t)
 {
     struct task **p;
 
+    if (t->live_execs > 0) {
+        /* Its execs still close; the last one calls back here. */
+        t->release_pending = true;
+        return;
+    }
     if (t->freeing)
         return;
     t->freeing = true;
@@ -1022,8 +1273,9 @@ static void on_status_sent(void *arg, const struct uvcurl_response *resp)
         }
         free(m->message);
         free(m);
+        pump(t);
     }
-    pump(t);
+    /* Not delivered: the pump timer tries again, without spinning. */
 }
 
 static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
@@ -1041,6 +1293,8 @@ static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
         cJSON_Delete(body);
     } else if (resp->status == 403 || resp->status == 404) {
         t->log_acked = t->log_size; /* the server will not take it */
+    } else {
+        return; /* the pump timer tries again */
     }
     pump(t);
 }
@@ -1058,8 +1312,8 @@ static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
             log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id, resp->status);
         t->metrics_acked = t->batch_end;
         t->batch_end = 0;
+        pump(t);
     }
-    pump(t);
 }
 
 static void on_uploaded(void *arg, const struct uvcurl_response *resp)
@@ -1069,6 +1323,10 @@ static void on_uploaded(void *arg, const struct uvcurl_response *resp)
     t->upload_in_flight = false;
     if (resp->status == UVCURL_CANCELED)
         return;
+    /* No answer (the server is away) is not a failure: retry until it is
+     * back. A refusal is retried a few times, then the file is skipped. */
+    if (resp->status == 0)
+        return; /* the pump timer tries again */
     if ((resp->status >= 200 && resp->status < 300) || ++t->upload_fails >= 5) {
         if (!(resp->status >= 200 && resp->status < 300))
             log_warn("agent: giving up on output '%s' of task '%s'",
@@ -1217,9 +1475,15 @@ static void send_status(struct task *t)
 static void pump(struct task *t)
 {
     bool delivered;
+    int i;
 
     if (t->freeing || t->a->stopping)
         return;
+    /* An exec whose caller (trainyard rsh) went away is not wanted. */
+    for (i = 0; i < t->n_execs; i++) {
+        if (!t->execs[i].ended && t->execs[i].pgid > 0 && exec_caller_gone(t->execs[i].stream))
+            kill(-t->execs[i].pgid, SIGKILL);
+    }
     if (!t->log_in_flight && t->log_size > t->log_acked)
         send_logs(t);
     if (!t->metrics_in_flight && (t->batch_end > 0 || t->metrics_size > t->metrics_acked))
@@ -1356,6 +1620,7 @@ void task_stop_all(struct agent *a)
     for (t = a->tasks; t; t = next) {
         next = t->next;
         t->stop_requested = true;
+        kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);
         /* A task whose child is still exiting is released by finish(). */

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+#include "common/crypto.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 #include "common/banned.h"
@@ -32,6 +34,7 @@ struct node {
     const char *name;
     const char *pool;
     const char *host;
+    const char *agent_url;
     double cpus;
     double used_cpus;
     int64_t memory_mb;
@@ -137,6 +140,7 @@ static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
         nd->name = json_get_string(j, "name");
         nd->pool = json_get_string(j, "pool");
         nd->host = json_get_string(j, "host");
+        nd->agent_url = json_get_string(j, "agent_url");
         nd->cpus = json_get(j, "cpus")->valuedouble;
         nd->used_cpus = json_get(j, "used_cpus")->valuedouble;
         nd->memory_mb = (int64_t)json_get(j, "memory_mb")->valuedouble;
@@ -301,6 +305,43 @@ static cJSON *task_argv(const cJSON *spec)
     return argv;
 }
 
+/*
+ * The environment mpirun and the rsh shim need (SPEC §4 mpi), in every
+ * task of an mpi run: hosts with their slots in node-rank order, the
+ * agents that start orted on each host, and this attempt's exec secret.
+ */
+static void add_mpi_env(cJSON *env, struct task *tasks, int n_tasks, struct group *groups,
+                        int ppn, const char *secret)
+{
+    struct buf hosts;
+    cJSON *agents = cJSON_CreateObject();
+    char *text;
+    char num[32];
+    int np = 0;
+    int i;
+
+    buf_init(&hosts);
+    for (i = 0; i < n_tasks; i++) {
+        struct node *n = groups[tasks[i].group].node;
+
+        if (strcmp(tasks[i].type, "worker") != 0)
+            continue;
+        buf_printf(&hosts, "%s%s:%d", hosts.len ? "," : "", n->host, ppn);
+        if (json_get(agents, n->host) == NULL)
+            cJSON_AddStringToObject(agents, n->host, n->agent_url);
+        np += ppn;
+    }
+    cJSON_AddStringToObject(env, "TRAINYARD_MPI_HOSTS", hosts.data);
+    snprintf(num, sizeof(num), "%d", np);
+    cJSON_AddStringToObject(env, "TRAINYARD_MPI_NP", num);
+    text = json_print(agents);
+    cJSON_AddStringToObject(env, "TRAINYARD_MPI_AGENTS", text);
+    cJSON_AddStringToObject(env, "TRAINYARD_MPI_SECRET", secret);
+    free(text);
+    cJSON_Delete(agents);
+    buf_release(&hosts);
+}
+
 /* Builds the placement JSON of a placed run. */
 static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups)
 {
@@ -311,8 +352,10 @@ static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct gro
     cJSON *placement = cJSON_CreateObject();
     cJSON *list;
     cJSON *cluster = NULL;
+    char secret[33];
     int i;
 
+    crypto_random_hex(16, secret);
     cJSON_AddStringToObject(placement, "run", run_id);
     list = cJSON_AddArrayToObject(placement, "tasks");
     if (backend && strcmp(backend, "ps") == 0)
@@ -383,6 +426,8 @@ static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct gro
             snprintf(num, sizeof(num), "%d", t->group);
             cJSON_AddStringToObject(env, "NODE_RANK", num);
             cJSON_AddStringToObject(env, "GROUP_RANK", num);
+        } else if (backend && strcmp(backend, "mpi") == 0) {
+            add_mpi_env(env, tasks, n_tasks, groups, ppn, secret);
         }
         cJSON_AddItemToArray(list, p);
     }
@@ -438,10 +483,8 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
     int i;
     int j;
 
-    if (backend && strcmp(backend, "mpi") == 0) {
-        snprintf(reason, reason_size, "the mpi backend is not available in this version");
-        return NULL;
-    }
+    if (backend && strcmp(backend, "mpi") == 0)
+        features[n_features++] = "mpi";
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
         features[n_features++] = "conda";
     for (i = 0; i < n_nodes; i++) {

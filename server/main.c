@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "agent/agent.h"
+#include "agent/rsh.h"
 #include "cli/cli.h"
 #include "common/version.h"
 #include "server/server.h"
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], *cmd) == 0)
             return cli_main(argc - 1, argv + 1);
     }
+    if (strcmp(argv[1], "rsh") == 0)
+        return rsh_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("trainyard %s\n", TRAINYARD_VERSION);
         return 0;

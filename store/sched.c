@@ -71,6 +71,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
         col_add_string(st, 1, n, "pool");
         url_host((const char *)sqlite3_column_text(st, 2), host, sizeof(host));
         cJSON_AddStringToObject(n, "host", host);
+        col_add_string(st, 2, n, "agent_url");
         cJSON_AddNumberToObject(n, "cpus", sqlite3_column_double(st, 3));
         cJSON_AddNumberToObject(n, "memory_mb", (double)sqlite3_column_int64(st, 4));
         gpus = json_parse_trusted((const char *)sqlite3_column_text(st, 5));
@@ -349,6 +350,15 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
         cJSON_AddNumberToObject(a, "index", sqlite3_column_int(st, 3));
         col_add_json(st, 8, a, "argv");
         cJSON_AddBoolToObject(a, "use_python", json_get_string(spec, "entry_script") != NULL);
+        /* mpi: the launcher runs mpirun; each worker holds its node's
+         * slots and runs what mpirun starts there through /v1/exec. */
+        if (json_get_string(spec, "distributed_backend") &&
+            strcmp(json_get_string(spec, "distributed_backend"), "mpi") == 0) {
+            const char *type = (const char *)sqlite3_column_text(st, 2);
+
+            cJSON_AddBoolToObject(a, "mpi_launcher", strcmp(type, "launcher") == 0);
+            cJSON_AddBoolToObject(a, "mpi_worker", strcmp(type, "worker") == 0);
+        }
         col_add_json(st, 9, a, "env");
         json_add_string_or_null(a, "snapshot", json_get_string(spec, "source"));
         cJSON_AddItemToObject(a, "pip_packages",

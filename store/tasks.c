@@ -194,11 +194,13 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         }
     }
     sqlite3_reset(st);
-    cJSON_Delete(spec);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(spec);
         return conn_fail(c, "evaluate run");
+    }
 
     if (error[0]) {
+        cJSON_Delete(spec);
         if (attempt <= max_retries) {
             if ((rc = tasks_kill_live(c, run_seq, attempt, now)) < 0)
                 return rc;
@@ -214,6 +216,7 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         done = launcher_ok;
     else
         done = n_ranks > 0 && ranks_ok == n_ranks;
+    cJSON_Delete(spec); /* backend pointed into it */
     if (done)
         return finish_run(c, run_seq, attempt, now, "completed", NULL);
     if (strcmp(run_status, "starting") == 0 && all_running) {

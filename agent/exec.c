@@ -1,0 +1,285 @@
+/*
+ * exec.c - the agent side of MPI remote launch. mpirun on the launcher's
+ * node calls `trainyard rsh HOST orted ...`; the shim calls this agent's
+ * /v1/exec with the run's exec secret; orted runs here in the worker
+ * task's directory and environment, in its own process group, and is
+ * killed when the shim goes away or the task is stopped.
+ */
+#include "agent/exec.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/internal.h"
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+struct exec_stream {
+    uv_mutex_t mu;
+    struct buf data;
+    size_t off;
+    bool done;
+    int exit_code;
+    bool suspended;
+    bool gone; /* the caller disconnected */
+    bool marker_sent;
+    struct MHD_Connection *conn;
+    int refs;
+};
+
+static void stream_unref_locked(struct exec_stream *s)
+{
+    if (--s->refs > 0) {
+        uv_mutex_unlock(&s->mu);
+        return;
+    }
+    uv_mutex_unlock(&s->mu);
+    uv_mutex_destroy(&s->mu);
+    buf_release(&s->data);
+    free(s);
+}
+
+/* Loop thread: more output, or the end. */
+static void stream_feed(struct exec_stream *s, const char *data, size_t len, bool done,
+                        int exit_code)
+{
+    uv_mutex_lock(&s->mu);
+    if (len)
+        buf_add(&s->data, data, len);
+    if (done) {
+        s->done = true;
+        s->exit_code = exit_code;
+    }
+    if (s->suspended && s->conn) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
+    uv_mutex_unlock(&s->mu);
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct exec_stream *s = cls;
+    ssize_t n = 0;
+
+    (void)pos;
+    uv_mutex_lock(&s->mu);
+    if (s->off < s->data.len) {
+        size_t k = s->data.len - s->off;
+
+        if (k > max)
+            k = max;
+        memcpy(out, s->data.data + s->off, k);
+        s->off += k;
+        n = (ssize_t)k;
+    } else if (s->done && !s->marker_sent) {
+        n = snprintf(out, max, "%s%d\n", EXEC_EXIT_MARKER, s->exit_code);
+        s->marker_sent = true;
+    } else if (s->done) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing yet: the loop resumes the connection when output comes. */
+        s->suspended = true;
+        MHD_suspend_connection(s->conn);
+    }
+    uv_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void reader_free(void *cls)
+{
+    struct exec_stream *s = cls;
+
+    uv_mutex_lock(&s->mu);
+    s->gone = true;
+    s->conn = NULL;
+    stream_unref_locked(s);
+}
+
+struct MHD_Response *exec_response(struct MHD_Connection *conn, struct exec_stream *stream)
+{
+    struct MHD_Response *r;
+
+    uv_mutex_lock(&stream->mu);
+    stream->conn = conn;
+    uv_mutex_unlock(&stream->mu);
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, stream,
+                                          reader_free);
+    if (r == NULL)
+        reader_free(stream);
+    return r;
+}
+
+/* ---- loop side ---- */
+
+struct exec {
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_pipe_t err;
+    int handles;
+    int64_t exit_status;
+    int term_signal;
+    struct exec_stream *stream;
+    struct task *task;
+};
+
+static void exec_closed(uv_handle_t *h)
+{
+    struct exec *e = h->data;
+
+    if (--e->handles > 0)
+        return;
+    stream_feed(e->stream, NULL, 0, true,
+                e->term_signal ? 128 + e->term_signal : (int)e->exit_status);
+    task_exec_ended(e->task, e->stream);
+    uv_mutex_lock(&e->stream->mu);
+    stream_unref_locked(e->stream);
+    free(e);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)h;
+    (void)suggested;
+    b->base = xmalloc(16384);
+    b->len = 16384;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct exec *e = s->data;
+
+    if (n > 0) {
+        stream_feed(e->stream, b->base, (size_t)n, false, 0);
+        task_log_bytes(e->task, b->base, (size_t)n);
+    }
+    free(b->base);
+    if (n < 0) {
+        uv_read_stop(s);
+        uv_close((uv_handle_t *)s, exec_closed);
+    }
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
+{
+    struct exec *e = p->data;
+
+    e->exit_status = exit_status;
+    e->term_signal = term_signal;
+    kill(-p->pid, SIGKILL); /* what it left in its group */
+    uv_close((uv_handle_t *)p, exec_closed);
+}
+
+/* Loop thread: kills the exec if its caller went away. */
+bool exec_caller_gone(struct exec_stream *s)
+{
+    bool gone;
+
+    uv_mutex_lock(&s->mu);
+    gone = s->gone;
+    uv_mutex_unlock(&s->mu);
+    return gone;
+}
+
+int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
+               struct exec_stream **ret_stream, const char **ret_error)
+{
+    struct task *t = task_for_exec(a, secret);
+    uv_process_options_t opts;
+    uv_stdio_container_t stdio[3];
+    const cJSON *arg;
+    const char *prog;
+    const char *base;
+    struct exec *e;
+    char **argv;
+    char **env;
+    int n = 0;
+    int rc;
+
+    if (t == NULL) {
+        *ret_error = "no mpi task of this agent has that exec secret";
+        return 403;
+    }
+    if (!cJSON_IsArray(argv_json) || cJSON_GetArraySize(argv_json) == 0 ||
+        cJSON_GetArraySize(argv_json) > 4096) {
+        *ret_error = "argv must be a non-empty array of strings";
+        return 400;
+    }
+    cJSON_ArrayForEach(arg, argv_json)
+    {
+        if (!cJSON_IsString(arg)) {
+            *ret_error = "argv must be a non-empty array of strings";
+            return 400;
+        }
+    }
+    /* Only Open MPI's daemon: the secret authorises an MPI launch, not a shell. */
+    prog = cJSON_GetArrayItem(argv_json, 0)->valuestring;
+    base = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
+    if (strcmp(base, "orted") != 0) {
+        *ret_error = "/v1/exec runs only orted";
+        return 403;
+    }
+    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 1, sizeof(*argv));
+    cJSON_ArrayForEach(arg, argv_json)
+    {
+        argv[n++] = xstrdup(arg->valuestring);
+    }
+    e = xcalloc(1, sizeof(*e));
+    e->task = t;
+    e->stream = xcalloc(1, sizeof(*e->stream));
+    uv_mutex_init(&e->stream->mu);
+    buf_init(&e->stream->data);
+    e->stream->refs = 2;
+    env = task_exec_env(t);
+    memset(&opts, 0, sizeof(opts));
+    uv_pipe_init(a->loop, &e->out, 0);
+    uv_pipe_init(a->loop, &e->err, 0);
+    e->out.data = e;
+    e->err.data = e;
+    e->proc.data = e;
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&e->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&e->err;
+    opts.exit_cb = on_exit_cb;
+    opts.file = argv[0];
+    opts.args = argv;
+    opts.env = env;
+    opts.cwd = task_exec_cwd(t);
+    opts.flags = UV_PROCESS_DETACHED;
+    opts.stdio = stdio;
+    opts.stdio_count = 3;
+    e->handles = 3;
+    task_exec_started(t, e->stream);
+    rc = uv_spawn(a->loop, &e->proc, &opts);
+    if (rc != 0) {
+        char msg[300];
+
+        snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
+        stream_feed(e->stream, msg, strlen(msg), false, 0);
+        e->exit_status = 127;
+        uv_close((uv_handle_t *)&e->proc, exec_closed);
+        uv_close((uv_handle_t *)&e->out, exec_closed);
+        uv_close((uv_handle_t *)&e->err, exec_closed);
+    } else {
+        task_exec_pid(t, e->stream, e->proc.pid);
+        uv_read_start((uv_stream_t *)&e->out, on_alloc, on_read);
+        uv_read_start((uv_stream_t *)&e->err, on_alloc, on_read);
+    }
+    log_info("agent: exec '%s' for task '%s'", argv[0], task_id(t));
+    for (n = 0; argv[n]; n++)
+        free(argv[n]);
+    free(argv);
+    for (n = 0; env[n]; n++)
+        free(env[n]);
+    free(env);
+    *ret_stream = e->stream;
+    return 200;
+}
