@@ -8,7 +8,14 @@
  * node i. Groups are placed largest first, each on the distinct ready
  * node of the pool with the needed features where it fits tightest (least
  * GPUs, then CPUs, left over). Either every group finds a node or the run
- * stays queued with a reason; nothing is held for it.
+ * stays queued with a reason; no resources are held for it.
+ *
+ * Reservation (docs/SCHEDULING.md): a run that waits only for capacity
+ * (its pool has enough suitable nodes, but they are busy) reserves the
+ * nodes it would use once they are free; runs after it in the queue may
+ * not be placed on reserved nodes. So a stream of small runs cannot starve
+ * a big gang at the head of the queue, while runs that fit elsewhere are
+ * still placed (backfill).
  *
  * Cost: O(groups x nodes) per run. An index by free capacity (issue 6)
  * brings it to O(groups x log nodes).
@@ -45,6 +52,7 @@ struct node {
     int port_min;
     int port_max;
     bool taken; /* by the run being placed */
+    bool reserved; /* held for an earlier run that waits for capacity */
 };
 
 struct task {
@@ -204,6 +212,47 @@ static void assign_groups(const cJSON *spec, struct task *tasks, int n_tasks, in
     }
 }
 
+/* Could g ever run on n, were n idle? */
+static bool could_fit(const struct node *n, const struct group *g)
+{
+    return n->cpus >= g->cpus - 1e-9 && (g->memory_mb == 0 || n->memory_mb >= g->memory_mb) &&
+           n->n_gpus >= g->gpus;
+}
+
+/* The run waits for capacity: reserve, for each group, the node it could
+ * use that has the most free now (so it frees up soonest). */
+static void reserve(struct node *nodes, int n_nodes, struct group **order, int node_count,
+                    const char *pool, const char *const *features, int n_features)
+{
+    int i;
+    int j;
+
+    for (j = 0; j < n_nodes; j++)
+        nodes[j].taken = false;
+    for (i = 0; i < node_count; i++) {
+        struct node *best = NULL;
+
+        for (j = 0; j < n_nodes; j++) {
+            struct node *n = &nodes[j];
+
+            if (n->taken || n->reserved || strcmp(n->pool, pool) != 0 ||
+                !has_features(n, features, n_features) || !could_fit(n, order[i]))
+                continue;
+            if (best == NULL || free_gpus(n) > free_gpus(best) ||
+                (free_gpus(n) == free_gpus(best) &&
+                 n->cpus - n->used_cpus > best->cpus - best->used_cpus))
+                best = n;
+        }
+        if (best)
+            best->taken = true;
+    }
+    for (j = 0; j < n_nodes; j++) {
+        if (nodes[j].taken)
+            nodes[j].reserved = true;
+        nodes[j].taken = false;
+    }
+}
+
 static bool fits(const struct node *n, const struct group *g)
 {
     return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
@@ -310,8 +359,8 @@ static cJSON *task_argv(const cJSON *spec)
  * task of an mpi run: hosts with their slots in node-rank order, the
  * agents that start orted on each host, and this attempt's exec secret.
  */
-static void add_mpi_env(cJSON *env, struct task *tasks, int n_tasks, struct group *groups,
-                        int ppn, const char *secret)
+static void add_mpi_env(cJSON *env, struct task *tasks, int n_tasks, struct group *groups, int ppn,
+                        const char *secret)
 {
     struct buf hosts;
     cJSON *agents = cJSON_CreateObject();
@@ -530,8 +579,8 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
         for (j = 0; j < n_nodes; j++) {
             struct node *n = &nodes[j];
 
-            if (n->taken || strcmp(n->pool, pool) != 0 || !has_features(n, features, n_features) ||
-                !fits(n, g))
+            if (n->taken || n->reserved || strcmp(n->pool, pool) != 0 ||
+                !has_features(n, features, n_features) || !fits(n, g))
                 continue;
             if (best == NULL || free_gpus(n) - g->gpus < free_gpus(best) - g->gpus ||
                 (free_gpus(n) == free_gpus(best) &&
@@ -543,6 +592,7 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
                      "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d free "
                      "GPUs%s",
                      pool, g->cpus, g->gpus, node_count > 1 ? " for each part of the gang" : "");
+            reserve(nodes, n_nodes, order, node_count, pool, features, n_features);
             goto out;
         }
         best->taken = true;

@@ -1,0 +1,192 @@
+/* test_placement.c - gang placement, GPUs, ports, reservation. */
+#include "tests/unit/unit.h"
+
+#include <stdlib.h>
+
+#include "common/json.h"
+#include "scheduler/placement.h"
+
+static cJSON *node(const char *name, double cpus, double used_cpus, int gpus)
+{
+    cJSON *n = cJSON_CreateObject();
+    cJSON *g = cJSON_AddArrayToObject(n, "gpus");
+    int i;
+
+    cJSON_AddStringToObject(n, "name", name);
+    cJSON_AddStringToObject(n, "pool", "default");
+    cJSON_AddStringToObject(n, "host", name);
+    cJSON_AddStringToObject(n, "agent_url", "http://x:1");
+    cJSON_AddNumberToObject(n, "cpus", cpus);
+    cJSON_AddNumberToObject(n, "memory_mb", 0);
+    for (i = 0; i < gpus; i++)
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(i));
+    cJSON_AddItemToObject(n, "features", cJSON_CreateArray());
+    cJSON_AddNumberToObject(n, "port_min", 20000);
+    cJSON_AddNumberToObject(n, "port_max", 20001);
+    cJSON_AddNumberToObject(n, "used_cpus", used_cpus);
+    cJSON_AddNumberToObject(n, "used_memory_mb", 0);
+    cJSON_AddArrayToObject(n, "used_gpus");
+    cJSON_AddArrayToObject(n, "used_ports");
+    return n;
+}
+
+/* A queued run; tasks named as runspec would name them. */
+static cJSON *run(const char *id, const char *spec_text, const char *const *names,
+                  const char *const *types, const int *indexes, int n)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON *tasks;
+    int i;
+
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddItemToObject(r, "spec", cJSON_Parse(spec_text));
+    tasks = cJSON_AddArrayToObject(r, "tasks");
+    for (i = 0; i < n; i++) {
+        cJSON *t = cJSON_CreateObject();
+        char tid[64];
+
+        snprintf(tid, sizeof(tid), "%s-%s", id, names[i]);
+        cJSON_AddStringToObject(t, "id", tid);
+        cJSON_AddStringToObject(t, "name", names[i]);
+        cJSON_AddStringToObject(t, "type", types[i]);
+        cJSON_AddNumberToObject(t, "index", indexes[i]);
+        cJSON_AddItemToArray(tasks, t);
+    }
+    return r;
+}
+
+#define SPEC(backend, nodes, ppn, cpus, gpus)                                                      \
+    "{\"experiment\": \"e\", \"command\": [\"x\"], \"distributed_backend\": " backend ", "         \
+    "\"node_count\": " #nodes ", \"process_count_per_node\": " #ppn ", "                           \
+    "\"cpus_per_process\": " #cpus ", \"memory_mb_per_process\": 0, \"gpus_per_process\": " #gpus  \
+    ", \"compute_target\": \"default\", \"conda_packages\": [], \"environment_variables\": {}, "   \
+    "\"script_params\": {}, \"arguments\": []}"
+
+static void gpus_are_disjoint_and_ports_unique(void)
+{
+    const char *names[] = { "main" };
+    const char *types[] = { "main" };
+    const int idx[] = { 0 };
+    const char *pnames[] = { "ps-0", "worker-0" };
+    const char *ptypes[] = { "ps", "worker" };
+    const int pidx[] = { 0, 0 };
+    cJSON *state = cJSON_CreateObject();
+    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    cJSON *placements;
+    cJSON *reasons;
+    const char *a;
+    const char *b;
+
+    cJSON_AddItemToArray(nodes, node("n1", 8, 0, 2));
+    cJSON_AddItemToArray(runs, run("r1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, run("r2", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, run("r3", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, run("r4", SPEC("\"ps\"", 1, 1, 1, 0), pnames, ptypes, pidx, 2));
+    placement_pass(state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 2);
+    a = json_get_string(
+        json_get(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0),
+                 "env"),
+        "CUDA_VISIBLE_DEVICES");
+    b = json_get_string(
+        json_get(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 1), "tasks"), 0),
+                 "env"),
+        "CUDA_VISIBLE_DEVICES");
+    ASSERT_STR_EQ(a, "0");
+    ASSERT_STR_EQ(b, "1");
+    /* r3 waits for a GPU and reserves n1, so the ps run behind it waits too. */
+    ASSERT_TRUE(json_get(reasons, "r3") != NULL);
+    ASSERT_TRUE(json_get(reasons, "r4") != NULL);
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    cJSON_Delete(state);
+}
+
+static void a_waiting_gang_is_not_starved(void)
+{
+    const char *names[] = { "rank-0", "rank-1" };
+    const char *types[] = { "rank", "rank" };
+    const int idx[] = { 0, 1 };
+    const char *snames[] = { "main" };
+    const char *stypes[] = { "main" };
+    const int sidx[] = { 0 };
+    cJSON *state = cJSON_CreateObject();
+    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    cJSON *placements;
+    cJSON *reasons;
+
+    cJSON_AddItemToArray(nodes, node("n1", 4, 2, 0));
+    cJSON_AddItemToArray(nodes, node("n2", 4, 0, 0));
+    cJSON_AddItemToArray(nodes, node("n3", 1, 0, 0));
+    /* The gang needs both 4-CPU nodes whole; n1 is half busy. */
+    cJSON_AddItemToArray(runs, run("gang", SPEC("\"pytorch\"", 2, 1, 4, 0), names, types, idx, 2));
+    cJSON_AddItemToArray(runs, run("small", SPEC("null", 1, 1, 1, 0), snames, stypes, sidx, 1));
+    placement_pass(state, &placements, &reasons);
+    /* The small run may only backfill onto n3, which the gang cannot use. */
+    ASSERT_EQ(cJSON_GetArraySize(placements), 1);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(placements, 0), "run"), "small");
+    ASSERT_STR_EQ(
+        json_get_string(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0),
+                        "node"),
+        "n3");
+    ASSERT_TRUE(json_get(reasons, "gang") != NULL);
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    cJSON_Delete(state);
+}
+
+static void pytorch_env_is_consistent(void)
+{
+    const char *names[] = { "rank-0", "rank-1", "rank-2", "rank-3" };
+    const char *types[] = { "rank", "rank", "rank", "rank" };
+    const int idx[] = { 0, 1, 2, 3 };
+    cJSON *state = cJSON_CreateObject();
+    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    cJSON *placements;
+    cJSON *reasons;
+    cJSON *t;
+    const char *master = NULL;
+    int i = 0;
+
+    cJSON_AddItemToArray(nodes, node("n1", 4, 0, 0));
+    cJSON_AddItemToArray(nodes, node("n2", 4, 0, 0));
+    cJSON_AddItemToArray(runs, run("pt", SPEC("\"pytorch\"", 2, 2, 1, 0), names, types, idx, 4));
+    placement_pass(state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 1);
+    cJSON_ArrayForEach(t, json_get(cJSON_GetArrayItem(placements, 0), "tasks")) {
+        cJSON *env = json_get(t, "env");
+        char want[16];
+
+        snprintf(want, sizeof(want), "%d", i);
+        ASSERT_STR_EQ(json_get_string(env, "RANK"), want);
+        snprintf(want, sizeof(want), "%d", i % 2);
+        ASSERT_STR_EQ(json_get_string(env, "LOCAL_RANK"), want);
+        snprintf(want, sizeof(want), "%d", i / 2);
+        ASSERT_STR_EQ(json_get_string(env, "NODE_RANK"), want);
+        ASSERT_STR_EQ(json_get_string(env, "WORLD_SIZE"), "4");
+        ASSERT_STR_EQ(json_get_string(env, "MASTER_PORT"), "20000");
+        if (master == NULL)
+            master = json_get_string(t, "node");
+        ASSERT_STR_EQ(json_get_string(env, "MASTER_ADDR"), master);
+        i++;
+    }
+    ASSERT_TRUE(strcmp(json_get_string(cJSON_GetArrayItem(
+                                           json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0),
+                                       "node"),
+                       json_get_string(cJSON_GetArrayItem(
+                                           json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 2),
+                                       "node")) != 0);
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    cJSON_Delete(state);
+}
+
+UNIT_LIST(placement_tests) = {
+    { "placement/gpus_are_disjoint_and_ports_unique", gpus_are_disjoint_and_ports_unique },
+    { "placement/a_waiting_gang_is_not_starved", a_waiting_gang_is_not_starved },
+    { "placement/pytorch_env_is_consistent", pytorch_env_is_consistent },
+    { NULL, NULL },
+};
