@@ -45,8 +45,12 @@ struct scheduler {
     uv_thread_t thread;
     struct uvcurl *http;
     struct flight *flights;
+    uint64_t last_pass; /* loop time of the last pass */
     bool stopping;
 };
+
+/* Kicked passes run at most this often (ms). */
+#define PASS_GAP_MS 50
 
 static void flight_free(struct flight *f);
 
@@ -208,6 +212,9 @@ static void send_outbox(struct scheduler *s)
 static void pass(struct scheduler *s)
 {
     int64_t now = time_now_ms();
+
+    uv_update_time(&s->loop);
+    s->last_pass = uv_now(&s->loop);
     cJSON *state;
     cJSON *placements;
     cJSON *reasons;
@@ -233,11 +240,20 @@ static void on_soon(uv_timer_t *t)
     pass(t->data);
 }
 
-/* Runs a pass on the next loop iteration (coalescing kicks). */
+/* Runs a pass soon, coalescing kicks: at once when the last pass was a
+ * while ago, else when PASS_GAP_MS have passed since it, so a burst of
+ * submissions costs a few passes, not one each. */
 static void schedule_pass(struct scheduler *s)
 {
-    if (!s->stopping && !uv_is_active((uv_handle_t *)&s->soon))
-        uv_timer_start(&s->soon, on_soon, 0, 0);
+    uint64_t now;
+    uint64_t wait = 0;
+
+    if (s->stopping || uv_is_active((uv_handle_t *)&s->soon))
+        return;
+    now = uv_now(&s->loop);
+    if (now < s->last_pass + PASS_GAP_MS)
+        wait = s->last_pass + PASS_GAP_MS - now;
+    uv_timer_start(&s->soon, on_soon, wait, 0);
 }
 
 static void on_tick(uv_timer_t *t)

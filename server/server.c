@@ -53,7 +53,7 @@ static const char usage[] =
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
-    "  --threads N             HTTP worker threads (default 8)\n"
+    "  --threads N             HTTP worker threads (default 32)\n"
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
@@ -82,7 +82,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
     o->max_artifact_mb = 1024;
-    o->threads = 8;
+    o->threads = 32;
     o->sync = STORE_SYNC_FULL;
     o->dev = false;
     optind = 1;

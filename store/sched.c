@@ -124,8 +124,11 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
 
 static int load_queue(struct conn *c, cJSON *runs)
 {
+    /* The head of the queue: a pass places from the front, and a longer
+     * queue would only cost time (its runs keep their reasons). */
     sqlite3_stmt *st = conn_stmt(c, "SELECT seq, id, spec, attempt FROM runs "
-                                    "WHERE status = 'queued' ORDER BY priority DESC, seq");
+                                    "WHERE status = 'queued' ORDER BY priority DESC, seq "
+                                    "LIMIT 1000");
     int rc;
 
     if (st == NULL)
@@ -181,8 +184,12 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
         return ERR_INTERNAL;
     state = cJSON_CreateObject();
     rc = load_nodes(c, now_ms, node_timeout_ms, cJSON_AddArrayToObject(state, "nodes"));
-    if (rc == 0)
+    /* With no ready node nothing can be placed: the queue is not read
+     * (queued runs keep the reason they got at submission). */
+    if (rc == 0 && cJSON_GetArraySize(json_get(state, "nodes")) > 0)
         rc = load_queue(c, cJSON_AddArrayToObject(state, "runs"));
+    else if (rc == 0)
+        cJSON_AddArrayToObject(state, "runs");
     conn_end_read(c);
     if (rc < 0) {
         cJSON_Delete(state);

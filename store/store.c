@@ -105,14 +105,32 @@ int stmt_done(struct conn *c, sqlite3_stmt *st)
     return ret;
 }
 
+/* Runs a cached statement that returns no rows (BEGIN, COMMIT, ...): they
+ * run for every request, so they are not parsed every time. */
+static int conn_run(struct conn *c, const char *sql)
+{
+    sqlite3_stmt *st = conn_stmt(c, sql);
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        log_error("store: '%s': %s", sql, sqlite3_errmsg(c->db));
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
 int conn_begin_read(struct conn *c)
 {
-    return conn_exec(c, "BEGIN");
+    return conn_run(c, "BEGIN");
 }
 
 void conn_end_read(struct conn *c)
 {
-    conn_exec(c, "COMMIT");
+    conn_run(c, "COMMIT");
 }
 
 void bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -284,22 +302,22 @@ static void run_batch(struct store *store, struct write_op *ops)
     struct write_op *op;
     int commit_rc = 0;
 
-    if (conn_exec(c, "BEGIN IMMEDIATE") < 0) {
+    if (conn_run(c, "BEGIN IMMEDIATE") < 0) {
         for (op = ops; op; op = op->next)
             op->rc = ERR_INTERNAL;
         return;
     }
     for (op = ops; op; op = op->next) {
-        if (conn_exec(c, "SAVEPOINT op") < 0) {
+        if (conn_run(c, "SAVEPOINT op") < 0) {
             op->rc = ERR_INTERNAL;
             continue;
         }
         op->rc = op->fn(c, op->arg);
         if (op->rc < 0)
-            conn_exec(c, "ROLLBACK TO op");
-        conn_exec(c, "RELEASE op");
+            conn_run(c, "ROLLBACK TO op");
+        conn_run(c, "RELEASE op");
     }
-    if (conn_exec(c, "COMMIT") < 0) {
+    if (conn_run(c, "COMMIT") < 0) {
         conn_exec(c, "ROLLBACK");
         commit_rc = ERR_INTERNAL;
     }
