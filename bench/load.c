@@ -7,8 +7,12 @@
  *   load --url URL --token T [--method POST] [--body FILE] [--type CT]
  *        [--conns 32] [--requests N | --seconds S] [--label B1]
  *
- * Prints one line: "<label> <req/s> req/s p50=<ms>ms p99=<ms>ms ok=<n> err=<n>".
- * An answer counts as ok when its status is 2xx.
+ * Prints one line: "<label> <req/s> req/s p50=<ms>ms p95=<ms>ms p99=<ms>ms ok=<n>
+ * err=<n>". An answer counts as ok when its status is 2xx.
+ *
+ * Metric ingestion (B6): --metrics-tasks FILE (one task id a line) and
+ * --points N send POST /api/v1/agent/tasks/ID/metrics batches of N points,
+ * connection i reporting for task i (one task per connection) with its own seq.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -19,7 +23,38 @@
 struct slot {
     CURL *easy;
     double started;
+    char *task;
+    long seq;
+    long step;
+    char *body;
 };
+
+static const char *base_url;
+static int points = 1000;
+
+/* The next metrics batch of slot s: its own task, seq and steps. */
+static void next_batch(struct slot *s)
+{
+    size_t cap = (size_t)points * 96 + 128;
+    char url[1024];
+    size_t len;
+    int i;
+
+    free(s->body);
+    s->body = malloc(cap);
+    len = (size_t)snprintf(s->body, cap, "{\"seq\":%ld,\"points\":[", ++s->seq);
+    for (i = 0; i < points; i++) {
+        len += (size_t)snprintf(s->body + len, cap - len,
+                                "%s{\"name\":\"loss\",\"value\":%.6f,\"step\":%ld}",
+                                i ? "," : "", 1.0 / (double)(s->step + 1), s->step);
+        s->step++;
+    }
+    len += (size_t)snprintf(s->body + len, cap - len, "]}");
+    snprintf(url, sizeof(url), "%s/api/v1/agent/tasks/%s/metrics", base_url, s->task);
+    curl_easy_setopt(s->easy, CURLOPT_URL, url);
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+}
 
 static double now_s(void)
 {
@@ -73,6 +108,9 @@ int main(int argc, char **argv)
     const char *body_file = NULL;
     const char *type = "application/json";
     const char *label = "load";
+    const char *tasks_file = NULL;
+    char **task_ids = NULL;
+    int n_tasks = 0;
     long conns = 32;
     long requests = 0;
     double seconds = 5;
@@ -113,6 +151,10 @@ int main(int argc, char **argv)
             seconds = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "--label") == 0)
             label = argv[i + 1];
+        else if (strcmp(argv[i], "--metrics-tasks") == 0)
+            tasks_file = argv[i + 1];
+        else if (strcmp(argv[i], "--points") == 0)
+            points = (int)strtol(argv[i + 1], NULL, 10);
         else {
             fprintf(stderr, "load: unknown option %s\n", argv[i]);
             return 2;
@@ -125,6 +167,22 @@ int main(int argc, char **argv)
     }
     if (body_file)
         body = read_file(body_file, &body_len);
+    if (tasks_file) {
+        long len;
+        char *text = read_file(tasks_file, &len);
+        char *line;
+        char *save = NULL;
+
+        task_ids = calloc((size_t)len + 1, sizeof(*task_ids));
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            task_ids[n_tasks++] = line;
+        base_url = url;
+        method = "POST";
+        if (n_tasks < conns) {
+            fprintf(stderr, "load: --metrics-tasks needs one task per connection\n");
+            return 2;
+        }
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (token) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
@@ -155,6 +213,11 @@ int main(int argc, char **argv)
         }
         curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)&slots[i]);
         slots[i].easy = e;
+        if (n_tasks) {
+            /* A task's seq must only grow: one task per connection. */
+            slots[i].task = task_ids[i];
+            next_batch(&slots[i]);
+        }
         slots[i].started = now_s();
         curl_multi_add_handle(multi, e);
         started++;
@@ -183,6 +246,8 @@ int main(int argc, char **argv)
             done++;
             curl_multi_remove_handle(multi, s->easy);
             if ((requests > 0 && started < requests) || (requests == 0 && t - t0 < seconds)) {
+                if (n_tasks)
+                    next_batch(s);
                 s->started = now_s();
                 curl_multi_add_handle(multi, s->easy);
                 started++;
@@ -193,12 +258,18 @@ int main(int argc, char **argv)
     } while (running || done < started);
     t1 = now_s();
     qsort(lat, (size_t)(done < cap ? done : cap), sizeof(*lat), cmp_double);
-    printf("%s %.0f req/s p50=%.2fms p99=%.2fms ok=%ld err=%ld conns=%ld\n", label,
+    printf("%s %.0f req/s p50=%.2fms p95=%.2fms p99=%.2fms ok=%ld err=%ld conns=%ld", label,
            (double)done / (t1 - t0), done ? lat[done / 2] * 1000 : 0,
+           done ? lat[(long)((double)done * 0.95)] * 1000 : 0,
            done ? lat[(long)((double)done * 0.99)] * 1000 : 0, ok, err, conns);
-    for (i = 0; i < conns; i++)
+    if (n_tasks)
+        printf(" points/s=%.0f", (double)ok * points / (t1 - t0));
+    printf("\n");
+    for (i = 0; i < conns; i++) {
         if (slots[i].easy)
             curl_easy_cleanup(slots[i].easy);
+        free(slots[i].body);
+    }
     curl_multi_cleanup(multi);
     curl_slist_free_all(headers);
     curl_global_cleanup();

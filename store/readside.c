@@ -100,86 +100,112 @@ static void add_point(cJSON *points, const struct point *p)
     cJSON_AddItemToArray(points, row);
 }
 
+/* Emits a bucket's min and max points in step order (once when the same). */
+static void emit_bucket(cJSON *points, const struct point *lo, const struct point *hi)
+{
+    if (lo->step == hi->step && lo->time == hi->time && lo->value == hi->value) {
+        add_point(points, lo);
+    } else if (lo->step < hi->step || (lo->step == hi->step && lo->time <= hi->time)) {
+        add_point(points, lo);
+        add_point(points, hi);
+    } else {
+        add_point(points, hi);
+        add_point(points, lo);
+    }
+}
+
 int store_run_metric_series(struct store *store, const char *run_id, const char *name,
                             int max_points, cJSON **ret_series)
 {
     struct conn *c = store_reader(store);
-    struct point *pts = NULL;
-    size_t n = 0;
-    size_t cap = 0;
     sqlite3_stmt *st;
     cJSON *series;
     cJSON *points;
+    struct point p;
+    struct point lo;
+    struct point hi;
     int64_t seq;
+    int64_t count = 0;
+    int64_t i = 0;
+    int64_t buckets;
+    int64_t bucket = -1;
     int rc;
 
     if (c == NULL || conn_begin_read(c) < 0)
         return ERR_INTERNAL;
     if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
         goto out;
-    st = conn_stmt(c, "SELECT step, time, value FROM metric_points WHERE run_seq = ? AND name = ? "
-                      "ORDER BY step, time");
+    st = conn_stmt(c, "SELECT count(*) FROM metric_points WHERE run_seq = ? AND name = ?");
     if (st == NULL) {
         rc = ERR_INTERNAL;
         goto out;
     }
     sqlite3_bind_int64(st, 1, seq);
     bind_text(st, 2, name);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            pts = xrealloc(pts, cap * sizeof(*pts));
-        }
-        pts[n].step = sqlite3_column_int64(st, 0);
-        pts[n].time = sqlite3_column_int64(st, 1);
-        pts[n].value = sqlite3_column_double(st, 2);
-        n++;
-    }
+    if (sqlite3_step(st) == SQLITE_ROW)
+        count = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        rc = conn_fail(c, "read series");
+    /* Streamed in step order: memory stays O(max_points) however long
+     * the series, and the index gives the order without a sort. */
+    st = conn_stmt(c, "SELECT step, time, value FROM metric_points WHERE run_seq = ? AND name = ? "
+                      "ORDER BY step");
+    if (st == NULL) {
+        rc = ERR_INTERNAL;
         goto out;
     }
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, name);
     series = cJSON_CreateObject();
     cJSON_AddStringToObject(series, "name", name);
     points = cJSON_AddArrayToObject(series, "points");
-    if (max_points <= 0 || n <= (size_t)max_points) {
-        size_t i;
+    buckets = max_points > 1 ? max_points / 2 : 1;
+    memset(&lo, 0, sizeof(lo));
+    memset(&hi, 0, sizeof(hi));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t b;
 
-        for (i = 0; i < n; i++)
-            add_point(points, &pts[i]);
-    } else if (max_points == 1) {
-        add_point(points, &pts[n - 1]);
-    } else {
-        /* min/max per bucket keeps peaks and dips: at most 2 per bucket. */
-        size_t buckets = (size_t)max_points / 2;
-        size_t b;
-
-        for (b = 0; b < buckets; b++) {
-            size_t lo = b * n / buckets;
-            size_t hi = (b + 1) * n / buckets;
-            size_t min_i = lo;
-            size_t max_i = lo;
-            size_t i;
-
-            for (i = lo; i < hi; i++) {
-                if (pts[i].value < pts[min_i].value)
-                    min_i = i;
-                if (pts[i].value > pts[max_i].value)
-                    max_i = i;
-            }
-            if (min_i == max_i) {
-                add_point(points, &pts[min_i]);
-            } else {
-                add_point(points, &pts[min_i < max_i ? min_i : max_i]);
-                add_point(points, &pts[min_i < max_i ? max_i : min_i]);
-            }
+        p.step = sqlite3_column_int64(st, 0);
+        p.time = sqlite3_column_int64(st, 1);
+        p.value = sqlite3_column_double(st, 2);
+        if (max_points <= 0 || count <= max_points) {
+            add_point(points, &p);
+            i++;
+            continue;
         }
+        if (max_points == 1) {
+            lo = p; /* the last point */
+            i++;
+            continue;
+        }
+        /* min/max per bucket keeps peaks and dips: at most 2 per bucket. */
+        b = i * buckets / count;
+        if (b != bucket) {
+            if (bucket >= 0)
+                emit_bucket(points, &lo, &hi);
+            bucket = b;
+            lo = p;
+            hi = p;
+        } else {
+            if (p.value < lo.value)
+                lo = p;
+            if (p.value > hi.value)
+                hi = p;
+        }
+        i++;
     }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(series);
+        rc = conn_fail(c, "read series");
+        goto out;
+    }
+    if (max_points == 1 && count > 1)
+        add_point(points, &lo);
+    else if (bucket >= 0)
+        emit_bucket(points, &lo, &hi);
     *ret_series = series;
     rc = 0;
 out:
-    free(pts);
     conn_end_read(c);
     return rc;
 }

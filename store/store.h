@@ -230,8 +230,8 @@ int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summa
 /*
  * The series of one metric: {"name", "points": [[step, time, value], ...]}
  * ordered by step, downsampled to at most max_points (0 = all) keeping
- * each bucket's first, min, max and last point. ERR_NOT_FOUND when the
- * run is unknown.
+ * each bucket's min and max points, so peaks and dips survive.
+ * ERR_NOT_FOUND when the run is unknown.
  */
 int store_run_metric_series(struct store *store, const char *run_id, const char *name,
                             int max_points, cJSON **ret_series);

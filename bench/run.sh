@@ -1,0 +1,129 @@
+#!/bin/sh
+# make bench: runs every benchmark and prints one line per figure, each
+# starting with its id (issue 6's table), after a header with the
+# conditions. The server is pinned to core 0 and the load generator to
+# core 1 (taskset). Benchmarks only print; nothing here passes or fails.
+set -eu
+cd "$(dirname "$0")/.."
+BIN=$PWD/bin/trainyard
+LOAD=$PWD/build/bench/load
+SECONDS_EACH=${BENCH_SECONDS:-5}
+WORK=$(mktemp -d /tmp/trainyard-bench.XXXXXX)
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+start_server() { # $1 = name, rest = extra options
+    name=$1; shift
+    mkdir -p "$WORK/$name"
+    taskset -c 0 "$BIN" server --listen 127.0.0.1:0 --data "$WORK/$name" --log-level warn "$@" \
+        2>"$WORK/$name.log" &
+    PIDS="$PIDS $!"
+    i=0
+    while [ ! -f "$WORK/$name/server.url" ]; do
+        i=$((i + 1)); [ $i -gt 100 ] && { echo "bench: server did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    URL=$(cat "$WORK/$name/server.url")
+    TOKEN=$(cat "$WORK/$name/admin.token")
+}
+
+api() { # METHOD PATH [BODY]
+    if [ $# -ge 3 ]; then
+        curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+            -d "$3" "$URL$2"
+    else
+        curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" "$URL$2"
+    fi
+}
+
+json() { /usr/bin/python3 -c "import sys, json; d = json.load(sys.stdin); print($1)"; }
+
+echo "# trainyard bench: $(nproc) cores, $(uname -m), server on core 0, load on core 1," \
+     "${SECONDS_EACH}s per figure, $(date -u +%Y-%m-%dT%H:%MZ)"
+
+# ---- B1: submissions, every 201 committed ----
+for sync in full normal; do
+    start_server "b1-$sync" --sync "$sync"
+    echo '{"experiment": "bench", "command": ["true"]}' >"$WORK/run.json"
+    echo "# B1 conditions: 32 keep-alive clients, single-task spec, synchronous=$sync, no nodes"
+    taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+        --body "$WORK/run.json" --conns 32 --seconds "$SECONDS_EACH" --label "B1 (sync=$sync)"
+done
+
+# ---- B8: reading a run ----
+RUN=$(api POST /api/v1/runs '{"experiment": "bench", "command": ["true"]}' | json 'd["id"]')
+echo "# B8 conditions: 32 keep-alive clients, GET /api/v1/runs/{id}"
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$RUN" --token "$TOKEN" --conns 32 \
+    --seconds "$SECONDS_EACH" --label "B8"
+
+# ---- B6 and B7: metric ingestion, then a series query on 1,000,000 points ----
+start_server b6 --sync full
+: >"$WORK/tasks.txt"
+for i in $(seq 64); do
+    api POST /api/v1/runs '{"experiment": "bench-metrics", "command": ["true"]}' |
+        json 'd["tasks"][0]["id"]' >>"$WORK/tasks.txt"
+done
+echo "# B6 conditions: 64 senders (one task each), 1000-point batches, synchronous=full"
+taskset -c 1 "$LOAD" --url "$URL" --token "$TOKEN" --metrics-tasks "$WORK/tasks.txt" \
+    --points 1000 --conns 64 --seconds "$SECONDS_EACH" --label "B6"
+# One task gets 1,000,000 points of one metric for B7.
+head -n 1 "$WORK/tasks.txt" >"$WORK/one.txt"
+taskset -c 1 "$LOAD" --url "$URL" --token "$TOKEN" --metrics-tasks "$WORK/one.txt" \
+    --points 1000 --conns 1 --requests 1000 --label "B7-fill" >/dev/null
+B7RUN=$(echo "$(head -n 1 "$WORK/tasks.txt")" | sed 's/-a1-main$//')
+COUNT=$(api GET "/api/v1/runs/$B7RUN/metrics" | json 'd["items"][0]["count"]')
+echo "# B7 conditions: series of $COUNT points, max_points=1000, 8 clients"
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$B7RUN/metrics/loss?max_points=1000" \
+    --token "$TOKEN" --conns 8 --seconds "$SECONDS_EACH" --label "B7"
+
+# ---- B2 and B11: a real agent running trivial commands ----
+start_server b2 --sync full
+taskset -c 1 "$BIN" agent --server "$URL" --token "$TOKEN" --name bench-node \
+    --listen 127.0.0.1:0 --work "$WORK/agent" --cpus 1000 --log-level warn \
+    2>"$WORK/agent.log" &
+PIDS="$PIDS $!"
+i=0
+until api GET /api/v1/nodes/bench-node 2>/dev/null | grep -q '"state":"ready"'; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench: agent did not register" >&2; exit 1; }
+    sleep 0.1
+done
+echo "# B2 conditions: one idle real agent, command [\"true\"], 50 runs one after another"
+: >"$WORK/b2.txt"
+for i in $(seq 50); do
+    R=$(api POST /api/v1/runs '{"experiment": "bench-b2", "command": ["true"]}' | json 'd["id"]')
+    j=0
+    until api GET "/api/v1/runs/$R" | json 'd["status"]' | grep -q completed; do
+        j=$((j + 1)); [ $j -gt 200 ] && break
+        sleep 0.01
+    done
+    api GET "/api/v1/runs/$R" | /usr/bin/python3 -c '
+import sys, json, datetime
+d = json.load(sys.stdin)
+p = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+t = d["tasks"][0]
+print((p(t["started_at"]) - p(d["created_at"])).total_seconds() * 1000)' >>"$WORK/b2.txt"
+done
+/usr/bin/python3 - "$WORK/b2.txt" <<'PY'
+import sys
+v = sorted(float(x) for x in open(sys.argv[1]))
+print("B2 submit->running p50=%.1fms p99=%.1fms (n=%d)" % (v[len(v) // 2], v[int(len(v) * 0.99)], len(v)))
+PY
+echo "# B11 conditions: 200 runs of command [\"true\"] submitted at once to one agent"
+START=$(date +%s.%N)
+for i in $(seq 200); do
+    api POST /api/v1/runs '{"experiment": "bench-b11", "command": ["true"]}' >/dev/null
+done
+j=0
+until [ "$(api GET '/api/v1/runs?experiment=bench-b11&status=completed&limit=1000' |
+    json 'len(d["items"])')" = 200 ]; do
+    j=$((j + 1)); [ $j -gt 600 ] && break
+    sleep 0.1
+done
+END=$(date +%s.%N)
+/usr/bin/python3 -c "print('B11 %.0f launches/s end to end (submit, place, push, spawn, report; 200 runs)' % (200 / ($END - $START)))"
+echo "# B3 B4 B5 B9 B10: need hollow nodes (trainyard agent --hollow N), not built yet"
