@@ -30,7 +30,7 @@ PYTHON := /usr/bin/python3
 # make V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all asan test unit integration run stop deps check-style clean
+.PHONY: all asan test unit integration web-test bench run stop deps check-style clean
 
 all: bin/trainyard
 
@@ -135,7 +135,7 @@ deps:
 	@sh .ci/install-deps
 
 test: deps all asan
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory unit integration web-test
 
 unit: build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -145,6 +145,20 @@ integration: build/asan/bin/trainyard
 	TRAINYARD_BIN=$(CURDIR)/build/asan/bin/trainyard \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
+
+# Browser tests: playwright-core driving Debian's chromium against a real server.
+web-test: build/asan/bin/trainyard web/node_modules/.installed
+	TRAINYARD_BIN=$(CURDIR)/build/asan/bin/trainyard \
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		node --test --test-concurrency=1 tests/web/
+
+build/bench/load: bench/load.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $< $(shell pkg-config --libs libcurl)
+
+# Benchmarks print figures (issue 6's table); they never pass or fail.
+bench: deps all build/bench/load
+	@sh bench/run.sh
 
 run: deps all
 	@sh .ci/dev-run

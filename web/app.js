@@ -495,7 +495,7 @@ function renderRuns(main, v, query) {
   const tagInput = h('input', { type: 'search', id: 'f-tag', placeholder: 'key:value', autocomplete: 'off' });
   const clearBtn = h('button', { type: 'button', onclick: () => { location.hash = '#/runs'; } }, 'Clear filters');
   const apply = () => {
-    location.hash = hashFor('/runs', { experiment: expInput.value.trim(), status: statusSel.value, tag: tagInput.value.trim() });
+    location.hash = hashFor('/runs', { experiment: expInput.value.trim(), status: statusSel.value, tag: tagInput.value.trim(), limit: st.query.get('limit') });
   };
   expInput.addEventListener('change', apply);
   statusSel.addEventListener('change', apply);
@@ -525,7 +525,7 @@ function renderRuns(main, v, query) {
 
   function go(cursor) {
     location.hash = hashFor('/runs', {
-      experiment: st.query.get('experiment'), status: st.query.get('status'), tag: st.query.get('tag'), cursor,
+      experiment: st.query.get('experiment'), status: st.query.get('status'), tag: st.query.get('tag'), limit: st.query.get('limit'), cursor,
     });
   }
 
@@ -637,7 +637,8 @@ function renderRuns(main, v, query) {
 
   async function load() {
     const gen = ++st.gen;
-    const q = new URLSearchParams({ limit: PAGE_SIZE });
+    const limit = Math.min(1000, Math.max(1, parseInt(st.query.get('limit'), 10) || PAGE_SIZE));
+    const q = new URLSearchParams({ limit });
     for (const k of ['experiment', 'status', 'tag', 'cursor']) if (st.query.get(k)) q.set(k, st.query.get(k));
     try {
       const data = await api('/runs?' + q, { signal: v.signal });
@@ -671,7 +672,7 @@ function renderRuns(main, v, query) {
   }
 
   v.update = (q) => {
-    const changed = ['experiment', 'status', 'tag', 'cursor'].some((k) => (q.get(k) || '') !== (st.query.get(k) || ''));
+    const changed = ['experiment', 'status', 'tag', 'cursor', 'limit'].some((k) => (q.get(k) || '') !== (st.query.get(k) || ''));
     st.query = q;
     if (changed) st.loaded = false;
     syncInputs();
@@ -759,7 +760,7 @@ async function renderRun(main, v, id, query) {
     h('div', { class: 'section-head' }, h('h2', { id: 'h-artifacts' }, 'Artifacts'), h('span', { class: 'faint' }, 'files the tasks wrote under ./outputs')), artBody);
   const specPre = h('pre', { class: 'env', style: { margin: '0' } });
   const specSection = h('section', { class: 'panel section' },
-    h('details', {}, h('summary', { class: 'section-head', style: { cursor: 'pointer', borderBottom: 'none' } }, h('h2', {}, 'Spec')),
+    h('details', { class: 'spec' }, h('summary', { class: 'section-head' }, h('h2', {}, 'Spec'), h('span', { class: 'faint' }, 'as accepted, defaults filled in')),
       h('div', { class: 'section-body' }, specPre)));
 
   main.append(crumbs, titleRow, alertBox, summary, metricsSection, tasksSection, logSection, artSection, specSection);
@@ -820,7 +821,7 @@ async function renderRun(main, v, id, query) {
       item('Ended', fmtTime(r.ended_at), r.ended_at),
       item('Priority', String(s.priority ?? 0)),
       item('Tags', Object.keys(r.tags || {}).length ? Object.entries(r.tags).map(([k, val]) => h('span', { class: 'chip' }, `${k}:${val}`)) : '—'),
-      h('div', { style: { gridColumn: '1 / -1' } }, h('dt', {}, s.command ? 'Command' : 'Entry script'),
+      h('div', { class: 'wide' }, h('dt', {}, s.command ? 'Command' : 'Entry script'),
         h('dd', { class: 'mono', title: commandText(s), style: { whiteSpace: 'pre', overflowX: 'auto' } }, commandText(s))));
     specPre.textContent = JSON.stringify(s, null, 2);
   }
@@ -862,7 +863,7 @@ async function renderRun(main, v, id, query) {
   const taskSel = h('select', { id: 'log-task', 'aria-label': 'Show the log of' });
   const followBox = h('input', { type: 'checkbox', id: 'log-follow', checked: true });
   const countEl = h('span', { class: 'faint tabular', id: 'log-count' });
-  const pre = h('pre', { class: 'log', id: 'log', tabindex: '0', 'aria-label': 'Log output', 'aria-live': 'off' });
+  const pre = h('pre', { class: 'log', id: 'log', tabindex: '0', 'aria-label': 'Log output', 'aria-live': 'off', 'data-empty': 'No output yet.' });
   add(logSection, [h('div', { class: 'section-head' }, h('h2', { id: 'h-logs' }, 'Logs'), h('span', { class: 'spacer' }),
     h('div', { class: 'log-tools' }, h('label', { class: 'check', for: 'log-task' }, 'Task'), taskSel,
       h('label', { class: 'check', for: 'log-follow' }, followBox, 'Follow'), countEl)), pre]);
@@ -995,6 +996,7 @@ async function renderRun(main, v, id, query) {
   function onStatus(r) {
     const was = st.run.status;
     st.run = r;
+    pre.dataset.empty = TERMINAL.has(r.status) ? 'The run printed no log lines (##metric lines go to the charts, not the log).' : 'No output yet.';
     renderHead();
     renderSummary();
     renderTasks();
@@ -1005,10 +1007,7 @@ async function renderRun(main, v, id, query) {
     }
   }
 
-  renderHead();
-  renderSummary();
-  renderTasks();
-  fillTaskSel();
+  onStatus(run);
   renderCompareBar();
   pollLogs().catch(() => {});
   loadArtifacts();
@@ -1396,7 +1395,7 @@ function renderNodes(main, v) {
     const runIds = [...new Set((n.tasks || []).map(taskRunId).filter(Boolean))];
     setCell(tTasks, (n.tasks || []).join(), () => ((n.tasks || []).length
       ? h('div', {}, h('span', { class: 'tabular' }, String(n.tasks.length)),
-        h('div', { style: { fontSize: '12px' } }, runIds.slice(0, 3).map((rid) => h('a', { href: `#/runs/${rid}`, class: 'mono', style: { display: 'block' } }, rid)),
+        h('div', { style: { fontSize: '12px' } }, runIds.slice(0, 3).map((rid) => h('a', { href: `#/runs/${rid}`, class: 'mono', style: { display: 'block', whiteSpace: 'nowrap' } }, rid)),
           runIds.length > 3 ? h('span', { class: 'faint' }, `+${runIds.length - 3} more`) : null))
       : h('span', { class: 'faint' }, '0')));
     setCell(tHb, n.last_heartbeat || '', () => timeEl(n.last_heartbeat));
@@ -1497,18 +1496,19 @@ function renderCompute(main, v) {
       grid.replaceChildren(h('div', { class: 'panel empty' }, 'No pools yet: a pool appears when its first node registers.'));
       return;
     }
-    grid.replaceChildren(...d.items.map((p) => h('section', { class: 'panel pool', 'data-pool': p.name },
-      h('header', {}, h('h2', { class: 'mono' }, p.name), h('span', { class: 'spacer', style: { flex: '1' } }),
-        badge(p.ready_nodes > 0 ? 'ready' : 'down', null), h('span', { class: 'sub tabular' }, `${p.ready_nodes} of ${p.nodes} nodes ready`)),
-      h('div', { class: 'tiles', style: { margin: '0', gridTemplateColumns: 'repeat(3, 1fr)' } },
-        [['GPUs free', p.gpus_free, p.gpus, String], ['CPUs free', p.cpus_free, p.cpus, String], ['Memory free', p.memory_mb_free, p.memory_mb, fmtMB]]
-          .map(([k, free, total, f]) => h('div', {}, h('div', { class: 'k sub', style: { fontSize: '12px' } }, k),
-            h('div', { style: { fontSize: '20px', fontWeight: '650' }, class: 'tabular' }, f(free), h('small', { class: 'sub', style: { fontSize: '12px', fontWeight: '500' } }, ` / ${f(total)}`))))),
-      h('div', { style: { display: 'grid', gap: '10px' } },
-        h('div', {}, h('div', { class: 'sub', style: { fontSize: '12px' } }, 'GPUs in use'), meter(p.gpus - p.gpus_free, p.gpus)),
-        h('div', {}, h('div', { class: 'sub', style: { fontSize: '12px' } }, 'CPUs in use'), meter(p.cpus - p.cpus_free, p.cpus)),
-        h('div', {}, h('div', { class: 'sub', style: { fontSize: '12px' } }, 'Memory in use'), meter(p.memory_mb - p.memory_mb_free, p.memory_mb, fmtMB))),
-      h('div', {}, h('a', { href: '#/nodes' }, 'Nodes →'), ' ', h('a', { href: hashFor('/runs', {}) , style: { marginLeft: '12px' } }, 'Runs →')))));
+    const res = (k, free, total, f = String) => {
+      const used = total - free;
+      const frac = total > 0 ? Math.min(1, used / total) : 0;
+      return [h('span', { class: 'k' }, k),
+        h('span', { class: 'free' }, h('b', {}, f(free)), h('span', {}, ` free of ${f(total)}`)),
+        h('div', { class: `bar${frac >= 1 ? ' full' : frac >= 0.75 ? ' hi' : ''}`, role: 'img', 'aria-label': `${k}: ${Math.round(frac * 100)}% in use` },
+          h('i', { style: { width: `${(frac * 100).toFixed(1)}%` } }))];
+    };
+    grid.replaceChildren(...d.items.map((p) => h('section', { class: 'panel pool', 'data-pool': p.name, 'aria-label': `Pool ${p.name}` },
+      h('header', {}, h('h2', { class: 'mono' }, p.name), badge(p.ready_nodes > 0 ? 'ready' : 'down'),
+        h('span', { class: 'sub tabular' }, `${p.ready_nodes} of ${p.nodes} nodes ready`)),
+      h('div', { class: 'res' }, res('GPUs', p.gpus_free, p.gpus), res('CPUs', p.cpus_free, p.cpus), res('Memory', p.memory_mb_free, p.memory_mb, fmtMB)),
+      h('footer', {}, h('a', { href: '#/nodes' }, 'Nodes →'), h('a', { href: '#/runs' }, 'Runs →')))));
   }
   load().catch((e) => { if (e.name !== 'AbortError') toast(e.message, true); });
   v.every(5000, load);
