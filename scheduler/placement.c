@@ -17,8 +17,11 @@
  * a big gang at the head of the queue, while runs that fit elsewhere are
  * still placed (backfill).
  *
- * Cost: O(groups x nodes) per run. An index by free capacity (issue 6)
- * brings it to O(groups x log nodes).
+ * Cost: nodes are indexed per pool by free GPUs (one bucket per count)
+ * and, within a bucket, sorted by free CPUs; the tightest node for a group
+ * is a binary search in each bucket with enough GPUs: about
+ * O(groups x log nodes) per run (skipping nodes taken by the same gang,
+ * reserved, or lacking a feature adds what it skips).
  */
 #include "scheduler/placement.h"
 
@@ -53,6 +56,19 @@ struct node {
     int port_max;
     bool taken; /* by the run being placed */
     bool reserved; /* held for an earlier run that waits for capacity */
+};
+
+/* The nodes of one pool, by free GPUs then free CPUs. */
+struct pool_index {
+    const char *pool;
+    struct node **bucket[MAX_GPUS + 1];
+    int len[MAX_GPUS + 1];
+    int cap[MAX_GPUS + 1];
+};
+
+struct index {
+    struct pool_index *pools;
+    int n;
 };
 
 struct task {
@@ -251,6 +267,116 @@ static void reserve(struct node *nodes, int n_nodes, struct group **order, int n
             nodes[j].reserved = true;
         nodes[j].taken = false;
     }
+}
+
+static double free_cpus(const struct node *n)
+{
+    return n->cpus - n->used_cpus;
+}
+
+static struct pool_index *pool_of(struct index *ix, const char *pool)
+{
+    int i;
+
+    for (i = 0; i < ix->n; i++) {
+        if (strcmp(ix->pools[i].pool, pool) == 0)
+            return &ix->pools[i];
+    }
+    return NULL;
+}
+
+/* First position in b (sorted by free CPUs) whose free CPUs reach cpus. */
+static int lower_bound(struct node **b, int len, double cpus)
+{
+    int lo = 0;
+    int hi = len;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        if (free_cpus(b[mid]) < cpus - 1e-9)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void index_insert(struct index *ix, struct node *n)
+{
+    struct pool_index *p = pool_of(ix, n->pool);
+    int k = free_gpus(n);
+    int at;
+
+    if (p == NULL) {
+        ix->pools = xrealloc(ix->pools, (size_t)(ix->n + 1) * sizeof(*ix->pools));
+        p = &ix->pools[ix->n++];
+        memset(p, 0, sizeof(*p));
+        p->pool = n->pool;
+    }
+    if (p->len[k] == p->cap[k]) {
+        p->cap[k] = p->cap[k] ? p->cap[k] * 2 : 16;
+        p->bucket[k] = xrealloc(p->bucket[k], (size_t)p->cap[k] * sizeof(*p->bucket[k]));
+    }
+    at = lower_bound(p->bucket[k], p->len[k], free_cpus(n));
+    memmove(&p->bucket[k][at + 1], &p->bucket[k][at],
+            (size_t)(p->len[k] - at) * sizeof(*p->bucket[k]));
+    p->bucket[k][at] = n;
+    p->len[k]++;
+}
+
+static void index_remove(struct index *ix, struct node *n)
+{
+    struct pool_index *p = pool_of(ix, n->pool);
+    int k = free_gpus(n);
+    int at = lower_bound(p->bucket[k], p->len[k], free_cpus(n));
+
+    while (at < p->len[k] && p->bucket[k][at] != n)
+        at++;
+    if (at == p->len[k])
+        return;
+    memmove(&p->bucket[k][at], &p->bucket[k][at + 1],
+            (size_t)(p->len[k] - at - 1) * sizeof(*p->bucket[k]));
+    p->len[k]--;
+}
+
+static void index_free(struct index *ix)
+{
+    int i;
+    int k;
+
+    for (i = 0; i < ix->n; i++) {
+        for (k = 0; k <= MAX_GPUS; k++)
+            free(ix->pools[i].bucket[k]);
+    }
+    free(ix->pools);
+}
+
+static bool fits(const struct node *n, const struct group *g);
+
+/*
+ * The node of pool where g fits tightest: fewest GPUs, then fewest CPUs,
+ * left over; not taken by this gang nor reserved; with the features.
+ */
+static struct node *index_best(struct index *ix, const char *pool, const struct group *g,
+                               const char *const *features, int n_features)
+{
+    struct pool_index *p = pool_of(ix, pool);
+    int k;
+
+    if (p == NULL || g->gpus > MAX_GPUS)
+        return NULL;
+    for (k = g->gpus; k <= MAX_GPUS; k++) {
+        int at = lower_bound(p->bucket[k], p->len[k], g->cpus);
+
+        for (; at < p->len[k]; at++) {
+            struct node *n = p->bucket[k][at];
+
+            if (!n->taken && !n->reserved && fits(n, g) && has_features(n, features, n_features))
+                return n;
+        }
+    }
+    return NULL;
 }
 
 static bool fits(const struct node *n, const struct group *g)
@@ -513,8 +639,8 @@ static void take(struct task *tasks, int n_tasks, struct group *groups)
 }
 
 /* Tries to place one run; returns its placement or NULL with a reason. */
-static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char *reason,
-                        size_t reason_size)
+static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struct index *ix,
+                        char *reason, size_t reason_size)
 {
     const cJSON *spec = json_get(run, "spec");
     const char *pool = json_get_string(spec, "compute_target");
@@ -530,7 +656,6 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
     cJSON *placement = NULL;
     int suitable = 0;
     int i;
-    int j;
 
     if (backend && strcmp(backend, "mpi") == 0)
         features[n_features++] = "mpi";
@@ -574,19 +699,8 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
 
     for (i = 0; i < node_count; i++) {
         struct group *g = order[i];
-        struct node *best = NULL;
+        struct node *best = index_best(ix, pool, g, features, n_features);
 
-        for (j = 0; j < n_nodes; j++) {
-            struct node *n = &nodes[j];
-
-            if (n->taken || n->reserved || strcmp(n->pool, pool) != 0 ||
-                !has_features(n, features, n_features) || !fits(n, g))
-                continue;
-            if (best == NULL || free_gpus(n) - g->gpus < free_gpus(best) - g->gpus ||
-                (free_gpus(n) == free_gpus(best) &&
-                 n->cpus - n->used_cpus < best->cpus - best->used_cpus))
-                best = n;
-        }
         if (best == NULL) {
             snprintf(reason, reason_size,
                      "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d free "
@@ -598,7 +712,12 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, char 
         best->taken = true;
         g->node = best;
     }
+    /* The gang's nodes change their free capacity: re-file them. */
+    for (i = 0; i < node_count; i++)
+        index_remove(ix, groups[i].node);
     take(tasks, n_tasks, groups);
+    for (i = 0; i < node_count; i++)
+        index_insert(ix, groups[i].node);
     placement = emit(run, tasks, n_tasks, groups);
 out:
     free(tasks);
@@ -616,15 +735,21 @@ void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
     const cJSON *run;
     char reason[512];
 
+    struct index ix = { NULL, 0 };
+    int i;
+
     load_nodes(state, &nodes, &n_nodes);
+    for (i = 0; i < n_nodes; i++)
+        index_insert(&ix, &nodes[i]);
     cJSON_ArrayForEach(run, json_get(state, "runs")) {
-        cJSON *p = place_run(run, nodes, n_nodes, reason, sizeof(reason));
+        cJSON *p = place_run(run, nodes, n_nodes, &ix, reason, sizeof(reason));
 
         if (p)
             cJSON_AddItemToArray(placements, p);
         else
             cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
     }
+    index_free(&ix);
     free(nodes);
     *ret_placements = placements;
     *ret_reasons = reasons;

@@ -129,7 +129,7 @@ int store_run_create(struct store *store, const struct store_new_run *run)
 static int add_tasks(struct conn *c, int64_t seq, int64_t attempt, cJSON *run)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT id, name, type, idx, node, address, gpus, status, "
-                                    "exit_code, started_at, ended_at FROM tasks "
+                                    "exit_code, started_at, ended_at, env FROM tasks "
                                     "WHERE run_seq = ? AND attempt = ? ORDER BY ord");
     cJSON *tasks = cJSON_AddArrayToObject(run, "tasks");
     int rc;
@@ -155,6 +155,14 @@ static int add_tasks(struct conn *c, int64_t seq, int64_t attempt, cJSON *run)
             cJSON_AddNumberToObject(t, "exit_code", sqlite3_column_int(st, 8));
         col_add_time(st, 9, t, "started_at");
         col_add_time(st, 10, t, "ended_at");
+        /* What the task was given (TF_CONFIG, RANK, ...), set at placement;
+         * the MPI exec secret stays between the server and the agents. */
+        if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
+            col_add_json(st, 11, t, "env");
+            cJSON_DeleteItemFromObjectCaseSensitive(json_get(t, "env"), "TRAINYARD_MPI_SECRET");
+        } else {
+            cJSON_AddNullToObject(t, "env");
+        }
         cJSON_AddItemToArray(tasks, t);
     }
     sqlite3_reset(st);

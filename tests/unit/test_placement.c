@@ -6,6 +6,11 @@
 #include "common/json.h"
 #include "scheduler/placement.h"
 
+static int atoi_safe(const char *s)
+{
+    return (int)strtol(s, NULL, 10);
+}
+
 static cJSON *node(const char *name, double cpus, double used_cpus, int gpus)
 {
     cJSON *n = cJSON_CreateObject();
@@ -184,7 +189,55 @@ static void pytorch_env_is_consistent(void)
     cJSON_Delete(state);
 }
 
+static void picks_the_tightest_node(void)
+{
+    const char *names[] = { "main" };
+    const char *types[] = { "main" };
+    const int idx[] = { 0 };
+    cJSON *state = cJSON_CreateObject();
+    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    cJSON *placements;
+    cJSON *reasons;
+    char name[32];
+    int i;
+
+    cJSON_AddItemToArray(nodes, node("big-gpu", 64, 0, 8));
+    cJSON_AddItemToArray(nodes, node("one-gpu", 4, 0, 1));
+    for (i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "cpu-%d", i);
+        cJSON_AddItemToArray(nodes, node(name, 1 + i % 8, 0, 0));
+    }
+    /* 3 CPUs, no GPU: the tightest is a 3-CPU node, not a GPU node. */
+    cJSON_AddItemToArray(runs, run("cpu3", SPEC("null", 1, 1, 3, 0), names, types, idx, 1));
+    /* 1 GPU: the 1-GPU node, not the 8-GPU one. */
+    cJSON_AddItemToArray(runs, run("gpu1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
+    for (i = 0; i < 1500; i++) {
+        char id[32];
+
+        snprintf(id, sizeof(id), "r%d", i);
+        cJSON_AddItemToArray(runs, run(id, SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    }
+    placement_pass(state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 1502);
+    ASSERT_STR_EQ(
+        json_get_string(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 1), "tasks"), 0),
+                        "node"),
+        "one-gpu");
+    {
+        const char *n0 = json_get_string(
+            cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0), "node");
+        int which = atoi_safe(n0 + 4);
+
+        ASSERT_EQ(1 + which % 8, 3);
+    }
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    cJSON_Delete(state);
+}
+
 UNIT_LIST(placement_tests) = {
+    { "placement/picks_the_tightest_node", picks_the_tightest_node },
     { "placement/gpus_are_disjoint_and_ports_unique", gpus_are_disjoint_and_ports_unique },
     { "placement/a_waiting_gang_is_not_starved", a_waiting_gang_is_not_starved },
     { "placement/pytorch_env_is_consistent", pytorch_env_is_consistent },
