@@ -696,7 +696,13 @@ function tfConfigFor(run, task) {
   return { cluster, task: { type: task.type, index: task.index }, environment: 'cloud' };
 }
 
-/* The environment the agent gives the task, as far as the run resource tells it. */
+/* The environment the task was given (the server records it at placement);
+ * for an older server, what the run resource implies. */
+function taskEnv(run, task) {
+  if (task.env && typeof task.env === 'object') return Object.entries(task.env);
+  return expectedEnv(run, task);
+}
+
 function expectedEnv(run, task) {
   const spec = run.spec || {};
   const env = [
@@ -753,7 +759,7 @@ async function renderRun(main, v, id, query) {
   const tasksBody = h('div', { class: 'table-wrap' });
   const tasksSection = h('section', { class: 'panel section', 'aria-labelledby': 'h-tasks' },
     h('div', { class: 'section-head' }, h('h2', { id: 'h-tasks' }, 'Tasks'), h('span', { class: 'faint' },
-      'environment shown as the agent sets it, derived from the run')), tasksBody);
+      'Env shows what each task was given (TF_CONFIG, RANK, CUDA_VISIBLE_DEVICES, …)')), tasksBody);
   const logSection = h('section', { class: 'panel section', 'aria-labelledby': 'h-logs' });
   const artBody = h('div');
   const artSection = h('section', { class: 'panel section', 'aria-labelledby': 'h-artifacts' },
@@ -849,7 +855,8 @@ async function renderRun(main, v, id, query) {
         h('td', {}, toggle)));
       if (open) {
         rows.push(h('tr', { class: 'env-row' }, h('td', { colspan: 9 },
-          h('pre', { class: 'env' }, expectedEnv(r, t).map(([k, val]) => `${k}=${val}`).join('\n')))));
+          h('pre', { class: 'env', 'data-env': t.name }, t.env || t.node ? taskEnv(r, t).map(([k, val]) => `${k}=${val}`).join('\n')
+            : 'Not placed yet: the environment is set when the scheduler places the task.'))));
       }
     }
     tasksBody.replaceChildren(h('table', {},
@@ -1453,12 +1460,13 @@ function renderNodes(main, v) {
 function renderExperiments(main, v) {
   document.title = 'Experiments · trainyard';
   const tbody = h('tbody');
-  const more = h('button', { type: 'button', hidden: true }, 'Load more');
+  const more = h('button', { type: 'button' }, 'Load more');
   const message = h('div');
+  const pager = h('div', { class: 'pager', hidden: true }, h('span', { class: 'spacer' }), more);
   main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Experiments')),
     h('div', { class: 'panel' }, message, h('div', { class: 'table-wrap' }, h('table', { id: 'experiments-table' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Experiment'), h('th', { class: 'num' }, 'Runs'), h('th', {}, 'Created'), h('th', {}, 'Last activity'))),
-      tbody)), h('div', { class: 'pager' }, h('span', { class: 'spacer' }), more)));
+      tbody)), pager));
   let cursor = '';
   async function load() {
     const q = new URLSearchParams({ limit: 100 });
@@ -1473,7 +1481,7 @@ function renderExperiments(main, v) {
           h('td', {}, timeEl(x.last_activity))));
       }
       cursor = d.next_cursor || '';
-      more.hidden = !cursor;
+      pager.hidden = !cursor;
       if (!tbody.children.length) message.replaceChildren(h('div', { class: 'empty' }, 'No experiments yet: the first run of an experiment creates it.'));
     } catch (e) {
       if (e.name !== 'AbortError') toast(e.message, true);

@@ -34,6 +34,7 @@ let viewerToken;
 let browser;
 let page;
 const runs = {};
+const pageErrors = [];
 
 /* ------------------------------------------------------------ processes */
 
@@ -180,6 +181,7 @@ async function setUp() {
   const context = await browser.newContext({ viewport: { width: 1360, height: 860 }, colorScheme: 'light', acceptDownloads: true });
   page = await context.newPage();
   page.setDefaultTimeout(10000);
+  page.on('pageerror', (e) => pageErrors.push(e.message));
 }
 
 after(async () => {
@@ -325,6 +327,30 @@ t('cancel from the page stops a run', async () => {
   await waitFor(async () => (await api('GET', '/nodes')).body.items.every((n) => !n.tasks.some((id) => id.startsWith(runs.c))), 10000, 'node released');
 });
 
+t('a ps run shows each task\'s node, address and TF_CONFIG', async () => {
+  runs.ps = await submit({
+    experiment: 'resnet50-ps', command: ['/usr/bin/python3', '-c', 'import time; print("training", flush=True); time.sleep(4)'],
+    distributed_backend: 'ps', node_count: 2, worker_count: 2, parameter_server_count: 1, tags: { team: 'vision' },
+  });
+  await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runs.ps);
+  await page.locator('.title-row .badge.running').waitFor({ timeout: 15000 });
+  await page.locator('.summary').getByText('ps 2×(2w+1ps)').waitFor();
+  const run = (await api('GET', `/runs/${runs.ps}`)).body;
+  const ps0 = run.tasks.find((x) => x.name === 'ps-0');
+  const w1 = run.tasks.find((x) => x.name === 'worker-1');
+  assert.match(await page.locator('tr[data-task="worker-1"] td').nth(3).textContent(), /^127\.0\.0\.1:\d+$/);
+  await page.getByRole('button', { name: 'Environment of worker-1' }).click();
+  const env = await page.locator('pre[data-env="worker-1"]').textContent();
+  const tf = JSON.parse(/^TF_CONFIG=(.*)$/m.exec(env)[1]);
+  assert.deepEqual(tf.task, { type: 'worker', index: 1 });
+  assert.deepEqual(tf.cluster.ps, [ps0.address]);
+  assert.equal(tf.cluster.worker[1], w1.address);
+  assert.match(env, new RegExp(`^TRAINYARD_NODE=${w1.node}$`, 'm'));
+  await page.getByRole('button', { name: 'Environment of ps-0' }).click();
+  await page.locator('.title-row .badge.completed').waitFor({ timeout: 20000 });
+  await shot(page, '05-ps-run-tf-config');
+});
+
 t('nodes page shows the GPU map; an admin drains and undrains a node', async () => {
   runs.d = await train('llm-pretrain', 400, 0.25, { use_gpu: true, gpus_per_process: 2, tags: { team: 'nlp' } });
   await waitFor(async () => (await api('GET', `/runs/${runs.d}`)).body.status === 'running', 15000, 'GPU run running');
@@ -337,7 +363,7 @@ t('nodes page shows the GPU map; an admin drains and undrains a node', async () 
   await row.getByRole('button', { name: `Drain ${idle}` }).click();
   await page.locator(`tr[data-node="${idle}"][data-state="draining"]`).waitFor();
   assert.equal((await api('GET', `/nodes/${idle}`)).body.state, 'draining');
-  await shot(page, '05-nodes-draining');
+  await shot(page, '06-nodes-draining');
   await row.getByRole('button', { name: `Undrain ${idle}` }).click();
   await page.locator(`tr[data-node="${idle}"][data-state="ready"]`).waitFor();
   assert.equal((await api('GET', `/nodes/${idle}`)).body.state, 'ready');
@@ -346,28 +372,28 @@ t('nodes page shows the GPU map; an admin drains and undrains a node', async () 
 t('experiments and compute pages', async () => {
   await page.evaluate(() => { location.hash = '#/experiments'; });
   await page.locator('#experiments-table').getByRole('link', { name: 'mnist-cnn' }).waitFor();
-  await shot(page, '06-experiments');
+  await shot(page, '07-experiments');
   await page.evaluate(() => { location.hash = '#/compute'; });
   const pool = page.locator('[data-pool="default"]');
   await pool.waitFor();
   await pool.getByText('2 of 2 nodes ready').waitFor();
   await pool.getByText('free of 4').first().waitFor();
-  await shot(page, '07-compute');
+  await shot(page, '08-compute');
   await page.evaluate(() => { location.hash = '#/runs'; });
   await page.locator(`tr[data-run="${runs.d}"][data-status="running"]`).waitFor();
-  await shot(page, '08-runs');
+  await shot(page, '09-runs');
 });
 
 t('dark mode renders every page', async () => {
   await page.emulateMedia({ colorScheme: 'dark' });
-  await shot(page, '09-dark-runs');
+  await shot(page, '10-dark-runs');
   await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runs.d);
   await page.locator('figure[data-metric="loss"] canvas').waitFor({ timeout: 10000 });
   await page.waitForTimeout(600); /* a few live points */
-  await shot(page, '10-dark-run-live');
+  await shot(page, '11-dark-run-live');
   await page.evaluate(() => { location.hash = '#/nodes'; });
   await page.locator(`a.gpu[href="#/runs/${runs.d}"]`).first().waitFor();
-  await shot(page, '11-dark-nodes');
+  await shot(page, '12-dark-nodes');
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
@@ -376,6 +402,7 @@ t('a viewer sees no action buttons, and the API refuses it anyway', async () => 
   try {
     const vp = await context.newPage();
     vp.setDefaultTimeout(10000);
+    vp.on('pageerror', (e) => pageErrors.push(`viewer: ${e.message}`));
     await login(vp, viewerToken);
     assert.equal(await vp.locator('.session .role').textContent(), 'viewer');
     await vp.locator(`tr[data-run="${runs.d}"]`).waitFor();
@@ -385,7 +412,7 @@ t('a viewer sees no action buttons, and the API refuses it anyway', async () => 
     await vp.locator('figure[data-metric="loss"]').waitFor();
     assert.equal(await vp.locator('[data-action]').count(), 0);
     assert.equal(await vp.getByRole('button', { name: /cancel/i }).count(), 0);
-    await shot(vp, '12-viewer-run');
+    await shot(vp, '13-viewer-run');
     await vp.evaluate(() => { location.hash = '#/nodes'; });
     await vp.locator('tr[data-node="n1"]').waitFor();
     assert.equal(await vp.locator('[data-action]').count(), 0);
@@ -400,7 +427,8 @@ t('a viewer sees no action buttons, and the API refuses it anyway', async () => 
   assert.equal((await api('POST', `/runs/${runs.d}/cancel`)).status, 200);
 });
 
-t('server and agents stop cleanly, with no sanitizer reports', async () => {
+t('no script errors in the pages; server and agents stop cleanly, with no sanitizer reports', async () => {
+  assert.deepEqual(pageErrors, []);
   await browser.close();
   browser = null;
   for (const name of ['chromium', 'agent-n1', 'agent-n2', 'server']) {
