@@ -507,6 +507,12 @@ static cJSON *registration(struct agent *a)
     cJSON_AddItemToObject(body, "gpus", detect_gpus(a));
     cJSON_AddItemToObject(body, "labels", cJSON_Duplicate(a->labels, 1));
     cJSON_AddItemToObject(body, "features", detect_features(a));
+    {
+        cJSON *ports = cJSON_AddObjectToObject(body, "ports");
+
+        cJSON_AddNumberToObject(ports, "min", a->port_min);
+        cJSON_AddNumberToObject(ports, "max", a->port_max);
+    }
     return body;
 }
 

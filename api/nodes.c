@@ -11,8 +11,8 @@
 #include "store/store.h"
 #include "common/banned.h"
 
-static const char *const register_fields[] = { "name", "pool",   "agent_url", "cpus", "memory_mb",
-                                               "gpus", "labels", "features",  NULL };
+static const char *const register_fields[] = { "ports",     "name", "pool",   "agent_url", "cpus",
+                                               "memory_mb", "gpus", "labels", "features",  NULL };
 
 static bool url_ok(const char *s)
 {
@@ -179,6 +179,22 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
     if (item && !cJSON_IsNull(item) && !json_int(item, 0, INT64_C(1) << 40, &reg.memory_mb)) {
         api_error(resp, ERR_INVALID, "memory_mb", "memory_mb must be a non-negative integer");
         goto out;
+    }
+    reg.port_min = 20000;
+    reg.port_max = 29999;
+    item = json_get(in, "ports");
+    if (item && !cJSON_IsNull(item)) {
+        int64_t lo;
+        int64_t hi;
+
+        if (!cJSON_IsObject(item) || !json_int(json_get(item, "min"), 1, 65535, &lo) ||
+            !json_int(json_get(item, "max"), 1, 65535, &hi) || lo > hi) {
+            api_error(resp, ERR_INVALID, "ports",
+                      "ports must be {\"min\": N, \"max\": M} with 1 <= N <= M <= 65535");
+            goto out;
+        }
+        reg.port_min = (int)lo;
+        reg.port_max = (int)hi;
     }
     if (!check_gpus(json_get(in, "gpus"), resp, &gpus) ||
         !check_labels(json_get(in, "labels"), resp) ||

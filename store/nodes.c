@@ -13,7 +13,7 @@
 
 #define NODE_COLUMNS                                                                               \
     "name, pool, agent_url, cpus, memory_mb, gpus, labels, features, state, registered_at, "       \
-    "last_heartbeat"
+    "last_heartbeat, port_min, port_max"
 
 /* ---- register ---- */
 
@@ -22,12 +22,12 @@ static int node_register_fn(struct conn *c, void *arg)
     const struct store_node_reg *r = arg;
     sqlite3_stmt *st = conn_stmt(
         c, "INSERT INTO nodes(name, pool, agent_url, cpus, memory_mb, gpus, labels, features, "
-           "state, secret, registered_at, last_heartbeat) "
-           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'ready', ?9, ?10, ?10) "
+           "state, secret, registered_at, last_heartbeat, port_min, port_max) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'ready', ?9, ?10, ?10, ?11, ?12) "
            "ON CONFLICT(name) DO UPDATE SET pool = ?2, agent_url = ?3, cpus = ?4, "
            "memory_mb = ?5, gpus = ?6, labels = ?7, features = ?8, "
            "state = CASE state WHEN 'draining' THEN 'draining' ELSE 'ready' END, secret = ?9, "
-           "registered_at = ?10, last_heartbeat = ?10");
+           "registered_at = ?10, last_heartbeat = ?10, port_min = ?11, port_max = ?12");
     char *gpus;
     char *labels;
     char *features;
@@ -48,6 +48,8 @@ static int node_register_fn(struct conn *c, void *arg)
     bind_text(st, 8, features);
     bind_text(st, 9, r->secret);
     sqlite3_bind_int64(st, 10, r->now_ms);
+    sqlite3_bind_int(st, 11, r->port_min ? r->port_min : 20000);
+    sqlite3_bind_int(st, 12, r->port_max ? r->port_max : 29999);
     rc = stmt_done(c, st);
     free(gpus);
     free(labels);
@@ -119,6 +121,12 @@ static int node_from_row(struct conn *c, sqlite3_stmt *st, int64_t now, int64_t 
     cJSON_AddStringToObject(node, "state", node_state_now(state, heartbeat, now, timeout));
     col_add_time(st, 9, node, "registered_at");
     col_add_time(st, 10, node, "last_heartbeat");
+    {
+        cJSON *ports = cJSON_AddObjectToObject(node, "ports");
+
+        cJSON_AddNumberToObject(ports, "min", sqlite3_column_int(st, 11));
+        cJSON_AddNumberToObject(ports, "max", sqlite3_column_int(st, 12));
+    }
     rc = add_allocation(c, (const char *)sqlite3_column_text(st, 0), node);
     if (rc < 0) {
         cJSON_Delete(node);

@@ -148,6 +148,8 @@ struct store_node_reg {
     const cJSON *labels; /* validated object */
     const cJSON *features; /* validated array */
     const char *secret;
+    int port_min; /* ports the agent offers tasks */
+    int port_max;
     int64_t now_ms;
 };
 
