@@ -482,7 +482,8 @@ struct task *task_for_exec(struct agent *a, const char *secret)
         const char *mine = json_get_string(json_get(t->assignment, "env"), "TRAINYARD_MPI_SECRET");
 
         if (t->holder && !t->finished && !t->stop_requested && mine && secret &&
-            crypto_equal(mine, secret) && t->n_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
+            crypto_equal(mine, secret) &&
+            t->n_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
             return t;
     }
     return NULL;
@@ -790,8 +791,7 @@ static int mpirun_argv(struct task *t, const cJSON *env, char **argv)
     argv[n++] = xstrdup("none");
     /* The job's environment; each node's worker supplies its own GPUs,
      * task identity and helper path. */
-    cJSON_ArrayForEach(e, env)
-    {
+    cJSON_ArrayForEach(e, env) {
         if (strncmp(e->string, "OMPI_", 5) == 0 || strcmp(e->string, "CUDA_VISIBLE_DEVICES") == 0 ||
             strcmp(e->string, "TRAINYARD_TASK_TYPE") == 0 ||
             strcmp(e->string, "TRAINYARD_TASK_INDEX") == 0 ||
@@ -830,10 +830,49 @@ static void use_venv(char **env, const char *python)
     free(bin);
 }
 
+/* The mpi worker of the launcher's run on this node (node rank 0). */
+static struct task *local_worker(struct task *launcher)
+{
+    const char *run = json_get_string(launcher->assignment, "run_id");
+    struct task *w;
+
+    for (w = launcher->a->tasks; w; w = w->next) {
+        const char *wrun = json_get_string(w->assignment, "run_id");
+
+        if (w->holder && !w->finished && wrun && run && strcmp(wrun, run) == 0 &&
+            json_get(w->assignment, "index")->valueint == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static void start_main(struct task *t, const char *python);
+
+static char *venv_dir(struct task *t);
+
+static void launcher_retry(uv_timer_t *timer)
+{
+    struct task *t = timer->data;
+    char *dir;
+    char *python;
+
+    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) == 0) {
+        start_main(t, t->a->python);
+        return;
+    }
+    dir = venv_dir(t);
+    python = xasprintf("%s/bin/python", dir);
+    start_main(t, python);
+    free(python);
+    free(dir);
+}
+
 static void start_main(struct task *t, const char *python)
 {
     const cJSON *argv_json = json_get(t->assignment, "argv");
     cJSON *env_json = json_get(t->assignment, "env");
+    cJSON *ranks_env = NULL;
+    struct task *ranks_task = t;
     const cJSON *arg;
     char **argv;
     char **env;
@@ -850,23 +889,39 @@ static void start_main(struct task *t, const char *python)
         queue_status(t, "running", -1, NULL);
         return;
     }
+    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
+        /* mpirun starts this node's ranks itself, not through /v1/exec:
+         * run it in worker-0's environment and directory, so those ranks
+         * are worker-0's like every other node's ranks are their worker's
+         * (its GPUs, identity and outputs). Worker-0 is assigned with the
+         * launcher; wait for it a little. */
+        ranks_task = local_worker(t);
+        if (ranks_task == NULL && t->venv_wait++ < 300) {
+            uv_timer_start(&t->kill_timer, launcher_retry, 100, 0);
+            return;
+        }
+        if (ranks_task == NULL)
+            ranks_task = t;
+        ranks_env = cJSON_Duplicate(json_get(ranks_task->assignment, "env"), 1);
+        mpi_defaults(t, ranks_env);
+        env_json = ranks_env;
+    }
     argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2 * cJSON_GetArraySize(env_json) + 16,
                    sizeof(*argv));
-    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
-        mpi_defaults(t, env_json);
+    if (ranks_env)
         n = mpirun_argv(t, env_json, argv);
-    }
     if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
         argv[n++] = xstrdup(python);
     cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
-    env = env_array(t, json_get(t->assignment, "env"));
+    env = env_array(ranks_task, env_json);
     if (strcmp(python, t->a->python) != 0)
         use_venv(env, python);
     t->main_started = true;
     t->status = "running";
-    spawn(t, argv, env, t->src, after_main);
+    spawn(t, argv, env, ranks_task->src, after_main);
+    cJSON_Delete(ranks_env);
     if (t->pgid > 0)
         write_pid_file(t);
     /* Running once the process exists: a failure to start is reported as

@@ -659,11 +659,6 @@ def test_mpi_rank_count_and_placement(dc):
 
 
 @needs_mpi
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: mpirun starts the ranks of its own node itself (no orted, no /v1/exec there), so "
-    "they run in the launcher task's environment (TRAINYARD_TASK_TYPE=launcher, the "
-    "launcher's TRAINYARD_OUTPUT_DIR and CUDA_VISIBLE_DEVICES, which holds no GPUs), not as "
-    "part of worker-0 (SPEC §4 mpi); ranks on the other nodes are right"))
 def test_mpi_ranks_run_as_their_nodes_worker_task(dc):
     """SPEC §4 mpi: what runs for the run on a node runs as part of that node's
     worker task (its environment, its GPUs)."""
