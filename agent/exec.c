@@ -109,8 +109,7 @@ struct MHD_Response *exec_response(struct MHD_Connection *conn, struct exec_stre
     uv_mutex_lock(&stream->mu);
     stream->conn = conn;
     uv_mutex_unlock(&stream->mu);
-    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, stream,
-                                          reader_free);
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, stream, reader_free);
     if (r == NULL)
         reader_free(stream);
     return r;
@@ -211,8 +210,7 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
         *ret_error = "argv must be a non-empty array of strings";
         return 400;
     }
-    cJSON_ArrayForEach(arg, argv_json)
-    {
+    cJSON_ArrayForEach(arg, argv_json) {
         if (!cJSON_IsString(arg)) {
             *ret_error = "argv must be a non-empty array of strings";
             return 400;
@@ -226,8 +224,7 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
         return 403;
     }
     argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 1, sizeof(*argv));
-    cJSON_ArrayForEach(arg, argv_json)
-    {
+    cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
     e = xcalloc(1, sizeof(*e));

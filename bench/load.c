@@ -45,8 +45,8 @@ static void next_batch(struct slot *s)
     len = (size_t)snprintf(s->body, cap, "{\"seq\":%ld,\"points\":[", ++s->seq);
     for (i = 0; i < points; i++) {
         len += (size_t)snprintf(s->body + len, cap - len,
-                                "%s{\"name\":\"loss\",\"value\":%.6f,\"step\":%ld}",
-                                i ? "," : "", 1.0 / (double)(s->step + 1), s->step);
+                                "%s{\"name\":\"loss\",\"value\":%.6f,\"step\":%ld}", i ? "," : "",
+                                1.0 / (double)(s->step + 1), s->step);
         s->step++;
     }
     len += (size_t)snprintf(s->body + len, cap - len, "]}");

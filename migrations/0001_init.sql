@@ -133,6 +133,23 @@ CREATE TABLE metric_points (
 );
 CREATE INDEX metric_points_by_series ON metric_points(run_seq, name, step);
 
+-- Rollups kept at ingest: per metric, per bucket of 2^level steps, the
+-- bucket's lowest and highest points. A downsampled series reads these
+-- (a few hundred rows) instead of every point.
+CREATE TABLE metric_rollups (
+    run_seq   INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+    name      TEXT NOT NULL,
+    level     INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,           -- step >> level
+    min_step  INTEGER NOT NULL,
+    min_time  INTEGER NOT NULL,
+    min_value REAL NOT NULL,
+    max_step  INTEGER NOT NULL,
+    max_time  INTEGER NOT NULL,
+    max_value REAL NOT NULL,
+    PRIMARY KEY (run_seq, name, level, bucket)
+) WITHOUT ROWID;
+
 CREATE TABLE metric_summary (
     run_seq   INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
     name      TEXT NOT NULL,

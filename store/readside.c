@@ -114,6 +114,43 @@ static void emit_bucket(cJSON *points, const struct point *lo, const struct poin
     }
 }
 
+/* A series from the rollups of one level: each bucket's lowest and
+ * highest points, in step order. */
+static int rollup_series(struct conn *c, int64_t seq, const char *name, int level,
+                         cJSON **ret_series)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT min_step, min_time, min_value, max_step, max_time, "
+                                    "max_value FROM metric_rollups WHERE run_seq = ? AND name = ? "
+                                    "AND level = ? ORDER BY bucket");
+    cJSON *series;
+    cJSON *points;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, seq);
+    bind_text(st, 2, name);
+    sqlite3_bind_int(st, 3, level);
+    series = cJSON_CreateObject();
+    cJSON_AddStringToObject(series, "name", name);
+    points = cJSON_AddArrayToObject(series, "points");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct point lo = { sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                            sqlite3_column_double(st, 2) };
+        struct point hi = { sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+                            sqlite3_column_double(st, 5) };
+
+        emit_bucket(points, &lo, &hi);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(series);
+        return conn_fail(c, "read rollups");
+    }
+    *ret_series = series;
+    return 0;
+}
+
 int store_run_metric_series(struct store *store, const char *run_id, const char *name,
                             int max_points, cJSON **ret_series)
 {
@@ -135,7 +172,8 @@ int store_run_metric_series(struct store *store, const char *run_id, const char 
         return ERR_INTERNAL;
     if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
         goto out;
-    st = conn_stmt(c, "SELECT count(*) FROM metric_points WHERE run_seq = ? AND name = ?");
+    /* The count kept at ingest: counting the points would read them all. */
+    st = conn_stmt(c, "SELECT count FROM metric_summary WHERE run_seq = ? AND name = ?");
     if (st == NULL) {
         rc = ERR_INTERNAL;
         goto out;
@@ -145,6 +183,45 @@ int store_run_metric_series(struct store *store, const char *run_id, const char 
     if (sqlite3_step(st) == SQLITE_ROW)
         count = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
+    /* Downsampling a long series: the coarsest-enough rollup level that
+     * gives at most max_points/2 buckets, read in bucket order. */
+    if (max_points > 1 && count > max_points) {
+        int64_t lo_step = 0;
+        int64_t hi_step = 0;
+        int level;
+
+        /* Two index probes (one SELECT of min() and max() would scan). */
+        st = conn_stmt(c, "SELECT step FROM metric_points WHERE run_seq = ? AND name = ? "
+                          "ORDER BY step LIMIT 1");
+        if (st == NULL) {
+            rc = ERR_INTERNAL;
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, seq);
+        bind_text(st, 2, name);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            lo_step = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        st = conn_stmt(c, "SELECT step FROM metric_points WHERE run_seq = ? AND name = ? "
+                          "ORDER BY step DESC LIMIT 1");
+        if (st == NULL) {
+            rc = ERR_INTERNAL;
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, seq);
+        bind_text(st, 2, name);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            hi_step = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        for (level = 4; level <= 20; level += 2) {
+            if ((hi_step >> level) - (lo_step >> level) + 1 <= max_points / 2)
+                break;
+        }
+        if (level <= 20) {
+            rc = rollup_series(c, seq, name, level, ret_series);
+            goto out;
+        }
+    }
     /* Streamed in step order: memory stays O(max_points) however long
      * the series, and the index gives the order without a sort. */
     st = conn_stmt(c, "SELECT step, time, value FROM metric_points WHERE run_seq = ? AND name = ? "

@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -394,12 +395,104 @@ struct metrics {
     bool duplicate;
 };
 
+/* Rollup levels: buckets of 2^4 .. 2^20 steps. */
+#define ROLLUP_MIN_LEVEL 4
+#define ROLLUP_MAX_LEVEL 20
+#define ROLLUP_LEVEL_STEP 2
+
+struct rollup {
+    const char *name;
+    int level;
+    int64_t bucket;
+    int64_t min_step, min_time, max_step, max_time;
+    double min_value, max_value;
+};
+
+/* Folds one point into the batch's rollups (a short array: a batch's
+ * points are few buckets per level). */
+static void rollup_add(struct rollup **r, size_t *n, size_t *cap, const char *name, int64_t step,
+                       int64_t time, double value)
+{
+    int level;
+
+    for (level = ROLLUP_MIN_LEVEL; level <= ROLLUP_MAX_LEVEL; level += ROLLUP_LEVEL_STEP) {
+        int64_t bucket = step >> level;
+        size_t i;
+
+        for (i = *n; i > 0; i--) {
+            struct rollup *x = &(*r)[i - 1];
+
+            if (x->level == level && x->bucket == bucket && strcmp(x->name, name) == 0)
+                break;
+        }
+        if (i > 0) {
+            struct rollup *x = &(*r)[i - 1];
+
+            if (value < x->min_value) {
+                x->min_value = value;
+                x->min_step = step;
+                x->min_time = time;
+            }
+            if (value > x->max_value) {
+                x->max_value = value;
+                x->max_step = step;
+                x->max_time = time;
+            }
+            continue;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 64;
+            *r = xrealloc(*r, *cap * sizeof(**r));
+        }
+        (*r)[*n] = (struct rollup){ name, level, bucket, step, time, step, time, value, value };
+        (*n)++;
+    }
+}
+
+static int rollups_write(struct conn *c, int64_t run_seq, const struct rollup *r, size_t n)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        sqlite3_stmt *st = conn_stmt(
+            c, "INSERT INTO metric_rollups(run_seq, name, level, bucket, min_step, min_time, "
+               "min_value, max_step, max_time, max_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+               "?9, ?10) ON CONFLICT(run_seq, name, level, bucket) DO UPDATE SET "
+               "min_step = CASE WHEN ?7 < min_value THEN ?5 ELSE min_step END, "
+               "min_time = CASE WHEN ?7 < min_value THEN ?6 ELSE min_time END, "
+               "min_value = min(min_value, ?7), "
+               "max_step = CASE WHEN ?10 > max_value THEN ?8 ELSE max_step END, "
+               "max_time = CASE WHEN ?10 > max_value THEN ?9 ELSE max_time END, "
+               "max_value = max(max_value, ?10)");
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, run_seq);
+        bind_text(st, 2, r[i].name);
+        sqlite3_bind_int(st, 3, r[i].level);
+        sqlite3_bind_int64(st, 4, r[i].bucket);
+        sqlite3_bind_int64(st, 5, r[i].min_step);
+        sqlite3_bind_int64(st, 6, r[i].min_time);
+        sqlite3_bind_double(st, 7, r[i].min_value);
+        sqlite3_bind_int64(st, 8, r[i].max_step);
+        sqlite3_bind_int64(st, 9, r[i].max_time);
+        sqlite3_bind_double(st, 10, r[i].max_value);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int metrics_fn(struct conn *c, void *arg)
 {
     struct metrics *m = arg;
     struct task_ref t;
     const cJSON *p;
     sqlite3_stmt *st;
+    struct rollup *rollups;
+    size_t n_rollups;
+    size_t cap_rollups;
     int rc;
 
     if ((rc = load_task(c, m->id, m->node, &t)) < 0)
@@ -408,6 +501,9 @@ static int metrics_fn(struct conn *c, void *arg)
         m->duplicate = true;
         return 0;
     }
+    rollups = NULL;
+    n_rollups = 0;
+    cap_rollups = 0;
     cJSON_ArrayForEach(p, m->points) {
         const char *name = json_get_string(p, "name");
         double value = json_get(p, "value")->valuedouble;
@@ -416,30 +512,43 @@ static int metrics_fn(struct conn *c, void *arg)
 
         st = conn_stmt(c, "INSERT INTO metric_points(run_seq, name, step, time, value, task) "
                           "VALUES (?, ?, ?, ?, ?, ?)");
-        if (st == NULL)
+        if (st == NULL) {
+            free(rollups);
             return ERR_INTERNAL;
+        }
         sqlite3_bind_int64(st, 1, t.run_seq);
         bind_text(st, 2, name);
         sqlite3_bind_int64(st, 3, step);
         sqlite3_bind_int64(st, 4, time);
         sqlite3_bind_double(st, 5, value);
         bind_text(st, 6, m->id);
-        if ((rc = stmt_done(c, st)) < 0)
+        if ((rc = stmt_done(c, st)) < 0) {
+            free(rollups);
             return rc;
+        }
+        rollup_add(&rollups, &n_rollups, &cap_rollups, name, step, time, value);
         st = conn_stmt(c, "INSERT INTO metric_summary(run_seq, name, last, min, max, count, "
                           "last_step) VALUES (?1, ?2, ?3, ?3, ?3, 1, ?4) "
                           "ON CONFLICT(run_seq, name) DO UPDATE SET last = ?3, "
                           "min = min(min, ?3), max = max(max, ?3), count = count + 1, "
                           "last_step = ?4");
-        if (st == NULL)
+        if (st == NULL) {
+            free(rollups);
             return ERR_INTERNAL;
+        }
         sqlite3_bind_int64(st, 1, t.run_seq);
         bind_text(st, 2, name);
         sqlite3_bind_double(st, 3, value);
         sqlite3_bind_int64(st, 4, step);
-        if ((rc = stmt_done(c, st)) < 0)
+        if ((rc = stmt_done(c, st)) < 0) {
+            free(rollups);
             return rc;
+        }
     }
+    rc = rollups_write(c, t.run_seq, rollups, n_rollups);
+    free(rollups);
+    if (rc < 0)
+        return rc;
     st = conn_stmt(c, "UPDATE tasks SET metrics_seq = ? WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;

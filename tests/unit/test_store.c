@@ -230,7 +230,69 @@ static void token_binds_once(void)
     store_free(s);
 }
 
+static void series_downsamples_keeping_extremes(void)
+{
+    struct store *s;
+    struct store_new_task task = { "main", "main", 0 };
+    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    struct store_new_run run = { 0 };
+    cJSON *points = cJSON_CreateArray();
+    cJSON *series;
+    const cJSON *p;
+    bool dup = false;
+    bool saw_min = false;
+    bool saw_max = false;
+    int64_t last_step = -1;
+    int i;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run.id = "run-m";
+    run.experiment = "exp";
+    run.spec = spec;
+    run.pool = "default";
+    run.tasks = &task;
+    run.n_tasks = 1;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    for (i = 0; i < 20000; i++) {
+        cJSON *pt = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(pt, "name", "loss");
+        /* A dip at 7777 and a spike at 12345 must survive downsampling. */
+        cJSON_AddNumberToObject(pt, "value", i == 7777 ? -5.0 : i == 12345 ? 9.0 : 1.0);
+        cJSON_AddNumberToObject(pt, "step", i);
+        cJSON_AddNumberToObject(pt, "time", 1000 + i);
+        cJSON_AddItemToArray(points, pt);
+    }
+    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, &dup), 0);
+    ASSERT_TRUE(!dup);
+    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, &dup), 0);
+    ASSERT_TRUE(dup);
+    ASSERT_EQ(store_run_metric_series(s, "run-m", "loss", 100, &series), 0);
+    ASSERT_TRUE(cJSON_GetArraySize(json_get(series, "points")) <= 100);
+    ASSERT_TRUE(cJSON_GetArraySize(json_get(series, "points")) >= 10);
+    cJSON_ArrayForEach(p, json_get(series, "points")) {
+        int64_t step = (int64_t)cJSON_GetArrayItem(p, 0)->valuedouble;
+        double v = cJSON_GetArrayItem(p, 2)->valuedouble;
+
+        ASSERT_TRUE(step > last_step);
+        last_step = step;
+        if (v == -5.0 && step == 7777)
+            saw_min = true;
+        if (v == 9.0 && step == 12345)
+            saw_max = true;
+    }
+    ASSERT_TRUE(saw_min && saw_max);
+    cJSON_Delete(series);
+    ASSERT_EQ(store_run_metric_series(s, "run-m", "loss", 0, &series), 0);
+    ASSERT_EQ(cJSON_GetArraySize(json_get(series, "points")), 20000);
+    cJSON_Delete(series);
+    cJSON_Delete(points);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 UNIT_LIST(store_tests) = {
+    { "store/series_downsamples_keeping_extremes", series_downsamples_keeping_extremes },
     { "store/migrates_and_reopens", migrates_and_reopens },
     { "store/refuses_newer_database", refuses_newer_database },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
