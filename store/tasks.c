@@ -107,6 +107,36 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
     return run_status_event(c, seq, now, status, error);
 }
 
+/* Asks the run's live tasks to stop; completes the run when none is live. */
+static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET stopping = 1, "
+                                    "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
+                                    "AND attempt = ? AND status IN " LIVE_STATUSES
+                                    " AND stopping = 0");
+    int64_t live = 0;
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    st = conn_stmt(c, "SELECT count(*) FROM tasks WHERE run_seq = ? AND attempt = ? "
+                      "AND status IN " LIVE_STATUSES);
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        live = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (live > 0)
+        return 0;
+    return finish_run(c, run_seq, attempt, now, "completed", NULL);
+}
+
 int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT id, status, attempt, spec FROM runs WHERE seq = ?");
@@ -200,6 +230,21 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         return conn_fail(c, "evaluate run");
     }
 
+    if (backend == NULL)
+        done = main_ok;
+    else if (strcmp(backend, "ps") == 0)
+        done = has_chief ? chief_ok : (n_workers > 0 && workers_ok == n_workers);
+    else if (strcmp(backend, "mpi") == 0)
+        done = launcher_ok;
+    else
+        done = n_ranks > 0 && ranks_ok == n_ranks;
+    if (done) {
+        /* The run is done once the tasks still running (parameter servers,
+         * mpi workers, an evaluator) have been stopped and have delivered
+         * what they wrote: the run completes when the last one has ended. */
+        cJSON_Delete(spec);
+        return complete_when_stopped(c, run_seq, attempt, now);
+    }
     if (error[0]) {
         cJSON_Delete(spec);
         if (attempt <= max_retries) {
@@ -209,17 +254,7 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         }
         return finish_run(c, run_seq, attempt, now, "failed", error);
     }
-    if (backend == NULL)
-        done = main_ok;
-    else if (strcmp(backend, "ps") == 0)
-        done = has_chief ? chief_ok : (n_workers > 0 && workers_ok == n_workers);
-    else if (strcmp(backend, "mpi") == 0)
-        done = launcher_ok;
-    else
-        done = n_ranks > 0 && ranks_ok == n_ranks;
     cJSON_Delete(spec); /* backend pointed into it */
-    if (done)
-        return finish_run(c, run_seq, attempt, now, "completed", NULL);
     if (strcmp(run_status, "starting") == 0 && all_running) {
         st = conn_stmt(c, "UPDATE runs SET status = 'running' WHERE seq = ?");
         if (st == NULL)
@@ -241,13 +276,14 @@ struct task_ref {
     bool has_exit;
     int64_t log_size;
     int64_t metrics_seq;
+    bool stopping;
 };
 
 /* Loads a task and checks that node (when not "") holds it. */
 static int load_task(struct conn *c, const char *id, const char *node, struct task_ref *t)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT run_seq, attempt, status, node, exit_code, log_size, "
-                                    "metrics_seq FROM tasks WHERE id = ?");
+                                    "metrics_seq, stopping FROM tasks WHERE id = ?");
     const char *held_by;
     int rc;
 
@@ -270,6 +306,7 @@ static int load_task(struct conn *c, const char *id, const char *node, struct ta
     t->has_exit = sqlite3_column_type(st, 4) != SQLITE_NULL;
     t->log_size = sqlite3_column_int64(st, 5);
     t->metrics_seq = sqlite3_column_int64(st, 6);
+    t->stopping = sqlite3_column_int(st, 7) != 0;
     sqlite3_reset(st);
     return 0;
 }
@@ -304,6 +341,10 @@ static int report_fn(struct conn *c, void *arg)
         }
         return 0;
     }
+    /* A task stopped because its run was done ended as asked: killed,
+     * not failed (it may also have finished on its own first). */
+    if (final && t.stopping && strcmp(r->status, "failed") == 0)
+        r->status = "killed";
     st = conn_stmt(c, "UPDATE tasks SET status = ?1, pushed = 1, "
                       "started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 "
                       "ELSE started_at END, "
