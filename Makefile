@@ -154,7 +154,7 @@ web-test: build/asan/bin/trainyard web/node_modules/.installed
 
 build/bench/load: bench/load.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $< $(shell pkg-config --libs libcurl)
+	$(Q)$(CC) -O2 -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror -o $@ $< $(shell pkg-config --libs libcurl)
 
 # Benchmarks print figures (issue 6's table); they never pass or fail.
 bench: deps all build/bench/load

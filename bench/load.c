@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/banned.h"
+
 struct slot {
     CURL *easy;
     double started;

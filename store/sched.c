@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/json.h"
+#include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -35,13 +36,22 @@ static void url_host(const char *url, char *host, size_t size)
     host[n] = '\0';
 }
 
-static cJSON *find_node(cJSON *nodes, const char *name)
+/* nodes sorted by name (as loaded): a binary search by name. */
+static cJSON *find_node(cJSON **by_name, int n, const char *name)
 {
-    cJSON *n;
+    int lo = 0;
+    int hi = n - 1;
 
-    cJSON_ArrayForEach(n, nodes) {
-        if (strcmp(json_get_string(n, "name"), name) == 0)
-            return n;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(json_get_string(by_name[mid], "name"), name);
+
+        if (cmp == 0)
+            return by_name[mid];
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return NULL;
 }
@@ -51,6 +61,8 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
     sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
                                     "features, state, last_heartbeat, port_min, port_max "
                                     "FROM nodes ORDER BY name");
+    cJSON **by_name = NULL;
+    int n_by_name;
     int rc;
 
     if (st == NULL)
@@ -93,12 +105,24 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
     if (rc != SQLITE_DONE)
         return conn_fail(c, "load nodes");
 
+    {
+        cJSON *it;
+        int i = 0;
+
+        n_by_name = cJSON_GetArraySize(nodes);
+        by_name = xcalloc((size_t)n_by_name + 1, sizeof(*by_name));
+        cJSON_ArrayForEach(it, nodes) {
+            by_name[i++] = it;
+        }
+    }
     st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE status IN " LIVE
                       " AND node IS NOT NULL");
-    if (st == NULL)
+    if (st == NULL) {
+        free(by_name);
         return ERR_INTERNAL;
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *n = find_node(nodes, (const char *)sqlite3_column_text(st, 0));
+        cJSON *n = find_node(by_name, n_by_name, (const char *)sqlite3_column_text(st, 0));
         cJSON *held;
         cJSON *g;
 
@@ -119,6 +143,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
                                  cJSON_CreateNumber(sqlite3_column_int(st, 4)));
     }
     sqlite3_reset(st);
+    free(by_name);
     return rc == SQLITE_DONE ? 0 : conn_fail(c, "load allocations");
 }
 

@@ -110,10 +110,10 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
 /* Asks the run's live tasks to stop; completes the run when none is live. */
 static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
 {
-    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET stopping = 1, "
-                                    "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
-                                    "AND attempt = ? AND status IN " LIVE_STATUSES
-                                    " AND stopping = 0");
+    sqlite3_stmt *st =
+        conn_stmt(c, "UPDATE tasks SET stopping = 1, "
+                     "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
+                     "AND attempt = ? AND status IN " LIVE_STATUSES " AND stopping = 0");
     int64_t live = 0;
     int rc;
 
