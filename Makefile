@@ -135,7 +135,7 @@ deps:
 	@sh .ci/install-deps
 
 test: deps all asan
-	@$(MAKE) --no-print-directory unit integration web-test
+	@$(MAKE) --no-print-directory check-style unit integration web-test
 
 unit: build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
