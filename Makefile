@@ -156,8 +156,13 @@ build/bench/load: bench/load.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) -O2 -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror -o $@ $< $(shell pkg-config --libs libcurl)
 
+build/bench/placement: bench/placement.c scheduler/placement.c $(REL_OBJ)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O2 -o $@ bench/placement.c $(REL_OBJ) $(LDLIBS)
+
 # Benchmarks print figures (issue 6's table); they never pass or fail.
-bench: deps all build/bench/load
+bench: deps all build/bench/load build/bench/placement
 	@sh bench/run.sh
 
 run: deps all

@@ -126,4 +126,7 @@ until [ "$(api GET '/api/v1/runs?experiment=bench-b11&status=completed&limit=100
 done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B11 %.0f launches/s end to end (submit, place, push, spawn, report; 200 runs)' % (200 / ($END - $START)))"
-echo "# B3 B4 B5 B9 B10: need hollow nodes (trainyard agent --hollow N), not built yet"
+echo "# B3 B4 conditions: scheduler/placement.c on synthetic state (1/10 of nodes 8 GPUs," \
+     "rest 1 or 0; runs: CPU, 1-GPU, 1/50 8-rank 8-GPU gangs)"
+taskset -c 0 "$PWD/build/bench/placement"
+echo "# B5 B9 B10: need hollow nodes (trainyard agent --hollow N), not built yet"

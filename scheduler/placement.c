@@ -54,9 +54,15 @@ struct node {
     bool gpu_used[MAX_GPUS];
     int port_min;
     int port_max;
+    unsigned fmask; /* FEATURE_* bits it has */
     bool taken; /* by the run being placed */
     bool reserved; /* held for an earlier run that waits for capacity */
 };
+
+/* The features placement looks for, as bits. */
+#define FEATURE_MPI 1u
+#define FEATURE_CONDA 2u
+#define FEATURE_MASKS 4
 
 /* The nodes of one pool, by free GPUs then free CPUs. */
 struct pool_index {
@@ -64,6 +70,7 @@ struct pool_index {
     struct node **bucket[MAX_GPUS + 1];
     int len[MAX_GPUS + 1];
     int cap[MAX_GPUS + 1];
+    int suitable[FEATURE_MASKS]; /* ready nodes with each set of features */
 };
 
 struct index {
@@ -104,22 +111,9 @@ static int free_gpus(const struct node *n)
     return k;
 }
 
-static bool has_features(const struct node *n, const char *const *features, int count)
+static bool has_features(const struct node *n, unsigned need)
 {
-    int i;
-
-    for (i = 0; i < count; i++) {
-        const cJSON *f;
-        bool found = false;
-
-        cJSON_ArrayForEach(f, json_get(n->json, "features")) {
-            if (cJSON_IsString(f) && strcmp(f->valuestring, features[i]) == 0)
-                found = true;
-        }
-        if (!found)
-            return false;
-    }
-    return true;
+    return (n->fmask & need) == need;
 }
 
 static bool port_used(const struct node *n, int port)
@@ -170,6 +164,12 @@ static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
         nd->memory_mb = (int64_t)json_get(j, "memory_mb")->valuedouble;
         nd->used_memory_mb = (int64_t)json_get(j, "used_memory_mb")->valuedouble;
         nd->port_min = json_get(j, "port_min")->valueint;
+        cJSON_ArrayForEach(g, json_get(j, "features")) {
+            if (cJSON_IsString(g) && strcmp(g->valuestring, "mpi") == 0)
+                nd->fmask |= FEATURE_MPI;
+            if (cJSON_IsString(g) && strcmp(g->valuestring, "conda") == 0)
+                nd->fmask |= FEATURE_CONDA;
+        }
         nd->port_max = json_get(j, "port_max")->valueint;
         cJSON_ArrayForEach(g, json_get(j, "gpus")) {
             if (nd->n_gpus < MAX_GPUS)
@@ -235,40 +235,6 @@ static bool could_fit(const struct node *n, const struct group *g)
            n->n_gpus >= g->gpus;
 }
 
-/* The run waits for capacity: reserve, for each group, the node it could
- * use that has the most free now (so it frees up soonest). */
-static void reserve(struct node *nodes, int n_nodes, struct group **order, int node_count,
-                    const char *pool, const char *const *features, int n_features)
-{
-    int i;
-    int j;
-
-    for (j = 0; j < n_nodes; j++)
-        nodes[j].taken = false;
-    for (i = 0; i < node_count; i++) {
-        struct node *best = NULL;
-
-        for (j = 0; j < n_nodes; j++) {
-            struct node *n = &nodes[j];
-
-            if (n->taken || n->reserved || strcmp(n->pool, pool) != 0 ||
-                !has_features(n, features, n_features) || !could_fit(n, order[i]))
-                continue;
-            if (best == NULL || free_gpus(n) > free_gpus(best) ||
-                (free_gpus(n) == free_gpus(best) &&
-                 n->cpus - n->used_cpus > best->cpus - best->used_cpus))
-                best = n;
-        }
-        if (best)
-            best->taken = true;
-    }
-    for (j = 0; j < n_nodes; j++) {
-        if (nodes[j].taken)
-            nodes[j].reserved = true;
-        nodes[j].taken = false;
-    }
-}
-
 static double free_cpus(const struct node *n)
 {
     return n->cpus - n->used_cpus;
@@ -325,6 +291,49 @@ static void index_insert(struct index *ix, struct node *n)
     p->len[k]++;
 }
 
+static int by_free_cpus(const void *a, const void *b)
+{
+    double x = free_cpus(*(struct node *const *)a);
+    double y = free_cpus(*(struct node *const *)b);
+
+    return x < y ? -1 : x > y;
+}
+
+/* Files every node, then sorts each bucket once: O(nodes log nodes). */
+static void index_build(struct index *ix, struct node *nodes, int n_nodes)
+{
+    int i;
+    int k;
+    unsigned m;
+
+    for (i = 0; i < n_nodes; i++) {
+        struct node *n = &nodes[i];
+        struct pool_index *p = pool_of(ix, n->pool);
+
+        k = free_gpus(n);
+        if (p == NULL) {
+            ix->pools = xrealloc(ix->pools, (size_t)(ix->n + 1) * sizeof(*ix->pools));
+            p = &ix->pools[ix->n++];
+            memset(p, 0, sizeof(*p));
+            p->pool = n->pool;
+        }
+        for (m = 0; m < FEATURE_MASKS; m++)
+            p->suitable[m] += has_features(n, m);
+        if (p->len[k] == p->cap[k]) {
+            p->cap[k] = p->cap[k] ? p->cap[k] * 2 : 16;
+            p->bucket[k] = xrealloc(p->bucket[k], (size_t)p->cap[k] * sizeof(*p->bucket[k]));
+        }
+        p->bucket[k][p->len[k]++] = n;
+    }
+    for (i = 0; i < ix->n; i++) {
+        for (k = 0; k <= MAX_GPUS; k++) {
+            if (ix->pools[i].len[k] > 1)
+                qsort(ix->pools[i].bucket[k], (size_t)ix->pools[i].len[k], sizeof(struct node *),
+                      by_free_cpus);
+        }
+    }
+}
+
 static void index_remove(struct index *ix, struct node *n)
 {
     struct pool_index *p = pool_of(ix, n->pool);
@@ -355,11 +364,54 @@ static void index_free(struct index *ix)
 static bool fits(const struct node *n, const struct group *g);
 
 /*
+ * The run waits for capacity: reserve, for each group, the node it could
+ * use that has the most free now (so it frees up soonest). Reserved nodes
+ * leave the index: nothing later in this pass may use them.
+ */
+static void reserve(struct index *ix, struct group **order, int node_count, const char *pool,
+                    unsigned need)
+{
+    struct pool_index *p = pool_of(ix, pool);
+    struct node *chosen[64];
+    int n_chosen = 0;
+    int i;
+
+    if (p == NULL)
+        return;
+    for (i = 0; i < node_count && n_chosen < 64; i++) {
+        struct node *best = NULL;
+        int k;
+
+        for (k = MAX_GPUS; k >= 0 && best == NULL; k--) {
+            int at;
+
+            for (at = p->len[k] - 1; at >= 0; at--) {
+                struct node *n = p->bucket[k][at];
+
+                if (!n->taken && has_features(n, need) && could_fit(n, order[i])) {
+                    best = n;
+                    break;
+                }
+            }
+        }
+        if (best == NULL)
+            break;
+        best->taken = true;
+        chosen[n_chosen++] = best;
+    }
+    for (i = 0; i < n_chosen; i++) {
+        chosen[i]->taken = false;
+        chosen[i]->reserved = true;
+        index_remove(ix, chosen[i]);
+    }
+}
+
+/*
  * The node of pool where g fits tightest: fewest GPUs, then fewest CPUs,
  * left over; not taken by this gang nor reserved; with the features.
  */
 static struct node *index_best(struct index *ix, const char *pool, const struct group *g,
-                               const char *const *features, int n_features)
+                               unsigned need)
 {
     struct pool_index *p = pool_of(ix, pool);
     int k;
@@ -372,7 +424,7 @@ static struct node *index_best(struct index *ix, const char *pool, const struct 
         for (; at < p->len[k]; at++) {
             struct node *n = p->bucket[k][at];
 
-            if (!n->taken && !n->reserved && fits(n, g) && has_features(n, features, n_features))
+            if (!n->taken && fits(n, g) && has_features(n, need))
                 return n;
         }
     }
@@ -646,8 +698,8 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
     const char *pool = json_get_string(spec, "compute_target");
     const char *backend = json_get_string(spec, "distributed_backend");
     int node_count = json_get(spec, "node_count")->valueint;
-    const char *features[2];
-    int n_features = 0;
+    unsigned need = 0;
+    struct pool_index *p;
     int n_tasks = cJSON_GetArraySize(json_get(run, "tasks"));
     struct task *tasks;
     struct group *groups;
@@ -657,15 +709,14 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
     int suitable = 0;
     int i;
 
+    (void)nodes;
+    (void)n_nodes;
     if (backend && strcmp(backend, "mpi") == 0)
-        features[n_features++] = "mpi";
+        need |= FEATURE_MPI;
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
-        features[n_features++] = "conda";
-    for (i = 0; i < n_nodes; i++) {
-        nodes[i].taken = false;
-        if (strcmp(nodes[i].pool, pool) == 0 && has_features(&nodes[i], features, n_features))
-            suitable++;
-    }
+        need |= FEATURE_CONDA;
+    p = pool_of(ix, pool);
+    suitable = p ? p->suitable[need] : 0;
     if (suitable < node_count) {
         snprintf(reason, reason_size,
                  "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool, suitable,
@@ -699,14 +750,19 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
 
     for (i = 0; i < node_count; i++) {
         struct group *g = order[i];
-        struct node *best = index_best(ix, pool, g, features, n_features);
+        struct node *best = index_best(ix, pool, g, need);
 
         if (best == NULL) {
             snprintf(reason, reason_size,
                      "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d free "
                      "GPUs%s",
                      pool, g->cpus, g->gpus, node_count > 1 ? " for each part of the gang" : "");
-            reserve(nodes, n_nodes, order, node_count, pool, features, n_features);
+            /* Free the nodes this attempt took, then reserve. */
+            for (i = 0; i < node_count; i++) {
+                if (groups[i].node)
+                    groups[i].node->taken = false;
+            }
+            reserve(ix, order, node_count, pool, need);
             goto out;
         }
         best->taken = true;
@@ -716,8 +772,10 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
     for (i = 0; i < node_count; i++)
         index_remove(ix, groups[i].node);
     take(tasks, n_tasks, groups);
-    for (i = 0; i < node_count; i++)
+    for (i = 0; i < node_count; i++) {
+        groups[i].node->taken = false;
         index_insert(ix, groups[i].node);
+    }
     placement = emit(run, tasks, n_tasks, groups);
 out:
     free(tasks);
@@ -734,13 +792,10 @@ void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
     cJSON *reasons = cJSON_CreateObject();
     const cJSON *run;
     char reason[512];
-
     struct index ix = { NULL, 0 };
-    int i;
 
     load_nodes(state, &nodes, &n_nodes);
-    for (i = 0; i < n_nodes; i++)
-        index_insert(&ix, &nodes[i]);
+    index_build(&ix, nodes, n_nodes);
     cJSON_ArrayForEach(run, json_get(state, "runs")) {
         cJSON *p = place_run(run, nodes, n_nodes, &ix, reason, sizeof(reason));
 

@@ -1,0 +1,213 @@
+/*
+ * placement.c (bench) - B3 and B4: the cost of one placement pass, with
+ * the scheduler's own code (scheduler/placement.c) on a synthetic cluster
+ * state in the form store_sched_state() produces. Reading that state from
+ * SQLite is not included; the line says so.
+ *
+ *   B3: N queued single-task runs (a mix of 1-GPU, CPU-only and 8-GPU
+ *       8-rank gangs) onto M nodes; growth shown for 10k/100k tasks and
+ *       1k/10k nodes.
+ *   B4: one 64-rank gang placed at 10,000 nodes, p99 over 200 passes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "scheduler/placement.h"
+#include "common/banned.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static cJSON *make_node(int i, int gpus)
+{
+    cJSON *n = cJSON_CreateObject();
+    cJSON *g = cJSON_AddArrayToObject(n, "gpus");
+    char name[32];
+    int k;
+
+    snprintf(name, sizeof(name), "node-%05d", i);
+    cJSON_AddStringToObject(n, "name", name);
+    cJSON_AddStringToObject(n, "pool", "default");
+    cJSON_AddStringToObject(n, "host", name);
+    cJSON_AddStringToObject(n, "agent_url", "http://h:1");
+    cJSON_AddNumberToObject(n, "cpus", 64);
+    cJSON_AddNumberToObject(n, "memory_mb", 0);
+    for (k = 0; k < gpus; k++)
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(k));
+    cJSON_AddItemToObject(n, "features", cJSON_CreateArray());
+    cJSON_AddNumberToObject(n, "port_min", 20000);
+    cJSON_AddNumberToObject(n, "port_max", 29999);
+    cJSON_AddNumberToObject(n, "used_cpus", 0);
+    cJSON_AddNumberToObject(n, "used_memory_mb", 0);
+    cJSON_AddArrayToObject(n, "used_gpus");
+    cJSON_AddArrayToObject(n, "used_ports");
+    return n;
+}
+
+/* A queued run of kind: 0 = CPU-only, 1 = one GPU, 2 = an 8-rank gang of
+ * 8-GPU nodes (pytorch, 8 processes on one node). */
+static cJSON *make_run(int i, int kind, int *ret_tasks)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON *spec = cJSON_CreateObject();
+    cJSON *tasks = cJSON_CreateArray();
+    int n = kind == 2 ? 8 : 1;
+    int k;
+    char id[48];
+
+    snprintf(id, sizeof(id), "run-%06d", i);
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddStringToObject(spec, "experiment", "bench");
+    cJSON_AddItemToObject(spec, "command", cJSON_CreateStringArray((const char *[]){ "x" }, 1));
+    if (kind == 2)
+        cJSON_AddStringToObject(spec, "distributed_backend", "pytorch");
+    else
+        cJSON_AddNullToObject(spec, "distributed_backend");
+    cJSON_AddNumberToObject(spec, "node_count", 1);
+    cJSON_AddNumberToObject(spec, "process_count_per_node", n);
+    cJSON_AddNumberToObject(spec, "cpus_per_process", 1);
+    cJSON_AddNumberToObject(spec, "memory_mb_per_process", 0);
+    cJSON_AddNumberToObject(spec, "gpus_per_process", kind == 0 ? 0 : 1);
+    cJSON_AddStringToObject(spec, "compute_target", "default");
+    cJSON_AddArrayToObject(spec, "conda_packages");
+    cJSON_AddObjectToObject(spec, "environment_variables");
+    cJSON_AddObjectToObject(spec, "script_params");
+    cJSON_AddArrayToObject(spec, "arguments");
+    cJSON_AddItemToObject(r, "spec", spec);
+    for (k = 0; k < n; k++) {
+        cJSON *t = cJSON_CreateObject();
+        char tid[96];
+        char name[16];
+
+        snprintf(name, sizeof(name), kind == 2 ? "rank-%d" : "main", k);
+        snprintf(tid, sizeof(tid), "%s-a1-%s", id, name);
+        cJSON_AddStringToObject(t, "id", tid);
+        cJSON_AddStringToObject(t, "name", name);
+        cJSON_AddStringToObject(t, "type", kind == 2 ? "rank" : "main");
+        cJSON_AddNumberToObject(t, "index", k);
+        cJSON_AddItemToArray(tasks, t);
+    }
+    cJSON_AddItemToObject(r, "tasks", tasks);
+    *ret_tasks = n;
+    return r;
+}
+
+static void b3(int n_nodes, int n_tasks)
+{
+    cJSON *state = cJSON_CreateObject();
+    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    cJSON *placements;
+    cJSON *reasons;
+    int tasks = 0;
+    int placed_tasks = 0;
+    int i;
+    double t0;
+    double t1;
+    const cJSON *p;
+
+    /* A tenth of the nodes have 8 GPUs, the rest 1 GPU or none. */
+    for (i = 0; i < n_nodes; i++)
+        cJSON_AddItemToArray(nodes, make_node(i, i % 10 == 0 ? 8 : i % 2));
+    for (i = 0; tasks < n_tasks; i++) {
+        int t;
+
+        cJSON_AddItemToArray(runs, make_run(i, i % 50 == 0 ? 2 : i % 2, &t));
+        tasks += t;
+    }
+    t0 = now_s();
+    placement_pass(state, &placements, &reasons);
+    t1 = now_s();
+    cJSON_ArrayForEach(p, placements) {
+        placed_tasks += cJSON_GetArraySize(json_get(p, "tasks"));
+    }
+    printf("B3 %d tasks onto %d nodes: %.1f ms, %d tasks placed, %.0f placements/s "
+           "(placement only; reading state from SQLite not included)\n",
+           tasks, n_nodes, (t1 - t0) * 1000, placed_tasks, placed_tasks / (t1 - t0));
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    cJSON_Delete(state);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void b4(void)
+{
+    double lat[200];
+    int i;
+    int k;
+
+    for (i = 0; i < 200; i++) {
+        cJSON *state = cJSON_CreateObject();
+        cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
+        cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+        cJSON *run = cJSON_CreateObject();
+        cJSON *spec;
+        cJSON *tasks;
+        cJSON *placements;
+        cJSON *reasons;
+        double t0;
+
+        for (k = 0; k < 10000; k++)
+            cJSON_AddItemToArray(nodes, make_node(k, 8));
+        /* 64 ranks: 8 nodes x 8 processes, one GPU each. */
+        cJSON_AddStringToObject(run, "id", "gang");
+        spec = cJSON_Parse("{\"experiment\": \"b\", \"command\": [\"x\"], "
+                           "\"distributed_backend\": \"pytorch\", \"node_count\": 8, "
+                           "\"process_count_per_node\": 8, \"cpus_per_process\": 1, "
+                           "\"memory_mb_per_process\": 0, \"gpus_per_process\": 1, "
+                           "\"compute_target\": \"default\", \"conda_packages\": [], "
+                           "\"environment_variables\": {}, \"script_params\": {}, "
+                           "\"arguments\": []}");
+        cJSON_AddItemToObject(run, "spec", spec);
+        tasks = cJSON_AddArrayToObject(run, "tasks");
+        for (k = 0; k < 64; k++) {
+            cJSON *t = cJSON_CreateObject();
+            char name[16];
+
+            snprintf(name, sizeof(name), "rank-%d", k);
+            cJSON_AddStringToObject(t, "id", name);
+            cJSON_AddStringToObject(t, "name", name);
+            cJSON_AddStringToObject(t, "type", "rank");
+            cJSON_AddNumberToObject(t, "index", k);
+            cJSON_AddItemToArray(tasks, t);
+        }
+        cJSON_AddItemToArray(runs, run);
+        t0 = now_s();
+        placement_pass(state, &placements, &reasons);
+        lat[i] = now_s() - t0;
+        if (cJSON_GetArraySize(placements) != 1)
+            fprintf(stderr, "B4: the gang was not placed\n");
+        cJSON_Delete(placements);
+        cJSON_Delete(reasons);
+        cJSON_Delete(state);
+    }
+    qsort(lat, 200, sizeof(lat[0]), cmp_double);
+    printf("B4 64-rank gang at 10000 nodes: p50=%.2fms p99=%.2fms (a pass with only this run; "
+           "includes indexing the nodes)\n",
+           lat[100] * 1000, lat[198] * 1000);
+}
+
+int main(void)
+{
+    b3(1000, 10000);
+    b3(10000, 10000);
+    b3(1000, 100000);
+    b3(10000, 100000);
+    b4();
+    return 0;
+}
