@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "agent/exec.h"
+#include "agent/hollow.h"
+#include "agent/hollow.h"
 #include "agent/internal.h"
 #include "common/crypto.h"
 #include "common/err.h"
@@ -59,6 +61,10 @@ static const char usage[] =
     "  --ports MIN-MAX     ports for tasks that need one (default 20000-29999)\n"
     "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 10)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+    "  --hollow N          simulate N nodes in this process (for tests and benchmarks): they\n"
+    "                      register as NAME-00000.., accept tasks and \"run\" them without\n"
+    "                      spawning anything\n"
+    "  --task-seconds S    with --hollow: mean task duration (default 1)\n"
     "  -h, --help          show this help\n";
 
 /* ---- calls from the API thread to the loop ---- */
@@ -648,6 +654,8 @@ int agent_main(int argc, char **argv)
         { "grace", required_argument, NULL, 'G' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
+        { "hollow", required_argument, NULL, 'H' },
+        { "task-seconds", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
     struct agent *a = &agent;
@@ -658,6 +666,8 @@ int agent_main(int argc, char **argv)
     unsigned bound = 0;
     const char *work = NULL;
     long v;
+    long hollow = 0;
+    double task_seconds = 1;
     int c;
     int rc = 1;
 
@@ -765,6 +775,19 @@ int agent_main(int argc, char **argv)
             else if (strcmp(optarg, "error") == 0)
                 log_set_level(LOG_LEVEL_ERROR);
             break;
+        case 'H':
+            if (!parse_long(optarg, 1, 100000, &hollow)) {
+                fprintf(stderr, "trainyard agent: --hollow must be 1..100000\n");
+                goto usage_error;
+            }
+            break;
+        case 'S':
+            task_seconds = strtod(optarg, NULL);
+            if (!(task_seconds >= 0)) {
+                fprintf(stderr, "trainyard agent: --task-seconds must be >= 0\n");
+                goto usage_error;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             rc = 0;
@@ -788,6 +811,25 @@ int agent_main(int argc, char **argv)
     if (split_listen(a->listen, &host, &port) < 0) {
         fprintf(stderr, "trainyard agent: --listen '%s' is not HOST:PORT\n", a->listen);
         goto usage_error;
+    }
+    if (hollow > 0) {
+        struct hollow_opts ho;
+
+        memset(&ho, 0, sizeof(ho));
+        ho.server = a->server;
+        ho.token = a->token;
+        ho.prefix = a->name;
+        ho.pool = a->pool;
+        ho.host = host[0] ? host : "0.0.0.0";
+        ho.port = port;
+        ho.advertise = a->advertise;
+        ho.nodes = (int)hollow;
+        ho.cpus = a->cpus;
+        ho.gpus = a->gpus_declared > 0 ? a->gpus_declared : 0;
+        ho.task_seconds = task_seconds;
+        signal(SIGPIPE, SIG_IGN);
+        rc = hollow_main(&ho);
+        goto out;
     }
     {
         char *w = work ? xstrdup(work) : xasprintf("./var/agent-%s", a->name);

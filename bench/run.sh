@@ -129,4 +129,60 @@ END=$(date +%s.%N)
 echo "# B3 B4 conditions: scheduler/placement.c on synthetic state (1/10 of nodes 8 GPUs," \
      "rest 1 or 0; runs: CPU, 1-GPU, 1/50 8-rank 8-GPU gangs)"
 taskset -c 0 "$PWD/build/bench/placement"
-echo "# B5 B9 B10: need hollow nodes (trainyard agent --hollow N), not built yet"
+# ---- B5, B10, B9: hollow nodes (trainyard agent --hollow N) ----
+wait_ready() { # N
+    i=0
+    until [ "$(api GET /api/v1/compute | json 'sum(p["ready_nodes"] for p in d["items"])')" -ge "$1" ]; do
+        i=$((i + 1)); [ $i -gt 600 ] && { echo "bench: hollow nodes did not join" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+runs_with() { # STATUS
+    curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" |
+        awk -v s="trainyard_runs{status=\"$1\"}" '$1 == s { print $2 }'
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+start_server b5 --sync full
+SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
+taskset -c 1 "$BIN" agent --hollow 1000 --server "$URL" --token "$TOKEN" --name h \
+    --listen 127.0.0.1:0 --cpus 4 --task-seconds 0.2 --log-level warn 2>"$WORK/hollow5.log" &
+PIDS="$PIDS $!"
+wait_ready 1000
+echo '{"experiment": "bench-b5", "command": ["true"]}' >"$WORK/run5.json"
+echo "# B5 conditions: 1000 hollow nodes (4 CPUs each), 3000 single-task runs from 16 clients"
+START=$(date +%s.%N)
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+    --body "$WORK/run5.json" --conns 16 --requests 3000 --label "B5-submit" >/dev/null
+j=0
+until [ "$(runs_with queued)" = 0 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.05; done
+PLACED=$(date +%s.%N)
+j=0
+until [ "$(runs_with completed)" = 3000 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.1; done
+END=$(date +%s.%N)
+/usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
+
+start_server b10 --sync full --node-timeout 6
+SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
+taskset -c 1 "$BIN" agent --hollow 10000 --server "$URL" --token "$TOKEN" --name h \
+    --listen 127.0.0.1:0 --cpus 4 --task-seconds 600 --log-level warn 2>"$WORK/hollow10.log" &
+PIDS="$PIDS $!"
+wait_ready 10000
+sleep 2
+T0=$(cpu_ticks "$SERVER_PID")
+sleep 10
+T1=$(cpu_ticks "$SERVER_PID")
+echo "# B10 conditions: 10000 hollow nodes heartbeating every 2 s (--node-timeout 6), 10 s"
+/usr/bin/python3 -c "print('B10 %.0f%% of one core for heartbeats' % (($T1 - $T0) / $(getconf CLK_TCK) / 10 * 100))"
+
+echo "# B9 conditions: the B10 cluster plus 1000 running runs and 20000 queued single-task runs"
+echo '{"experiment": "bench-b9", "command": ["true"]}' >"$WORK/run9.json"
+echo '{"experiment": "bench-b9", "command": ["true"], "compute_target": "empty"}' >"$WORK/queued9.json"
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+    --body "$WORK/run9.json" --conns 16 --requests 1000 --label "B9-running" >/dev/null
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+    --body "$WORK/queued9.json" --conns 16 --requests 20000 --label "B9-queued" >/dev/null
+sleep 2
+/usr/bin/python3 -c "
+rss = [l for l in open('/proc/$SERVER_PID/status') if l.startswith('VmRSS')][0].split()[1]
+print('B9 server RSS %.1f MiB (10000 nodes, %s running runs, %s queued runs)' % (int(rss) / 1024, '$(runs_with running)', '$(runs_with queued)'))"

@@ -274,6 +274,11 @@ void uvcurl_free(struct uvcurl *uc)
     uv_close((uv_handle_t *)&uc->timer, timer_closed);
 }
 
+void uvcurl_set_max_connections(struct uvcurl *uc, long n)
+{
+    curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+}
+
 int uvcurl_active(const struct uvcurl *uc)
 {
     return uc->active;

@@ -48,6 +48,8 @@ void uvcurl_free(struct uvcurl *uc);
 /* Starts a request. Returns 0, or ERR_INTERNAL when it cannot start (the
  * callback is then not called). */
 int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb cb, void *arg);
+/* Allows up to n connections per host (default 8). */
+void uvcurl_set_max_connections(struct uvcurl *uc, long n);
 /* Requests in flight. */
 int uvcurl_active(const struct uvcurl *uc);
 
