@@ -29,6 +29,7 @@ struct exec_stream {
     bool suspended;
     bool gone; /* the caller disconnected */
     bool marker_sent;
+    bool last_was_newline;
     struct MHD_Connection *conn;
     int refs;
 };
@@ -77,9 +78,17 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
             k = max;
         memcpy(out, s->data.data + s->off, k);
         s->off += k;
+        s->last_was_newline = out[k - 1] == '\n';
         n = (ssize_t)k;
+        if (s->off == s->data.len) {
+            /* All sent: the buffer starts over instead of growing. */
+            buf_reset(&s->data);
+            s->off = 0;
+        }
     } else if (s->done && !s->marker_sent) {
-        n = snprintf(out, max, "%s%d\n", EXEC_EXIT_MARKER, s->exit_code);
+        /* The marker is always a line of its own. */
+        n = snprintf(out, max, "%s%s%d\n", s->last_was_newline ? "" : "\n", EXEC_EXIT_MARKER,
+                     s->exit_code);
         s->marker_sent = true;
     } else if (s->done) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -175,13 +184,21 @@ static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
     uv_close((uv_handle_t *)p, exec_closed);
 }
 
-/* Loop thread: kills the exec if its caller went away. */
+/*
+ * Loop thread: whether the exec's caller went away. A suspended
+ * connection does not notice a disconnect, so it is resumed here now and
+ * then (the reader suspends it again when there is still nothing to send).
+ */
 bool exec_caller_gone(struct exec_stream *s)
 {
     bool gone;
 
     uv_mutex_lock(&s->mu);
     gone = s->gone;
+    if (!gone && s->suspended && s->conn) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
     uv_mutex_unlock(&s->mu);
     return gone;
 }
@@ -230,6 +247,7 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     e = xcalloc(1, sizeof(*e));
     e->task = t;
     e->stream = xcalloc(1, sizeof(*e->stream));
+    e->stream->last_was_newline = true;
     uv_mutex_init(&e->stream->mu);
     buf_init(&e->stream->data);
     e->stream->refs = 2;

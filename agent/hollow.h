@@ -15,8 +15,8 @@ struct hollow_opts {
     const char *token;
     const char *prefix; /* node names: PREFIX-00000 ... */
     const char *pool;
-    const char *host;   /* listen address */
-    unsigned port;      /* 0 = pick one */
+    const char *host; /* listen address */
+    unsigned port; /* 0 = pick one */
     const char *advertise;
     int nodes;
     double cpus;

@@ -108,6 +108,8 @@ struct task {
     bool uploads_listed;
     int venv_wait;
     bool work_pending; /* an unpack runs on the thread pool */
+    bool download_pending; /* the snapshot download is in flight */
+    bool final_acked; /* the server has the final status */
 
     /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
     bool holder;
@@ -118,7 +120,6 @@ struct task {
     } execs[16];
     int n_execs;
     int live_execs;
-    bool release_pending;
 };
 
 static void pump(struct task *t);
@@ -160,28 +161,29 @@ static void remove_tree(const char *path)
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void write_all(int fd, const char *data, size_t len)
+/* Appends to a task file; returns the bytes written (fewer when the disk
+ * is full: only what is on disk counts as produced). */
+static size_t write_all(int fd, const char *data, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
 
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             log_warn("agent: cannot write a task file: %s", strerror(errno));
-            return;
+            break;
         }
-        data += n;
-        len -= (size_t)n;
+        done += (size_t)n;
     }
+    return done;
 }
 
 static void log_text(struct task *t, const char *text)
 {
-    size_t len = strlen(text);
-
-    write_all(t->log_fd, text, len);
-    t->log_size += (int64_t)len;
+    t->log_size += (int64_t)write_all(t->log_fd, text, strlen(text));
 }
 
 static struct task *find(struct agent *a, const char *id)
@@ -271,8 +273,7 @@ static bool parse_metric(struct task *t, const char *json, size_t len)
         free(text);
         cJSON_Delete(point);
     }
-    write_all(t->metrics_fd, lines.data, lines.len);
-    t->metrics_size += (int64_t)lines.len;
+    t->metrics_size += (int64_t)write_all(t->metrics_fd, lines.data, lines.len);
     buf_release(&lines);
     cJSON_Delete(obj);
     return true;
@@ -285,9 +286,8 @@ static void handle_line(struct stream_reader *r, const char *line, size_t len)
     if (!r->is_stderr && len > 9 && memcmp(line, "##metric ", 9) == 0 &&
         parse_metric(t, line + 9, len - 9))
         return;
-    write_all(t->log_fd, line, len);
-    write_all(t->log_fd, "\n", 1);
-    t->log_size += (int64_t)len + 1;
+    t->log_size += (int64_t)write_all(t->log_fd, line, len);
+    t->log_size += (int64_t)write_all(t->log_fd, "\n", 1);
 }
 
 static void flush_lines(struct stream_reader *r, bool all)
@@ -483,7 +483,7 @@ struct task *task_for_exec(struct agent *a, const char *secret)
 
         if (t->holder && !t->finished && !t->stop_requested && mine && secret &&
             crypto_equal(mine, secret) &&
-            t->n_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
+            t->live_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
             return t;
     }
     return NULL;
@@ -501,16 +501,24 @@ const char *task_exec_cwd(struct task *t)
 
 void task_log_bytes(struct task *t, const char *data, size_t len)
 {
-    write_all(t->log_fd, data, len);
-    t->log_size += (int64_t)len;
+    /* After the final status nothing more goes to the server. */
+    if (t->finished)
+        return;
+    t->log_size += (int64_t)write_all(t->log_fd, data, len);
 }
 
 void task_exec_started(struct task *t, struct exec_stream *stream)
 {
-    t->execs[t->n_execs].stream = stream;
-    t->execs[t->n_execs].pgid = 0;
-    t->execs[t->n_execs].ended = false;
-    t->n_execs++;
+    int i;
+
+    /* Reuse an ended slot (task_for_exec checked that one is free). */
+    for (i = 0; i < t->n_execs && !t->execs[i].ended; i++)
+        ;
+    if (i == t->n_execs)
+        t->n_execs++;
+    t->execs[i].stream = stream;
+    t->execs[i].pgid = 0;
+    t->execs[i].ended = false;
     t->live_execs++;
 }
 
@@ -534,7 +542,7 @@ void task_exec_ended(struct task *t, struct exec_stream *stream)
             t->execs[i].stream = NULL;
         }
     }
-    if (--t->live_execs == 0 && t->release_pending)
+    if (--t->live_execs == 0)
         task_release(t);
 }
 
@@ -1094,6 +1102,13 @@ static void unpack_done(uv_work_t *req, int status)
 
     (void)status;
     t->work_pending = false;
+    if (t->finished) {
+        /* Stopped while unpacking: nothing more to do but let it go. */
+        free(w->archive);
+        free(w);
+        task_release(t);
+        return;
+    }
     if (w->rc < 0) {
         snprintf(msg, sizeof(msg), "cannot unpack the snapshot: %s", w->why);
         finish(t, "failed", -1, msg);
@@ -1139,6 +1154,12 @@ static void on_downloaded(void *arg, const struct uvcurl_response *resp)
     ssize_t n;
     int fd;
 
+    t->download_pending = false;
+    if (t->finished) {
+        unlink(tmp);
+        task_release(t);
+        goto out;
+    }
     if (resp->status != 200) {
         unlink(tmp);
         snprintf(msg, sizeof(msg), "cannot download the snapshot: %s",
@@ -1191,6 +1212,8 @@ static void prepare(struct task *t)
     snprintf(url, sizeof(url), "/api/v1/snapshots/%s", snapshot);
     if (agent_server_request(t->a, "GET", url, NULL, NULL, 0, NULL, tmp, on_downloaded, t) < 0)
         finish(t, "failed", -1, "cannot start the snapshot download");
+    else
+        t->download_pending = true;
     free(path);
     free(tmp);
 }
@@ -1274,17 +1297,20 @@ static void task_free_cb(uv_handle_t *h)
     free(t);
 }
 
-/* Everything is delivered: forget the task. */
+static bool busy(const struct task *t);
+
+/*
+ * Forgets the task once nothing refers to it any more: no request in
+ * flight, no download, unpack or exec running, and (unless the agent is
+ * stopping) the final status delivered. Every callback that ends one of
+ * those calls it again.
+ */
 static void task_release(struct task *t)
 {
     struct task **p;
 
-    if (t->live_execs > 0) {
-        /* Its execs still close; the last one calls back here. */
-        t->release_pending = true;
-        return;
-    }
-    if (t->freeing)
+    if (t->freeing || !t->finished || busy(t) || t->live_execs > 0 || t->work_pending ||
+        t->download_pending || (!t->final_acked && !t->a->stopping))
         return;
     t->freeing = true;
     for (p = &t->a->tasks; *p; p = &(*p)->next) {
@@ -1310,8 +1336,10 @@ static void on_status_sent(void *arg, const struct uvcurl_response *resp)
     struct status_msg *m = t->statuses;
 
     t->status_in_flight = false;
-    if (resp->status == UVCURL_CANCELED)
+    if (resp->status == UVCURL_CANCELED) {
+        task_release(t);
         return;
+    }
     /* 2xx: delivered. 4xx: the server will never take it (the task is
      * gone there): drop it rather than retry forever. */
     if (resp->status >= 200 && resp->status < 500) {
@@ -1319,15 +1347,14 @@ static void on_status_sent(void *arg, const struct uvcurl_response *resp)
             log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status, t->id,
                      resp->status);
         t->statuses = m->next;
-        if (is_final(m)) {
-            free(m->message);
-            free(m);
-            if (!busy(t))
-                task_release(t);
-            return;
-        }
+        if (is_final(m))
+            t->final_acked = true;
         free(m->message);
         free(m);
+        if (t->final_acked) {
+            task_release(t);
+            return;
+        }
         pump(t);
     }
     /* Not delivered: the pump timer tries again, without spinning. */
@@ -1339,8 +1366,10 @@ static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
     cJSON *body;
 
     t->log_in_flight = false;
-    if (resp->status == UVCURL_CANCELED)
+    if (resp->status == UVCURL_CANCELED) {
+        task_release(t);
         return;
+    }
     if (resp->status == 200 || resp->status == 409) {
         body = json_parse(resp->body->data, resp->body->len);
         if (body && cJSON_IsNumber(json_get(body, "log_size")))
@@ -1359,8 +1388,10 @@ static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
     struct task *t = arg;
 
     t->metrics_in_flight = false;
-    if (resp->status == UVCURL_CANCELED)
+    if (resp->status == UVCURL_CANCELED) {
+        task_release(t);
         return;
+    }
     if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 || resp->status == 404 ||
         resp->status == 400) {
         if (resp->status >= 400)
@@ -1376,8 +1407,10 @@ static void on_uploaded(void *arg, const struct uvcurl_response *resp)
     struct task *t = arg;
 
     t->upload_in_flight = false;
-    if (resp->status == UVCURL_CANCELED)
+    if (resp->status == UVCURL_CANCELED) {
+        task_release(t);
         return;
+    }
     /* No answer (the server is away) is not a failure: retry until it is
      * back. A refusal is retried a few times, then the file is skipped. */
     if (resp->status == 0)
@@ -1678,8 +1711,10 @@ void task_stop_all(struct agent *a)
         kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);
-        /* A task whose child is still exiting is released by finish(). */
-        if (t->child_handles == 0 && !t->work_pending)
-            task_release(t);
+        /* A task whose child is still exiting is released by finish();
+         * one between steps (or an mpi worker) ends here. */
+        if (t->child_handles == 0 && !t->finished)
+            finish(t, "failed", -1, "the agent stopped");
+        task_release(t);
     }
 }

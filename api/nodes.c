@@ -82,7 +82,7 @@ static bool check_labels(const cJSON *labels, struct api_response *resp)
 
     if (labels == NULL || cJSON_IsNull(labels))
         return true;
-    if (!cJSON_IsObject(labels) || cJSON_GetArraySize(labels) > 64) {
+    if (!cJSON_IsObject(labels) || cJSON_GetArraySize(labels) > 64 || json_duplicate_key(labels)) {
         api_error(resp, ERR_INVALID, "labels", "labels must be an object of at most 64 strings");
         return false;
     }

@@ -122,6 +122,12 @@ bool parse_object(struct api_request *req, struct api_response *resp, cJSON **re
         api_error(resp, ERR_INVALID, NULL, "request body must be a JSON object");
         return false;
     }
+    if (json_duplicate_key(obj)) {
+        api_error(resp, ERR_INVALID, json_duplicate_key(obj), "field '%s' appears twice",
+                  json_duplicate_key(obj));
+        cJSON_Delete(obj);
+        return false;
+    }
     *ret_obj = obj;
     return true;
 }

@@ -280,6 +280,21 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     int64_t tasks;
     int rc;
 
+    if (json_duplicate_key(in))
+        return fail(err, json_duplicate_key(in), "field '%s' appears twice",
+                    json_duplicate_key(in));
+    {
+        static const char *const objects[] = { "script_params", "environment_variables", "tags",
+                                               NULL };
+        const char *const *o;
+
+        for (o = objects; *o; o++) {
+            const char *dup = json_duplicate_key(json_get(in, *o));
+
+            if (dup)
+                return fail(err, *o, "%s has the key '%s' twice", *o, dup);
+        }
+    }
     cJSON_ArrayForEach(item, in) {
         const char *const *k;
         bool known = false;

@@ -129,6 +129,20 @@ bool json_int(const cJSON *item, int64_t min, int64_t max, int64_t *ret)
     return true;
 }
 
+const char *json_duplicate_key(const cJSON *object)
+{
+    const cJSON *a;
+    const cJSON *b;
+
+    for (a = object ? object->child : NULL; a; a = a->next) {
+        for (b = a->next; b; b = b->next) {
+            if (a->string && b->string && strcmp(a->string, b->string) == 0)
+                return a->string;
+        }
+    }
+    return NULL;
+}
+
 char *json_print(const cJSON *item)
 {
     char *s = cJSON_PrintUnformatted(item);

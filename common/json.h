@@ -28,6 +28,9 @@ bool json_text_ok(const char *data, size_t len);
 bool json_text_check(const char *data, size_t len, char *field, size_t field_size);
 /* True when item is a number with no fraction within [min, max]; sets *ret. */
 bool json_int(const cJSON *item, int64_t min, int64_t max, int64_t *ret);
+/* The first key that appears twice in object, or NULL (JSON allows
+ * duplicates; cJSON keeps both and lookups see the first). */
+const char *json_duplicate_key(const cJSON *object);
 /* Compact text of item; the caller frees it with free(). */
 char *json_print(const cJSON *item);
 /* Looks key up case-sensitively; NULL when absent. */

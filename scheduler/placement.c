@@ -98,6 +98,7 @@ struct group {
     double cpus;
     int64_t memory_mb;
     int gpus;
+    int ports; /* tasks of the group that need an address */
     struct node *node;
 };
 
@@ -435,7 +436,10 @@ static bool fits(const struct node *n, const struct group *g)
 {
     return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
            (g->memory_mb == 0 || n->memory_mb - n->used_memory_mb >= g->memory_mb) &&
-           free_gpus(n) >= g->gpus;
+           free_gpus(n) >= g->gpus &&
+           (g->ports == 0 ||
+            n->port_max - n->port_min + 1 - cJSON_GetArraySize(json_get(n->json, "used_ports")) >=
+                g->ports);
 }
 
 static int by_demand(const void *a, const void *b)
@@ -743,6 +747,7 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
         g->cpus += tasks[i].cpus;
         g->memory_mb += tasks[i].memory_mb;
         g->gpus += tasks[i].gpus;
+        g->ports += tasks[i].needs_port;
     }
     for (i = 0; i < node_count; i++)
         order[i] = &groups[i];

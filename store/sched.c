@@ -524,9 +524,10 @@ static int lose_node_tasks(struct conn *c, const char *node, const char *message
     sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, message = ? "
                                     "WHERE node = ? AND status IN " LIVE " AND (pushed = 1 OR "
                                     "NOT ?4) RETURNING run_seq");
-    int64_t seqs[256];
-    int n = 0;
-    int i;
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    size_t i;
     int rc;
 
     if (st == NULL)
@@ -536,17 +537,26 @@ static int lose_node_tasks(struct conn *c, const char *node, const char *message
     bind_text(st, 3, node);
     sqlite3_bind_int(st, 4, only_pushed);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n < 256)
-            seqs[n++] = sqlite3_column_int64(st, 0);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            seqs = xrealloc(seqs, cap * sizeof(*seqs));
+        }
+        seqs[n++] = sqlite3_column_int64(st, 0);
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        free(seqs);
         return conn_fail(c, "lose tasks");
+    }
+    /* Evaluating a run twice (several of its tasks were here) is harmless. */
     for (i = 0; i < n; i++) {
-        if ((rc = run_evaluate(c, seqs[i], now)) < 0)
+        if ((rc = run_evaluate(c, seqs[i], now)) < 0) {
+            free(seqs);
             return rc;
+        }
         *changed = true;
     }
+    free(seqs);
     return 0;
 }
 
@@ -559,36 +569,48 @@ static int expire_fn(struct conn *c, void *arg)
 {
     struct expire *e = arg;
     sqlite3_stmt *st;
-    char names[64][129];
     int64_t seqs[64];
     int n = 0;
     int i;
     int rc;
 
     st = conn_stmt(c, "UPDATE nodes SET state = 'down' WHERE state != 'down' "
-                      "AND last_heartbeat < ? RETURNING name");
+                      "AND last_heartbeat < ?");
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, e->now - e->timeout);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n < 64)
-            snprintf(names[n++], sizeof(names[0]), "%s", sqlite3_column_text(st, 0));
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return conn_fail(c, "expire nodes");
-    for (i = 0; i < n; i++) {
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    /* Every down node that still has live tasks, one at a time, however
+     * many went down at once. */
+    for (;;) {
         char message[256];
+        char name[129];
 
-        snprintf(message, sizeof(message), "node %.128s stopped sending heartbeats", names[i]);
+        st = conn_stmt(c, "SELECT t.node FROM tasks t JOIN nodes n ON n.name = t.node "
+                          "WHERE n.state = 'down' AND t.status IN " LIVE " LIMIT 1");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE)
+                return conn_fail(c, "expire nodes");
+            break;
+        }
+        snprintf(name, sizeof(name), "%s", sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+        snprintf(message, sizeof(message), "node %.128s stopped sending heartbeats", name);
         e->changed = true;
-        if ((rc = lose_node_tasks(c, names[i], message, e->now, false, &e->changed)) < 0)
+        if ((rc = lose_node_tasks(c, name, message, e->now, false, &e->changed)) < 0)
             return rc;
     }
 
+    /* Past-deadline runs, a batch at a time until none is left. */
+again:
     n = 0;
     st = conn_stmt(c, "SELECT seq FROM runs WHERE status IN ('starting', 'running') "
-                      "AND deadline > 0 AND deadline < ?");
+                      "AND deadline > 0 AND deadline < ? LIMIT 64");
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, e->now);
@@ -631,6 +653,8 @@ static int expire_fn(struct conn *c, void *arg)
             sqlite3_reset(st);
         }
     }
+    if (n == 64)
+        goto again; /* each run handled left the query: this ends */
     return 0;
 }
 
