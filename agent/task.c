@@ -638,6 +638,22 @@ void task_reap_leftovers(struct agent *a)
     DIR *d;
     struct dirent *e;
 
+    /* Venv builds an earlier agent did not finish: their locks go. */
+    snprintf(dir, sizeof(dir), "%s/venvs", a->work);
+    d = opendir(dir);
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+
+        if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0) {
+            char path[8600];
+
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+
     snprintf(dir, sizeof(dir), "%s/tasks", a->work);
     d = opendir(dir);
     if (d == NULL)
@@ -963,24 +979,45 @@ static char *venv_dir(struct task *t)
 
 static void venv_retry(uv_timer_t *timer);
 
+/*
+ * A venv is built in its final directory (scripts pip installs name their
+ * interpreter by absolute path, so it cannot be moved afterwards) while
+ * <dir>.lock is held; <dir>/.trainyard-ready marks it complete. An agent
+ * removes stale locks when it starts (task_reap_leftovers).
+ */
+static void venv_failed(struct task *t, const char *why)
+{
+    char *dir = venv_dir(t);
+    char *lock = xasprintf("%s.lock", dir);
+
+    remove_tree(dir);
+    unlink(lock);
+    finish(t, "failed", -1, why);
+    free(dir);
+    free(lock);
+}
+
 static void after_pip(struct task *t, int64_t exit_status, int term_signal)
 {
     char *dir = venv_dir(t);
-    char *tmp = xasprintf("%s.building", dir);
+    char *lock = xasprintf("%s.lock", dir);
+    char *ready = xasprintf("%s/.trainyard-ready", dir);
     char *python = xasprintf("%s/bin/python", dir);
+    int fd;
 
     if (exit_status != 0 || term_signal) {
-        remove_tree(tmp);
-        finish(t, "failed", -1, "pip install failed; its output is in the log");
-    } else if (rename(tmp, dir) < 0) {
-        remove_tree(tmp);
-        finish(t, "failed", -1, "cannot store the virtual environment");
+        venv_failed(t, "pip install failed; its output is in the log");
+    } else if ((fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        venv_failed(t, "cannot mark the virtual environment ready");
     } else {
+        close(fd);
+        unlink(lock);
         log_text(t, "trainyard: virtual environment ready\n");
         start_main(t, python);
     }
     free(dir);
-    free(tmp);
+    free(lock);
+    free(ready);
     free(python);
 }
 
@@ -989,17 +1026,15 @@ static void after_venv(struct task *t, int64_t exit_status, int term_signal)
     const cJSON *pkgs = json_get(t->assignment, "pip_packages");
     const cJSON *p;
     char *dir = venv_dir(t);
-    char *tmp = xasprintf("%s.building", dir);
     char **argv = xcalloc((size_t)cJSON_GetArraySize(pkgs) + 8, sizeof(*argv));
     char **env = env_array(t, json_get(t->assignment, "env"));
     int n = 0;
 
     if (exit_status != 0 || term_signal || t->stop_requested) {
-        remove_tree(tmp);
-        finish(t, "failed", -1, "cannot create the virtual environment");
+        venv_failed(t, "cannot create the virtual environment");
         goto out;
     }
-    argv[n++] = xasprintf("%s/bin/python", tmp);
+    argv[n++] = xasprintf("%s/bin/python", dir);
     argv[n++] = xstrdup("-m");
     argv[n++] = xstrdup("pip");
     argv[n++] = xstrdup("install");
@@ -1012,7 +1047,6 @@ static void after_venv(struct task *t, int64_t exit_status, int term_signal)
     spawn(t, argv, env, t->src, after_pip);
 out:
     free(dir);
-    free(tmp);
     free_strv(argv);
     free_strv(env);
 }
@@ -1020,33 +1054,37 @@ out:
 static void prepare_venv(struct task *t)
 {
     char *dir = venv_dir(t);
-    char *tmp = xasprintf("%s.building", dir);
+    char *lock = xasprintf("%s.lock", dir);
+    char *ready = xasprintf("%s/.trainyard-ready", dir);
     char *python = xasprintf("%s/bin/python", dir);
     struct stat st;
+    int fd;
 
-    if (stat(dir, &st) == 0) {
+    if (stat(ready, &st) == 0) {
         log_text(t, "trainyard: using the cached virtual environment\n");
         start_main(t, python);
-    } else if (mkdir(tmp, 0700) < 0) {
+    } else if ((fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
         if (errno == EEXIST) {
             /* Another task builds the same one: wait for it. */
             if (t->venv_wait++ == 0)
                 log_text(t, "trainyard: waiting for the virtual environment\n");
             uv_timer_start(&t->kill_timer, venv_retry, 500, 0);
         } else {
-            finish(t, "failed", -1, "cannot create the virtual environment directory");
+            finish(t, "failed", -1, "cannot lock the virtual environment");
         }
     } else {
-        char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", tmp, NULL };
+        char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", dir, NULL };
         char **env = env_array(t, json_get(t->assignment, "env"));
 
-        /* The empty directory made above is the build's lock; venv fills it. */
+        close(fd);
+        remove_tree(dir); /* what a failed build left */
         log_text(t, "trainyard: creating a virtual environment\n");
         spawn(t, argv, env, t->src, after_venv);
         free_strv(env);
     }
     free(dir);
-    free(tmp);
+    free(lock);
+    free(ready);
     free(python);
 }
 
