@@ -68,6 +68,7 @@ CREATE TABLE tasks (
     push_fails INTEGER NOT NULL DEFAULT 0,
     stop_pending INTEGER NOT NULL DEFAULT 0, -- the agent must be told to stop it
     stopping   INTEGER NOT NULL DEFAULT 0, -- its run is done; its end is not a failure
+    held       INTEGER NOT NULL DEFAULT 0, -- its resources are held on node until its agent lets go
     log_size   INTEGER NOT NULL DEFAULT 0, -- bytes of log received (the next offset)
     metrics_seq INTEGER NOT NULL DEFAULT -1 -- last metric batch applied
 ) WITHOUT ROWID;

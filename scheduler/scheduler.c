@@ -145,7 +145,7 @@ static void on_stopped(void *arg, const struct uvcurl_response *resp)
     }
     /* 404: the agent no longer has it, which is what a stop wants. */
     if ((resp->status >= 200 && resp->status < 300) || resp->status == 404) {
-        store_sched_stopped(f->sched->cfg.store, f->task_id);
+        store_sched_stopped(f->sched->cfg.store, f->task_id, resp->status == 404);
     } else {
         log_warn("scheduler: stop of task '%s' failed: %s", f->task_id,
                  resp->error ? resp->error : "agent error");
@@ -193,7 +193,9 @@ static void send_outbox(struct scheduler *s)
         struct uvcurl_request req;
         struct flight *f;
 
-        if (in_flight(s, id, true))
+        /* Never a stop while the push of the same task is on its way: the
+         * agent would answer 404 first and run the task after. */
+        if (in_flight(s, id, true) || in_flight(s, id, false))
             continue;
         snprintf(url, sizeof(url), "%s/v1/tasks/%s", json_get_string(item, "url"), id);
         memset(&req, 0, sizeof(req));

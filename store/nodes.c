@@ -10,6 +10,9 @@
 
 /* A task holds resources on its node while it is in one of these. */
 #define LIVE_TASK "status IN ('assigned', 'preparing', 'running')"
+/* A task holds its GPUs, CPUs and port from placement until its agent has
+ * let go of it (a stopped process may take its grace period to exit). */
+#define HELD_TASK "held = 1"
 
 #define NODE_COLUMNS                                                                               \
     "name, pool, agent_url, cpus, memory_mb, gpus, labels, features, state, registered_at, "       \
@@ -68,7 +71,7 @@ int store_node_register(struct store *store, const struct store_node_reg *reg)
 static int add_allocation(struct conn *c, const char *name, cJSON *node)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT id, cpus, memory_mb, gpus FROM tasks "
-                                    "WHERE node = ? AND " LIVE_TASK " ORDER BY id");
+                                    "WHERE node = ? AND " HELD_TASK " ORDER BY id");
     cJSON *alloc = cJSON_AddObjectToObject(node, "allocated");
     cJSON *gpus = cJSON_CreateArray();
     cJSON *tasks = cJSON_CreateArray();
@@ -296,6 +299,44 @@ static int heartbeat_fn(struct conn *c, void *arg)
             sqlite3_bind_int64(st, 1, h->now);
             bind_text(st, 2, lost[i]);
             if ((rc = stmt_done(c, st)) < 0 || (rc = run_evaluate(c, seqs[i], h->now)) < 0)
+                return rc;
+        }
+    }
+
+    /* A stopped task the agent no longer reports, a while after it ended,
+     * holds nothing any more (its final report may have been lost). */
+    {
+        char gone[64][256];
+        int n = 0;
+        int i;
+
+        st = conn_stmt(c, "SELECT id FROM tasks WHERE node = ? AND held = 1 AND NOT " LIVE_TASK
+                          " AND ended_at < ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, h->name);
+        sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            const cJSON *r;
+            bool reported = false;
+
+            cJSON_ArrayForEach(r, h->reported) {
+                const char *rid = json_get_string(r, "id");
+
+                if (rid && strcmp(rid, id) == 0)
+                    reported = true;
+            }
+            if (!reported)
+                snprintf(gone[n++], sizeof(gone[0]), "%s", id);
+        }
+        sqlite3_reset(st);
+        for (i = 0; i < n; i++) {
+            st = conn_stmt(c, "UPDATE tasks SET held = 0 WHERE id = ?");
+            if (st == NULL)
+                return ERR_INTERNAL;
+            bind_text(st, 1, gone[i]);
+            if ((rc = stmt_done(c, st)) < 0)
                 return rc;
         }
     }

@@ -115,8 +115,9 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes
             by_name[i++] = it;
         }
     }
-    st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE status IN " LIVE
-                      " AND node IS NOT NULL");
+    /* Held, not just live: a stopped task's process may still be exiting. */
+    st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE held = 1 "
+                      "AND node IS NOT NULL");
     if (st == NULL) {
         free(by_name);
         return ERR_INTERNAL;
@@ -267,7 +268,7 @@ static int place_fn(struct conn *c, void *arg)
 
             st = conn_stmt(c, "UPDATE tasks SET status = 'assigned', node = ?, gpus = ?, "
                               "port = ?, address = ?, cpus = ?, memory_mb = ?, argv = ?, "
-                              "env = ?, assigned_at = ?, pushed = 0, push_fails = 0 "
+                              "env = ?, assigned_at = ?, pushed = 0, push_fails = 0, held = 1 "
                               "WHERE id = ? AND status = 'pending'");
             if (st == NULL) {
                 free(gpus);
@@ -363,7 +364,7 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
                       "t.argv, t.env, r.id, r.experiment, r.attempt, r.spec, n.agent_url, "
                       "n.secret, n.name, t.address FROM tasks t JOIN runs r ON r.seq = t.run_seq "
                       "JOIN nodes n ON n.name = t.node "
-                      "WHERE t.status = 'assigned' AND t.pushed = 0");
+                      "WHERE t.status = 'assigned' AND t.pushed = 0 AND t.stopping = 0");
     if (st == NULL) {
         rc = ERR_INTERNAL;
         goto out;
@@ -500,19 +501,30 @@ int store_sched_pushed(struct store *store, const char *task_id, bool ok, const 
     return store_write(store, pushed_fn, &p);
 }
 
+struct stopped {
+    const char *id;
+    bool gone;
+};
+
 static int stopped_fn(struct conn *c, void *arg)
 {
-    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET stop_pending = 0 WHERE id = ?");
+    struct stopped *s = arg;
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET stop_pending = 0, "
+                                    "held = CASE WHEN ?2 AND status NOT IN " LIVE
+                                    " THEN 0 ELSE held END WHERE id = ?1");
 
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, arg);
+    bind_text(st, 1, s->id);
+    sqlite3_bind_int(st, 2, s->gone);
     return stmt_done(c, st);
 }
 
-int store_sched_stopped(struct store *store, const char *task_id)
+int store_sched_stopped(struct store *store, const char *task_id, bool gone)
 {
-    return store_write(store, stopped_fn, (void *)task_id);
+    struct stopped s = { task_id, gone };
+
+    return store_write(store, stopped_fn, &s);
 }
 
 /* Marks the live tasks of node lost with message and applies the run
@@ -521,9 +533,9 @@ int store_sched_stopped(struct store *store, const char *task_id)
 static int lose_node_tasks(struct conn *c, const char *node, const char *message, int64_t now,
                            bool only_pushed, bool *changed)
 {
-    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, message = ? "
-                                    "WHERE node = ? AND status IN " LIVE " AND (pushed = 1 OR "
-                                    "NOT ?4) RETURNING run_seq");
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, message = ?, "
+                                    "held = 0 WHERE node = ? AND status IN " LIVE
+                                    " AND (pushed = 1 OR NOT ?4) RETURNING run_seq");
     int64_t *seqs = NULL;
     size_t n = 0;
     size_t cap = 0;
@@ -557,7 +569,13 @@ static int lose_node_tasks(struct conn *c, const char *node, const char *message
         *changed = true;
     }
     free(seqs);
-    return 0;
+    /* Stopped tasks whose agent is gone hold nothing any more either. */
+    st = conn_stmt(c,
+                   "UPDATE tasks SET held = 0 WHERE node = ? AND held = 1 AND status NOT IN " LIVE);
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, node);
+    return stmt_done(c, st);
 }
 
 struct expire {

@@ -284,8 +284,9 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop);
  * after a few failures the task fails and the run rules apply. */
 int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
                        int64_t now_ms);
-/* The agent was told to stop the task (or no longer has it). */
-int store_sched_stopped(struct store *store, const char *task_id);
+/* The agent was told to stop the task; gone: it no longer has it (404),
+ * so an ended task's resources are free. */
+int store_sched_stopped(struct store *store, const char *task_id, bool gone);
 /*
  * Time-driven rules: nodes silent past node_timeout_ms become down and
  * their tasks lost; runs past their deadline fail. *ret_changed is true

@@ -33,8 +33,10 @@ static bool task_ended(const char *status)
 
 int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
 {
+    /* What an agent has keeps its resources until the agent lets go. */
     sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ?1, "
-                                    "stop_pending = (node IS NOT NULL) "
+                                    "stop_pending = (node IS NOT NULL), "
+                                    "held = CASE WHEN pushed = 1 THEN held ELSE 0 END "
                                     "WHERE run_seq = ?2 AND attempt = ?3 "
                                     "AND status NOT IN " ENDED_STATUSES);
 
@@ -110,13 +112,24 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
 /* Asks the run's live tasks to stop; completes the run when none is live. */
 static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
 {
-    sqlite3_stmt *st =
-        conn_stmt(c, "UPDATE tasks SET stopping = 1, "
-                     "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
-                     "AND attempt = ? AND status IN " LIVE_STATUSES " AND stopping = 0");
+    sqlite3_stmt *st;
     int64_t live = 0;
     int rc;
 
+    /* Never started on its agent: nothing to wait for. */
+    st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ?3, stop_pending = 1, "
+                      "held = 0 WHERE run_seq = ?1 AND attempt = ?2 AND status = 'assigned' "
+                      "AND pushed = 0");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    sqlite3_bind_int64(st, 3, now);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    st = conn_stmt(c, "UPDATE tasks SET stopping = 1, "
+                      "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
+                      "AND attempt = ? AND status IN " LIVE_STATUSES " AND stopping = 0");
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, run_seq);
@@ -330,9 +343,11 @@ static int report_fn(struct conn *c, void *arg)
     if (strcmp(t.status, "pending") == 0)
         return ERR_CONFLICT;
     if (task_ended(t.status)) {
-        /* Stopped by the server first: keep its status, record the exit. */
-        if (final && !t.has_exit && r->exit_code >= 0) {
-            st = conn_stmt(c, "UPDATE tasks SET exit_code = ? WHERE id = ?");
+        /* Stopped by the server first: keep its status, record the exit;
+         * the agent has let go of it, so its resources are free. */
+        if (final) {
+            st = conn_stmt(c, "UPDATE tasks SET held = 0, exit_code = CASE WHEN exit_code IS NULL "
+                              "AND ?1 >= 0 THEN ?1 ELSE exit_code END WHERE id = ?2");
             if (st == NULL)
                 return ERR_INTERNAL;
             sqlite3_bind_int(st, 1, r->exit_code);
@@ -349,6 +364,7 @@ static int report_fn(struct conn *c, void *arg)
                       "started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 "
                       "ELSE started_at END, "
                       "ended_at = CASE WHEN ?3 THEN ?2 ELSE ended_at END, "
+                      "held = CASE WHEN ?3 THEN 0 ELSE held END, "
                       "exit_code = CASE WHEN ?3 AND ?4 >= 0 THEN ?4 ELSE exit_code END, "
                       "message = COALESCE(?5, message) WHERE id = ?6");
     if (st == NULL)
