@@ -314,7 +314,9 @@ static void child_handle_closed(uv_handle_t *h)
 {
     struct task *t = h->data;
 
-    if (--t->child_handles == 0 && t->after) {
+    if (--t->child_handles == 0)
+        uv_timer_stop(&t->kill_timer); /* the drain timeout, if it was set */
+    if (t->child_handles == 0 && t->after) {
         after_fn after = t->after;
 
         t->after = NULL;
@@ -346,6 +348,23 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
+/* The child has exited but something it left (a daemon in a session of
+ * its own) still holds its output open: stop waiting for the pipes. */
+static void on_drain_timeout(uv_timer_t *timer)
+{
+    struct task *t = timer->data;
+    struct stream_reader *readers[2] = { &t->out, &t->err };
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (!uv_is_closing((uv_handle_t *)&readers[i]->pipe)) {
+            flush_lines(readers[i], true);
+            uv_read_stop((uv_stream_t *)&readers[i]->pipe);
+            uv_close((uv_handle_t *)&readers[i]->pipe, child_handle_closed);
+        }
+    }
+}
+
 static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
 {
     struct task *t = p->data;
@@ -357,6 +376,7 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     if (t->pgid > 0)
         kill(-t->pgid, SIGKILL);
     uv_timer_stop(&t->kill_timer);
+    uv_timer_start(&t->kill_timer, on_drain_timeout, 2000, 0);
     uv_close((uv_handle_t *)p, child_handle_closed);
 }
 
