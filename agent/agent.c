@@ -27,6 +27,7 @@
 #include "agent/internal.h"
 #include "common/crypto.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/parse.h"
@@ -61,6 +62,9 @@ static const char usage[] =
     "  --ports MIN-MAX     ports for tasks that need one (default 20000-29999)\n"
     "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 10)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+    "  --tls-cert FILE     serve the agent API over HTTPS with this certificate (PEM)\n"
+    "  --tls-key FILE      its private key (PEM)\n"
+    "  --ca FILE           CA certificates to verify the server (and other agents) with\n"
     "  --hollow N          simulate N nodes in this process (for tests and benchmarks): they\n"
     "                      register as NAME-00000.., accept tasks and \"run\" them without\n"
     "                      spawning anything\n"
@@ -613,8 +617,17 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
     const union MHD_DaemonInfo *info;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls[3] = { { MHD_OPTION_END, 0, NULL },
+                                     { MHD_OPTION_END, 0, NULL },
+                                     { MHD_OPTION_END, 0, NULL } };
 
-    (void)a;
+    if (a->tls_cert_pem) {
+        flags |= MHD_USE_TLS;
+        tls[0].option = MHD_OPTION_HTTPS_MEM_CERT;
+        tls[0].ptr_value = a->tls_cert_pem;
+        tls[1].option = MHD_OPTION_HTTPS_MEM_KEY;
+        tls[1].ptr_value = a->tls_key_pem;
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -626,7 +639,8 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
         flags |= MHD_USE_IPv6;
     d = MHD_start_daemon(flags, 0, NULL, NULL, api_handle, NULL, MHD_OPTION_SOCK_ADDR, res->ai_addr,
                          MHD_OPTION_NOTIFY_COMPLETED, api_completed, NULL,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_ARRAY, tls,
+                         MHD_OPTION_END);
     freeaddrinfo(res);
     if (d == NULL)
         return NULL;
@@ -655,6 +669,9 @@ int agent_main(int argc, char **argv)
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "hollow", required_argument, NULL, 'H' },
+        { "tls-cert", required_argument, NULL, 'C' },
+        { "tls-key", required_argument, NULL, 'K' },
+        { "ca", required_argument, NULL, 'A' },
         { "task-seconds", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
@@ -667,6 +684,8 @@ int agent_main(int argc, char **argv)
     const char *work = NULL;
     long v;
     long hollow = 0;
+    const char *tls_cert = NULL;
+    const char *tls_key = NULL;
     double task_seconds = 1;
     int c;
     int rc = 1;
@@ -775,6 +794,16 @@ int agent_main(int argc, char **argv)
             else if (strcmp(optarg, "error") == 0)
                 log_set_level(LOG_LEVEL_ERROR);
             break;
+        case 'C':
+            tls_cert = optarg;
+            break;
+        case 'K':
+            tls_key = optarg;
+            break;
+        case 'A':
+            free(a->ca);
+            a->ca = xstrdup(optarg);
+            break;
         case 'H':
             if (!parse_long(optarg, 1, 100000, &hollow)) {
                 fprintf(stderr, "trainyard agent: --hollow must be 1..100000\n");
@@ -800,6 +829,13 @@ int agent_main(int argc, char **argv)
         fprintf(stderr, "trainyard agent: unexpected argument '%s'\n", argv[optind]);
         goto usage_error;
     }
+    if ((tls_cert == NULL) != (tls_key == NULL)) {
+        fprintf(stderr, "trainyard agent: --tls-cert and --tls-key go together\n");
+        goto usage_error;
+    }
+    if (tls_cert && (file_read(tls_cert, 1 << 20, &a->tls_cert_pem) < 0 ||
+                     file_read(tls_key, 1 << 20, &a->tls_key_pem) < 0))
+        goto out;
     if (a->server == NULL || a->token == NULL) {
         fprintf(stderr, "trainyard agent: --server and --token are required\n");
         goto usage_error;
@@ -885,6 +921,8 @@ int agent_main(int argc, char **argv)
     uv_signal_start(&sigint_handle, on_signal, SIGINT);
     uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
     a->http = uvcurl_new(a->loop);
+    if (a->ca)
+        uvcurl_set_ca(a->http, a->ca);
 
     task_reap_leftovers(a);
     daemon = start_api(a, host, port, &bound);
@@ -896,8 +934,10 @@ int agent_main(int argc, char **argv)
         a->advertise = xstrdup(
             host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? hostname
                                                                                        : host);
-    a->agent_url = strchr(a->advertise, ':') ? xasprintf("http://[%s]:%u", a->advertise, bound)
-                                             : xasprintf("http://%s:%u", a->advertise, bound);
+    a->agent_url =
+        strchr(a->advertise, ':')
+            ? xasprintf("%s://[%s]:%u", a->tls_cert_pem ? "https" : "http", a->advertise, bound)
+            : xasprintf("%s://%s:%u", a->tls_cert_pem ? "https" : "http", a->advertise, bound);
     log_info("agent: node '%s' serving on %s, work directory '%s'", a->name, a->agent_url, a->work);
     do_register(a);
     uv_run(a->loop, UV_RUN_DEFAULT);
@@ -934,6 +974,9 @@ out:
     free(a->helper_dir);
     free(a->python_version);
     free(a->self_exe);
+    free(a->ca);
+    free(a->tls_cert_pem);
+    free(a->tls_key_pem);
     cJSON_Delete(a->labels);
     return rc;
 }

@@ -46,6 +46,9 @@ struct agent {
     char *helper_dir; /* holds the trainyard Python helper, put on PYTHONPATH */
     char *python_version;
     char *self_exe; /* this program, for mpirun's rsh agent */
+    char *ca; /* --ca: CA file for HTTPS peers, or NULL */
+    char *tls_cert_pem; /* --tls-cert/--tls-key contents, or NULL */
+    char *tls_key_pem;
     bool stopping;
 };
 

@@ -202,6 +202,8 @@ int rsh_main(int argc, char **argv)
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    if (getenv("TRAINYARD_CA"))
+        curl_easy_setopt(curl, CURLOPT_CAINFO, getenv("TRAINYARD_CA"));
     res = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK)

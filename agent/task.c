@@ -778,6 +778,9 @@ static void mpi_defaults(struct task *t, cJSON *env)
         cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_agent", rsh);
         free(rsh);
     }
+    /* trainyard rsh verifies agents that serve HTTPS with the same CA. */
+    if (t->a->ca && json_get(env, "TRAINYARD_CA") == NULL)
+        cJSON_AddStringToObject(env, "TRAINYARD_CA", t->a->ca);
     if (json_get(env, "OMPI_MCA_plm_rsh_no_tree_spawn") == NULL)
         cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_no_tree_spawn", "1");
     if (json_get(env, "OMPI_MCA_routed") == NULL)

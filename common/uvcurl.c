@@ -23,6 +23,7 @@
 
 struct uvcurl {
     uv_loop_t *loop;
+    const char *ca_file;
     CURLM *multi;
     uv_timer_t timer;
     struct request *requests; /* in flight, for cancel at free */
@@ -274,6 +275,11 @@ void uvcurl_free(struct uvcurl *uc)
     uv_close((uv_handle_t *)&uc->timer, timer_closed);
 }
 
+void uvcurl_set_ca(struct uvcurl *uc, const char *file)
+{
+    uc->ca_file = file;
+}
+
 void uvcurl_set_max_connections(struct uvcurl *uc, long n)
 {
     curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
@@ -314,6 +320,8 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    if (uc->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, uc->ca_file);
     if (req->bearer) {
         snprintf(header, sizeof(header), "Authorization: Bearer %s", req->bearer);
         r->headers = curl_slist_append(r->headers, header);

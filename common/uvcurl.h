@@ -48,6 +48,9 @@ void uvcurl_free(struct uvcurl *uc);
 /* Starts a request. Returns 0, or ERR_INTERNAL when it cannot start (the
  * callback is then not called). */
 int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb cb, void *arg);
+/* Verifies HTTPS peers against the CA certificates in file (borrowed;
+ * must outlive uc). Without it the system's CAs are used. */
+void uvcurl_set_ca(struct uvcurl *uc, const char *file);
 /* Allows up to n connections per host (default 8). */
 void uvcurl_set_max_connections(struct uvcurl *uc, long n);
 /* Requests in flight. */

@@ -315,6 +315,8 @@ int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sch
     s->http = uvcurl_new(&s->loop);
     if (s->http == NULL)
         goto err;
+    if (s->cfg.ca_file)
+        uvcurl_set_ca(s->http, s->cfg.ca_file);
     uv_timer_start(&s->tick, on_tick, (uint64_t)s->cfg.tick_ms, (uint64_t)s->cfg.tick_ms);
     uv_timer_start(&s->soon, on_soon, 0, 0);
     if (uv_thread_create(&s->thread, thread_main, s) != 0)

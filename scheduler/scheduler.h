@@ -20,6 +20,7 @@ struct scheduler_config {
     struct store *store; /* borrowed; outlives the scheduler */
     int64_t node_timeout_ms;
     int64_t tick_ms; /* time-driven rules run at least this often */
+    const char *ca_file; /* CA for agents' HTTPS certificates, or NULL */
 };
 
 /* Starts the scheduler thread. Returns 0 or ERR_INTERNAL (logged). */

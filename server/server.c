@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/parse.h"
 #include "common/timeutil.h"
@@ -41,6 +42,9 @@ struct server_opts {
     long threads;
     enum store_sync sync;
     bool dev;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *ca;
 };
 
 static const char usage[] =
@@ -57,6 +61,9 @@ static const char usage[] =
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
+    "  --tls-cert FILE         serve HTTPS with this certificate (PEM; with --tls-key)\n"
+    "  --tls-key FILE          the certificate's private key (PEM)\n"
+    "  --ca FILE               CA certificates to verify agents that serve HTTPS\n"
     "  --log-level LEVEL       debug, info, warn or error (default info)\n"
     "  -h, --help              show this help\n";
 
@@ -71,6 +78,9 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         { "threads", required_argument, NULL, 'T' },
         { "sync", required_argument, NULL, 's' },
         { "dev", no_argument, NULL, 'D' },
+        { "tls-cert", required_argument, NULL, 'C' },
+        { "tls-key", required_argument, NULL, 'K' },
+        { "ca", required_argument, NULL, 'a' },
         { "log-level", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -131,6 +141,15 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         case 'D':
             o->dev = true;
             break;
+        case 'C':
+            o->tls_cert = optarg;
+            break;
+        case 'K':
+            o->tls_key = optarg;
+            break;
+        case 'a':
+            o->ca = optarg;
+            break;
         case 'L':
             if (strcmp(optarg, "debug") == 0) {
                 log_set_level(LOG_LEVEL_DEBUG);
@@ -156,6 +175,10 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "trainyard server: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        fprintf(stderr, "trainyard server: --tls-cert and --tls-key go together\n");
         return 2;
     }
     return -1;
@@ -226,7 +249,8 @@ static int prepare_data_dir(const char *data)
 }
 
 /* Writes the base URL clients should use to <data>/server.url, atomically. */
-static int write_url_file(const char *data, const struct sockaddr_storage *addr, uint16_t port)
+static int write_url_file(const char *data, const struct sockaddr_storage *addr, uint16_t port,
+                          const char *scheme)
 {
     char host[INET6_ADDRSTRLEN] = "127.0.0.1";
     char path[4096];
@@ -252,12 +276,12 @@ static int write_url_file(const char *data, const struct sockaddr_storage *addr,
     if (f == NULL)
         return ERR_INTERNAL;
     if (strchr(host, ':'))
-        fprintf(f, "http://[%s]:%u\n", host, port);
+        fprintf(f, "%s://[%s]:%u\n", scheme, host, port);
     else
-        fprintf(f, "http://%s:%u\n", host, port);
+        fprintf(f, "%s://%s:%u\n", scheme, host, port);
     if (fclose(f) != 0 || rename(tmp, path) < 0)
         return ERR_INTERNAL;
-    log_info("server: listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
+    log_info("server: listening on %s://%s%s%s:%u", scheme, strchr(host, ':') ? "[" : "", host,
              strchr(host, ':') ? "]" : "", port);
     return 0;
 }
@@ -268,7 +292,8 @@ extern char **environ;
  * --dev: runs `trainyard agent` for this machine as a child process, with
  * the admin token (in its environment, not on its command line).
  */
-static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port)
+static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port,
+                             const char *tls_cert)
 {
     char url[128];
     char token_path[4096];
@@ -276,8 +301,9 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     char work[4096];
     char env_token[300];
     char host[256] = "local";
-    char *argv[] = { "trainyard",   "agent",  "--server", url,       "--name", host, "--listen",
-                     "127.0.0.1:0", "--work", work,       "--grace", "5",      NULL };
+    char *argv[] = { "trainyard", "agent",    "--server",    url,      "--name",
+                     host,        "--listen", "127.0.0.1:0", "--work", work,
+                     "--grace",   "5",        NULL,          NULL,     NULL };
     char **env;
     size_t n = 0;
     size_t i;
@@ -288,7 +314,7 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     int rc;
 
     (void)addr;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%u", tls_cert ? "https" : "http", port);
     snprintf(token_path, sizeof(token_path), "%s/admin.token", data);
     snprintf(work, sizeof(work), "%s/agent", data);
     gethostname(host, sizeof(host) - 1);
@@ -312,6 +338,13 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
             env[i] = env_token;
     }
     env[n] = env_token;
+    if (tls_cert) {
+        /* A self-signed certificate is its own CA: give the agent that. */
+        for (i = 0; argv[i]; i++)
+            ;
+        argv[i] = "--ca";
+        argv[i + 1] = (char *)tls_cert;
+    }
     /* The server blocks SIGTERM for sigwait(); the agent must not inherit that. */
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
@@ -383,6 +416,11 @@ int server_main(int argc, char **argv)
     struct MHD_Daemon *daemon;
     struct scheduler_config sched_cfg;
     pid_t dev_agent = -1;
+    struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL },
+                                          { MHD_OPTION_END, 0, NULL },
+                                          { MHD_OPTION_END, 0, NULL } };
+    char *tls_cert = NULL;
+    char *tls_key = NULL;
     const union MHD_DaemonInfo *info;
     sigset_t signals;
     char path[4096];
@@ -429,6 +467,7 @@ int server_main(int argc, char **argv)
     sched_cfg.store = store;
     sched_cfg.node_timeout_ms = ctx.node_timeout_ms;
     sched_cfg.tick_ms = 1000;
+    sched_cfg.ca_file = o.ca;
     if (scheduler_new(&sched_cfg, &ctx.sched) < 0 || stream_start() < 0) {
         scheduler_free(ctx.sched);
         store_free(store);
@@ -439,32 +478,53 @@ int server_main(int argc, char **argv)
             MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (o.tls_cert) {
+        /* MHD keeps pointers to these: they live until the daemon stops. */
+        if (file_read(o.tls_cert, 1 << 20, &tls_cert) < 0 ||
+            file_read(o.tls_key, 1 << 20, &tls_key) < 0) {
+            free(tls_cert);
+            stream_stop();
+            scheduler_free(ctx.sched);
+            store_free(store);
+            return 1;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[0].option = MHD_OPTION_HTTPS_MEM_CERT;
+        tls_opts[0].ptr_value = tls_cert;
+        tls_opts[1].option = MHD_OPTION_HTTPS_MEM_KEY;
+        tls_opts[1].ptr_value = tls_key;
+    }
     daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_handle, &http, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)o.threads, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_END);
+        (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (daemon == NULL) {
         log_error("server: cannot listen on '%s' (in use, or not an address of this machine)",
                   o.listen);
         stream_stop();
         scheduler_free(ctx.sched);
         store_free(store);
+        free(tls_cert);
+        free(tls_key);
         return 1;
     }
     info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    if (info == NULL || write_url_file(o.data, &addr, info->port) < 0) {
+    if (info == NULL ||
+        write_url_file(o.data, &addr, info->port, o.tls_cert ? "https" : "http") < 0) {
         log_error("server: cannot write '%s/server.url'", o.data);
         stream_stop();
         MHD_stop_daemon(daemon);
         scheduler_free(ctx.sched);
         store_free(store);
+        free(tls_cert);
+        free(tls_key);
         return 1;
     }
 
     if (o.dev)
-        dev_agent = start_dev_agent(o.data, &addr, info->port);
+        dev_agent = start_dev_agent(o.data, &addr, info->port, o.tls_cert);
     if (sigwait(&signals, &sig) != 0)
         sig = SIGTERM;
     /* The agent goes first, so its last reports still reach this server. */
@@ -479,6 +539,8 @@ int server_main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/server.url", o.data);
     unlink(path);
     store_free(store);
+    free(tls_cert);
+    free(tls_key);
     log_info("server: stopped");
     return 0;
 }
