@@ -116,6 +116,10 @@ int api_status_for(int code);
 bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned roles,
                       struct api_request *req, struct api_response *resp);
 
+/* Tokens were deleted or bound: forget what the lookup cache holds. Any
+ * thread. */
+void api_tokens_changed(void);
+
 /* Creates the admin token on first start and writes <data>/admin.token.
  * Returns 0 or ERR_INTERNAL (logged). Main thread, before serving. */
 int api_bootstrap_admin(struct api_ctx *ctx);

@@ -5,6 +5,9 @@
  * nothing about how close a guess was.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +21,66 @@
 #include "common/timeutil.h"
 #include "store/store.h"
 #include "common/banned.h"
+
+/*
+ * Tokens seen recently, by hash: every request needs its token, and most
+ * come with the same few. An entry is valid while the generation it was
+ * filled in is current; deleting or binding a token starts a new one.
+ */
+#define TOKEN_CACHE_SIZE 256
+
+struct cached_token {
+    char hash[CRYPTO_SHA256_HEX_LEN];
+    struct store_token token;
+    uint64_t generation;
+};
+
+static struct cached_token token_cache[TOKEN_CACHE_SIZE];
+static pthread_mutex_t token_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t token_generation = 1;
+
+void api_tokens_changed(void)
+{
+    pthread_mutex_lock(&token_cache_mu);
+    token_generation++;
+    pthread_mutex_unlock(&token_cache_mu);
+}
+
+static unsigned cache_slot(const char *hash)
+{
+    return (unsigned)strtoul((char[9]){ hash[0], hash[1], hash[2], hash[3], hash[4], hash[5],
+                                        hash[6], hash[7], '\0' },
+                             NULL, 16) %
+           TOKEN_CACHE_SIZE;
+}
+
+/* The token whose secret hashes to hash, from the cache or the store. */
+static int lookup_token(struct api_ctx *ctx, const char *hash, struct store_token *ret)
+{
+    struct cached_token *c = &token_cache[cache_slot(hash)];
+    uint64_t generation;
+    int rc;
+
+    pthread_mutex_lock(&token_cache_mu);
+    generation = token_generation;
+    if (c->generation == generation && strcmp(c->hash, hash) == 0) {
+        *ret = c->token;
+        pthread_mutex_unlock(&token_cache_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&token_cache_mu);
+    rc = store_token_lookup(ctx->store, hash, ret);
+    if (rc == 0) {
+        /* Filled with the generation from before the lookup: a change
+         * meanwhile makes it stale at once. */
+        pthread_mutex_lock(&token_cache_mu);
+        snprintf(c->hash, sizeof(c->hash), "%s", hash);
+        c->token = *ret;
+        c->generation = generation;
+        pthread_mutex_unlock(&token_cache_mu);
+    }
+    return rc;
+}
 
 static enum api_role role_from_name(const char *name)
 {
@@ -54,7 +117,7 @@ bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned r
         return false;
     }
     crypto_sha256_hex(secret, strlen(secret), hash);
-    rc = store_token_lookup(ctx->store, hash, &token);
+    rc = lookup_token(ctx, hash, &token);
     if (rc == ERR_NOT_FOUND) {
         api_error(resp, ERR_UNAUTHENTICATED, NULL, "invalid token");
         return false;

@@ -207,6 +207,7 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
 
     if (req->principal.role == API_ROLE_AGENT) {
         rc = store_token_bind(ctx->store, req->principal.token_id, reg.name);
+        api_tokens_changed();
         if (rc == ERR_CONFLICT) {
             api_error(resp, ERR_PERMISSION, "name",
                       "this agent token belongs to node '%s', not '%s'", req->principal.node,
