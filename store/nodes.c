@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "common/json.h"
+#include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -422,59 +423,42 @@ int store_node_delete(struct store *store, const char *name)
 
 /* ---- pools ---- */
 
-static bool has_features(const char *node_features, const cJSON *wanted)
-{
-    cJSON *have;
-    const cJSON *w;
-    bool ok = true;
-
-    if (wanted == NULL || cJSON_GetArraySize(wanted) == 0)
-        return true;
-    have = json_parse_trusted(node_features);
-    cJSON_ArrayForEach(w, wanted) {
-        const cJSON *h;
-        bool found = false;
-
-        cJSON_ArrayForEach(h, have) {
-            if (cJSON_IsString(h) && strcmp(h->valuestring, w->valuestring) == 0)
-                found = true;
-        }
-        if (!found)
-            ok = false;
-    }
-    cJSON_Delete(have);
-    return ok;
-}
-
 int store_pool_nodes(struct store *store, const char *pool, const cJSON *features, int64_t now_ms,
                      int64_t node_timeout_ms, int64_t *ret_ready, int64_t *ret_with_features)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
-    int64_t ready = 0;
-    int64_t with = 0;
+    char *wanted = features ? json_print(features) : xstrdup("[]");
     int rc;
 
-    if (c == NULL || (st = conn_stmt(c, "SELECT state, last_heartbeat, features FROM nodes "
-                                        "WHERE pool = ?")) == NULL)
+    /* Counted by SQLite on the pool's index (this runs for every
+     * submission): ready and heard from in time, then also having every
+     * wanted feature. A node reads "down" past its timeout as in
+     * node_state_now(). */
+    st = c == NULL ? NULL
+                   : conn_stmt(c, "SELECT count(*), coalesce(sum(NOT EXISTS ("
+                                  "SELECT 1 FROM json_each(?3) w WHERE w.value NOT IN "
+                                  "(SELECT value FROM json_each(nodes.features)))), 0) "
+                                  "FROM nodes WHERE pool = ?1 AND state = 'ready' "
+                                  "AND last_heartbeat >= ?2");
+    if (st == NULL) {
+        free(wanted);
         return ERR_INTERNAL;
+    }
     bind_text(st, 1, pool);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *state = node_state_now((const char *)sqlite3_column_text(st, 0),
-                                           sqlite3_column_int64(st, 1), now_ms, node_timeout_ms);
-
-        if (strcmp(state, "ready") != 0)
-            continue;
-        ready++;
-        if (has_features((const char *)sqlite3_column_text(st, 2), features))
-            with++;
+    sqlite3_bind_int64(st, 2, now_ms - node_timeout_ms);
+    bind_text(st, 3, wanted);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_ready = sqlite3_column_int64(st, 0);
+        *ret_with_features = sqlite3_column_int64(st, 1);
+        rc = 0;
+    } else {
+        rc = conn_fail(c, "pool nodes");
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return conn_fail(c, "pool nodes");
-    *ret_ready = ready;
-    *ret_with_features = with;
-    return 0;
+    free(wanted);
+    return rc;
 }
 
 int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, cJSON **ret_list)

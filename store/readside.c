@@ -36,7 +36,15 @@ static int run_seq_of(struct conn *c, const char *run_id, int64_t *ret_seq, bool
     return rc;
 }
 
-int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summary)
+/* Builds one list item from a row. */
+typedef cJSON *(*row_fn)(sqlite3_stmt *st);
+
+/*
+ * {"items": [...]} of a run: sql (one parameter, the run's seq) gives the
+ * rows, row() turns each into an item. ERR_NOT_FOUND for an unknown run.
+ */
+static int run_items(struct store *store, const char *run_id, const char *sql, row_fn row,
+                     const char *what, cJSON **ret_list)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
@@ -49,8 +57,7 @@ int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summa
         return ERR_INTERNAL;
     if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
         goto out;
-    st = conn_stmt(c, "SELECT name, last, min, max, count, last_step FROM metric_summary "
-                      "WHERE run_seq = ? ORDER BY name");
+    st = conn_stmt(c, sql);
     if (st == NULL) {
         rc = ERR_INTERNAL;
         goto out;
@@ -58,28 +65,40 @@ int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summa
     sqlite3_bind_int64(st, 1, seq);
     list = cJSON_CreateObject();
     items = cJSON_AddArrayToObject(list, "items");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *m = cJSON_CreateObject();
-
-        col_add_string(st, 0, m, "name");
-        cJSON_AddNumberToObject(m, "last", sqlite3_column_double(st, 1));
-        cJSON_AddNumberToObject(m, "min", sqlite3_column_double(st, 2));
-        cJSON_AddNumberToObject(m, "max", sqlite3_column_double(st, 3));
-        cJSON_AddNumberToObject(m, "count", (double)sqlite3_column_int64(st, 4));
-        cJSON_AddNumberToObject(m, "last_step", (double)sqlite3_column_int64(st, 5));
-        cJSON_AddItemToArray(items, m);
-    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_AddItemToArray(items, row(st));
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         cJSON_Delete(list);
-        rc = conn_fail(c, "read metrics");
+        rc = conn_fail(c, what);
         goto out;
     }
-    *ret_summary = list;
+    *ret_list = list;
     rc = 0;
 out:
     conn_end_read(c);
     return rc;
+}
+
+static cJSON *metric_row(sqlite3_stmt *st)
+{
+    cJSON *m = cJSON_CreateObject();
+
+    col_add_string(st, 0, m, "name");
+    cJSON_AddNumberToObject(m, "last", sqlite3_column_double(st, 1));
+    cJSON_AddNumberToObject(m, "min", sqlite3_column_double(st, 2));
+    cJSON_AddNumberToObject(m, "max", sqlite3_column_double(st, 3));
+    cJSON_AddNumberToObject(m, "count", (double)sqlite3_column_int64(st, 4));
+    cJSON_AddNumberToObject(m, "last_step", (double)sqlite3_column_int64(st, 5));
+    return m;
+}
+
+int store_run_metrics(struct store *store, const char *run_id, cJSON **ret_summary)
+{
+    return run_items(store, run_id,
+                     "SELECT name, last, min, max, count, last_step FROM metric_summary "
+                     "WHERE run_seq = ? ORDER BY name",
+                     metric_row, "read metrics", ret_summary);
 }
 
 struct point {
@@ -287,47 +306,21 @@ out:
     return rc;
 }
 
+static cJSON *artifact_row(sqlite3_stmt *st)
+{
+    cJSON *a = cJSON_CreateObject();
+
+    col_add_string(st, 0, a, "path");
+    cJSON_AddNumberToObject(a, "size", (double)sqlite3_column_int64(st, 1));
+    col_add_string(st, 2, a, "task");
+    return a;
+}
+
 int store_run_artifacts(struct store *store, const char *run_id, cJSON **ret_list)
 {
-    struct conn *c = store_reader(store);
-    sqlite3_stmt *st;
-    cJSON *list;
-    cJSON *items;
-    int64_t seq;
-    int rc;
-
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
-        goto out;
-    st = conn_stmt(c, "SELECT path, size, task FROM artifacts WHERE run_seq = ? ORDER BY path, "
-                      "task");
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
-    list = cJSON_CreateObject();
-    items = cJSON_AddArrayToObject(list, "items");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *a = cJSON_CreateObject();
-
-        col_add_string(st, 0, a, "path");
-        cJSON_AddNumberToObject(a, "size", (double)sqlite3_column_int64(st, 1));
-        col_add_string(st, 2, a, "task");
-        cJSON_AddItemToArray(items, a);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        cJSON_Delete(list);
-        rc = conn_fail(c, "read artifacts");
-        goto out;
-    }
-    *ret_list = list;
-    rc = 0;
-out:
-    conn_end_read(c);
-    return rc;
+    return run_items(store, run_id,
+                     "SELECT path, size, task FROM artifacts WHERE run_seq = ? ORDER BY path, task",
+                     artifact_row, "read artifacts", ret_list);
 }
 
 int store_artifact_find(struct store *store, const char *run_id, const char *path, const char *task,

@@ -159,7 +159,95 @@ def raw_request(base_url, method, path, headers, body, timeout=HTTP_TIMEOUT_S, c
 # Server process
 # --------------------------------------------------------------------------
 
-class Server:
+class Process:
+    """What a started trainyard process (server, agent, hollow agent) shares:
+    stop() is SIGTERM and a clean exit (0, sanitizer-clean log), kill() is
+    SIGKILL, cleanup() never leaves it behind. Subclasses set proc,
+    log_paths and label()."""
+
+    proc = None
+    log_paths = ()
+
+    def label(self):
+        return "process"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=None):
+        """SIGTERM; assert a clean exit (0) and a sanitizer-clean log."""
+        if self.proc is None:
+            return
+        timeout = STOP_TIMEOUT_S if timeout is None else timeout
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.proc = None
+                raise AssertionError("%s did not exit within %.0f s of SIGTERM:\n%s"
+                                     % (self.label(), timeout, self.log_tail()))
+        self.proc = None
+        assert proc.returncode == 0, "%s exit code %r after SIGTERM:\n%s" % (
+            self.label(), proc.returncode, self.log_tail())
+        self.check_log()
+
+    def kill(self):
+        """SIGKILL (simulated crash); the log so far must still be clean."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.check_log()
+
+    def cleanup(self):
+        """Fixture teardown: never leave a process behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log_text(self):
+        text = ""
+        for p in self.log_paths:
+            try:
+                with open(p, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def log_tail(self, n=4000):
+        return self.log_text()[-n:]
+
+    def check_log(self):
+        text = self.log_text()
+        for word in BAD_LOG_WORDS:
+            assert word not in text, "%s log contains %r:\n%s" % (self.label(), word,
+                                                                   text[-6000:])
+
+
+class Spawned(Process):
+    """A trainyard command started as is (argv after the binary), stderr to
+    log_path: for processes the tests drive themselves."""
+
+    def __init__(self, args, log_path, name="trainyard"):
+        self.name = name
+        self.log_paths = [str(log_path)]
+        with open(log_path, "wb") as err:
+            self.proc = subprocess.Popen([BIN] + list(args), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+    def label(self):
+        return self.name
+
+
+class Server(Process):
     """One `trainyard server` process on 127.0.0.1:0 with its own data dir."""
 
     def __init__(self, data_dir, extra_args=(), cwd=None, pass_data=True):
@@ -219,63 +307,8 @@ class Server:
             self.admin_token = f.read().strip()
         return self
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM; assert a clean exit (0) and a sanitizer-clean log."""
-        if self.proc is None:
-            return
-        proc = self.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                self.proc = None
-                raise AssertionError("server did not exit within %.0f s of SIGTERM:\n%s"
-                                     % (STOP_TIMEOUT_S, self.log_tail()))
-        self.proc = None
-        assert proc.returncode == 0, "server exit code %r after SIGTERM:\n%s" % (
-            proc.returncode, self.log_tail())
-        self.check_log()
-
-    def kill(self):
-        """SIGKILL (simulated crash); the log so far must still be clean."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.check_log()
-
-    def cleanup(self):
-        """Fixture teardown: never leave a process behind."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log_text(self):
-        text = ""
-        for p in self.log_paths:
-            try:
-                with open(p, "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def log_tail(self, n=4000):
-        return self.log_text()[-n:]
-
-    def check_log(self):
-        text = self.log_text()
-        for word in BAD_LOG_WORDS:
-            assert word not in text, "server log contains %r:\n%s" % (word, text[-6000:])
+    def label(self):
+        return "server"
 
     # -- HTTP --------------------------------------------------------------
     def req(self, method, path, json_body=DEFAULT, body=None, token=DEFAULT,
@@ -600,7 +633,7 @@ def free_port():
         s.close()
 
 
-class Agent:
+class Agent(Process):
     """One `trainyard agent` process on 127.0.0.1:0 with its own work dir.
 
     start(server, name, extra_args) starts it with a node-bound agent token
@@ -680,62 +713,11 @@ class Agent:
             self.name, self.log_tail()))
         return self
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+    def label(self):
+        return "agent %s" % self.name
 
     def stop(self, timeout=STOP_TIMEOUT_S + 10):
-        if self.proc is None:
-            return
-        proc = self.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                self.proc = None
-                raise AssertionError("agent %s did not exit within %.0f s of SIGTERM:\n%s"
-                                     % (self.name, timeout, self.log_tail()))
-        self.proc = None
-        assert proc.returncode == 0, "agent %s exit code %r after SIGTERM:\n%s" % (
-            self.name, proc.returncode, self.log_tail())
-        self.check_log()
-
-    def kill(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.check_log()
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log_text(self):
-        text = ""
-        for p in self.log_paths:
-            try:
-                with open(p, "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def log_tail(self, n=4000):
-        return self.log_text()[-n:]
-
-    def check_log(self):
-        text = self.log_text()
-        for word in BAD_LOG_WORDS:
-            assert word not in text, "agent %s log contains %r:\n%s" % (
-                self.name, word, text[-6000:])
-
+        Process.stop(self, timeout)
 
 def _stop_all(agents, servers=()):
     """Stops agents, then servers; kills whatever is left; raises the first

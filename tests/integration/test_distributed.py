@@ -410,11 +410,11 @@ def descendants(pids):
             continue
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(d))
-    out, todo = [], list(pids)
-    while todo:
-        for c in children.get(todo.pop(), []):
+    out, pending = [], list(pids)
+    while pending:
+        for c in children.get(pending.pop(), []):
             out.append(c)
-            todo.append(c)
+            pending.append(c)
     return out
 
 

@@ -1,40 +1,18 @@
 """Hollow nodes (`trainyard agent --hollow N`): simulated nodes that go
 through the real registration, heartbeat, agent API and report paths."""
-import json
-import os
-import signal
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import Spawned, wait_for
 
 
 def start_hollow(srv, n, prefix, log_path, task_seconds="0.05", cpus="2"):
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [BIN, "agent", "--hollow", str(n), "--server", srv.url, "--token", srv.admin_token,
-         "--name", prefix, "--listen", "127.0.0.1:0", "--cpus", cpus,
-         "--task-seconds", task_seconds],
-        stdout=subprocess.DEVNULL, stderr=log)
-    log.close()
-    return proc
-
-
-def stop_hollow(proc, log_path):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=20) == 0
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-    text = open(log_path, errors="replace").read()
-    assert "Sanitizer" not in text and "runtime error:" not in text, text[-3000:]
+    return Spawned(["agent", "--hollow", str(n), "--server", srv.url, "--token",
+                    srv.admin_token, "--name", prefix, "--listen", "127.0.0.1:0", "--cpus", cpus,
+                    "--task-seconds", task_seconds], log_path, "hollow agent")
 
 
 def ready_nodes(srv, prefix):
@@ -73,7 +51,10 @@ def test_hollow_nodes_run_many_runs(server_factory, tmp_path):
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 401
     finally:
-        stop_hollow(proc, log_path)
+        try:
+            proc.stop()
+        finally:
+            proc.cleanup()
 
 
 def test_cancel_reaches_hollow_nodes(server_factory, tmp_path):
@@ -93,4 +74,7 @@ def test_cancel_reaches_hollow_nodes(server_factory, tmp_path):
         wait_for(lambda: all(not n["tasks"] for n in ready_nodes(srv, prefix)), 15,
                  "hollow node released the task")
     finally:
-        stop_hollow(proc, log_path)
+        try:
+            proc.stop()
+        finally:
+            proc.cleanup()

@@ -2,18 +2,15 @@
 the agent and the client commands. A self-signed certificate for 127.0.0.1
 is made with the openssl command."""
 import json
-import os
 import shutil
-import signal
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, Spawned, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -39,29 +36,11 @@ def https(url, token, ca, method="GET", body=None):
         return json.loads(r.read() or b"null")
 
 
-def start(args, log):
-    with open(log, "wb") as f:
-        return subprocess.Popen([BIN] + args, stdout=subprocess.DEVNULL, stderr=f)
-
-
-def stop(proc, log):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=20) == 0
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-    text = open(log, errors="replace").read()
-    assert "Sanitizer" not in text and "runtime error:" not in text, text[-3000:]
-
-
 def test_server_agent_and_cli_over_tls(cert, tmp_path):
     crt, key = cert
     data = tmp_path / "data"
-    server = start(["server", "--listen", "127.0.0.1:0", "--data", str(data), "--tls-cert", crt,
-                    "--tls-key", key, "--ca", crt], str(tmp_path / "server.log"))
+    server = Spawned(["server", "--listen", "127.0.0.1:0", "--data", str(data), "--tls-cert", crt,
+                      "--tls-key", key, "--ca", crt], tmp_path / "server.log", "server")
     agent = None
     try:
         url_file = data / "server.url"
@@ -73,10 +52,10 @@ def test_server_agent_and_cli_over_tls(cert, tmp_path):
         # Without the CA the certificate is not trusted.
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(url + "/healthz", timeout=10)
-        agent = start(["agent", "--server", url, "--token", token, "--name", "tls-node",
-                       "--listen", "127.0.0.1:0", "--work", str(tmp_path / "work"), "--cpus", "2",
-                       "--tls-cert", crt, "--tls-key", key, "--ca", crt],
-                      str(tmp_path / "agent.log"))
+        agent = Spawned(["agent", "--server", url, "--token", token, "--name", "tls-node",
+                         "--listen", "127.0.0.1:0", "--work", str(tmp_path / "work"),
+                         "--cpus", "2", "--tls-cert", crt, "--tls-key", key, "--ca", crt],
+                        tmp_path / "agent.log", "agent")
 
         def node_ready():
             try:
@@ -88,15 +67,19 @@ def test_server_agent_and_cli_over_tls(cert, tmp_path):
         assert node["agent_url"].startswith("https://")
         run = https(url + "/api/v1/runs", token, crt, "POST",
                     {"experiment": "tls", "command": ["echo", "over tls"]})
-        done = wait_for(lambda: https(url + "/api/v1/runs/" + run["id"], token, crt)
-                        if https(url + "/api/v1/runs/" + run["id"], token, crt)["status"]
-                        in ("completed", "failed") else None, 60, "the run to end")
+        def run_ended():
+            r = https(url + "/api/v1/runs/" + run["id"], token, crt)
+            return r if r["status"] in ("completed", "failed") else None
+        done = wait_for(run_ended, 60, "the run to end")
         assert done["status"] == "completed", done
         out = subprocess.run([BIN, "logs", run["id"], "--server", url, "--token", token,
                               "--ca", crt], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         assert "over tls" in out.stdout
     finally:
-        if agent:
-            stop(agent, str(tmp_path / "agent.log"))
-        stop(server, str(tmp_path / "server.log"))
+        for proc in (agent, server):
+            if proc:
+                try:
+                    proc.stop()
+                finally:
+                    proc.cleanup()
