@@ -262,6 +262,8 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
     cJSON *out;
     const cJSON *tasks;
     const cJSON *t;
+    bool changed;
+    const char *state;
     int rc;
 
     if (!agent_may_act(req, name, resp))
@@ -288,16 +290,21 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
             }
         }
     }
-    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, &stop);
+    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, &stop,
+                              &changed, &state);
     if (rc < 0) {
         reply_store_error(resp, rc, "node", name);
         goto out;
     }
-    scheduler_kick(ctx->sched);
+    if (changed)
+        scheduler_kick(ctx->sched);
+    /* The node as the agent needs it; GET /api/v1/nodes/{name} has the
+     * rest (a heartbeat is the hottest request a cluster makes). */
     out = cJSON_CreateObject();
     cJSON_AddItemToObject(out, "stop", stop);
-    if (store_node_get(ctx->store, name, time_now_ms(), ctx->node_timeout_ms, &node) == 0)
-        cJSON_AddItemToObject(out, "node", node);
+    node = cJSON_AddObjectToObject(out, "node");
+    cJSON_AddStringToObject(node, "name", name);
+    cJSON_AddStringToObject(node, "state", state);
     reply_json(resp, 200, out);
 out:
     cJSON_Delete(in);

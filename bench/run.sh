@@ -41,11 +41,21 @@ api() { # METHOD PATH [BODY]
     fi
 }
 
+# BENCH_ONLY="B10 B3" runs only the benchmarks that print those figures.
+want() {
+    [ -z "${BENCH_ONLY:-}" ] && return 0
+    for f in $1; do
+        case " $BENCH_ONLY " in *" $f "*) return 0 ;; esac
+    done
+    return 1
+}
+
 json() { /usr/bin/python3 -c "import sys, json; d = json.load(sys.stdin); print($1)"; }
 
 echo "# trainyard bench: $(nproc) cores, $(uname -m), server on core 0, load on core 1," \
      "${SECONDS_EACH}s per figure, $(date -u +%Y-%m-%dT%H:%MZ)"
 
+if want "B1 B8"; then
 # ---- B1: submissions, every 201 committed ----
 for sync in full normal; do
     start_server "b1-$sync" --sync "$sync"
@@ -60,7 +70,9 @@ RUN=$(api POST /api/v1/runs '{"experiment": "bench", "command": ["true"]}' | jso
 echo "# B8 conditions: 32 keep-alive clients, GET /api/v1/runs/{id}"
 taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$RUN" --token "$TOKEN" --conns 32 \
     --seconds "$SECONDS_EACH" --label "B8"
+fi
 
+if want "B6 B7"; then
 # ---- B6 and B7: metric ingestion, then a series query on 1,000,000 points ----
 start_server b6 --sync full
 : >"$WORK/tasks.txt"
@@ -80,7 +92,9 @@ COUNT=$(api GET "/api/v1/runs/$B7RUN/metrics" | json 'd["items"][0]["count"]')
 echo "# B7 conditions: series of $COUNT points, max_points=1000, 8 clients"
 taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$B7RUN/metrics/loss?max_points=1000" \
     --token "$TOKEN" --conns 8 --seconds "$SECONDS_EACH" --label "B7"
+fi
 
+if want "B2 B11"; then
 # ---- B2 and B11: a real agent running trivial commands ----
 start_server b2 --sync full
 taskset -c 1 "$BIN" agent --server "$URL" --token "$TOKEN" --name bench-node \
@@ -126,9 +140,14 @@ until [ "$(api GET '/api/v1/runs?experiment=bench-b11&status=completed&limit=100
 done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B11 %.0f launches/s end to end (submit, place, push, spawn, report; 200 runs)' % (200 / ($END - $START)))"
+fi
+
+if want "B3 B4"; then
 echo "# B3 B4 conditions: scheduler/placement.c on synthetic state (1/10 of nodes 8 GPUs," \
      "rest 1 or 0; runs: CPU, 1-GPU, 1/50 8-rank 8-GPU gangs)"
 taskset -c 0 "$PWD/build/bench/placement"
+fi
+
 # ---- B5, B10, B9: hollow nodes (trainyard agent --hollow N) ----
 ready_nodes() {
     curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" |
@@ -147,6 +166,7 @@ runs_with() { # STATUS
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+if want B5; then
 start_server b5 --sync full
 SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
 taskset -c 1 "$BIN" agent --hollow 1000 --server "$URL" --token "$TOKEN" --name h \
@@ -165,7 +185,9 @@ j=0
 until [ "$(runs_with completed)" = 3000 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.1; done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
+fi
 
+if want "B10 B9"; then
 start_server b10 --sync full --node-timeout 6
 SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
 taskset -c 1 "$BIN" agent --hollow 10000 --server "$URL" --token "$TOKEN" --name h \
@@ -190,3 +212,4 @@ sleep 2
 /usr/bin/python3 -c "
 rss = [l for l in open('/proc/$SERVER_PID/status') if l.startswith('VmRSS')][0].split()[1]
 print('B9 server RSS %.1f MiB (10000 nodes, %s running runs, %s queued runs)' % (int(rss) / 1024, '$(runs_with running)', '$(runs_with queued)'))"
+fi

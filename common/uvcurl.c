@@ -4,6 +4,11 @@
  * socket and remembered with curl_multi_assign(), freed in close
  * callbacks; a poll error reaches curl as CURL_CSELECT_ERR; the timer
  * callback only arms a uv timer.
+ *
+ * At most MAX_IN_CURL requests are inside curl at once; the rest wait here
+ * in order. curl (7.88) walks its list of transfers waiting for a
+ * connection on every removal, which made each completion cost the
+ * length of the backlog.
  */
 #include "common/uvcurl.h"
 
@@ -26,10 +31,15 @@ struct uvcurl {
     const char *ca_file;
     CURLM *multi;
     uv_timer_t timer;
-    struct request *requests; /* in flight, for cancel at free */
+    struct request *requests; /* in flight or waiting, for cancel at free */
+    struct request *wait_head; /* not yet handed to curl, oldest first */
+    struct request *wait_tail;
     int active;
+    int in_curl;
     bool freeing;
 };
+
+#define MAX_IN_CURL 128
 
 struct request {
     struct uvcurl *uc;
@@ -46,6 +56,8 @@ struct request {
     char errbuf[CURL_ERROR_SIZE];
     struct request *prev;
     struct request *next;
+    struct request *next_waiting;
+    bool waiting;
 };
 
 struct poll_ctx {
@@ -170,6 +182,8 @@ static void request_free(struct request *r)
 
 static void unlink_request(struct uvcurl *uc, struct request *r)
 {
+    if (!r->waiting)
+        uc->in_curl--;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -221,6 +235,20 @@ static void check_done(struct uvcurl *uc)
         unlink_request(uc, r);
         finish(r, result);
     }
+    /* Hand waiting requests to curl as room frees up. */
+    while (uc->wait_head && uc->in_curl < MAX_IN_CURL && !uc->freeing) {
+        struct request *r = uc->wait_head;
+
+        uc->wait_head = r->next_waiting;
+        if (uc->wait_head == NULL)
+            uc->wait_tail = NULL;
+        r->waiting = false;
+        uc->in_curl++;
+        if (curl_multi_add_handle(uc->multi, r->easy) != CURLM_OK) {
+            unlink_request(uc, r);
+            finish(r, CURLE_FAILED_INIT);
+        }
+    }
 }
 
 struct uvcurl *uvcurl_new(uv_loop_t *loop)
@@ -261,7 +289,8 @@ void uvcurl_free(struct uvcurl *uc)
     while (uc->requests) {
         struct request *r = uc->requests;
 
-        curl_multi_remove_handle(uc->multi, r->easy);
+        if (!r->waiting)
+            curl_multi_remove_handle(uc->multi, r->easy);
         unlink_request(uc, r);
         memset(&resp, 0, sizeof(resp));
         resp.status = UVCURL_CANCELED;
@@ -366,8 +395,18 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
             goto err;
         }
     }
-    if (curl_multi_add_handle(uc->multi, e) != CURLM_OK)
+    if (uc->in_curl >= MAX_IN_CURL) {
+        r->waiting = true;
+        if (uc->wait_tail)
+            uc->wait_tail->next_waiting = r;
+        else
+            uc->wait_head = r;
+        uc->wait_tail = r;
+    } else if (curl_multi_add_handle(uc->multi, e) != CURLM_OK) {
         goto err;
+    } else {
+        uc->in_curl++;
+    }
     r->next = uc->requests;
     if (uc->requests)
         uc->requests->prev = r;

@@ -804,9 +804,11 @@ void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
     cJSON_ArrayForEach(run, json_get(state, "runs")) {
         cJSON *p = place_run(run, nodes, n_nodes, &ix, reason, sizeof(reason));
 
+        const char *had = json_get_string(run, "reason");
+
         if (p)
             cJSON_AddItemToArray(placements, p);
-        else
+        else if (had == NULL || strcmp(had, reason) != 0)
             cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
     }
     index_free(&ix);

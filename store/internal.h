@@ -61,6 +61,14 @@ cJSON *list_new(cJSON **ret_items);
 /* Sets list's next_cursor to cursor. */
 void list_set_cursor(cJSON *list, const char *cursor);
 
+/* Heartbeats that change nothing but the time are kept in memory and
+ * written by the writer thread within a quarter second (and before it
+ * stops). record/get: any thread; flush: inside a write. */
+void store_seen_record(struct store *store, const char *name, int64_t ms);
+/* The last heartbeat recorded in memory for name, or 0. */
+int64_t store_seen_get(struct store *store, const char *name);
+int store_seen_flush(struct store *store, struct conn *c);
+
 /* Node state as clients see it: stored state, or "down" when silent. */
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
                            int64_t timeout_ms);

@@ -106,13 +106,18 @@ static int add_allocation(struct conn *c, const char *name, cJSON *node)
     return rc == SQLITE_DONE ? 0 : conn_fail(c, "node allocation");
 }
 
-static int node_from_row(struct conn *c, sqlite3_stmt *st, int64_t now, int64_t timeout,
-                         cJSON **ret_node)
+static int node_from_row(struct store *store, struct conn *c, sqlite3_stmt *st, int64_t now,
+                         int64_t timeout, cJSON **ret_node)
 {
     cJSON *node = cJSON_CreateObject();
     const char *state = (const char *)sqlite3_column_text(st, 8);
     int64_t heartbeat = sqlite3_column_int64(st, 10);
+    int64_t seen = store_seen_get(store, (const char *)sqlite3_column_text(st, 0));
     int rc;
+
+    /* A heartbeat not yet written (store_seen_record) is the latest. */
+    if (seen > heartbeat && heartbeat > 0)
+        heartbeat = seen;
 
     col_add_string(st, 0, node, "name");
     col_add_string(st, 1, node, "pool");
@@ -124,7 +129,7 @@ static int node_from_row(struct conn *c, sqlite3_stmt *st, int64_t now, int64_t 
     col_add_json(st, 7, node, "features");
     cJSON_AddStringToObject(node, "state", node_state_now(state, heartbeat, now, timeout));
     col_add_time(st, 9, node, "registered_at");
-    col_add_time(st, 10, node, "last_heartbeat");
+    json_add_time(node, "last_heartbeat", heartbeat);
     {
         cJSON *ports = cJSON_AddObjectToObject(node, "ports");
 
@@ -157,7 +162,7 @@ int store_node_get(struct store *store, const char *name, int64_t now_ms, int64_
     bind_text(st, 1, name);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        rc = node_from_row(c, st, now_ms, node_timeout_ms, ret_node);
+        rc = node_from_row(store, c, st, now_ms, node_timeout_ms, ret_node);
     else
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get node");
     sqlite3_reset(st);
@@ -194,7 +199,7 @@ int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms
             rc = SQLITE_DONE;
             break;
         }
-        if (node_from_row(c, st, now_ms, node_timeout_ms, &node) < 0) {
+        if (node_from_row(store, c, st, now_ms, node_timeout_ms, &node) < 0) {
             rc = SQLITE_ERROR;
             break;
         }
@@ -218,25 +223,69 @@ struct heartbeat {
     int64_t now;
     int64_t grace_ms;
     cJSON *stop;
+    bool dry; /* only look: is there more to write than the time? */
+    bool stale; /* dry: the node was silent past grace_ms */
+    bool draining; /* dry: its stored state */
 };
 
-static int heartbeat_fn(struct conn *c, void *arg)
+static bool was_reported(const struct heartbeat *h, const char *id)
 {
-    struct heartbeat *h = arg;
-    sqlite3_stmt *st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?, "
-                                    "state = CASE state WHEN 'down' THEN 'ready' ELSE state END "
-                                    "WHERE name = ?");
+    const cJSON *r;
+
+    cJSON_ArrayForEach(r, h->reported) {
+        const char *rid = json_get_string(r, "id");
+
+        if (rid && strcmp(rid, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The node's heartbeat rules. Dry (on a read connection): returns 1 when
+ * a write is needed (the node is down, or tasks are lost or let go), else
+ * 0, filling the stop list either way. Not dry (the writer): applies them.
+ */
+static int heartbeat_rules(struct conn *c, struct heartbeat *h)
+{
+    sqlite3_stmt *st;
     const cJSON *task;
+    char ids[64][256];
+    int64_t seqs[64];
+    int n;
+    int i;
     int rc;
 
-    if (st == NULL)
-        return ERR_INTERNAL;
-    sqlite3_bind_int64(st, 1, h->now);
-    bind_text(st, 2, h->name);
-    if ((rc = stmt_done(c, st)) < 0)
-        return rc;
-    if (sqlite3_changes(c->db) == 0)
-        return ERR_NOT_FOUND;
+    if (h->dry) {
+        st = conn_stmt(c, "SELECT state = 'down', last_heartbeat, state = 'draining' FROM nodes "
+                          "WHERE name = ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, h->name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            rc = sqlite3_column_int(st, 0);
+            h->stale = sqlite3_column_int64(st, 1) < h->now - h->grace_ms;
+            h->draining = sqlite3_column_int(st, 2);
+        } else {
+            rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "heartbeat");
+        }
+        sqlite3_reset(st);
+        if (rc != 0)
+            return rc;
+    } else {
+        st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?, "
+                          "state = CASE state WHEN 'down' THEN 'ready' ELSE state END "
+                          "WHERE name = ?");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, h->now);
+        bind_text(st, 2, h->name);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+        if (sqlite3_changes(c->db) == 0)
+            return ERR_NOT_FOUND;
+    }
 
     /* The server's view wins: a reported task that is not live here, by
      * the store's record, must stop. */
@@ -263,98 +312,107 @@ static int heartbeat_fn(struct conn *c, void *arg)
 
     /* And the other way: a task the agent accepted a while ago but no
      * longer reports is gone (its process died with an earlier agent). */
-    {
-        char lost[64][256];
-        int64_t seqs[64];
-        int n = 0;
-        int i;
+    n = 0;
+    st = conn_stmt(c, "SELECT id, run_seq FROM tasks WHERE node = ? AND " LIVE_TASK
+                      " AND pushed = 1 AND assigned_at < ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, h->name);
+    sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
 
-        st = conn_stmt(c, "SELECT id, run_seq FROM tasks WHERE node = ? AND " LIVE_TASK
-                          " AND pushed = 1 AND assigned_at < ?");
+        if (!was_reported(h, id)) {
+            snprintf(ids[n], sizeof(ids[n]), "%s", id);
+            seqs[n++] = sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_reset(st);
+    if (h->dry && n > 0)
+        return 1;
+    for (i = 0; i < n; i++) {
+        st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, "
+                          "message = 'the agent no longer has it' WHERE id = ?");
         if (st == NULL)
             return ERR_INTERNAL;
-        bind_text(st, 1, h->name);
-        sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
-            const char *id = (const char *)sqlite3_column_text(st, 0);
-            const cJSON *r;
-            bool reported = false;
-
-            cJSON_ArrayForEach(r, h->reported) {
-                const char *rid = json_get_string(r, "id");
-
-                if (rid && strcmp(rid, id) == 0)
-                    reported = true;
-            }
-            if (!reported) {
-                snprintf(lost[n], sizeof(lost[n]), "%s", id);
-                seqs[n++] = sqlite3_column_int64(st, 1);
-            }
-        }
-        sqlite3_reset(st);
-        for (i = 0; i < n; i++) {
-            st = conn_stmt(c, "UPDATE tasks SET status = 'lost', ended_at = ?, "
-                              "message = 'the agent no longer has it' WHERE id = ?");
-            if (st == NULL)
-                return ERR_INTERNAL;
-            sqlite3_bind_int64(st, 1, h->now);
-            bind_text(st, 2, lost[i]);
-            if ((rc = stmt_done(c, st)) < 0 || (rc = run_evaluate(c, seqs[i], h->now)) < 0)
-                return rc;
-        }
+        sqlite3_bind_int64(st, 1, h->now);
+        bind_text(st, 2, ids[i]);
+        if ((rc = stmt_done(c, st)) < 0 || (rc = run_evaluate(c, seqs[i], h->now)) < 0)
+            return rc;
     }
 
     /* A stopped task the agent no longer reports, a while after it ended,
      * holds nothing any more (its final report may have been lost). */
-    {
-        char gone[64][256];
-        int n = 0;
-        int i;
+    n = 0;
+    st = conn_stmt(c, "SELECT id FROM tasks WHERE node = ? AND held = 1 AND NOT " LIVE_TASK
+                      " AND ended_at < ?");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, h->name);
+    sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
 
-        st = conn_stmt(c, "SELECT id FROM tasks WHERE node = ? AND held = 1 AND NOT " LIVE_TASK
-                          " AND ended_at < ?");
+        if (!was_reported(h, id))
+            snprintf(ids[n++], sizeof(ids[0]), "%s", id);
+    }
+    sqlite3_reset(st);
+    if (h->dry)
+        return n > 0;
+    for (i = 0; i < n; i++) {
+        st = conn_stmt(c, "UPDATE tasks SET held = 0 WHERE id = ?");
         if (st == NULL)
             return ERR_INTERNAL;
-        bind_text(st, 1, h->name);
-        sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
-            const char *id = (const char *)sqlite3_column_text(st, 0);
-            const cJSON *r;
-            bool reported = false;
-
-            cJSON_ArrayForEach(r, h->reported) {
-                const char *rid = json_get_string(r, "id");
-
-                if (rid && strcmp(rid, id) == 0)
-                    reported = true;
-            }
-            if (!reported)
-                snprintf(gone[n++], sizeof(gone[0]), "%s", id);
-        }
-        sqlite3_reset(st);
-        for (i = 0; i < n; i++) {
-            st = conn_stmt(c, "UPDATE tasks SET held = 0 WHERE id = ?");
-            if (st == NULL)
-                return ERR_INTERNAL;
-            bind_text(st, 1, gone[i]);
-            if ((rc = stmt_done(c, st)) < 0)
-                return rc;
-        }
+        bind_text(st, 1, ids[i]);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
     }
     return 0;
 }
 
-int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop)
+static int heartbeat_fn(struct conn *c, void *arg)
 {
-    struct heartbeat h = { name, reported, now_ms, grace_ms, cJSON_CreateArray() };
-    int rc = store_write(store, heartbeat_fn, &h);
+    return heartbeat_rules(c, arg);
+}
 
+/*
+ * Most heartbeats change nothing but the node's time: a look on this
+ * thread's read connection decides, and the time is kept in memory for
+ * the writer to batch. The rest go through the writer.
+ */
+int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
+                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop, bool *ret_changed,
+                         const char **ret_state)
+{
+    struct heartbeat h = {
+        name, reported, now_ms, grace_ms, cJSON_CreateArray(), true, false, false
+    };
+    struct conn *c = store_reader(store);
+    int rc = ERR_INTERNAL;
+
+    if (c != NULL && conn_begin_read(c) == 0) {
+        rc = heartbeat_rules(c, &h);
+        conn_end_read(c);
+    }
+    if (rc == 0) {
+        /* Silent past its timeout by the store's record (and the memory's):
+         * it reads "down" until now, so placement wants to hear of it. */
+        *ret_changed = h.stale && store_seen_get(store, name) < now_ms - grace_ms;
+        store_seen_record(store, name, now_ms);
+    } else if (rc == 1) {
+        cJSON_Delete(h.stop);
+        h.stop = cJSON_CreateArray();
+        h.dry = false;
+        rc = store_write(store, heartbeat_fn, &h);
+        *ret_changed = true;
+    }
     if (rc < 0) {
         cJSON_Delete(h.stop);
         return rc;
     }
     *ret_stop = h.stop;
+    /* A down node that heartbeats is ready again; drain is kept. */
+    *ret_state = h.draining ? "draining" : "ready";
     return 0;
 }
 

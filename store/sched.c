@@ -56,17 +56,20 @@ static cJSON *find_node(cJSON **by_name, int n, const char *name)
     return NULL;
 }
 
-static int load_nodes(struct conn *c, int64_t now, int64_t timeout, cJSON *nodes)
+/* The ready nodes of pools (a JSON array of names) with what they hold. */
+static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *pools, cJSON *nodes)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
                                     "features, state, last_heartbeat, port_min, port_max "
-                                    "FROM nodes ORDER BY name");
+                                    "FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
+                                    "ORDER BY name");
     cJSON **by_name = NULL;
     int n_by_name;
     int rc;
 
     if (st == NULL)
         return ERR_INTERNAL;
+    bind_text(st, 1, pools);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *state = node_state_now((const char *)sqlite3_column_text(st, 7),
                                            sqlite3_column_int64(st, 8), now, timeout);
@@ -152,7 +155,7 @@ static int load_queue(struct conn *c, cJSON *runs)
 {
     /* The head of the queue: a pass places from the front, and a longer
      * queue would only cost time (its runs keep their reasons). */
-    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, id, spec, attempt FROM runs "
+    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, id, spec, attempt, reason FROM runs "
                                     "WHERE status = 'queued' ORDER BY priority DESC, seq "
                                     "LIMIT 1000");
     int rc;
@@ -166,6 +169,7 @@ static int load_queue(struct conn *c, cJSON *runs)
         col_add_string(st, 1, r, "id");
         col_add_json(st, 2, r, "spec");
         cJSON_AddNumberToObject(r, "attempt", (double)sqlite3_column_int64(st, 3));
+        col_add_string(st, 4, r, "reason");
         cJSON_AddArrayToObject(r, "tasks");
         cJSON_AddItemToArray(runs, r);
     }
@@ -206,16 +210,35 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
     cJSON *state;
     int rc;
 
+    cJSON *runs;
+    cJSON *pools;
+    const cJSON *r;
+    char *text;
+
     if (c == NULL || conn_begin_read(c) < 0)
         return ERR_INTERNAL;
     state = cJSON_CreateObject();
-    rc = load_nodes(c, now_ms, node_timeout_ms, cJSON_AddArrayToObject(state, "nodes"));
-    /* With no ready node nothing can be placed: the queue is not read
-     * (queued runs keep the reason they got at submission). */
-    if (rc == 0 && cJSON_GetArraySize(json_get(state, "nodes")) > 0)
-        rc = load_queue(c, cJSON_AddArrayToObject(state, "runs"));
-    else if (rc == 0)
-        cJSON_AddArrayToObject(state, "runs");
+    runs = cJSON_AddArrayToObject(state, "runs");
+    rc = load_queue(c, runs);
+    /* Only the pools the queue's head wants are read: with nothing
+     * queued, a pass reads no node. */
+    pools = cJSON_CreateArray();
+    cJSON_ArrayForEach(r, runs) {
+        const char *pool = json_get_string(json_get(r, "spec"), "compute_target");
+        const cJSON *p;
+        bool seen = false;
+
+        cJSON_ArrayForEach(p, pools) {
+            seen = seen || strcmp(p->valuestring, pool) == 0;
+        }
+        if (!seen)
+            cJSON_AddItemToArray(pools, cJSON_CreateString(pool));
+    }
+    text = json_print(pools);
+    if (rc == 0)
+        rc = load_nodes(c, now_ms, node_timeout_ms, text, cJSON_AddArrayToObject(state, "nodes"));
+    free(text);
+    cJSON_Delete(pools);
     conn_end_read(c);
     if (rc < 0) {
         cJSON_Delete(state);
@@ -579,6 +602,7 @@ static int lose_node_tasks(struct conn *c, const char *node, const char *message
 }
 
 struct expire {
+    struct store *store;
     int64_t now, timeout;
     bool changed;
 };
@@ -592,6 +616,9 @@ static int expire_fn(struct conn *c, void *arg)
     int i;
     int rc;
 
+    /* Heartbeats kept in memory count: write them first. */
+    if ((rc = store_seen_flush(e->store, c)) < 0)
+        return rc;
     st = conn_stmt(c, "UPDATE nodes SET state = 'down' WHERE state != 'down' "
                       "AND last_heartbeat < ?");
     if (st == NULL)
@@ -679,7 +706,7 @@ again:
 int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
                        bool *ret_changed)
 {
-    struct expire e = { now_ms, node_timeout_ms, false };
+    struct expire e = { store, now_ms, node_timeout_ms, false };
     int rc = store_write(store, expire_fn, &e);
 
     if (rc == 0)

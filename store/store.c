@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "common/json.h"
@@ -43,7 +44,24 @@ struct store {
     pthread_key_t reader_key;
     pthread_mutex_t conns_mu;
     struct conn *conns; /* every read connection, closed at store_free */
+
+    /* Heartbeats that changed nothing else, by node name (store_seen_*):
+     * written to SQLite by the writer at most HEARTBEAT_FLUSH_MS later. */
+    pthread_mutex_t seen_mu;
+    struct seen *seen; /* open addressing, seen_cap a power of two */
+    size_t seen_cap;
+    size_t seen_len;
+    size_t seen_dirty; /* atomic: entries not yet written */
+    int64_t seen_flushed_ms; /* writer thread only */
 };
+
+struct seen {
+    char *name; /* NULL: empty slot */
+    int64_t ms;
+    bool dirty;
+};
+
+#define HEARTBEAT_FLUSH_MS 250
 
 int conn_fail(struct conn *c, const char *what)
 {
@@ -294,6 +312,117 @@ static int migrate(struct conn *c, int *ret_version)
     return 0;
 }
 
+/* ---- heartbeats kept in memory ---- */
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of name, or the empty slot where it would go. seen_mu held. */
+static struct seen *seen_slot(struct seen *table, size_t cap, const char *name)
+{
+    size_t i = (size_t)name_hash(name) & (cap - 1);
+
+    while (table[i].name && strcmp(table[i].name, name) != 0)
+        i = (i + 1) & (cap - 1);
+    return &table[i];
+}
+
+void store_seen_record(struct store *store, const char *name, int64_t ms)
+{
+    struct seen *e;
+
+    pthread_mutex_lock(&store->seen_mu);
+    if (2 * (store->seen_len + 1) > store->seen_cap) {
+        size_t cap = store->seen_cap ? 2 * store->seen_cap : 1024;
+        struct seen *table = xcalloc(cap, sizeof(*table));
+        size_t i;
+
+        for (i = 0; i < store->seen_cap; i++) {
+            if (store->seen[i].name)
+                *seen_slot(table, cap, store->seen[i].name) = store->seen[i];
+        }
+        free(store->seen);
+        store->seen = table;
+        store->seen_cap = cap;
+    }
+    e = seen_slot(store->seen, store->seen_cap, name);
+    if (e->name == NULL) {
+        e->name = xstrdup(name);
+        store->seen_len++;
+    }
+    if (ms > e->ms)
+        e->ms = ms;
+    if (!e->dirty) {
+        e->dirty = true;
+        __atomic_add_fetch(&store->seen_dirty, 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&store->seen_mu);
+}
+
+int64_t store_seen_get(struct store *store, const char *name)
+{
+    int64_t ms = 0;
+
+    pthread_mutex_lock(&store->seen_mu);
+    if (store->seen_cap) {
+        const struct seen *e = seen_slot(store->seen, store->seen_cap, name);
+
+        if (e->name)
+            ms = e->ms;
+    }
+    pthread_mutex_unlock(&store->seen_mu);
+    return ms;
+}
+
+int store_seen_flush(struct store *store, struct conn *c)
+{
+    struct {
+        const char *name; /* entries are never freed before the store */
+        int64_t ms;
+    } * todo;
+    size_t n = 0;
+    size_t i;
+    sqlite3_stmt *st;
+    int rc = 0;
+
+    store->seen_flushed_ms = time_now_ms();
+    if (__atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0)
+        return 0;
+    pthread_mutex_lock(&store->seen_mu);
+    todo = xcalloc(store->seen_dirty + 1, sizeof(*todo));
+    for (i = 0; i < store->seen_cap; i++) {
+        struct seen *e = &store->seen[i];
+
+        if (e->name && e->dirty) {
+            todo[n].name = e->name;
+            todo[n++].ms = e->ms;
+            e->dirty = false;
+        }
+    }
+    __atomic_store_n(&store->seen_dirty, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&store->seen_mu);
+    st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?1 WHERE name = ?2 "
+                      "AND last_heartbeat < ?1");
+    for (i = 0; i < n && st && rc == 0; i++) {
+        sqlite3_bind_int64(st, 1, todo[i].ms);
+        bind_text(st, 2, todo[i].name);
+        rc = stmt_done(c, st);
+    }
+    free(todo);
+    return st == NULL ? ERR_INTERNAL : rc;
+}
+
+static int seen_flush_fn(struct conn *c, void *arg)
+{
+    return store_seen_flush(arg, c);
+}
+
 /* ---- the writer ---- */
 
 static void run_batch(struct store *store, struct write_op *ops)
@@ -327,25 +456,54 @@ static void run_batch(struct store *store, struct write_op *ops)
     }
 }
 
+/* Waits for queued writes, or until pending heartbeats are due. mu held. */
+static void writer_wait(struct store *store)
+{
+    while (store->head == NULL && !store->stopping) {
+        int64_t due;
+        struct timespec ts;
+
+        if (__atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0) {
+            pthread_cond_wait(&store->work_cv, &store->mu);
+            continue;
+        }
+        due = store->seen_flushed_ms + HEARTBEAT_FLUSH_MS;
+        if (time_now_ms() >= due)
+            return;
+        ts.tv_sec = (time_t)(due / 1000);
+        ts.tv_nsec = (long)(due % 1000) * 1000000;
+        pthread_cond_timedwait(&store->work_cv, &store->mu, &ts);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct store *store = arg;
     struct write_op *ops;
     struct write_op *op;
     struct write_op *next;
+    struct write_op flush = { .fn = seen_flush_fn, .arg = store };
+    bool stopping;
 
     pthread_mutex_lock(&store->mu);
     for (;;) {
-        while (store->head == NULL && !store->stopping)
-            pthread_cond_wait(&store->work_cv, &store->mu);
-        if (store->head == NULL && store->stopping)
-            break;
+        writer_wait(store);
+        stopping = store->stopping;
         ops = store->head;
         store->head = NULL;
         store->tail = NULL;
         pthread_mutex_unlock(&store->mu);
 
-        run_batch(store, ops);
+        /* Pending heartbeats ride along with the batch when due, and are
+         * all written before the writer stops. */
+        if ((ops == NULL || stopping ||
+             time_now_ms() >= store->seen_flushed_ms + HEARTBEAT_FLUSH_MS) &&
+            __atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) > 0) {
+            flush.next = ops;
+            ops = &flush;
+        }
+        if (ops)
+            run_batch(store, ops);
 
         pthread_mutex_lock(&store->mu);
         for (op = ops; op; op = next) {
@@ -353,6 +511,9 @@ static void *writer_main(void *arg)
             op->done = true;
         }
         pthread_cond_broadcast(&store->done_cv);
+        if (store->head == NULL && store->stopping &&
+            __atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0)
+            break;
     }
     pthread_mutex_unlock(&store->mu);
     return NULL;
@@ -391,6 +552,7 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
     pthread_cond_init(&store->work_cv, NULL);
     pthread_cond_init(&store->done_cv, NULL);
     pthread_mutex_init(&store->conns_mu, NULL);
+    pthread_mutex_init(&store->seen_mu, NULL);
     if (pthread_key_create(&store->reader_key, NULL) != 0)
         goto err_free;
     if (conn_open(path, sync, true, &store->writer_conn) < 0)
@@ -413,6 +575,7 @@ err_free:
     pthread_cond_destroy(&store->work_cv);
     pthread_cond_destroy(&store->done_cv);
     pthread_mutex_destroy(&store->conns_mu);
+    pthread_mutex_destroy(&store->seen_mu);
     free(store->path);
     free(store);
     return ERR_INTERNAL;
@@ -420,6 +583,7 @@ err_free:
 
 void store_free(struct store *store)
 {
+    size_t i;
     struct conn *c;
     struct conn *next;
 
@@ -442,6 +606,10 @@ void store_free(struct store *store)
     pthread_cond_destroy(&store->work_cv);
     pthread_cond_destroy(&store->done_cv);
     pthread_mutex_destroy(&store->conns_mu);
+    for (i = 0; i < store->seen_cap; i++)
+        free(store->seen[i].name);
+    free(store->seen);
+    pthread_mutex_destroy(&store->seen_mu);
     free(store->path);
     free(store);
 }

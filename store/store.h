@@ -169,10 +169,15 @@ int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms
  * *ret_stop gets a JSON array of the reported task ids the server does not
  * want running (unknown, ended, or not placed on this node). Tasks the
  * agent accepted more than grace_ms ago but does not report are lost.
- * ERR_NOT_FOUND when the node is unknown.
+ * *ret_changed: whether anything placement cares about changed (the node
+ * came back, tasks were lost or let go). A heartbeat that changes only
+ * the time is not a write: it is kept in memory and written in a batch
+ * within a quarter second. *ret_state: the node's state now ("ready" or
+ * "draining", static). ERR_NOT_FOUND when the node is unknown.
  */
 int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop);
+                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop, bool *ret_changed,
+                         const char **ret_state);
 int store_node_drain(struct store *store, const char *name, bool drain);
 /* ERR_NOT_FOUND, or ERR_CONFLICT while tasks are live on it. */
 int store_node_delete(struct store *store, const char *name);

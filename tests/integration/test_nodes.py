@@ -159,7 +159,7 @@ def test_heartbeat(server):
     r = server.post("/api/v1/nodes/%s/heartbeat" % name, {"tasks": []})
     assert r.status == 200, r
     assert r.body["stop"] == []
-    assert r.body["node"]["name"] == name
+    assert r.body["node"] == {"name": name, "state": "ready"}
     after = get_node(server, name).body
     assert is_rfc3339_utc(after["last_heartbeat"])
     if before.get("last_heartbeat"):

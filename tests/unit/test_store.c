@@ -179,8 +179,11 @@ static void node_goes_down_without_heartbeat(void)
     cJSON *node;
     cJSON *stop;
     cJSON *reported = cJSON_Parse("[{\"id\": \"ghost\", \"status\": \"running\"}]");
+    const char *path = temp_db();
+    const char *state;
+    bool changed;
 
-    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
     reg.name = "n1";
     reg.pool = "default";
     reg.agent_url = "http://127.0.0.1:1";
@@ -197,13 +200,28 @@ static void node_goes_down_without_heartbeat(void)
     ASSERT_EQ(store_node_get(s, "n1", 17000, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "state"), "down");
     cJSON_Delete(node);
-    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, 15000, &stop), 0);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, 15000, &stop, &changed, &state), 0);
     ASSERT_EQ(cJSON_GetArraySize(stop), 1);
+    ASSERT_TRUE(changed); /* it was silent past its timeout */
+    ASSERT_STR_EQ(state, "ready");
     cJSON_Delete(stop);
     ASSERT_EQ(store_node_get(s, "n1", 17001, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "state"), "ready");
+    ASSERT_STR_EQ(json_get_string(node, "last_heartbeat"), "1970-01-01T00:00:17.000Z");
     cJSON_Delete(node);
-    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, 15000, &stop), ERR_NOT_FOUND);
+    /* A heartbeat that changes nothing else is kept in memory ... */
+    ASSERT_EQ(store_node_heartbeat(s, "n1", NULL, 18000, 15000, &stop, &changed, &state), 0);
+    ASSERT_TRUE(!changed);
+    ASSERT_EQ(cJSON_GetArraySize(stop), 0);
+    cJSON_Delete(stop);
+    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, 15000, &stop, &changed, &state),
+              ERR_NOT_FOUND);
+    /* ... and written before the store closes. */
+    store_free(s);
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_node_get(s, "n1", 18001, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "last_heartbeat"), "1970-01-01T00:00:18.000Z");
+    cJSON_Delete(node);
     ASSERT_EQ(store_node_delete(s, "n1"), 0);
     ASSERT_EQ(store_node_delete(s, "n1"), ERR_NOT_FOUND);
     cJSON_Delete(reported);
