@@ -71,7 +71,13 @@ struct pool_index {
     int len[MAX_GPUS + 1];
     int cap[MAX_GPUS + 1];
     int suitable[FEATURE_MASKS]; /* ready nodes with each set of features */
+    int reserving; /* runs that reserved nodes in this pass */
 };
+
+/* Runs of a pool that may reserve nodes in one pass: the head of the
+ * queue is protected, and a long queue of waiting runs costs no more
+ * than this many scans (later runs wait, or backfill free nodes). */
+#define MAX_RESERVING 16
 
 struct index {
     struct pool_index *pools;
@@ -377,8 +383,9 @@ static void reserve(struct index *ix, struct group **order, int node_count, cons
     int n_chosen = 0;
     int i;
 
-    if (p == NULL)
+    if (p == NULL || p->reserving >= MAX_RESERVING)
         return;
+    p->reserving++;
     for (i = 0; i < node_count && n_chosen < 64; i++) {
         struct node *best = NULL;
         int k;
@@ -583,10 +590,11 @@ static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct gro
     cJSON *placement = cJSON_CreateObject();
     cJSON *list;
     cJSON *cluster = NULL;
-    char secret[33];
+    char secret[33] = "";
     int i;
 
-    crypto_random_hex(16, secret);
+    if (backend && strcmp(backend, "mpi") == 0)
+        crypto_random_hex(16, secret);
     cJSON_AddStringToObject(placement, "run", run_id);
     list = cJSON_AddArrayToObject(placement, "tasks");
     if (backend && strcmp(backend, "ps") == 0)
