@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/cache.h"
 #include "api/internal.h"
 #include "api/runspec.h"
 #include "common/crypto.h"
@@ -184,14 +185,24 @@ void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_resp
 
 void api_runs_get(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
+    /* The generation is read first: the body below is at least as new. */
+    uint64_t gen = store_generation(ctx->store);
     cJSON *run;
-    int rc = store_run_get(ctx->store, req->params[0], &run);
+    int rc;
 
+    buf_reset(&resp->body);
+    if (api_cache_get(req->params[0], gen, &resp->body)) {
+        resp->status = 200;
+        resp->content_type = "application/json";
+        return;
+    }
+    rc = store_run_get(ctx->store, req->params[0], &run);
     if (rc < 0) {
         reply_store_error(resp, rc, "run", req->params[0]);
         return;
     }
     reply_json(resp, 200, run);
+    api_cache_put(req->params[0], gen, resp->body.data, resp->body.len);
 }
 
 void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)

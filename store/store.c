@@ -52,6 +52,8 @@ struct store {
     size_t seen_cap;
     size_t seen_len;
     size_t seen_dirty; /* atomic: entries not yet written */
+
+    uint64_t generation; /* atomic: committed batches (store_generation) */
     int64_t seen_flushed_ms; /* writer thread only */
 };
 
@@ -504,6 +506,9 @@ static void *writer_main(void *arg)
         }
         if (ops)
             run_batch(store, ops);
+        /* Before any writer returns: a read after a write sees a new
+         * generation. */
+        __atomic_add_fetch(&store->generation, 1, __ATOMIC_RELEASE);
 
         pthread_mutex_lock(&store->mu);
         for (op = ops; op; op = next) {
@@ -612,6 +617,11 @@ void store_free(struct store *store)
     pthread_mutex_destroy(&store->seen_mu);
     free(store->path);
     free(store);
+}
+
+uint64_t store_generation(struct store *store)
+{
+    return __atomic_load_n(&store->generation, __ATOMIC_ACQUIRE);
 }
 
 int store_schema_version(struct store *store)

@@ -48,6 +48,12 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
 void store_free(struct store *store);
 /* The schema version of the open database (the last migration applied). */
 int store_schema_version(struct store *store);
+/*
+ * Changes each time the writer commits, before the writers of that batch
+ * return. Anything derived from reads made after seeing generation g is
+ * current for as long as store_generation() still returns g.
+ */
+uint64_t store_generation(struct store *store);
 /* Number of migrations built into this binary. */
 int store_migration_count(void);
 

@@ -540,6 +540,21 @@ def test_cancel_queued_run_idempotent(server):
     assert again.body["ended_at"] == c["ended_at"]
 
 
+def test_run_read_after_write_is_current(server):
+    """GET /api/v1/runs/{id} is served from a cache of rendered bodies; a
+    write (here a cancel) must show in the very next read."""
+    run = server.create_run(base(uniq("cache")))
+    for _ in range(3):
+        g = server.get("/api/v1/runs/" + run["id"])
+        assert g.status == 200 and g.body["status"] == "queued", g
+    assert server.post("/api/v1/runs/%s/cancel" % run["id"]).status == 200
+    g = server.get("/api/v1/runs/" + run["id"]).body
+    assert g["status"] == "canceled" and all(t["status"] == "killed" for t in g["tasks"])
+    other = server.create_run(base(uniq("cache")))
+    assert server.get("/api/v1/runs/" + other["id"]).body["id"] == other["id"]
+    assert server.get("/api/v1/runs/" + run["id"]).body["status"] == "canceled"
+
+
 def test_cancel_unknown_404(server):
     assert_error(server.post("/api/v1/runs/run-000000000000/cancel"), 404, "not_found")
 
