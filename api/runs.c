@@ -62,6 +62,7 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
     struct store_new_run run;
     struct store_new_task *tasks = NULL;
     char *names = NULL;
+    char *spec_text = NULL;
     char id[4 + 12 + 1];
     char reason[256];
     cJSON *in = NULL;
@@ -95,7 +96,9 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
 
     memset(&run, 0, sizeof(run));
     run.experiment = json_get_string(spec, "experiment");
-    run.spec = spec;
+    spec_text = json_print(spec);
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
     run.pool = json_get_string(spec, "compute_target");
     run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
     run.reason = reason;
@@ -125,6 +128,7 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
 out:
     free(tasks);
     free(names);
+    free(spec_text);
     cJSON_Delete(spec);
     cJSON_Delete(in);
 }

@@ -53,11 +53,9 @@ int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *s
 static int run_create_fn(struct conn *c, void *arg)
 {
     const struct store_new_run *r = arg;
-    const cJSON *tags = json_get(r->spec, "tags");
     const cJSON *tag;
     sqlite3_stmt *st;
     int64_t seq;
-    char *spec;
     char task_id[256];
     int rc;
     int i;
@@ -76,21 +74,18 @@ static int run_create_fn(struct conn *c, void *arg)
                       "created_at, attempt, reason) VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?)");
     if (st == NULL)
         return ERR_INTERNAL;
-    spec = json_print(r->spec);
     bind_text(st, 1, r->id);
     bind_text(st, 2, r->experiment);
-    bind_text(st, 3, spec);
+    bind_text(st, 3, r->spec);
     bind_text(st, 4, r->pool);
     sqlite3_bind_int64(st, 5, r->priority);
     sqlite3_bind_int64(st, 6, r->created_at);
     bind_text(st, 7, r->reason);
-    rc = stmt_done(c, st);
-    free(spec);
-    if (rc < 0)
+    if ((rc = stmt_done(c, st)) < 0)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
 
-    cJSON_ArrayForEach(tag, tags) {
+    cJSON_ArrayForEach(tag, r->tags) {
         st = conn_stmt(c, "INSERT INTO run_tags(key, value, run_seq) VALUES (?, ?, ?)");
         if (st == NULL)
             return ERR_INTERNAL;

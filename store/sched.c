@@ -203,6 +203,22 @@ static int load_queue(struct conn *c, cJSON *runs)
     return 0;
 }
 
+/* 1 when some node is ready and heard from in time, else 0. */
+static int any_ready_node(struct conn *c, int64_t now, int64_t timeout)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT EXISTS (SELECT 1 FROM nodes WHERE state = 'ready' "
+                                    "AND last_heartbeat >= ?)");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, now - timeout);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : conn_fail(c, "ready nodes");
+    sqlite3_reset(st);
+    return rc;
+}
+
 int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
                       cJSON **ret_state)
 {
@@ -219,7 +235,11 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
         return ERR_INTERNAL;
     state = cJSON_CreateObject();
     runs = cJSON_AddArrayToObject(state, "runs");
-    rc = load_queue(c, runs);
+    /* With no ready node nothing can be placed: the queue is not read
+     * (queued runs keep the reasons they have). */
+    rc = any_ready_node(c, now_ms, node_timeout_ms);
+    if (rc > 0)
+        rc = load_queue(c, runs);
     /* Only the pools the queue's head wants are read: with nothing
      * queued, a pass reads no node. */
     pools = cJSON_CreateArray();

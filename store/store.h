@@ -105,7 +105,8 @@ struct store_new_task {
 struct store_new_run {
     const char *id;
     const char *experiment;
-    const cJSON *spec; /* normalised spec, defaults filled */
+    const char *spec; /* normalised spec (JSON text), defaults filled */
+    const cJSON *tags; /* the spec's tags object, or NULL */
     const char *pool;
     int64_t priority;
     const char *reason;

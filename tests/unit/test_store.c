@@ -56,7 +56,8 @@ static struct store *shared;
 static void *submit_many(void *arg)
 {
     struct store_new_task task = { "main", "main", 0 };
-    cJSON *spec = cJSON_Parse("{\"experiment\": \"exp\", \"tags\": {\"k\": \"v\"}}");
+    const char *spec_text = "{\"experiment\": \"exp\", \"tags\": {\"k\": \"v\"}}";
+    cJSON *spec = cJSON_Parse(spec_text);
     char id[64];
     int i;
 
@@ -66,7 +67,8 @@ static void *submit_many(void *arg)
         snprintf(id, sizeof(id), "run-%ld-%d", (long)(intptr_t)arg, i);
         run.id = id;
         run.experiment = "exp";
-        run.spec = spec;
+        run.spec = spec_text;
+        run.tags = json_get(spec, "tags");
         run.pool = "default";
         run.reason = "waiting";
         run.created_at = 1000 + i;
@@ -121,14 +123,16 @@ static void duplicate_run_id_writes_nothing(void)
 {
     struct store *s;
     struct store_new_task tasks[2] = { { "a", "main", 0 }, { "a", "main", 0 } };
-    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
     struct store_new_run run = { 0 };
     cJSON *exps;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
     run.id = "run-x";
     run.experiment = "exp";
-    run.spec = spec;
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
     run.pool = "default";
     run.tasks = tasks;
     run.n_tasks = 2; /* the second task clashes: the whole run must roll back */
@@ -146,14 +150,16 @@ static void cancel_is_idempotent(void)
 {
     struct store *s;
     struct store_new_task task = { "main", "main", 0 };
-    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
     struct store_new_run run = { 0 };
     cJSON *got;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
     run.id = "run-c";
     run.experiment = "exp";
-    run.spec = spec;
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
     run.pool = "default";
     run.tasks = &task;
     run.n_tasks = 1;
@@ -252,7 +258,8 @@ static void series_downsamples_keeping_extremes(void)
 {
     struct store *s;
     struct store_new_task task = { "main", "main", 0 };
-    cJSON *spec = cJSON_Parse("{\"tags\": {}}");
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
     struct store_new_run run = { 0 };
     cJSON *points = cJSON_CreateArray();
     cJSON *series;
@@ -266,7 +273,8 @@ static void series_downsamples_keeping_extremes(void)
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
     run.id = "run-m";
     run.experiment = "exp";
-    run.spec = spec;
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
     run.pool = "default";
     run.tasks = &task;
     run.n_tasks = 1;
