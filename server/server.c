@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -427,6 +428,14 @@ int server_main(int argc, char **argv)
     unsigned int flags;
     int sig;
     int rc;
+
+    /* Memory goes back to the system: 32 HTTP threads would otherwise get
+     * up to 16 malloc arenas, each holding its own free memory, and a
+     * pass's large transient buffers would stay in the heap (together
+     * about 20 MiB of RSS with 10,000 nodes, bench B9). */
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 
     rc = parse_opts(argc, argv, &o);
     if (rc >= 0)

@@ -220,8 +220,11 @@ static int conn_open(const char *path, enum store_sync sync, bool writer, struct
         return ERR_INTERNAL;
     }
     sqlite3_busy_timeout(c->db, 5000);
+    /* A reader per HTTP thread: small page caches (the OS caches the
+     * file for all of them); the writer keeps SQLite's default 2 MiB. */
     if (conn_exec(c, "PRAGMA foreign_keys = ON") < 0 ||
         (writer && conn_exec(c, "PRAGMA journal_mode = WAL") < 0) ||
+        (!writer && conn_exec(c, "PRAGMA cache_size = -256") < 0) ||
         conn_exec(c, sync == STORE_SYNC_FULL ? "PRAGMA synchronous = FULL"
                                              : "PRAGMA synchronous = NORMAL") < 0) {
         sqlite3_close(c->db);
