@@ -18,6 +18,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "common/spawn.h"
 #include "common/banned.h"
 
 struct exec_stream {
@@ -127,7 +128,7 @@ struct MHD_Response *exec_response(struct MHD_Connection *conn, struct exec_stre
 /* ---- loop side ---- */
 
 struct exec {
-    uv_process_t proc;
+    struct proc proc;
     uv_pipe_t out;
     uv_pipe_t err;
     int handles;
@@ -174,14 +175,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
 }
 
-static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
+static void on_exit_cb(struct proc *p, int64_t exit_status, int term_signal)
 {
     struct exec *e = p->data;
 
     e->exit_status = exit_status;
     e->term_signal = term_signal;
     kill(-p->pid, SIGKILL); /* what it left in its group */
-    uv_close((uv_handle_t *)p, exec_closed);
+    proc_close(p, exec_closed);
 }
 
 /*
@@ -207,8 +208,6 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
                struct exec_stream **ret_stream, const char **ret_error)
 {
     struct task *t = task_for_exec(a, secret);
-    uv_process_options_t opts;
-    uv_stdio_container_t stdio[3];
     const cJSON *arg;
     const char *prog;
     const char *base;
@@ -252,35 +251,22 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     buf_init(&e->stream->data);
     e->stream->refs = 2;
     env = task_exec_env(t);
-    memset(&opts, 0, sizeof(opts));
     uv_pipe_init(a->loop, &e->out, 0);
     uv_pipe_init(a->loop, &e->err, 0);
     e->out.data = e;
     e->err.data = e;
     e->proc.data = e;
-    stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&e->out;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&e->err;
-    opts.exit_cb = on_exit_cb;
-    opts.file = argv[0];
-    opts.args = argv;
-    opts.env = env;
-    opts.cwd = task_exec_cwd(t);
-    opts.flags = UV_PROCESS_DETACHED;
-    opts.stdio = stdio;
-    opts.stdio_count = 3;
     e->handles = 3;
     task_exec_started(t, e->stream);
-    rc = uv_spawn(a->loop, &e->proc, &opts);
+    rc = proc_spawn(a->loop, &e->proc, argv[0], argv, env, task_exec_cwd(t), &e->out, &e->err,
+                    on_exit_cb);
     if (rc != 0) {
         char msg[300];
 
         snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
         stream_feed(e->stream, msg, strlen(msg), false, 0);
         e->exit_status = 127;
-        uv_close((uv_handle_t *)&e->proc, exec_closed);
+        e->handles = 2;
         uv_close((uv_handle_t *)&e->out, exec_closed);
         uv_close((uv_handle_t *)&e->err, exec_closed);
     } else {

@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "common/spawn.h"
 #include "common/banned.h"
 
 #define PUMP_MS 250
@@ -71,7 +72,7 @@ struct task {
     const char *status; /* preparing, running, exited */
 
     /* the current child process (pip, venv or the task itself) */
-    uv_process_t proc;
+    struct proc proc;
     struct stream_reader out;
     struct stream_reader err;
     int child_handles; /* open handles of the current child */
@@ -365,7 +366,7 @@ static void on_drain_timeout(uv_timer_t *timer)
     }
 }
 
-static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+static void on_child_exit(struct proc *p, int64_t exit_status, int term_signal)
 {
     struct task *t = p->data;
 
@@ -377,7 +378,7 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
         kill(-t->pgid, SIGKILL);
     uv_timer_stop(&t->kill_timer);
     uv_timer_start(&t->kill_timer, on_drain_timeout, 2000, 0);
-    uv_close((uv_handle_t *)p, child_handle_closed);
+    proc_close(p, child_handle_closed);
 }
 
 static char **env_array(struct task *t, const cJSON *extra)
@@ -428,11 +429,8 @@ static void free_strv(char **v)
  */
 static int spawn(struct task *t, char **argv, char **env, const char *cwd, after_fn after)
 {
-    uv_process_options_t opts;
-    uv_stdio_container_t stdio[3];
     int rc;
 
-    memset(&opts, 0, sizeof(opts));
     t->after = after;
     t->child_exited = false;
     t->exit_status = -1;
@@ -446,22 +444,10 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
     uv_pipe_init(t->a->loop, &t->err.pipe, 0);
     t->out.pipe.data = t;
     t->err.pipe.data = t;
-    stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&t->out.pipe;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&t->err.pipe;
-    opts.exit_cb = on_child_exit;
-    opts.file = argv[0];
-    opts.args = argv;
-    opts.env = env;
-    opts.cwd = cwd;
-    opts.flags = UV_PROCESS_DETACHED; /* setsid(): its own process group */
-    opts.stdio = stdio;
-    opts.stdio_count = 3;
     t->proc.data = t;
     t->child_handles = 3;
-    rc = uv_spawn(t->a->loop, &t->proc, &opts);
+    rc = proc_spawn(t->a->loop, &t->proc, argv[0], argv, env, cwd, &t->out.pipe, &t->err.pipe,
+                    on_child_exit);
     if (rc != 0) {
         char msg[600];
 
@@ -470,8 +456,7 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
         t->exit_status = 127;
         t->child_exited = true;
         t->pgid = 0;
-        /* A failed uv_spawn still needs its handles closed. */
-        uv_close((uv_handle_t *)&t->proc, child_handle_closed);
+        t->child_handles = 2;
         uv_close((uv_handle_t *)&t->out.pipe, child_handle_closed);
         uv_close((uv_handle_t *)&t->err.pipe, child_handle_closed);
         return 0;

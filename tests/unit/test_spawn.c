@@ -1,0 +1,137 @@
+/* test_spawn.c - common/spawn.c: real processes on a real libuv loop. */
+#include <errno.h>
+#include <signal.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/spawn.h"
+#include "unit.h"
+
+struct run {
+    int open; /* handles not yet closed: the close callbacks find run in data */
+    int64_t status;
+    int signal;
+    int exited;
+    struct buf out_text;
+    struct buf err_text;
+    uv_pipe_t out;
+    uv_pipe_t err;
+    struct proc proc;
+};
+
+static void closed(uv_handle_t *h)
+{
+    struct run *r = h->data;
+
+    r->open--;
+}
+
+static void on_exit_cb(struct proc *p, int64_t status, int sig)
+{
+    struct run *r = p->data;
+
+    r->status = status;
+    r->signal = sig;
+    r->exited++;
+    proc_close(p, closed);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+    static char mem[4096];
+
+    (void)h;
+    (void)n;
+    *b = uv_buf_init(mem, sizeof(mem));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct run *r = s->data;
+
+    if (n > 0)
+        buf_add(s == (uv_stream_t *)&r->out ? &r->out_text : &r->err_text, b->base, (size_t)n);
+    if (n < 0)
+        uv_close((uv_handle_t *)s, closed);
+}
+
+/* Runs args to the end; returns proc_spawn's result. */
+static int run(struct run *r, char **args, char **env, const char *cwd)
+{
+    uv_loop_t loop;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    buf_init(&r->out_text);
+    buf_init(&r->err_text);
+    uv_loop_init(&loop);
+    uv_pipe_init(&loop, &r->out, 0);
+    uv_pipe_init(&loop, &r->err, 0);
+    r->out.data = r->err.data = r->proc.data = r;
+    rc = proc_spawn(&loop, &r->proc, args[0], args, env, cwd, &r->out, &r->err, on_exit_cb);
+    if (rc == 0) {
+        r->open = 3;
+        uv_read_start((uv_stream_t *)&r->out, alloc_cb, read_cb);
+        uv_read_start((uv_stream_t *)&r->err, alloc_cb, read_cb);
+    } else {
+        r->open = 2;
+        uv_close((uv_handle_t *)&r->out, closed);
+        uv_close((uv_handle_t *)&r->err, closed);
+    }
+    while (r->open > 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_loop_close(&loop);
+    return rc;
+}
+
+static void spawn_captures_output_and_exit_code(void)
+{
+    char *args[] = { "sh", "-c", "echo out; echo err >&2; pwd; echo $ONLY; exit 3", NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", "ONLY=here", NULL };
+    struct run r;
+
+    ASSERT_EQ(run(&r, args, env, "/tmp"), 0);
+    ASSERT_EQ(r.exited, 1);
+    ASSERT_EQ(r.status, 3);
+    ASSERT_EQ(r.signal, 0);
+    ASSERT_STR_EQ(r.out_text.data, "out\n/tmp\nhere\n");
+    ASSERT_STR_EQ(r.err_text.data, "err\n");
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+}
+
+static void spawn_reports_signal_and_new_session(void)
+{
+    /* Its own session: its pid is its process group and session id. */
+    char *args[] = { "sh", "-c", "test $(ps -o sid= -p $$) -eq $$ && kill -TERM $$", NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", NULL };
+    struct run r;
+
+    ASSERT_EQ(run(&r, args, env, NULL), 0);
+    ASSERT_EQ(r.signal, SIGTERM);
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+}
+
+static void spawn_missing_program_fails_cleanly(void)
+{
+    char *args[] = { "no-such-program-here", NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", NULL };
+    char *abs[] = { "/nonexistent/x", NULL };
+    struct run r;
+
+    ASSERT_EQ(run(&r, args, env, NULL), -ENOENT);
+    ASSERT_EQ(r.exited, 0);
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+    ASSERT_EQ(run(&r, abs, env, NULL), -ENOENT);
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+}
+
+UNIT_LIST(spawn_tests) = {
+    { "spawn/captures_output_and_exit_code", spawn_captures_output_and_exit_code },
+    { "spawn/reports_signal_and_new_session", spawn_reports_signal_and_new_session },
+    { "spawn/missing_program_fails_cleanly", spawn_missing_program_fails_cleanly },
+    { NULL, NULL },
+};
