@@ -541,6 +541,62 @@ static int rollups_write(struct conn *c, int64_t run_seq, const struct rollup *r
     return 0;
 }
 
+/* A batch's points of one metric, folded: one summary upsert per metric
+ * per batch instead of one per point. */
+struct summary {
+    const char *name;
+    double last, min, max;
+    int64_t count, last_step;
+};
+
+static void summary_add(struct summary **s, size_t *n, size_t *cap, const char *name, int64_t step,
+                        double value)
+{
+    size_t i;
+
+    for (i = 0; i < *n && strcmp((*s)[i].name, name) != 0; i++)
+        ;
+    if (i == *n) {
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 8;
+            *s = xrealloc(*s, *cap * sizeof(**s));
+        }
+        (*s)[(*n)++] = (struct summary){ name, value, value, value, 0, step };
+    }
+    (*s)[i].last = value;
+    (*s)[i].last_step = step;
+    (*s)[i].min = value < (*s)[i].min ? value : (*s)[i].min;
+    (*s)[i].max = value > (*s)[i].max ? value : (*s)[i].max;
+    (*s)[i].count++;
+}
+
+static int summaries_write(struct conn *c, int64_t run_seq, const struct summary *s, size_t n)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        sqlite3_stmt *st = conn_stmt(
+            c, "INSERT INTO metric_summary(run_seq, name, last, min, max, count, last_step) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(run_seq, name) DO UPDATE SET "
+               "last = ?3, min = min(min, ?4), max = max(max, ?5), count = count + ?6, "
+               "last_step = ?7");
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, run_seq);
+        bind_text(st, 2, s[i].name);
+        sqlite3_bind_double(st, 3, s[i].last);
+        sqlite3_bind_double(st, 4, s[i].min);
+        sqlite3_bind_double(st, 5, s[i].max);
+        sqlite3_bind_int64(st, 6, s[i].count);
+        sqlite3_bind_int64(st, 7, s[i].last_step);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int metrics_fn(struct conn *c, void *arg)
 {
     struct metrics *m = arg;
@@ -550,6 +606,9 @@ static int metrics_fn(struct conn *c, void *arg)
     struct rollup *rollups;
     size_t n_rollups;
     size_t cap_rollups;
+    struct summary *sums = NULL;
+    size_t n_sums = 0;
+    size_t cap_sums = 0;
     int rc;
 
     if ((rc = load_task(c, m->id, m->node, &t)) < 0)
@@ -571,36 +630,29 @@ static int metrics_fn(struct conn *c, void *arg)
                           "VALUES (?, ?, ?, ?, ?, ?)");
         if (st == NULL) {
             free(rollups);
+            free(sums);
             return ERR_INTERNAL;
         }
+        /* Both strings outlive the step: bound without a copy. */
         sqlite3_bind_int64(st, 1, t.run_seq);
-        bind_text(st, 2, name);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, step);
         sqlite3_bind_int64(st, 4, time);
         sqlite3_bind_double(st, 5, value);
-        bind_text(st, 6, m->id);
+        sqlite3_bind_text(st, 6, m->id, -1, SQLITE_STATIC);
         if ((rc = stmt_done(c, st)) < 0) {
             free(rollups);
+            free(sums);
             return rc;
         }
         rollup_add(&rollups, &n_rollups, &cap_rollups, name, step, time, value);
-        st = conn_stmt(c, "INSERT INTO metric_summary(run_seq, name, last, min, max, count, "
-                          "last_step) VALUES (?1, ?2, ?3, ?3, ?3, 1, ?4) "
-                          "ON CONFLICT(run_seq, name) DO UPDATE SET last = ?3, "
-                          "min = min(min, ?3), max = max(max, ?3), count = count + 1, "
-                          "last_step = ?4");
-        if (st == NULL) {
-            free(rollups);
-            return ERR_INTERNAL;
-        }
-        sqlite3_bind_int64(st, 1, t.run_seq);
-        bind_text(st, 2, name);
-        sqlite3_bind_double(st, 3, value);
-        sqlite3_bind_int64(st, 4, step);
-        if ((rc = stmt_done(c, st)) < 0) {
-            free(rollups);
-            return rc;
-        }
+        summary_add(&sums, &n_sums, &cap_sums, name, step, value);
+    }
+    rc = summaries_write(c, t.run_seq, sums, n_sums);
+    free(sums);
+    if (rc < 0) {
+        free(rollups);
+        return rc;
     }
     rc = rollups_write(c, t.run_seq, rollups, n_rollups);
     free(rollups);
