@@ -25,14 +25,13 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     const char *backend = json_get_string(spec, "distributed_backend");
     int64_t nodes = (int64_t)json_get(spec, "node_count")->valuedouble;
     int64_t now = time_now_ms();
-    int64_t ready;
     int64_t with;
     cJSON *features = cJSON_CreateArray();
     int rc;
 
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0) {
         cJSON_AddItemToArray(features, cJSON_CreateString("conda"));
-        rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready, &with);
+        rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, 1, &with);
         if (rc == 0 && with == 0) {
             cJSON_Delete(features);
             api_error(resp, ERR_INVALID, "conda_packages",
@@ -42,7 +41,7 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     }
     if (backend && strcmp(backend, "mpi") == 0)
         cJSON_AddItemToArray(features, cJSON_CreateString("mpi"));
-    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, &ready, &with);
+    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
     cJSON_Delete(features);
     if (rc < 0) {
         api_error(resp, ERR_INTERNAL, NULL, "cannot read pool '%s'", pool);

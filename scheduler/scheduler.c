@@ -23,15 +23,18 @@
 #include "store/store.h"
 #include "common/banned.h"
 
-/* A push or stop in flight; its task id keeps it from being sent twice. */
+/* A push or stop in flight; its task id keeps it from being sent twice.
+ * Flights are found by task id in a hash of chains. */
 struct flight {
     struct scheduler *sched;
     char *task_id;
     bool is_stop;
-    bool done; /* answered; kept only to space out retries */
+    bool done; /* answered; kept to space out retries, or until its ack is written */
     uint64_t retry_at; /* loop time (ms) before which it is not sent again */
-    struct flight *next;
+    struct flight *next; /* in its bucket */
 };
+
+#define FLIGHT_BUCKETS 4096
 
 /* A failed push or stop is tried again after this long. */
 #define RETRY_MS 1000
@@ -44,7 +47,14 @@ struct scheduler {
     uv_timer_t soon;
     uv_thread_t thread;
     struct uvcurl *http;
-    struct flight *flights;
+    struct flight *flights[FLIGHT_BUCKETS];
+    /* Accepted pushes whose "pushed" is not yet written: written together
+     * once the loop has handled the responses at hand (one commit for
+     * many, instead of the scheduler thread waiting on one per task). */
+    struct flight **acked;
+    size_t n_acked;
+    size_t cap_acked;
+    uv_timer_t ack_timer;
     uint64_t last_pass; /* loop time of the last pass */
     uint64_t pass_ms; /* how long it took */
     bool stopping;
@@ -55,6 +65,15 @@ struct scheduler {
 
 static void flight_free(struct flight *f);
 
+static struct flight **bucket_of(struct scheduler *s, const char *task_id)
+{
+    unsigned h = 2166136261u;
+
+    while (*task_id)
+        h = (h ^ (unsigned char)*task_id++) * 16777619u;
+    return &s->flights[h % FLIGHT_BUCKETS];
+}
+
 /* True while a request for the task is in flight, or a failed one waits
  * out its retry delay. */
 static bool in_flight(struct scheduler *s, const char *task_id, bool is_stop)
@@ -62,7 +81,7 @@ static bool in_flight(struct scheduler *s, const char *task_id, bool is_stop)
     struct flight *f;
     struct flight *next;
 
-    for (f = s->flights; f; f = next) {
+    for (f = *bucket_of(s, task_id); f; f = next) {
         next = f->next;
         if (f->done && uv_now(&s->loop) >= f->retry_at) {
             flight_free(f);
@@ -84,12 +103,13 @@ static void flight_backoff(struct flight *f)
 static struct flight *flight_new(struct scheduler *s, const char *task_id, bool is_stop)
 {
     struct flight *f = xcalloc(1, sizeof(*f));
+    struct flight **b = bucket_of(s, task_id);
 
     f->sched = s;
     f->task_id = xstrdup(task_id);
     f->is_stop = is_stop;
-    f->next = s->flights;
-    s->flights = f;
+    f->next = *b;
+    *b = f;
     return f;
 }
 
@@ -97,7 +117,7 @@ static void flight_free(struct flight *f)
 {
     struct flight **p;
 
-    for (p = &f->sched->flights; *p; p = &(*p)->next) {
+    for (p = bucket_of(f->sched, f->task_id); *p; p = &(*p)->next) {
         if (*p == f) {
             *p = f->next;
             break;
@@ -105,6 +125,37 @@ static void flight_free(struct flight *f)
     }
     free(f->task_id);
     free(f);
+}
+
+/* Writes the accepted pushes at hand, then lets their flights go. */
+static void on_ack_timer(uv_timer_t *t)
+{
+    struct scheduler *s = t->data;
+    const char **ids = xcalloc(s->n_acked + 1, sizeof(*ids));
+    size_t i;
+
+    for (i = 0; i < s->n_acked; i++)
+        ids[i] = s->acked[i]->task_id;
+    store_sched_pushed_ok(s->cfg.store, ids, s->n_acked);
+    for (i = 0; i < s->n_acked; i++)
+        flight_free(s->acked[i]);
+    s->n_acked = 0;
+    free(ids);
+}
+
+static void flight_acked(struct flight *f)
+{
+    struct scheduler *s = f->sched;
+
+    f->done = true;
+    f->retry_at = UINT64_MAX; /* not sent again before it is written */
+    if (s->n_acked == s->cap_acked) {
+        s->cap_acked = s->cap_acked ? 2 * s->cap_acked : 64;
+        s->acked = xrealloc(s->acked, s->cap_acked * sizeof(*s->acked));
+    }
+    s->acked[s->n_acked++] = f;
+    if (!uv_is_active((uv_handle_t *)&s->ack_timer))
+        uv_timer_start(&s->ack_timer, on_ack_timer, 0, 0);
 }
 
 static void schedule_pass(struct scheduler *s);
@@ -120,7 +171,8 @@ static void on_pushed(void *arg, const struct uvcurl_response *resp)
         return;
     }
     if (resp->status >= 200 && resp->status < 300) {
-        store_sched_pushed(s->cfg.store, f->task_id, true, NULL, time_now_ms());
+        flight_acked(f);
+        return;
     } else {
         if (resp->status)
             snprintf(error, sizeof(error), "the agent refused the task (HTTP %ld): %.200s",
@@ -128,7 +180,7 @@ static void on_pushed(void *arg, const struct uvcurl_response *resp)
         else
             snprintf(error, sizeof(error), "cannot reach the agent: %s", resp->error);
         log_warn("scheduler: push of task '%s' failed: %s", f->task_id, error);
-        store_sched_pushed(s->cfg.store, f->task_id, false, error, time_now_ms());
+        store_sched_push_failed(s->cfg.store, f->task_id, error, time_now_ms());
         schedule_pass(s);
         flight_backoff(f);
         return;
@@ -278,6 +330,7 @@ static void on_closed(uv_handle_t *h)
 static void on_wake(uv_async_t *a)
 {
     struct scheduler *s = a->data;
+    size_t i;
 
     if (!s->stopping) {
         schedule_pass(s);
@@ -285,13 +338,21 @@ static void on_wake(uv_async_t *a)
     }
     uvcurl_free(s->http);
     s->http = NULL;
-    /* What is left are failed requests waiting to be retried. */
-    while (s->flights)
-        flight_free(s->flights);
+    /* Accepted pushes are still written; what is left are failed
+     * requests waiting to be retried. */
+    uv_timer_stop(&s->ack_timer);
+    on_ack_timer(&s->ack_timer);
+    free(s->acked);
+    s->acked = NULL;
+    for (i = 0; i < FLIGHT_BUCKETS; i++) {
+        while (s->flights[i])
+            flight_free(s->flights[i]);
+    }
     uv_timer_stop(&s->tick);
     uv_timer_stop(&s->soon);
     uv_close((uv_handle_t *)&s->tick, on_closed);
     uv_close((uv_handle_t *)&s->soon, on_closed);
+    uv_close((uv_handle_t *)&s->ack_timer, on_closed);
     uv_close((uv_handle_t *)&s->wake, on_closed);
 }
 
@@ -319,6 +380,8 @@ int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sch
     s->tick.data = s;
     uv_timer_init(&s->loop, &s->soon);
     s->soon.data = s;
+    uv_timer_init(&s->loop, &s->ack_timer);
+    s->ack_timer.data = s;
     s->http = uvcurl_new(&s->loop);
     if (s->http == NULL)
         goto err;

@@ -482,23 +482,22 @@ int store_node_delete(struct store *store, const char *name)
 /* ---- pools ---- */
 
 int store_pool_nodes(struct store *store, const char *pool, const cJSON *features, int64_t now_ms,
-                     int64_t node_timeout_ms, int64_t *ret_ready, int64_t *ret_with_features)
+                     int64_t node_timeout_ms, int64_t limit, int64_t *ret_suitable)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
     char *wanted = features ? json_print(features) : xstrdup("[]");
     int rc;
 
-    /* Counted by SQLite on the pool's index (this runs for every
-     * submission): ready and heard from in time, then also having every
-     * wanted feature. A node reads "down" past its timeout as in
+    /* On the pool's index, stopping at limit (this runs for every
+     * submission): ready and heard from in time, with every wanted
+     * feature. A node reads "down" past its timeout as in
      * node_state_now(). */
     st = c == NULL ? NULL
-                   : conn_stmt(c, "SELECT count(*), coalesce(sum(NOT EXISTS ("
+                   : conn_stmt(c, "SELECT count(*) FROM (SELECT 1 FROM nodes WHERE pool = ?1 "
+                                  "AND state = 'ready' AND last_heartbeat >= ?2 AND NOT EXISTS ("
                                   "SELECT 1 FROM json_each(?3) w WHERE w.value NOT IN "
-                                  "(SELECT value FROM json_each(nodes.features)))), 0) "
-                                  "FROM nodes WHERE pool = ?1 AND state = 'ready' "
-                                  "AND last_heartbeat >= ?2");
+                                  "(SELECT value FROM json_each(nodes.features))) LIMIT ?4)");
     if (st == NULL) {
         free(wanted);
         return ERR_INTERNAL;
@@ -506,10 +505,10 @@ int store_pool_nodes(struct store *store, const char *pool, const cJSON *feature
     bind_text(st, 1, pool);
     sqlite3_bind_int64(st, 2, now_ms - node_timeout_ms);
     bind_text(st, 3, wanted);
+    sqlite3_bind_int64(st, 4, limit);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *ret_ready = sqlite3_column_int64(st, 0);
-        *ret_with_features = sqlite3_column_int64(st, 1);
+        *ret_suitable = sqlite3_column_int64(st, 0);
         rc = 0;
     } else {
         rc = conn_fail(c, "pool nodes");

@@ -486,30 +486,22 @@ out:
     return 0;
 }
 
-struct pushed {
+struct push_failed {
     const char *id, *error;
-    bool ok;
     int64_t now;
 };
 
 /* After this many failed pushes the task fails and the gang rule applies. */
 #define MAX_PUSH_FAILS 5
 
-static int pushed_fn(struct conn *c, void *arg)
+static int push_failed_fn(struct conn *c, void *arg)
 {
-    struct pushed *p = arg;
+    struct push_failed *p = arg;
     sqlite3_stmt *st;
     int64_t seq;
     int fails;
     int rc;
 
-    if (p->ok) {
-        st = conn_stmt(c, "UPDATE tasks SET pushed = 1 WHERE id = ?");
-        if (st == NULL)
-            return ERR_INTERNAL;
-        bind_text(st, 1, p->id);
-        return stmt_done(c, st);
-    }
     st = conn_stmt(c, "UPDATE tasks SET push_fails = push_fails + 1 WHERE id = ? "
                       "AND status = 'assigned' RETURNING push_fails, run_seq");
     if (st == NULL)
@@ -536,12 +528,42 @@ static int pushed_fn(struct conn *c, void *arg)
     return run_evaluate(c, seq, p->now);
 }
 
-int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
-                       int64_t now_ms)
-{
-    struct pushed p = { task_id, error, ok, now_ms };
+struct pushed_ok {
+    const char *const *ids;
+    size_t n;
+};
 
-    return store_write(store, pushed_fn, &p);
+static int pushed_ok_fn(struct conn *c, void *arg)
+{
+    struct pushed_ok *p = arg;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < p->n; i++) {
+        sqlite3_stmt *st = conn_stmt(c, "UPDATE tasks SET pushed = 1 WHERE id = ?");
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        bind_text(st, 1, p->ids[i]);
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_sched_pushed_ok(struct store *store, const char *const *task_ids, size_t n)
+{
+    struct pushed_ok p = { task_ids, n };
+
+    return n == 0 ? 0 : store_write(store, pushed_ok_fn, &p);
+}
+
+int store_sched_push_failed(struct store *store, const char *task_id, const char *error,
+                            int64_t now_ms)
+{
+    struct push_failed p = { task_id, error, now_ms };
+
+    return store_write(store, push_failed_fn, &p);
 }
 
 struct stopped {

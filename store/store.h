@@ -188,10 +188,12 @@ int store_node_heartbeat(struct store *store, const char *name, const cJSON *rep
 int store_node_drain(struct store *store, const char *name, bool drain);
 /* ERR_NOT_FOUND, or ERR_CONFLICT while tasks are live on it. */
 int store_node_delete(struct store *store, const char *name);
-/* Ready nodes in pool and how many of them have every feature in features
- * (a JSON array of strings, may be NULL). */
+/* How many ready nodes of pool have every feature in features (a JSON
+ * array of strings, may be NULL), counting no further than limit: a
+ * submission asks whether node_count of them exist, and the answer costs
+ * O(limit), not O(nodes). */
 int store_pool_nodes(struct store *store, const char *pool, const cJSON *features, int64_t now_ms,
-                     int64_t node_timeout_ms, int64_t *ret_ready, int64_t *ret_with_features);
+                     int64_t node_timeout_ms, int64_t limit, int64_t *ret_suitable);
 /* Pools with capacity: {"items": [...], "next_cursor": null}. */
 int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, cJSON **ret_list);
 /* Counts of nodes per state, as {"ready": 1, "draining": 0, "down": 0}. */
@@ -292,10 +294,12 @@ int store_sched_reasons(struct store *store, const cJSON *reasons);
  * [{"task", "url", "secret"}].
  */
 int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop);
-/* The agent accepted (ok) or refused/was unreachable for an assignment;
- * after a few failures the task fails and the run rules apply. */
-int store_sched_pushed(struct store *store, const char *task_id, bool ok, const char *error,
-                       int64_t now_ms);
+/* The agent refused or was unreachable for an assignment; after a few
+ * failures the task fails and the run rules apply. */
+int store_sched_push_failed(struct store *store, const char *task_id, const char *error,
+                            int64_t now_ms);
+/* Agents accepted these n assignments: one write for all of them. */
+int store_sched_pushed_ok(struct store *store, const char *const *task_ids, size_t n);
 /* The agent was told to stop the task; gone: it no longer has it (404),
  * so an ended task's resources are free. */
 int store_sched_stopped(struct store *store, const char *task_id, bool gone);

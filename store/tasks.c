@@ -116,10 +116,12 @@ static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attemp
     int64_t live = 0;
     int rc;
 
-    /* Never started on its agent: nothing to wait for. */
+    /* Never started on its agent: nothing to wait for. (The unary + keeps
+     * SQLite on the run's index: by push state it would scan every task
+     * waiting for a push.) */
     st = conn_stmt(c, "UPDATE tasks SET status = 'killed', ended_at = ?3, stop_pending = 1, "
-                      "held = 0 WHERE run_seq = ?1 AND attempt = ?2 AND status = 'assigned' "
-                      "AND pushed = 0");
+                      "held = 0 WHERE run_seq = ?1 AND attempt = ?2 AND +status = 'assigned' "
+                      "AND +pushed = 0");
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, run_seq);
