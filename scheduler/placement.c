@@ -54,6 +54,8 @@ struct node {
     bool gpu_used[MAX_GPUS];
     int port_min;
     int port_max;
+    cJSON *used_ports; /* its "used_ports" in state */
+    int n_used_ports;
     unsigned fmask; /* FEATURE_* bits it has */
     bool taken; /* by the run being placed */
     bool reserved; /* held for an earlier run that waits for capacity */
@@ -127,7 +129,7 @@ static bool port_used(const struct node *n, int port)
 {
     const cJSON *p;
 
-    cJSON_ArrayForEach(p, json_get(n->json, "used_ports")) {
+    cJSON_ArrayForEach(p, n->used_ports) {
         if (p->valueint == port)
             return true;
     }
@@ -141,11 +143,73 @@ static int take_port(struct node *n)
 
     for (port = n->port_min; port <= n->port_max; port++) {
         if (!port_used(n, port)) {
-            cJSON_AddItemToArray(json_get(n->json, "used_ports"), cJSON_CreateNumber(port));
+            cJSON_AddItemToArray(n->used_ports, cJSON_CreateNumber(port));
+            n->n_used_ports++;
             return port;
         }
     }
     return 0;
+}
+
+/* One pass over a node's fields (a pass reads every node: 13 lookups by
+ * name each were most of a pass at 10,000 nodes). */
+static void load_node(cJSON *j, struct node *nd)
+{
+    cJSON *f;
+    const cJSON *g;
+    const cJSON *used_gpus = NULL;
+
+    nd->json = j;
+    for (f = j->child; f; f = f->next) {
+        const char *k = f->string;
+
+        if (strcmp(k, "name") == 0)
+            nd->name = f->valuestring;
+        else if (strcmp(k, "pool") == 0)
+            nd->pool = f->valuestring;
+        else if (strcmp(k, "host") == 0)
+            nd->host = f->valuestring;
+        else if (strcmp(k, "agent_url") == 0)
+            nd->agent_url = f->valuestring;
+        else if (strcmp(k, "cpus") == 0)
+            nd->cpus = f->valuedouble;
+        else if (strcmp(k, "used_cpus") == 0)
+            nd->used_cpus = f->valuedouble;
+        else if (strcmp(k, "memory_mb") == 0)
+            nd->memory_mb = (int64_t)f->valuedouble;
+        else if (strcmp(k, "used_memory_mb") == 0)
+            nd->used_memory_mb = (int64_t)f->valuedouble;
+        else if (strcmp(k, "port_min") == 0)
+            nd->port_min = f->valueint;
+        else if (strcmp(k, "port_max") == 0)
+            nd->port_max = f->valueint;
+        else if (strcmp(k, "used_ports") == 0)
+            nd->used_ports = f;
+        else if (strcmp(k, "used_gpus") == 0)
+            used_gpus = f;
+        else if (strcmp(k, "features") == 0) {
+            cJSON_ArrayForEach(g, f) {
+                if (cJSON_IsString(g) && strcmp(g->valuestring, "mpi") == 0)
+                    nd->fmask |= FEATURE_MPI;
+                if (cJSON_IsString(g) && strcmp(g->valuestring, "conda") == 0)
+                    nd->fmask |= FEATURE_CONDA;
+            }
+        } else if (strcmp(k, "gpus") == 0) {
+            cJSON_ArrayForEach(g, f) {
+                if (nd->n_gpus < MAX_GPUS)
+                    nd->gpu_index[nd->n_gpus++] = g->valueint;
+            }
+        }
+    }
+    cJSON_ArrayForEach(g, used_gpus) {
+        int k;
+
+        for (k = 0; k < nd->n_gpus; k++) {
+            if (nd->gpu_index[k] == g->valueint)
+                nd->gpu_used[k] = true;
+        }
+    }
+    nd->n_used_ports = cJSON_GetArraySize(nd->used_ports);
 }
 
 static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
@@ -157,39 +221,7 @@ static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
     int i = 0;
 
     cJSON_ArrayForEach(j, nodes) {
-        struct node *nd = &out[i++];
-        const cJSON *g;
-        const cJSON *u;
-
-        nd->json = j;
-        nd->name = json_get_string(j, "name");
-        nd->pool = json_get_string(j, "pool");
-        nd->host = json_get_string(j, "host");
-        nd->agent_url = json_get_string(j, "agent_url");
-        nd->cpus = json_get(j, "cpus")->valuedouble;
-        nd->used_cpus = json_get(j, "used_cpus")->valuedouble;
-        nd->memory_mb = (int64_t)json_get(j, "memory_mb")->valuedouble;
-        nd->used_memory_mb = (int64_t)json_get(j, "used_memory_mb")->valuedouble;
-        nd->port_min = json_get(j, "port_min")->valueint;
-        cJSON_ArrayForEach(g, json_get(j, "features")) {
-            if (cJSON_IsString(g) && strcmp(g->valuestring, "mpi") == 0)
-                nd->fmask |= FEATURE_MPI;
-            if (cJSON_IsString(g) && strcmp(g->valuestring, "conda") == 0)
-                nd->fmask |= FEATURE_CONDA;
-        }
-        nd->port_max = json_get(j, "port_max")->valueint;
-        cJSON_ArrayForEach(g, json_get(j, "gpus")) {
-            if (nd->n_gpus < MAX_GPUS)
-                nd->gpu_index[nd->n_gpus++] = g->valueint;
-        }
-        cJSON_ArrayForEach(u, json_get(j, "used_gpus")) {
-            int k;
-
-            for (k = 0; k < nd->n_gpus; k++) {
-                if (nd->gpu_index[k] == u->valueint)
-                    nd->gpu_used[k] = true;
-            }
-        }
+        load_node(j, &out[i++]);
     }
     *ret = out;
     *ret_n = n;
@@ -444,9 +476,7 @@ static bool fits(const struct node *n, const struct group *g)
     return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
            (g->memory_mb == 0 || n->memory_mb - n->used_memory_mb >= g->memory_mb) &&
            free_gpus(n) >= g->gpus &&
-           (g->ports == 0 ||
-            n->port_max - n->port_min + 1 - cJSON_GetArraySize(json_get(n->json, "used_ports")) >=
-                g->ports);
+           (g->ports == 0 || n->port_max - n->port_min + 1 - n->n_used_ports >= g->ports);
 }
 
 static int by_demand(const void *a, const void *b)

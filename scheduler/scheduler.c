@@ -308,8 +308,8 @@ static void schedule_pass(struct scheduler *s)
 
     if (s->stopping || uv_is_active((uv_handle_t *)&s->soon))
         return;
-    /* At least PASS_GAP_MS apart, and twice as long as the last pass
-     * took: passes never take more than a third of the thread. */
+    /* Starts at least PASS_GAP_MS apart, and twice as long as the last
+     * pass took: passes never take more than half of the thread. */
     gap = s->pass_ms * 2 > PASS_GAP_MS ? s->pass_ms * 2 : PASS_GAP_MS;
     now = uv_now(&s->loop);
     if (now < s->last_pass + gap)

@@ -341,6 +341,7 @@ static struct seen *seen_slot(struct seen *table, size_t cap, const char *name)
 void store_seen_record(struct store *store, const char *name, int64_t ms)
 {
     struct seen *e;
+    bool wake = false;
 
     pthread_mutex_lock(&store->seen_mu);
     if (2 * (store->seen_len + 1) > store->seen_cap) {
@@ -365,9 +366,16 @@ void store_seen_record(struct store *store, const char *name, int64_t ms)
         e->ms = ms;
     if (!e->dirty) {
         e->dirty = true;
-        __atomic_add_fetch(&store->seen_dirty, 1, __ATOMIC_RELAXED);
+        wake = __atomic_add_fetch(&store->seen_dirty, 1, __ATOMIC_RELAXED) == 1;
     }
     pthread_mutex_unlock(&store->seen_mu);
+    /* The first pending time starts the writer's quarter-second clock
+     * (under mu: the writer checks seen_dirty under it before waiting). */
+    if (wake) {
+        pthread_mutex_lock(&store->mu);
+        pthread_cond_signal(&store->work_cv);
+        pthread_mutex_unlock(&store->mu);
+    }
 }
 
 int64_t store_seen_get(struct store *store, const char *name)
