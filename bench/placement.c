@@ -1,8 +1,9 @@
 /*
  * placement.c (bench) - B3 and B4: the cost of one placement pass, with
  * the scheduler's own code (scheduler/placement.c) on a synthetic cluster
- * state in the form store_sched_state() produces. Reading that state from
- * SQLite is not included; the line says so.
+ * state in the form store_sched_state() produces (nodes as C structs, the
+ * queue as JSON). Reading that state from SQLite is not included; the
+ * line says so.
  *
  *   B3: N queued single-task runs (a mix of 1-GPU, CPU-only and 8-GPU
  *       8-rank gangs) onto M nodes; growth shown for 10k/100k tasks and
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "common/json.h"
+#include "common/xalloc.h"
 #include "scheduler/placement.h"
 #include "common/banned.h"
 
@@ -26,30 +28,23 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static cJSON *make_node(int i, int gpus)
+static void add_node(struct sched_state *st, int i, int gpus)
 {
-    cJSON *n = cJSON_CreateObject();
-    cJSON *g = cJSON_AddArrayToObject(n, "gpus");
+    struct sched_node *n = &st->nodes[st->n_nodes++];
     char name[32];
     int k;
 
+    memset(n, 0, sizeof(*n));
     snprintf(name, sizeof(name), "node-%05d", i);
-    cJSON_AddStringToObject(n, "name", name);
-    cJSON_AddStringToObject(n, "pool", "default");
-    cJSON_AddStringToObject(n, "host", name);
-    cJSON_AddStringToObject(n, "agent_url", "http://h:1");
-    cJSON_AddNumberToObject(n, "cpus", 64);
-    cJSON_AddNumberToObject(n, "memory_mb", 0);
+    n->name = xstrdup(name);
+    n->pool = xstrdup("default");
+    n->host = xstrdup(name);
+    n->agent_url = xstrdup("http://h:1");
+    n->cpus = 64;
     for (k = 0; k < gpus; k++)
-        cJSON_AddItemToArray(g, cJSON_CreateNumber(k));
-    cJSON_AddItemToObject(n, "features", cJSON_CreateArray());
-    cJSON_AddNumberToObject(n, "port_min", 20000);
-    cJSON_AddNumberToObject(n, "port_max", 29999);
-    cJSON_AddNumberToObject(n, "used_cpus", 0);
-    cJSON_AddNumberToObject(n, "used_memory_mb", 0);
-    cJSON_AddArrayToObject(n, "used_gpus");
-    cJSON_AddArrayToObject(n, "used_ports");
-    return n;
+        n->gpus[n->n_gpus++] = k;
+    n->port_min = 20000;
+    n->port_max = 29999;
 }
 
 /* A queued run of kind: 0 = CPU-only, 1 = one GPU, 2 = an 8-rank gang of
@@ -102,9 +97,8 @@ static cJSON *make_run(int i, int kind, int *ret_tasks)
 
 static void b3(int n_nodes, int n_tasks)
 {
-    cJSON *state = cJSON_CreateObject();
-    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)), 0,
+                                 cJSON_CreateArray() };
     cJSON *placements;
     cJSON *reasons;
     int tasks = 0;
@@ -116,15 +110,15 @@ static void b3(int n_nodes, int n_tasks)
 
     /* A tenth of the nodes have 8 GPUs, the rest 1 GPU or none. */
     for (i = 0; i < n_nodes; i++)
-        cJSON_AddItemToArray(nodes, make_node(i, i % 10 == 0 ? 8 : i % 2));
+        add_node(&state, i, i % 10 == 0 ? 8 : i % 2);
     for (i = 0; tasks < n_tasks; i++) {
         int t;
 
-        cJSON_AddItemToArray(runs, make_run(i, i % 50 == 0 ? 2 : i % 2, &t));
+        cJSON_AddItemToArray(state.runs, make_run(i, i % 50 == 0 ? 2 : i % 2, &t));
         tasks += t;
     }
     t0 = now_s();
-    placement_pass(state, &placements, &reasons);
+    placement_pass(&state, &placements, &reasons);
     t1 = now_s();
     cJSON_ArrayForEach(p, placements) {
         placed_tasks += cJSON_GetArraySize(json_get(p, "tasks"));
@@ -134,7 +128,7 @@ static void b3(int n_nodes, int n_tasks)
            tasks, n_nodes, (t1 - t0) * 1000, placed_tasks, placed_tasks / (t1 - t0));
     cJSON_Delete(placements);
     cJSON_Delete(reasons);
-    cJSON_Delete(state);
+    store_sched_state_release(&state);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -152,9 +146,8 @@ static void b4(void)
     int k;
 
     for (i = 0; i < 200; i++) {
-        cJSON *state = cJSON_CreateObject();
-        cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-        cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+        struct sched_state state = { xcalloc(10000, sizeof(struct sched_node)), 0,
+                                     cJSON_CreateArray() };
         cJSON *run = cJSON_CreateObject();
         cJSON *spec;
         cJSON *tasks;
@@ -163,7 +156,7 @@ static void b4(void)
         double t0;
 
         for (k = 0; k < 10000; k++)
-            cJSON_AddItemToArray(nodes, make_node(k, 8));
+            add_node(&state, k, 8);
         /* 64 ranks: 8 nodes x 8 processes, one GPU each. */
         cJSON_AddStringToObject(run, "id", "gang");
         spec = cJSON_Parse("{\"experiment\": \"b\", \"command\": [\"x\"], "
@@ -186,15 +179,15 @@ static void b4(void)
             cJSON_AddNumberToObject(t, "index", k);
             cJSON_AddItemToArray(tasks, t);
         }
-        cJSON_AddItemToArray(runs, run);
+        cJSON_AddItemToArray(state.runs, run);
         t0 = now_s();
-        placement_pass(state, &placements, &reasons);
+        placement_pass(&state, &placements, &reasons);
         lat[i] = now_s() - t0;
         if (cJSON_GetArraySize(placements) != 1)
             fprintf(stderr, "B4: the gang was not placed\n");
         cJSON_Delete(placements);
         cJSON_Delete(reasons);
-        cJSON_Delete(state);
+        store_sched_state_release(&state);
     }
     qsort(lat, 200, sizeof(lat[0]), cmp_double);
     printf("B4 64-rank gang at 10000 nodes: p50=%.2fms p99=%.2fms (a pass with only this run; "

@@ -37,10 +37,10 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-#define MAX_GPUS 64
+#define MAX_GPUS STORE_MAX_GPUS
 
 struct node {
-    cJSON *json; /* its entry in state, updated with what is placed */
+    struct sched_node *s; /* in state: what is placed is written back there */
     const char *name;
     const char *pool;
     const char *host;
@@ -49,21 +49,18 @@ struct node {
     double used_cpus;
     int64_t memory_mb;
     int64_t used_memory_mb;
-    int gpu_index[MAX_GPUS];
     int n_gpus;
-    bool gpu_used[MAX_GPUS];
+    int n_free_gpus; /* which ones: s->gpu_used */
     int port_min;
     int port_max;
-    cJSON *used_ports; /* its "used_ports" in state */
-    int n_used_ports;
     unsigned fmask; /* FEATURE_* bits it has */
     bool taken; /* by the run being placed */
     bool reserved; /* held for an earlier run that waits for capacity */
 };
 
 /* The features placement looks for, as bits. */
-#define FEATURE_MPI 1u
-#define FEATURE_CONDA 2u
+#define FEATURE_MPI STORE_FEATURE_MPI
+#define FEATURE_CONDA STORE_FEATURE_CONDA
 #define FEATURE_MASKS 4
 
 /* The nodes of one pool, by free GPUs then free CPUs. */
@@ -112,12 +109,7 @@ struct group {
 
 static int free_gpus(const struct node *n)
 {
-    int i;
-    int k = 0;
-
-    for (i = 0; i < n->n_gpus; i++)
-        k += !n->gpu_used[i];
-    return k;
+    return n->n_free_gpus;
 }
 
 static bool has_features(const struct node *n, unsigned need)
@@ -127,10 +119,10 @@ static bool has_features(const struct node *n, unsigned need)
 
 static bool port_used(const struct node *n, int port)
 {
-    const cJSON *p;
+    int i;
 
-    cJSON_ArrayForEach(p, n->used_ports) {
-        if (p->valueint == port)
+    for (i = 0; i < n->s->n_used_ports; i++) {
+        if (n->s->used_ports[i] == port)
             return true;
     }
     return false;
@@ -143,88 +135,41 @@ static int take_port(struct node *n)
 
     for (port = n->port_min; port <= n->port_max; port++) {
         if (!port_used(n, port)) {
-            cJSON_AddItemToArray(n->used_ports, cJSON_CreateNumber(port));
-            n->n_used_ports++;
+            sched_node_use_port(n->s, port);
             return port;
         }
     }
     return 0;
 }
 
-/* One pass over a node's fields (a pass reads every node: 13 lookups by
- * name each were most of a pass at 10,000 nodes). */
-static void load_node(cJSON *j, struct node *nd)
+static void load_nodes(struct sched_state *state, struct node **ret, int *ret_n)
 {
-    cJSON *f;
-    const cJSON *g;
-    const cJSON *used_gpus = NULL;
+    struct node *out = xcalloc((size_t)state->n_nodes + 1, sizeof(*out));
+    int i;
+    int k;
 
-    nd->json = j;
-    for (f = j->child; f; f = f->next) {
-        const char *k = f->string;
+    for (i = 0; i < state->n_nodes; i++) {
+        struct sched_node *sn = &state->nodes[i];
+        struct node *nd = &out[i];
 
-        if (strcmp(k, "name") == 0)
-            nd->name = f->valuestring;
-        else if (strcmp(k, "pool") == 0)
-            nd->pool = f->valuestring;
-        else if (strcmp(k, "host") == 0)
-            nd->host = f->valuestring;
-        else if (strcmp(k, "agent_url") == 0)
-            nd->agent_url = f->valuestring;
-        else if (strcmp(k, "cpus") == 0)
-            nd->cpus = f->valuedouble;
-        else if (strcmp(k, "used_cpus") == 0)
-            nd->used_cpus = f->valuedouble;
-        else if (strcmp(k, "memory_mb") == 0)
-            nd->memory_mb = (int64_t)f->valuedouble;
-        else if (strcmp(k, "used_memory_mb") == 0)
-            nd->used_memory_mb = (int64_t)f->valuedouble;
-        else if (strcmp(k, "port_min") == 0)
-            nd->port_min = f->valueint;
-        else if (strcmp(k, "port_max") == 0)
-            nd->port_max = f->valueint;
-        else if (strcmp(k, "used_ports") == 0)
-            nd->used_ports = f;
-        else if (strcmp(k, "used_gpus") == 0)
-            used_gpus = f;
-        else if (strcmp(k, "features") == 0) {
-            cJSON_ArrayForEach(g, f) {
-                if (cJSON_IsString(g) && strcmp(g->valuestring, "mpi") == 0)
-                    nd->fmask |= FEATURE_MPI;
-                if (cJSON_IsString(g) && strcmp(g->valuestring, "conda") == 0)
-                    nd->fmask |= FEATURE_CONDA;
-            }
-        } else if (strcmp(k, "gpus") == 0) {
-            cJSON_ArrayForEach(g, f) {
-                if (nd->n_gpus < MAX_GPUS)
-                    nd->gpu_index[nd->n_gpus++] = g->valueint;
-            }
-        }
-    }
-    cJSON_ArrayForEach(g, used_gpus) {
-        int k;
-
-        for (k = 0; k < nd->n_gpus; k++) {
-            if (nd->gpu_index[k] == g->valueint)
-                nd->gpu_used[k] = true;
-        }
-    }
-    nd->n_used_ports = cJSON_GetArraySize(nd->used_ports);
-}
-
-static void load_nodes(cJSON *state, struct node **ret, int *ret_n)
-{
-    cJSON *nodes = json_get(state, "nodes");
-    int n = cJSON_GetArraySize(nodes);
-    struct node *out = xcalloc((size_t)n + 1, sizeof(*out));
-    cJSON *j;
-    int i = 0;
-
-    cJSON_ArrayForEach(j, nodes) {
-        load_node(j, &out[i++]);
+        nd->s = sn;
+        nd->name = sn->name;
+        nd->pool = sn->pool;
+        nd->host = sn->host;
+        nd->agent_url = sn->agent_url;
+        nd->cpus = sn->cpus;
+        nd->used_cpus = sn->used_cpus;
+        nd->memory_mb = sn->memory_mb;
+        nd->used_memory_mb = sn->used_memory_mb;
+        nd->n_gpus = sn->n_gpus;
+        for (k = 0; k < sn->n_gpus; k++)
+            nd->n_free_gpus += !sn->gpu_used[k];
+        nd->port_min = sn->port_min;
+        nd->port_max = sn->port_max;
+        nd->fmask = sn->features;
     }
     *ret = out;
-    *ret_n = n;
+    *ret_n = state->n_nodes;
 }
 
 /* Node i of a node_count-node run gets which group of the task list. */
@@ -476,7 +421,7 @@ static bool fits(const struct node *n, const struct group *g)
     return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
            (g->memory_mb == 0 || n->memory_mb - n->used_memory_mb >= g->memory_mb) &&
            free_gpus(n) >= g->gpus &&
-           (g->ports == 0 || n->port_max - n->port_min + 1 - n->n_used_ports >= g->ports);
+           (g->ports == 0 || n->port_max - n->port_min + 1 - n->s->n_used_ports >= g->ports);
 }
 
 static int by_demand(const void *a, const void *b)
@@ -717,14 +662,13 @@ static void take(struct task *tasks, int n_tasks, struct group *groups)
 
         n->used_cpus += t->cpus;
         n->used_memory_mb += t->memory_mb;
-        cJSON_SetNumberValue(json_get(n->json, "used_cpus"), n->used_cpus);
-        cJSON_SetNumberValue(json_get(n->json, "used_memory_mb"), (double)n->used_memory_mb);
+        n->s->used_cpus = n->used_cpus;
+        n->s->used_memory_mb = n->used_memory_mb;
         for (k = 0; k < n->n_gpus && got < t->gpus; k++) {
-            if (!n->gpu_used[k]) {
-                n->gpu_used[k] = true;
-                t->gpu_list[got++] = n->gpu_index[k];
-                cJSON_AddItemToArray(json_get(n->json, "used_gpus"),
-                                     cJSON_CreateNumber(n->gpu_index[k]));
+            if (!n->s->gpu_used[k]) {
+                n->s->gpu_used[k] = true;
+                n->n_free_gpus--;
+                t->gpu_list[got++] = n->s->gpus[k];
             }
         }
         if (t->needs_port)
@@ -827,7 +771,7 @@ out:
     return placement;
 }
 
-void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
+void placement_pass(struct sched_state *state, cJSON **ret_placements, cJSON **ret_reasons)
 {
     struct node *nodes;
     int n_nodes;
@@ -839,7 +783,7 @@ void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons)
 
     load_nodes(state, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes);
-    cJSON_ArrayForEach(run, json_get(state, "runs")) {
+    cJSON_ArrayForEach(run, state->runs) {
         cJSON *p = place_run(run, nodes, n_nodes, &ix, reason, sizeof(reason));
 
         const char *had = json_get_string(run, "reason");

@@ -9,12 +9,14 @@
 
 #include <cjson/cJSON.h>
 
+#include "store/store.h"
+
 /*
  * Places every queued run of state that fits, in order, updating the
  * nodes' usage in state as it goes. *ret_placements gets the placements
  * for store_sched_place(); *ret_reasons an object run id -> why it waits,
  * for the runs whose reason differs from the one they have ("reason").
  */
-void placement_pass(cJSON *state, cJSON **ret_placements, cJSON **ret_reasons);
+void placement_pass(struct sched_state *state, cJSON **ret_placements, cJSON **ret_reasons);
 
 #endif

@@ -270,14 +270,14 @@ static void pass(struct scheduler *s)
 
     uv_update_time(&s->loop);
     s->last_pass = uv_now(&s->loop);
-    cJSON *state;
+    struct sched_state state;
     cJSON *placements;
     cJSON *reasons;
     bool changed = false;
 
     store_sched_expire(s->cfg.store, now, s->cfg.node_timeout_ms, &changed);
     if (store_sched_state(s->cfg.store, now, s->cfg.node_timeout_ms, &state) == 0) {
-        placement_pass(state, &placements, &reasons);
+        placement_pass(&state, &placements, &reasons);
         if (cJSON_GetArraySize(placements) > 0) {
             store_sched_place(s->cfg.store, placements, now);
             log_info("scheduler: placed %d run(s)", cJSON_GetArraySize(placements));
@@ -285,7 +285,7 @@ static void pass(struct scheduler *s)
         store_sched_reasons(s->cfg.store, reasons);
         cJSON_Delete(placements);
         cJSON_Delete(reasons);
-        cJSON_Delete(state);
+        store_sched_state_release(&state);
     }
     send_outbox(s);
     uv_update_time(&s->loop);

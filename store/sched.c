@@ -37,17 +37,17 @@ static void url_host(const char *url, char *host, size_t size)
 }
 
 /* nodes sorted by name (as loaded): a binary search by name. */
-static cJSON *find_node(cJSON **by_name, int n, const char *name)
+static struct sched_node *find_node(struct sched_node *nodes, int n, const char *name)
 {
     int lo = 0;
     int hi = n - 1;
 
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(json_get_string(by_name[mid], "name"), name);
+        int cmp = strcmp(nodes[mid].name, name);
 
         if (cmp == 0)
-            return by_name[mid];
+            return &nodes[mid];
         if (cmp < 0)
             lo = mid + 1;
         else
@@ -56,98 +56,111 @@ static cJSON *find_node(cJSON **by_name, int n, const char *name)
     return NULL;
 }
 
-/* The ready nodes of pools (a JSON array of names) with what they hold. */
-static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *pools, cJSON *nodes)
+void sched_node_use_port(struct sched_node *n, int port)
+{
+    if (n->n_used_ports == n->cap_used_ports) {
+        n->cap_used_ports = n->cap_used_ports ? 2 * n->cap_used_ports : 4;
+        n->used_ports = xrealloc(n->used_ports, (size_t)n->cap_used_ports * sizeof(int));
+    }
+    n->used_ports[n->n_used_ports++] = port;
+}
+
+static unsigned features_of(const char *json)
+{
+    cJSON *list = json_parse_trusted(json ? json : "[]");
+    const cJSON *f;
+    unsigned mask = 0;
+
+    cJSON_ArrayForEach(f, list) {
+        if (cJSON_IsString(f) && strcmp(f->valuestring, "mpi") == 0)
+            mask |= STORE_FEATURE_MPI;
+        if (cJSON_IsString(f) && strcmp(f->valuestring, "conda") == 0)
+            mask |= STORE_FEATURE_CONDA;
+    }
+    cJSON_Delete(list);
+    return mask;
+}
+
+/* The ready nodes of pools (a JSON array of names) with what they hold,
+ * sorted by name. */
+static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *pools,
+                      struct sched_state *state)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
                                     "features, state, last_heartbeat, port_min, port_max "
                                     "FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
                                     "ORDER BY name");
-    cJSON **by_name = NULL;
-    int n_by_name;
+    int cap = 0;
     int rc;
 
     if (st == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, pools);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *state = node_state_now((const char *)sqlite3_column_text(st, 7),
-                                           sqlite3_column_int64(st, 8), now, timeout);
-        cJSON *n;
+        const char *node_state = node_state_now((const char *)sqlite3_column_text(st, 7),
+                                                sqlite3_column_int64(st, 8), now, timeout);
+        struct sched_node *n;
         cJSON *gpus;
-        cJSON *indices;
-        cJSON *g;
+        const cJSON *g;
         char host[256];
 
-        if (strcmp(state, "ready") != 0)
+        if (strcmp(node_state, "ready") != 0)
             continue;
-        n = cJSON_CreateObject();
-        col_add_string(st, 0, n, "name");
-        col_add_string(st, 1, n, "pool");
+        if (state->n_nodes == cap) {
+            cap = cap ? 2 * cap : 64;
+            state->nodes = xrealloc(state->nodes, (size_t)cap * sizeof(*state->nodes));
+        }
+        n = &state->nodes[state->n_nodes++];
+        memset(n, 0, sizeof(*n));
+        n->name = xstrdup((const char *)sqlite3_column_text(st, 0));
+        n->pool = xstrdup((const char *)sqlite3_column_text(st, 1));
         url_host((const char *)sqlite3_column_text(st, 2), host, sizeof(host));
-        cJSON_AddStringToObject(n, "host", host);
-        col_add_string(st, 2, n, "agent_url");
-        cJSON_AddNumberToObject(n, "cpus", sqlite3_column_double(st, 3));
-        cJSON_AddNumberToObject(n, "memory_mb", (double)sqlite3_column_int64(st, 4));
+        n->host = xstrdup(host);
+        n->agent_url = xstrdup((const char *)sqlite3_column_text(st, 2));
+        n->cpus = sqlite3_column_double(st, 3);
+        n->memory_mb = sqlite3_column_int64(st, 4);
         gpus = json_parse_trusted((const char *)sqlite3_column_text(st, 5));
-        indices = cJSON_AddArrayToObject(n, "gpus");
         cJSON_ArrayForEach(g, gpus) {
-            cJSON_AddItemToArray(indices, cJSON_CreateNumber(json_get(g, "index")->valuedouble));
+            if (n->n_gpus < STORE_MAX_GPUS)
+                n->gpus[n->n_gpus++] = (int)json_get(g, "index")->valuedouble;
         }
         cJSON_Delete(gpus);
-        col_add_json(st, 6, n, "features");
-        cJSON_AddNumberToObject(n, "port_min", sqlite3_column_int(st, 9));
-        cJSON_AddNumberToObject(n, "port_max", sqlite3_column_int(st, 10));
-        cJSON_AddNumberToObject(n, "used_cpus", 0);
-        cJSON_AddNumberToObject(n, "used_memory_mb", 0);
-        cJSON_AddArrayToObject(n, "used_gpus");
-        cJSON_AddArrayToObject(n, "used_ports");
-        cJSON_AddItemToArray(nodes, n);
+        n->features = features_of((const char *)sqlite3_column_text(st, 6));
+        n->port_min = sqlite3_column_int(st, 9);
+        n->port_max = sqlite3_column_int(st, 10);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return conn_fail(c, "load nodes");
 
-    {
-        cJSON *it;
-        int i = 0;
-
-        n_by_name = cJSON_GetArraySize(nodes);
-        by_name = xcalloc((size_t)n_by_name + 1, sizeof(*by_name));
-        cJSON_ArrayForEach(it, nodes) {
-            by_name[i++] = it;
-        }
-    }
     /* Held, not just live: a stopped task's process may still be exiting. */
     st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE held = 1 "
                       "AND node IS NOT NULL");
-    if (st == NULL) {
-        free(by_name);
+    if (st == NULL)
         return ERR_INTERNAL;
-    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *n = find_node(by_name, n_by_name, (const char *)sqlite3_column_text(st, 0));
+        struct sched_node *n =
+            find_node(state->nodes, state->n_nodes, (const char *)sqlite3_column_text(st, 0));
         cJSON *held;
-        cJSON *g;
+        const cJSON *g;
+        int k;
 
         if (n == NULL)
             continue;
-        cJSON_SetNumberValue(json_get(n, "used_cpus"),
-                             json_get(n, "used_cpus")->valuedouble + sqlite3_column_double(st, 1));
-        cJSON_SetNumberValue(json_get(n, "used_memory_mb"),
-                             json_get(n, "used_memory_mb")->valuedouble +
-                                 (double)sqlite3_column_int64(st, 2));
+        n->used_cpus += sqlite3_column_double(st, 1);
+        n->used_memory_mb += sqlite3_column_int64(st, 2);
         held = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
         cJSON_ArrayForEach(g, held) {
-            cJSON_AddItemToArray(json_get(n, "used_gpus"), cJSON_CreateNumber(g->valuedouble));
+            for (k = 0; k < n->n_gpus; k++) {
+                if (n->gpus[k] == g->valueint)
+                    n->gpu_used[k] = true;
+            }
         }
         cJSON_Delete(held);
         if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-            cJSON_AddItemToArray(json_get(n, "used_ports"),
-                                 cJSON_CreateNumber(sqlite3_column_int(st, 4)));
+            sched_node_use_port(n, sqlite3_column_int(st, 4));
     }
     sqlite3_reset(st);
-    free(by_name);
     return rc == SQLITE_DONE ? 0 : conn_fail(c, "load allocations");
 }
 
@@ -220,30 +233,27 @@ static int any_ready_node(struct conn *c, int64_t now, int64_t timeout)
 }
 
 int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
-                      cJSON **ret_state)
+                      struct sched_state *ret_state)
 {
     struct conn *c = store_reader(store);
-    cJSON *state;
-    int rc;
-
-    cJSON *runs;
+    struct sched_state state = { NULL, 0, NULL };
     cJSON *pools;
     const cJSON *r;
     char *text;
+    int rc;
 
     if (c == NULL || conn_begin_read(c) < 0)
         return ERR_INTERNAL;
-    state = cJSON_CreateObject();
-    runs = cJSON_AddArrayToObject(state, "runs");
+    state.runs = cJSON_CreateArray();
     /* With no ready node nothing can be placed: the queue is not read
      * (queued runs keep the reasons they have). */
     rc = any_ready_node(c, now_ms, node_timeout_ms);
     if (rc > 0)
-        rc = load_queue(c, runs);
+        rc = load_queue(c, state.runs);
     /* Only the pools the queue's head wants are read: with nothing
      * queued, a pass reads no node. */
     pools = cJSON_CreateArray();
-    cJSON_ArrayForEach(r, runs) {
+    cJSON_ArrayForEach(r, state.runs) {
         const char *pool = json_get_string(json_get(r, "spec"), "compute_target");
         const cJSON *p;
         bool seen = false;
@@ -256,16 +266,34 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
     }
     text = json_print(pools);
     if (rc == 0)
-        rc = load_nodes(c, now_ms, node_timeout_ms, text, cJSON_AddArrayToObject(state, "nodes"));
+        rc = load_nodes(c, now_ms, node_timeout_ms, text, &state);
     free(text);
     cJSON_Delete(pools);
     conn_end_read(c);
     if (rc < 0) {
-        cJSON_Delete(state);
+        store_sched_state_release(&state);
         return rc;
     }
     *ret_state = state;
     return 0;
+}
+
+void store_sched_state_release(struct sched_state *state)
+{
+    int i;
+
+    for (i = 0; i < state->n_nodes; i++) {
+        free(state->nodes[i].name);
+        free(state->nodes[i].pool);
+        free(state->nodes[i].host);
+        free(state->nodes[i].agent_url);
+        free(state->nodes[i].used_ports);
+    }
+    free(state->nodes);
+    cJSON_Delete(state->runs);
+    state->nodes = NULL;
+    state->n_nodes = 0;
+    state->runs = NULL;
 }
 
 struct place {

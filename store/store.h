@@ -200,8 +200,6 @@ int store_compute(struct store *store, int64_t now_ms, int64_t node_timeout_ms, 
 int store_node_counts(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
                       cJSON **ret_counts);
 
-#endif
-
 /* ---- tasks: what agents report, and the run rules (SPEC §4 gang rule) ---- */
 
 /* Task statuses in which a task holds resources on its node. */
@@ -271,15 +269,48 @@ int store_run_log(struct store *store, const char *run_id, const char *task, str
 
 /* ---- scheduler ---- */
 
+/* A ready node as placement sees it, with what its held tasks use. */
+#define STORE_MAX_GPUS 64
+#define STORE_FEATURE_MPI 1u
+#define STORE_FEATURE_CONDA 2u
+
+struct sched_node {
+    char *name;
+    char *pool;
+    char *host; /* of agent_url: where its tasks are reached */
+    char *agent_url;
+    double cpus;
+    double used_cpus;
+    int64_t memory_mb;
+    int64_t used_memory_mb;
+    int n_gpus;
+    int gpus[STORE_MAX_GPUS]; /* indices */
+    bool gpu_used[STORE_MAX_GPUS];
+    int port_min;
+    int port_max;
+    int *used_ports;
+    int n_used_ports;
+    int cap_used_ports;
+    unsigned features; /* STORE_FEATURE_* */
+};
+
 /*
- * Everything placement needs, as JSON: {"nodes": [{name, pool, host,
- * cpus, memory_mb, gpus: [indices], features, port_min, port_max, used_cpus,
- * used_memory_mb, used_gpus, used_ports}], "runs": [{id, seq, spec, tasks:
- * [{id, name, type, index}]}]} with ready nodes only and queued runs in
- * priority order (higher first, then older).
+ * Everything placement needs: the ready nodes of the pools the queue's
+ * head wants, as C structs, and that head (at most 1,000 queued runs in
+ * priority order, higher first, then older) as JSON: [{id, seq, attempt,
+ * spec, reason, tasks: [{id, name, type, index}]}].
  */
+struct sched_state {
+    struct sched_node *nodes;
+    int n_nodes;
+    cJSON *runs;
+};
+
 int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
-                      cJSON **ret_state);
+                      struct sched_state *ret_state);
+void store_sched_state_release(struct sched_state *state);
+/* Records port as used on n. */
+void sched_node_use_port(struct sched_node *n, int port);
 /*
  * Applies placements: [{"run": id, "tasks": [{"id", "node", "gpus",
  * "port", "address", "cpus", "memory_mb", "argv", "env"}]}]. A run no
@@ -320,3 +351,5 @@ int store_node_restarted(struct store *store, const char *name, int64_t now_ms);
  */
 int store_run_points_since(struct store *store, const char *run_id, int64_t after_id, int limit,
                            cJSON **ret_points, int64_t *ret_last_id);
+
+#endif

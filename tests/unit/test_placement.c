@@ -2,6 +2,7 @@
 #include "tests/unit/unit.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/json.h"
 #include "scheduler/placement.h"
@@ -11,28 +12,25 @@ static int atoi_safe(const char *s)
     return (int)strtol(s, NULL, 10);
 }
 
-static cJSON *node(const char *name, double cpus, double used_cpus, int gpus)
+static void add_node(struct sched_state *st, const char *name, double cpus, double used_cpus,
+                     int gpus)
 {
-    cJSON *n = cJSON_CreateObject();
-    cJSON *g = cJSON_AddArrayToObject(n, "gpus");
+    struct sched_node *n;
     int i;
 
-    cJSON_AddStringToObject(n, "name", name);
-    cJSON_AddStringToObject(n, "pool", "default");
-    cJSON_AddStringToObject(n, "host", name);
-    cJSON_AddStringToObject(n, "agent_url", "http://x:1");
-    cJSON_AddNumberToObject(n, "cpus", cpus);
-    cJSON_AddNumberToObject(n, "memory_mb", 0);
+    st->nodes = realloc(st->nodes, (size_t)(st->n_nodes + 1) * sizeof(*st->nodes));
+    n = &st->nodes[st->n_nodes++];
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    n->pool = strdup("default");
+    n->host = strdup(name);
+    n->agent_url = strdup("http://x:1");
+    n->cpus = cpus;
+    n->used_cpus = used_cpus;
     for (i = 0; i < gpus; i++)
-        cJSON_AddItemToArray(g, cJSON_CreateNumber(i));
-    cJSON_AddItemToObject(n, "features", cJSON_CreateArray());
-    cJSON_AddNumberToObject(n, "port_min", 20000);
-    cJSON_AddNumberToObject(n, "port_max", 20001);
-    cJSON_AddNumberToObject(n, "used_cpus", used_cpus);
-    cJSON_AddNumberToObject(n, "used_memory_mb", 0);
-    cJSON_AddArrayToObject(n, "used_gpus");
-    cJSON_AddArrayToObject(n, "used_ports");
-    return n;
+        n->gpus[n->n_gpus++] = i;
+    n->port_min = 20000;
+    n->port_max = 20001;
 }
 
 /* A queued run; tasks named as runspec would name them. */
@@ -75,20 +73,19 @@ static void gpus_are_disjoint_and_ports_unique(void)
     const char *pnames[] = { "ps-0", "worker-0" };
     const char *ptypes[] = { "ps", "worker" };
     const int pidx[] = { 0, 0 };
-    cJSON *state = cJSON_CreateObject();
-    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
     const char *a;
     const char *b;
 
-    cJSON_AddItemToArray(nodes, node("n1", 8, 0, 2));
+    add_node(&state, "n1", 8, 0, 2);
     cJSON_AddItemToArray(runs, run("r1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r2", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r3", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r4", SPEC("\"ps\"", 1, 1, 1, 0), pnames, ptypes, pidx, 2));
-    placement_pass(state, &placements, &reasons);
+    placement_pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 2);
     a = json_get_string(
         json_get(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0),
@@ -105,7 +102,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
     ASSERT_TRUE(json_get(reasons, "r4") != NULL);
     cJSON_Delete(placements);
     cJSON_Delete(reasons);
-    cJSON_Delete(state);
+    store_sched_state_release(&state);
 }
 
 static void a_waiting_gang_is_not_starved(void)
@@ -116,19 +113,18 @@ static void a_waiting_gang_is_not_starved(void)
     const char *snames[] = { "main" };
     const char *stypes[] = { "main" };
     const int sidx[] = { 0 };
-    cJSON *state = cJSON_CreateObject();
-    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
 
-    cJSON_AddItemToArray(nodes, node("n1", 4, 2, 0));
-    cJSON_AddItemToArray(nodes, node("n2", 4, 0, 0));
-    cJSON_AddItemToArray(nodes, node("n3", 1, 0, 0));
+    add_node(&state, "n1", 4, 2, 0);
+    add_node(&state, "n2", 4, 0, 0);
+    add_node(&state, "n3", 1, 0, 0);
     /* The gang needs both 4-CPU nodes whole; n1 is half busy. */
     cJSON_AddItemToArray(runs, run("gang", SPEC("\"pytorch\"", 2, 1, 4, 0), names, types, idx, 2));
     cJSON_AddItemToArray(runs, run("small", SPEC("null", 1, 1, 1, 0), snames, stypes, sidx, 1));
-    placement_pass(state, &placements, &reasons);
+    placement_pass(&state, &placements, &reasons);
     /* The small run may only backfill onto n3, which the gang cannot use. */
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(placements, 0), "run"), "small");
@@ -139,7 +135,7 @@ static void a_waiting_gang_is_not_starved(void)
     ASSERT_TRUE(json_get(reasons, "gang") != NULL);
     cJSON_Delete(placements);
     cJSON_Delete(reasons);
-    cJSON_Delete(state);
+    store_sched_state_release(&state);
 }
 
 static void pytorch_env_is_consistent(void)
@@ -147,19 +143,18 @@ static void pytorch_env_is_consistent(void)
     const char *names[] = { "rank-0", "rank-1", "rank-2", "rank-3" };
     const char *types[] = { "rank", "rank", "rank", "rank" };
     const int idx[] = { 0, 1, 2, 3 };
-    cJSON *state = cJSON_CreateObject();
-    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
     cJSON *t;
     const char *master = NULL;
     int i = 0;
 
-    cJSON_AddItemToArray(nodes, node("n1", 4, 0, 0));
-    cJSON_AddItemToArray(nodes, node("n2", 4, 0, 0));
+    add_node(&state, "n1", 4, 0, 0);
+    add_node(&state, "n2", 4, 0, 0);
     cJSON_AddItemToArray(runs, run("pt", SPEC("\"pytorch\"", 2, 2, 1, 0), names, types, idx, 4));
-    placement_pass(state, &placements, &reasons);
+    placement_pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     cJSON_ArrayForEach(t, json_get(cJSON_GetArrayItem(placements, 0), "tasks")) {
         cJSON *env = json_get(t, "env");
@@ -186,7 +181,7 @@ static void pytorch_env_is_consistent(void)
                                        "node")) != 0);
     cJSON_Delete(placements);
     cJSON_Delete(reasons);
-    cJSON_Delete(state);
+    store_sched_state_release(&state);
 }
 
 static void picks_the_tightest_node(void)
@@ -194,19 +189,18 @@ static void picks_the_tightest_node(void)
     const char *names[] = { "main" };
     const char *types[] = { "main" };
     const int idx[] = { 0 };
-    cJSON *state = cJSON_CreateObject();
-    cJSON *nodes = cJSON_AddArrayToObject(state, "nodes");
-    cJSON *runs = cJSON_AddArrayToObject(state, "runs");
+    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
     char name[32];
     int i;
 
-    cJSON_AddItemToArray(nodes, node("big-gpu", 64, 0, 8));
-    cJSON_AddItemToArray(nodes, node("one-gpu", 4, 0, 1));
+    add_node(&state, "big-gpu", 64, 0, 8);
+    add_node(&state, "one-gpu", 4, 0, 1);
     for (i = 0; i < 1000; i++) {
         snprintf(name, sizeof(name), "cpu-%d", i);
-        cJSON_AddItemToArray(nodes, node(name, 1 + i % 8, 0, 0));
+        add_node(&state, name, 1 + i % 8, 0, 0);
     }
     /* 3 CPUs, no GPU: the tightest is a 3-CPU node, not a GPU node. */
     cJSON_AddItemToArray(runs, run("cpu3", SPEC("null", 1, 1, 3, 0), names, types, idx, 1));
@@ -218,7 +212,7 @@ static void picks_the_tightest_node(void)
         snprintf(id, sizeof(id), "r%d", i);
         cJSON_AddItemToArray(runs, run(id, SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
     }
-    placement_pass(state, &placements, &reasons);
+    placement_pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1502);
     ASSERT_STR_EQ(
         json_get_string(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 1), "tasks"), 0),
@@ -233,7 +227,7 @@ static void picks_the_tightest_node(void)
     }
     cJSON_Delete(placements);
     cJSON_Delete(reasons);
-    cJSON_Delete(state);
+    store_sched_state_release(&state);
 }
 
 UNIT_LIST(placement_tests) = {
