@@ -677,8 +677,33 @@ static void take(struct task *tasks, int n_tasks, struct group *groups)
 }
 
 /* Tries to place one run; returns its placement or NULL with a reason. */
-static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struct index *ix,
-                        char *reason, size_t reason_size)
+/* Per-run working arrays, kept for the whole pass: allocating them per
+ * run made malloc consolidate its free lists again and again. */
+struct scratch {
+    struct task *tasks;
+    struct group *groups;
+    struct group **order;
+    size_t cap_tasks;
+    size_t cap_groups;
+};
+
+static void scratch_fit(struct scratch *sc, size_t n_tasks, size_t n_groups)
+{
+    if (n_tasks > sc->cap_tasks) {
+        sc->cap_tasks = n_tasks > 2 * sc->cap_tasks ? n_tasks : 2 * sc->cap_tasks;
+        sc->tasks = xrealloc(sc->tasks, sc->cap_tasks * sizeof(*sc->tasks));
+    }
+    if (n_groups > sc->cap_groups) {
+        sc->cap_groups = n_groups > 2 * sc->cap_groups ? n_groups : 2 * sc->cap_groups;
+        sc->groups = xrealloc(sc->groups, sc->cap_groups * sizeof(*sc->groups));
+        sc->order = xrealloc(sc->order, sc->cap_groups * sizeof(*sc->order));
+    }
+    memset(sc->tasks, 0, n_tasks * sizeof(*sc->tasks));
+    memset(sc->groups, 0, n_groups * sizeof(*sc->groups));
+}
+
+static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, char *reason,
+                        size_t reason_size)
 {
     const cJSON *spec = json_get(run, "spec");
     const char *pool = json_get_string(spec, "compute_target");
@@ -695,8 +720,6 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
     int suitable = 0;
     int i;
 
-    (void)nodes;
-    (void)n_nodes;
     if (backend && strcmp(backend, "mpi") == 0)
         need |= FEATURE_MPI;
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
@@ -710,9 +733,10 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
         return NULL;
     }
 
-    tasks = xcalloc((size_t)n_tasks, sizeof(*tasks));
-    groups = xcalloc((size_t)node_count, sizeof(*groups));
-    order = xcalloc((size_t)node_count, sizeof(*order));
+    scratch_fit(sc, (size_t)n_tasks, (size_t)node_count);
+    tasks = sc->tasks;
+    groups = sc->groups;
+    order = sc->order;
     i = 0;
     cJSON_ArrayForEach(t, json_get(run, "tasks")) {
         tasks[i].json = t;
@@ -765,9 +789,6 @@ static cJSON *place_run(const cJSON *run, struct node *nodes, int n_nodes, struc
     }
     placement = emit(run, tasks, n_tasks, groups);
 out:
-    free(tasks);
-    free(groups);
-    free(order);
     return placement;
 }
 
@@ -780,12 +801,12 @@ void placement_pass(struct sched_state *state, cJSON **ret_placements, cJSON **r
     const cJSON *run;
     char reason[512];
     struct index ix = { NULL, 0 };
+    struct scratch sc = { NULL, NULL, NULL, 0, 0 };
 
     load_nodes(state, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes);
     cJSON_ArrayForEach(run, state->runs) {
-        cJSON *p = place_run(run, nodes, n_nodes, &ix, reason, sizeof(reason));
-
+        cJSON *p = place_run(run, &sc, &ix, reason, sizeof(reason));
         const char *had = json_get_string(run, "reason");
 
         if (p)
@@ -795,6 +816,9 @@ void placement_pass(struct sched_state *state, cJSON **ret_placements, cJSON **r
     }
     index_free(&ix);
     free(nodes);
+    free(sc.tasks);
+    free(sc.groups);
+    free(sc.order);
     *ret_placements = placements;
     *ret_reasons = reasons;
 }
