@@ -118,11 +118,8 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
         goto out;
     }
     scheduler_kick(ctx->sched);
-    rc = store_run_get(ctx->store, id, &out);
-    if (rc < 0) {
-        reply_store_error(resp, rc, "run", id);
-        goto out;
-    }
+    /* The run as it was stored (queued): a pass may already be placing it. */
+    out = store_run_created(&run, spec);
     reply_json(resp, 201, out);
 out:
     free(tasks);

@@ -119,6 +119,51 @@ int store_run_create(struct store *store, const struct store_new_run *run)
     return store_write(store, run_create_fn, (void *)run);
 }
 
+cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
+{
+    cJSON *out = cJSON_CreateObject();
+    cJSON *tasks;
+    char task_id[256];
+    int i;
+
+    /* The fields and order of run_from_row(), for a run just stored. */
+    cJSON_AddStringToObject(out, "id", run->id);
+    cJSON_AddStringToObject(out, "experiment", run->experiment);
+    cJSON_AddStringToObject(out, "status", "queued");
+    cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
+    json_add_time(out, "created_at", run->created_at);
+    cJSON_AddNullToObject(out, "started_at");
+    cJSON_AddNullToObject(out, "ended_at");
+    cJSON_AddNumberToObject(out, "attempt", 1);
+    cJSON_AddNullToObject(out, "error");
+    if (run->reason)
+        cJSON_AddStringToObject(out, "reason", run->reason);
+    else
+        cJSON_AddNullToObject(out, "reason");
+    cJSON_AddItemToObject(out, "tags", cJSON_Duplicate(run->tags, 1));
+    tasks = cJSON_AddArrayToObject(out, "tasks");
+    for (i = 0; i < run->n_tasks; i++) {
+        cJSON *t = cJSON_CreateObject();
+
+        snprintf(task_id, sizeof(task_id), "%s-a1-%s", run->id, run->tasks[i].name);
+        cJSON_AddStringToObject(t, "id", task_id);
+        cJSON_AddStringToObject(t, "name", run->tasks[i].name);
+        cJSON_AddStringToObject(t, "type", run->tasks[i].type);
+        cJSON_AddNumberToObject(t, "index", run->tasks[i].index);
+        cJSON_AddNullToObject(t, "node");
+        cJSON_AddNullToObject(t, "address");
+        cJSON_AddArrayToObject(t, "gpus");
+        cJSON_AddStringToObject(t, "status", "pending");
+        cJSON_AddNullToObject(t, "exit_code");
+        cJSON_AddNullToObject(t, "started_at");
+        cJSON_AddNullToObject(t, "ended_at");
+        cJSON_AddNullToObject(t, "env");
+        cJSON_AddItemToArray(tasks, t);
+    }
+    cJSON_AddObjectToObject(out, "metrics");
+    return out;
+}
+
 /* ---- read ---- */
 
 static int add_tasks(struct conn *c, int64_t seq, int64_t attempt, cJSON *run)

@@ -118,6 +118,10 @@ struct store_new_run {
 /* Stores a queued run, its tags and its first attempt's pending tasks and
  * creates the experiment on first use. ERR_CONFLICT when the id exists. */
 int store_run_create(struct store *store, const struct store_new_run *run);
+/* The resource of a run store_run_create() just stored, as
+ * store_run_get() would return it then, built without reading it back
+ * (spec: the spec run->spec was printed from). */
+cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec);
 /* The run resource. ERR_NOT_FOUND when unknown. */
 int store_run_get(struct store *store, const char *id, cJSON **ret_run);
 

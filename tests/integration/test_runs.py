@@ -336,6 +336,23 @@ def test_create_fills_defaults(server):
     assert got.status == 200 and got.body["spec"] == spec and got.body["id"] == run["id"]
 
 
+@pytest.mark.parametrize("extra", [
+    {},
+    {"distributed_backend": "ps", "node_count": 2, "tags": {"a": "b"}},
+    {"distributed_backend": "pytorch", "node_count": 2, "process_count_per_node": 2},
+    {"distributed_backend": "mpi", "node_count": 2},
+])
+def test_create_reply_is_the_stored_run(server, extra):
+    """The 201 is built without reading the run back: it must be exactly
+    what GET returns (a pool without nodes keeps the run queued)."""
+    body = dict(base(uniq("same")), compute_target=uniq("nonodes"), **extra)
+    r = server.post("/api/v1/runs", body)
+    assert r.status == 201, r
+    got = server.get("/api/v1/runs/" + r.body["id"])
+    assert got.status == 200, got
+    assert json.dumps(got.body) == json.dumps(r.body), (json.dumps(got.body), json.dumps(r.body))
+
+
 def test_create_echoes_full_spec(server, snapshot):
     exp = uniq("full")
     body = {
