@@ -24,6 +24,7 @@ struct write_op {
     void *arg;
     int rc;
     bool done;
+    pthread_cond_t *done_cv; /* its caller waits on it; NULL for the writer's own */
     struct write_op *next;
 };
 
@@ -36,7 +37,6 @@ struct store {
     pthread_t writer;
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* the writer waits for queued writes */
-    pthread_cond_t done_cv; /* callers wait for their write to commit */
     struct write_op *head;
     struct write_op *tail;
     bool stopping;
@@ -521,12 +521,15 @@ static void *writer_main(void *arg)
          * generation. */
         __atomic_add_fetch(&store->generation, 1, __ATOMIC_RELEASE);
 
+        /* Each caller is woken alone: a broadcast woke every waiting
+         * HTTP thread at every commit. */
         pthread_mutex_lock(&store->mu);
         for (op = ops; op; op = next) {
             next = op->next;
             op->done = true;
+            if (op->done_cv)
+                pthread_cond_signal(op->done_cv);
         }
-        pthread_cond_broadcast(&store->done_cv);
         if (store->head == NULL && store->stopping &&
             __atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0)
             break;
@@ -537,7 +540,10 @@ static void *writer_main(void *arg)
 
 int store_write(struct store *store, store_write_fn fn, void *arg)
 {
-    struct write_op op = { .fn = fn, .arg = arg, .rc = 0, .done = false, .next = NULL };
+    pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+    struct write_op op = {
+        .fn = fn, .arg = arg, .rc = 0, .done = false, .done_cv = &done_cv, .next = NULL
+    };
 
     pthread_mutex_lock(&store->mu);
     if (store->stopping) {
@@ -551,8 +557,9 @@ int store_write(struct store *store, store_write_fn fn, void *arg)
     store->tail = &op;
     pthread_cond_signal(&store->work_cv);
     while (!op.done)
-        pthread_cond_wait(&store->done_cv, &store->mu);
+        pthread_cond_wait(&done_cv, &store->mu);
     pthread_mutex_unlock(&store->mu);
+    pthread_cond_destroy(&done_cv);
     return op.rc;
 }
 
@@ -566,7 +573,6 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
     store->sync = sync;
     pthread_mutex_init(&store->mu, NULL);
     pthread_cond_init(&store->work_cv, NULL);
-    pthread_cond_init(&store->done_cv, NULL);
     pthread_mutex_init(&store->conns_mu, NULL);
     pthread_mutex_init(&store->seen_mu, NULL);
     if (pthread_key_create(&store->reader_key, NULL) != 0)
@@ -589,7 +595,6 @@ err_key:
 err_free:
     pthread_mutex_destroy(&store->mu);
     pthread_cond_destroy(&store->work_cv);
-    pthread_cond_destroy(&store->done_cv);
     pthread_mutex_destroy(&store->conns_mu);
     pthread_mutex_destroy(&store->seen_mu);
     free(store->path);
@@ -620,7 +625,6 @@ void store_free(struct store *store)
     pthread_key_delete(store->reader_key);
     pthread_mutex_destroy(&store->mu);
     pthread_cond_destroy(&store->work_cv);
-    pthread_cond_destroy(&store->done_cv);
     pthread_mutex_destroy(&store->conns_mu);
     for (i = 0; i < store->seen_cap; i++)
         free(store->seen[i].name);
