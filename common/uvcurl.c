@@ -269,6 +269,10 @@ struct uvcurl *uvcurl_new(uv_loop_t *loop)
     curl_multi_setopt(uc->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
     curl_multi_setopt(uc->multi, CURLMOPT_TIMERDATA, uc);
     curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    /* Idle connections kept for reuse. curl's default follows the number
+     * of transfers at hand, so a lull closed connections a burst then
+     * opened again (hundreds a second under heartbeat load). */
+    curl_multi_setopt(uc->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IN_CURL);
     return uc;
 }
 

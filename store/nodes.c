@@ -252,21 +252,30 @@ static int heartbeat_rules(struct conn *c, struct heartbeat *h)
     const cJSON *task;
     char ids[64][256];
     int64_t seqs[64];
+    bool may_lose = true; /* some task could be lost or let go: look at them */
     int n;
     int i;
     int rc;
 
     if (h->dry) {
-        st = conn_stmt(c, "SELECT state = 'down', last_heartbeat, state = 'draining' FROM nodes "
-                          "WHERE name = ?");
+        /* One statement for the common case: the node, and whether any
+         * task could be lost or let go at all. */
+        st = conn_stmt(c,
+                       "SELECT state = 'down', last_heartbeat, state = 'draining', "
+                       "EXISTS (SELECT 1 FROM tasks WHERE node = ?1 AND " LIVE_TASK
+                       " AND pushed = 1 AND assigned_at < ?2) OR "
+                       "EXISTS (SELECT 1 FROM tasks WHERE node = ?1 AND held = 1 AND NOT " LIVE_TASK
+                       " AND ended_at < ?2) FROM nodes WHERE name = ?1");
         if (st == NULL)
             return ERR_INTERNAL;
         bind_text(st, 1, h->name);
+        sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             rc = sqlite3_column_int(st, 0);
             h->stale = sqlite3_column_int64(st, 1) < h->now - h->grace_ms;
             h->draining = sqlite3_column_int(st, 2);
+            may_lose = sqlite3_column_int(st, 3);
         } else {
             rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "heartbeat");
         }
@@ -309,6 +318,9 @@ static int heartbeat_rules(struct conn *c, struct heartbeat *h)
         if (!wanted)
             cJSON_AddItemToArray(h->stop, cJSON_CreateString(id));
     }
+
+    if (!may_lose)
+        return 0;
 
     /* And the other way: a task the agent accepted a while ago but no
      * longer reports is gone (its process died with an earlier agent). */
@@ -390,10 +402,10 @@ int store_node_heartbeat(struct store *store, const char *name, const cJSON *rep
     struct conn *c = store_reader(store);
     int rc = ERR_INTERNAL;
 
-    if (c != NULL && conn_begin_read(c) == 0) {
+    /* No explicit read transaction: the common case is one statement, and
+     * the rest only decide whether to take the writer's path. */
+    if (c != NULL)
         rc = heartbeat_rules(c, &h);
-        conn_end_read(c);
-    }
     if (rc == 0) {
         /* Silent past its timeout by the store's record (and the memory's):
          * it reads "down" until now, so placement wants to hear of it. */
