@@ -61,7 +61,7 @@ struct scheduler {
 };
 
 /* Kicked passes run at most this often (ms). */
-#define PASS_GAP_MS 50
+#define PASS_GAP_MS 5
 
 static void flight_free(struct flight *f);
 
@@ -297,9 +297,11 @@ static void on_soon(uv_timer_t *t)
     pass(t->data);
 }
 
-/* Runs a pass soon, coalescing kicks: at once when the last pass was a
- * while ago, else when PASS_GAP_MS have passed since it, so a burst of
- * submissions costs a few passes, not one each. */
+/* Runs a pass soon, coalescing kicks: at once when the last pass started
+ * long enough ago, else when it has. Long enough is PASS_GAP_MS, or twice
+ * the last pass's duration when that is more: a cheap pass runs at once
+ * (a submission's latency), a burst against a costly pass waits and is
+ * placed by fewer passes. */
 static void schedule_pass(struct scheduler *s)
 {
     uint64_t now;
