@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "common/timeutil.h"
+#include "common/xalloc.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
@@ -119,7 +120,8 @@ void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_
     const char *task = req->params[0];
     const cJSON *points;
     cJSON *p;
-    cJSON *norm;
+    struct store_point *norm;
+    size_t n = 0;
     cJSON *in;
     cJSON *out;
     int64_t seq;
@@ -141,33 +143,32 @@ void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_
                   "points");
         goto out;
     }
-    norm = cJSON_CreateArray();
+    /* Checked into a C array; names stay in the parsed body. */
+    norm = xcalloc((size_t)cJSON_GetArraySize(points) + 1, sizeof(*norm));
     cJSON_ArrayForEach(p, (cJSON *)points) {
         const char *name = json_get_string(p, "name");
         const cJSON *value = json_get(p, "value");
         int64_t step;
         int64_t when;
-        cJSON *n;
 
         if (name == NULL || name[0] == '\0' || strlen(name) > 128 || !cJSON_IsNumber(value) ||
             !isfinite(value->valuedouble) ||
             !json_int(json_get(p, "step"), 0, INT64_C(1) << 53, &step) ||
             !point_time(json_get(p, "time"), &when)) {
-            cJSON_Delete(norm);
+            free(norm);
             api_error(resp, ERR_INVALID, "points",
                       "each point needs a name (1 to 128 characters), a finite value, a "
                       "non-negative integer step and a time");
             goto out;
         }
-        n = cJSON_CreateObject();
-        cJSON_AddStringToObject(n, "name", name);
-        cJSON_AddNumberToObject(n, "value", value->valuedouble);
-        cJSON_AddNumberToObject(n, "step", (double)step);
-        cJSON_AddNumberToObject(n, "time", (double)when);
-        cJSON_AddItemToArray(norm, n);
+        norm[n].name = name;
+        norm[n].value = value->valuedouble;
+        norm[n].step = step;
+        norm[n].time = when;
+        n++;
     }
-    rc = store_task_metrics(ctx->store, task, caller_node(req), seq, norm, &dup);
-    cJSON_Delete(norm);
+    rc = store_task_metrics(ctx->store, task, caller_node(req), seq, norm, n, &dup);
+    free(norm);
     if (rc < 0) {
         reply_task_error(resp, rc, task);
         goto out;

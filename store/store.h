@@ -228,13 +228,21 @@ int store_task_report(struct store *store, const char *task_id, const char *node
  */
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size);
+/* A metric point (time in ms). name is borrowed. */
+struct store_point {
+    const char *name;
+    double value;
+    int64_t step;
+    int64_t time;
+};
+
 /*
- * Applies a batch of metric points ([{"name", "value", "step", "time"}]
- * with time in ms) once: a batch whose seq is not above the last applied
- * one is a duplicate and changes nothing (*ret_duplicate = true).
+ * Applies a batch of n metric points once: a batch whose seq is not above
+ * the last applied one is a duplicate and changes nothing
+ * (*ret_duplicate = true).
  */
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
-                       const cJSON *points, bool *ret_duplicate);
+                       const struct store_point *points, size_t n, bool *ret_duplicate);
 /* The run id and task name of a task the agent of node may report for. */
 int store_task_owner(struct store *store, const char *task_id, const char *node, char *ret_run_id,
                      size_t run_id_size, char *ret_task_name, size_t name_size);

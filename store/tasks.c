@@ -450,7 +450,8 @@ int store_task_logs(struct store *store, const char *task_id, const char *node, 
 struct metrics {
     const char *id, *node;
     int64_t seq;
-    const cJSON *points;
+    const struct store_point *points;
+    size_t n;
     bool duplicate;
 };
 
@@ -603,7 +604,7 @@ static int metrics_fn(struct conn *c, void *arg)
 {
     struct metrics *m = arg;
     struct task_ref t;
-    const cJSON *p;
+    size_t i;
     sqlite3_stmt *st;
     struct rollup *rollups;
     size_t n_rollups;
@@ -622,11 +623,11 @@ static int metrics_fn(struct conn *c, void *arg)
     rollups = NULL;
     n_rollups = 0;
     cap_rollups = 0;
-    cJSON_ArrayForEach(p, m->points) {
-        const char *name = json_get_string(p, "name");
-        double value = json_get(p, "value")->valuedouble;
-        int64_t step = (int64_t)json_get(p, "step")->valuedouble;
-        int64_t time = (int64_t)json_get(p, "time")->valuedouble;
+    for (i = 0; i < m->n; i++) {
+        const char *name = m->points[i].name;
+        double value = m->points[i].value;
+        int64_t step = m->points[i].step;
+        int64_t time = m->points[i].time;
 
         st = conn_stmt(c, "INSERT INTO metric_points(run_seq, name, step, time, value, task) "
                           "VALUES (?, ?, ?, ?, ?, ?)");
@@ -669,9 +670,9 @@ static int metrics_fn(struct conn *c, void *arg)
 }
 
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
-                       const cJSON *points, bool *ret_duplicate)
+                       const struct store_point *points, size_t n, bool *ret_duplicate)
 {
-    struct metrics m = { task_id, node, seq, points, false };
+    struct metrics m = { task_id, node, seq, points, n, false };
     int rc = store_write(store, metrics_fn, &m);
 
     if (rc == 0)

@@ -261,7 +261,7 @@ static void series_downsamples_keeping_extremes(void)
     const char *spec_text = "{\"tags\": {}}";
     cJSON *spec = cJSON_Parse(spec_text);
     struct store_new_run run = { 0 };
-    cJSON *points = cJSON_CreateArray();
+    struct store_point *points = calloc(20000, sizeof(*points));
     cJSON *series;
     const cJSON *p;
     bool dup = false;
@@ -280,18 +280,15 @@ static void series_downsamples_keeping_extremes(void)
     run.n_tasks = 1;
     ASSERT_EQ(store_run_create(s, &run), 0);
     for (i = 0; i < 20000; i++) {
-        cJSON *pt = cJSON_CreateObject();
-
-        cJSON_AddStringToObject(pt, "name", "loss");
+        points[i].name = "loss";
         /* A dip at 7777 and a spike at 12345 must survive downsampling. */
-        cJSON_AddNumberToObject(pt, "value", i == 7777 ? -5.0 : i == 12345 ? 9.0 : 1.0);
-        cJSON_AddNumberToObject(pt, "step", i);
-        cJSON_AddNumberToObject(pt, "time", 1000 + i);
-        cJSON_AddItemToArray(points, pt);
+        points[i].value = i == 7777 ? -5.0 : i == 12345 ? 9.0 : 1.0;
+        points[i].step = i;
+        points[i].time = 1000 + i;
     }
-    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, &dup), 0);
+    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, 20000, &dup), 0);
     ASSERT_TRUE(!dup);
-    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, &dup), 0);
+    ASSERT_EQ(store_task_metrics(s, "run-m-a1-main", "", 1, points, 20000, &dup), 0);
     ASSERT_TRUE(dup);
     ASSERT_EQ(store_run_metric_series(s, "run-m", "loss", 100, &series), 0);
     ASSERT_TRUE(cJSON_GetArraySize(json_get(series, "points")) <= 100);
@@ -312,7 +309,7 @@ static void series_downsamples_keeping_extremes(void)
     ASSERT_EQ(store_run_metric_series(s, "run-m", "loss", 0, &series), 0);
     ASSERT_EQ(cJSON_GetArraySize(json_get(series, "points")), 20000);
     cJSON_Delete(series);
-    cJSON_Delete(points);
+    free(points);
     cJSON_Delete(spec);
     store_free(s);
 }
