@@ -242,6 +242,32 @@ static bool was_reported(const struct heartbeat *h, const char *id)
 }
 
 /*
+ * Runs st (the node's tasks: id, then run_seq when seqs is wanted; bound
+ * here to the node and the grace cut-off) and keeps, up to 64, those the
+ * agent did not report.
+ */
+static int unreported(sqlite3_stmt *st, const struct heartbeat *h, char ids[64][256],
+                      int64_t seqs[64])
+{
+    int n = 0;
+
+    bind_text(st, 1, h->name);
+    sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
+    while (sqlite3_step(st) == SQLITE_ROW && n < 64) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+
+        if (!was_reported(h, id)) {
+            snprintf(ids[n], 256, "%s", id);
+            if (seqs)
+                seqs[n] = sqlite3_column_int64(st, 1);
+            n++;
+        }
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+/*
  * The node's heartbeat rules. Dry (on a read connection): returns 1 when
  * a write is needed (the node is down, or tasks are lost or let go), else
  * 0, filling the stop list either way. Not dry (the writer): applies them.
@@ -324,22 +350,11 @@ static int heartbeat_rules(struct conn *c, struct heartbeat *h)
 
     /* And the other way: a task the agent accepted a while ago but no
      * longer reports is gone (its process died with an earlier agent). */
-    n = 0;
     st = conn_stmt(c, "SELECT id, run_seq FROM tasks WHERE node = ? AND " LIVE_TASK
                       " AND pushed = 1 AND assigned_at < ?");
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, h->name);
-    sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
-
-        if (!was_reported(h, id)) {
-            snprintf(ids[n], sizeof(ids[n]), "%s", id);
-            seqs[n++] = sqlite3_column_int64(st, 1);
-        }
-    }
-    sqlite3_reset(st);
+    n = unreported(st, h, ids, seqs);
     if (h->dry && n > 0)
         return 1;
     for (i = 0; i < n; i++) {
@@ -355,20 +370,11 @@ static int heartbeat_rules(struct conn *c, struct heartbeat *h)
 
     /* A stopped task the agent no longer reports, a while after it ended,
      * holds nothing any more (its final report may have been lost). */
-    n = 0;
     st = conn_stmt(c, "SELECT id FROM tasks WHERE node = ? AND held = 1 AND NOT " LIVE_TASK
                       " AND ended_at < ?");
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, h->name);
-    sqlite3_bind_int64(st, 2, h->now - h->grace_ms);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
-
-        if (!was_reported(h, id))
-            snprintf(ids[n++], sizeof(ids[0]), "%s", id);
-    }
-    sqlite3_reset(st);
+    n = unreported(st, h, ids, NULL);
     if (h->dry)
         return n > 0;
     for (i = 0; i < n; i++) {
