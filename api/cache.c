@@ -12,7 +12,7 @@
 #define CACHE_SLOTS 1024
 #define CACHE_LOCKS 16
 #define CACHE_KEY_MAX 128
-#define CACHE_BODY_MAX (256u << 10)
+#define CACHE_BODY_MAX (32u << 10) /* at most 32 MiB in all */
 
 struct slot {
     char key[CACHE_KEY_MAX];
@@ -65,6 +65,9 @@ void api_cache_put(const char *key, uint64_t gen, const char *body, size_t len)
     if (s->body.len == 0 || gen >= s->gen) {
         memcpy(s->key, key, strlen(key) + 1);
         s->gen = gen;
+        /* A slot does not keep a large buffer for a small body. */
+        if (s->body.data && s->body.cap > 2 * len + 4096)
+            buf_release(&s->body);
         if (s->body.data == NULL)
             buf_init(&s->body);
         buf_reset(&s->body);

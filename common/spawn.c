@@ -125,6 +125,20 @@ int proc_spawn(uv_loop_t *loop, struct proc *p, const char *file, char *const *a
     posix_spawnattr_setflags(&attr,
                              POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     rc = -posix_spawn(&p->pid, path, &fa, &attr, args, env);
+    if (rc == -ENOEXEC) {
+        /* A script without "#!": run by sh, as execvp (and uv_spawn) did. */
+        size_t n = 0;
+        char **sh_args;
+
+        while (args[n])
+            n++;
+        sh_args = xcalloc(n + 2, sizeof(*sh_args));
+        sh_args[0] = "/bin/sh";
+        sh_args[1] = path;
+        memcpy(sh_args + 2, args + 1, (n > 0 ? n - 1 : 0) * sizeof(*sh_args));
+        rc = -posix_spawn(&p->pid, "/bin/sh", &fa, &attr, sh_args, env);
+        free(sh_args);
+    }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc < 0)

@@ -5,10 +5,12 @@
  * callbacks; a poll error reaches curl as CURL_CSELECT_ERR; the timer
  * callback only arms a uv timer.
  *
- * At most MAX_IN_CURL requests are inside curl at once; the rest wait here
- * in order. curl (7.88) walks its list of transfers waiting for a
- * connection on every removal, which made each completion cost the
- * length of the backlog.
+ * A client that talks to one host (an agent, hollow nodes) caps what is
+ * inside curl at once (uvcurl_set_max_connections); the rest wait here in
+ * order. curl (7.88) walks its list of transfers waiting for a connection
+ * on every removal, which made each completion cost the length of the
+ * backlog. A client of many hosts (the scheduler) has no cap: requests to
+ * an unreachable host must not hold up the others.
  */
 #include "common/uvcurl.h"
 
@@ -36,10 +38,12 @@ struct uvcurl {
     struct request *wait_tail;
     int active;
     int in_curl;
+    int max_in_curl; /* 0: no cap */
     bool freeing;
 };
 
-#define MAX_IN_CURL 128
+/* Idle connections kept for reuse. */
+#define MAX_IDLE_CONNECTIONS 128
 
 struct request {
     struct uvcurl *uc;
@@ -236,7 +240,8 @@ static void check_done(struct uvcurl *uc)
         finish(r, result);
     }
     /* Hand waiting requests to curl as room frees up. */
-    while (uc->wait_head && uc->in_curl < MAX_IN_CURL && !uc->freeing) {
+    while (uc->wait_head && (uc->max_in_curl == 0 || uc->in_curl < uc->max_in_curl) &&
+           !uc->freeing) {
         struct request *r = uc->wait_head;
 
         uc->wait_head = r->next_waiting;
@@ -272,7 +277,7 @@ struct uvcurl *uvcurl_new(uv_loop_t *loop)
     /* Idle connections kept for reuse. curl's default follows the number
      * of transfers at hand, so a lull closed connections a burst then
      * opened again (hundreds a second under heartbeat load). */
-    curl_multi_setopt(uc->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IN_CURL);
+    curl_multi_setopt(uc->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS);
     return uc;
 }
 
@@ -316,6 +321,7 @@ void uvcurl_set_ca(struct uvcurl *uc, const char *file)
 void uvcurl_set_max_connections(struct uvcurl *uc, long n)
 {
     curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+    uc->max_in_curl = (int)(2 * n);
 }
 
 int uvcurl_active(const struct uvcurl *uc)
@@ -399,7 +405,7 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
             goto err;
         }
     }
-    if (uc->in_curl >= MAX_IN_CURL) {
+    if (uc->max_in_curl > 0 && uc->in_curl >= uc->max_in_curl) {
         r->waiting = true;
         if (uc->wait_tail)
             uc->wait_tail->next_waiting = r;

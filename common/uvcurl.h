@@ -51,7 +51,8 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
 /* Verifies HTTPS peers against the CA certificates in file (borrowed;
  * must outlive uc). Without it the system's CAs are used. */
 void uvcurl_set_ca(struct uvcurl *uc, const char *file);
-/* Allows up to n connections per host (default 8). */
+/* For a client of one host: up to n connections to it (default 8), and
+ * at most 2n requests inside curl at once (more wait in order). */
 void uvcurl_set_max_connections(struct uvcurl *uc, long n);
 /* Requests in flight. */
 int uvcurl_active(const struct uvcurl *uc);

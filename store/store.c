@@ -427,8 +427,14 @@ int store_seen_flush(struct store *store, struct conn *c)
         bind_text(st, 2, todo[i].name);
         rc = stmt_done(c, st);
     }
+    if (st == NULL || rc < 0) {
+        /* Not written: pending again, for the next flush. */
+        for (i = 0; i < n; i++)
+            store_seen_record(store, todo[i].name, todo[i].ms);
+        rc = ERR_INTERNAL;
+    }
     free(todo);
-    return st == NULL ? ERR_INTERNAL : rc;
+    return rc;
 }
 
 static int seen_flush_fn(struct conn *c, void *arg)
@@ -530,8 +536,8 @@ static void *writer_main(void *arg)
             if (op->done_cv)
                 pthread_cond_signal(op->done_cv);
         }
-        if (store->head == NULL && store->stopping &&
-            __atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0)
+        /* Stopping: once nothing is queued and the last flush was tried. */
+        if (store->head == NULL && store->stopping && stopping)
             break;
     }
     pthread_mutex_unlock(&store->mu);
@@ -581,6 +587,13 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
         goto err_key;
     if (migrate(store->writer_conn, &store->schema_version) < 0)
         goto err_close;
+    /* Generations of stores opened one after another in a process never
+     * overlap, so a cache keyed by them cannot mistake an old store's. */
+    {
+        static uint64_t opened;
+
+        store->generation = __atomic_add_fetch(&opened, 1, __ATOMIC_RELAXED) << 40;
+    }
     if (pthread_create(&store->writer, NULL, writer_main, store) != 0) {
         log_error("store: cannot start the writer thread");
         goto err_close;

@@ -456,7 +456,9 @@ PS_TASK = RECORD + py("""
     if kind in ("ps", "evaluator"):
         time.sleep(60)  # serve until trainyard stops us (the run completes first)
         sys.exit(9)
-    if kind == "chief":  # the run completes with the chief: let the others record first
+    # The run completes with the chief, else with the workers: they let every
+    # task record first (else a ps may be stopped before it has started).
+    if kind == os.environ["LEADER"]:
         deadline = time.time() + 30
         while (len([f for f in os.listdir(os.environ["PIDDIR"]) if f.endswith(".pid")])
                < int(os.environ["EXPECT"]) and time.time() < deadline):
@@ -516,7 +518,8 @@ def test_ps_tf_config(dc, tmp_path, leftovers, shape):
         ["evaluator"] if shape.get("evaluator") else [])
     sid = snapshot_of(srv, {"task.py": PS_TASK})
     run = submit(srv, source=sid, entry_script="task.py", distributed_backend="ps",
-                 environment_variables={"PIDDIR": str(tmp_path), "EXPECT": str(len(names))},
+                 environment_variables={"PIDDIR": str(tmp_path), "EXPECT": str(len(names)),
+                                        "LEADER": "chief" if shape.get("chief") else "worker"},
                  **shape)
     done = wait_completed(srv, run["id"])
     tasks = tasks_by_name(done)

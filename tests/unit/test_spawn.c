@@ -1,6 +1,8 @@
 /* test_spawn.c - common/spawn.c: real processes on a real libuv loop. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "common/buf.h"
@@ -129,7 +131,28 @@ static void spawn_missing_program_fails_cleanly(void)
     buf_release(&r.err_text);
 }
 
+static void spawn_runs_a_script_without_shebang_with_sh(void)
+{
+    char path[] = "/tmp/trainyard-unit-spawn-XXXXXX";
+    char *args[] = { path, "one", "two", NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", NULL };
+    struct run r;
+    int fd = mkstemp(path);
+
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_TRUE(write(fd, "echo \"$1-$2\"\n", 13) == 13);
+    close(fd);
+    chmod(path, 0700);
+    ASSERT_EQ(run(&r, args, env, NULL), 0);
+    unlink(path);
+    ASSERT_EQ(r.status, 0);
+    ASSERT_STR_EQ(r.out_text.data, "one-two\n");
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+}
+
 UNIT_LIST(spawn_tests) = {
+    { "spawn/runs_a_script_without_shebang_with_sh", spawn_runs_a_script_without_shebang_with_sh },
     { "spawn/captures_output_and_exit_code", spawn_captures_output_and_exit_code },
     { "spawn/reports_signal_and_new_session", spawn_reports_signal_and_new_session },
     { "spawn/missing_program_fails_cleanly", spawn_missing_program_fails_cleanly },
