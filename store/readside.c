@@ -36,6 +36,33 @@ static int run_seq_of(struct conn *c, const char *run_id, int64_t *ret_seq, bool
     return rc;
 }
 
+/*
+ * Starts a read of a run's rows: a read transaction, the run
+ * (ERR_NOT_FOUND when unknown; *ret_ended, may be NULL, when it has ended)
+ * and sql prepared with ?1 bound to the run's seq. On success the caller
+ * ends the read (conn_end_read); on failure nothing is left open.
+ */
+static int run_read(struct store *store, const char *run_id, const char *sql, struct conn **ret_c,
+                    int64_t *ret_seq, bool *ret_ended, sqlite3_stmt **ret_st)
+{
+    struct conn *c = store_reader(store);
+    int rc;
+
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    if ((rc = run_seq_of(c, run_id, ret_seq, ret_ended)) < 0) {
+        conn_end_read(c);
+        return rc;
+    }
+    if ((*ret_st = conn_stmt(c, sql)) == NULL) {
+        conn_end_read(c);
+        return ERR_INTERNAL;
+    }
+    sqlite3_bind_int64(*ret_st, 1, *ret_seq);
+    *ret_c = c;
+    return 0;
+}
+
 /* Builds one list item from a row. */
 typedef cJSON *(*row_fn)(sqlite3_stmt *st);
 
@@ -46,23 +73,15 @@ typedef cJSON *(*row_fn)(sqlite3_stmt *st);
 static int run_items(struct store *store, const char *run_id, const char *sql, row_fn row,
                      const char *what, cJSON **ret_list)
 {
-    struct conn *c = store_reader(store);
+    struct conn *c;
     sqlite3_stmt *st;
     cJSON *list;
     cJSON *items;
     int64_t seq;
     int rc;
 
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
-        goto out;
-    st = conn_stmt(c, sql);
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
+    if ((rc = run_read(store, run_id, sql, &c, &seq, NULL, &st)) < 0)
+        return rc;
     list = cJSON_CreateObject();
     items = cJSON_AddArrayToObject(list, "items");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -71,11 +90,10 @@ static int run_items(struct store *store, const char *run_id, const char *sql, r
     if (rc != SQLITE_DONE) {
         cJSON_Delete(list);
         rc = conn_fail(c, what);
-        goto out;
+    } else {
+        *ret_list = list;
+        rc = 0;
     }
-    *ret_list = list;
-    rc = 0;
-out:
     conn_end_read(c);
     return rc;
 }
@@ -173,7 +191,7 @@ static int rollup_series(struct conn *c, int64_t seq, const char *name, int leve
 int store_run_metric_series(struct store *store, const char *run_id, const char *name,
                             int max_points, cJSON **ret_series)
 {
-    struct conn *c = store_reader(store);
+    struct conn *c;
     sqlite3_stmt *st;
     cJSON *series;
     cJSON *points;
@@ -187,17 +205,11 @@ int store_run_metric_series(struct store *store, const char *run_id, const char 
     int64_t bucket = -1;
     int rc;
 
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
-        goto out;
     /* The count kept at ingest: counting the points would read them all. */
-    st = conn_stmt(c, "SELECT count FROM metric_summary WHERE run_seq = ? AND name = ?");
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
+    if ((rc = run_read(store, run_id,
+                       "SELECT count FROM metric_summary WHERE run_seq = ? AND name = ?", &c, &seq,
+                       NULL, &st)) < 0)
+        return rc;
     bind_text(st, 2, name);
     if (sqlite3_step(st) == SQLITE_ROW)
         count = sqlite3_column_int64(st, 0);
@@ -326,22 +338,16 @@ int store_run_artifacts(struct store *store, const char *run_id, cJSON **ret_lis
 int store_artifact_find(struct store *store, const char *run_id, const char *path, const char *task,
                         char *ret_task, size_t task_size)
 {
-    struct conn *c = store_reader(store);
+    struct conn *c;
     sqlite3_stmt *st;
     int64_t seq;
     int rc;
 
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
-        goto out;
-    st = conn_stmt(c, "SELECT task FROM artifacts WHERE run_seq = ? AND path = ? "
-                      "AND (?3 IS NULL OR task = ?3) ORDER BY task LIMIT 1");
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
+    if ((rc = run_read(store, run_id,
+                       "SELECT task FROM artifacts WHERE run_seq = ? AND path = ? "
+                       "AND (?3 IS NULL OR task = ?3) ORDER BY task LIMIT 1",
+                       &c, &seq, NULL, &st)) < 0)
+        return rc;
     bind_text(st, 2, path);
     bind_text(st, 3, task);
     rc = sqlite3_step(st);
@@ -352,7 +358,6 @@ int store_artifact_find(struct store *store, const char *run_id, const char *pat
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "find artifact");
     }
     sqlite3_reset(st);
-out:
     conn_end_read(c);
     return rc;
 }
@@ -394,7 +399,7 @@ static void emit_line(struct buf *out, const char *prefix, const char *line, siz
 int store_run_log(struct store *store, const char *run_id, const char *task, struct buf *out,
                   bool *ret_ended)
 {
-    struct conn *c = store_reader(store);
+    struct conn *c;
     struct partial *partials = NULL;
     size_t n_partials = 0;
     sqlite3_stmt *st;
@@ -405,17 +410,11 @@ int store_run_log(struct store *store, const char *run_id, const char *task, str
     size_t i;
     int rc;
 
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, &ended)) < 0)
-        goto out;
-    st = conn_stmt(c, "SELECT count(*) FROM tasks WHERE run_seq = ?1 AND attempt = "
-                      "(SELECT attempt FROM runs WHERE seq = ?1)");
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
+    if ((rc = run_read(store, run_id,
+                       "SELECT count(*) FROM tasks WHERE run_seq = ?1 AND attempt = "
+                       "(SELECT attempt FROM runs WHERE seq = ?1)",
+                       &c, &seq, &ended, &st)) < 0)
+        return rc;
     if (sqlite3_step(st) == SQLITE_ROW)
         n_tasks = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
@@ -490,24 +489,18 @@ out:
 int store_run_points_since(struct store *store, const char *run_id, int64_t after_id, int limit,
                            cJSON **ret_points, int64_t *ret_last_id)
 {
-    struct conn *c = store_reader(store);
+    struct conn *c;
     sqlite3_stmt *st;
     cJSON *points;
     int64_t seq;
     int64_t last = after_id;
     int rc;
 
-    if (c == NULL || conn_begin_read(c) < 0)
-        return ERR_INTERNAL;
-    if ((rc = run_seq_of(c, run_id, &seq, NULL)) < 0)
-        goto out;
-    st = conn_stmt(c, "SELECT rowid, name, step, time, value FROM metric_points "
-                      "WHERE run_seq = ? AND rowid > ? ORDER BY rowid LIMIT ?");
-    if (st == NULL) {
-        rc = ERR_INTERNAL;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, seq);
+    if ((rc = run_read(store, run_id,
+                       "SELECT rowid, name, step, time, value FROM metric_points "
+                       "WHERE run_seq = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                       &c, &seq, NULL, &st)) < 0)
+        return rc;
     sqlite3_bind_int64(st, 2, after_id);
     sqlite3_bind_int(st, 3, limit);
     points = cJSON_CreateArray();

@@ -398,7 +398,7 @@ int store_seen_flush(struct store *store, struct conn *c)
     struct {
         const char *name; /* entries are never freed before the store */
         int64_t ms;
-    } * todo;
+    } * pending;
     size_t n = 0;
     size_t i;
     sqlite3_stmt *st;
@@ -408,13 +408,13 @@ int store_seen_flush(struct store *store, struct conn *c)
     if (__atomic_load_n(&store->seen_dirty, __ATOMIC_RELAXED) == 0)
         return 0;
     pthread_mutex_lock(&store->seen_mu);
-    todo = xcalloc(store->seen_dirty + 1, sizeof(*todo));
+    pending = xcalloc(store->seen_dirty + 1, sizeof(*pending));
     for (i = 0; i < store->seen_cap; i++) {
         struct seen *e = &store->seen[i];
 
         if (e->name && e->dirty) {
-            todo[n].name = e->name;
-            todo[n++].ms = e->ms;
+            pending[n].name = e->name;
+            pending[n++].ms = e->ms;
             e->dirty = false;
         }
     }
@@ -423,17 +423,17 @@ int store_seen_flush(struct store *store, struct conn *c)
     st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?1 WHERE name = ?2 "
                       "AND last_heartbeat < ?1");
     for (i = 0; i < n && st && rc == 0; i++) {
-        sqlite3_bind_int64(st, 1, todo[i].ms);
-        bind_text(st, 2, todo[i].name);
+        sqlite3_bind_int64(st, 1, pending[i].ms);
+        bind_text(st, 2, pending[i].name);
         rc = stmt_done(c, st);
     }
     if (st == NULL || rc < 0) {
         /* Not written: pending again, for the next flush. */
         for (i = 0; i < n; i++)
-            store_seen_record(store, todo[i].name, todo[i].ms);
+            store_seen_record(store, pending[i].name, pending[i].ms);
         rc = ERR_INTERNAL;
     }
-    free(todo);
+    free(pending);
     return rc;
 }
 

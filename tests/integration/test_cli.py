@@ -530,23 +530,24 @@ def test_unknown_command_exits_2():
 
 
 # --------------------------------------------------------------------------
-# Logs and --follow: need the agent (run execution and the logs endpoint)
+# Logs and --follow: real runs on the module's two-agent cluster
 # --------------------------------------------------------------------------
 
-@pytest.mark.skip(reason="needs the agent")
-def test_logs_of_a_finished_run(server, tmp_path):
+def test_logs_of_a_finished_run(cluster, tmp_path):
+    server = cluster[0]
     root = make_project(tmp_path / "p")
     write(root, "train.py", "print('line one')\nprint('line two')\n")
-    run = submit_json(server, [root, "--entry", "train.py", "--experiment", uniq("logs"),
-                               "--follow"])
+    run = submit_json(server, [root, "--entry", "train.py", "--experiment", uniq("logs")])
+    ok(run_cli(["logs", run["id"], "-f"], server))  # returns when the run has ended
+    assert server.get("/api/v1/runs/" + run["id"]).body["status"] == "completed"
     res = ok(run_cli(["logs", run["id"]], server))
     assert res.stdout == "line one\nline two\n"
     res = ok(run_cli(["logs", run["id"], "--task", "main"], server))
     assert res.stdout == "line one\nline two\n"
 
 
-@pytest.mark.skip(reason="needs the agent")
-def test_submit_follow_exit_codes(server, tmp_path):
+def test_submit_follow_exit_codes(cluster, tmp_path):
+    server = cluster[0]
     root = make_project(tmp_path / "p")
     write(root, "ok.py", "print('fine')\n")
     write(root, "bad.py", "import sys\nprint('doomed')\nsys.exit(3)\n")
@@ -561,8 +562,8 @@ def test_submit_follow_exit_codes(server, tmp_path):
     assert res.stderr.startswith("trainyard: ") and "failed" in res.stderr, res.stderr
 
 
-@pytest.mark.skip(reason="needs the agent")
-def test_logs_follow_streams_until_the_run_ends(server, tmp_path):
+def test_logs_follow_streams_until_the_run_ends(cluster, tmp_path):
+    server = cluster[0]
     root = make_project(tmp_path / "p")
     write(root, "slow.py", "import time\nfor i in range(3):\n    print(i, flush=True)\n"
                            "    time.sleep(0.5)\n")
