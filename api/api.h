@@ -53,6 +53,14 @@ struct api_principal {
 
 #define API_MAX_PARAMS 4
 
+struct api_request;
+struct api_response;
+
+/* Fills resp for a deferred request (api_request.defer), on an HTTP
+ * thread; resp is NULL when the client went away first: only free arg. */
+typedef void (*api_finish_fn)(struct api_ctx *ctx, struct api_request *req,
+                              struct api_response *resp, void *arg);
+
 struct api_request {
     const char *method;
     const char *path;
@@ -68,6 +76,16 @@ struct api_request {
     bool body_kept; /* set by a handler that renamed body_path away */
     int64_t body_size;
     struct api_principal principal;
+    /*
+     * An answer that waits on a write without holding an HTTP thread:
+     * defer(req, finish, arg) parks the connection (false when the server
+     * is stopping: answer at once instead). The handler then starts the
+     * write and returns; whatever completes it calls resume(req), from any
+     * thread, once, as its last touch of req; finish then runs exactly
+     * once. Both set by server/.
+     */
+    bool (*defer)(struct api_request *req, api_finish_fn finish, void *arg);
+    void (*resume)(struct api_request *req);
 };
 
 /*

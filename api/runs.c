@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/timeutil.h"
+#include "common/xalloc.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
@@ -55,28 +56,90 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     return 0;
 }
 
+/* A submission from validation to its 201; waits on its commit without
+ * holding an HTTP thread (api_request.defer). */
+struct submission {
+    struct api_ctx *ctx;
+    struct api_request *req;
+    struct store_new_run run;
+    struct store_new_task *tasks;
+    char *names;
+    char *spec_text;
+    cJSON *spec;
+    char id[4 + 12 + 1];
+    char reason[256];
+    int rc;
+};
+
+static void submission_free(struct submission *s)
+{
+    free(s->tasks);
+    free(s->names);
+    free(s->spec_text);
+    cJSON_Delete(s->spec);
+    free(s);
+}
+
+/* 48 random bits: a clash is rare enough that two more tries cover it. */
+static void submission_new_id(struct submission *s)
+{
+    memcpy(s->id, "run-", 4);
+    crypto_random_hex(6, s->id + 4);
+    s->run.id = s->id;
+}
+
+/* Writer thread: the run is stored (or not). */
+static void submission_written(void *arg, int rc)
+{
+    struct submission *s = arg;
+
+    s->rc = rc;
+    if (rc == 0)
+        scheduler_kick(s->ctx->sched);
+    s->req->resume(s->req);
+}
+
+static void submission_answer(struct api_ctx *ctx, struct api_request *req,
+                              struct api_response *resp, void *arg)
+{
+    struct submission *s = arg;
+    int tries;
+
+    (void)req;
+    if (resp == NULL) {
+        submission_free(s);
+        return;
+    }
+    for (tries = 0; s->rc == ERR_CONFLICT && tries < 2; tries++) {
+        submission_new_id(s);
+        s->rc = store_run_create(ctx->store, &s->run);
+        if (s->rc == 0)
+            scheduler_kick(ctx->sched);
+    }
+    if (s->rc < 0)
+        reply_store_error(resp, s->rc, "run", s->id);
+    else /* The run as it was stored (queued): a pass may already be placing it. */
+        reply_json(resp, 201, store_run_created(&s->run, s->spec));
+    submission_free(s);
+}
+
 void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     struct runspec_error err;
-    struct store_new_run run;
-    struct store_new_task *tasks = NULL;
-    char *names = NULL;
-    char *spec_text = NULL;
-    char id[4 + 12 + 1];
-    char reason[256];
+    struct submission *s;
     cJSON *in = NULL;
     cJSON *spec = NULL;
-    cJSON *out;
     const char *source;
     int n_tasks;
     int rc;
-    int tries;
 
     if (!parse_object(req, resp, &in))
         return;
-    if (runspec_validate(in, &spec, &err) < 0) {
+    rc = runspec_validate(in, &spec, &err);
+    cJSON_Delete(in);
+    if (rc < 0) {
         api_error(resp, ERR_INVALID, err.field[0] ? err.field : NULL, "%s", err.message);
-        goto out;
+        return;
     }
     source = json_get_string(spec, "source");
     if (source && (rc = store_snapshot_get(ctx->store, source, NULL)) < 0) {
@@ -87,46 +150,39 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
                       source);
         else
             reply_store_error(resp, rc, "snapshot", source);
-        goto out;
+        cJSON_Delete(spec);
+        return;
     }
-    if (queue_reason(ctx, spec, resp, reason, sizeof(reason)) < 0)
-        goto out;
-    runspec_tasks(spec, &tasks, &names, &n_tasks);
-
-    memset(&run, 0, sizeof(run));
-    run.experiment = json_get_string(spec, "experiment");
-    spec_text = json_print(spec);
-    run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = json_get_string(spec, "compute_target");
-    run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
-    run.reason = reason;
-    run.created_at = time_now_ms();
-    run.tasks = tasks;
-    run.n_tasks = n_tasks;
-    /* 48 random bits: a clash is rare enough that one retry covers it. */
-    for (tries = 0; tries < 3; tries++) {
-        memcpy(id, "run-", 4);
-        crypto_random_hex(6, id + 4);
-        run.id = id;
-        rc = store_run_create(ctx->store, &run);
-        if (rc != ERR_CONFLICT)
-            break;
+    s = xcalloc(1, sizeof(*s));
+    s->ctx = ctx;
+    s->req = req;
+    s->spec = spec;
+    if (queue_reason(ctx, spec, resp, s->reason, sizeof(s->reason)) < 0) {
+        submission_free(s);
+        return;
     }
-    if (rc < 0) {
-        reply_store_error(resp, rc, "run", id);
-        goto out;
+    runspec_tasks(spec, &s->tasks, &s->names, &n_tasks);
+    s->spec_text = json_print(spec);
+    s->run.experiment = json_get_string(spec, "experiment");
+    s->run.spec = s->spec_text;
+    s->run.tags = json_get(spec, "tags");
+    s->run.pool = json_get_string(spec, "compute_target");
+    s->run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
+    s->run.reason = s->reason;
+    s->run.created_at = time_now_ms();
+    s->run.tasks = s->tasks;
+    s->run.n_tasks = n_tasks;
+    submission_new_id(s);
+    if (req->defer(req, submission_answer, s)) {
+        rc = store_run_create_async(ctx->store, &s->run, submission_written, s);
+        if (rc < 0)
+            submission_written(s, rc);
+        return;
     }
-    scheduler_kick(ctx->sched);
-    /* The run as it was stored (queued): a pass may already be placing it. */
-    out = store_run_created(&run, spec);
-    reply_json(resp, 201, out);
-out:
-    free(tasks);
-    free(names);
-    free(spec_text);
-    cJSON_Delete(spec);
-    cJSON_Delete(in);
+    s->rc = store_run_create(ctx->store, &s->run);
+    if (s->rc == 0)
+        scheduler_kick(ctx->sched);
+    submission_answer(ctx, req, resp, s);
 }
 
 void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)

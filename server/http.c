@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +41,59 @@ struct request {
     int64_t body_size;
     bool too_large;
     bool io_failed;
+    api_finish_fn finish; /* a deferred answer, not given yet */
+    void *finish_arg;
 };
 
-static void request_free(struct request *r)
+/* Deferred requests (api_request.defer), so that the daemon is not
+ * stopped with a connection still parked (MHD would abort). */
+static pthread_mutex_t defer_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t defer_cv = PTHREAD_COND_INITIALIZER;
+static int deferred;
+static bool defer_closed;
+
+static bool defer(struct api_request *req, api_finish_fn finish, void *arg)
+{
+    struct request *r = (struct request *)((char *)req - offsetof(struct request, req));
+
+    pthread_mutex_lock(&defer_mu);
+    if (defer_closed) {
+        pthread_mutex_unlock(&defer_mu);
+        return false;
+    }
+    deferred++;
+    pthread_mutex_unlock(&defer_mu);
+    r->finish = finish;
+    r->finish_arg = arg;
+    MHD_suspend_connection(req->conn);
+    return true;
+}
+
+static void resume(struct api_request *req)
+{
+    /* req may be gone as soon as the connection is resumed. */
+    MHD_resume_connection(req->conn);
+    pthread_mutex_lock(&defer_mu);
+    if (--deferred == 0)
+        pthread_cond_broadcast(&defer_cv);
+    pthread_mutex_unlock(&defer_mu);
+}
+
+void http_drain(void)
+{
+    pthread_mutex_lock(&defer_mu);
+    defer_closed = true;
+    while (deferred > 0)
+        pthread_cond_wait(&defer_cv, &defer_mu);
+    pthread_mutex_unlock(&defer_mu);
+}
+
+static void request_free(struct http *http, struct request *r)
 {
     int i;
+
+    if (r->finish)
+        r->finish(http->ctx, &r->req, NULL, r->finish_arg);
 
     for (i = 0; i < r->n_params; i++)
         free(r->params[i]);
@@ -63,11 +113,10 @@ static void request_free(struct request *r)
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                     enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
     (void)toe;
     if (*req_cls)
-        request_free(*req_cls);
+        request_free(cls, *req_cls);
     *req_cls = NULL;
 }
 
@@ -273,6 +322,14 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     }
 
     api_response_init(&resp);
+    if (r->finish) {
+        /* Resumed: the deferred answer is ready. */
+        api_finish_fn finish = r->finish;
+
+        r->finish = NULL;
+        finish(http->ctx, &r->req, &resp, r->finish_arg);
+        return send_response(http, conn, r, method, url, &resp);
+    }
     limit = body_limit(http, r->route);
     if (r->too_large) {
         api_error(&resp, ERR_TOO_LARGE, NULL, "the body is over the limit of %lld bytes",
@@ -292,6 +349,13 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     r->req.body_fd = r->spool_fd;
     r->req.body_path = r->spool_path;
     r->req.body_size = r->body_size;
+    r->req.defer = defer;
+    r->req.resume = resume;
     r->route->handler(http->ctx, &r->req, &resp);
+    if (r->finish) {
+        /* Deferred: answered when resumed. */
+        api_response_release(&resp);
+        return MHD_YES;
+    }
     return send_response(http, conn, r, method, url, &resp);
 }

@@ -17,7 +17,11 @@ struct http {
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,
                             size_t *upload_data_size, void **req_cls);
-/* MHD_OPTION_NOTIFY_COMPLETED callback: frees the request state. */
+/* Stops deferring answers (api_request.defer) and waits until every
+ * deferred one is resumed: before MHD_stop_daemon. */
+void http_drain(void);
+/* MHD_OPTION_NOTIFY_COMPLETED callback (cls: the struct http): frees the
+ * request state. */
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                     enum MHD_RequestTerminationCode toe);
 

@@ -506,9 +506,9 @@ int server_main(int argc, char **argv)
     daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_handle, &http, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)o.threads, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+        (unsigned int)o.threads, MHD_OPTION_NOTIFY_COMPLETED, http_completed, &http,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (daemon == NULL) {
         log_error("server: cannot listen on '%s' (in use, or not an address of this machine)",
                   o.listen);
@@ -524,6 +524,7 @@ int server_main(int argc, char **argv)
         write_url_file(o.data, &addr, info->port, o.tls_cert ? "https" : "http") < 0) {
         log_error("server: cannot write '%s/server.url'", o.data);
         stream_stop();
+        http_drain();
         MHD_stop_daemon(daemon);
         scheduler_free(ctx.sched);
         store_free(store);
@@ -542,6 +543,7 @@ int server_main(int argc, char **argv)
     ctx.shutting_down = 1;
     MHD_quiesce_daemon(daemon);
     stream_stop();
+    http_drain();
     drain_connections(daemon);
     MHD_stop_daemon(daemon);
     scheduler_free(ctx.sched);

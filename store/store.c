@@ -18,13 +18,16 @@
 #include "store/migrations.h"
 #include "common/banned.h"
 
-/* A queued write; lives on the caller's stack while it waits. */
+/* A queued write. A waiting caller's lives on its stack; an asynchronous
+ * one (done set) is allocated and freed by the writer after done(). */
 struct write_op {
     store_write_fn fn;
     void *arg;
     int rc;
     bool done;
     pthread_cond_t *done_cv; /* its caller waits on it; NULL for the writer's own */
+    store_done_fn done_fn;
+    void *done_arg;
     struct write_op *next;
 };
 
@@ -224,6 +227,7 @@ static int conn_open(const char *path, enum store_sync sync, bool writer, struct
      * file for all of them); the writer keeps SQLite's default 2 MiB. */
     if (conn_exec(c, "PRAGMA foreign_keys = ON") < 0 ||
         (writer && conn_exec(c, "PRAGMA journal_mode = WAL") < 0) ||
+        (writer && conn_exec(c, "PRAGMA temp_store = MEMORY") < 0) ||
         (!writer && conn_exec(c, "PRAGMA cache_size = -256") < 0) ||
         conn_exec(c, sync == STORE_SYNC_FULL ? "PRAGMA synchronous = FULL"
                                              : "PRAGMA synchronous = NORMAL") < 0) {
@@ -501,6 +505,7 @@ static void *writer_main(void *arg)
     struct write_op *ops;
     struct write_op *op;
     struct write_op *next;
+    struct write_op *async;
     struct write_op flush = { .fn = seen_flush_fn, .arg = store };
     bool stopping;
 
@@ -528,13 +533,29 @@ static void *writer_main(void *arg)
         __atomic_add_fetch(&store->generation, 1, __ATOMIC_RELEASE);
 
         /* Each caller is woken alone: a broadcast woke every waiting
-         * HTTP thread at every commit. */
+         * HTTP thread at every commit. Asynchronous writes are told after
+         * the lock is let go (their callbacks resume connections). */
+        async = NULL;
         pthread_mutex_lock(&store->mu);
         for (op = ops; op; op = next) {
             next = op->next;
+            if (op->done_fn) {
+                op->next = async;
+                async = op;
+                continue;
+            }
             op->done = true;
             if (op->done_cv)
                 pthread_cond_signal(op->done_cv);
+        }
+        if (async) {
+            pthread_mutex_unlock(&store->mu);
+            for (op = async; op; op = next) {
+                next = op->next;
+                op->done_fn(op->done_arg, op->rc);
+                free(op);
+            }
+            pthread_mutex_lock(&store->mu);
         }
         /* Stopping: once nothing is queued and the last flush was tried. */
         if (store->head == NULL && store->stopping && stopping)
@@ -542,6 +563,40 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&store->mu);
     return NULL;
+}
+
+/* Appends op to the queue and wakes the writer; false when stopping. */
+static bool enqueue(struct store *store, struct write_op *op)
+{
+    if (store->stopping)
+        return false;
+    if (store->tail)
+        store->tail->next = op;
+    else
+        store->head = op;
+    store->tail = op;
+    pthread_cond_signal(&store->work_cv);
+    return true;
+}
+
+int store_write_async(struct store *store, store_write_fn fn, void *arg, store_done_fn done,
+                      void *done_arg)
+{
+    struct write_op *op = xcalloc(1, sizeof(*op));
+    bool queued;
+
+    op->fn = fn;
+    op->arg = arg;
+    op->done_fn = done;
+    op->done_arg = done_arg;
+    pthread_mutex_lock(&store->mu);
+    queued = enqueue(store, op);
+    pthread_mutex_unlock(&store->mu);
+    if (!queued) {
+        free(op);
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
 }
 
 int store_write(struct store *store, store_write_fn fn, void *arg)
@@ -552,16 +607,10 @@ int store_write(struct store *store, store_write_fn fn, void *arg)
     };
 
     pthread_mutex_lock(&store->mu);
-    if (store->stopping) {
+    if (!enqueue(store, &op)) {
         pthread_mutex_unlock(&store->mu);
         return ERR_UNAVAILABLE;
     }
-    if (store->tail)
-        store->tail->next = &op;
-    else
-        store->head = &op;
-    store->tail = &op;
-    pthread_cond_signal(&store->work_cv);
     while (!op.done)
         pthread_cond_wait(&done_cv, &store->mu);
     pthread_mutex_unlock(&store->mu);

@@ -118,6 +118,15 @@ struct store_new_run {
 /* Stores a queued run, its tags and its first attempt's pending tasks and
  * creates the experiment on first use. ERR_CONFLICT when the id exists. */
 int store_run_create(struct store *store, const struct store_new_run *run);
+/* Told on the writer thread how an asynchronous write ended (0 or an ERR_*
+ * code, as the waiting call would return). */
+typedef void (*store_done_fn)(void *arg, int rc);
+/* store_run_create() without waiting: 0, then done(done_arg, rc) once the
+ * run is committed (run must live until then); ERR_UNAVAILABLE at once when
+ * the store is stopping. Lets an HTTP thread serve other requests while
+ * the writer gathers a larger batch. */
+int store_run_create_async(struct store *store, const struct store_new_run *run, store_done_fn done,
+                           void *done_arg);
 /* The resource of a run store_run_create() just stored, as
  * store_run_get() would return it then, built without reading it back
  * (spec: the spec run->spec was printed from). */

@@ -3,11 +3,13 @@
 #include "tests/unit/unit.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/json.h"
+#include "store/migrations.h"
 #include "store/store.h"
 
 static const struct store_page all_page = { NULL, 1000 };
@@ -49,6 +51,112 @@ static void refuses_newer_database(void)
     s = NULL;
     ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), ERR_INTERNAL);
     ASSERT_TRUE(s == NULL);
+}
+
+/* Migration 0004 rebuilds the tasks table: a database made by 0001-0003
+ * keeps its tasks, their columns and their order. */
+static void tasks_survive_the_rowid_migration(void)
+{
+    char *path = temp_db();
+    sqlite3 *db;
+    struct store *s;
+    cJSON *run;
+    cJSON *tasks;
+    int i;
+
+    ASSERT_TRUE(migrations_count >= 4);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    for (i = 0; i < 3; i++)
+        ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 3;"
+                           "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                           "VALUES ('exp', 1, 1, 1);"
+                           "INSERT INTO runs(seq, id, experiment, status, spec, pool, priority, "
+                           "created_at) VALUES (7, 'run-m', 'exp', 'running', "
+                           "'{\"tags\": {}}', 'default', 0, 1);"
+                           "INSERT INTO tasks(id, run_seq, attempt, ord, name, type, idx, node, "
+                           "gpus, status, started_at, held) VALUES "
+                           "('run-m-a1-worker-1', 7, 1, 1, 'worker-1', 'worker', 1, 'n2', '[1]', "
+                           "'running', 5, 1), "
+                           "('run-m-a1-chief-0', 7, 1, 0, 'chief-0', 'chief', 0, 'n1', '[0]', "
+                           "'running', 4, 1);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_schema_version(s), store_migration_count());
+    ASSERT_EQ(store_run_get(s, "run-m", &run), 0);
+    tasks = json_get(run, "tasks");
+    ASSERT_EQ(cJSON_GetArraySize(tasks), 2);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(tasks, 0), "id"), "run-m-a1-chief-0");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(tasks, 0), "node"), "n1");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(tasks, 1), "id"), "run-m-a1-worker-1");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(tasks, 1), "status"), "running");
+    ASSERT_EQ(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(tasks, 1), "gpus"), 0)->valueint, 1);
+    cJSON_Delete(run);
+    store_free(s);
+}
+
+/* An asynchronous write is reported once it is committed, with the error a
+ * waiting write would get. */
+struct async_box {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    int rc;
+};
+
+static void async_done(void *arg, int rc)
+{
+    struct async_box *b = arg;
+
+    pthread_mutex_lock(&b->mu);
+    b->calls++;
+    b->rc = rc;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int async_wait(struct async_box *b, int calls)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->calls < calls)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+    return b->rc;
+}
+
+static void async_write_reports_after_commit(void)
+{
+    struct store *s;
+    struct store_new_task task = { "main", "main", 0 };
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run run = { 0 };
+    struct async_box box = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1 };
+    cJSON *got = NULL;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run.id = "run-async";
+    run.experiment = "exp";
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
+    run.pool = "default";
+    run.tasks = &task;
+    run.n_tasks = 1;
+    ASSERT_EQ(store_run_create_async(s, &run, async_done, &box), 0);
+    ASSERT_EQ(async_wait(&box, 1), 0);
+    ASSERT_EQ(store_run_get(s, "run-async", &got), 0);
+    ASSERT_STR_EQ(json_get_string(got, "status"), "queued");
+    cJSON_Delete(got);
+    /* The same id again: the conflict comes back through the callback. */
+    ASSERT_EQ(store_run_create_async(s, &run, async_done, &box), 0);
+    ASSERT_EQ(async_wait(&box, 2), ERR_CONFLICT);
+    ASSERT_EQ(box.calls, 2);
+    cJSON_Delete(spec);
+    store_free(s);
 }
 
 static struct store *shared;
@@ -318,6 +426,8 @@ UNIT_LIST(store_tests) = {
     { "store/series_downsamples_keeping_extremes", series_downsamples_keeping_extremes },
     { "store/migrates_and_reopens", migrates_and_reopens },
     { "store/refuses_newer_database", refuses_newer_database },
+    { "store/tasks_survive_the_rowid_migration", tasks_survive_the_rowid_migration },
+    { "store/async_write_reports_after_commit", async_write_reports_after_commit },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
     { "store/cancel_is_idempotent", cancel_is_idempotent },
