@@ -36,33 +36,76 @@ static void reply_task_error(struct api_response *resp, int rc, const char *task
         reply_store_error(resp, rc, "task", task);
 }
 
+/* A status report waiting on its commit. */
+struct report_job {
+    struct api_job job;
+    cJSON *in; /* status and message point into it */
+    const char *status;
+    const char *message;
+    int exit_code;
+    int64_t now;
+};
+
+static int report_store(struct api_job *job, bool park)
+{
+    struct report_job *r = (struct report_job *)job;
+    struct api_request *req = job->req;
+
+    if (park)
+        return store_task_report_async(job->ctx->store, req->params[0], caller_node(req), r->status,
+                                       r->exit_code, r->message, r->now, api_job_written, job);
+    return store_task_report(job->ctx->store, req->params[0], caller_node(req), r->status,
+                             r->exit_code, r->message, r->now);
+}
+
+static void report_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
+                          void *arg)
+{
+    struct report_job *r = arg;
+    const char *task = req->params[0];
+    cJSON *out;
+
+    (void)ctx;
+    if (resp == NULL) {
+        /* The client went away: only free. */
+    } else if (r->job.rc == ERR_CONFLICT) {
+        api_error(resp, r->job.rc, NULL, "task '%s' is not assigned yet", task);
+    } else if (r->job.rc < 0) {
+        reply_task_error(resp, r->job.rc, task);
+    } else {
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "task", task);
+        reply_json(resp, 200, out);
+    }
+    cJSON_Delete(r->in);
+    free(r);
+}
+
 void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     static const char *const fields[] = { "status", "exit_code", "message", NULL };
-    const char *task = req->params[0];
+    struct report_job *r;
     const char *status;
     const char *message;
     const cJSON *item;
     int64_t exit_code = -1;
     cJSON *in;
-    cJSON *out;
-    int rc;
 
     if (!parse_object(req, resp, &in))
         return;
     if (!only_known_fields(in, fields, resp))
-        goto out;
+        goto bad;
     status = json_get_string(in, "status");
     if (status == NULL || (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
                            strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)) {
         api_error(resp, ERR_INVALID, "status",
                   "status must be preparing, running, succeeded or failed");
-        goto out;
+        goto bad;
     }
     item = json_get(in, "exit_code");
     if (item && !cJSON_IsNull(item) && !json_int(item, -255, 255, &exit_code)) {
         api_error(resp, ERR_INVALID, "exit_code", "exit_code must be an integer from -255 to 255");
-        goto out;
+        goto bad;
     }
     item = json_get(in, "message");
     message = NULL;
@@ -71,7 +114,7 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
             api_error(resp, ERR_INVALID, "message",
                       "message must be a string of at most 4096 "
                       "characters");
-            goto out;
+            goto bad;
         }
         message = item->valuestring;
     }
@@ -79,21 +122,18 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
      * 128+signal like a shell would show it. */
     if (exit_code < -1)
         exit_code = 128 - exit_code;
-    rc = store_task_report(ctx->store, task, caller_node(req), status, (int)exit_code, message,
-                           time_now_ms());
-    if (rc == ERR_CONFLICT) {
-        api_error(resp, rc, NULL, "task '%s' is not assigned yet", task);
-        goto out;
-    }
-    if (rc < 0) {
-        reply_task_error(resp, rc, task);
-        goto out;
-    }
-    scheduler_kick(ctx->sched);
-    out = cJSON_CreateObject();
-    cJSON_AddStringToObject(out, "task", task);
-    reply_json(resp, 200, out);
-out:
+    r = xcalloc(1, sizeof(*r));
+    r->job.ctx = ctx;
+    r->job.req = req;
+    r->job.kick = true;
+    r->in = in;
+    r->status = status;
+    r->message = message;
+    r->exit_code = (int)exit_code;
+    r->now = time_now_ms();
+    api_job_start(&r->job, resp, report_answer, report_store);
+    return;
+bad:
     cJSON_Delete(in);
 }
 
@@ -114,34 +154,75 @@ static bool point_time(const cJSON *item, int64_t *ret_ms)
     return false;
 }
 
+/* A metric batch waiting on its commit. */
+struct metrics_job {
+    struct api_job job;
+    cJSON *in; /* the points' names point into it */
+    struct store_point *points;
+    size_t n;
+    int64_t seq;
+    bool duplicate;
+};
+
+static int metrics_store(struct api_job *job, bool park)
+{
+    struct metrics_job *m = (struct metrics_job *)job;
+    struct api_request *req = job->req;
+
+    if (park)
+        return store_task_metrics_async(job->ctx->store, req->params[0], caller_node(req), m->seq,
+                                        m->points, m->n, &m->duplicate, api_job_written, job);
+    return store_task_metrics(job->ctx->store, req->params[0], caller_node(req), m->seq, m->points,
+                              m->n, &m->duplicate);
+}
+
+static void metrics_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
+                           void *arg)
+{
+    struct metrics_job *m = arg;
+    cJSON *out;
+
+    (void)ctx;
+    if (resp == NULL) {
+        /* The client went away: only free. */
+    } else if (m->job.rc < 0) {
+        reply_task_error(resp, m->job.rc, req->params[0]);
+    } else {
+        out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(out, "seq", (double)m->seq);
+        cJSON_AddBoolToObject(out, "duplicate", m->duplicate);
+        reply_json(resp, 200, out);
+    }
+    free(m->points);
+    cJSON_Delete(m->in);
+    free(m);
+}
+
 void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
     static const char *const fields[] = { "seq", "points", NULL };
-    const char *task = req->params[0];
     const cJSON *points;
     cJSON *p;
+    struct metrics_job *m;
     struct store_point *norm;
     size_t n = 0;
     cJSON *in;
-    cJSON *out;
     int64_t seq;
-    bool dup = false;
-    int rc;
 
     if (!parse_object(req, resp, &in))
         return;
     if (!only_known_fields(in, fields, resp))
-        goto out;
+        goto bad;
     if (!json_int(json_get(in, "seq"), 0, INT64_C(1) << 53, &seq)) {
         api_error(resp, ERR_INVALID, "seq", "seq is required: a non-negative integer");
-        goto out;
+        goto bad;
     }
     points = json_get(in, "points");
     if (!cJSON_IsArray(points) || cJSON_GetArraySize(points) > 100000) {
         api_error(resp, ERR_INVALID, "points",
                   "points must be an array of at most 100000 "
                   "points");
-        goto out;
+        goto bad;
     }
     /* Checked into a C array; names stay in the parsed body. */
     norm = xcalloc((size_t)cJSON_GetArraySize(points) + 1, sizeof(*norm));
@@ -159,7 +240,7 @@ void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_
             api_error(resp, ERR_INVALID, "points",
                       "each point needs a name (1 to 128 characters), a finite value, a "
                       "non-negative integer step and a time");
-            goto out;
+            goto bad;
         }
         norm[n].name = name;
         norm[n].value = value->valuedouble;
@@ -167,58 +248,86 @@ void api_agent_metrics(struct api_ctx *ctx, struct api_request *req, struct api_
         norm[n].time = when;
         n++;
     }
-    rc = store_task_metrics(ctx->store, task, caller_node(req), seq, norm, n, &dup);
-    free(norm);
-    if (rc < 0) {
-        reply_task_error(resp, rc, task);
-        goto out;
-    }
-    out = cJSON_CreateObject();
-    cJSON_AddNumberToObject(out, "seq", (double)seq);
-    cJSON_AddBoolToObject(out, "duplicate", dup);
-    reply_json(resp, 200, out);
-out:
+    m = xcalloc(1, sizeof(*m));
+    m->job.ctx = ctx;
+    m->job.req = req;
+    m->in = in;
+    m->points = norm;
+    m->n = n;
+    m->seq = seq;
+    api_job_start(&m->job, resp, metrics_answer, metrics_store);
+    return;
+bad:
     cJSON_Delete(in);
 }
 
-void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+/* A log chunk waiting on its commit; the bytes stay in the request. */
+struct logs_job {
+    struct api_job job;
+    int64_t offset;
+    int64_t log_size;
+};
+
+static int logs_store(struct api_job *job, bool park)
 {
-    const char *task = req->params[0];
-    const char *offset_arg = req->query(req->conn, "offset");
-    int64_t offset = 0;
-    int64_t size = 0;
+    struct logs_job *l = (struct logs_job *)job;
+    struct api_request *req = job->req;
+
+    if (park)
+        return store_task_logs_async(job->ctx->store, req->params[0], caller_node(req), l->offset,
+                                     req->body, req->body_len, &l->log_size, api_job_written, job);
+    return store_task_logs(job->ctx->store, req->params[0], caller_node(req), l->offset, req->body,
+                           req->body_len, &l->log_size);
+}
+
+static void logs_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
+                        void *arg)
+{
+    struct logs_job *l = arg;
     cJSON *out;
-    int rc;
 
-    if (offset_arg && !parse_int64(offset_arg, 0, INT64_MAX, &offset)) {
-        api_error(resp, ERR_INVALID, "offset", "offset must be a non-negative integer");
-        return;
-    }
-    rc = store_task_logs(ctx->store, task, caller_node(req), offset, req->body, req->body_len,
-                         &size);
-    if (rc == ERR_CONFLICT) {
-        cJSON *body = cJSON_CreateObject();
-        cJSON *err = cJSON_AddObjectToObject(body, "error");
+    (void)ctx;
+    if (resp == NULL) {
+        /* The client went away: only free. */
+    } else if (l->job.rc == ERR_CONFLICT) {
+        cJSON *err;
 
+        out = cJSON_CreateObject();
+        err = cJSON_AddObjectToObject(out, "error");
         cJSON_AddStringToObject(err, "code", "conflict");
         cJSON_AddStringToObject(err, "message",
                                 "offset is past the end of the log received; "
                                 "resend from log_size");
         cJSON_AddStringToObject(err, "field", "offset");
-        cJSON_AddNumberToObject(body, "log_size", (double)size);
-        reply_json(resp, 409, body);
-        return;
+        cJSON_AddNumberToObject(out, "log_size", (double)l->log_size);
+        reply_json(resp, 409, out);
+    } else if (l->job.rc < 0) {
+        reply_task_error(resp, l->job.rc, req->params[0]);
+    } else {
+        out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(out, "log_size", (double)l->log_size);
+        reply_json(resp, 200, out);
     }
-    if (rc < 0) {
-        reply_task_error(resp, rc, task);
-        return;
-    }
-    out = cJSON_CreateObject();
-    cJSON_AddNumberToObject(out, "log_size", (double)size);
-    reply_json(resp, 200, out);
+    free(l);
 }
 
-/* A relative path of clean components: no "", ".", "..", no leading "/". */
+void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    const char *offset_arg = req->query(req->conn, "offset");
+    struct logs_job *l;
+    int64_t offset = 0;
+
+    if (offset_arg && !parse_int64(offset_arg, 0, INT64_MAX, &offset)) {
+        api_error(resp, ERR_INVALID, "offset", "offset must be a non-negative integer");
+        return;
+    }
+    l = xcalloc(1, sizeof(*l));
+    l->job.ctx = ctx;
+    l->job.req = req;
+    l->offset = offset;
+    api_job_start(&l->job, resp, logs_answer, logs_store);
+}
+
 static bool artifact_path_ok(const char *path)
 {
     const char *p = path;

@@ -28,4 +28,25 @@ bool parse_page(struct api_request *req, struct api_response *resp, struct store
  * false with a 400 naming the first unknown key. */
 bool only_known_fields(const cJSON *obj, const char *const *allowed, struct api_response *resp);
 
+/*
+ * A write whose answer waits on its commit without holding an HTTP thread
+ * (api_request.defer): the first member of a handler's job.
+ */
+struct api_job {
+    struct api_ctx *ctx;
+    struct api_request *req;
+    int rc; /* how the write ended */
+    bool kick; /* kick the scheduler once it is committed */
+};
+/*
+ * Starts job's write with start(job, park): park true, start queues the
+ * write with store_*_async(..., api_job_written, job); false (the server
+ * is stopping), it writes and waits. Either way answer(ctx, req, resp, job)
+ * runs once, with job->rc set, and frees the job.
+ */
+void api_job_start(struct api_job *job, struct api_response *resp, api_finish_fn answer,
+                   int (*start)(struct api_job *job, bool park));
+/* store_done_fn of a job's write (the writer thread). */
+void api_job_written(void *arg, int rc);
+
 #endif

@@ -56,11 +56,9 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     return 0;
 }
 
-/* A submission from validation to its 201; waits on its commit without
- * holding an HTTP thread (api_request.defer). */
+/* A submission from validation to its 201. */
 struct submission {
-    struct api_ctx *ctx;
-    struct api_request *req;
+    struct api_job job;
     struct store_new_run run;
     struct store_new_task *tasks;
     char *names;
@@ -68,7 +66,6 @@ struct submission {
     cJSON *spec;
     char id[4 + 12 + 1];
     char reason[256];
-    int rc;
 };
 
 static void submission_free(struct submission *s)
@@ -88,15 +85,13 @@ static void submission_new_id(struct submission *s)
     s->run.id = s->id;
 }
 
-/* Writer thread: the run is stored (or not). */
-static void submission_written(void *arg, int rc)
+static int submission_store(struct api_job *job, bool park)
 {
-    struct submission *s = arg;
+    struct submission *s = (struct submission *)job;
 
-    s->rc = rc;
-    if (rc == 0)
-        scheduler_kick(s->ctx->sched);
-    s->req->resume(s->req);
+    if (park)
+        return store_run_create_async(job->ctx->store, &s->run, api_job_written, job);
+    return store_run_create(job->ctx->store, &s->run);
 }
 
 static void submission_answer(struct api_ctx *ctx, struct api_request *req,
@@ -110,14 +105,14 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
         submission_free(s);
         return;
     }
-    for (tries = 0; s->rc == ERR_CONFLICT && tries < 2; tries++) {
+    for (tries = 0; s->job.rc == ERR_CONFLICT && tries < 2; tries++) {
         submission_new_id(s);
-        s->rc = store_run_create(ctx->store, &s->run);
-        if (s->rc == 0)
+        s->job.rc = store_run_create(ctx->store, &s->run);
+        if (s->job.rc == 0)
             scheduler_kick(ctx->sched);
     }
-    if (s->rc < 0)
-        reply_store_error(resp, s->rc, "run", s->id);
+    if (s->job.rc < 0)
+        reply_store_error(resp, s->job.rc, "run", s->id);
     else /* The run as it was stored (queued): a pass may already be placing it. */
         reply_json(resp, 201, store_run_created(&s->run, s->spec));
     submission_free(s);
@@ -154,8 +149,9 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
         return;
     }
     s = xcalloc(1, sizeof(*s));
-    s->ctx = ctx;
-    s->req = req;
+    s->job.ctx = ctx;
+    s->job.req = req;
+    s->job.kick = true;
     s->spec = spec;
     if (queue_reason(ctx, spec, resp, s->reason, sizeof(s->reason)) < 0) {
         submission_free(s);
@@ -173,16 +169,7 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
     s->run.tasks = s->tasks;
     s->run.n_tasks = n_tasks;
     submission_new_id(s);
-    if (req->defer(req, submission_answer, s)) {
-        rc = store_run_create_async(ctx->store, &s->run, submission_written, s);
-        if (rc < 0)
-            submission_written(s, rc);
-        return;
-    }
-    s->rc = store_run_create(ctx->store, &s->run);
-    if (s->rc == 0)
-        scheduler_kick(ctx->sched);
-    submission_answer(ctx, req, resp, s);
+    api_job_start(&s->job, resp, submission_answer, submission_store);
 }
 
 void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)

@@ -32,12 +32,13 @@ typedef int (*store_write_fn)(struct conn *c, void *arg);
 /* Runs fn(c, arg) on the writer thread and waits until it is committed (0)
  * or rolled back (its error, or ERR_INTERNAL when the commit failed). */
 int store_write(struct store *store, store_write_fn fn, void *arg);
-/* Queues fn(c, arg) and returns at once: 0, then done(done_arg, rc) is
- * called on the writer thread once the batch is committed or rolled back
- * (rc as store_write's); arg must live until then. ERR_UNAVAILABLE when
- * the store is stopping, and done is not called. */
-int store_write_async(struct store *store, store_write_fn fn, void *arg, store_done_fn done,
-                      void *done_arg);
+/* Queues fn(c, copy) and returns at once, copy being a copy of the size
+ * bytes at arg (so outputs go through pointers in it): 0, then
+ * done(done_arg, rc) is called on the writer thread once the batch is
+ * committed or rolled back (rc as store_write's). ERR_UNAVAILABLE when the
+ * store is stopping, and done is not called. */
+int store_write_async(struct store *store, store_write_fn fn, const void *arg, size_t size,
+                      store_done_fn done, void *done_arg);
 /* The calling thread's read connection, opened on first use. */
 struct conn *store_reader(struct store *store);
 /* BEGIN (a read snapshot) and its end; both log and return ERR_INTERNAL on failure. */

@@ -122,7 +122,7 @@ int store_run_create(struct store *store, const struct store_new_run *run)
 int store_run_create_async(struct store *store, const struct store_new_run *run, store_done_fn done,
                            void *done_arg)
 {
-    return store_write_async(store, run_create_fn, (void *)run, done, done_arg);
+    return store_write_async(store, run_create_fn, run, sizeof(*run), done, done_arg);
 }
 
 cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)

@@ -19,7 +19,8 @@
 #include "common/banned.h"
 
 /* A queued write. A waiting caller's lives on its stack; an asynchronous
- * one (done set) is allocated and freed by the writer after done(). */
+ * one (done_fn set), with a copy of its argument after it, is allocated
+ * and freed by the writer after done_fn. */
 struct write_op {
     store_write_fn fn;
     void *arg;
@@ -579,14 +580,16 @@ static bool enqueue(struct store *store, struct write_op *op)
     return true;
 }
 
-int store_write_async(struct store *store, store_write_fn fn, void *arg, store_done_fn done,
-                      void *done_arg)
+int store_write_async(struct store *store, store_write_fn fn, const void *arg, size_t size,
+                      store_done_fn done, void *done_arg)
 {
-    struct write_op *op = xcalloc(1, sizeof(*op));
+    /* The argument is copied next to the op: the caller's goes out of scope. */
+    struct write_op *op = xcalloc(1, sizeof(*op) + size);
     bool queued;
 
+    memcpy(op + 1, arg, size);
     op->fn = fn;
-    op->arg = arg;
+    op->arg = op + 1;
     op->done_fn = done;
     op->done_arg = done_arg;
     pthread_mutex_lock(&store->mu);

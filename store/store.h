@@ -229,6 +229,12 @@ bool store_task_status_live(const char *status);
  */
 int store_task_report(struct store *store, const char *task_id, const char *node,
                       const char *status, int exit_code, const char *message, int64_t now_ms);
+/* The same without waiting, as store_run_create_async(); the strings must
+ * live until done. So for the _async forms of logs and metrics below, and
+ * their data, points and ret_ pointers, which are written before done. */
+int store_task_report_async(struct store *store, const char *task_id, const char *node,
+                            const char *status, int exit_code, const char *message, int64_t now_ms,
+                            store_done_fn done, void *done_arg);
 /*
  * Appends log bytes data[0..len) that start at byte offset of the task's
  * log. Bytes already received are skipped, so a retry is harmless.
@@ -237,6 +243,9 @@ int store_task_report(struct store *store, const char *task_id, const char *node
  */
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size);
+int store_task_logs_async(struct store *store, const char *task_id, const char *node,
+                          int64_t offset, const void *data, size_t len, int64_t *ret_log_size,
+                          store_done_fn done, void *done_arg);
 /* A metric point (time in ms). name is borrowed. */
 struct store_point {
     const char *name;
@@ -252,6 +261,9 @@ struct store_point {
  */
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
                        const struct store_point *points, size_t n, bool *ret_duplicate);
+int store_task_metrics_async(struct store *store, const char *task_id, const char *node,
+                             int64_t seq, const struct store_point *points, size_t n,
+                             bool *ret_duplicate, store_done_fn done, void *done_arg);
 /* The run id and task name of a task the agent of node may report for. */
 int store_task_owner(struct store *store, const char *task_id, const char *node, char *ret_run_id,
                      size_t run_id_size, char *ret_task_name, size_t name_size);

@@ -393,12 +393,24 @@ int store_task_report(struct store *store, const char *task_id, const char *node
     return store_write(store, report_fn, &r);
 }
 
+int store_task_report_async(struct store *store, const char *task_id, const char *node,
+                            const char *status, int exit_code, const char *message, int64_t now_ms,
+                            store_done_fn done, void *done_arg)
+{
+    struct report r = { task_id, node, status, message, exit_code, now_ms };
+
+    if (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
+        strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)
+        return ERR_INVALID;
+    return store_write_async(store, report_fn, &r, sizeof(r), done, done_arg);
+}
+
 struct logs {
     const char *id, *node;
     int64_t offset;
     const unsigned char *data;
     size_t len;
-    int64_t log_size;
+    int64_t *log_size; /* out: after this write (or the size a gap is past) */
 };
 
 static int logs_fn(struct conn *c, void *arg)
@@ -411,7 +423,7 @@ static int logs_fn(struct conn *c, void *arg)
 
     if ((rc = load_task(c, l->id, l->node, &t)) < 0)
         return rc;
-    l->log_size = t.log_size;
+    *l->log_size = t.log_size;
     if (l->offset > t.log_size)
         return ERR_CONFLICT;
     skip = t.log_size - l->offset;
@@ -430,8 +442,8 @@ static int logs_fn(struct conn *c, void *arg)
     st = conn_stmt(c, "UPDATE tasks SET log_size = ? WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;
-    l->log_size = t.log_size + (int64_t)l->len - skip;
-    sqlite3_bind_int64(st, 1, l->log_size);
+    *l->log_size = t.log_size + (int64_t)l->len - skip;
+    sqlite3_bind_int64(st, 1, *l->log_size);
     bind_text(st, 2, l->id);
     return stmt_done(c, st);
 }
@@ -439,12 +451,18 @@ static int logs_fn(struct conn *c, void *arg)
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size)
 {
-    struct logs l = { task_id, node, offset, data, len, 0 };
-    int rc = store_write(store, logs_fn, &l);
+    struct logs l = { task_id, node, offset, data, len, ret_log_size };
 
-    if (rc == 0 || rc == ERR_CONFLICT)
-        *ret_log_size = l.log_size;
-    return rc;
+    return store_write(store, logs_fn, &l);
+}
+
+int store_task_logs_async(struct store *store, const char *task_id, const char *node,
+                          int64_t offset, const void *data, size_t len, int64_t *ret_log_size,
+                          store_done_fn done, void *done_arg)
+{
+    struct logs l = { task_id, node, offset, data, len, ret_log_size };
+
+    return store_write_async(store, logs_fn, &l, sizeof(l), done, done_arg);
 }
 
 struct metrics {
@@ -452,7 +470,7 @@ struct metrics {
     int64_t seq;
     const struct store_point *points;
     size_t n;
-    bool duplicate;
+    bool *duplicate; /* out: the batch was applied before */
 };
 
 /* Rollup levels: buckets of 2^4 .. 2^20 steps. */
@@ -617,7 +635,7 @@ static int metrics_fn(struct conn *c, void *arg)
     if ((rc = load_task(c, m->id, m->node, &t)) < 0)
         return rc;
     if (m->seq <= t.metrics_seq) {
-        m->duplicate = true;
+        *m->duplicate = true;
         return 0;
     }
     rollups = NULL;
@@ -672,12 +690,20 @@ static int metrics_fn(struct conn *c, void *arg)
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
                        const struct store_point *points, size_t n, bool *ret_duplicate)
 {
-    struct metrics m = { task_id, node, seq, points, n, false };
-    int rc = store_write(store, metrics_fn, &m);
+    struct metrics m = { task_id, node, seq, points, n, ret_duplicate };
 
-    if (rc == 0)
-        *ret_duplicate = m.duplicate;
-    return rc;
+    *ret_duplicate = false;
+    return store_write(store, metrics_fn, &m);
+}
+
+int store_task_metrics_async(struct store *store, const char *task_id, const char *node,
+                             int64_t seq, const struct store_point *points, size_t n,
+                             bool *ret_duplicate, store_done_fn done, void *done_arg)
+{
+    struct metrics m = { task_id, node, seq, points, n, ret_duplicate };
+
+    *ret_duplicate = false;
+    return store_write_async(store, metrics_fn, &m, sizeof(m), done, done_arg);
 }
 
 int store_task_owner(struct store *store, const char *task_id, const char *node, char *ret_run_id,
