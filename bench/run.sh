@@ -67,9 +67,23 @@ done
 
 # ---- B8: reading a run ----
 RUN=$(api POST /api/v1/runs '{"experiment": "bench", "command": ["true"]}' | json 'd["id"]')
-echo "# B8 conditions: 32 keep-alive clients, GET /api/v1/runs/{id}"
+echo "# B8 conditions: 32 keep-alive clients, GET /api/v1/runs/{id}; the libcurl client" \
+     "tops out below the server, so wrk (Debian) gives the server's rate"
 taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$RUN" --token "$TOKEN" --conns 32 \
-    --seconds "$SECONDS_EACH" --label "B8"
+    --seconds "$SECONDS_EACH" --label "B8 (libcurl client)"
+taskset -c 1 wrk -t1 -c32 -d"${SECONDS_EACH}s" --latency -H "Authorization: Bearer $TOKEN" \
+    "$URL/api/v1/runs/$RUN" >"$WORK/wrk.txt"
+/usr/bin/python3 - "$WORK/wrk.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(pct):
+    m = re.search(r"^\s*%s%%\s+([0-9.]+)(us|ms|s)\s*$" % pct, text, re.M)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print("B8 %.0f req/s p50=%.2fms p99=%.2fms (wrk, 32 connections, errors=%s)"
+      % (rate, ms(50), ms(99), bad.group(1) if bad else 0))
+PY
 fi
 
 if want "B6 B7"; then

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +59,7 @@ static const char usage[] =
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
-    "  --threads N             HTTP worker threads (default 32)\n"
+    "  --threads N             HTTP worker threads (default 4 per CPU it may use, 4..64)\n"
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
@@ -67,6 +68,23 @@ static const char usage[] =
     "  --ca FILE               CA certificates to verify agents that serve HTTPS\n"
     "  --log-level LEVEL       debug, info, warn or error (default info)\n"
     "  -h, --help              show this help\n";
+
+/*
+ * Writes that answer from their commit (submissions, agent reports) do not
+ * hold a thread, so a few per CPU serve; more on one core only add context
+ * switches and tail latency. A few spare ones cover handlers that block
+ * (uploads, long reads, other writes).
+ */
+static long default_threads(void)
+{
+    cpu_set_t set;
+    long n = 1;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    n *= 4;
+    return n < 4 ? 4 : n > 64 ? 64 : n;
+}
 
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
@@ -93,7 +111,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
     o->max_artifact_mb = 1024;
-    o->threads = 32;
+    o->threads = default_threads();
     o->sync = STORE_SYNC_FULL;
     o->dev = false;
     optind = 1;
