@@ -623,9 +623,20 @@ int store_write(struct store *store, store_write_fn fn, void *arg)
 
 /* ---- open / close ---- */
 
+/* SQLite counts every allocation under a global mutex unless told not to;
+ * nothing here reads those counts. Must precede any other SQLite call. */
+static void sqlite_configure(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_open(const char *path, enum store_sync sync, struct store **ret_store)
 {
-    struct store *store = xcalloc(1, sizeof(*store));
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct store *store;
+
+    pthread_once(&once, sqlite_configure);
+    store = xcalloc(1, sizeof(*store));
 
     store->path = xstrdup(path);
     store->sync = sync;
