@@ -285,6 +285,7 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
 /* ---- agent reports ---- */
 
 struct task_ref {
+    int64_t seq;
     int64_t run_seq;
     int64_t attempt;
     char status[16];
@@ -298,7 +299,7 @@ struct task_ref {
 static int load_task(struct conn *c, const char *id, const char *node, struct task_ref *t)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT run_seq, attempt, status, node, exit_code, log_size, "
-                                    "metrics_seq, stopping FROM tasks WHERE id = ?");
+                                    "metrics_seq, stopping, seq FROM tasks WHERE id = ?");
     const char *held_by;
     int rc;
 
@@ -321,6 +322,7 @@ static int load_task(struct conn *c, const char *id, const char *node, struct ta
     t->has_exit = sqlite3_column_type(st, 4) != SQLITE_NULL;
     t->log_size = sqlite3_column_int64(st, 5);
     t->metrics_seq = sqlite3_column_int64(st, 6);
+    t->seq = sqlite3_column_int64(st, 8);
     t->stopping = sqlite3_column_int(st, 7) != 0;
     sqlite3_reset(st);
     return 0;
@@ -486,22 +488,36 @@ struct rollup {
     double min_value, max_value;
 };
 
-/* Folds one point into the batch's rollups (a short array: a batch's
- * points are few buckets per level). */
-static void rollup_add(struct rollup **r, size_t *n, size_t *cap, const char *name, int64_t step,
+#define ROLLUP_LEVELS ((ROLLUP_MAX_LEVEL - ROLLUP_MIN_LEVEL) / ROLLUP_LEVEL_STEP + 1)
+
+/* A metric of the batch: its summary, and where its rollups are. */
+struct summary {
+    const char *name;
+    double last, min, max;
+    int64_t count, last_step;
+    size_t rollup[ROLLUP_LEVELS]; /* 1 + index of its latest bucket per level; 0: none yet */
+};
+
+/* Folds one point of metric m into the batch's rollups. Steps mostly
+ * grow, so a point usually lands in its metric's latest bucket of each
+ * level; others are looked for in the short array. */
+static void rollup_add(struct rollup **r, size_t *n, size_t *cap, struct summary *m, int64_t step,
                        int64_t time, double value)
 {
-    int level;
+    int l;
 
-    for (level = ROLLUP_MIN_LEVEL; level <= ROLLUP_MAX_LEVEL; level += ROLLUP_LEVEL_STEP) {
+    for (l = 0; l < ROLLUP_LEVELS; l++) {
+        int level = ROLLUP_MIN_LEVEL + l * ROLLUP_LEVEL_STEP;
         int64_t bucket = step >> level;
-        size_t i;
+        size_t i = m->rollup[l];
 
-        for (i = *n; i > 0; i--) {
-            struct rollup *x = &(*r)[i - 1];
+        if (i == 0 || (*r)[i - 1].bucket != bucket) {
+            for (i = *n; i > 0; i--) {
+                struct rollup *x = &(*r)[i - 1];
 
-            if (x->level == level && x->bucket == bucket && strcmp(x->name, name) == 0)
-                break;
+                if (x->level == level && x->bucket == bucket && strcmp(x->name, m->name) == 0)
+                    break;
+            }
         }
         if (i > 0) {
             struct rollup *x = &(*r)[i - 1];
@@ -516,14 +532,16 @@ static void rollup_add(struct rollup **r, size_t *n, size_t *cap, const char *na
                 x->max_step = step;
                 x->max_time = time;
             }
+            m->rollup[l] = i;
             continue;
         }
         if (*n == *cap) {
             *cap = *cap ? *cap * 2 : 64;
             *r = xrealloc(*r, *cap * sizeof(**r));
         }
-        (*r)[*n] = (struct rollup){ name, level, bucket, step, time, step, time, value, value };
+        (*r)[*n] = (struct rollup){ m->name, level, bucket, step, time, step, time, value, value };
         (*n)++;
+        m->rollup[l] = *n;
     }
 }
 
@@ -564,31 +582,33 @@ static int rollups_write(struct conn *c, int64_t run_seq, const struct rollup *r
 
 /* A batch's points of one metric, folded: one summary upsert per metric
  * per batch instead of one per point. */
-struct summary {
-    const char *name;
-    double last, min, max;
-    int64_t count, last_step;
-};
-
-static void summary_add(struct summary **s, size_t *n, size_t *cap, const char *name, int64_t step,
-                        double value)
+/* Folds one point into its metric's summary; returns the metric's index.
+ * *last is the metric of the point before, looked at first. */
+static size_t summary_add(struct summary **s, size_t *n, size_t *cap, size_t *last,
+                          const char *name, int64_t step, double value)
 {
-    size_t i;
+    size_t i = *last;
 
-    for (i = 0; i < *n && strcmp((*s)[i].name, name) != 0; i++)
-        ;
+    if (i >= *n || strcmp((*s)[i].name, name) != 0) {
+        for (i = 0; i < *n && strcmp((*s)[i].name, name) != 0; i++)
+            ;
+    }
     if (i == *n) {
         if (*n == *cap) {
             *cap = *cap ? *cap * 2 : 8;
             *s = xrealloc(*s, *cap * sizeof(**s));
         }
-        (*s)[(*n)++] = (struct summary){ name, value, value, value, 0, step };
+        (*s)[(*n)++] = (struct summary){
+            .name = name, .last = value, .min = value, .max = value, .count = 0, .last_step = step
+        };
     }
     (*s)[i].last = value;
     (*s)[i].last_step = step;
     (*s)[i].min = value < (*s)[i].min ? value : (*s)[i].min;
     (*s)[i].max = value > (*s)[i].max ? value : (*s)[i].max;
     (*s)[i].count++;
+    *last = i;
+    return i;
 }
 
 static int summaries_write(struct conn *c, int64_t run_seq, const struct summary *s, size_t n)
@@ -618,6 +638,46 @@ static int summaries_write(struct conn *c, int64_t run_seq, const struct summary
     return 0;
 }
 
+/* Points go in 32 to a statement: a statement's fixed cost was about half
+ * of a point's. */
+#define POINT_ROW "(?,?,?,?,?,?)"
+#define POINT_ROWS_4 POINT_ROW "," POINT_ROW "," POINT_ROW "," POINT_ROW
+#define POINT_ROWS_16 POINT_ROWS_4 "," POINT_ROWS_4 "," POINT_ROWS_4 "," POINT_ROWS_4
+#define POINTS_PER_INSERT 32
+#define POINTS_INSERT                                                                              \
+    "INSERT INTO metric_points(run_seq, name, step, time, value, task_seq) VALUES "
+
+static int points_insert(struct conn *c, const struct task_ref *t, const struct store_point *p,
+                         size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t k = n - i >= POINTS_PER_INSERT ? POINTS_PER_INSERT : 1;
+        sqlite3_stmt *st = conn_stmt(c, k > 1 ? POINTS_INSERT POINT_ROWS_16 "," POINT_ROWS_16
+                                              : POINTS_INSERT POINT_ROW);
+        size_t j;
+        int rc;
+
+        if (st == NULL)
+            return ERR_INTERNAL;
+        for (j = 0; j < k; j++, i++) {
+            int b = (int)j * 6;
+
+            /* The name outlives the step: bound without a copy. */
+            sqlite3_bind_int64(st, b + 1, t->run_seq);
+            sqlite3_bind_text(st, b + 2, p[i].name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, b + 3, p[i].step);
+            sqlite3_bind_int64(st, b + 4, p[i].time);
+            sqlite3_bind_double(st, b + 5, p[i].value);
+            sqlite3_bind_int64(st, b + 6, t->seq);
+        }
+        if ((rc = stmt_done(c, st)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int metrics_fn(struct conn *c, void *arg)
 {
     struct metrics *m = arg;
@@ -630,6 +690,8 @@ static int metrics_fn(struct conn *c, void *arg)
     struct summary *sums = NULL;
     size_t n_sums = 0;
     size_t cap_sums = 0;
+    size_t last = 0;
+    size_t m_i;
     int rc;
 
     if ((rc = load_task(c, m->id, m->node, &t)) < 0)
@@ -641,33 +703,16 @@ static int metrics_fn(struct conn *c, void *arg)
     rollups = NULL;
     n_rollups = 0;
     cap_rollups = 0;
+    if ((rc = points_insert(c, &t, m->points, m->n)) < 0)
+        return rc;
     for (i = 0; i < m->n; i++) {
         const char *name = m->points[i].name;
         double value = m->points[i].value;
         int64_t step = m->points[i].step;
         int64_t time = m->points[i].time;
 
-        st = conn_stmt(c, "INSERT INTO metric_points(run_seq, name, step, time, value, task) "
-                          "VALUES (?, ?, ?, ?, ?, ?)");
-        if (st == NULL) {
-            free(rollups);
-            free(sums);
-            return ERR_INTERNAL;
-        }
-        /* Both strings outlive the step: bound without a copy. */
-        sqlite3_bind_int64(st, 1, t.run_seq);
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, step);
-        sqlite3_bind_int64(st, 4, time);
-        sqlite3_bind_double(st, 5, value);
-        sqlite3_bind_text(st, 6, m->id, -1, SQLITE_STATIC);
-        if ((rc = stmt_done(c, st)) < 0) {
-            free(rollups);
-            free(sums);
-            return rc;
-        }
-        rollup_add(&rollups, &n_rollups, &cap_rollups, name, step, time, value);
-        summary_add(&sums, &n_sums, &cap_sums, name, step, value);
+        m_i = summary_add(&sums, &n_sums, &cap_sums, &last, name, step, value);
+        rollup_add(&rollups, &n_rollups, &cap_rollups, &sums[m_i], step, time, value);
     }
     rc = summaries_write(c, t.run_seq, sums, n_sums);
     free(sums);

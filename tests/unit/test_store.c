@@ -53,18 +53,21 @@ static void refuses_newer_database(void)
     ASSERT_TRUE(s == NULL);
 }
 
-/* Migration 0004 rebuilds the tasks table: a database made by 0001-0003
- * keeps its tasks, their columns and their order. */
-static void tasks_survive_the_rowid_migration(void)
+/* Migrations 0004 and 0005 rebuild the tasks and metric_points tables: a
+ * database made by 0001-0003 keeps its tasks, their columns and order, and
+ * its metric points. */
+static void tasks_and_points_survive_the_rebuilds(void)
 {
     char *path = temp_db();
     sqlite3 *db;
     struct store *s;
     cJSON *run;
     cJSON *tasks;
+    cJSON *series;
+    cJSON *points;
     int i;
 
-    ASSERT_TRUE(migrations_count >= 4);
+    ASSERT_TRUE(migrations_count >= 5);
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     for (i = 0; i < 3; i++)
         ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
@@ -80,7 +83,10 @@ static void tasks_survive_the_rowid_migration(void)
                            "('run-m-a1-worker-1', 7, 1, 1, 'worker-1', 'worker', 1, 'n2', '[1]', "
                            "'running', 5, 1), "
                            "('run-m-a1-chief-0', 7, 1, 0, 'chief-0', 'chief', 0, 'n1', '[0]', "
-                           "'running', 4, 1);",
+                           "'running', 4, 1);"
+                           "INSERT INTO metric_points(run_seq, name, step, time, value, task) "
+                           "VALUES (7, 'loss', 1, 10, 0.5, 'run-m-a1-chief-0'), "
+                           "(7, 'loss', 2, 20, 0.25, 'run-m-a1-worker-1');",
                            NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(db);
@@ -96,6 +102,12 @@ static void tasks_survive_the_rowid_migration(void)
     ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(tasks, 1), "status"), "running");
     ASSERT_EQ(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(tasks, 1), "gpus"), 0)->valueint, 1);
     cJSON_Delete(run);
+    ASSERT_EQ(store_run_metric_series(s, "run-m", "loss", 0, &series), 0);
+    points = json_get(series, "points");
+    ASSERT_EQ(cJSON_GetArraySize(points), 2);
+    ASSERT_EQ(cJSON_GetArrayItem(cJSON_GetArrayItem(points, 1), 0)->valueint, 2);
+    ASSERT_TRUE(cJSON_GetArrayItem(cJSON_GetArrayItem(points, 1), 2)->valuedouble == 0.25);
+    cJSON_Delete(series);
     store_free(s);
 }
 
@@ -426,7 +438,7 @@ UNIT_LIST(store_tests) = {
     { "store/series_downsamples_keeping_extremes", series_downsamples_keeping_extremes },
     { "store/migrates_and_reopens", migrates_and_reopens },
     { "store/refuses_newer_database", refuses_newer_database },
-    { "store/tasks_survive_the_rowid_migration", tasks_survive_the_rowid_migration },
+    { "store/tasks_and_points_survive_the_rebuilds", tasks_and_points_survive_the_rebuilds },
     { "store/async_write_reports_after_commit", async_write_reports_after_commit },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
