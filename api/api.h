@@ -86,6 +86,13 @@ struct api_request {
      */
     bool (*defer)(struct api_request *req, api_finish_fn finish, void *arg);
     void (*resume)(struct api_request *req);
+    /*
+     * A quick route's handler (it runs on an HTTP thread) that finds it
+     * must block: true, and the handler returns at once, leaving resp
+     * alone; it runs again, from the start, on a worker thread. false when
+     * it already runs on one (or the server is stopping): block then.
+     */
+    bool (*offload)(struct api_request *req);
 };
 
 /*

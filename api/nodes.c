@@ -290,8 +290,15 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
             }
         }
     }
-    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, &stop,
-                              &changed, &state);
+    /* The node came back, or tasks are lost or let go: that is a write,
+     * waited for on a worker thread. */
+    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, false,
+                              &stop, &changed, &state);
+    if (rc == STORE_WOULD_WAIT && req->offload(req))
+        goto out;
+    if (rc == STORE_WOULD_WAIT)
+        rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms,
+                                  true, &stop, &changed, &state);
     if (rc < 0) {
         reply_store_error(resp, rc, "node", name);
         goto out;

@@ -52,10 +52,22 @@ want() {
 
 json() { /usr/bin/python3 -c "import sys, json; d = json.load(sys.stdin); print($1)"; }
 
+# CPU time the hypervisor took from each core ("steal" in /proc/stat) since
+# the last call: on a shared VM a figure taken while a core lost much of
+# its time is low for that reason alone.
+steal_ticks() { awk '$1 == "cpu0" || $1 == "cpu1" { printf "%s %s ", $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+STEAL_LAST=$(steal_ticks)
+steal_note() { # LABEL
+    now=$(steal_ticks)
+    echo "$STEAL_LAST $now" | awk -v l="$1" '{ printf "# steal during %s: core 0 %.0f%%, core 1 %.0f%%\n", l, ($5 - $1) * 100 / ($6 - $2 + 1), ($7 - $3) * 100 / ($8 - $4 + 1) }'
+    STEAL_LAST=$now
+}
+
 echo "# trainyard bench: $(nproc) cores, $(uname -m), server on core 0, load on core 1," \
      "${SECONDS_EACH}s per figure, $(date -u +%Y-%m-%dT%H:%MZ)"
 
 if want "B1 B8"; then
+steal_note "the set-up before it" >/dev/null
 # ---- B1: submissions, every 201 committed ----
 for sync in full normal; do
     start_server "b1-$sync" --sync "$sync"
@@ -84,9 +96,11 @@ bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 print("B8 %.0f req/s p50=%.2fms p99=%.2fms (wrk, 32 connections, errors=%s)"
       % (rate, ms(50), ms(99), bad.group(1) if bad else 0))
 PY
+steal_note "B1, B8"
 fi
 
 if want "B6 B7"; then
+steal_note "the set-up before it" >/dev/null
 # ---- B6 and B7: metric ingestion, then a series query on 1,000,000 points ----
 start_server b6 --sync full
 : >"$WORK/tasks.txt"
@@ -106,9 +120,11 @@ COUNT=$(api GET "/api/v1/runs/$B7RUN/metrics" | json 'd["items"][0]["count"]')
 echo "# B7 conditions: series of $COUNT points, max_points=1000, 8 clients"
 taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$B7RUN/metrics/loss?max_points=1000" \
     --token "$TOKEN" --conns 8 --seconds "$SECONDS_EACH" --label "B7"
+steal_note "B6, B7"
 fi
 
 if want "B2 B11"; then
+steal_note "the set-up before it" >/dev/null
 # ---- B2 and B11: a real agent running trivial commands ----
 start_server b2 --sync full
 taskset -c 1 "$BIN" agent --server "$URL" --token "$TOKEN" --name bench-node \
@@ -157,12 +173,15 @@ END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B11 %.0f runs/s end to end (submit, place, push, spawn, report, completed; 500 runs)' % (500 / ($END - $START)))"
 echo "# B11 conditions: the agent's launcher (common/spawn.c) on core 1, /bin/true with stdout/stderr pipes"
 taskset -c 1 "$PWD/build/bench/spawn"
+steal_note "B2, B11"
 fi
 
 if want "B3 B4"; then
+steal_note "the set-up before it" >/dev/null
 echo "# B3 B4 conditions: scheduler/placement.c on synthetic state (1/10 of nodes 8 GPUs," \
      "rest 1 or 0; runs: CPU, 1-GPU, 1/50 8-rank 8-GPU gangs)"
 taskset -c 0 "$PWD/build/bench/placement"
+steal_note "B3, B4"
 fi
 
 # ---- B5, B10, B9: hollow nodes (trainyard agent --hollow N) ----
@@ -184,6 +203,7 @@ runs_with() { # STATUS
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 if want B5; then
+steal_note "the set-up before it" >/dev/null
 start_server b5 --sync full
 SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
 taskset -c 1 "$BIN" agent --hollow 1000 --server "$URL" --token "$TOKEN" --name h \
@@ -202,9 +222,11 @@ j=0
 until [ "$(runs_with completed)" = 3000 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.1; done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
+steal_note "B5"
 fi
 
 if want "B10 B9"; then
+steal_note "the set-up before it" >/dev/null
 start_server b10 --sync full --node-timeout 6
 SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
 taskset -c 1 "$BIN" agent --hollow 10000 --server "$URL" --token "$TOKEN" --name h \
@@ -231,4 +253,5 @@ rss = [l for l in open('/proc/$SERVER_PID/status') if l.startswith('VmRSS')][0].
 import os
 if os.environ.get('BENCH_SMAPS'): print(open('/proc/$SERVER_PID/smaps_rollup').read()); os.system('awk \'/^[0-9a-f]+-/ {m=\$6} /^Rss:/ {r[m]+=\$2} END {for (k in r) print r[k], k}\' /proc/$SERVER_PID/smaps | sort -rn | head -8')
 print('B9 server RSS %.1f MiB (10000 nodes, %s running runs, %s queued runs of 5 tasks)' % (int(rss) / 1024, '$(runs_with running)', '$(runs_with queued)'))"
+steal_note "B10, B9"
 fi

@@ -27,9 +27,11 @@
 #include "common/xalloc.h"
 #include "server/routes.h"
 #include "server/stream.h"
+#include "server/workers.h"
 #include "common/banned.h"
 
 struct request {
+    struct http *http;
     int64_t start_us;
     const struct route *route;
     char *params[API_MAX_PARAMS];
@@ -43,6 +45,9 @@ struct request {
     bool io_failed;
     api_finish_fn finish; /* a deferred answer, not given yet */
     void *finish_arg;
+    bool offloaded; /* the handler is to run again on a worker */
+    bool on_worker;
+    struct api_response worker_resp; /* what it answered there */
 };
 
 /* Deferred requests (api_request.defer), so that the daemon is not
@@ -86,6 +91,70 @@ void http_drain(void)
     while (deferred > 0)
         pthread_cond_wait(&defer_cv, &defer_mu);
     pthread_mutex_unlock(&defer_mu);
+}
+
+/* Handlers on worker threads wait on their writes there: no parking. */
+static bool no_defer(struct api_request *req, api_finish_fn finish, void *arg)
+{
+    (void)req;
+    (void)finish;
+    (void)arg;
+    return false;
+}
+
+static bool no_offload(struct api_request *req)
+{
+    (void)req;
+    return false;
+}
+
+/* A worker thread: runs the handler of a parked request. */
+static void worker_run(void *arg)
+{
+    struct request *r = arg;
+
+    r->req.defer = no_defer;
+    r->req.offload = no_offload;
+    r->route->handler(r->http->ctx, &r->req, &r->worker_resp);
+    resume(&r->req);
+}
+
+/* Back on an HTTP thread: the worker's answer is the answer. */
+static void worker_finish(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
+                          void *arg)
+{
+    struct request *r = arg;
+
+    (void)ctx;
+    (void)req;
+    if (resp) {
+        api_response_release(resp);
+        *resp = r->worker_resp;
+    } else {
+        api_response_release(&r->worker_resp);
+    }
+}
+
+/* Parks the request and hands its handler to a worker; false when the
+ * server is stopping (the handler then runs here). */
+static bool to_worker(struct request *r)
+{
+    if (r->on_worker || !defer(&r->req, worker_finish, r))
+        return false;
+    r->on_worker = true;
+    api_response_init(&r->worker_resp);
+    workers_submit(worker_run, r);
+    return true;
+}
+
+static bool offload(struct api_request *req)
+{
+    struct request *r = (struct request *)((char *)req - offsetof(struct request, req));
+
+    if (r->on_worker)
+        return false;
+    r->offloaded = true;
+    return true;
 }
 
 static void request_free(struct http *http, struct request *r)
@@ -305,6 +374,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     (void)version;
     if (r == NULL) {
         r = xcalloc(1, sizeof(*r));
+        r->http = http;
         r->start_us = time_mono_us();
         r->spool_fd = -1;
         buf_init(&r->body);
@@ -351,7 +421,23 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     r->req.body_size = r->body_size;
     r->req.defer = defer;
     r->req.resume = resume;
+    r->req.offload = offload;
+    if (!r->route->quick && to_worker(r)) {
+        api_response_release(&resp);
+        return MHD_YES;
+    }
     r->route->handler(http->ctx, &r->req, &resp);
+    if (r->offloaded) {
+        r->offloaded = false;
+        api_response_release(&resp);
+        if (to_worker(r))
+            return MHD_YES;
+        /* Stopping: it runs here after all, and may wait. */
+        r->req.defer = no_defer;
+        r->req.offload = no_offload;
+        api_response_init(&resp);
+        r->route->handler(http->ctx, &r->req, &resp);
+    }
     if (r->finish) {
         /* Deferred: answered when resumed. */
         api_response_release(&resp);

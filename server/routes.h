@@ -5,6 +5,8 @@
 #ifndef TRAINYARD_ROUTES_H
 #define TRAINYARD_ROUTES_H
 
+#include <stdbool.h>
+
 #include "api/api.h"
 
 enum route_body {
@@ -23,6 +25,10 @@ struct route {
     api_handler handler;
     unsigned roles; /* enum api_role bits; API_ROLES_NONE = no auth */
     enum route_body body;
+    /* Runs on the HTTP thread: never blocks for long (a cached or one-row
+     * read, or a write that parks its connection). The others run on the
+     * worker threads (server/workers.h). */
+    bool quick;
     int metrics_index; /* set by routes_init() */
 };
 

@@ -31,6 +31,7 @@
 #include "server/http.h"
 #include "server/routes.h"
 #include "server/stream.h"
+#include "server/workers.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
@@ -59,7 +60,9 @@ static const char usage[] =
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
-    "  --threads N             HTTP worker threads (default 4 per CPU it may use, 4..64)\n"
+    "  --threads N             threads for requests that may block (default 4 per CPU\n"
+    "                          it may use, at most 64); the rest run on one HTTP\n"
+    "                          thread per CPU\n"
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
@@ -69,21 +72,27 @@ static const char usage[] =
     "  --log-level LEVEL       debug, info, warn or error (default info)\n"
     "  -h, --help              show this help\n";
 
+/* The CPUs this process may run on (its affinity mask). */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return 1;
+}
+
 /*
- * Writes that answer from their commit (submissions, agent reports) do not
- * hold a thread, so a few per CPU serve; more on one core only add context
- * switches and tail latency. A few spare ones cover handlers that block
- * (uploads, long reads, other writes).
+ * Worker threads run the handlers that may block (uploads, list and series
+ * reads, writes other than submissions and agent reports, which park their
+ * connection instead): a few per CPU, so a slow one does not hold up the
+ * others.
  */
 static long default_threads(void)
 {
-    cpu_set_t set;
-    long n = 1;
+    long n = 4 * usable_cpus();
 
-    if (sched_getaffinity(0, sizeof(set), &set) == 0)
-        n = CPU_COUNT(&set);
-    n *= 4;
-    return n < 4 ? 4 : n > 64 ? 64 : n;
+    return n > 64 ? 64 : n;
 }
 
 static int parse_opts(int argc, char **argv, struct server_opts *o)
@@ -500,6 +509,12 @@ int server_main(int argc, char **argv)
         store_free(store);
         return 1;
     }
+    if (workers_start((int)o.threads) < 0) {
+        stream_stop();
+        scheduler_free(ctx.sched);
+        store_free(store);
+        return 1;
+    }
 
     flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG;
@@ -511,6 +526,7 @@ int server_main(int argc, char **argv)
             file_read(o.tls_key, 1 << 20, &tls_key) < 0) {
             free(tls_cert);
             stream_stop();
+            workers_stop();
             scheduler_free(ctx.sched);
             store_free(store);
             return 1;
@@ -524,13 +540,15 @@ int server_main(int argc, char **argv)
     daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_handle, &http, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)o.threads, MHD_OPTION_NOTIFY_COMPLETED, http_completed, &http,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        (unsigned int)(usable_cpus() > 16 ? 16 : usable_cpus()), MHD_OPTION_NOTIFY_COMPLETED,
+        http_completed, &http, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (daemon == NULL) {
         log_error("server: cannot listen on '%s' (in use, or not an address of this machine)",
                   o.listen);
         stream_stop();
+        workers_stop();
         scheduler_free(ctx.sched);
         store_free(store);
         free(tls_cert);
@@ -544,6 +562,7 @@ int server_main(int argc, char **argv)
         stream_stop();
         http_drain();
         MHD_stop_daemon(daemon);
+        workers_stop();
         scheduler_free(ctx.sched);
         store_free(store);
         free(tls_cert);
@@ -564,6 +583,7 @@ int server_main(int argc, char **argv)
     http_drain();
     drain_connections(daemon);
     MHD_stop_daemon(daemon);
+    workers_stop();
     scheduler_free(ctx.sched);
     snprintf(path, sizeof(path), "%s/server.url", o.data);
     unlink(path);

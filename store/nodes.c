@@ -399,8 +399,8 @@ static int heartbeat_fn(struct conn *c, void *arg)
  * the writer to batch. The rest go through the writer.
  */
 int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop, bool *ret_changed,
-                         const char **ret_state)
+                         int64_t now_ms, int64_t grace_ms, bool may_wait, cJSON **ret_stop,
+                         bool *ret_changed, const char **ret_state)
 {
     struct heartbeat h = {
         name, reported, now_ms, grace_ms, cJSON_CreateArray(), true, false, false
@@ -417,6 +417,9 @@ int store_node_heartbeat(struct store *store, const char *name, const cJSON *rep
          * it reads "down" until now, so placement wants to hear of it. */
         *ret_changed = h.stale && store_seen_get(store, name) < now_ms - grace_ms;
         store_seen_record(store, name, now_ms);
+    } else if (rc == 1 && !may_wait) {
+        cJSON_Delete(h.stop);
+        return STORE_WOULD_WAIT;
     } else if (rc == 1) {
         cJSON_Delete(h.stop);
         h.stop = cJSON_CreateArray();

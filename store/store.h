@@ -194,10 +194,14 @@ int store_node_list(struct store *store, int64_t now_ms, int64_t node_timeout_ms
  * the time is not a write: it is kept in memory and written in a batch
  * within a quarter second. *ret_state: the node's state now ("ready" or
  * "draining", static). ERR_NOT_FOUND when the node is unknown.
+ * The common case never waits; the rest waits on the writer.
  */
 int store_node_heartbeat(struct store *store, const char *name, const cJSON *reported,
-                         int64_t now_ms, int64_t grace_ms, cJSON **ret_stop, bool *ret_changed,
-                         const char **ret_state);
+                         int64_t now_ms, int64_t grace_ms, bool may_wait, cJSON **ret_stop,
+                         bool *ret_changed, const char **ret_state);
+/* What store_node_heartbeat() returns, without doing anything, when it
+ * would have to wait on a write and may_wait is false. */
+#define STORE_WOULD_WAIT 1
 int store_node_drain(struct store *store, const char *name, bool drain);
 /* ERR_NOT_FOUND, or ERR_CONFLICT while tasks are live on it. */
 int store_node_delete(struct store *store, const char *name);

@@ -326,7 +326,8 @@ static void node_goes_down_without_heartbeat(void)
     ASSERT_EQ(store_node_get(s, "n1", 17000, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "state"), "down");
     cJSON_Delete(node);
-    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, 15000, &stop, &changed, &state), 0);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", reported, 17000, 15000, true, &stop, &changed, &state),
+              0);
     ASSERT_EQ(cJSON_GetArraySize(stop), 1);
     ASSERT_TRUE(changed); /* it was silent past its timeout */
     ASSERT_STR_EQ(state, "ready");
@@ -336,17 +337,31 @@ static void node_goes_down_without_heartbeat(void)
     ASSERT_STR_EQ(json_get_string(node, "last_heartbeat"), "1970-01-01T00:00:17.000Z");
     cJSON_Delete(node);
     /* A heartbeat that changes nothing else is kept in memory ... */
-    ASSERT_EQ(store_node_heartbeat(s, "n1", NULL, 18000, 15000, &stop, &changed, &state), 0);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", NULL, 18000, 15000, true, &stop, &changed, &state), 0);
     ASSERT_TRUE(!changed);
     ASSERT_EQ(cJSON_GetArraySize(stop), 0);
     cJSON_Delete(stop);
-    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, 15000, &stop, &changed, &state),
+    ASSERT_EQ(store_node_heartbeat(s, "n2", NULL, 1, 15000, true, &stop, &changed, &state),
               ERR_NOT_FOUND);
     /* ... and written before the store closes. */
     store_free(s);
     ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
     ASSERT_EQ(store_node_get(s, "n1", 18001, 15000, &node), 0);
     ASSERT_STR_EQ(json_get_string(node, "last_heartbeat"), "1970-01-01T00:00:18.000Z");
+    cJSON_Delete(node);
+    /* A node the store marked down comes back through a write: a caller
+     * that may not wait is told so, and nothing changes. */
+    ASSERT_EQ(store_sched_expire(s, 40000, 15000, &changed), 0);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", NULL, 40001, 15000, false, &stop, &changed, &state),
+              STORE_WOULD_WAIT);
+    ASSERT_EQ(store_node_get(s, "n1", 40001, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "state"), "down");
+    cJSON_Delete(node);
+    ASSERT_EQ(store_node_heartbeat(s, "n1", NULL, 40002, 15000, true, &stop, &changed, &state), 0);
+    ASSERT_TRUE(changed);
+    cJSON_Delete(stop);
+    ASSERT_EQ(store_node_get(s, "n1", 40003, 15000, &node), 0);
+    ASSERT_STR_EQ(json_get_string(node, "state"), "ready");
     cJSON_Delete(node);
     ASSERT_EQ(store_node_delete(s, "n1"), 0);
     ASSERT_EQ(store_node_delete(s, "n1"), ERR_NOT_FOUND);
