@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/timeutil.h"
 #include "common/banned.h"
 
@@ -152,6 +153,54 @@ char *json_print(const cJSON *item)
         abort();
     }
     return s;
+}
+
+void json_buf_string(struct buf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *run = p;
+
+    buf_addc(b, '"');
+    for (; *p; p++) {
+        char esc = 0;
+
+        switch (*p) {
+        case '"':
+            esc = '"';
+            break;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\b':
+            esc = 'b';
+            break;
+        case '\f':
+            esc = 'f';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        default:
+            if (*p >= 0x20)
+                continue;
+        }
+        buf_add(b, run, (size_t)(p - run));
+        if (esc) {
+            buf_addc(b, '\\');
+            buf_addc(b, esc);
+        } else {
+            buf_printf(b, "\\u%04x", *p);
+        }
+        run = p + 1;
+    }
+    buf_add(b, run, (size_t)(p - run));
+    buf_addc(b, '"');
 }
 
 cJSON *json_get(const cJSON *object, const char *key)

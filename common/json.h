@@ -33,6 +33,10 @@ bool json_int(const cJSON *item, int64_t min, int64_t max, int64_t *ret);
 const char *json_duplicate_key(const cJSON *object);
 /* Compact text of item; the caller frees it with free(). */
 char *json_print(const cJSON *item);
+struct buf;
+/* Appends s as a JSON string literal, escaped as json_print() would: for
+ * JSON built as text where a tree would only be printed again. */
+void json_buf_string(struct buf *b, const char *s);
 /* Looks key up case-sensitively; NULL when absent. */
 cJSON *json_get(const cJSON *object, const char *key);
 /* The string value of key, or NULL when absent or not a string. */

@@ -436,29 +436,49 @@ static int by_demand(const void *a, const void *b)
     return 0;
 }
 
-static void add_common_env(cJSON *env, const cJSON *spec, const char *run_id, const struct task *t,
-                           const struct node *n)
+/*
+ * A task's environment is written as JSON text (a tree per task, built
+ * only to be printed, was most of a pass's time): env_add() appends one
+ * "key": "value" member to the object open in b.
+ */
+static void env_add(struct buf *b, const char *key, const char *value)
+{
+    if (b->len > 1)
+        buf_addc(b, ',');
+    json_buf_string(b, key);
+    buf_addc(b, ':');
+    json_buf_string(b, value);
+}
+
+static void env_add_int(struct buf *b, const char *key, int value)
+{
+    char num[16];
+
+    snprintf(num, sizeof(num), "%d", value);
+    env_add(b, key, num);
+}
+
+static void add_common_env(struct buf *env, const cJSON *spec, const char *run_id,
+                           const struct task *t, const struct node *n)
 {
     char gpus[MAX_GPUS * 4 + 1] = "";
-    char index[16];
     const cJSON *e;
     int i;
 
     cJSON_ArrayForEach(e, json_get(spec, "environment_variables")) {
-        cJSON_AddStringToObject(env, e->string, e->valuestring);
+        env_add(env, e->string, e->valuestring);
     }
-    cJSON_AddStringToObject(env, "TRAINYARD_RUN_ID", run_id);
-    cJSON_AddStringToObject(env, "TRAINYARD_EXPERIMENT", json_get_string(spec, "experiment"));
-    cJSON_AddStringToObject(env, "TRAINYARD_TASK_TYPE", t->type);
-    snprintf(index, sizeof(index), "%d", t->index);
-    cJSON_AddStringToObject(env, "TRAINYARD_TASK_INDEX", index);
-    cJSON_AddStringToObject(env, "TRAINYARD_NODE", n->name);
+    env_add(env, "TRAINYARD_RUN_ID", run_id);
+    env_add(env, "TRAINYARD_EXPERIMENT", json_get_string(spec, "experiment"));
+    env_add(env, "TRAINYARD_TASK_TYPE", t->type);
+    env_add_int(env, "TRAINYARD_TASK_INDEX", t->index);
+    env_add(env, "TRAINYARD_NODE", n->name);
     for (i = 0; i < t->gpus; i++) {
         size_t len = strlen(gpus);
 
         snprintf(gpus + len, sizeof(gpus) - len, "%s%d", i ? "," : "", t->gpu_list[i]);
     }
-    cJSON_AddStringToObject(env, "CUDA_VISIBLE_DEVICES", gpus);
+    env_add(env, "CUDA_VISIBLE_DEVICES", gpus);
 }
 
 /* TF_CONFIG's cluster: chief, ps, worker addresses in index order. */
@@ -486,15 +506,17 @@ static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
     return cluster;
 }
 
-static cJSON *task_argv(const cJSON *spec)
+/* The run's argv, the same for each of its tasks, as JSON text. */
+static char *run_argv(const cJSON *spec)
 {
     const cJSON *command = json_get(spec, "command");
     const cJSON *p;
     const cJSON *a;
     cJSON *argv;
+    char *text;
 
     if (cJSON_IsArray(command))
-        return cJSON_Duplicate(command, 1);
+        return json_print(command);
     argv = cJSON_CreateArray();
     cJSON_AddItemToArray(argv, cJSON_CreateString(json_get_string(spec, "entry_script")));
     /* SPEC §3.2: each key then its value; true or null = the flag alone;
@@ -506,16 +528,18 @@ static cJSON *task_argv(const cJSON *spec)
         if (cJSON_IsString(p)) {
             cJSON_AddItemToArray(argv, cJSON_CreateString(p->valuestring));
         } else if (cJSON_IsNumber(p)) {
-            char *text = json_print(p);
+            char *num = json_print(p);
 
-            cJSON_AddItemToArray(argv, cJSON_CreateString(text));
-            free(text);
+            cJSON_AddItemToArray(argv, cJSON_CreateString(num));
+            free(num);
         }
     }
     cJSON_ArrayForEach(a, json_get(spec, "arguments")) {
         cJSON_AddItemToArray(argv, cJSON_CreateString(a->valuestring));
     }
-    return argv;
+    text = json_print(argv);
+    cJSON_Delete(argv);
+    return text;
 }
 
 /*
@@ -523,13 +547,12 @@ static cJSON *task_argv(const cJSON *spec)
  * task of an mpi run: hosts with their slots in node-rank order, the
  * agents that start orted on each host, and this attempt's exec secret.
  */
-static void add_mpi_env(cJSON *env, struct task *tasks, int n_tasks, struct group *groups, int ppn,
-                        const char *secret)
+static void add_mpi_env(struct buf *env, struct task *tasks, int n_tasks, struct group *groups,
+                        int ppn, const char *secret)
 {
     struct buf hosts;
     cJSON *agents = cJSON_CreateObject();
     char *text;
-    char num[32];
     int np = 0;
     int i;
 
@@ -544,109 +567,138 @@ static void add_mpi_env(cJSON *env, struct task *tasks, int n_tasks, struct grou
             cJSON_AddStringToObject(agents, n->host, n->agent_url);
         np += ppn;
     }
-    cJSON_AddStringToObject(env, "TRAINYARD_MPI_HOSTS", hosts.data);
-    snprintf(num, sizeof(num), "%d", np);
-    cJSON_AddStringToObject(env, "TRAINYARD_MPI_NP", num);
+    env_add(env, "TRAINYARD_MPI_HOSTS", hosts.data);
+    env_add_int(env, "TRAINYARD_MPI_NP", np);
     text = json_print(agents);
-    cJSON_AddStringToObject(env, "TRAINYARD_MPI_AGENTS", text);
-    cJSON_AddStringToObject(env, "TRAINYARD_MPI_SECRET", secret);
+    env_add(env, "TRAINYARD_MPI_AGENTS", text);
+    env_add(env, "TRAINYARD_MPI_SECRET", secret);
     free(text);
     cJSON_Delete(agents);
     buf_release(&hosts);
 }
 
-/* Builds the placement JSON of a placed run. */
-static cJSON *emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups)
+/* TF_CONFIG of task t (SPEC §4 ps). */
+static void add_tf_config(struct buf *env, const cJSON *cluster, const struct task *t,
+                          const char *addr)
+{
+    cJSON *tf = cJSON_CreateObject();
+    cJSON *task = cJSON_CreateObject();
+    cJSON *own = cJSON_Duplicate(cluster, 1);
+    char *text;
+
+    /* The evaluator is in its own cluster only (TF2 coordinators hang when
+     * it is in theirs). */
+    if (strcmp(t->type, "evaluator") == 0) {
+        cJSON *e = cJSON_AddArrayToObject(own, "evaluator");
+
+        cJSON_AddItemToArray(e, cJSON_CreateString(addr));
+    }
+    cJSON_AddItemToObject(tf, "cluster", own);
+    cJSON_AddStringToObject(task, "type", t->type);
+    cJSON_AddNumberToObject(task, "index", t->index);
+    cJSON_AddItemToObject(tf, "task", task);
+    cJSON_AddStringToObject(tf, "environment", "cloud");
+    text = json_print(tf);
+    env_add(env, "TF_CONFIG", text);
+    free(text);
+    cJSON_Delete(tf);
+}
+
+/* Appends len bytes of s and a NUL to text; returns where they start. */
+static size_t text_add(struct buf *text, const char *s, size_t len)
+{
+    size_t off = text->len;
+
+    buf_add(text, s, len);
+    buf_addc(text, '\0');
+    return off;
+}
+
+/* Adds a placed run and its tasks to out; env is scratch. */
+static void emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups,
+                 struct buf *env, struct sched_placements *out)
 {
     const cJSON *spec = json_get(run, "spec");
     const char *run_id = json_get_string(run, "id");
     const char *backend = json_get_string(spec, "distributed_backend");
     int ppn = json_get(spec, "process_count_per_node")->valueint;
-    cJSON *placement = cJSON_CreateObject();
-    cJSON *list;
+    struct sched_run_place *rp;
     cJSON *cluster = NULL;
+    char *argv = run_argv(spec);
+    size_t argv_off = text_add(&out->text, argv, strlen(argv));
     char secret[33] = "";
     int i;
 
+    free(argv);
     if (backend && strcmp(backend, "mpi") == 0)
         crypto_random_hex(16, secret);
-    cJSON_AddStringToObject(placement, "run", run_id);
-    list = cJSON_AddArrayToObject(placement, "tasks");
     if (backend && strcmp(backend, "ps") == 0)
         cluster = tf_cluster(tasks, n_tasks, groups);
+    if (out->n_runs == out->cap_runs) {
+        out->cap_runs = out->cap_runs ? 2 * out->cap_runs : 64;
+        out->runs = xrealloc(out->runs, out->cap_runs * sizeof(*out->runs));
+    }
+    if (out->n_tasks + (size_t)n_tasks > out->cap_tasks) {
+        out->cap_tasks = 2 * out->cap_tasks > out->n_tasks + (size_t)n_tasks
+                             ? 2 * out->cap_tasks
+                             : out->n_tasks + (size_t)n_tasks + 64;
+        out->tasks = xrealloc(out->tasks, out->cap_tasks * sizeof(*out->tasks));
+    }
+    rp = &out->runs[out->n_runs++];
+    rp->run = run_id;
+    rp->max_duration_s = 0;
+    if (cJSON_IsNumber(json_get(spec, "max_run_duration_seconds")))
+        rp->max_duration_s = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
+    rp->first = out->n_tasks;
+    rp->n = (size_t)n_tasks;
     for (i = 0; i < n_tasks; i++) {
         struct task *t = &tasks[i];
         struct node *n = groups[t->group].node;
-        cJSON *p = cJSON_CreateObject();
-        cJSON *env;
-        cJSON *gpus = cJSON_AddArrayToObject(p, "gpus");
-        char addr[300];
-        char num[32];
+        struct sched_task_place *p = &out->tasks[out->n_tasks++];
+        char addr[300] = "";
         int k;
 
-        cJSON_AddStringToObject(p, "id", t->id);
-        cJSON_AddStringToObject(p, "node", n->name);
+        p->id = t->id;
+        p->node = n->name;
+        p->port = t->port;
+        p->cpus = t->cpus;
+        p->memory_mb = t->memory_mb;
+        p->argv = argv_off;
+        buf_reset(env);
+        buf_addc(env, '[');
         for (k = 0; k < t->gpus; k++)
-            cJSON_AddItemToArray(gpus, cJSON_CreateNumber(t->gpu_list[k]));
+            buf_printf(env, "%s%d", k ? "," : "", t->gpu_list[k]);
+        buf_addc(env, ']');
+        p->gpus = text_add(&out->text, env->data, env->len);
+        p->address = 0;
         if (t->port) {
-            cJSON_AddNumberToObject(p, "port", t->port);
-            snprintf(addr, sizeof(addr), "%s:%d", n->host, t->port);
-            cJSON_AddStringToObject(p, "address", addr);
-        } else {
-            cJSON_AddNullToObject(p, "port");
-            cJSON_AddNullToObject(p, "address");
+            int len = snprintf(addr, sizeof(addr), "%s:%d", n->host, t->port);
+
+            p->address = text_add(&out->text, addr, (size_t)len);
         }
-        cJSON_AddNumberToObject(p, "cpus", t->cpus);
-        cJSON_AddNumberToObject(p, "memory_mb", (double)t->memory_mb);
-        cJSON_AddItemToObject(p, "argv", task_argv(spec));
-        env = cJSON_AddObjectToObject(p, "env");
+        buf_reset(env);
+        buf_addc(env, '{');
         add_common_env(env, spec, run_id, t, n);
         if (cluster) {
-            cJSON *tf = cJSON_CreateObject();
-            cJSON *task = cJSON_CreateObject();
-            cJSON *own = cJSON_Duplicate(cluster, 1);
-            char *text;
-
-            /* The evaluator is in its own cluster only (TF2 coordinators
-             * hang when it is in theirs). */
-            if (strcmp(t->type, "evaluator") == 0) {
-                cJSON *e = cJSON_AddArrayToObject(own, "evaluator");
-
-                cJSON_AddItemToArray(e, cJSON_CreateString(addr));
-            }
-            cJSON_AddItemToObject(tf, "cluster", own);
-            cJSON_AddStringToObject(task, "type", t->type);
-            cJSON_AddNumberToObject(task, "index", t->index);
-            cJSON_AddItemToObject(tf, "task", task);
-            cJSON_AddStringToObject(tf, "environment", "cloud");
-            text = json_print(tf);
-            cJSON_AddStringToObject(env, "TF_CONFIG", text);
-            free(text);
-            cJSON_Delete(tf);
+            add_tf_config(env, cluster, t, addr);
         } else if (backend && strcmp(backend, "pytorch") == 0) {
             struct task *rank0 = &tasks[0];
 
-            cJSON_AddStringToObject(env, "MASTER_ADDR", groups[rank0->group].node->host);
-            snprintf(num, sizeof(num), "%d", rank0->port);
-            cJSON_AddStringToObject(env, "MASTER_PORT", num);
-            snprintf(num, sizeof(num), "%d", n_tasks);
-            cJSON_AddStringToObject(env, "WORLD_SIZE", num);
-            snprintf(num, sizeof(num), "%d", t->index);
-            cJSON_AddStringToObject(env, "RANK", num);
-            snprintf(num, sizeof(num), "%d", t->index % ppn);
-            cJSON_AddStringToObject(env, "LOCAL_RANK", num);
-            snprintf(num, sizeof(num), "%d", ppn);
-            cJSON_AddStringToObject(env, "LOCAL_WORLD_SIZE", num);
-            snprintf(num, sizeof(num), "%d", t->group);
-            cJSON_AddStringToObject(env, "NODE_RANK", num);
-            cJSON_AddStringToObject(env, "GROUP_RANK", num);
+            env_add(env, "MASTER_ADDR", groups[rank0->group].node->host);
+            env_add_int(env, "MASTER_PORT", rank0->port);
+            env_add_int(env, "WORLD_SIZE", n_tasks);
+            env_add_int(env, "RANK", t->index);
+            env_add_int(env, "LOCAL_RANK", t->index % ppn);
+            env_add_int(env, "LOCAL_WORLD_SIZE", ppn);
+            env_add_int(env, "NODE_RANK", t->group);
+            env_add_int(env, "GROUP_RANK", t->group);
         } else if (backend && strcmp(backend, "mpi") == 0) {
             add_mpi_env(env, tasks, n_tasks, groups, ppn, secret);
         }
-        cJSON_AddItemToArray(list, p);
+        buf_addc(env, '}');
+        p->env = text_add(&out->text, env->data, env->len);
     }
     cJSON_Delete(cluster);
-    return placement;
 }
 
 /* Commits the run's use of its nodes into the nodes' state. */
@@ -676,7 +728,8 @@ static void take(struct task *tasks, int n_tasks, struct group *groups)
     }
 }
 
-/* Tries to place one run; returns its placement or NULL with a reason. */
+/* Tries to place one run: true with its placement added to out, or false
+ * with a reason. */
 /* Per-run working arrays, kept for the whole pass: allocating them per
  * run made malloc consolidate its free lists again and again. */
 struct scratch {
@@ -702,8 +755,8 @@ static void scratch_fit(struct scratch *sc, size_t n_tasks, size_t n_groups)
     memset(sc->groups, 0, n_groups * sizeof(*sc->groups));
 }
 
-static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, char *reason,
-                        size_t reason_size)
+static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, struct buf *env,
+                      struct sched_placements *out, char *reason, size_t reason_size)
 {
     const cJSON *spec = json_get(run, "spec");
     const char *pool = json_get_string(spec, "compute_target");
@@ -716,7 +769,6 @@ static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, 
     struct group *groups;
     struct group **order;
     cJSON *t;
-    cJSON *placement = NULL;
     int suitable = 0;
     int i;
 
@@ -730,7 +782,7 @@ static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, 
         snprintf(reason, reason_size,
                  "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool, suitable,
                  node_count);
-        return NULL;
+        return false;
     }
 
     scratch_fit(sc, (size_t)n_tasks, (size_t)node_count);
@@ -774,7 +826,7 @@ static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, 
                     groups[i].node->taken = false;
             }
             reserve(ix, order, node_count, pool, need);
-            goto out;
+            return false;
         }
         best->taken = true;
         g->node = best;
@@ -787,38 +839,40 @@ static cJSON *place_run(const cJSON *run, struct scratch *sc, struct index *ix, 
         groups[i].node->taken = false;
         index_insert(ix, groups[i].node);
     }
-    placement = emit(run, tasks, n_tasks, groups);
-out:
-    return placement;
+    emit(run, tasks, n_tasks, groups, env, out);
+    return true;
 }
 
-void placement_pass(struct sched_state *state, cJSON **ret_placements, cJSON **ret_reasons)
+void placement_pass(struct sched_state *state, struct sched_placements *ret_placements,
+                    cJSON **ret_reasons)
 {
     struct node *nodes;
     int n_nodes;
-    cJSON *placements = cJSON_CreateArray();
     cJSON *reasons = cJSON_CreateObject();
     const cJSON *run;
     char reason[512];
     struct index ix = { NULL, 0 };
     struct scratch sc = { NULL, NULL, NULL, 0, 0 };
+    struct buf env;
 
+    sched_placements_init(ret_placements);
+    buf_init(&env);
     load_nodes(state, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes);
     cJSON_ArrayForEach(run, state->runs) {
-        cJSON *p = place_run(run, &sc, &ix, reason, sizeof(reason));
-        const char *had = json_get_string(run, "reason");
+        const char *had;
 
-        if (p)
-            cJSON_AddItemToArray(placements, p);
-        else if (had == NULL || strcmp(had, reason) != 0)
+        if (place_run(run, &sc, &ix, &env, ret_placements, reason, sizeof(reason)))
+            continue;
+        had = json_get_string(run, "reason");
+        if (had == NULL || strcmp(had, reason) != 0)
             cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
     }
     index_free(&ix);
+    buf_release(&env);
     free(nodes);
     free(sc.tasks);
     free(sc.groups);
     free(sc.order);
-    *ret_placements = placements;
     *ret_reasons = reasons;
 }

@@ -271,19 +271,19 @@ static void pass(struct scheduler *s)
     uv_update_time(&s->loop);
     s->last_pass = uv_now(&s->loop);
     struct sched_state state;
-    cJSON *placements;
+    struct sched_placements placements;
     cJSON *reasons;
     bool changed = false;
 
     store_sched_expire(s->cfg.store, now, s->cfg.node_timeout_ms, &changed);
     if (store_sched_state(s->cfg.store, now, s->cfg.node_timeout_ms, &state) == 0) {
         placement_pass(&state, &placements, &reasons);
-        if (cJSON_GetArraySize(placements) > 0) {
-            store_sched_place(s->cfg.store, placements, now);
-            log_info("scheduler: placed %d run(s)", cJSON_GetArraySize(placements));
+        if (placements.n_runs > 0) {
+            store_sched_place(s->cfg.store, &placements, now);
+            log_info("scheduler: placed %zu run(s)", placements.n_runs);
         }
         store_sched_reasons(s->cfg.store, reasons);
-        cJSON_Delete(placements);
+        sched_placements_release(&placements);
         cJSON_Delete(reasons);
         store_sched_state_release(&state);
     }

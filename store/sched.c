@@ -296,75 +296,82 @@ void store_sched_state_release(struct sched_state *state)
     state->runs = NULL;
 }
 
+void sched_placements_init(struct sched_placements *p)
+{
+    memset(p, 0, sizeof(*p));
+    buf_init(&p->text);
+}
+
+void sched_placements_release(struct sched_placements *p)
+{
+    free(p->runs);
+    free(p->tasks);
+    buf_release(&p->text);
+    memset(p, 0, sizeof(*p));
+}
+
+const char *sched_text(const struct sched_placements *p, size_t off)
+{
+    return p->text.data + off;
+}
+
 struct place {
-    const cJSON *placements;
+    const struct sched_placements *pl;
     int64_t now;
 };
 
 static int place_fn(struct conn *c, void *arg)
 {
     struct place *p = arg;
-    const cJSON *pl;
+    const struct sched_placements *pl = p->pl;
+    size_t r;
+    size_t i;
     int rc;
 
-    cJSON_ArrayForEach(pl, p->placements) {
-        const char *run_id = json_get_string(pl, "run");
-        const cJSON *t;
-        sqlite3_stmt *st = conn_stmt(c, "SELECT seq, spec FROM runs WHERE id = ? AND "
+    for (r = 0; r < pl->n_runs; r++) {
+        const struct sched_run_place *run = &pl->runs[r];
+        sqlite3_stmt *st = conn_stmt(c, "SELECT seq FROM runs WHERE id = ? AND "
                                         "status = 'queued'");
         int64_t seq;
-        int64_t duration;
-        cJSON *spec;
         cJSON *data;
 
         if (st == NULL)
             return ERR_INTERNAL;
-        bind_text(st, 1, run_id);
+        bind_text(st, 1, run->run);
         if (sqlite3_step(st) != SQLITE_ROW) {
             /* Canceled meanwhile: nothing to place. */
             sqlite3_reset(st);
             continue;
         }
         seq = sqlite3_column_int64(st, 0);
-        spec = json_parse_trusted((const char *)sqlite3_column_text(st, 1));
         sqlite3_reset(st);
-        duration = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
-        cJSON_Delete(spec);
 
-        cJSON_ArrayForEach(t, json_get(pl, "tasks")) {
-            char *gpus = json_print(json_get(t, "gpus"));
-            char *argv = json_print(json_get(t, "argv"));
-            char *env = json_print(json_get(t, "env"));
-            const cJSON *port = json_get(t, "port");
+        for (i = run->first; i < run->first + run->n; i++) {
+            const struct sched_task_place *t = &pl->tasks[i];
 
             st = conn_stmt(c, "UPDATE tasks SET status = 'assigned', node = ?, gpus = ?, "
                               "port = ?, address = ?, cpus = ?, memory_mb = ?, argv = ?, "
                               "env = ?, assigned_at = ?, pushed = 0, push_fails = 0, held = 1 "
                               "WHERE id = ? AND status = 'pending'");
-            if (st == NULL) {
-                free(gpus);
-                free(argv);
-                free(env);
+            if (st == NULL)
                 return ERR_INTERNAL;
-            }
-            bind_text(st, 1, json_get_string(t, "node"));
-            bind_text(st, 2, gpus);
-            if (cJSON_IsNumber(port))
-                sqlite3_bind_int(st, 3, port->valueint);
-            else
+            /* The texts outlive the step: bound without a copy. */
+            bind_text(st, 1, t->node);
+            sqlite3_bind_text(st, 2, sched_text(pl, t->gpus), -1, SQLITE_STATIC);
+            if (t->port) {
+                sqlite3_bind_int(st, 3, t->port);
+                sqlite3_bind_text(st, 4, sched_text(pl, t->address), -1, SQLITE_STATIC);
+            } else {
                 sqlite3_bind_null(st, 3);
-            bind_text(st, 4, json_get_string(t, "address"));
-            sqlite3_bind_double(st, 5, json_get(t, "cpus")->valuedouble);
-            sqlite3_bind_int64(st, 6, (int64_t)json_get(t, "memory_mb")->valuedouble);
-            bind_text(st, 7, argv);
-            bind_text(st, 8, env);
+                sqlite3_bind_null(st, 4);
+            }
+            sqlite3_bind_double(st, 5, t->cpus);
+            sqlite3_bind_int64(st, 6, t->memory_mb);
+            sqlite3_bind_text(st, 7, sched_text(pl, t->argv), -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 8, sched_text(pl, t->env), -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 9, p->now);
-            bind_text(st, 10, json_get_string(t, "id"));
-            rc = stmt_done(c, st);
-            free(gpus);
-            free(argv);
-            free(env);
-            if (rc < 0)
+            bind_text(st, 10, t->id);
+            if ((rc = stmt_done(c, st)) < 0)
                 return rc;
         }
         st = conn_stmt(c, "UPDATE runs SET status = 'starting', reason = NULL, "
@@ -372,7 +379,8 @@ static int place_fn(struct conn *c, void *arg)
         if (st == NULL)
             return ERR_INTERNAL;
         sqlite3_bind_int64(st, 1, p->now);
-        sqlite3_bind_int64(st, 2, duration > 0 ? p->now + duration * 1000 : 0);
+        sqlite3_bind_int64(st, 2,
+                           run->max_duration_s > 0 ? p->now + run->max_duration_s * 1000 : 0);
         sqlite3_bind_int64(st, 3, seq);
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
@@ -386,7 +394,8 @@ static int place_fn(struct conn *c, void *arg)
     return 0;
 }
 
-int store_sched_place(struct store *store, const cJSON *placements, int64_t now_ms)
+int store_sched_place(struct store *store, const struct sched_placements *placements,
+                      int64_t now_ms)
 {
     struct place p = { placements, now_ms };
 

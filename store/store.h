@@ -29,6 +29,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/buf.h"
+
 struct store;
 
 enum store_sync {
@@ -349,11 +351,41 @@ void store_sched_state_release(struct sched_state *state);
 /* Records port as used on n. */
 void sched_node_use_port(struct sched_node *n, int port);
 /*
- * Applies placements: [{"run": id, "tasks": [{"id", "node", "gpus",
- * "port", "address", "cpus", "memory_mb", "argv", "env"}]}]. A run no
- * longer queued is skipped. Sets runs to starting.
+ * What a pass placed (placement_pass()), for store_sched_place(). Strings
+ * that are pointers are borrowed from the pass's sched_state; the others
+ * are offsets of NUL-terminated text in text (sched_text()): gpus, argv and
+ * env are JSON, as stored. Built as C and text, not as a JSON tree: a tree
+ * per task cost more than the placing.
  */
-int store_sched_place(struct store *store, const cJSON *placements, int64_t now_ms);
+struct sched_task_place {
+    const char *id;
+    const char *node;
+    size_t gpus, argv, env;
+    size_t address; /* with port 0: none */
+    int port; /* 0: none */
+    double cpus;
+    int64_t memory_mb;
+};
+struct sched_run_place {
+    const char *run;
+    int64_t max_duration_s; /* 0: none */
+    size_t first, n; /* its tasks: tasks[first] .. tasks[first + n - 1] */
+};
+struct sched_placements {
+    struct sched_run_place *runs;
+    size_t n_runs, cap_runs;
+    struct sched_task_place *tasks;
+    size_t n_tasks, cap_tasks;
+    struct buf text;
+};
+void sched_placements_init(struct sched_placements *p);
+void sched_placements_release(struct sched_placements *p);
+/* The text at off. */
+const char *sched_text(const struct sched_placements *p, size_t off);
+/* Applies placements: the tasks get their node, resources, argv and env; a
+ * run no longer queued is skipped. Sets runs to starting. */
+int store_sched_place(struct store *store, const struct sched_placements *placements,
+                      int64_t now_ms);
 /* Updates the reason of queued runs: {"run id": "reason", ...}. */
 int store_sched_reasons(struct store *store, const cJSON *reasons);
 /*

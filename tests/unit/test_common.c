@@ -1,6 +1,8 @@
 /* test_common.c - buf, time, crypto and json helpers. */
 #include "tests/unit/unit.h"
 
+#include <stdlib.h>
+
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/err.h"
@@ -77,11 +79,39 @@ static void json_int_checks_range_and_fraction(void)
     cJSON_Delete(n);
 }
 
+/* Strings written as text come out as cJSON prints them. */
+static void json_buf_string_escapes_as_cjson(void)
+{
+    const char *cases[] = { "",
+                            "plain",
+                            "q\"uote",
+                            "back\\slash",
+                            "tab\tnl\ncr\r",
+                            "\b\f\x01\x1f",
+                            "caf\xc3\xa9 \xe2\x82\xac",
+                            "</script>" };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *str = cJSON_CreateString(cases[i]);
+        char *want = json_print(str);
+        struct buf b;
+
+        buf_init(&b);
+        json_buf_string(&b, cases[i]);
+        ASSERT_STR_EQ(b.data, want);
+        buf_release(&b);
+        free(want);
+        cJSON_Delete(str);
+    }
+}
+
 UNIT_LIST(common_tests) = {
     { "common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated },
     { "common/rfc3339_round_trips", rfc3339_round_trips },
     { "common/sha256_matches_known_vector", sha256_matches_known_vector },
     { "common/json_parse_rejects_trailing_garbage", json_parse_rejects_trailing_garbage },
     { "common/json_int_checks_range_and_fraction", json_int_checks_range_and_fraction },
+    { "common/json_buf_string_escapes_as_cjson", json_buf_string_escapes_as_cjson },
     { NULL, NULL },
 };

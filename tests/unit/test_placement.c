@@ -7,6 +7,49 @@
 #include "common/json.h"
 #include "scheduler/placement.h"
 
+/* A pass, with its placements as JSON for the checks below:
+ * [{"run", "tasks": [{"id", "node", "gpus", "port", "address", "cpus",
+ * "memory_mb", "argv", "env"}]}]. */
+static void pass(struct sched_state *state, cJSON **ret_placements, cJSON **ret_reasons)
+{
+    struct sched_placements pl;
+    cJSON *out = cJSON_CreateArray();
+    size_t r;
+    size_t i;
+
+    placement_pass(state, &pl, ret_reasons);
+    for (r = 0; r < pl.n_runs; r++) {
+        cJSON *run = cJSON_CreateObject();
+        cJSON *tasks;
+
+        cJSON_AddStringToObject(run, "run", pl.runs[r].run);
+        tasks = cJSON_AddArrayToObject(run, "tasks");
+        for (i = pl.runs[r].first; i < pl.runs[r].first + pl.runs[r].n; i++) {
+            const struct sched_task_place *t = &pl.tasks[i];
+            cJSON *o = cJSON_CreateObject();
+
+            cJSON_AddStringToObject(o, "id", t->id);
+            cJSON_AddStringToObject(o, "node", t->node);
+            cJSON_AddItemToObject(o, "gpus", cJSON_Parse(sched_text(&pl, t->gpus)));
+            if (t->port) {
+                cJSON_AddNumberToObject(o, "port", t->port);
+                cJSON_AddStringToObject(o, "address", sched_text(&pl, t->address));
+            } else {
+                cJSON_AddNullToObject(o, "port");
+                cJSON_AddNullToObject(o, "address");
+            }
+            cJSON_AddNumberToObject(o, "cpus", t->cpus);
+            cJSON_AddNumberToObject(o, "memory_mb", (double)t->memory_mb);
+            cJSON_AddItemToObject(o, "argv", cJSON_Parse(sched_text(&pl, t->argv)));
+            cJSON_AddItemToObject(o, "env", cJSON_Parse(sched_text(&pl, t->env)));
+            cJSON_AddItemToArray(tasks, o);
+        }
+        cJSON_AddItemToArray(out, run);
+    }
+    sched_placements_release(&pl);
+    *ret_placements = out;
+}
+
 static int atoi_safe(const char *s)
 {
     return (int)strtol(s, NULL, 10);
@@ -85,7 +128,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
     cJSON_AddItemToArray(runs, run("r2", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r3", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r4", SPEC("\"ps\"", 1, 1, 1, 0), pnames, ptypes, pidx, 2));
-    placement_pass(&state, &placements, &reasons);
+    pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 2);
     a = json_get_string(
         json_get(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 0), "tasks"), 0),
@@ -124,7 +167,7 @@ static void a_waiting_gang_is_not_starved(void)
     /* The gang needs both 4-CPU nodes whole; n1 is half busy. */
     cJSON_AddItemToArray(runs, run("gang", SPEC("\"pytorch\"", 2, 1, 4, 0), names, types, idx, 2));
     cJSON_AddItemToArray(runs, run("small", SPEC("null", 1, 1, 1, 0), snames, stypes, sidx, 1));
-    placement_pass(&state, &placements, &reasons);
+    pass(&state, &placements, &reasons);
     /* The small run may only backfill onto n3, which the gang cannot use. */
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(placements, 0), "run"), "small");
@@ -154,7 +197,7 @@ static void pytorch_env_is_consistent(void)
     add_node(&state, "n1", 4, 0, 0);
     add_node(&state, "n2", 4, 0, 0);
     cJSON_AddItemToArray(runs, run("pt", SPEC("\"pytorch\"", 2, 2, 1, 0), names, types, idx, 4));
-    placement_pass(&state, &placements, &reasons);
+    pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     cJSON_ArrayForEach(t, json_get(cJSON_GetArrayItem(placements, 0), "tasks")) {
         cJSON *env = json_get(t, "env");
@@ -212,7 +255,7 @@ static void picks_the_tightest_node(void)
         snprintf(id, sizeof(id), "r%d", i);
         cJSON_AddItemToArray(runs, run(id, SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
     }
-    placement_pass(&state, &placements, &reasons);
+    pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1502);
     ASSERT_STR_EQ(
         json_get_string(cJSON_GetArrayItem(json_get(cJSON_GetArrayItem(placements, 1), "tasks"), 0),
