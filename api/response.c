@@ -86,15 +86,12 @@ void api_error(struct api_response *resp, int code, const char *field, const cha
 
 void reply_json(struct api_response *resp, int status, cJSON *body)
 {
-    char *text = json_print(body);
-
-    cJSON_Delete(body);
     resp->status = status;
     resp->content_type = "application/json";
     buf_reset(&resp->body);
-    buf_adds(&resp->body, text);
+    json_buf_value(&resp->body, body);
     buf_addc(&resp->body, '\n');
-    free(text);
+    cJSON_Delete(body);
 }
 
 bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj)

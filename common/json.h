@@ -37,6 +37,8 @@ struct buf;
 /* Appends s as a JSON string literal, escaped as json_print() would: for
  * JSON built as text where a tree would only be printed again. */
 void json_buf_string(struct buf *b, const char *s);
+/* Appends item's compact text, as json_print() writes it. */
+void json_buf_value(struct buf *b, const cJSON *item);
 /* Looks key up case-sensitively; NULL when absent. */
 cJSON *json_get(const cJSON *object, const char *key);
 /* The string value of key, or NULL when absent or not a string. */

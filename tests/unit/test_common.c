@@ -106,6 +106,48 @@ static void json_buf_string_escapes_as_cjson(void)
     }
 }
 
+/* json_print() writes what cJSON_PrintUnformatted() writes. */
+static void json_print_matches_cjson(void)
+{
+    const char *docs[] = {
+        "{}",
+        "[]",
+        "null",
+        "true",
+        "\"s\"",
+        "{\"a\":1,\"b\":[1,2,{\"c\":null}],\"d\":{\"e\":false,\"f\":true}}",
+        "[0,-1,2147483647,2147483648,-2147483649,1700000000000,999999999999999,1e15,1e16,"
+        "123456789012345678,0.1,-0.5,1.5e-7,3.141592653589793,1e300,-1e-300,2.5e-320,0."
+        "30000000000000004]",
+        "{\"k\\\"q\":\"tab\\tnl\\n\\u0001 caf\u00e9\",\"\":\"\"}",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        cJSON *doc = cJSON_Parse(docs[i]);
+        char *want;
+        char *got;
+
+        ASSERT_TRUE(doc != NULL);
+        want = cJSON_PrintUnformatted(doc);
+        got = json_print(doc);
+        ASSERT_STR_EQ(got, want);
+        free(got);
+        cJSON_free(want);
+        cJSON_Delete(doc);
+    }
+    {
+        cJSON *z = cJSON_CreateNumber(-0.0);
+        char *want = cJSON_PrintUnformatted(z);
+        char *got = json_print(z);
+
+        ASSERT_STR_EQ(got, want);
+        free(got);
+        cJSON_free(want);
+        cJSON_Delete(z);
+    }
+}
+
 UNIT_LIST(common_tests) = {
     { "common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated },
     { "common/rfc3339_round_trips", rfc3339_round_trips },
@@ -113,5 +155,6 @@ UNIT_LIST(common_tests) = {
     { "common/json_parse_rejects_trailing_garbage", json_parse_rejects_trailing_garbage },
     { "common/json_int_checks_range_and_fraction", json_int_checks_range_and_fraction },
     { "common/json_buf_string_escapes_as_cjson", json_buf_string_escapes_as_cjson },
+    { "common/json_print_matches_cjson", json_print_matches_cjson },
     { NULL, NULL },
 };
