@@ -3,12 +3,14 @@ node timeout, GET /api/v1/compute.  Every test uses its own pool so the
 scheduler never places the other tests' runs on these (fake) nodes."""
 
 import json
+import os
+import sqlite3
 import time
 from datetime import datetime
 
 import pytest
 
-from conftest import assert_error, is_rfc3339_utc, node_body, uniq
+from conftest import assert_error, is_rfc3339_utc, node_body, uniq, wait_for
 
 
 def get_node(server, name, **kw):
@@ -265,8 +267,17 @@ def test_node_goes_down_after_timeout(server_factory):
         time.sleep(0.1)
     assert state == "down"
     assert pool_of(srv, pool)["ready_nodes"] == 0
+    # Once the scheduler's tick has stored it down, coming back is a write:
+    # the heartbeat leaves the HTTP thread for a worker (offload).
+    db = sqlite3.connect(os.path.join(srv.data_dir, "trainyard.db"))
+    try:
+        wait_for(lambda: db.execute("SELECT state FROM nodes WHERE name = ?",
+                                    (name,)).fetchone()[0] == "down", 10, "the node stored down")
+    finally:
+        db.close()
     r = srv.post("/api/v1/nodes/%s/heartbeat" % name, {"tasks": []})
     assert r.status == 200, r
+    assert r.body["node"]["state"] == "ready"
     assert get_node(srv, name).body["state"] == "ready"
 
 
