@@ -328,6 +328,7 @@ void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_res
     api_job_start(&l->job, resp, logs_answer, logs_store);
 }
 
+/* A relative path of clean components: no "", ".", "..", no leading "/". */
 static bool artifact_path_ok(const char *path)
 {
     const char *p = path;

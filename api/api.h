@@ -29,7 +29,7 @@ struct api_ctx {
     int64_t node_timeout_ms;
     int64_t max_snapshot_bytes;
     int64_t max_artifact_bytes;
-    volatile int shutting_down; /* streams end at the next chance */
+    int shutting_down; /* atomic: streams end at the next chance */
     const char *version;
 };
 

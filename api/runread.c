@@ -66,7 +66,7 @@ static int log_next(struct api_stream *stream, struct buf *out, bool *ret_done)
         ls->sent = text.len;
     }
     buf_release(&text);
-    *ret_done = rc < 0 || ended || ls->ctx->shutting_down;
+    *ret_done = rc < 0 || ended || __atomic_load_n(&ls->ctx->shutting_down, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -230,7 +230,7 @@ static int events_next(struct api_stream *stream, struct buf *out, bool *ret_don
     char *status;
     int64_t now = time_now_ms();
 
-    if (es->finished || es->ctx->shutting_down) {
+    if (es->finished || __atomic_load_n(&es->ctx->shutting_down, __ATOMIC_RELAXED)) {
         *ret_done = true;
         return 0;
     }

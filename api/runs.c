@@ -105,6 +105,8 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
         submission_free(s);
         return;
     }
+    /* An id clash (48 random bits) is retried here, waiting on the commit
+     * on this HTTP thread: rare enough not to park again. */
     for (tries = 0; s->job.rc == ERR_CONFLICT && tries < 2; tries++) {
         submission_new_id(s);
         s->job.rc = store_run_create(ctx->store, &s->run);

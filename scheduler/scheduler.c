@@ -308,7 +308,7 @@ static void schedule_pass(struct scheduler *s)
     uint64_t gap;
     uint64_t wait = 0;
 
-    if (s->stopping || uv_is_active((uv_handle_t *)&s->soon))
+    if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) || uv_is_active((uv_handle_t *)&s->soon))
         return;
     /* Starts at least PASS_GAP_MS apart, and twice as long as the last
      * pass took: passes never take more than half of the thread. */
@@ -334,7 +334,7 @@ static void on_wake(uv_async_t *a)
     struct scheduler *s = a->data;
     size_t i;
 
-    if (!s->stopping) {
+    if (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
         schedule_pass(s);
         return;
     }
@@ -409,7 +409,7 @@ void scheduler_free(struct scheduler *s)
 {
     if (s == NULL)
         return;
-    s->stopping = true;
+    __atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
     uv_async_send(&s->wake);
     uv_thread_join(&s->thread);
     if (uv_loop_close(&s->loop) != 0)

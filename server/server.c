@@ -115,6 +115,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     };
     int c;
 
+    memset(o, 0, sizeof(*o)); /* options not given stay NULL */
     o->listen = "127.0.0.1:8080";
     o->data = "./var";
     o->node_timeout_s = 15;
@@ -577,7 +578,7 @@ int server_main(int argc, char **argv)
     /* The agent goes first, so its last reports still reach this server. */
     stop_dev_agent(dev_agent);
     log_info("server: %s received; finishing requests in flight", strsignal(sig));
-    ctx.shutting_down = 1;
+    __atomic_store_n(&ctx.shutting_down, 1, __ATOMIC_RELAXED);
     MHD_quiesce_daemon(daemon);
     stream_stop();
     http_drain();

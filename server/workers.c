@@ -61,7 +61,12 @@ int workers_start(int n)
         }
         n_threads++;
     }
-    return n_threads > 0 ? 0 : ERR_INTERNAL;
+    if (n_threads == 0) {
+        free(threads);
+        threads = NULL;
+        return ERR_INTERNAL;
+    }
+    return 0;
 }
 
 void workers_submit(void (*fn)(void *arg), void *arg)

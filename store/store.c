@@ -624,10 +624,13 @@ int store_write(struct store *store, store_write_fn fn, void *arg)
 /* ---- open / close ---- */
 
 /* SQLite counts every allocation under a global mutex unless told not to;
- * nothing here reads those counts. Must precede any other SQLite call. */
+ * nothing here reads those counts. It must precede any other SQLite call:
+ * if something in the process initialised SQLite first, the call fails
+ * (SQLITE_MISUSE) and only the counting stays on. */
 static void sqlite_configure(void)
 {
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+        log_warn("store: SQLite was initialised already; its allocation counting stays on");
 }
 
 int store_open(const char *path, enum store_sync sync, struct store **ret_store)

@@ -181,6 +181,19 @@ def test_heartbeat_unknown_task_must_stop(server):
     assert tid in r.body["stop"], "server's view wins: a task it does not know must stop"
 
 
+def test_heartbeat_with_many_tasks_all_checked(server):
+    """A long task list is checked on a worker thread (each task is a read):
+    the answer is the same, every unknown task must stop."""
+    name, pool = uniq("node"), uniq("pool")
+    server.register_node(name, pool)
+    ids = ["run-0123456789ab-a1-w%d" % i for i in range(200)]
+    r = server.post("/api/v1/nodes/%s/heartbeat" % name,
+                    {"tasks": [{"id": t, "status": "running"} for t in ids]})
+    assert r.status == 200, r
+    assert sorted(r.body["stop"]) == sorted(ids)
+    assert r.body["node"] == {"name": name, "state": "ready"}
+
+
 def test_heartbeat_errors(server, user_token, viewer_token):
     name = uniq("node")
     server.register_node(name, uniq("pool"))
