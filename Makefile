@@ -13,6 +13,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -Ibuild/gen $(WARN) -MMD -MP
 RELEASE_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=all
+TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 LDLIBS = $(PKG_LIBS) -lpthread -lm
 
 SRC := $(wildcard common/*.c store/*.c api/*.c scheduler/*.c agent/*.c cli/*.c) \
@@ -25,12 +26,13 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 REL_OBJ := $(patsubst %.c,build/release/%.o,$(SRC) $(GEN)) build/release/embed.o \
            build/release/web.o
 ASAN_OBJ := $(patsubst %.c,build/asan/%.o,$(SRC) $(GEN)) build/asan/embed.o build/asan/web.o
+TSAN_OBJ := $(patsubst %.c,build/tsan/%.o,$(SRC) $(GEN)) build/tsan/embed.o build/tsan/web.o
 
 PYTHON := /usr/bin/python3
 # make V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all asan test unit integration web-test bench run stop deps check-style clean
+.PHONY: all asan test unit integration web-test tsan-test bench run stop deps check-style clean
 
 all: bin/trainyard
 
@@ -50,6 +52,16 @@ build/asan/unit_tests: $(ASAN_OBJ) tests/unit/runner.c $(UNIT_SRC) tests/unit/un
 	@echo "  LD      $@"
 	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(ASAN_CFLAGS) -Wno-missing-prototypes \
 		-o $@ tests/unit/runner.c $(UNIT_SRC) $(ASAN_OBJ) $(LDLIBS)
+
+build/tsan/bin/trainyard: $(TSAN_OBJ) build/tsan/server/main.o
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(TSAN_CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/tsan/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC tsan $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(TSAN_CFLAGS) -c -o $@ $<
 
 build/release/%.o: %.c
 	@mkdir -p $(@D)
@@ -91,7 +103,7 @@ $(EMBED): $(foreach e,$(EMBEDDED),$(word 2,$(subst :, ,$(e)))) Makefile
 	   echo '.section .note.GNU-stack,"",@progbits'; \
 	 } > $@
 
-build/release/embed.o build/asan/embed.o: $(EMBED) $(foreach e,$(EMBEDDED),$(word 2,$(subst :, ,$(e))))
+build/release/embed.o build/asan/embed.o build/tsan/embed.o: $(EMBED) $(foreach e,$(EMBEDDED),$(word 2,$(subst :, ,$(e))))
 	@mkdir -p $(@D)
 	$(Q)$(CC) -c -o $@ $(EMBED)
 
@@ -127,7 +139,7 @@ build/gen/web_files.c: $(WEB_FILES) Makefile
 	     echo "    {\"$$(basename $$f)\", web_$$i, web_$${i}_end},"; i=$$((i + 1)); done; \
 	   echo '    {0, 0, 0},'; echo '};'; } > $@
 
-build/release/web.o build/asan/web.o: build/gen/web.S
+build/release/web.o build/asan/web.o build/tsan/web.o: build/gen/web.S
 	@mkdir -p $(@D)
 	$(Q)$(CC) -c -o $@ build/gen/web.S
 
@@ -144,6 +156,12 @@ unit: build/asan/unit_tests
 integration: build/asan/bin/trainyard
 	TRAINYARD_BIN=$(CURDIR)/build/asan/bin/trainyard \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
+
+# The integration tests against a ThreadSanitizer build (not part of `make
+# test`: GCC 12's TSan cannot start on kernels with high mmap randomness).
+tsan-test: build/tsan/bin/trainyard
+	TRAINYARD_BIN=$(CURDIR)/build/tsan/bin/trainyard TSAN_OPTIONS=halt_on_error=0 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
 
 # Browser tests: playwright-core driving Debian's chromium against a real server.

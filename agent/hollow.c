@@ -367,6 +367,7 @@ static enum MHD_Result api(void *cls, struct MHD_Connection *conn, const char *u
     const char *slash;
     struct hnode *n;
     struct event *e;
+    bool stop;
     bool ok;
 
     (void)version;
@@ -415,12 +416,15 @@ static enum MHD_Result api(void *cls, struct MHD_Connection *conn, const char *u
         free(e);
         return answer(conn, 404, "{\"error\": \"no such endpoint\"}");
     }
+    /* Once handed over, e belongs to the loop thread, which may free it
+     * at once. */
+    stop = e->stop;
     pthread_mutex_lock(&h->mu);
     e->next = h->events;
     h->events = e;
     pthread_mutex_unlock(&h->mu);
     uv_async_send(&h->async);
-    return answer(conn, e->stop ? 200 : 201, "{}");
+    return answer(conn, stop ? 200 : 201, "{}");
 }
 
 static void api_done(void *cls, struct MHD_Connection *conn, void **state,

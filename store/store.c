@@ -293,7 +293,7 @@ static int user_version(struct conn *c, int *ret)
 
 static int migrate(struct conn *c, int *ret_version)
 {
-    int version;
+    int version = 0;
     int i;
     char bump[64];
 
