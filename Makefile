@@ -159,7 +159,8 @@ integration: build/asan/bin/trainyard
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
 
 # The integration tests against a ThreadSanitizer build (not part of `make
-# test`: GCC 12's TSan cannot start on kernels with high mmap randomness).
+# test`: GCC 12's TSan can fail to start on kernels with high mmap
+# randomisation).
 tsan-test: build/tsan/bin/trainyard
 	TRAINYARD_BIN=$(CURDIR)/build/tsan/bin/trainyard TSAN_OPTIONS=halt_on_error=0 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/python
