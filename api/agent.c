@@ -46,16 +46,13 @@ struct report_job {
     int64_t now;
 };
 
-static int report_store(struct api_job *job, bool park)
+static int report_store(struct api_job *job)
 {
     struct report_job *r = (struct report_job *)job;
     struct api_request *req = job->req;
 
-    if (park)
-        return store_task_report_async(job->ctx->store, req->params[0], caller_node(req), r->status,
-                                       r->exit_code, r->message, r->now, api_job_written, job);
-    return store_task_report(job->ctx->store, req->params[0], caller_node(req), r->status,
-                             r->exit_code, r->message, r->now);
+    return store_task_report_async(job->ctx->store, req->params[0], caller_node(req), r->status,
+                                   r->exit_code, r->message, r->now, api_job_written, job);
 }
 
 static void report_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
@@ -164,16 +161,13 @@ struct metrics_job {
     bool duplicate;
 };
 
-static int metrics_store(struct api_job *job, bool park)
+static int metrics_store(struct api_job *job)
 {
     struct metrics_job *m = (struct metrics_job *)job;
     struct api_request *req = job->req;
 
-    if (park)
-        return store_task_metrics_async(job->ctx->store, req->params[0], caller_node(req), m->seq,
-                                        m->points, m->n, &m->duplicate, api_job_written, job);
-    return store_task_metrics(job->ctx->store, req->params[0], caller_node(req), m->seq, m->points,
-                              m->n, &m->duplicate);
+    return store_task_metrics_async(job->ctx->store, req->params[0], caller_node(req), m->seq,
+                                    m->points, m->n, &m->duplicate, api_job_written, job);
 }
 
 static void metrics_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
@@ -268,16 +262,13 @@ struct logs_job {
     int64_t log_size;
 };
 
-static int logs_store(struct api_job *job, bool park)
+static int logs_store(struct api_job *job)
 {
     struct logs_job *l = (struct logs_job *)job;
     struct api_request *req = job->req;
 
-    if (park)
-        return store_task_logs_async(job->ctx->store, req->params[0], caller_node(req), l->offset,
-                                     req->body, req->body_len, &l->log_size, api_job_written, job);
-    return store_task_logs(job->ctx->store, req->params[0], caller_node(req), l->offset, req->body,
-                           req->body_len, &l->log_size);
+    return store_task_logs_async(job->ctx->store, req->params[0], caller_node(req), l->offset,
+                                 req->body, req->body_len, &l->log_size, api_job_written, job);
 }
 
 static void logs_answer(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,

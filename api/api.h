@@ -89,10 +89,12 @@ struct api_request {
     /*
      * A quick route's handler (it runs on an HTTP thread) that finds it
      * must block: true, and the handler returns at once, leaving resp
-     * alone; it runs again, from the start, on a worker thread. false when
-     * it already runs on one (or the server is stopping): block then.
+     * alone; it runs again, from the start, with may_block set (on a
+     * worker thread, or here when the server is stopping). false only when
+     * may_block is set already. Set by server/.
      */
     bool (*offload)(struct api_request *req);
+    bool may_block; /* the handler runs where it may wait */
 };
 
 /*

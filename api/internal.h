@@ -6,6 +6,7 @@
 #define TRAINYARD_API_INTERNAL_H
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 #include "api/api.h"
 #include "store/store.h"
@@ -37,15 +38,20 @@ struct api_job {
     struct api_request *req;
     int rc; /* how the write ended */
     bool kick; /* kick the scheduler once it is committed */
+    /* api_job_start's own: */
+    bool parked;
+    bool done;
+    pthread_cond_t *done_cv;
 };
 /*
- * Starts job's write with start(job, park): park true, start queues the
- * write with store_*_async(..., api_job_written, job); false (the server
- * is stopping), it writes and waits. Either way answer(ctx, req, resp, job)
- * runs once, with job->rc set, and frees the job.
+ * Starts job's write with start(job), which queues it with
+ * store_*_async(..., api_job_written, job) and returns that call's result.
+ * The connection is parked meanwhile; when it cannot be (the server is
+ * stopping), this thread waits instead. Either way answer(ctx, req, resp,
+ * job) runs once, with job->rc set, and frees the job.
  */
 void api_job_start(struct api_job *job, struct api_response *resp, api_finish_fn answer,
-                   int (*start)(struct api_job *job, bool park));
+                   int (*start)(struct api_job *job));
 /* store_done_fn of a job's write (the writer thread). */
 void api_job_written(void *arg, int rc);
 

@@ -291,17 +291,14 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
         }
     }
     /* Each reported task is a read: a long list is checked on a worker. */
-    if (cJSON_GetArraySize(tasks) > 64 && req->offload(req))
+    if (!req->may_block && cJSON_GetArraySize(tasks) > 64 && req->offload(req))
         goto out;
     /* The node came back, or tasks are lost or let go: that is a write,
      * waited for on a worker thread. */
-    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms, false,
-                              &stop, &changed, &state);
+    rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms,
+                              req->may_block, &stop, &changed, &state);
     if (rc == STORE_WOULD_WAIT && req->offload(req))
         goto out;
-    if (rc == STORE_WOULD_WAIT)
-        rc = store_node_heartbeat(ctx->store, name, tasks, time_now_ms(), ctx->node_timeout_ms,
-                                  true, &stop, &changed, &state);
     if (rc < 0) {
         reply_store_error(resp, rc, "node", name);
         goto out;

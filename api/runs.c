@@ -85,13 +85,11 @@ static void submission_new_id(struct submission *s)
     s->run.id = s->id;
 }
 
-static int submission_store(struct api_job *job, bool park)
+static int submission_store(struct api_job *job)
 {
     struct submission *s = (struct submission *)job;
 
-    if (park)
-        return store_run_create_async(job->ctx->store, &s->run, api_job_written, job);
-    return store_run_create(job->ctx->store, &s->run);
+    return store_run_create_async(job->ctx->store, &s->run, api_job_written, job);
 }
 
 static void submission_answer(struct api_ctx *ctx, struct api_request *req,

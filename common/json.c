@@ -168,7 +168,7 @@ static void print_number(struct buf *b, double d)
     buf_adds(b, num);
 }
 
-static void print_value(struct buf *b, const cJSON *item)
+void json_buf_value(struct buf *b, const cJSON *item)
 {
     const cJSON *c;
 
@@ -196,7 +196,7 @@ static void print_value(struct buf *b, const cJSON *item)
         for (c = item->child; c; c = c->next) {
             if (c != item->child)
                 buf_addc(b, ',');
-            print_value(b, c);
+            json_buf_value(b, c);
         }
         buf_addc(b, ']');
         return;
@@ -207,7 +207,7 @@ static void print_value(struct buf *b, const cJSON *item)
                 buf_addc(b, ',');
             json_buf_string(b, c->string ? c->string : "");
             buf_addc(b, ':');
-            print_value(b, c);
+            json_buf_value(b, c);
         }
         buf_addc(b, '}');
         return;
@@ -216,11 +216,6 @@ static void print_value(struct buf *b, const cJSON *item)
         fprintf(stderr, "fatal: printing an invalid JSON item\n");
         abort();
     }
-}
-
-void json_buf_value(struct buf *b, const cJSON *item)
-{
-    print_value(b, item);
 }
 
 char *json_print(const cJSON *item)

@@ -46,9 +46,13 @@ struct request {
     api_finish_fn finish; /* a deferred answer, not given yet */
     void *finish_arg;
     bool offloaded; /* the handler is to run again on a worker */
-    bool on_worker;
     struct api_response worker_resp; /* what it answered there */
 };
+
+static struct request *request_of(struct api_request *req)
+{
+    return (struct request *)((char *)req - offsetof(struct request, req));
+}
 
 /* Deferred requests (api_request.defer), so that the daemon is not
  * stopped with a connection still parked (MHD would abort). */
@@ -59,7 +63,7 @@ static bool defer_closed;
 
 static bool defer(struct api_request *req, api_finish_fn finish, void *arg)
 {
-    struct request *r = (struct request *)((char *)req - offsetof(struct request, req));
+    struct request *r = request_of(req);
 
     pthread_mutex_lock(&defer_mu);
     if (defer_closed) {
@@ -102,19 +106,13 @@ static bool no_defer(struct api_request *req, api_finish_fn finish, void *arg)
     return false;
 }
 
-static bool no_offload(struct api_request *req)
-{
-    (void)req;
-    return false;
-}
-
 /* A worker thread: runs the handler of a parked request. */
 static void worker_run(void *arg)
 {
     struct request *r = arg;
 
     r->req.defer = no_defer;
-    r->req.offload = no_offload;
+    r->req.may_block = true;
     r->route->handler(r->http->ctx, &r->req, &r->worker_resp);
     resume(&r->req);
 }
@@ -139,9 +137,8 @@ static void worker_finish(struct api_ctx *ctx, struct api_request *req, struct a
  * server is stopping (the handler then runs here). */
 static bool to_worker(struct request *r)
 {
-    if (r->on_worker || !defer(&r->req, worker_finish, r))
+    if (!defer(&r->req, worker_finish, r))
         return false;
-    r->on_worker = true;
     api_response_init(&r->worker_resp);
     workers_submit(worker_run, r);
     return true;
@@ -149,11 +146,9 @@ static bool to_worker(struct request *r)
 
 static bool offload(struct api_request *req)
 {
-    struct request *r = (struct request *)((char *)req - offsetof(struct request, req));
-
-    if (r->on_worker)
+    if (req->may_block)
         return false;
-    r->offloaded = true;
+    request_of(req)->offloaded = true;
     return true;
 }
 
@@ -434,7 +429,7 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
             return MHD_YES;
         /* Stopping: it runs here after all, and may wait. */
         r->req.defer = no_defer;
-        r->req.offload = no_offload;
+        r->req.may_block = true;
         api_response_init(&resp);
         r->route->handler(http->ctx, &r->req, &resp);
     }

@@ -580,10 +580,9 @@ static int rollups_write(struct conn *c, int64_t run_seq, const struct rollup *r
     return 0;
 }
 
-/* A batch's points of one metric, folded: one summary upsert per metric
- * per batch instead of one per point. */
-/* Folds one point into its metric's summary; returns the metric's index.
- * *last is the metric of the point before, looked at first. */
+/* Folds one point into its metric's summary (one upsert per metric per
+ * batch, not per point); returns the metric's index. *last is the metric
+ * of the point before, looked at first. */
 static size_t summary_add(struct summary **s, size_t *n, size_t *cap, size_t *last,
                           const char *name, int64_t step, double value)
 {

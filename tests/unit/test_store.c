@@ -25,6 +25,22 @@ static char *temp_db(void)
     return path;
 }
 
+/* A run of experiment "exp" in pool "default" with the given tasks. */
+static struct store_new_run new_run(const char *id, const char *spec_text, const cJSON *spec,
+                                    struct store_new_task *tasks, int n_tasks)
+{
+    struct store_new_run run = { 0 };
+
+    run.id = id;
+    run.experiment = "exp";
+    run.spec = spec_text;
+    run.tags = json_get(spec, "tags");
+    run.pool = "default";
+    run.tasks = tasks;
+    run.n_tasks = n_tasks;
+    return run;
+}
+
 static void migrates_and_reopens(void)
 {
     char *path = temp_db();
@@ -151,13 +167,7 @@ static void async_write_reports_after_commit(void)
     cJSON *got = NULL;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
-    run.id = "run-async";
-    run.experiment = "exp";
-    run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = "default";
-    run.tasks = &task;
-    run.n_tasks = 1;
+    run = new_run("run-async", spec_text, spec, &task, 1);
     ASSERT_EQ(store_run_create_async(s, &run, async_done, &box), 0);
     ASSERT_EQ(async_wait(&box, 1), 0);
     ASSERT_EQ(store_run_get(s, "run-async", &got), 0);
@@ -185,15 +195,9 @@ static void *submit_many(void *arg)
         struct store_new_run run = { 0 };
 
         snprintf(id, sizeof(id), "run-%ld-%d", (long)(intptr_t)arg, i);
-        run.id = id;
-        run.experiment = "exp";
-        run.spec = spec_text;
-        run.tags = json_get(spec, "tags");
-        run.pool = "default";
+        run = new_run(id, spec_text, spec, &task, 1);
         run.reason = "waiting";
         run.created_at = 1000 + i;
-        run.tasks = &task;
-        run.n_tasks = 1;
         if (store_run_create(shared, &run) != 0)
             UNIT_FAIL("create %s failed", id);
     }
@@ -249,13 +253,8 @@ static void duplicate_run_id_writes_nothing(void)
     cJSON *exps;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
-    run.id = "run-x";
-    run.experiment = "exp";
-    run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = "default";
-    run.tasks = tasks;
-    run.n_tasks = 2; /* the second task clashes: the whole run must roll back */
+    run = new_run("run-x", spec_text, spec, tasks,
+                  2); /* the second task clashes: the whole run must roll back */
     ASSERT_EQ(store_run_create(s, &run), ERR_CONFLICT);
     ASSERT_EQ(store_experiment_list(s, &all_page, &exps), 0);
     ASSERT_EQ(cJSON_GetArraySize(json_get(exps, "items")), 0);
@@ -276,13 +275,7 @@ static void cancel_is_idempotent(void)
     cJSON *got;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
-    run.id = "run-c";
-    run.experiment = "exp";
-    run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = "default";
-    run.tasks = &task;
-    run.n_tasks = 1;
+    run = new_run("run-c", spec_text, spec, &task, 1);
     ASSERT_EQ(store_run_create(s, &run), 0);
     ASSERT_EQ(store_run_cancel(s, "run-c", 5000, &got), 0);
     ASSERT_STR_EQ(json_get_string(got, "status"), "canceled");
@@ -406,13 +399,7 @@ static void series_downsamples_keeping_extremes(void)
     int i;
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
-    run.id = "run-m";
-    run.experiment = "exp";
-    run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = "default";
-    run.tasks = &task;
-    run.n_tasks = 1;
+    run = new_run("run-m", spec_text, spec, &task, 1);
     ASSERT_EQ(store_run_create(s, &run), 0);
     for (i = 0; i < 20000; i++) {
         points[i].name = "loss";
