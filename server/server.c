@@ -42,6 +42,8 @@ struct server_opts {
     long node_timeout_s;
     long max_snapshot_mb;
     long max_artifact_mb;
+    long max_log_mb;
+    long max_metric_points;
     long threads;
     enum store_sync sync;
     bool dev;
@@ -60,6 +62,10 @@ static const char usage[] =
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
+    "  --max-log-mb N          log kept per run, in MiB; the rest is dropped and the run\n"
+    "                          marked log_truncated (default 256)\n"
+    "  --max-metric-points N   metric points kept per run; later ones are dropped and the\n"
+    "                          run marked metrics_truncated (default 10000000)\n"
     "  --threads N             threads for requests that may block (default 4 per CPU\n"
     "                          it may use, at most 64); the rest run on one HTTP\n"
     "                          thread per CPU\n"
@@ -103,6 +109,8 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         { "node-timeout", required_argument, NULL, 't' },
         { "max-snapshot-mb", required_argument, NULL, 'm' },
         { "max-artifact-mb", required_argument, NULL, 'A' },
+        { "max-log-mb", required_argument, NULL, 'g' },
+        { "max-metric-points", required_argument, NULL, 'P' },
         { "threads", required_argument, NULL, 'T' },
         { "sync", required_argument, NULL, 's' },
         { "dev", no_argument, NULL, 'D' },
@@ -121,6 +129,8 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
     o->max_artifact_mb = 1024;
+    o->max_log_mb = STORE_DEFAULT_MAX_LOG_BYTES / (1024 * 1024);
+    o->max_metric_points = STORE_DEFAULT_MAX_METRIC_POINTS;
     o->threads = default_threads();
     o->sync = STORE_SYNC_FULL;
     o->dev = false;
@@ -148,6 +158,18 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         case 'A':
             if (!parse_long(optarg, 1, 1048576, &o->max_artifact_mb)) {
                 fprintf(stderr, "trainyard server: --max-artifact-mb must be 1..1048576\n");
+                return 2;
+            }
+            break;
+        case 'g':
+            if (!parse_long(optarg, 1, 1048576, &o->max_log_mb)) {
+                fprintf(stderr, "trainyard server: --max-log-mb must be 1..1048576\n");
+                return 2;
+            }
+            break;
+        case 'P':
+            if (!parse_long(optarg, 1, 1000000000000L, &o->max_metric_points)) {
+                fprintf(stderr, "trainyard server: --max-metric-points must be 1..10^12\n");
                 return 2;
             }
             break;
@@ -487,6 +509,8 @@ int server_main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/trainyard.db", o.data);
     if (store_open(path, o.sync, &store) < 0)
         return 1;
+    store_set_quotas(
+        store, &(struct store_quotas){ (int64_t)o.max_log_mb * 1024 * 1024, o.max_metric_points });
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.store = store;

@@ -80,6 +80,9 @@ int store_seen_flush(struct store *store, struct conn *c);
 const char *node_state_now(const char *stored, int64_t last_heartbeat, int64_t now_ms,
                            int64_t timeout_ms);
 
+/* The quotas in force (store_set_quotas). */
+const struct store_quotas *store_quotas(const struct store *store);
+
 /* ---- run rules, shared by the write paths (tasks.c) ---- */
 
 /* Marks every unfinished task of a run's attempt killed; tasks an agent

@@ -13,7 +13,7 @@ static const char *const run_statuses[] = { "queued",    "starting", "running",
 
 #define RUN_COLUMNS                                                                                \
     "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "        \
-    "reason"
+    "reason, truncated"
 
 /* ---- create ---- */
 
@@ -146,6 +146,8 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
         cJSON_AddStringToObject(out, "reason", run->reason);
     else
         cJSON_AddNullToObject(out, "reason");
+    cJSON_AddFalseToObject(out, "log_truncated");
+    cJSON_AddFalseToObject(out, "metrics_truncated");
     cJSON_AddItemToObject(out, "tags", cJSON_Duplicate(run->tags, 1));
     tasks = cJSON_AddArrayToObject(out, "tasks");
     for (i = 0; i < run->n_tasks; i++) {
@@ -251,6 +253,9 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
     cJSON_AddNumberToObject(run, "attempt", (double)attempt);
     col_add_string(st, 9, run, "error");
     col_add_string(st, 10, run, "reason");
+    /* Set once a quota cut the run's log or metrics short (store/tasks.c). */
+    cJSON_AddBoolToObject(run, "log_truncated", sqlite3_column_int(st, 11) & 1);
+    cJSON_AddBoolToObject(run, "metrics_truncated", sqlite3_column_int(st, 11) & 2);
     spec = json_get(run, "spec");
     cJSON_AddItemToObject(run, "tags", cJSON_Duplicate(json_get(spec, "tags"), 1));
     if ((rc = add_tasks(c, seq, attempt, run)) < 0 || (rc = add_metrics(c, seq, run)) < 0) {

@@ -4,6 +4,7 @@
  */
 #include "store/internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ struct store {
 
     uint64_t generation; /* atomic: committed batches (store_generation) */
     int64_t seen_flushed_ms; /* writer thread only */
+    struct store_quotas quotas; /* set before the first write */
 };
 
 struct seen {
@@ -274,6 +276,17 @@ struct conn *store_reader(struct store *store)
 int store_migration_count(void)
 {
     return migrations_count;
+}
+
+void store_set_quotas(struct store *store, const struct store_quotas *quotas)
+{
+    assert(quotas->max_log_bytes > 0 && quotas->max_metric_points > 0);
+    store->quotas = *quotas;
+}
+
+const struct store_quotas *store_quotas(const struct store *store)
+{
+    return &store->quotas;
 }
 
 static int user_version(struct conn *c, int *ret)
@@ -642,6 +655,8 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
     store = xcalloc(1, sizeof(*store));
 
     store->path = xstrdup(path);
+    store->quotas =
+        (struct store_quotas){ STORE_DEFAULT_MAX_LOG_BYTES, STORE_DEFAULT_MAX_METRIC_POINTS };
     store->sync = sync;
     pthread_mutex_init(&store->mu, NULL);
     pthread_cond_init(&store->work_cv, NULL);

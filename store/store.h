@@ -59,6 +59,22 @@ uint64_t store_generation(struct store *store);
 /* Number of migrations built into this binary. */
 int store_migration_count(void);
 
+/* Per-run quotas (SPEC §9, issue 11): bytes of log and metric points a run
+ * may store; what comes after is acknowledged and dropped, once marked
+ * (a line in the log, an event, the run's log_truncated /
+ * metrics_truncated). */
+struct store_quotas {
+    int64_t max_log_bytes;
+    int64_t max_metric_points;
+};
+
+#define STORE_DEFAULT_MAX_LOG_BYTES (256 * 1024 * 1024LL)
+#define STORE_DEFAULT_MAX_METRIC_POINTS 10000000LL
+
+/* Sets the quotas (both > 0). Call before any write, from the thread that
+ * opened the store. */
+void store_set_quotas(struct store *store, const struct store_quotas *quotas);
+
 /* ---- tokens ---- */
 
 struct store_token {
@@ -245,7 +261,9 @@ int store_task_report_async(struct store *store, const char *task_id, const char
  * Appends log bytes data[0..len) that start at byte offset of the task's
  * log. Bytes already received are skipped, so a retry is harmless.
  * *ret_log_size gets the task's log size after it. ERR_CONFLICT when
- * offset is past the end received (a gap), with *ret_log_size set.
+ * offset is past the end received (a gap), with *ret_log_size set. Bytes
+ * past the run's log quota are counted as received but not stored; the
+ * first write to reach it stores a marker line instead.
  */
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size);
@@ -263,7 +281,8 @@ struct store_point {
 /*
  * Applies a batch of n metric points once: a batch whose seq is not above
  * the last applied one is a duplicate and changes nothing
- * (*ret_duplicate = true).
+ * (*ret_duplicate = true). Points past the run's quota are dropped (the
+ * batch still counts as applied).
  */
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
                        const struct store_point *points, size_t n, bool *ret_duplicate);

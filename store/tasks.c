@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
@@ -413,14 +414,98 @@ struct logs {
     const unsigned char *data;
     size_t len;
     int64_t *log_size; /* out: after this write (or the size a gap is past) */
+    int64_t max_bytes; /* the run's log quota */
 };
+
+/* What a run has stored against its quotas (runs.log_bytes, ...). */
+struct run_usage {
+    int64_t log_bytes;
+    int64_t metric_points;
+    int truncated; /* RUN_TRUNCATED_* */
+};
+
+enum run_truncated {
+    RUN_TRUNCATED_LOG = 1 << 0,
+    RUN_TRUNCATED_METRICS = 1 << 1,
+};
+
+static int usage_load(struct conn *c, int64_t run_seq, struct run_usage *ret_usage)
+{
+    sqlite3_stmt *st =
+        conn_stmt(c, "SELECT log_bytes, metric_points, truncated FROM runs WHERE seq = ?");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "load run usage");
+    }
+    ret_usage->log_bytes = sqlite3_column_int64(st, 0);
+    ret_usage->metric_points = sqlite3_column_int64(st, 1);
+    ret_usage->truncated = sqlite3_column_int(st, 2);
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int usage_add(struct conn *c, int64_t run_seq, int64_t log_bytes, int64_t points,
+                     int truncated)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE runs SET log_bytes = log_bytes + ?1, "
+                                    "metric_points = metric_points + ?2, "
+                                    "truncated = truncated | ?3 WHERE seq = ?4");
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, log_bytes);
+    sqlite3_bind_int64(st, 2, points);
+    sqlite3_bind_int(st, 3, truncated);
+    sqlite3_bind_int64(st, 4, run_seq);
+    return stmt_done(c, st);
+}
+
+/* Records that a quota cut what a run keeps: an event a user can see. */
+static int quota_event(struct conn *c, int64_t run_seq, const char *type, const char *task_id,
+                       int64_t limit)
+{
+    cJSON *data = cJSON_CreateObject();
+    int rc;
+
+    cJSON_AddStringToObject(data, "task", task_id);
+    cJSON_AddNumberToObject(data, "limit", (double)limit);
+    rc = run_event(c, run_seq, time_now_ms(), type, data);
+    cJSON_Delete(data);
+    return rc;
+}
+
+static int chunk_insert(struct conn *c, int64_t run_seq, const char *task_id, int64_t offset,
+                        const void *data, size_t len)
+{
+    sqlite3_stmt *st = conn_stmt(c, "INSERT INTO log_chunks(run_seq, task_id, offset, data) "
+                                    "VALUES (?, ?, ?, ?)");
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, run_seq);
+    bind_text(st, 2, task_id);
+    sqlite3_bind_int64(st, 3, offset);
+    sqlite3_bind_blob64(st, 4, data, len, SQLITE_STATIC);
+    return stmt_done(c, st);
+}
 
 static int logs_fn(struct conn *c, void *arg)
 {
     struct logs *l = arg;
     struct task_ref t;
+    struct run_usage u;
     sqlite3_stmt *st;
-    int64_t skip;
+    const unsigned char *data;
+    int64_t len;
+    int64_t keep;
+    int64_t stored;
+    int truncated = 0;
     int rc;
 
     if ((rc = load_task(c, l->id, l->node, &t)) < 0)
@@ -428,23 +513,38 @@ static int logs_fn(struct conn *c, void *arg)
     *l->log_size = t.log_size;
     if (l->offset > t.log_size)
         return ERR_CONFLICT;
-    skip = t.log_size - l->offset;
-    if ((size_t)skip >= l->len)
+    if (t.log_size - l->offset >= (int64_t)l->len)
         return 0;
-    st = conn_stmt(c, "INSERT INTO log_chunks(run_seq, task_id, offset, data) "
-                      "VALUES (?, ?, ?, ?)");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    sqlite3_bind_int64(st, 1, t.run_seq);
-    bind_text(st, 2, l->id);
-    sqlite3_bind_int64(st, 3, t.log_size);
-    sqlite3_bind_blob64(st, 4, l->data + skip, l->len - (size_t)skip, SQLITE_STATIC);
-    if ((rc = stmt_done(c, st)) < 0)
+    data = l->data + (t.log_size - l->offset);
+    len = (int64_t)l->len - (t.log_size - l->offset);
+    if ((rc = usage_load(c, t.run_seq, &u)) < 0)
+        return rc;
+    keep = l->max_bytes - u.log_bytes;
+    keep = keep < 0 ? 0 : keep < len ? keep : len;
+    if (keep > 0 && (rc = chunk_insert(c, t.run_seq, l->id, t.log_size, data, (size_t)keep)) < 0)
+        return rc;
+    stored = keep;
+    if (keep < len && !(u.truncated & RUN_TRUNCATED_LOG)) {
+        /* The first bytes past the quota: one line says so, where they
+         * would have been. */
+        char *marker =
+            xasprintf("%s[trainyard] the run's log reached its limit of %lld bytes: the "
+                      "rest is not kept (trainyard server --max-log-mb)\n",
+                      keep > 0 && data[keep - 1] != '\n' ? "\n" : "", (long long)l->max_bytes);
+
+        rc = chunk_insert(c, t.run_seq, l->id, t.log_size + keep, marker, strlen(marker));
+        stored += (int64_t)strlen(marker);
+        free(marker);
+        if (rc < 0 || (rc = quota_event(c, t.run_seq, "log_truncated", l->id, l->max_bytes)) < 0)
+            return rc;
+        truncated = RUN_TRUNCATED_LOG;
+    }
+    if ((rc = usage_add(c, t.run_seq, stored, 0, truncated)) < 0)
         return rc;
     st = conn_stmt(c, "UPDATE tasks SET log_size = ? WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;
-    *l->log_size = t.log_size + (int64_t)l->len - skip;
+    *l->log_size = t.log_size + len;
     sqlite3_bind_int64(st, 1, *l->log_size);
     bind_text(st, 2, l->id);
     return stmt_done(c, st);
@@ -453,7 +553,9 @@ static int logs_fn(struct conn *c, void *arg)
 int store_task_logs(struct store *store, const char *task_id, const char *node, int64_t offset,
                     const void *data, size_t len, int64_t *ret_log_size)
 {
-    struct logs l = { task_id, node, offset, data, len, ret_log_size };
+    struct logs l = {
+        task_id, node, offset, data, len, ret_log_size, store_quotas(store)->max_log_bytes
+    };
 
     return store_write(store, logs_fn, &l);
 }
@@ -462,7 +564,9 @@ int store_task_logs_async(struct store *store, const char *task_id, const char *
                           int64_t offset, const void *data, size_t len, int64_t *ret_log_size,
                           store_done_fn done, void *done_arg)
 {
-    struct logs l = { task_id, node, offset, data, len, ret_log_size };
+    struct logs l = {
+        task_id, node, offset, data, len, ret_log_size, store_quotas(store)->max_log_bytes
+    };
 
     return store_write_async(store, logs_fn, &l, sizeof(l), done, done_arg);
 }
@@ -473,6 +577,7 @@ struct metrics {
     const struct store_point *points;
     size_t n;
     bool *duplicate; /* out: the batch was applied before */
+    int64_t max_points; /* the run's quota */
 };
 
 /* Rollup levels: buckets of 2^4 .. 2^20 steps. */
@@ -681,6 +786,10 @@ static int metrics_fn(struct conn *c, void *arg)
 {
     struct metrics *m = arg;
     struct task_ref t;
+    struct run_usage u;
+    int64_t room;
+    size_t n;
+    int truncated = 0;
     size_t i;
     sqlite3_stmt *st;
     struct rollup *rollups;
@@ -699,12 +808,23 @@ static int metrics_fn(struct conn *c, void *arg)
         *m->duplicate = true;
         return 0;
     }
+    if ((rc = usage_load(c, t.run_seq, &u)) < 0)
+        return rc;
+    room = m->max_points - u.metric_points;
+    n = room <= 0 ? 0 : (size_t)room < m->n ? (size_t)room : m->n;
+    if (n < m->n && !(u.truncated & RUN_TRUNCATED_METRICS)) {
+        if ((rc = quota_event(c, t.run_seq, "metrics_truncated", m->id, m->max_points)) < 0)
+            return rc;
+        truncated = RUN_TRUNCATED_METRICS;
+    }
+    if ((n > 0 || truncated) && (rc = usage_add(c, t.run_seq, 0, (int64_t)n, truncated)) < 0)
+        return rc;
     rollups = NULL;
     n_rollups = 0;
     cap_rollups = 0;
-    if ((rc = points_insert(c, &t, m->points, m->n)) < 0)
+    if ((rc = points_insert(c, &t, m->points, n)) < 0)
         return rc;
-    for (i = 0; i < m->n; i++) {
+    for (i = 0; i < n; i++) {
         const char *name = m->points[i].name;
         double value = m->points[i].value;
         int64_t step = m->points[i].step;
@@ -734,7 +854,9 @@ static int metrics_fn(struct conn *c, void *arg)
 int store_task_metrics(struct store *store, const char *task_id, const char *node, int64_t seq,
                        const struct store_point *points, size_t n, bool *ret_duplicate)
 {
-    struct metrics m = { task_id, node, seq, points, n, ret_duplicate };
+    struct metrics m = {
+        task_id, node, seq, points, n, ret_duplicate, store_quotas(store)->max_metric_points
+    };
 
     *ret_duplicate = false;
     return store_write(store, metrics_fn, &m);
@@ -744,7 +866,9 @@ int store_task_metrics_async(struct store *store, const char *task_id, const cha
                              int64_t seq, const struct store_point *points, size_t n,
                              bool *ret_duplicate, store_done_fn done, void *done_arg)
 {
-    struct metrics m = { task_id, node, seq, points, n, ret_duplicate };
+    struct metrics m = {
+        task_id, node, seq, points, n, ret_duplicate, store_quotas(store)->max_metric_points
+    };
 
     *ret_duplicate = false;
     return store_write_async(store, metrics_fn, &m, sizeof(m), done, done_arg);

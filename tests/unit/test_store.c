@@ -127,6 +127,78 @@ static void tasks_and_points_survive_the_rebuilds(void)
     store_free(s);
 }
 
+/* Migration 0006 counts what older runs hold against the quotas, and the
+ * log quota then keeps the bytes up to the limit, a marker line, and no
+ * more, while acknowledging everything the agent sent. */
+static void quotas_count_old_runs_and_cut_logs(void)
+{
+    char *path = temp_db();
+    sqlite3 *db;
+    struct store *s;
+    struct store_quotas q = { 20, 1000 };
+    struct buf log;
+    cJSON *run;
+    int64_t size = 0;
+    bool ended;
+    int i;
+
+    ASSERT_TRUE(migrations_count >= 6);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    for (i = 0; i < 5; i++)
+        ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 5;"
+                           "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                           "VALUES ('exp', 1, 1, 1);"
+                           "INSERT INTO runs(seq, id, experiment, status, spec, pool, priority, "
+                           "created_at) VALUES (3, 'run-q', 'exp', 'running', "
+                           "'{\"tags\": {}}', 'default', 0, 1);"
+                           "INSERT INTO tasks(id, run_seq, attempt, ord, name, type, idx, node, "
+                           "status, log_size) VALUES ('run-q-a1-main', 3, 1, 0, 'main', 'main', "
+                           "0, 'n1', 'running', 12);"
+                           "INSERT INTO log_chunks(run_seq, task_id, offset, data) VALUES "
+                           "(3, 'run-q-a1-main', 0, CAST('0123456789a\n' AS BLOB));"
+                           "INSERT INTO metric_summary(run_seq, name, last, min, max, count, "
+                           "last_step) VALUES (3, 'loss', 1, 1, 1, 7, 6);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    store_set_quotas(s, &q);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    {
+        sqlite3_stmt *st;
+
+        ASSERT_EQ(
+            sqlite3_prepare_v2(db, "SELECT log_bytes, metric_points FROM runs", -1, &st, NULL),
+            SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_EQ(sqlite3_column_int64(st, 0), 12);
+        ASSERT_EQ(sqlite3_column_int64(st, 1), 7);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    /* 12 of 20 bytes used: "abcdefgh" fits, the rest is cut and marked. */
+    ASSERT_EQ(store_task_logs(s, "run-q-a1-main", "", 12, "abcdefghijklmnop\n", 17, &size), 0);
+    ASSERT_EQ(size, 29);
+    /* Later bytes are acknowledged (the agent moves on) and dropped. */
+    ASSERT_EQ(store_task_logs(s, "run-q-a1-main", "", 29, "more\n", 5, &size), 0);
+    ASSERT_EQ(size, 34);
+    buf_init(&log);
+    ASSERT_EQ(store_run_log(s, "run-q", NULL, &log, &ended), 0);
+    buf_add(&log, "", 1);
+    ASSERT_TRUE(strstr(log.data, "0123456789a\nabcdefgh\n[trainyard] the run's log reached its "
+                                 "limit of 20 bytes") != NULL);
+    ASSERT_TRUE(strstr(log.data, "ijkl") == NULL && strstr(log.data, "more") == NULL);
+    buf_release(&log);
+    ASSERT_EQ(store_run_get(s, "run-q", &run), 0);
+    ASSERT_TRUE(cJSON_IsTrue(json_get(run, "log_truncated")));
+    ASSERT_TRUE(cJSON_IsFalse(json_get(run, "metrics_truncated")));
+    cJSON_Delete(run);
+    store_free(s);
+}
+
 /* An asynchronous write is reported once it is committed, with the error a
  * waiting write would get. */
 struct async_box {
@@ -439,6 +511,7 @@ static void series_downsamples_keeping_extremes(void)
 UNIT_LIST(store_tests) = {
     { "store/series_downsamples_keeping_extremes", series_downsamples_keeping_extremes },
     { "store/migrates_and_reopens", migrates_and_reopens },
+    { "store/quotas_count_old_runs_and_cut_logs", quotas_count_old_runs_and_cut_logs },
     { "store/refuses_newer_database", refuses_newer_database },
     { "store/tasks_and_points_survive_the_rebuilds", tasks_and_points_survive_the_rebuilds },
     { "store/async_write_reports_after_commit", async_write_reports_after_commit },
