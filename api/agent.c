@@ -28,12 +28,13 @@ static const char *caller_node(struct api_request *req)
     return req->principal.role == API_ROLE_AGENT ? req->principal.node : "";
 }
 
-static void reply_task_error(struct api_response *resp, int rc, const char *task)
+static void reply_task_error(const struct api_ctx *ctx, struct api_response *resp, int rc,
+                             const char *task)
 {
     if (rc == ERR_PERMISSION)
         api_error(resp, rc, NULL, "task '%s' is not placed on this agent's node", task);
     else
-        reply_store_error(resp, rc, "task", task);
+        reply_store_error(ctx, resp, rc, "task", task);
 }
 
 /* A status report waiting on its commit. */
@@ -68,7 +69,7 @@ static void report_answer(struct api_ctx *ctx, struct api_request *req, struct a
     } else if (r->job.rc == ERR_CONFLICT) {
         api_error(resp, r->job.rc, NULL, "task '%s' is not assigned yet", task);
     } else if (r->job.rc < 0) {
-        reply_task_error(resp, r->job.rc, task);
+        reply_task_error(ctx, resp, r->job.rc, task);
     } else {
         out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "task", task);
@@ -180,7 +181,7 @@ static void metrics_answer(struct api_ctx *ctx, struct api_request *req, struct 
     if (resp == NULL) {
         /* The client went away: only free. */
     } else if (m->job.rc < 0) {
-        reply_task_error(resp, m->job.rc, req->params[0]);
+        reply_task_error(ctx, resp, m->job.rc, req->params[0]);
     } else {
         out = cJSON_CreateObject();
         cJSON_AddNumberToObject(out, "seq", (double)m->seq);
@@ -293,7 +294,7 @@ static void logs_answer(struct api_ctx *ctx, struct api_request *req, struct api
         cJSON_AddNumberToObject(out, "log_size", (double)l->log_size);
         reply_json(resp, 409, out);
     } else if (l->job.rc < 0) {
-        reply_task_error(resp, l->job.rc, req->params[0]);
+        reply_task_error(ctx, resp, l->job.rc, req->params[0]);
     } else {
         out = cJSON_CreateObject();
         cJSON_AddNumberToObject(out, "log_size", (double)l->log_size);
@@ -375,19 +376,22 @@ void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api
     rc = store_task_owner(ctx->store, task, caller_node(req), run_id, sizeof(run_id), name,
                           sizeof(name));
     if (rc < 0) {
-        reply_task_error(resp, rc, task);
+        reply_task_error(ctx, resp, rc, task);
         return;
     }
     snprintf(final, sizeof(final), "%s/artifacts/%s/%s/%s", ctx->data_dir, run_id, name, path);
     if (make_parents(final) < 0 || fsync(req->body_fd) < 0 || rename(req->body_path, final) < 0) {
         log_error("artifacts: cannot store '%s': %s", final, strerror(errno));
-        api_error(resp, ERR_INTERNAL, NULL, "cannot store the artifact");
+        if (err_from_errno(errno) == ERR_NO_SPACE)
+            api_error_no_space(ctx, resp);
+        else
+            api_error(resp, ERR_INTERNAL, NULL, "cannot store the artifact");
         return;
     }
     req->body_kept = true;
     rc = store_artifact_put(ctx->store, task, path, req->body_size);
     if (rc < 0) {
-        reply_store_error(resp, rc, "task", task);
+        reply_store_error(ctx, resp, rc, "task", task);
         return;
     }
     out = cJSON_CreateObject();

@@ -126,6 +126,9 @@ typedef void (*api_handler)(struct api_ctx *ctx, struct api_request *req,
 void api_response_init(struct api_response *resp);
 void api_response_release(struct api_response *resp);
 
+/* Sets resp to 507 insufficient_storage, naming ctx's data directory:
+ * for a write that failed with ERR_NO_SPACE (a full disk or quota). */
+void api_error_no_space(const struct api_ctx *ctx, struct api_response *resp);
 /*
  * Sets resp to the error for code (an ERR_*): the HTTP status and
  * {"error": {"code", "message", "field"?}}. field may be NULL.

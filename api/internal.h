@@ -16,8 +16,11 @@ void reply_json(struct api_response *resp, int status, cJSON *body);
 /* Parses req's body as a JSON object; false with a 400 in resp otherwise.
  * The caller deletes *ret_obj. */
 bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj);
-/* Replies with the error for a store failure: not found names what. */
-void reply_store_error(struct api_response *resp, int rc, const char *what, const char *id);
+/* Replies with the error for a store failure: not found names what, a
+ * full disk names the data directory (507). */
+void reply_store_error(const struct api_ctx *ctx, struct api_response *resp, int rc,
+                       const char *what, const char *id);
+
 /* True when s is 1..max characters of [A-Za-z0-9._-]. */
 bool valid_name(const char *s, size_t max);
 /* Parses the limit and cursor query parameters; false with a 400 set. */

@@ -215,7 +215,7 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
             goto out;
         }
         if (rc < 0) {
-            reply_store_error(resp, rc, "token", req->principal.token_id);
+            reply_store_error(ctx, resp, rc, "token", req->principal.token_id);
             goto out;
         }
     }
@@ -237,7 +237,7 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
     if (rc == 0)
         rc = store_node_get(ctx->store, reg.name, reg.now_ms, ctx->node_timeout_ms, &node);
     if (rc < 0) {
-        reply_store_error(resp, rc, "node", reg.name);
+        reply_store_error(ctx, resp, rc, "node", reg.name);
         goto out;
     }
     cJSON_AddStringToObject(node, "node_secret", secret);
@@ -300,7 +300,7 @@ void api_nodes_heartbeat(struct api_ctx *ctx, struct api_request *req, struct ap
     if (rc == STORE_WOULD_WAIT && req->offload(req))
         goto out;
     if (rc < 0) {
-        reply_store_error(resp, rc, "node", name);
+        reply_store_error(ctx, resp, rc, "node", name);
         goto out;
     }
     if (changed)
@@ -340,7 +340,7 @@ void api_nodes_get(struct api_ctx *ctx, struct api_request *req, struct api_resp
     int rc = store_node_get(ctx->store, req->params[0], time_now_ms(), ctx->node_timeout_ms, &node);
 
     if (rc < 0) {
-        reply_store_error(resp, rc, "node", req->params[0]);
+        reply_store_error(ctx, resp, rc, "node", req->params[0]);
         return;
     }
     reply_json(resp, 200, node);
@@ -369,7 +369,7 @@ void api_nodes_drain(struct api_ctx *ctx, struct api_request *req, struct api_re
     if (rc == 0)
         rc = store_node_get(ctx->store, name, time_now_ms(), ctx->node_timeout_ms, &node);
     if (rc < 0) {
-        reply_store_error(resp, rc, "node", name);
+        reply_store_error(ctx, resp, rc, "node", name);
         goto out;
     }
     reply_json(resp, 200, node);
@@ -386,7 +386,7 @@ void api_nodes_delete(struct api_ctx *ctx, struct api_request *req, struct api_r
         return;
     }
     if (rc < 0) {
-        reply_store_error(resp, rc, "node", req->params[0]);
+        reply_store_error(ctx, resp, rc, "node", req->params[0]);
         return;
     }
     resp->status = 204;

@@ -57,6 +57,8 @@ int api_status_for(int code)
         return 415;
     case ERR_UNAVAILABLE:
         return 503;
+    case ERR_NO_SPACE:
+        return 507;
     default:
         return 500;
     }
@@ -129,9 +131,17 @@ bool parse_object(struct api_request *req, struct api_response *resp, cJSON **re
     return true;
 }
 
-void reply_store_error(struct api_response *resp, int rc, const char *what, const char *id)
+void api_error_no_space(const struct api_ctx *ctx, struct api_response *resp)
 {
-    if (rc == ERR_NOT_FOUND)
+    api_error(resp, ERR_NO_SPACE, NULL, "no space left in the data directory '%s'", ctx->data_dir);
+}
+
+void reply_store_error(const struct api_ctx *ctx, struct api_response *resp, int rc,
+                       const char *what, const char *id)
+{
+    if (rc == ERR_NO_SPACE)
+        api_error_no_space(ctx, resp);
+    else if (rc == ERR_NOT_FOUND)
         api_error(resp, rc, NULL, "%s '%s' not found", what, id);
     else if (rc == ERR_UNAVAILABLE)
         api_error(resp, rc, NULL, "the server is shutting down");

@@ -97,7 +97,7 @@ void api_runs_logs(struct api_ctx *ctx, struct api_request *req, struct api_resp
             api_error(resp, rc, "task", "run '%s' or its task '%s' not found", req->params[0],
                       task);
         else
-            reply_store_error(resp, rc, "run", req->params[0]);
+            reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     resp->status = 200;
@@ -126,7 +126,7 @@ void api_runs_metrics(struct api_ctx *ctx, struct api_request *req, struct api_r
     int rc = store_run_metrics(ctx->store, req->params[0], &out);
 
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     reply_json(resp, 200, out);
@@ -142,7 +142,7 @@ void api_runs_metric_series(struct api_ctx *ctx, struct api_request *req, struct
         return;
     rc = store_run_metric_series(ctx->store, req->params[0], req->params[1], (int)max_points, &out);
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     reply_json(resp, 200, out);
@@ -156,7 +156,7 @@ void api_runs_artifacts(struct api_ctx *ctx, struct api_request *req, struct api
     int rc = store_run_artifacts(ctx->store, req->params[0], &out);
 
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     reply_json(resp, 200, out);
@@ -178,7 +178,7 @@ void api_runs_artifact_get(struct api_ctx *ctx, struct api_request *req, struct 
         return;
     }
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     snprintf(path, sizeof(path), "%s/artifacts/%s/%s/%s", ctx->data_dir, req->params[0], name,
@@ -313,7 +313,7 @@ void api_runs_events(struct api_ctx *ctx, struct api_request *req, struct api_re
     int rc = store_run_get(ctx->store, req->params[0], &run);
 
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     cJSON_Delete(run);

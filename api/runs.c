@@ -112,7 +112,7 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
             scheduler_kick(ctx->sched);
     }
     if (s->job.rc < 0)
-        reply_store_error(resp, s->job.rc, "run", s->id);
+        reply_store_error(ctx, resp, s->job.rc, "run", s->id);
     else /* The run as it was stored (queued): a pass may already be placing it. */
         reply_json(resp, 201, store_run_created(&s->run, s->spec));
     submission_free(s);
@@ -144,7 +144,7 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
                       "with POST /api/v1/snapshots",
                       source);
         else
-            reply_store_error(resp, rc, "snapshot", source);
+            reply_store_error(ctx, resp, rc, "snapshot", source);
         cJSON_Delete(spec);
         return;
     }
@@ -241,7 +241,7 @@ void api_runs_get(struct api_ctx *ctx, struct api_request *req, struct api_respo
     }
     rc = store_run_get(ctx->store, req->params[0], &run);
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     reply_json(resp, 200, run);
@@ -258,7 +258,7 @@ void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_re
         return;
     }
     if (rc < 0) {
-        reply_store_error(resp, rc, "run", req->params[0]);
+        reply_store_error(ctx, resp, rc, "run", req->params[0]);
         return;
     }
     scheduler_kick(ctx->sched);

@@ -79,13 +79,16 @@ void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct a
     /* The file is in place before the row that names it is committed. */
     if (fsync(req->body_fd) < 0 || rename(req->body_path, final) < 0) {
         log_error("snapshots: cannot store '%s': %s", final, strerror(errno));
-        api_error(resp, ERR_INTERNAL, NULL, "cannot store the snapshot");
+        if (err_from_errno(errno) == ERR_NO_SPACE)
+            api_error_no_space(ctx, resp);
+        else
+            api_error(resp, ERR_INTERNAL, NULL, "cannot store the snapshot");
         return;
     }
     req->body_kept = true;
     rc = store_snapshot_put(ctx->store, id, req->body_size, time_now_ms());
     if (rc < 0) {
-        reply_store_error(resp, rc, "snapshot", id);
+        reply_store_error(ctx, resp, rc, "snapshot", id);
         return;
     }
     out = cJSON_CreateObject();
@@ -109,7 +112,7 @@ void api_snapshots_get(struct api_ctx *ctx, struct api_request *req, struct api_
     }
     rc = store_snapshot_get(ctx->store, id, &size);
     if (rc < 0) {
-        reply_store_error(resp, rc, "snapshot", id);
+        reply_store_error(ctx, resp, rc, "snapshot", id);
         return;
     }
     snprintf(path, sizeof(path), "%s/snapshots/%s.tar.gz", ctx->data_dir, id + 7);

@@ -60,7 +60,7 @@ void api_tokens_create(struct api_ctx *ctx, struct api_request *req, struct api_
     if (rc == 0)
         rc = store_token_get(ctx->store, id, &out);
     if (rc < 0) {
-        reply_store_error(resp, rc, "token", id);
+        reply_store_error(ctx, resp, rc, "token", id);
         goto out;
     }
     cJSON_AddStringToObject(out, "secret", secret);
@@ -92,7 +92,7 @@ void api_tokens_delete(struct api_ctx *ctx, struct api_request *req, struct api_
 
     api_tokens_changed();
     if (rc < 0) {
-        reply_store_error(resp, rc, "token", req->params[0]);
+        reply_store_error(ctx, resp, rc, "token", req->params[0]);
         return;
     }
     resp->status = 204;

@@ -1,4 +1,6 @@
 /* err.c - names of the ERR_* codes. */
+#include <errno.h>
+
 #include "common/err.h"
 #include "common/banned.h"
 
@@ -23,7 +25,14 @@ const char *err_str(int code)
         return "unsupported_media_type";
     case ERR_UNAVAILABLE:
         return "unavailable";
+    case ERR_NO_SPACE:
+        return "insufficient_storage";
     default:
         return "internal";
     }
+}
+
+int err_from_errno(int errnum)
+{
+    return errnum == ENOSPC || errnum == EDQUOT ? ERR_NO_SPACE : ERR_INTERNAL;
 }

@@ -18,9 +18,13 @@ enum err {
     ERR_MEDIA_TYPE = -7, /* 415 */
     ERR_UNAVAILABLE = -8, /* shutting down or a peer is away: 503 */
     ERR_INTERNAL = -9, /* a bug or an I/O failure: 500 */
+    ERR_NO_SPACE = -10, /* the disk (or quota) is full: 507 insufficient_storage */
 };
 
 /* Returns a static lowercase name for code ("invalid_argument", ...). */
 const char *err_str(int code);
+/* The code for a failed file operation's errno: ERR_NO_SPACE for ENOSPC and
+ * EDQUOT, else ERR_INTERNAL. */
+int err_from_errno(int errnum);
 
 #endif

@@ -43,6 +43,7 @@ struct request {
     int64_t body_size;
     bool too_large;
     bool io_failed;
+    int io_errno; /* why, when io_failed */
     api_finish_fn finish; /* a deferred answer, not given yet */
     void *finish_arg;
     bool offloaded; /* the handler is to run again on a worker */
@@ -317,10 +318,15 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
         r->spool_path = xasprintf("%s/tmp/upload-XXXXXX", http->ctx->data_dir);
         r->spool_fd = mkostemp(r->spool_path, O_CLOEXEC);
         if (r->spool_fd < 0) {
-            log_error("http: cannot create '%s': %s", r->spool_path, strerror(errno));
+            int e = errno;
+
+            log_error("http: cannot create '%s': %s", r->spool_path, strerror(e));
             free(r->spool_path);
             r->spool_path = NULL;
-            api_error(resp, ERR_INTERNAL, NULL, "cannot accept uploads now");
+            if (err_from_errno(e) == ERR_NO_SPACE)
+                api_error_no_space(http->ctx, resp);
+            else
+                api_error(resp, ERR_INTERNAL, NULL, "cannot accept uploads now");
             return false;
         }
     }
@@ -345,7 +351,8 @@ static void take_body(struct http *http, struct request *r, const char *data, si
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
-                log_error("http: cannot spool upload: %s", strerror(errno));
+                r->io_errno = n < 0 ? errno : ENOSPC;
+                log_error("http: cannot spool upload: %s", strerror(r->io_errno));
                 r->io_failed = true;
                 return;
             }
@@ -402,7 +409,10 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
         return send_response(http, conn, r, method, url, &resp);
     }
     if (r->io_failed) {
-        api_error(&resp, ERR_INTERNAL, NULL, "cannot store the upload");
+        if (err_from_errno(r->io_errno) == ERR_NO_SPACE)
+            api_error_no_space(http->ctx, &resp);
+        else
+            api_error(&resp, ERR_INTERNAL, NULL, "cannot store the upload");
         return send_response(http, conn, r, method, url, &resp);
     }
     memcpy(r->req.params, r->params, sizeof(r->params));

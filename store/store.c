@@ -71,10 +71,17 @@ struct seen {
 
 #define HEARTBEAT_FLUSH_MS 250
 
+/* The ERR_* for an SQLite result code: a full disk is the client's to
+ * hear about (507), the rest is ours. */
+static int sqlite_err(int rc)
+{
+    return (rc & 0xff) == SQLITE_FULL ? ERR_NO_SPACE : ERR_INTERNAL;
+}
+
 int conn_fail(struct conn *c, const char *what)
 {
     log_error("store: %s: %s", what, sqlite3_errmsg(c->db));
-    return ERR_INTERNAL;
+    return sqlite_err(sqlite3_errcode(c->db));
 }
 
 int conn_exec(struct conn *c, const char *sql)
@@ -84,7 +91,7 @@ int conn_exec(struct conn *c, const char *sql)
     if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         log_error("store: '%.60s': %s", sql, msg ? msg : sqlite3_errmsg(c->db));
         sqlite3_free(msg);
-        return ERR_INTERNAL;
+        return sqlite_err(sqlite3_errcode(c->db));
     }
     return 0;
 }
@@ -144,7 +151,7 @@ static int conn_run(struct conn *c, const char *sql)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         log_error("store: '%s': %s", sql, sqlite3_errmsg(c->db));
-        return ERR_INTERNAL;
+        return sqlite_err(rc);
     }
     return 0;
 }
@@ -466,31 +473,32 @@ static void run_batch(struct store *store, struct write_op *ops)
 {
     struct conn *c = store->writer_conn;
     struct write_op *op;
-    int commit_rc = 0;
+    int batch_rc;
 
-    if (conn_run(c, "BEGIN IMMEDIATE") < 0) {
-        for (op = ops; op; op = op->next)
-            op->rc = ERR_INTERNAL;
-        return;
-    }
+    if ((batch_rc = conn_run(c, "BEGIN IMMEDIATE")) < 0)
+        goto failed;
     for (op = ops; op; op = op->next) {
-        if (conn_run(c, "SAVEPOINT op") < 0) {
-            op->rc = ERR_INTERNAL;
-            continue;
-        }
+        if ((batch_rc = conn_run(c, "SAVEPOINT op")) < 0)
+            goto rollback;
         op->rc = op->fn(c, op->arg);
+        /* SQLite may have rolled the whole transaction back (a full disk
+         * does): then nothing of the batch is kept, and the ops after this
+         * one must not run outside a transaction. */
+        if (sqlite3_get_autocommit(c->db)) {
+            batch_rc = op->rc < 0 ? op->rc : ERR_INTERNAL;
+            goto failed;
+        }
         if (op->rc < 0)
             conn_run(c, "ROLLBACK TO op");
         conn_run(c, "RELEASE op");
     }
-    if (conn_run(c, "COMMIT") < 0) {
-        conn_exec(c, "ROLLBACK");
-        commit_rc = ERR_INTERNAL;
-    }
-    if (commit_rc < 0) {
-        for (op = ops; op; op = op->next)
-            op->rc = commit_rc;
-    }
+    if ((batch_rc = conn_run(c, "COMMIT")) == 0)
+        return;
+rollback:
+    conn_exec(c, "ROLLBACK");
+failed:
+    for (op = ops; op; op = op->next)
+        op->rc = batch_rc;
 }
 
 /* Waits for queued writes, or until pending heartbeats are due. mu held. */

@@ -20,7 +20,8 @@
  * (cJSON_Delete). Strings passed in are borrowed.
  *
  * Errors: 0, or ERR_NOT_FOUND / ERR_CONFLICT / ERR_INVALID as documented
- * per function, ERR_INTERNAL when SQLite fails (logged here).
+ * per function, ERR_NO_SPACE when the disk is full, ERR_INTERNAL when
+ * SQLite fails otherwise (logged here).
  */
 #ifndef TRAINYARD_STORE_H
 #define TRAINYARD_STORE_H
