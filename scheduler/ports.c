@@ -1,71 +1,75 @@
 /* ports.c - port spaces shared by the nodes of one host (see ports.h). */
 #include "scheduler/ports.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-static int by_host(const void *a, const void *b, void *arg)
+/* FNV-1a of a host name. */
+static uint32_t host_hash(const char *host)
 {
-    const struct sched_state *state = arg;
-    const int *x = a;
-    const int *y = b;
-    int cmp = strcmp(state->nodes[*x].host, state->nodes[*y].host);
+    uint32_t h = 2166136261u;
 
-    return cmp ? cmp : *x - *y;
+    for (; *host; host++)
+        h = (h ^ (unsigned char)*host) * 16777619u;
+    return h;
 }
 
-static struct port_space *find_space(struct port_spaces *ps, const char *host)
+/*
+ * The slot of host in an open-addressing table of mask + 1 slots (space
+ * indexes, -1 = empty): where it is, or the empty slot where it goes. A
+ * pass builds this table every time, so it is a hash (linear in nodes),
+ * not a sort.
+ */
+static int *slot_of(const struct port_spaces *ps, int *slots, uint32_t mask, const char *host)
 {
-    int lo = 0;
-    int hi = ps->n - 1;
+    uint32_t i = host_hash(host) & mask;
 
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(ps->spaces[mid].host, host);
-
-        if (cmp == 0)
-            return &ps->spaces[mid];
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return NULL;
+    while (slots[i] >= 0 && strcmp(ps->spaces[slots[i]].host, host) != 0)
+        i = (i + 1) & mask;
+    return &slots[i];
 }
 
 void port_spaces_build(struct port_spaces *ps, const struct sched_state *state)
 {
-    int *order = xcalloc((size_t)state->n_nodes + 1, sizeof(*order));
+    uint32_t size = 16;
+    int *slots;
+    uint32_t k;
     int i;
-    int k;
 
+    while (size < 2 * (uint32_t)state->n_nodes)
+        size *= 2;
+    slots = xmalloc(size * sizeof(*slots));
+    for (k = 0; k < size; k++)
+        slots[k] = -1;
     ps->spaces = xcalloc((size_t)state->n_nodes + 1, sizeof(*ps->spaces));
     ps->of_node = xcalloc((size_t)state->n_nodes + 1, sizeof(*ps->of_node));
     ps->n = 0;
-    for (i = 0; i < state->n_nodes; i++)
-        order[i] = i;
-    qsort_r(order, (size_t)state->n_nodes, sizeof(*order), by_host, (void *)state);
     for (i = 0; i < state->n_nodes; i++) {
-        const struct sched_node *n = &state->nodes[order[i]];
+        const struct sched_node *n = &state->nodes[i];
+        int *slot = slot_of(ps, slots, size - 1, n->host);
         struct port_space *s;
+        int j;
 
-        if (ps->n == 0 || strcmp(ps->spaces[ps->n - 1].host, n->host) != 0)
+        if (*slot < 0) {
+            *slot = ps->n;
             ps->spaces[ps->n++].host = n->host;
-        s = &ps->spaces[ps->n - 1];
-        ps->of_node[order[i]] = s;
-        for (k = 0; k < n->n_used_ports; k++)
-            port_space_use(s, n->used_ports[k]);
+        }
+        s = &ps->spaces[*slot];
+        ps->of_node[i] = s;
+        for (j = 0; j < n->n_used_ports; j++)
+            port_space_use(s, n->used_ports[j]);
     }
-    free(order);
     for (i = 0; i < state->n_other_ports; i++) {
-        struct port_space *s = find_space(ps, state->other_ports[i].host);
+        int *slot = slot_of(ps, slots, size - 1, state->other_ports[i].host);
 
-        if (s)
-            port_space_use(s, state->other_ports[i].port);
+        if (*slot >= 0)
+            port_space_use(&ps->spaces[*slot], state->other_ports[i].port);
     }
+    free(slots);
 }
 
 void port_spaces_release(struct port_spaces *ps)

@@ -28,7 +28,7 @@ struct port_spaces {
 };
 
 /* Groups state's nodes by host, with the ports their held tasks use and
- * those of state->other_ports at the same hosts. O(n log n) in nodes. */
+ * those of state->other_ports at the same hosts. Linear in nodes. */
 void port_spaces_build(struct port_spaces *ps, const struct sched_state *state);
 void port_spaces_release(struct port_spaces *ps);
 bool port_space_used(const struct port_space *s, int port);
