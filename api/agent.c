@@ -320,13 +320,20 @@ void api_agent_logs(struct api_ctx *ctx, struct api_request *req, struct api_res
     api_job_start(&l->job, resp, logs_answer, logs_store);
 }
 
-/* A relative path of clean components: no "", ".", "..", no leading "/". */
+/* A relative path of clean components: no "", ".", "..", no leading or
+ * trailing "/", no control characters (an encoded NUL arrives as 0x01). */
 static bool artifact_path_ok(const char *path)
 {
     const char *p = path;
+    size_t n = strlen(path);
 
-    if (path[0] == '\0' || path[0] == '/' || strlen(path) > 1024)
+    if (n == 0 || n > 1024 || path[0] == '/' || path[n - 1] == '/')
         return false;
+    for (p = path; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    p = path;
     while (*p) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
@@ -340,20 +347,77 @@ static bool artifact_path_ok(const char *path)
     return true;
 }
 
-/* mkdir -p of the directories above path. */
-static int make_parents(char *path)
+/* Removes the directories place_artifact() made, deepest first: from
+ * final's last "/" back to the one at first_made. */
+static void remove_made_dirs(char *final, size_t first_made)
 {
     char *slash;
 
-    for (slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+    while ((slash = strrchr(final, '/')) != NULL && (size_t)(slash - final) > first_made) {
         *slash = '\0';
-        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        rmdir(final); /* a concurrent upload may have filled it: then it stays */
+    }
+}
+
+/*
+ * Moves the upload at from to final (<data>/artifacts/<run>/<task>/<path>;
+ * the directories after from_dir are made as needed; path, at path_at,
+ * is the artifact's path). Another artifact of the
+ * task in the way, a file where path needs a directory or a directory
+ * where path names a file, is ERR_INVALID with why set; then, as on any
+ * failure, the directories made here are removed again. final is
+ * modified and restored.
+ */
+static int place_artifact(char *final, size_t from_dir, size_t path_at, const char *path,
+                          const char *from, char *why, size_t why_size)
+{
+    size_t first_made = 0;
+    struct stat st;
+    char *slash;
+    int rc = 0;
+
+    for (slash = strchr(final + from_dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (lstat(final, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            if ((size_t)(slash - final) > path_at) {
+                snprintf(why, why_size,
+                         "artifact path '%s' needs '%s' to be a directory, but the task "
+                         "already uploaded a file '%s'",
+                         path, final + path_at, final + path_at);
+                rc = ERR_INVALID;
+            } else {
+                snprintf(why, why_size, "'%.300s' is not a directory", final);
+                rc = ERR_INTERNAL;
+            }
             *slash = '/';
-            return ERR_INTERNAL;
+            break;
+        }
+        if (mkdir(final, 0700) == 0) {
+            if (first_made == 0)
+                first_made = (size_t)(slash - final);
+        } else if (errno != EEXIST) {
+            snprintf(why, why_size, "cannot create '%.300s': %s", final, strerror(errno));
+            *slash = '/';
+            rc = ERR_INTERNAL;
+            break;
         }
         *slash = '/';
     }
-    return 0;
+    if (rc == 0 && lstat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(why, why_size,
+                 "artifact path '%s' is a directory of files the task already uploaded "
+                 "('%s/...'); it cannot also be a file",
+                 path, path);
+        rc = ERR_INVALID;
+    }
+    if (rc == 0 && rename(from, final) < 0) {
+        /* A concurrent upload of a clashing path got there first. */
+        rc = errno == ENOTDIR || errno == EISDIR ? ERR_INVALID : ERR_INTERNAL;
+        snprintf(why, why_size, "cannot store artifact '%s': %s", path, strerror(errno));
+    }
+    if (rc < 0 && first_made > 0)
+        remove_made_dirs(final, first_made);
+    return rc;
 }
 
 void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
@@ -363,13 +427,16 @@ void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api
     char run_id[64];
     char name[128];
     char final[8192];
+    char why[512];
+    size_t from_dir;
+    size_t path_at;
     cJSON *out;
     int rc;
 
     if (!artifact_path_ok(path)) {
         api_error(resp, ERR_INVALID, "path",
                   "artifact path '%s' must be relative, without '.', "
-                  "'..' or empty parts",
+                  "'..', empty parts, a trailing '/' or control characters",
                   path);
         return;
     }
@@ -379,13 +446,26 @@ void api_agent_artifact(struct api_ctx *ctx, struct api_request *req, struct api
         reply_task_error(ctx, resp, rc, task);
         return;
     }
-    snprintf(final, sizeof(final), "%s/artifacts/%s/%s/%s", ctx->data_dir, run_id, name, path);
-    if (make_parents(final) < 0 || fsync(req->body_fd) < 0 || rename(req->body_path, final) < 0) {
+    from_dir = strlen(ctx->data_dir);
+    snprintf(final, sizeof(final), "%s/artifacts/%s/%s/", ctx->data_dir, run_id, name);
+    path_at = strlen(final);
+    snprintf(final + path_at, sizeof(final) - path_at, "%s", path);
+    if (fsync(req->body_fd) < 0) {
         log_error("artifacts: cannot store '%s': %s", final, strerror(errno));
         if (err_from_errno(errno) == ERR_NO_SPACE)
             api_error_no_space(ctx, resp);
         else
             api_error(resp, ERR_INTERNAL, NULL, "cannot store the artifact");
+        return;
+    }
+    rc = place_artifact(final, from_dir, path_at, path, req->body_path, why, sizeof(why));
+    if (rc == ERR_INVALID) {
+        api_error(resp, rc, "path", "%s", why);
+        return;
+    }
+    if (rc < 0) {
+        log_error("artifacts: %s", why);
+        api_error(resp, ERR_INTERNAL, NULL, "cannot store the artifact");
         return;
     }
     req->body_kept = true;

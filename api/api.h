@@ -48,6 +48,7 @@ enum api_role {
 struct api_principal {
     enum api_role role;
     char token_id[32];
+    char name[129]; /* the token's name: the owner of what it submits */
     char node[129]; /* agent tokens: the node it is bound to, or "" */
 };
 
@@ -153,6 +154,12 @@ void api_tokens_changed(void);
 /* Creates the admin token on first start and writes <data>/admin.token.
  * Returns 0 or ERR_INTERNAL (logged). Main thread, before serving. */
 int api_bootstrap_admin(struct api_ctx *ctx);
+/* Recovery when every admin secret is lost: adds a new admin token (named
+ * "admin"; the others stay) and writes its secret to <data>/admin.token
+ * (0600), whose path goes to ret_path (size bytes). Returns 0 or
+ * ERR_INTERNAL (logged). Main thread; a running server may share the
+ * database. */
+int api_reset_admin_token(struct api_ctx *ctx, char *ret_path, size_t size);
 
 /* ---- handlers (one file per resource) ---- */
 

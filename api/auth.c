@@ -128,6 +128,7 @@ bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned r
     }
     req->principal.role = role_from_name(token.role);
     snprintf(req->principal.token_id, sizeof(req->principal.token_id), "%s", token.id);
+    snprintf(req->principal.name, sizeof(req->principal.name), "%s", token.name);
     snprintf(req->principal.node, sizeof(req->principal.node), "%s", token.node);
     if ((req->principal.role & roles) == 0) {
         api_error(resp, ERR_PERMISSION, NULL, "a '%s' token may not %s %s", token.role, req->method,
@@ -137,16 +138,55 @@ bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned r
     return true;
 }
 
-int api_bootstrap_admin(struct api_ctx *ctx)
+/*
+ * Makes a new admin token and writes its secret to <data>/admin.token
+ * (0600). The file is written under a fresh name (O_EXCL, 0600) and
+ * renamed into place: in a data directory others may write to, a link
+ * planted as admin.token is replaced, never followed. The file comes first:
+ * a token that is stored but was never written down would lock the admin
+ * out.
+ */
+static int new_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
 {
     char secret[3 + 64 + 1];
     char hash[CRYPTO_SHA256_HEX_LEN];
     char id[4 + 12 + 1];
-    char path[4096];
+    char tmp[4096];
     char line[sizeof(secret) + 1];
-    int64_t count;
     int fd;
-    int rc;
+
+    memcpy(secret, "ty_", 3);
+    crypto_random_hex(32, secret + 3);
+    memcpy(id, "tok-", 4);
+    crypto_random_hex(6, id + 4);
+    crypto_sha256_hex(secret, strlen(secret), hash);
+    snprintf(ret_path, size, "%s/admin.token", ctx->data_dir);
+    snprintf(tmp, sizeof(tmp), "%s/admin.token.XXXXXX", ctx->data_dir);
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        log_error("server: cannot write '%s': %s", ret_path, strerror(errno));
+        return ERR_INTERNAL;
+    }
+    snprintf(line, sizeof(line), "%s\n", secret);
+    if (fchmod(fd, 0600) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
+        fsync(fd) < 0 || rename(tmp, ret_path) < 0) {
+        log_error("server: cannot write '%s': %s", ret_path, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return ERR_INTERNAL;
+    }
+    close(fd);
+    if (store_token_create(ctx->store, id, "admin", "admin", NULL, hash, time_now_ms()) < 0) {
+        unlink(ret_path);
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+int api_bootstrap_admin(struct api_ctx *ctx)
+{
+    char path[4096];
+    int64_t count;
 
     if (store_token_count(ctx->store, &count) < 0)
         return ERR_INTERNAL;
@@ -155,33 +195,13 @@ int api_bootstrap_admin(struct api_ctx *ctx)
         log_info("server: admin token in '%s' (created at first start)", path);
         return 0;
     }
-    memcpy(secret, "ty_", 3);
-    crypto_random_hex(32, secret + 3);
-    memcpy(id, "tok-", 4);
-    crypto_random_hex(6, id + 4);
-    crypto_sha256_hex(secret, strlen(secret), hash);
-
-    /* The file first: a token that is stored but was never written down
-     * would lock the admin out. */
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        log_error("server: cannot write '%s': %s", path, strerror(errno));
+    if (new_admin_token(ctx, path, sizeof(path)) < 0)
         return ERR_INTERNAL;
-    }
-    snprintf(line, sizeof(line), "%s\n", secret);
-    if (fchmod(fd, 0600) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
-        fsync(fd) < 0) {
-        log_error("server: cannot write '%s': %s", path, strerror(errno));
-        close(fd);
-        unlink(path);
-        return ERR_INTERNAL;
-    }
-    close(fd);
-    rc = store_token_create(ctx->store, id, "admin", "admin", NULL, hash, time_now_ms());
-    if (rc < 0) {
-        unlink(path);
-        return ERR_INTERNAL;
-    }
     log_info("server: created the admin token; it is in '%s' (mode 0600)", path);
     return 0;
+}
+
+int api_reset_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
+{
+    return new_admin_token(ctx, ret_path, size);
 }

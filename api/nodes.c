@@ -214,6 +214,13 @@ void api_nodes_register(struct api_ctx *ctx, struct api_request *req, struct api
                       reg.name);
             goto out;
         }
+        if (rc == ERR_PERMISSION) {
+            api_error(resp, ERR_PERMISSION, "name",
+                      "node '%s' belongs to another token; only its own agent token or an "
+                      "admin may register it (an admin can create a token bound to it)",
+                      reg.name);
+            goto out;
+        }
         if (rc < 0) {
             reply_store_error(ctx, resp, rc, "token", req->principal.token_id);
             goto out;

@@ -65,6 +65,7 @@ struct submission {
     char *spec_text;
     cJSON *spec;
     char id[4 + 12 + 1];
+    char owner[sizeof(((struct api_principal *)0)->name)];
     char reason[256];
 };
 
@@ -160,6 +161,9 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
     runspec_tasks(spec, &s->tasks, &s->names, &n_tasks);
     s->spec_text = json_print(spec);
     s->run.experiment = json_get_string(spec, "experiment");
+    /* Known from authentication: no read here. */
+    snprintf(s->owner, sizeof(s->owner), "%s", req->principal.name);
+    s->run.owner = s->owner;
     s->run.spec = s->spec_text;
     s->run.tags = json_get(spec, "tags");
     s->run.pool = json_get_string(spec, "compute_target");
@@ -187,6 +191,13 @@ void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_resp
     if (f.experiment && !valid_name(f.experiment, 128)) {
         api_error(resp, ERR_INVALID, "experiment",
                   "experiment must be 1 to 128 of "
+                  "[A-Za-z0-9._-]");
+        return;
+    }
+    f.owner = req->query(req->conn, "owner");
+    if (f.owner && !valid_name(f.owner, 128)) {
+        api_error(resp, ERR_INVALID, "owner",
+                  "owner must be a token name: 1 to 128 of "
                   "[A-Za-z0-9._-]");
         return;
     }
@@ -250,9 +261,18 @@ void api_runs_get(struct api_ctx *ctx, struct api_request *req, struct api_respo
 
 void api_runs_cancel(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
+    /* A user cancels its own runs, an admin anyone's. */
+    const char *owner = req->principal.role == API_ROLE_ADMIN ? NULL : req->principal.name;
     cJSON *run;
-    int rc = store_run_cancel(ctx->store, req->params[0], time_now_ms(), &run);
+    int rc = store_run_cancel(ctx->store, req->params[0], owner, time_now_ms(), &run);
 
+    if (rc == ERR_PERMISSION) {
+        api_error(resp, rc, NULL,
+                  "run '%s' belongs to another owner; a 'user' token may cancel only the "
+                  "runs submitted under its name (an admin may cancel any)",
+                  req->params[0]);
+        return;
+    }
     if (rc == ERR_CONFLICT) {
         api_error(resp, rc, NULL, "run '%s' has already ended", req->params[0]);
         return;

@@ -58,6 +58,7 @@ void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct a
     char id[7 + CRYPTO_SHA256_HEX_LEN];
     char final[4096];
     char why[512];
+    char owner[sizeof(req->principal.name)];
     cJSON *out;
     int rc;
 
@@ -86,7 +87,8 @@ void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct a
         return;
     }
     req->body_kept = true;
-    rc = store_snapshot_put(ctx->store, id, req->body_size, time_now_ms());
+    rc = store_snapshot_put(ctx->store, id, req->body_size, req->principal.name, time_now_ms(),
+                            owner, sizeof(owner));
     if (rc < 0) {
         reply_store_error(ctx, resp, rc, "snapshot", id);
         return;
@@ -94,6 +96,11 @@ void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct a
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "id", id);
     cJSON_AddNumberToObject(out, "size", (double)req->body_size);
+    /* Content is stored once: the owner is whoever uploaded it first. */
+    if (owner[0])
+        cJSON_AddStringToObject(out, "owner", owner);
+    else
+        cJSON_AddNullToObject(out, "owner");
     reply_json(resp, 201, out);
 }
 

@@ -91,6 +91,13 @@ void api_tokens_delete(struct api_ctx *ctx, struct api_request *req, struct api_
     int rc = store_token_delete(ctx->store, req->params[0]);
 
     api_tokens_changed();
+    if (rc == ERR_CONFLICT) {
+        api_error(resp, rc, NULL,
+                  "token '%s' is the last admin token; create another admin token before "
+                  "deleting it",
+                  req->params[0]);
+        return;
+    }
     if (rc < 0) {
         reply_store_error(ctx, resp, rc, "token", req->params[0]);
         return;

@@ -236,9 +236,12 @@ bool cli_run_status_final(const char *status)
 static const char runs_usage[] =
     "usage: trainyard runs [options]\n"
     "\n"
-    "Lists runs, newest first: ID, EXPERIMENT, STATUS, CREATED, METRICS.\n"
+    "Lists runs, newest first: ID, EXPERIMENT, OWNER, STATUS, CREATED, METRICS.\n"
+    "OWNER is the name of the token that submitted the run ('-' for runs from\n"
+    "before owners were recorded).\n"
     "\n"
     "  --experiment E    only runs of experiment E\n"
+    "  --owner NAME      only runs submitted by tokens named NAME\n"
     "  --status S        only runs in status S (queued, starting, running, completed,\n"
     "                    failed, canceled)\n"
     "  --tag K:V         only runs with tag K set to V\n"
@@ -247,6 +250,7 @@ static const char runs_usage[] =
 
 enum runs_opt {
     OPT_EXPERIMENT = CLI_OPT_FIRST_OWN,
+    OPT_OWNER,
     OPT_STATUS,
     OPT_TAG,
     OPT_LIMIT,
@@ -268,6 +272,9 @@ static int runs_option(struct cli *c, void *state, int opt, const char *arg)
     switch (opt) {
     case OPT_EXPERIMENT:
         key = "experiment";
+        break;
+    case OPT_OWNER:
+        key = "owner";
         break;
     case OPT_STATUS:
         key = "status";
@@ -295,19 +302,21 @@ int cli_runs(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "experiment", required_argument, NULL, OPT_EXPERIMENT },
+        { "owner", required_argument, NULL, OPT_OWNER },
         { "status", required_argument, NULL, OPT_STATUS },
         { "tag", required_argument, NULL, OPT_TAG },
         { "limit", required_argument, NULL, OPT_LIMIT },
         CLI_COMMON_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    static const char *const header[] = { "ID", "EXPERIMENT", "STATUS", "CREATED", "METRICS" };
+    static const char *const header[] = { "ID",     "EXPERIMENT", "OWNER",
+                                          "STATUS", "CREATED",    "METRICS" };
     struct runs_query rq;
-    struct table t = { 5, 0, 0, NULL };
+    struct table t = { 6, 0, 0, NULL };
     cJSON *page = NULL;
     const cJSON *run;
     char *path = NULL;
-    char *row[5];
+    char *row[6];
     size_t i;
     int rc;
 
@@ -319,15 +328,16 @@ int cli_runs(struct cli *c, int argc, char **argv)
     rc = call(c, "GET", path, NULL, c->json ? NULL : &page);
     if (rc != 0 || c->json)
         goto out;
-    for (i = 0; i < 5; i++)
+    for (i = 0; i < 6; i++)
         row[i] = xstrdup(header[i]);
     table_add(&t, row);
     cJSON_ArrayForEach(run, json_get(page, "items")) {
         row[0] = field_text(run, "id");
         row[1] = field_text(run, "experiment");
-        row[2] = field_text(run, "status");
-        row[3] = field_text(run, "created_at");
-        row[4] = pairs_text(json_get(run, "metrics"));
+        row[2] = field_text(run, "owner");
+        row[3] = field_text(run, "status");
+        row[4] = field_text(run, "created_at");
+        row[5] = pairs_text(json_get(run, "metrics"));
         table_add(&t, row);
     }
     table_print(&t);
@@ -392,6 +402,7 @@ static void print_run(const cJSON *run)
 
     print_field("id:", run, "id", true);
     print_field("experiment:", run, "experiment", true);
+    print_field("owner:", run, "owner", true);
     print_field("status:", run, "status", true);
     print_field("attempt:", run, "attempt", true);
     print_field("error:", run, "error", false);

@@ -35,6 +35,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/xalloc.h"
+#include "scheduler/ports.h"
 #include "common/banned.h"
 
 #define MAX_GPUS STORE_MAX_GPUS
@@ -54,6 +55,7 @@ struct node {
     int port_min;
     int port_max;
     unsigned fmask; /* FEATURE_* bits it has */
+    struct port_space *ports; /* shared by the nodes of its host */
     bool taken; /* by the run being placed */
     bool reserved; /* held for an earlier run that waits for capacity */
 };
@@ -117,24 +119,15 @@ static bool has_features(const struct node *n, unsigned need)
     return (n->fmask & need) == need;
 }
 
-static bool port_used(const struct node *n, int port)
-{
-    int i;
-
-    for (i = 0; i < n->s->n_used_ports; i++) {
-        if (n->s->used_ports[i] == port)
-            return true;
-    }
-    return false;
-}
-
-/* Takes the lowest free port of n, or returns 0 when none is left. */
+/* Takes the lowest port of n's range that is free at its host, or
+ * returns 0 when none is left. */
 static int take_port(struct node *n)
 {
     int port;
 
     for (port = n->port_min; port <= n->port_max; port++) {
-        if (!port_used(n, port)) {
+        if (!port_space_used(n->ports, port)) {
+            port_space_use(n->ports, port);
             sched_node_use_port(n->s, port);
             return port;
         }
@@ -142,7 +135,8 @@ static int take_port(struct node *n)
     return 0;
 }
 
-static void load_nodes(struct sched_state *state, struct node **ret, int *ret_n)
+static void load_nodes(struct sched_state *state, const struct port_spaces *ps, struct node **ret,
+                       int *ret_n)
 {
     struct node *out = xcalloc((size_t)state->n_nodes + 1, sizeof(*out));
     int i;
@@ -167,6 +161,7 @@ static void load_nodes(struct sched_state *state, struct node **ret, int *ret_n)
         nd->port_min = sn->port_min;
         nd->port_max = sn->port_max;
         nd->fmask = sn->features;
+        nd->ports = ps->of_node[i];
     }
     *ret = out;
     *ret_n = state->n_nodes;
@@ -393,10 +388,11 @@ static void reserve(struct index *ix, struct group **order, int node_count, cons
 
 /*
  * The node of pool where g fits tightest: fewest GPUs, then fewest CPUs,
- * left over; not taken by this gang nor reserved; with the features.
+ * left over; not taken by this gang nor reserved; with the features; with
+ * distinct_hosts, not at a host another node of the gang is at.
  */
 static struct node *index_best(struct index *ix, const char *pool, const struct group *g,
-                               unsigned need)
+                               unsigned need, bool distinct_hosts)
 {
     struct pool_index *p = pool_of(ix, pool);
     int k;
@@ -409,7 +405,8 @@ static struct node *index_best(struct index *ix, const char *pool, const struct 
         for (; at < p->len[k]; at++) {
             struct node *n = p->bucket[k][at];
 
-            if (!n->taken && fits(n, g) && has_features(n, need))
+            if (!n->taken && fits(n, g) && has_features(n, need) &&
+                !(distinct_hosts && n->ports->in_gang))
                 return n;
         }
     }
@@ -421,7 +418,7 @@ static bool fits(const struct node *n, const struct group *g)
     return n->cpus - n->used_cpus >= g->cpus - 1e-9 &&
            (g->memory_mb == 0 || n->memory_mb - n->used_memory_mb >= g->memory_mb) &&
            free_gpus(n) >= g->gpus &&
-           (g->ports == 0 || n->port_max - n->port_min + 1 - n->s->n_used_ports >= g->ports);
+           (g->ports == 0 || n->port_max - n->port_min + 1 - n->ports->n_used >= g->ports);
 }
 
 static int by_demand(const void *a, const void *b)
@@ -769,10 +766,11 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     struct group *groups;
     struct group **order;
     cJSON *t;
+    bool mpi = backend && strcmp(backend, "mpi") == 0;
     int suitable = 0;
     int i;
 
-    if (backend && strcmp(backend, "mpi") == 0)
+    if (mpi)
         need |= FEATURE_MPI;
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
         need |= FEATURE_CONDA;
@@ -813,22 +811,40 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
 
     for (i = 0; i < node_count; i++) {
         struct group *g = order[i];
-        struct node *best = index_best(ix, pool, g, need);
+        struct node *best = index_best(ix, pool, g, need, mpi);
+        struct node *shared;
 
         if (best == NULL) {
-            snprintf(reason, reason_size,
-                     "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d free "
-                     "GPUs%s",
-                     pool, g->cpus, g->gpus, node_count > 1 ? " for each part of the gang" : "");
+            /* mpirun starts one daemon per host of its hostfile: an mpi
+             * gang's nodes must be at distinct hosts. A node that would do
+             * but for its host makes that the reason, and nothing is
+             * reserved for a gang that more capacity would not help. */
+            shared = mpi ? index_best(ix, pool, g, need, false) : NULL;
+            if (shared)
+                snprintf(reason, reason_size,
+                         "an mpi run needs its %d nodes at distinct hosts (mpirun starts one "
+                         "daemon per host); node '%s' of pool '%s' is at host '%s', like "
+                         "another node this run would use",
+                         node_count, shared->name, pool, shared->host);
+            else
+                snprintf(reason, reason_size,
+                         "waiting for capacity: a node of pool '%s' with %.4g free CPUs, %d "
+                         "free GPUs%s",
+                         pool, g->cpus, g->gpus,
+                         node_count > 1 ? " for each part of the gang" : "");
             /* Free the nodes this attempt took, then reserve. */
             for (i = 0; i < node_count; i++) {
-                if (groups[i].node)
+                if (groups[i].node) {
                     groups[i].node->taken = false;
+                    groups[i].node->ports->in_gang = false;
+                }
             }
-            reserve(ix, order, node_count, pool, need);
+            if (shared == NULL)
+                reserve(ix, order, node_count, pool, need);
             return false;
         }
         best->taken = true;
+        best->ports->in_gang = mpi;
         g->node = best;
     }
     /* The gang's nodes change their free capacity: re-file them. */
@@ -837,6 +853,7 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     take(tasks, n_tasks, groups);
     for (i = 0; i < node_count; i++) {
         groups[i].node->taken = false;
+        groups[i].node->ports->in_gang = false;
         index_insert(ix, groups[i].node);
     }
     emit(run, tasks, n_tasks, groups, env, out);
@@ -854,10 +871,12 @@ void placement_pass(struct sched_state *state, struct sched_placements *ret_plac
     struct index ix = { NULL, 0 };
     struct scratch sc = { NULL, NULL, NULL, 0, 0 };
     struct buf env;
+    struct port_spaces ps;
 
     sched_placements_init(ret_placements);
     buf_init(&env);
-    load_nodes(state, &nodes, &n_nodes);
+    port_spaces_build(&ps, state);
+    load_nodes(state, &ps, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes);
     cJSON_ArrayForEach(run, state->runs) {
         const char *had;
@@ -869,6 +888,7 @@ void placement_pass(struct sched_state *state, struct sched_placements *ret_plac
             cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
     }
     index_free(&ix);
+    port_spaces_release(&ps);
     buf_release(&env);
     free(nodes);
     free(sc.tasks);

@@ -89,6 +89,19 @@ static void resume(struct api_request *req)
     pthread_mutex_unlock(&defer_mu);
 }
 
+size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *p;
+
+    (void)cls;
+    (void)conn;
+    for (p = strchr(s, '%'); p; p = strchr(p + 1, '%')) {
+        if (p[1] == '0' && p[2] == '0')
+            p[2] = '1';
+    }
+    return MHD_http_unescape(s);
+}
+
 void http_drain(void)
 {
     pthread_mutex_lock(&defer_mu);

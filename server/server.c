@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <netdb.h>
@@ -16,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ struct server_opts {
     long threads;
     enum store_sync sync;
     bool dev;
+    bool reset_admin_token;
     const char *tls_cert;
     const char *tls_key;
     const char *ca;
@@ -72,6 +74,8 @@ static const char usage[] =
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
+    "  --reset-admin-token     recovery: write a new admin token to <data>/admin.token\n"
+    "                          (mode 0600), say where, and exit; other tokens stay\n"
     "  --tls-cert FILE         serve HTTPS with this certificate (PEM; with --tls-key)\n"
     "  --tls-key FILE          the certificate's private key (PEM)\n"
     "  --ca FILE               CA certificates to verify agents that serve HTTPS\n"
@@ -114,6 +118,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         { "threads", required_argument, NULL, 'T' },
         { "sync", required_argument, NULL, 's' },
         { "dev", no_argument, NULL, 'D' },
+        { "reset-admin-token", no_argument, NULL, 'R' },
         { "tls-cert", required_argument, NULL, 'C' },
         { "tls-key", required_argument, NULL, 'K' },
         { "ca", required_argument, NULL, 'a' },
@@ -191,6 +196,9 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
             break;
         case 'D':
             o->dev = true;
+            break;
+        case 'R':
+            o->reset_admin_token = true;
             break;
         case 'C':
             o->tls_cert = optarg;
@@ -283,7 +291,64 @@ static int make_dir(const char *path)
     return 0;
 }
 
-/* Creates DIR, DIR/snapshots and DIR/tmp, and empties DIR/tmp. */
+/* nftw callback: removes everything below the walk's root, depth first. */
+static int remove_below_root(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    if (ftw->level == 0)
+        return 0;
+    if (remove(path) < 0 && errno != ENOENT) {
+        log_error("server: cannot remove '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The files that hold secrets (the database and its WAL files hold token
+ * hashes, node secrets and every task's environment; admin.token the admin
+ * secret) are 0600 whatever the directory's mode or the umask was: the
+ * database is created here with that mode (SQLite gives its -wal and -shm
+ * files the database's mode), and a data directory from an older version
+ * has these files tightened. Links are left alone: a link is not a file
+ * this server made.
+ */
+static int protect_secret_files(const char *data)
+{
+    static const char *const names[] = { "trainyard.db", "trainyard.db-wal", "trainyard.db-shm",
+                                         "admin.token", NULL };
+    const char *const *name;
+    char path[4096];
+    struct stat st;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/trainyard.db", data);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        log_error("server: cannot open database '%s': %s", path, strerror(errno));
+        return ERR_INTERNAL;
+    }
+    close(fd);
+    for (name = names; *name; name++) {
+        snprintf(path, sizeof(path), "%s/%s", data, *name);
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0)
+            continue;
+        if (chmod(path, st.st_mode & 0700) < 0) {
+            log_error("server: cannot make '%s' private (mode 0600): %s", path, strerror(errno));
+            return ERR_INTERNAL;
+        }
+        log_warn("server: '%s' was readable by others (mode %04o); it is 0600 now", path,
+                 (unsigned)(st.st_mode & 07777));
+    }
+    return 0;
+}
+
+/*
+ * Creates DIR, DIR/snapshots and DIR/tmp, and empties DIR/tmp: what is
+ * there is a spooled upload of a request that a stopped server never
+ * finished, and nothing refers to it.
+ */
 static int prepare_data_dir(const char *data)
 {
     char path[4096];
@@ -296,7 +361,11 @@ static int prepare_data_dir(const char *data)
     snprintf(path, sizeof(path), "%s/tmp", data);
     if (make_dir(path) < 0)
         return ERR_INTERNAL;
-    return 0;
+    if (nftw(path, remove_below_root, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        log_error("server: cannot empty '%s'", path);
+        return ERR_INTERNAL;
+    }
+    return protect_secret_files(data);
 }
 
 /* Writes the base URL clients should use to <data>/server.url, atomically. */
@@ -339,6 +408,9 @@ static int write_url_file(const char *data, const struct sockaddr_storage *addr,
 
 extern char **environ;
 
+/* The umask the server was started with; the local agent gets it back. */
+static mode_t caller_umask = 022;
+
 /*
  * --dev: runs `trainyard agent` for this machine as a child process, with
  * the admin token (in its environment, not on its command line).
@@ -359,10 +431,8 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     size_t n = 0;
     size_t i;
     pid_t pid;
-    posix_spawnattr_t attr;
     sigset_t none;
     FILE *f;
-    int rc;
 
     (void)addr;
     snprintf(url, sizeof(url), "%s://127.0.0.1:%u", tls_cert ? "https" : "http", port);
@@ -396,15 +466,22 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
         argv[i] = "--ca";
         argv[i + 1] = (char *)tls_cert;
     }
-    /* The server blocks SIGTERM for sigwait(); the agent must not inherit that. */
-    posix_spawnattr_init(&attr);
+    /*
+     * The server blocks SIGTERM for sigwait() and runs with umask 077; the
+     * agent must inherit neither (it makes directories its tasks read).
+     * posix_spawn() cannot set a umask: the child does it between fork()
+     * and exec, with async-signal-safe calls only.
+     */
     sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    rc = posix_spawn(&pid, "/proc/self/exe", NULL, &attr, argv, env);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-        log_error("server: cannot start the local agent: %s", strerror(rc));
+    pid = fork();
+    if (pid == 0) {
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        umask(caller_umask);
+        execve("/proc/self/exe", argv, env);
+        _exit(127);
+    }
+    if (pid < 0) {
+        log_error("server: cannot start the local agent: %s", strerror(errno));
         pid = -1;
     } else {
         log_info("server: started the local agent (pid %d) for node '%s'", (int)pid, host);
@@ -456,6 +533,33 @@ static void drain_connections(struct MHD_Daemon *d)
     }
 }
 
+/* --reset-admin-token: a new admin token in <data>/admin.token, then exit. */
+static int reset_admin_token(const char *data)
+{
+    struct store *store;
+    struct api_ctx ctx;
+    char path[4096];
+    int rc;
+
+    /* Not prepare_data_dir(): a running server's uploads in tmp/ stay. */
+    if (make_dir(data) < 0 || protect_secret_files(data) < 0)
+        return 1;
+    snprintf(path, sizeof(path), "%s/trainyard.db", data);
+    if (store_open(path, STORE_SYNC_FULL, &store) < 0)
+        return 1;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.store = store;
+    ctx.data_dir = data;
+    rc = api_reset_admin_token(&ctx, path, sizeof(path));
+    store_free(store);
+    if (rc < 0)
+        return 1;
+    printf("trainyard server: a new admin token is in '%s' (mode 0600); earlier tokens still "
+           "work: delete the ones that are lost with DELETE /api/v1/tokens/{id}\n",
+           path);
+    return 0;
+}
+
 int server_main(int argc, char **argv)
 {
     struct server_opts o;
@@ -490,6 +594,12 @@ int server_main(int argc, char **argv)
     rc = parse_opts(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    /* Whatever the caller's umask, what the server creates under the data
+     * directory (database, tokens, snapshots, artifacts, spooled uploads)
+     * is for it alone. */
+    caller_umask = umask(077);
+    if (o.reset_admin_token)
+        return reset_admin_token(o.data);
     if (resolve_listen(o.listen, &addr, &addr_len) < 0) {
         fprintf(stderr, "trainyard server: --listen '%s' is not HOST:PORT\n", o.listen);
         return 2;
@@ -564,7 +674,8 @@ int server_main(int argc, char **argv)
     }
     daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_handle, &http, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(usable_cpus() > 16 ? 16 : usable_cpus()), MHD_OPTION_NOTIFY_COMPLETED,
         http_completed, &http, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts,

@@ -13,7 +13,7 @@ static const char *const run_statuses[] = { "queued",    "starting", "running",
 
 #define RUN_COLUMNS                                                                                \
     "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "        \
-    "reason, truncated"
+    "reason, owner, truncated"
 
 /* ---- create ---- */
 
@@ -71,7 +71,8 @@ static int run_create_fn(struct conn *c, void *arg)
         return rc;
 
     st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, priority, "
-                      "created_at, attempt, reason) VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?)");
+                      "created_at, attempt, reason, owner) "
+                      "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?)");
     if (st == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, r->id);
@@ -81,6 +82,7 @@ static int run_create_fn(struct conn *c, void *arg)
     sqlite3_bind_int64(st, 5, r->priority);
     sqlite3_bind_int64(st, 6, r->created_at);
     bind_text(st, 7, r->reason);
+    bind_text(st, 8, r->owner);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
@@ -135,6 +137,10 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
     /* The fields and order of run_from_row(), for a run just stored. */
     cJSON_AddStringToObject(out, "id", run->id);
     cJSON_AddStringToObject(out, "experiment", run->experiment);
+    if (run->owner)
+        cJSON_AddStringToObject(out, "owner", run->owner);
+    else
+        cJSON_AddNullToObject(out, "owner");
     cJSON_AddStringToObject(out, "status", "queued");
     cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
     json_add_time(out, "created_at", run->created_at);
@@ -245,6 +251,7 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
 
     col_add_string(st, 1, run, "id");
     col_add_string(st, 2, run, "experiment");
+    col_add_string(st, 11, run, "owner");
     col_add_string(st, 3, run, "status");
     col_add_json(st, 4, run, "spec");
     col_add_time(st, 5, run, "created_at");
@@ -254,8 +261,8 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
     col_add_string(st, 9, run, "error");
     col_add_string(st, 10, run, "reason");
     /* Set once a quota cut the run's log or metrics short (store/tasks.c). */
-    cJSON_AddBoolToObject(run, "log_truncated", sqlite3_column_int(st, 11) & 1);
-    cJSON_AddBoolToObject(run, "metrics_truncated", sqlite3_column_int(st, 11) & 2);
+    cJSON_AddBoolToObject(run, "log_truncated", sqlite3_column_int(st, 12) & 1);
+    cJSON_AddBoolToObject(run, "metrics_truncated", sqlite3_column_int(st, 12) & 2);
     spec = json_get(run, "spec");
     cJSON_AddItemToObject(run, "tags", cJSON_Duplicate(json_get(spec, "tags"), 1));
     if ((rc = add_tasks(c, seq, attempt, run)) < 0 || (rc = add_metrics(c, seq, run)) < 0) {
@@ -310,7 +317,8 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
     st = conn_stmt(c, "SELECT " RUN_COLUMNS " FROM runs WHERE seq < ?1 "
                       "AND (?2 IS NULL OR experiment = ?2) AND (?3 IS NULL OR status = ?3) "
                       "AND (?4 IS NULL OR seq IN (SELECT run_seq FROM run_tags "
-                      "WHERE key = ?4 AND value = ?5)) ORDER BY seq DESC LIMIT ?6");
+                      "WHERE key = ?4 AND value = ?5)) AND (?7 IS NULL OR owner = ?7) "
+                      "ORDER BY seq DESC LIMIT ?6");
     if (st == NULL) {
         conn_end_read(c);
         return ERR_INTERNAL;
@@ -322,6 +330,7 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
     bind_text(st, 5, f->tag_value ? f->tag_value : "");
     /* One more than asked tells whether there is a next page. */
     sqlite3_bind_int(st, 6, f->limit + 1);
+    bind_text(st, 7, f->owner);
     list = list_new(&items);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *run;
@@ -356,13 +365,15 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
 
 struct run_cancel {
     const char *id;
+    const char *owner;
     int64_t now;
 };
 
 static int run_cancel_fn(struct conn *c, void *arg)
 {
     struct run_cancel *rc_arg = arg;
-    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, status, attempt FROM runs WHERE id = ?");
+    sqlite3_stmt *st = conn_stmt(c, "SELECT seq, status, attempt, owner FROM runs WHERE id = ?");
+    const char *owner;
     int64_t seq;
     int64_t attempt;
     char status[16];
@@ -379,7 +390,13 @@ static int run_cancel_fn(struct conn *c, void *arg)
     seq = sqlite3_column_int64(st, 0);
     snprintf(status, sizeof(status), "%s", sqlite3_column_text(st, 1));
     attempt = sqlite3_column_int64(st, 2);
+    owner = (const char *)sqlite3_column_text(st, 3);
+    /* Checked here, in the write, so that whose run it is and the cancel
+     * are one decision. */
+    rc = rc_arg->owner && (owner == NULL || strcmp(owner, rc_arg->owner) != 0) ? ERR_PERMISSION : 0;
     sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
 
     if (strcmp(status, "canceled") == 0)
         return 0;
@@ -399,9 +416,10 @@ static int run_cancel_fn(struct conn *c, void *arg)
     return run_status_event(c, seq, rc_arg->now, "canceled", NULL);
 }
 
-int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run)
+int store_run_cancel(struct store *store, const char *id, const char *owner, int64_t now_ms,
+                     cJSON **ret_run)
 {
-    struct run_cancel arg = { id, now_ms };
+    struct run_cancel arg = { id, owner, now_ms };
     int rc = store_write(store, run_cancel_fn, &arg);
 
     if (rc < 0)

@@ -132,10 +132,12 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return conn_fail(c, "load nodes");
+    cap = 0;
 
     /* Held, not just live: a stopped task's process may still be exiting. */
-    st = conn_stmt(c, "SELECT node, cpus, memory_mb, gpus, port FROM tasks WHERE held = 1 "
-                      "AND node IS NOT NULL");
+    st = conn_stmt(c, "SELECT t.node, t.cpus, t.memory_mb, t.gpus, t.port, n.agent_url "
+                      "FROM tasks t LEFT JOIN nodes n ON n.name = t.node "
+                      "WHERE t.held = 1 AND t.node IS NOT NULL");
     if (st == NULL)
         return ERR_INTERNAL;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -145,8 +147,24 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
         const cJSON *g;
         int k;
 
-        if (n == NULL)
+        if (n == NULL) {
+            const char *url = (const char *)sqlite3_column_text(st, 5);
+            struct sched_host_port *hp;
+            char host[256];
+
+            if (url == NULL || sqlite3_column_type(st, 4) == SQLITE_NULL)
+                continue;
+            if (state->n_other_ports == cap) {
+                cap = cap ? 2 * cap : 16;
+                state->other_ports =
+                    xrealloc(state->other_ports, (size_t)cap * sizeof(*state->other_ports));
+            }
+            url_host(url, host, sizeof(host));
+            hp = &state->other_ports[state->n_other_ports++];
+            hp->host = xstrdup(host);
+            hp->port = sqlite3_column_int(st, 4);
             continue;
+        }
         n->used_cpus += sqlite3_column_double(st, 1);
         n->used_memory_mb += sqlite3_column_int64(st, 2);
         held = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
@@ -236,7 +254,7 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
                       struct sched_state *ret_state)
 {
     struct conn *c = store_reader(store);
-    struct sched_state state = { NULL, 0, NULL };
+    struct sched_state state = { NULL, 0, NULL, NULL, 0 };
     cJSON *pools;
     const cJSON *r;
     char *text;
@@ -289,6 +307,11 @@ void store_sched_state_release(struct sched_state *state)
         free(state->nodes[i].agent_url);
         free(state->nodes[i].used_ports);
     }
+    for (i = 0; i < state->n_other_ports; i++)
+        free(state->other_ports[i].host);
+    free(state->other_ports);
+    state->other_ports = NULL;
+    state->n_other_ports = 0;
     free(state->nodes);
     cJSON_Delete(state->runs);
     state->nodes = NULL;

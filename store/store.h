@@ -80,6 +80,7 @@ void store_set_quotas(struct store *store, const struct store_quotas *quotas);
 
 struct store_token {
     char id[32];
+    char name[129];
     char role[16];
     char node[129]; /* empty when not bound */
 };
@@ -90,7 +91,9 @@ int store_token_create(struct store *store, const char *id, const char *name, co
 /* Finds the token whose secret hashes to hash; ERR_NOT_FOUND when none. */
 int store_token_lookup(struct store *store, const char *hash, struct store_token *ret_token);
 /* Binds an unbound agent token to node; a no-op when already bound to it,
- * ERR_CONFLICT when bound to another node. */
+ * ERR_CONFLICT when bound to another node, ERR_PERMISSION when the token is
+ * unbound and node is taken (a node of that name exists, or another token
+ * is bound to that name). */
 int store_token_bind(struct store *store, const char *id, const char *node);
 int store_token_count(struct store *store, int64_t *ret_count);
 /* A page of names in order: after is the previous page's next_cursor (NULL
@@ -103,13 +106,17 @@ struct store_page {
 /* {"items": [...], "next_cursor": ...} by id, no secrets. */
 int store_token_list(struct store *store, const struct store_page *page, cJSON **ret_list);
 int store_token_get(struct store *store, const char *id, cJSON **ret_token);
-/* ERR_NOT_FOUND when absent. */
+/* ERR_NOT_FOUND when absent, ERR_CONFLICT when it is the last admin token. */
 int store_token_delete(struct store *store, const char *id);
 
 /* ---- snapshots ---- */
 
-/* Records a snapshot whose file is already in place; a no-op if known. */
-int store_snapshot_put(struct store *store, const char *id, int64_t size, int64_t now_ms);
+/* Records a snapshot whose file is already in place, uploaded by owner (a
+ * token name); a no-op if known. ret_owner (size bytes) gets the owner as
+ * stored: the first uploader's name, or "" for one uploaded before owners
+ * were recorded. */
+int store_snapshot_put(struct store *store, const char *id, int64_t size, const char *owner,
+                       int64_t now_ms, char *ret_owner, size_t size_owner);
 /* ERR_NOT_FOUND when unknown; *ret_size may be NULL. */
 int store_snapshot_get(struct store *store, const char *id, int64_t *ret_size);
 
@@ -124,6 +131,7 @@ struct store_new_task {
 struct store_new_run {
     const char *id;
     const char *experiment;
+    const char *owner; /* name of the submitting token */
     const char *spec; /* normalised spec (JSON text), defaults filled */
     const cJSON *tags; /* the spec's tags object, or NULL */
     const char *pool;
@@ -155,6 +163,7 @@ int store_run_get(struct store *store, const char *id, cJSON **ret_run);
 
 struct store_run_filter {
     const char *experiment; /* NULL = any */
+    const char *owner;
     const char *status;
     const char *tag_key;
     const char *tag_value;
@@ -166,10 +175,13 @@ struct store_run_filter {
 int store_run_list(struct store *store, const struct store_run_filter *filter, cJSON **ret_list);
 /*
  * Cancels a run that has not ended: status canceled, unfinished tasks
- * killed. A canceled run is returned unchanged. ERR_CONFLICT when it
- * completed or failed, ERR_NOT_FOUND when unknown. *ret_run gets the run.
+ * killed. A canceled run is returned unchanged. owner: NULL cancels any
+ * run; else only a run of that owner, ERR_PERMISSION for another's (or
+ * one without an owner). ERR_CONFLICT when it completed or failed,
+ * ERR_NOT_FOUND when unknown. *ret_run gets the run.
  */
-int store_run_cancel(struct store *store, const char *id, int64_t now_ms, cJSON **ret_run);
+int store_run_cancel(struct store *store, const char *id, const char *owner, int64_t now_ms,
+                     cJSON **ret_run);
 /* {"items": [{name, run_count, created_at, last_activity}], "next_cursor"} by name. */
 int store_experiment_list(struct store *store, const struct store_page *page, cJSON **ret_list);
 /* Counts of runs per status, as {"queued": 3, ...} (every status present). */
@@ -353,16 +365,27 @@ struct sched_node {
     unsigned features; /* STORE_FEATURE_* */
 };
 
+/* A port held by a task on a node that is not in the state (another
+ * pool, or not ready): nodes that advertise the same host share one port
+ * space, so placement must not give it out there either. */
+struct sched_host_port {
+    char *host;
+    int port;
+};
+
 /*
  * Everything placement needs: the ready nodes of the pools the queue's
  * head wants, as C structs, and that head (at most 1,000 queued runs in
  * priority order, higher first, then older) as JSON: [{id, seq, attempt,
- * spec, reason, tasks: [{id, name, type, index}]}].
+ * spec, reason, tasks: [{id, name, type, index}]}]; and the ports held on
+ * other nodes, by host.
  */
 struct sched_state {
     struct sched_node *nodes;
     int n_nodes;
     cJSON *runs;
+    struct sched_host_port *other_ports;
+    int n_other_ports;
 };
 
 int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,

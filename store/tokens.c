@@ -44,15 +44,16 @@ int store_token_lookup(struct store *store, const char *hash, struct store_token
     int rc;
 
     if (c == NULL ||
-        (st = conn_stmt(c, "SELECT id, role, node FROM tokens WHERE hash = ?")) == NULL)
+        (st = conn_stmt(c, "SELECT id, name, role, node FROM tokens WHERE hash = ?")) == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, hash);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        const char *node = (const char *)sqlite3_column_text(st, 2);
+        const char *node = (const char *)sqlite3_column_text(st, 3);
 
         snprintf(ret_token->id, sizeof(ret_token->id), "%s", sqlite3_column_text(st, 0));
-        snprintf(ret_token->role, sizeof(ret_token->role), "%s", sqlite3_column_text(st, 1));
+        snprintf(ret_token->name, sizeof(ret_token->name), "%s", sqlite3_column_text(st, 1));
+        snprintf(ret_token->role, sizeof(ret_token->role), "%s", sqlite3_column_text(st, 2));
         snprintf(ret_token->node, sizeof(ret_token->node), "%s", node ? node : "");
         rc = 0;
     } else if (rc == SQLITE_DONE) {
@@ -90,6 +91,25 @@ static int token_bind_fn(struct conn *c, void *arg)
         return rc;
     }
     sqlite3_reset(st);
+    /* An unbound token claims only a name nobody has: a node that exists
+     * (registered by an admin, or by another token, even one since
+     * revoked) or a name another token is bound to belongs to someone
+     * else, and registering as it would take that node over. */
+    st = conn_stmt(c, "SELECT EXISTS (SELECT 1 FROM nodes WHERE name = ?1) OR "
+                      "EXISTS (SELECT 1 FROM tokens WHERE node = ?1 AND id != ?2)");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, b->node);
+    bind_text(st, 2, b->id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return conn_fail(c, "token bind");
+    }
+    rc = sqlite3_column_int(st, 0) ? ERR_PERMISSION : 0;
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
     st = conn_stmt(c, "UPDATE tokens SET node = ? WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;
@@ -189,9 +209,26 @@ int store_token_get(struct store *store, const char *id, cJSON **ret_token)
 
 static int token_delete_fn(struct conn *c, void *arg)
 {
-    sqlite3_stmt *st = conn_stmt(c, "DELETE FROM tokens WHERE id = ?");
+    /* The last admin token stays: without one nobody could make tokens,
+     * drain nodes or cancel others' runs until a restart with
+     * --reset-admin-token. Checked in the write, so two concurrent
+     * deletes cannot both pass. */
+    sqlite3_stmt *st = conn_stmt(c, "SELECT role = 'admin' AND (SELECT count(*) FROM tokens "
+                                    "WHERE role = 'admin') = 1 FROM tokens WHERE id = ?");
     int rc;
 
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, arg);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_column_int(st, 0) ? ERR_CONFLICT : 0;
+    else
+        rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "delete token");
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    st = conn_stmt(c, "DELETE FROM tokens WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, arg);

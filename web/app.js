@@ -139,6 +139,13 @@ function runSize(spec) {
   return { text, gpus };
 }
 
+/* Who submitted a run (its token's name), linked to that owner's runs; runs
+ * from before owners were recorded have none. */
+function ownerEl(owner) {
+  if (!owner) return h('span', { class: 'faint', title: 'Submitted before runs recorded their owner' }, 'unknown');
+  return h('a', { href: hashFor('/runs', { owner }), title: `Only runs of ${owner}` }, owner);
+}
+
 function sizeEl(spec) {
   const s = runSize(spec);
   return h('span', { class: 'size' }, s.text, s.gpus ? h('span', { class: 'faint' }, ` · ${s.gpus} GPU${s.gpus > 1 ? 's' : ''}`) : null);
@@ -495,7 +502,7 @@ function renderRuns(main, v, query) {
   const tagInput = h('input', { type: 'search', id: 'f-tag', placeholder: 'key:value', autocomplete: 'off' });
   const clearBtn = h('button', { type: 'button', onclick: () => { location.hash = '#/runs'; } }, 'Clear filters');
   const apply = () => {
-    location.hash = hashFor('/runs', { experiment: expInput.value.trim(), status: statusSel.value, tag: tagInput.value.trim(), limit: st.query.get('limit') });
+    location.hash = hashFor('/runs', { experiment: expInput.value.trim(), owner: st.query.get('owner'), status: statusSel.value, tag: tagInput.value.trim(), limit: st.query.get('limit') });
   };
   expInput.addEventListener('change', apply);
   statusSel.addEventListener('change', apply);
@@ -512,7 +519,7 @@ function renderRuns(main, v, query) {
   const table = h('table', { id: 'runs-table' },
     h('thead', {}, h('tr', {},
       h('th', { class: 'sel' }, h('span', { class: 'faint', title: 'Select runs to compare' }, '⇄')),
-      ['Run', 'Experiment', 'Status', 'Size', 'Metrics', 'Created', 'Tags'].map((t) => h('th', { scope: 'col' }, t)))),
+      ['Run', 'Experiment', 'Owner', 'Status', 'Size', 'Metrics', 'Created', 'Tags'].map((t) => h('th', { scope: 'col' }, t)))),
     tbody);
   const info = h('span', { class: 'tabular' });
   const newestBtn = h('button', { type: 'button', class: 'small', onclick: () => go('') }, 'Newest');
@@ -525,7 +532,7 @@ function renderRuns(main, v, query) {
 
   function go(cursor) {
     location.hash = hashFor('/runs', {
-      experiment: st.query.get('experiment'), status: st.query.get('status'), tag: st.query.get('tag'), limit: st.query.get('limit'), cursor,
+      experiment: st.query.get('experiment'), owner: st.query.get('owner'), status: st.query.get('status'), tag: st.query.get('tag'), limit: st.query.get('limit'), cursor,
     });
   }
 
@@ -538,8 +545,8 @@ function renderRuns(main, v, query) {
     if (document.activeElement !== expInput) expInput.value = q.get('experiment') || '';
     statusSel.value = q.get('status') || '';
     if (document.activeElement !== tagInput) tagInput.value = q.get('tag') || '';
-    clearBtn.hidden = !(q.get('experiment') || q.get('status') || q.get('tag'));
-    const filter = ['experiment', 'status', 'tag'].map((k) => q.get(k) || '').join('\n');
+    clearBtn.hidden = !(q.get('experiment') || q.get('owner') || q.get('status') || q.get('tag'));
+    const filter = ['experiment', 'owner', 'status', 'tag'].map((k) => q.get(k) || '').join('\n');
     if (filter !== pageStack.filter) { pageStack.filter = filter; pageStack.cursors = []; }
     if (!q.get('cursor')) pageStack.cursors = [];
   }
@@ -560,6 +567,7 @@ function renderRuns(main, v, query) {
       h('td', { class: 'sel' }, check),
       h('td', { class: 'nowrap' }, h('a', { class: 'run-id', href: `#/runs/${run.id}` }, run.id)),
       h('td', {}, h('a', { href: hashFor('/runs', { experiment: run.experiment }), title: `Only runs of ${run.experiment}` }, run.experiment)),
+      h('td', { class: 'owner' }, ownerEl(run.owner)),
       statusTd, sizeTd, metricsTd,
       h('td', { class: 'nowrap' }, timeEl(run.created_at)),
       tagsTd);
@@ -603,7 +611,7 @@ function renderRuns(main, v, query) {
     for (const [id, row] of st.rows) {
       if (!seen.has(id)) { row.tr.remove(); st.rows.delete(id); }
     }
-    const filtered = st.query.get('experiment') || st.query.get('status') || st.query.get('tag');
+    const filtered = st.query.get('experiment') || st.query.get('owner') || st.query.get('status') || st.query.get('tag');
     if (!items.length) {
       message.replaceChildren(h('div', { class: 'empty' }, filtered ? 'No runs match these filters.'
         : ['No runs yet. Submit one with ', h('code', {}, 'trainyard submit DIR --entry train.py'), '.']));
@@ -639,7 +647,7 @@ function renderRuns(main, v, query) {
     const gen = ++st.gen;
     const limit = Math.min(1000, Math.max(1, parseInt(st.query.get('limit'), 10) || PAGE_SIZE));
     const q = new URLSearchParams({ limit });
-    for (const k of ['experiment', 'status', 'tag', 'cursor']) if (st.query.get(k)) q.set(k, st.query.get(k));
+    for (const k of ['experiment', 'owner', 'status', 'tag', 'cursor']) if (st.query.get(k)) q.set(k, st.query.get(k));
     try {
       const data = await api('/runs?' + q, { signal: v.signal });
       if (gen !== st.gen) return;
@@ -672,7 +680,7 @@ function renderRuns(main, v, query) {
   }
 
   v.update = (q) => {
-    const changed = ['experiment', 'status', 'tag', 'cursor', 'limit'].some((k) => (q.get(k) || '') !== (st.query.get(k) || ''));
+    const changed = ['experiment', 'owner', 'status', 'tag', 'cursor', 'limit'].some((k) => (q.get(k) || '') !== (st.query.get(k) || ''));
     st.query = q;
     if (changed) st.loaded = false;
     syncInputs();
@@ -819,6 +827,7 @@ async function renderRun(main, v, id, query) {
     const item = (k, val, title) => h('div', {}, h('dt', {}, k), h('dd', { title: title || null }, val));
     summary.replaceChildren(
       item('Experiment', h('a', { href: hashFor('/runs', { experiment: r.experiment }) }, r.experiment)),
+      item('Owner', ownerEl(r.owner)),
       item('Size', sizeEl(s)),
       item('Compute target', s.compute_target || 'default'),
       item('Attempt', `${r.attempt}${s.max_retries ? ` of ${s.max_retries + 1}` : ''}`),

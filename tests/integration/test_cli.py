@@ -306,12 +306,13 @@ def test_runs_table_filters_and_json(server):
 
     res = ok(run_cli(["runs", "--experiment", exp], server))
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["ID", "EXPERIMENT", "STATUS", "CREATED", "METRICS"], lines
+    assert lines[0].split() == ["ID", "EXPERIMENT", "OWNER", "STATUS", "CREATED",
+                                "METRICS"], lines
     assert [ln.split()[0] for ln in lines[1:]] == [b["id"], a["id"]], lines  # newest first
     for ln in lines[1:]:
         cols = ln.split()
-        assert cols[1] == exp and cols[2] == "queued" and cols[3].startswith("20"), ln
-        assert cols[4] == "-", ln
+        assert cols[1] == exp and cols[2] == "admin" and cols[3] == "queued", ln
+        assert cols[4].startswith("20") and cols[5] == "-", ln
 
     res = ok(run_cli(["runs", "--experiment", exp, "--tag", "t:" + tag], server))
     assert [ln.split()[0] for ln in res.stdout.splitlines()[1:]] == [a["id"]]
@@ -327,6 +328,15 @@ def test_runs_table_filters_and_json(server):
     assert [r["id"] for r in body["items"]] == [b["id"], a["id"]]
     assert "next_cursor" in body
 
+    # --owner: runs of tokens of that name only
+    name = uniq("owner")
+    c = server.create_run({"experiment": exp, "command": ["true"], "compute_target": uniq("np")},
+                          token=server.create_token("user", name=name)["secret"])
+    res = ok(run_cli(["runs", "--experiment", exp, "--owner", name], server))
+    assert [ln.split()[:3] for ln in res.stdout.splitlines()[1:]] == [[c["id"], exp, name]]
+    res = ok(run_cli(["runs", "--experiment", exp, "--owner", "admin"], server))
+    assert [ln.split()[0] for ln in res.stdout.splitlines()[1:]] == [b["id"], a["id"]]
+
 
 def test_run_summary_and_json(server):
     run = queued_run(server, uniq("show"))
@@ -334,6 +344,7 @@ def test_run_summary_and_json(server):
     text = res.stdout
     assert "status:" in text and "queued" in text, text
     assert "attempt:" in text and "reason:" in text, text
+    assert "owner:      admin" in text, text
     assert run["id"] in text and run["experiment"] in text
     assert "command:    true" in text, text
     task_lines = [ln.split() for ln in text.splitlines() if ln.startswith("  main")]

@@ -582,7 +582,13 @@ def test_cancel_roles(server, viewer_token, user_token):
     assert_error(server.post(path, token=None), 401, "unauthenticated")
     assert_error(server.post(path, token=viewer_token), 403, "permission_denied")
     assert server.get("/api/v1/runs/" + run["id"]).body["status"] == "queued"
-    r = server.post(path, token=user_token)
+    # a user cancels only its own runs (test_ownership.py has the rest)
+    assert_error(server.post(path, token=user_token), 403, "permission_denied")
+    assert server.get("/api/v1/runs/" + run["id"]).body["status"] == "queued"
+    own = server.create_run(base(uniq("cr")), token=user_token)
+    r = server.post("/api/v1/runs/%s/cancel" % own["id"], token=user_token)
+    assert r.status == 200 and r.body["status"] == "canceled"
+    r = server.post(path)
     assert r.status == 200 and r.body["status"] == "canceled"
 
 

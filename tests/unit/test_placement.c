@@ -116,7 +116,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
     const char *pnames[] = { "ps-0", "worker-0" };
     const char *ptypes[] = { "ps", "worker" };
     const int pidx[] = { 0, 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -156,7 +156,7 @@ static void a_waiting_gang_is_not_starved(void)
     const char *snames[] = { "main" };
     const char *stypes[] = { "main" };
     const int sidx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -186,7 +186,7 @@ static void pytorch_env_is_consistent(void)
     const char *names[] = { "rank-0", "rank-1", "rank-2", "rank-3" };
     const char *types[] = { "rank", "rank", "rank", "rank" };
     const int idx[] = { 0, 1, 2, 3 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -232,7 +232,7 @@ static void picks_the_tightest_node(void)
     const char *names[] = { "main" };
     const char *types[] = { "main" };
     const int idx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray() };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;

@@ -199,6 +199,72 @@ static void quotas_count_old_runs_and_cut_logs(void)
     store_free(s);
 }
 
+/* Migration 0007 gives runs and snapshots an owner: a database made by
+ * 0001-0005 keeps its runs, which have no owner (null), which only an
+ * admin (owner NULL) may cancel; new runs record theirs and list by it. */
+static void runs_from_before_owners_have_none(void)
+{
+    char *path = temp_db();
+    struct store_new_task task = { "main", "main", 0 };
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run fresh;
+    struct store_run_filter f;
+    char owner[64];
+    sqlite3 *db;
+    struct store *s;
+    cJSON *run;
+    cJSON *list;
+    int i;
+
+    ASSERT_TRUE(migrations_count >= 6);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    for (i = 0; i < 5; i++)
+        ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 5;"
+                           "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                           "VALUES ('exp', 1, 1, 1);"
+                           "INSERT INTO snapshots(id, size, created_at) VALUES ('sha256:aa', 3, 1);"
+                           "INSERT INTO runs(seq, id, experiment, status, spec, pool, priority, "
+                           "created_at) VALUES (3, 'run-old', 'exp', 'running', "
+                           "'{\"tags\": {}}', 'default', 0, 1);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_schema_version(s), store_migration_count());
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    ASSERT_TRUE(cJSON_IsNull(json_get(run, "owner")));
+    ASSERT_STR_EQ(json_get_string(run, "status"), "running");
+    cJSON_Delete(run);
+    ASSERT_EQ(store_run_cancel(s, "run-old", "alice", 10, &run), ERR_PERMISSION);
+    ASSERT_EQ(store_snapshot_put(s, "sha256:aa", 3, "bob", 10, owner, sizeof(owner)), 0);
+    ASSERT_STR_EQ(owner, "");
+
+    fresh = new_run("run-new", spec_text, spec, &task, 1);
+    fresh.owner = "alice";
+    ASSERT_EQ(store_run_create(s, &fresh), 0);
+    memset(&f, 0, sizeof(f));
+    f.limit = 10;
+    f.owner = "alice";
+    ASSERT_EQ(store_run_list(s, &f, &list), 0);
+    ASSERT_EQ(cJSON_GetArraySize(json_get(list, "items")), 1);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(list, "items"), 0), "owner"),
+                  "alice");
+    cJSON_Delete(list);
+    ASSERT_EQ(store_run_cancel(s, "run-new", "bob", 10, &run), ERR_PERMISSION);
+    ASSERT_EQ(store_run_cancel(s, "run-new", "alice", 10, &run), 0);
+    ASSERT_STR_EQ(json_get_string(run, "status"), "canceled");
+    cJSON_Delete(run);
+    ASSERT_EQ(store_run_cancel(s, "run-old", NULL, 10, &run), 0);
+    ASSERT_STR_EQ(json_get_string(run, "status"), "canceled");
+    cJSON_Delete(run);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 /* An asynchronous write is reported once it is committed, with the error a
  * waiting write would get. */
 struct async_box {
@@ -349,14 +415,14 @@ static void cancel_is_idempotent(void)
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
     run = new_run("run-c", spec_text, spec, &task, 1);
     ASSERT_EQ(store_run_create(s, &run), 0);
-    ASSERT_EQ(store_run_cancel(s, "run-c", 5000, &got), 0);
+    ASSERT_EQ(store_run_cancel(s, "run-c", NULL, 5000, &got), 0);
     ASSERT_STR_EQ(json_get_string(got, "status"), "canceled");
     ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(got, "tasks"), 0), "status"),
                   "killed");
     cJSON_Delete(got);
-    ASSERT_EQ(store_run_cancel(s, "run-c", 6000, &got), 0);
+    ASSERT_EQ(store_run_cancel(s, "run-c", NULL, 6000, &got), 0);
     cJSON_Delete(got);
-    ASSERT_EQ(store_run_cancel(s, "nope", 6000, &got), ERR_NOT_FOUND);
+    ASSERT_EQ(store_run_cancel(s, "nope", NULL, 6000, &got), ERR_NOT_FOUND);
     cJSON_Delete(spec);
     store_free(s);
 }
@@ -514,6 +580,7 @@ UNIT_LIST(store_tests) = {
     { "store/quotas_count_old_runs_and_cut_logs", quotas_count_old_runs_and_cut_logs },
     { "store/refuses_newer_database", refuses_newer_database },
     { "store/tasks_and_points_survive_the_rebuilds", tasks_and_points_survive_the_rebuilds },
+    { "store/runs_from_before_owners_have_none", runs_from_before_owners_have_none },
     { "store/async_write_reports_after_commit", async_write_reports_after_commit },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },

@@ -277,6 +277,28 @@ t('run list filters by experiment, status and tag, and pages with a cursor', asy
   assert.equal(await page.evaluate(() => window.__noReload), true);
 });
 
+t('runs show their owner: a column in the list that filters by it, and a field on the run page', async () => {
+  const ana = await api('POST', '/tokens', { name: 'ana-lab', role: 'user' });
+  assert.equal(ana.status, 201);
+  const r = await api('POST', '/runs', { experiment: 'owned-run', command: ['/usr/bin/python3', '-c', 'pass'], compute_target: 'nowhere' }, ana.body.secret);
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.owner, 'ana-lab');
+  await page.evaluate(() => { location.hash = '#/runs'; });
+  const row = page.locator(`#runs-table tr[data-run="${r.body.id}"]`);
+  await row.locator('td.owner').getByText('ana-lab').waitFor();
+  assert.equal(await page.locator(`#runs-table tr[data-run="${runs.failed}"] td.owner`).textContent(), 'admin');
+  await row.locator('td.owner a').click();
+  await page.waitForFunction((id) => {
+    const rows = document.querySelectorAll('#runs-table tr[data-run]');
+    return rows.length === 1 && rows[0].dataset.run === id && location.hash.includes('owner=ana-lab');
+  }, r.body.id);
+  await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, r.body.id);
+  await page.locator('dt', { hasText: /^Owner$/ }).waitFor();
+  assert.equal(await page.locator('dt:text-is("Owner") + dd').textContent(), 'ana-lab');
+  const cancel = await api('POST', `/runs/${r.body.id}/cancel`, {});
+  assert.equal(cancel.status, 200);
+});
+
 t('run detail: the chart gains points and the log tail grows while it runs; artifacts download', async () => {
   runs.b = await train('mnist-cnn', 40, 0.25, { tags: { team: 'vision', lr: '0.003' } });
   await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runs.b);
