@@ -1136,8 +1136,14 @@ struct unpack_work {
 static void unpack_work(uv_work_t *req)
 {
     struct unpack_work *w = req->data;
+    struct archive_limits limits = {
+        .max_bytes = w->task->a->max_unpacked_bytes,
+        .max_ratio = 0, /* the server checked it, on these very bytes */
+        .bytes_name = "the agent's --max-snapshot-unpacked-mb",
+        .ratio_name = "",
+    };
 
-    w->rc = archive_unpack(w->archive, w->task->src, w->why, sizeof(w->why));
+    w->rc = archive_unpack(w->archive, w->task->src, &limits, w->why, sizeof(w->why));
 }
 
 static void unpack_done(uv_work_t *req, int status)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "common/archive.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -41,6 +42,8 @@ struct server_opts {
     const char *data;
     long node_timeout_s;
     long max_snapshot_mb;
+    long max_snapshot_unpacked_mb;
+    long max_snapshot_ratio;
     long max_artifact_mb;
     long threads;
     enum store_sync sync;
@@ -59,6 +62,10 @@ static const char usage[] =
     "  --data DIR              data directory: database, snapshots, admin.token (default ./var)\n"
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
+    "  --max-snapshot-unpacked-mb N\n"
+    "                          most a snapshot may unpack to, in MiB (default 4096)\n"
+    "  --max-snapshot-ratio N  most a snapshot may unpack to per byte uploaded (default\n"
+    "                          100; 0: no limit; not checked below 1 MiB unpacked)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
     "  --threads N             threads for requests that may block (default 4 per CPU\n"
     "                          it may use, at most 64); the rest run on one HTTP\n"
@@ -102,6 +109,8 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         { "data", required_argument, NULL, 'd' },
         { "node-timeout", required_argument, NULL, 't' },
         { "max-snapshot-mb", required_argument, NULL, 'm' },
+        { "max-snapshot-unpacked-mb", required_argument, NULL, 'U' },
+        { "max-snapshot-ratio", required_argument, NULL, 'R' },
         { "max-artifact-mb", required_argument, NULL, 'A' },
         { "threads", required_argument, NULL, 'T' },
         { "sync", required_argument, NULL, 's' },
@@ -120,6 +129,8 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->data = "./var";
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
+    o->max_snapshot_unpacked_mb = ARCHIVE_DEFAULT_MAX_MB;
+    o->max_snapshot_ratio = ARCHIVE_DEFAULT_MAX_RATIO;
     o->max_artifact_mb = 1024;
     o->threads = default_threads();
     o->sync = STORE_SYNC_FULL;
@@ -142,6 +153,19 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         case 'm':
             if (!parse_long(optarg, 1, 1048576, &o->max_snapshot_mb)) {
                 fprintf(stderr, "trainyard server: --max-snapshot-mb must be 1..1048576\n");
+                return 2;
+            }
+            break;
+        case 'U':
+            if (!parse_long(optarg, 1, 16777216, &o->max_snapshot_unpacked_mb)) {
+                fprintf(stderr,
+                        "trainyard server: --max-snapshot-unpacked-mb must be 1..16777216\n");
+                return 2;
+            }
+            break;
+        case 'R':
+            if (!parse_long(optarg, 0, 1000000, &o->max_snapshot_ratio)) {
+                fprintf(stderr, "trainyard server: --max-snapshot-ratio must be 0..1000000\n");
                 return 2;
             }
             break;
@@ -494,6 +518,8 @@ int server_main(int argc, char **argv)
     ctx.node_timeout_ms = o.node_timeout_s * 1000;
     ctx.max_snapshot_bytes = (int64_t)o.max_snapshot_mb * 1024 * 1024;
     ctx.max_artifact_bytes = (int64_t)o.max_artifact_mb * 1024 * 1024;
+    ctx.max_snapshot_unpacked_bytes = (int64_t)o.max_snapshot_unpacked_mb * 1024 * 1024;
+    ctx.max_snapshot_ratio = o.max_snapshot_ratio;
     ctx.version = TRAINYARD_VERSION;
     if (api_bootstrap_admin(&ctx) < 0) {
         store_free(store);
