@@ -1,7 +1,6 @@
 /* json.c - cJSON helpers: bounded parsing and range-checked integers. */
 #include "common/json.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,7 +146,10 @@ const char *json_duplicate_key(const cJSON *object)
 
 /* A number as cJSON prints it: integral values below 10^15 without the
  * "%1.15g" and sscanf() round trip (most numbers here are counts and
- * sizes); the others exactly as cJSON does. */
+ * sizes); the others as cJSON does, except that "%1.17g" is used whenever
+ * "%1.15g" does not read back as exactly d: cJSON accepts an error of an
+ * epsilon (9007199254740992 came back as ...990) and, past DBL_MAX, of
+ * infinity (1.7976931348623157e308 came back as null). */
 static void print_number(struct buf *b, double d)
 {
     char num[32];
@@ -163,7 +165,7 @@ static void print_number(struct buf *b, double d)
     }
     snprintf(num, sizeof(num), "%1.15g", d);
     back = strtod(num, NULL);
-    if (fabs(back - d) > DBL_EPSILON * fmax(fabs(back), fabs(d)))
+    if (back != d)
         snprintf(num, sizeof(num), "%1.17g", d);
     buf_adds(b, num);
 }
