@@ -96,6 +96,22 @@ bool json_text_ok(const char *data, size_t len)
     return json_text_check(data, len, NULL, 0);
 }
 
+/* True when every number in item is finite: cJSON reads a number past
+ * DBL_MAX ("1e999") as infinity, which JSON cannot print back (it becomes
+ * null). Recursion is bounded by cJSON's nesting limit. */
+static bool all_finite(const cJSON *item)
+{
+    const cJSON *c;
+
+    if (cJSON_IsNumber(item))
+        return isfinite(item->valuedouble);
+    for (c = item->child; c; c = c->next) {
+        if (!all_finite(c))
+            return false;
+    }
+    return true;
+}
+
 cJSON *json_parse(const char *data, size_t len)
 {
     const char *end = NULL;
@@ -109,8 +125,9 @@ cJSON *json_parse(const char *data, size_t len)
     root = cJSON_ParseWithLengthOpts(data, len + 1, &end, 1);
     if (root == NULL)
         return NULL;
-    if (end != data + len) {
-        /* An embedded NUL ended parsing early: the rest is garbage. */
+    if (end != data + len || !all_finite(root)) {
+        /* An embedded NUL ended parsing early (the rest is garbage), or a
+         * number is out of range. */
         cJSON_Delete(root);
         return NULL;
     }

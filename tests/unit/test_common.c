@@ -66,6 +66,21 @@ static void json_parse_rejects_trailing_garbage(void)
     ASSERT_TRUE(json_parse(nul, sizeof(nul) - 1) == NULL);
 }
 
+/* Found by fuzz_json: cJSON reads "1e999" as infinity, printed as null. */
+static void json_parse_refuses_infinite_numbers(void)
+{
+    const char *bad[] = { "1e999", "[1, -1e400]", "{\"a\": {\"b\": [2e308]}}" };
+    const char ok[] = "[1.7976931348623157e308, -1e-400]";
+    cJSON *j;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ASSERT_TRUE(json_parse(bad[i], strlen(bad[i])) == NULL);
+    j = json_parse(ok, strlen(ok));
+    ASSERT_TRUE(j != NULL);
+    cJSON_Delete(j);
+}
+
 static void json_int_checks_range_and_fraction(void)
 {
     cJSON *n = cJSON_CreateNumber(2.5);
@@ -174,6 +189,7 @@ static void json_print_round_trips_every_double(void)
 
 UNIT_LIST(common_tests) = {
     { "common/json_print_round_trips_every_double", json_print_round_trips_every_double },
+    { "common/json_parse_refuses_infinite_numbers", json_parse_refuses_infinite_numbers },
     { "common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated },
     { "common/rfc3339_round_trips", rfc3339_round_trips },
     { "common/sha256_matches_known_vector", sha256_matches_known_vector },
