@@ -8,6 +8,7 @@
 #include "common/crypto.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/parse.h"
 #include "common/timeutil.h"
 
 static void buf_grows_and_stays_terminated(void)
@@ -187,7 +188,27 @@ static void json_print_round_trips_every_double(void)
     }
 }
 
+/* Found by fuzz_query: "limit=%0D5" was limit 5 (strtoll skips any white
+ * space, and only ' ' and '\t' were refused). */
+static void parse_int64_takes_only_plain_integers(void)
+{
+    const char *bad[] = { "",    " 5",  "\t5", "\r5", "\n5",
+                          "\v5", "\f5", "+5",  "5 ",  "0x5",
+                          "-",   "--5", "- 5", "5e0", "9223372036854775808" };
+    int64_t v = 7;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ASSERT_TRUE(!parse_int64(bad[i], INT64_MIN, INT64_MAX, &v));
+    ASSERT_EQ(v, 7);
+    ASSERT_TRUE(parse_int64("-9223372036854775808", INT64_MIN, INT64_MAX, &v));
+    ASSERT_TRUE(v == INT64_MIN);
+    ASSERT_TRUE(parse_int64("007", 0, 10, &v));
+    ASSERT_EQ(v, 7);
+}
+
 UNIT_LIST(common_tests) = {
+    { "common/parse_int64_takes_only_plain_integers", parse_int64_takes_only_plain_integers },
     { "common/json_print_round_trips_every_double", json_print_round_trips_every_double },
     { "common/json_parse_refuses_infinite_numbers", json_parse_refuses_infinite_numbers },
     { "common/buf_grows_and_stays_terminated", buf_grows_and_stays_terminated },
