@@ -433,6 +433,8 @@ static void stop_dev_agent(pid_t pid)
     waitpid(pid, &status, 0);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
