@@ -6,6 +6,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -343,20 +344,23 @@ extern char **environ;
 
 /*
  * --dev: runs `trainyard agent` for this machine as a child process, with
- * the admin token (in its environment, not on its command line).
+ * the admin token (in its environment, not on its command line), and the
+ * server's unpacked-snapshot limit, so that what the server takes it runs.
  */
 static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port,
-                             const char *tls_cert)
+                             const char *tls_cert, long unpacked_mb)
 {
     char url[128];
+    char unpacked[32];
     char token_path[4096];
     char token[256] = "";
     char work[4096];
     char env_token[300];
     char host[256] = "local";
-    char *argv[] = { "trainyard", "agent",    "--server",    url,      "--name",
-                     host,        "--listen", "127.0.0.1:0", "--work", work,
-                     "--grace",   "5",        NULL,          NULL,     NULL };
+    /* The rest stays NULL for the options appended below. */
+    char *argv[20] = { "trainyard", "agent",       "--server", url,  "--name",  host,
+                       "--listen",  "127.0.0.1:0", "--work",   work, "--grace", "5" };
+    size_t argc = 0;
     char **env;
     size_t n = 0;
     size_t i;
@@ -370,6 +374,7 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     snprintf(url, sizeof(url), "%s://127.0.0.1:%u", tls_cert ? "https" : "http", port);
     snprintf(token_path, sizeof(token_path), "%s/admin.token", data);
     snprintf(work, sizeof(work), "%s/agent", data);
+    snprintf(unpacked, sizeof(unpacked), "%ld", unpacked_mb);
     gethostname(host, sizeof(host) - 1);
     f = fopen(token_path, "r");
     if (f == NULL || fgets(token, sizeof(token), f) == NULL) {
@@ -391,13 +396,16 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
             env[i] = env_token;
     }
     env[n] = env_token;
+    while (argv[argc])
+        argc++;
+    argv[argc++] = "--max-snapshot-unpacked-mb";
+    argv[argc++] = unpacked;
     if (tls_cert) {
         /* A self-signed certificate is its own CA: give the agent that. */
-        for (i = 0; argv[i]; i++)
-            ;
-        argv[i] = "--ca";
-        argv[i + 1] = (char *)tls_cert;
+        argv[argc++] = "--ca";
+        argv[argc++] = (char *)tls_cert;
     }
+    assert(argc < sizeof(argv) / sizeof(argv[0]));
     /* The server blocks SIGTERM for sigwait(); the agent must not inherit that. */
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
@@ -600,7 +608,8 @@ int server_main(int argc, char **argv)
     }
 
     if (o.dev)
-        dev_agent = start_dev_agent(o.data, &addr, info->port, o.tls_cert);
+        dev_agent =
+            start_dev_agent(o.data, &addr, info->port, o.tls_cert, o.max_snapshot_unpacked_mb);
     if (sigwait(&signals, &sig) != 0)
         sig = SIGTERM;
     /* The agent goes first, so its last reports still reach this server. */

@@ -31,6 +31,11 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
     return remove(path);
 }
 
+static void remove_base(void)
+{
+    nftw(base, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* gzip of data, in a buffer the caller frees. */
 static unsigned char *gzip(const uint8_t *data, size_t size, size_t *ret_len)
 {
@@ -96,9 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size == 0)
         return 0;
-    if (!made)
+    if (!made) {
         FUZZ_ASSERT(mkdtemp(base) != NULL, "mkdtemp");
-    made = true;
+        atexit(remove_base); /* libFuzzer ends with exit() */
+        made = true;
+    }
     snprintf(path, sizeof(path), "%s/upload.tar.gz", base);
     if (data[0] & 1) {
         write_file(path, data + 1, size - 1);

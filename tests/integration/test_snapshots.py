@@ -198,3 +198,23 @@ def test_agent_stops_unpacking_at_its_limit(server_factory, agent_factory):
         for f in files:
             if f == "zeros.bin":
                 assert os.path.getsize(os.path.join(root, f)) <= 8 << 20
+
+
+def test_dev_agent_gets_the_servers_unpacked_limit(server_factory):
+    # What the server accepts, its --dev agent must be willing to unpack.
+    srv = server_factory(["--dev", "--max-snapshot-unpacked-mb", "8192"])
+
+    def agent_cmdline():
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != srv.proc.pid:
+                    continue
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    return f.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
+    argv = wait_for(agent_cmdline, 30, "the --dev agent")
+    assert argv[argv.index(b"--max-snapshot-unpacked-mb") + 1] == b"8192", argv
