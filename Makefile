@@ -32,7 +32,8 @@ PYTHON := /usr/bin/python3
 # make V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all asan test unit integration web-test tsan-test bench run stop deps check-style clean
+.PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench run \
+        stop deps check-style clean
 
 all: bin/trainyard
 
@@ -147,7 +148,7 @@ deps:
 	@sh .ci/install-deps
 
 test: deps all asan
-	@$(MAKE) --no-print-directory check-style unit integration web-test
+	@$(MAKE) --no-print-directory check-style unit fuzz-smoke integration web-test
 
 unit: build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -170,6 +171,70 @@ web-test: build/asan/bin/trainyard web/node_modules/.installed
 	TRAINYARD_BIN=$(CURDIR)/build/asan/bin/trainyard \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		node --test --test-concurrency=1 tests/web/
+
+# libFuzzer targets (tests/fuzz/fuzz_<target>.c, seeds in tests/fuzz/<target>/),
+# built with clang against the project compiled with clang under ASan+UBSan
+# in build/fuzz/. `make fuzz` runs each for FUZZ_SECONDS, keeping what it
+# finds in build/fuzz/corpus/<target>/ and crashes in build/fuzz/crashes/;
+# `make fuzz-smoke` (part of `make test`) runs each for FUZZ_SMOKE_SECONDS.
+FUZZ_CC := clang
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(patsubst %,build/fuzz/bin/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_OBJ := $(patsubst %.c,build/fuzz/%.o,$(SRC) $(GEN)) build/fuzz/embed.o build/fuzz/web.o
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+FUZZ_ARGS := -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC fuzz $<"
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+build/fuzz/embed.o: $(EMBED) $(foreach e,$(EMBEDDED),$(word 2,$(subst :, ,$(e))))
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -c -o $@ $(EMBED)
+
+build/fuzz/web.o: build/gen/web.S
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -c -o $@ build/gen/web.S
+
+# An archive, so that each target links only the objects it uses.
+build/fuzz/libtrainyard.a: $(FUZZ_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+build/fuzz/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libtrainyard.a
+	@mkdir -p $(@D)
+	@echo "  LD fuzz $@"
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
+		-fsanitize=fuzzer -Wno-missing-prototypes -o $@ $< build/fuzz/libtrainyard.a \
+		$(LDLIBS) -lz
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps $(FUZZ_BINS)
+	@mkdir -p build/fuzz/crashes
+	@for t in $(FUZZ_TARGETS); do \
+	   mkdir -p build/fuzz/corpus/$$t; \
+	   echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	   $(FUZZ_ENV) build/fuzz/bin/fuzz_$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
+	     -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t tests/fuzz/$$t \
+	     2>build/fuzz/$$t.log || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+	   grep DONE build/fuzz/$$t.log; \
+	 done
+
+# Runs every target briefly on its seeds (and what it finds in that time,
+# kept outside the tree): a crash fails the test.
+fuzz-smoke: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	   rm -rf build/fuzz/smoke/$$t; mkdir -p build/fuzz/smoke/$$t build/fuzz/crashes; \
+	   $(FUZZ_ENV) build/fuzz/bin/fuzz_$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) \
+	     -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/smoke/$$t tests/fuzz/$$t \
+	     2>build/fuzz/smoke/$$t.log || { tail -40 build/fuzz/smoke/$$t.log; exit 1; }; \
+	   printf 'fuzz-smoke %-12s %s\n' $$t "$$(grep DONE build/fuzz/smoke/$$t.log)"; \
+	 done
 
 build/bench/load: bench/load.c
 	@mkdir -p $(@D)

@@ -25,6 +25,7 @@
 #include "agent/hollow.h"
 #include "agent/hollow.h"
 #include "agent/internal.h"
+#include "common/archive.h"
 #include "common/crypto.h"
 #include "common/err.h"
 #include "common/file.h"
@@ -61,6 +62,8 @@ static const char usage[] =
     "  --label K=V         a node label (repeatable)\n"
     "  --ports MIN-MAX     ports for tasks that need one (default 20000-29999)\n"
     "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 10)\n"
+    "  --max-snapshot-unpacked-mb N\n"
+    "                      most a snapshot may unpack to, in MiB (default 4096)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  --tls-cert FILE     serve the agent API over HTTPS with this certificate (PEM)\n"
     "  --tls-key FILE      its private key (PEM)\n"
@@ -666,6 +669,7 @@ int agent_main(int argc, char **argv)
         { "label", required_argument, NULL, 'L' },
         { "ports", required_argument, NULL, 'r' },
         { "grace", required_argument, NULL, 'G' },
+        { "max-snapshot-unpacked-mb", required_argument, NULL, 'U' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "hollow", required_argument, NULL, 'H' },
@@ -702,6 +706,7 @@ int agent_main(int argc, char **argv)
     a->port_min = 20000;
     a->port_max = 29999;
     a->grace_ms = 10000;
+    a->max_unpacked_bytes = (int64_t)ARCHIVE_DEFAULT_MAX_MB << 20;
     a->labels = cJSON_CreateObject();
     gethostname(hostname, sizeof(hostname) - 1);
     optind = 1;
@@ -785,6 +790,14 @@ int agent_main(int argc, char **argv)
                 goto usage_error;
             }
             a->grace_ms = v * 1000;
+            break;
+        case 'U':
+            if (!parse_long(optarg, 1, 16777216, &v)) {
+                fprintf(stderr,
+                        "trainyard agent: --max-snapshot-unpacked-mb must be 1..16777216\n");
+                goto usage_error;
+            }
+            a->max_unpacked_bytes = (int64_t)v << 20;
             break;
         case 'v':
             if (strcmp(optarg, "debug") == 0)

@@ -32,6 +32,7 @@ struct agent {
     int port_min;
     int port_max;
     int64_t grace_ms;
+    int64_t max_unpacked_bytes; /* --max-snapshot-unpacked-mb */
     cJSON *labels;
     /* state */
     char *agent_url;

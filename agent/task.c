@@ -12,6 +12,7 @@
  * batch at a time; the rest waits on disk.
  */
 #include "agent/internal.h"
+#include "agent/metricline.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -213,71 +214,15 @@ int task_count(struct agent *a)
 /* "##metric {...}": one point per numeric member; false when malformed. */
 static bool parse_metric(struct task *t, const char *json, size_t len)
 {
-    char *copy = xstrndup(json, len); /* json_parse wants a NUL after the text */
-    cJSON *obj = json_parse(copy, len);
-    const cJSON *item;
-    const cJSON *step_item;
-    int64_t step = -1;
-    int n = 0;
-    char when[TIME_RFC3339_LEN];
     struct buf lines;
+    bool ok;
 
-    free(copy);
-    if (obj == NULL || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return false;
-    }
-    step_item = json_get(obj, "step");
-    if (step_item && !json_int(step_item, 0, INT64_C(1) << 53, &step)) {
-        cJSON_Delete(obj);
-        return false;
-    }
-    cJSON_ArrayForEach(item, obj) {
-        if (strcmp(item->string, "step") == 0)
-            continue;
-        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->string[0] == '\0' ||
-            strlen(item->string) > 128) {
-            cJSON_Delete(obj);
-            return false;
-        }
-        n++;
-    }
-    if (n == 0) {
-        cJSON_Delete(obj);
-        return false;
-    }
-    time_format_rfc3339(time_now_ms(), when);
     buf_init(&lines);
-    cJSON_ArrayForEach(item, obj) {
-        cJSON *last;
-        cJSON *point;
-        char *text;
-        int64_t s = step;
-
-        if (strcmp(item->string, "step") == 0)
-            continue;
-        last = json_get(t->steps, item->string);
-        if (s < 0)
-            s = last ? (int64_t)last->valuedouble + 1 : 0;
-        if (last)
-            cJSON_SetNumberValue(last, (double)s);
-        else
-            cJSON_AddNumberToObject(t->steps, item->string, (double)s);
-        point = cJSON_CreateObject();
-        cJSON_AddStringToObject(point, "name", item->string);
-        cJSON_AddNumberToObject(point, "value", item->valuedouble);
-        cJSON_AddNumberToObject(point, "step", (double)s);
-        cJSON_AddStringToObject(point, "time", when);
-        text = json_print(point);
-        buf_adds(&lines, text);
-        buf_addc(&lines, '\n');
-        free(text);
-        cJSON_Delete(point);
-    }
-    t->metrics_size += (int64_t)write_all(t->metrics_fd, lines.data, lines.len);
+    ok = metricline_parse(json, len, time_now_ms(), t->steps, &lines) > 0;
+    if (ok)
+        t->metrics_size += (int64_t)write_all(t->metrics_fd, lines.data, lines.len);
     buf_release(&lines);
-    cJSON_Delete(obj);
-    return true;
+    return ok;
 }
 
 static void handle_line(struct stream_reader *r, const char *line, size_t len)
@@ -1136,8 +1081,14 @@ struct unpack_work {
 static void unpack_work(uv_work_t *req)
 {
     struct unpack_work *w = req->data;
+    struct archive_limits limits = {
+        .max_bytes = w->task->a->max_unpacked_bytes,
+        .max_ratio = 0, /* the server checked it, on these very bytes */
+        .bytes_name = "the agent's --max-snapshot-unpacked-mb",
+        .ratio_name = "",
+    };
 
-    w->rc = archive_unpack(w->archive, w->task->src, w->why, sizeof(w->why));
+    w->rc = archive_unpack(w->archive, w->task->src, &limits, w->why, sizeof(w->why));
 }
 
 static void unpack_done(uv_work_t *req, int status)

@@ -28,6 +28,8 @@ struct api_ctx {
     const char *data_dir;
     int64_t node_timeout_ms;
     int64_t max_snapshot_bytes;
+    int64_t max_snapshot_unpacked_bytes; /* checked while the upload is read */
+    int64_t max_snapshot_ratio; /* unpacked bytes per uploaded byte; 0: none */
     int64_t max_artifact_bytes;
     int shutting_down; /* atomic: streams end at the next chance */
     const char *version;

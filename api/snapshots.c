@@ -54,6 +54,7 @@ static int hash_fd(int fd, char *hex)
 
 void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
 {
+    struct archive_limits limits;
     char hex[CRYPTO_SHA256_HEX_LEN];
     char id[7 + CRYPTO_SHA256_HEX_LEN];
     char final[4096];
@@ -66,7 +67,11 @@ void api_snapshots_upload(struct api_ctx *ctx, struct api_request *req, struct a
         api_error(resp, ERR_INVALID, NULL, "the body must be a .tar.gz of the source directory");
         return;
     }
-    rc = archive_check(req->body_path, why, sizeof(why));
+    limits.max_bytes = ctx->max_snapshot_unpacked_bytes;
+    limits.max_ratio = ctx->max_snapshot_ratio;
+    limits.bytes_name = "--max-snapshot-unpacked-mb";
+    limits.ratio_name = "--max-snapshot-ratio";
+    rc = archive_check(req->body_path, &limits, why, sizeof(why));
     if (rc < 0) {
         api_error(resp, rc, NULL, "%s", why);
         return;

@@ -3,6 +3,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,17 +100,60 @@ static struct archive *open_reader(const char *path, char *why, size_t size, int
     return a;
 }
 
+/*
+ * The most unpacked bytes an archive of packed bytes may have under
+ * limits; *ret_by_ratio tells which limit that is.
+ */
+static int64_t unpacked_cap(const struct archive_limits *limits, int64_t packed, bool *ret_by_ratio)
+{
+    int64_t cap = limits->max_bytes;
+    int64_t by_ratio;
+
+    assert(limits->max_bytes > 0 && limits->max_ratio >= 0);
+    *ret_by_ratio = false;
+    if (limits->max_ratio == 0)
+        return cap;
+    by_ratio = packed > INT64_MAX / limits->max_ratio ? INT64_MAX : packed * limits->max_ratio;
+    if (by_ratio < ARCHIVE_RATIO_FLOOR)
+        by_ratio = ARCHIVE_RATIO_FLOOR;
+    if (by_ratio < cap) {
+        cap = by_ratio;
+        *ret_by_ratio = true;
+    }
+    return cap;
+}
+
+static int too_large(const struct archive_limits *limits, bool by_ratio, int64_t packed, char *why,
+                     size_t size)
+{
+    if (by_ratio)
+        return why_fail(why, size, ERR_TOO_LARGE,
+                        "the archive unpacks to more than %lld times its %lld bytes (the limit "
+                        "set by %s)",
+                        (long long)limits->max_ratio, (long long)packed, limits->ratio_name);
+    return why_fail(why, size, ERR_TOO_LARGE,
+                    "the archive unpacks to more than %lld bytes (the limit set by %s)",
+                    (long long)limits->max_bytes, limits->bytes_name);
+}
+
 /* Walks the archive; with dir set, writes each entry under it. */
-static int walk(const char *path, const char *dir, char *why, size_t size)
+static int walk(const char *path, const char *dir, const struct archive_limits *limits, char *why,
+                size_t size)
 {
     struct archive *a;
     struct archive *disk = NULL;
     struct archive_entry *e;
+    struct stat st;
     int64_t entries = 0;
-    int64_t bytes = 0;
+    int64_t done = 0; /* unpacked bytes of the entries before this one */
+    int64_t cap;
+    bool by_ratio;
     int rc = 0;
     int r;
 
+    if (stat(path, &st) < 0)
+        return why_fail(why, size, ERR_INTERNAL, "cannot read '%s': %s", path, strerror(errno));
+    cap = unpacked_cap(limits, (int64_t)st.st_size, &by_ratio);
     a = open_reader(path, why, size, &rc);
     if (a == NULL)
         return rc;
@@ -125,6 +170,7 @@ static int walk(const char *path, const char *dir, char *why, size_t size)
         const void *block;
         size_t len;
         la_int64_t offset;
+        int64_t end = 0; /* this entry's unpacked size so far: holes count */
 
         if (entries == 0 && archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) {
             rc = why_fail(why, size, ERR_INVALID, "the archive must be gzip-compressed");
@@ -136,6 +182,12 @@ static int walk(const char *path, const char *dir, char *why, size_t size)
         }
         if ((rc = check_entry(e, why, size)) < 0)
             goto out;
+        /* A header that declares more than is left fails before any of
+         * its data is inflated. */
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) > cap - done) {
+            rc = too_large(limits, by_ratio, (int64_t)st.st_size, why, size);
+            goto out;
+        }
         if (disk) {
             char full[8192];
             const char *hardlink = archive_entry_hardlink(e);
@@ -153,18 +205,19 @@ static int walk(const char *path, const char *dir, char *why, size_t size)
             }
         }
         while ((r = archive_read_data_block(a, &block, &len, &offset)) == ARCHIVE_OK) {
-            bytes += (int64_t)len;
-            if (bytes > ARCHIVE_MAX_BYTES) {
-                rc = why_fail(why, size, ERR_INVALID, "unpacks to more than %lld bytes",
-                              (long long)ARCHIVE_MAX_BYTES);
+            if (offset < 0 || (uint64_t)offset + len > (uint64_t)(cap - done)) {
+                rc = too_large(limits, by_ratio, (int64_t)st.st_size, why, size);
                 goto out;
             }
+            if (offset + (int64_t)len > end)
+                end = offset + (int64_t)len;
             if (disk && archive_write_data_block(disk, block, len, offset) != ARCHIVE_OK) {
                 rc = why_fail(why, size, ERR_INTERNAL, "cannot write '%s': %s",
                               archive_entry_pathname(e), archive_error_string(disk));
                 goto out;
             }
         }
+        done += end;
         if (r != ARCHIVE_EOF) {
             rc = why_fail(why, size, ERR_INVALID, "corrupt archive: %s", archive_error_string(a));
             goto out;
@@ -189,12 +242,13 @@ out:
     return rc;
 }
 
-int archive_check(const char *path, char *why, size_t why_size)
+int archive_check(const char *path, const struct archive_limits *limits, char *why, size_t why_size)
 {
-    return walk(path, NULL, why, why_size);
+    return walk(path, NULL, limits, why, why_size);
 }
 
-int archive_unpack(const char *path, const char *dir, char *why, size_t why_size)
+int archive_unpack(const char *path, const char *dir, const struct archive_limits *limits,
+                   char *why, size_t why_size)
 {
-    return walk(path, dir, why, why_size);
+    return walk(path, dir, limits, why, why_size);
 }

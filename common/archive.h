@@ -6,7 +6,9 @@
  * symbolic link or hard link; no absolute path and no ".." component, in
  * names and in link targets alike (so no chain of links can climb out); no
  * link that points outside the directory; at most ARCHIVE_MAX_ENTRIES
- * entries and ARCHIVE_MAX_BYTES unpacked. Any thread may call.
+ * entries; and within the caller's struct archive_limits, which are checked
+ * while the archive is read, so a bomb costs no more than the limit. Any
+ * thread may call.
  */
 #ifndef TRAINYARD_ARCHIVE_H
 #define TRAINYARD_ARCHIVE_H
@@ -15,20 +17,42 @@
 #include <stdint.h>
 
 #define ARCHIVE_MAX_ENTRIES 200000
-#define ARCHIVE_MAX_BYTES (INT64_C(16) << 30)
+/* The defaults of trainyard server's --max-snapshot-unpacked-mb and
+ * --max-snapshot-ratio (and the agent's --max-snapshot-unpacked-mb). */
+#define ARCHIVE_DEFAULT_MAX_MB 4096
+#define ARCHIVE_DEFAULT_MAX_RATIO 100
+/* Below this many unpacked bytes the ratio is not checked: a small archive
+ * cannot be a bomb, and a tiny one of repetitive text may exceed any ratio. */
+#define ARCHIVE_RATIO_FLOOR (INT64_C(1) << 20)
+
+struct archive_limits {
+    /* Unpacked bytes, all entries together, holes of sparse files
+     * included; > 0. */
+    int64_t max_bytes;
+    /* Unpacked bytes per byte of the archive file; 0 for no limit. */
+    int64_t max_ratio;
+    /* The settings' names, for the message that says which was exceeded
+     * ("--max-snapshot-unpacked-mb"); borrowed. */
+    const char *bytes_name;
+    const char *ratio_name;
+};
 
 /*
  * Reads the whole archive at path and checks it as above. Returns 0, or
- * ERR_INVALID with a reason in why (why_size bytes), or ERR_INTERNAL when
- * the file cannot be read.
+ * ERR_INVALID with a reason in why (why_size bytes), ERR_TOO_LARGE when a
+ * limit is exceeded (reading stops there; why names the setting), or
+ * ERR_INTERNAL when the file cannot be read.
  */
-int archive_check(const char *path, char *why, size_t why_size);
+int archive_check(const char *path, const struct archive_limits *limits, char *why,
+                  size_t why_size);
 
 /*
  * Unpacks the archive at path into the existing directory dir, checking
  * every entry as archive_check() does before it is written. Returns 0 or
- * ERR_INVALID / ERR_INTERNAL with a reason in why.
+ * ERR_INVALID / ERR_TOO_LARGE / ERR_INTERNAL with a reason in why; on
+ * failure dir may hold part of the archive (the caller removes it).
  */
-int archive_unpack(const char *path, const char *dir, char *why, size_t why_size);
+int archive_unpack(const char *path, const char *dir, const struct archive_limits *limits,
+                   char *why, size_t why_size);
 
 #endif

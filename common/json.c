@@ -1,7 +1,6 @@
 /* json.c - cJSON helpers: bounded parsing and range-checked integers. */
 #include "common/json.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +96,22 @@ bool json_text_ok(const char *data, size_t len)
     return json_text_check(data, len, NULL, 0);
 }
 
+/* True when every number in item is finite: cJSON reads a number past
+ * DBL_MAX ("1e999") as infinity, which JSON cannot print back (it becomes
+ * null). Recursion is bounded by cJSON's nesting limit. */
+static bool all_finite(const cJSON *item)
+{
+    const cJSON *c;
+
+    if (cJSON_IsNumber(item))
+        return isfinite(item->valuedouble);
+    for (c = item->child; c; c = c->next) {
+        if (!all_finite(c))
+            return false;
+    }
+    return true;
+}
+
 cJSON *json_parse(const char *data, size_t len)
 {
     const char *end = NULL;
@@ -110,8 +125,9 @@ cJSON *json_parse(const char *data, size_t len)
     root = cJSON_ParseWithLengthOpts(data, len + 1, &end, 1);
     if (root == NULL)
         return NULL;
-    if (end != data + len) {
-        /* An embedded NUL ended parsing early: the rest is garbage. */
+    if (end != data + len || !all_finite(root)) {
+        /* An embedded NUL ended parsing early (the rest is garbage), or a
+         * number is out of range. */
         cJSON_Delete(root);
         return NULL;
     }
@@ -147,7 +163,10 @@ const char *json_duplicate_key(const cJSON *object)
 
 /* A number as cJSON prints it: integral values below 10^15 without the
  * "%1.15g" and sscanf() round trip (most numbers here are counts and
- * sizes); the others exactly as cJSON does. */
+ * sizes); the others as cJSON does, except that "%1.17g" is used whenever
+ * "%1.15g" does not read back as exactly d: cJSON accepts an error of an
+ * epsilon (9007199254740992 came back as ...990) and, past DBL_MAX, of
+ * infinity (1.7976931348623157e308 came back as null). */
 static void print_number(struct buf *b, double d)
 {
     char num[32];
@@ -163,7 +182,7 @@ static void print_number(struct buf *b, double d)
     }
     snprintf(num, sizeof(num), "%1.15g", d);
     back = strtod(num, NULL);
-    if (fabs(back - d) > DBL_EPSILON * fmax(fabs(back), fabs(d)))
+    if (back != d)
         snprintf(num, sizeof(num), "%1.17g", d);
     buf_adds(b, num);
 }

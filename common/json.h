@@ -14,8 +14,9 @@
 /*
  * Parses exactly len bytes of data (which must be followed by a NUL, as
  * struct buf guarantees) as one JSON value with nothing after it but white
- * space; refuses text json_text_ok() refuses. Returns the tree (caller
- * frees with cJSON_Delete) or NULL.
+ * space; refuses text json_text_ok() refuses, and numbers too large for a
+ * double ("1e999", which cJSON reads as infinity). Returns the tree
+ * (caller frees with cJSON_Delete) or NULL.
  */
 cJSON *json_parse(const char *data, size_t len);
 /*

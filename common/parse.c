@@ -11,7 +11,9 @@ bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
     char *end;
     long long v;
 
-    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+' || *s == '\t')
+    /* strtoll() would skip any leading white space ("\r5", "\v5") and a
+     * sign: only a '-' or a digit may start the number. */
+    if (s == NULL || (*s != '-' && (*s < '0' || *s > '9')))
         return false;
     errno = 0;
     v = strtoll(s, &end, 10);

@@ -6,6 +6,8 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "common/archive.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -42,6 +45,8 @@ struct server_opts {
     const char *data;
     long node_timeout_s;
     long max_snapshot_mb;
+    long max_snapshot_unpacked_mb;
+    long max_snapshot_ratio;
     long max_artifact_mb;
     long max_log_mb;
     long max_metric_points;
@@ -63,6 +68,10 @@ static const char usage[] =
     "  --data DIR              data directory: database, snapshots, admin.token (default ./var)\n"
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
+    "  --max-snapshot-unpacked-mb N\n"
+    "                          most a snapshot may unpack to, in MiB (default 4096)\n"
+    "  --max-snapshot-ratio N  most a snapshot may unpack to per byte uploaded (default\n"
+    "                          100; 0: no limit; not checked below 1 MiB unpacked)\n"
     "  --max-artifact-mb N     largest output file a task may upload, in MiB (default 1024)\n"
     "  --max-log-mb N          log kept per run, in MiB; the rest is dropped and the run\n"
     "                          marked log_truncated (default 256)\n"
@@ -105,34 +114,73 @@ static long default_threads(void)
     return n > 64 ? 64 : n;
 }
 
+/* The options that take a number, with their ranges: one row each. */
+static const struct {
+    const char *name;
+    size_t offset; /* of the long in struct server_opts */
+    long min;
+    long max;
+} numeric_opts[] = {
+    { "node-timeout", offsetof(struct server_opts, node_timeout_s), 1, 86400 },
+    { "max-snapshot-mb", offsetof(struct server_opts, max_snapshot_mb), 1, 1048576 },
+    { "max-snapshot-unpacked-mb", offsetof(struct server_opts, max_snapshot_unpacked_mb), 1,
+      16777216 },
+    { "max-snapshot-ratio", offsetof(struct server_opts, max_snapshot_ratio), 0, 1000000 },
+    { "max-artifact-mb", offsetof(struct server_opts, max_artifact_mb), 1, 1048576 },
+    { "max-log-mb", offsetof(struct server_opts, max_log_mb), 1, 1048576 },
+    { "max-metric-points", offsetof(struct server_opts, max_metric_points), 1, 1000000000000L },
+    { "threads", offsetof(struct server_opts, threads), 1, 256 },
+};
+
+#define N_NUMERIC_OPTS (sizeof(numeric_opts) / sizeof(numeric_opts[0]))
+
+/* getopt_long values of the options without a short form. */
+enum server_opt {
+    OPT_LISTEN = 256,
+    OPT_DATA,
+    OPT_SYNC,
+    OPT_DEV,
+    OPT_RESET_ADMIN_TOKEN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_CA,
+    OPT_LOG_LEVEL,
+    OPT_NUMERIC, /* + the index in numeric_opts */
+};
+
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
-    static const struct option longopts[] = {
-        { "listen", required_argument, NULL, 'l' },
-        { "data", required_argument, NULL, 'd' },
-        { "node-timeout", required_argument, NULL, 't' },
-        { "max-snapshot-mb", required_argument, NULL, 'm' },
-        { "max-artifact-mb", required_argument, NULL, 'A' },
-        { "max-log-mb", required_argument, NULL, 'g' },
-        { "max-metric-points", required_argument, NULL, 'P' },
-        { "threads", required_argument, NULL, 'T' },
-        { "sync", required_argument, NULL, 's' },
-        { "dev", no_argument, NULL, 'D' },
-        { "reset-admin-token", no_argument, NULL, 'R' },
-        { "tls-cert", required_argument, NULL, 'C' },
-        { "tls-key", required_argument, NULL, 'K' },
-        { "ca", required_argument, NULL, 'a' },
-        { "log-level", required_argument, NULL, 'L' },
+    static const struct option named[] = {
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "data", required_argument, NULL, OPT_DATA },
+        { "sync", required_argument, NULL, OPT_SYNC },
+        { "dev", no_argument, NULL, OPT_DEV },
+        { "reset-admin-token", no_argument, NULL, OPT_RESET_ADMIN_TOKEN },
+        { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+        { "tls-key", required_argument, NULL, OPT_TLS_KEY },
+        { "ca", required_argument, NULL, OPT_CA },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
     };
+    struct option longopts[sizeof(named) / sizeof(named[0]) + N_NUMERIC_OPTS + 1];
+    size_t n = 0;
+    size_t i;
     int c;
+
+    for (i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+        longopts[n++] = named[i];
+    for (i = 0; i < N_NUMERIC_OPTS; i++)
+        longopts[n++] =
+            (struct option){ numeric_opts[i].name, required_argument, NULL, OPT_NUMERIC + (int)i };
+    longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 
     memset(o, 0, sizeof(*o)); /* options not given stay NULL */
     o->listen = "127.0.0.1:8080";
     o->data = "./var";
     o->node_timeout_s = 15;
     o->max_snapshot_mb = 256;
+    o->max_snapshot_unpacked_mb = ARCHIVE_DEFAULT_MAX_MB;
+    o->max_snapshot_ratio = ARCHIVE_DEFAULT_MAX_RATIO;
     o->max_artifact_mb = 1024;
     o->max_log_mb = STORE_DEFAULT_MAX_LOG_BYTES / (1024 * 1024);
     o->max_metric_points = STORE_DEFAULT_MAX_METRIC_POINTS;
@@ -141,50 +189,25 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->dev = false;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c >= OPT_NUMERIC && c < OPT_NUMERIC + (int)N_NUMERIC_OPTS) {
+            size_t k = (size_t)(c - OPT_NUMERIC);
+
+            if (!parse_long(optarg, numeric_opts[k].min, numeric_opts[k].max,
+                            (long *)((char *)o + numeric_opts[k].offset))) {
+                fprintf(stderr, "trainyard server: --%s must be %ld..%ld\n", numeric_opts[k].name,
+                        numeric_opts[k].min, numeric_opts[k].max);
+                return 2;
+            }
+            continue;
+        }
         switch (c) {
-        case 'l':
+        case OPT_LISTEN:
             o->listen = optarg;
             break;
-        case 'd':
+        case OPT_DATA:
             o->data = optarg;
             break;
-        case 't':
-            if (!parse_long(optarg, 1, 86400, &o->node_timeout_s)) {
-                fprintf(stderr, "trainyard server: --node-timeout must be 1..86400 seconds\n");
-                return 2;
-            }
-            break;
-        case 'm':
-            if (!parse_long(optarg, 1, 1048576, &o->max_snapshot_mb)) {
-                fprintf(stderr, "trainyard server: --max-snapshot-mb must be 1..1048576\n");
-                return 2;
-            }
-            break;
-        case 'A':
-            if (!parse_long(optarg, 1, 1048576, &o->max_artifact_mb)) {
-                fprintf(stderr, "trainyard server: --max-artifact-mb must be 1..1048576\n");
-                return 2;
-            }
-            break;
-        case 'g':
-            if (!parse_long(optarg, 1, 1048576, &o->max_log_mb)) {
-                fprintf(stderr, "trainyard server: --max-log-mb must be 1..1048576\n");
-                return 2;
-            }
-            break;
-        case 'P':
-            if (!parse_long(optarg, 1, 1000000000000L, &o->max_metric_points)) {
-                fprintf(stderr, "trainyard server: --max-metric-points must be 1..10^12\n");
-                return 2;
-            }
-            break;
-        case 'T':
-            if (!parse_long(optarg, 1, 256, &o->threads)) {
-                fprintf(stderr, "trainyard server: --threads must be 1..256\n");
-                return 2;
-            }
-            break;
-        case 's':
+        case OPT_SYNC:
             if (strcmp(optarg, "full") == 0) {
                 o->sync = STORE_SYNC_FULL;
             } else if (strcmp(optarg, "normal") == 0) {
@@ -194,22 +217,22 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
                 return 2;
             }
             break;
-        case 'D':
+        case OPT_DEV:
             o->dev = true;
             break;
-        case 'R':
+        case OPT_RESET_ADMIN_TOKEN:
             o->reset_admin_token = true;
             break;
-        case 'C':
+        case OPT_TLS_CERT:
             o->tls_cert = optarg;
             break;
-        case 'K':
+        case OPT_TLS_KEY:
             o->tls_key = optarg;
             break;
-        case 'a':
+        case OPT_CA:
             o->ca = optarg;
             break;
-        case 'L':
+        case OPT_LOG_LEVEL:
             if (strcmp(optarg, "debug") == 0) {
                 log_set_level(LOG_LEVEL_DEBUG);
             } else if (strcmp(optarg, "info") == 0) {
@@ -413,20 +436,23 @@ static mode_t caller_umask = 022;
 
 /*
  * --dev: runs `trainyard agent` for this machine as a child process, with
- * the admin token (in its environment, not on its command line).
+ * the admin token (in its environment, not on its command line), and the
+ * server's unpacked-snapshot limit, so that what the server takes it runs.
  */
 static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port,
-                             const char *tls_cert)
+                             const char *tls_cert, long unpacked_mb)
 {
     char url[128];
+    char unpacked[32];
     char token_path[4096];
     char token[256] = "";
     char work[4096];
     char env_token[300];
     char host[256] = "local";
-    char *argv[] = { "trainyard", "agent",    "--server",    url,      "--name",
-                     host,        "--listen", "127.0.0.1:0", "--work", work,
-                     "--grace",   "5",        NULL,          NULL,     NULL };
+    /* The rest stays NULL for the options appended below. */
+    char *argv[20] = { "trainyard", "agent",       "--server", url,  "--name",  host,
+                       "--listen",  "127.0.0.1:0", "--work",   work, "--grace", "5" };
+    size_t argc = 0;
     char **env;
     size_t n = 0;
     size_t i;
@@ -438,6 +464,7 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     snprintf(url, sizeof(url), "%s://127.0.0.1:%u", tls_cert ? "https" : "http", port);
     snprintf(token_path, sizeof(token_path), "%s/admin.token", data);
     snprintf(work, sizeof(work), "%s/agent", data);
+    snprintf(unpacked, sizeof(unpacked), "%ld", unpacked_mb);
     gethostname(host, sizeof(host) - 1);
     f = fopen(token_path, "r");
     if (f == NULL || fgets(token, sizeof(token), f) == NULL) {
@@ -459,13 +486,16 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
             env[i] = env_token;
     }
     env[n] = env_token;
+    while (argv[argc])
+        argc++;
+    argv[argc++] = "--max-snapshot-unpacked-mb";
+    argv[argc++] = unpacked;
     if (tls_cert) {
         /* A self-signed certificate is its own CA: give the agent that. */
-        for (i = 0; argv[i]; i++)
-            ;
-        argv[i] = "--ca";
-        argv[i + 1] = (char *)tls_cert;
+        argv[argc++] = "--ca";
+        argv[argc++] = (char *)tls_cert;
     }
+    assert(argc < sizeof(argv) / sizeof(argv[0]));
     /*
      * The server blocks SIGTERM for sigwait() and runs with umask 077; the
      * agent must inherit neither (it makes directories its tasks read).
@@ -507,6 +537,8 @@ static void stop_dev_agent(pid_t pid)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -628,6 +660,8 @@ int server_main(int argc, char **argv)
     ctx.node_timeout_ms = o.node_timeout_s * 1000;
     ctx.max_snapshot_bytes = (int64_t)o.max_snapshot_mb * 1024 * 1024;
     ctx.max_artifact_bytes = (int64_t)o.max_artifact_mb * 1024 * 1024;
+    ctx.max_snapshot_unpacked_bytes = (int64_t)o.max_snapshot_unpacked_mb * 1024 * 1024;
+    ctx.max_snapshot_ratio = o.max_snapshot_ratio;
     ctx.version = TRAINYARD_VERSION;
     if (api_bootstrap_admin(&ctx) < 0) {
         store_free(store);
@@ -707,7 +741,8 @@ int server_main(int argc, char **argv)
     }
 
     if (o.dev)
-        dev_agent = start_dev_agent(o.data, &addr, info->port, o.tls_cert);
+        dev_agent =
+            start_dev_agent(o.data, &addr, info->port, o.tls_cert, o.max_snapshot_unpacked_mb);
     if (sigwait(&signals, &sig) != 0)
         sig = SIGTERM;
     /* The agent goes first, so its last reports still reach this server. */

@@ -2,12 +2,14 @@
 malicious archives, size limit."""
 
 import gzip
+import io
 import os
+import tarfile
 import uuid
 
 import pytest
 
-from conftest import assert_error, make_tgz, project_tgz, sha256_id, uniq
+from conftest import assert_error, make_tgz, project_tgz, sha256_id, uniq, wait_for
 
 
 def upload(server, data, ctype="application/gzip", **kw):
@@ -135,3 +137,84 @@ def test_max_snapshot_mb(server_factory, chunked):
                 raw=True, chunked=chunked)
     assert r.status == 201, r
     assert srv.get("/api/v1/snapshots/" + r.body["id"]).body == small
+
+
+def gzip_bomb(mib):
+    """A tar holding one file of `mib` MiB of zeros, gzip-compressed: about
+    1000 times smaller than what it unpacks to."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = mib << 20
+        t.addfile(info, io.BytesIO(bytes(info.size)))
+    return buf.getvalue()
+
+
+def _stored_files(srv):
+    d = os.path.join(srv.data_dir, "snapshots")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+@pytest.mark.parametrize("args, limit", [
+    ([], "--max-snapshot-ratio"),
+    (["--max-snapshot-ratio", "0", "--max-snapshot-unpacked-mb", "16"],
+     "--max-snapshot-unpacked-mb"),
+], ids=["ratio", "unpacked-mb"])
+def test_gzip_bomb_413(server_factory, args, limit):
+    srv = server_factory(args)
+    bomb = gzip_bomb(64)
+    assert len(bomb) < (64 << 20) // 100
+    before = _stored_files(srv)
+    r = upload(srv, bomb)
+    assert_error(r, 413, "payload_too_large")
+    assert limit in r.body["error"]["message"], r
+    # Nothing stored: no row, no file, no spooled upload left behind.
+    assert_not_stored(srv, bomb)
+    assert _stored_files(srv) == before
+    assert os.listdir(os.path.join(srv.data_dir, "tmp")) == []
+    # The server still answers, and takes a normal snapshot.
+    assert srv.get("/healthz").status == 200
+    ok = project_tgz(uuid.uuid4().hex.encode())
+    assert upload(srv, ok).status == 201
+
+
+def test_agent_stops_unpacking_at_its_limit(server_factory, agent_factory):
+    # The server takes a 32 MiB file of zeros; the agent allows only 8 MiB.
+    srv = server_factory(["--max-snapshot-ratio", "0"])
+    agent = agent_factory(srv, uniq("small"), extra_args=["--max-snapshot-unpacked-mb", "8"])
+    r = upload(srv, gzip_bomb(32))
+    assert r.status == 201, r
+    run = srv.create_run({"experiment": uniq("bomb"), "source": r.body["id"],
+                          "command": ["/bin/true"]})
+
+    def final():
+        body = srv.get("/api/v1/runs/" + run["id"]).body
+        return body if body["status"] in ("completed", "failed", "canceled") else None
+    body = wait_for(final, 30, "the run to end")
+    assert body["status"] == "failed", body
+    assert "--max-snapshot-unpacked-mb" in (body.get("error") or ""), body
+    # It stopped writing at the limit (what it wrote may since be removed).
+    for root, _, files in os.walk(agent.work):
+        for f in files:
+            if f == "zeros.bin":
+                assert os.path.getsize(os.path.join(root, f)) <= 8 << 20
+
+
+def test_dev_agent_gets_the_servers_unpacked_limit(server_factory):
+    # What the server accepts, its --dev agent must be willing to unpack.
+    srv = server_factory(["--dev", "--max-snapshot-unpacked-mb", "8192"])
+
+    def agent_cmdline():
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != srv.proc.pid:
+                    continue
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    return f.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
+    argv = wait_for(agent_cmdline, 30, "the --dev agent")
+    assert argv[argv.index(b"--max-snapshot-unpacked-mb") + 1] == b"8192", argv

@@ -2,6 +2,7 @@
 #include "tests/unit/unit.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,12 @@
 #include "common/err.h"
 
 static char dir[] = "/tmp/trainyard-archive-XXXXXX";
+static const struct archive_limits limits = {
+    .max_bytes = (int64_t)ARCHIVE_DEFAULT_MAX_MB << 20,
+    .max_ratio = ARCHIVE_DEFAULT_MAX_RATIO,
+    .bytes_name = "max-bytes",
+    .ratio_name = "max-ratio",
+};
 
 /* Each test runs in its own process, so each makes its own directory. */
 static void make_dir(void)
@@ -63,10 +70,10 @@ static void accepts_and_unpacks_a_plain_tree(void)
     const char *a =
         make_archive("ok", "mkdir sub; echo hi > sub/f.txt; ln -s sub/f.txt link", "sub link");
 
-    ASSERT_EQ(archive_check(a, why, sizeof(why)), 0);
+    ASSERT_EQ(archive_check(a, &limits, why, sizeof(why)), 0);
     snprintf(out, sizeof(out), "%s/out", dir);
     mkdir(out, 0700);
-    if (archive_unpack(a, out, why, sizeof(why)) != 0)
+    if (archive_unpack(a, out, &limits, why, sizeof(why)) != 0)
         UNIT_FAIL("unpack failed: %s", why);
     snprintf(check, sizeof(check), "grep -q hi '%s/sub/f.txt' && test -L '%s/link'", out, out);
     ASSERT_EQ(system(check), 0);
@@ -78,24 +85,26 @@ static void refuses_escapes(void)
 
     ASSERT_EQ(archive_check(python_archive("dotdot", "i = tarfile.TarInfo(\"a/../../x\"); "
                                                      "t.addfile(i, io.BytesIO(b\"\"))"),
-                            why, sizeof(why)),
+                            &limits, why, sizeof(why)),
               ERR_INVALID);
     ASSERT_EQ(archive_check(python_archive("abs", "i = tarfile.TarInfo(\"/tmp/x\"); "
                                                   "t.addfile(i, io.BytesIO(b\"\"))"),
-                            why, sizeof(why)),
+                            &limits, why, sizeof(why)),
               ERR_INVALID);
     ASSERT_EQ(archive_check(python_archive("hard", "i = tarfile.TarInfo(\"h\"); "
                                                    "i.type = tarfile.LNKTYPE; "
                                                    "i.linkname = \"/etc/passwd\"; "
                                                    "t.addfile(i)"),
-                            why, sizeof(why)),
+                            &limits, why, sizeof(why)),
               ERR_INVALID);
-    ASSERT_EQ(archive_check(make_archive("symlink", "ln -s /etc/passwd p", "p"), why, sizeof(why)),
+    ASSERT_EQ(archive_check(make_archive("symlink", "ln -s /etc/passwd p", "p"), &limits, why,
+                            sizeof(why)),
               ERR_INVALID);
-    ASSERT_EQ(
-        archive_check(make_archive("uplink", "mkdir d; ln -s ../../x d/l", "d"), why, sizeof(why)),
-        ERR_INVALID);
-    ASSERT_EQ(archive_check(make_archive("fifo", "mkfifo f", "f"), why, sizeof(why)), ERR_INVALID);
+    ASSERT_EQ(archive_check(make_archive("uplink", "mkdir d; ln -s ../../x d/l", "d"), &limits, why,
+                            sizeof(why)),
+              ERR_INVALID);
+    ASSERT_EQ(archive_check(make_archive("fifo", "mkfifo f", "f"), &limits, why, sizeof(why)),
+              ERR_INVALID);
 }
 
 static void refuses_non_gzip(void)
@@ -108,13 +117,65 @@ static void refuses_non_gzip(void)
     snprintf(path, sizeof(path), "%s/plain.tar", dir);
     snprintf(cmd, sizeof(cmd), "cd '%s/src' && tar cf '%s' x", dir, path);
     ASSERT_EQ(system(cmd), 0);
-    ASSERT_EQ(archive_check(path, why, sizeof(why)), ERR_INVALID);
+    ASSERT_EQ(archive_check(path, &limits, why, sizeof(why)), ERR_INVALID);
     snprintf(cmd, sizeof(cmd), "echo 'not an archive' | gzip > '%s'", path);
     ASSERT_EQ(system(cmd), 0);
-    ASSERT_EQ(archive_check(path, why, sizeof(why)), ERR_INVALID);
+    ASSERT_EQ(archive_check(path, &limits, why, sizeof(why)), ERR_INVALID);
+}
+
+/* A bomb: one file of zeros, far above both the ratio and the size limit. */
+static void refuses_bombs_by_ratio_and_size(void)
+{
+    struct archive_limits l = limits;
+    char why[256];
+    char out[600];
+    char cmd[1400];
+    const char *bomb = python_archive("bomb", "i = tarfile.TarInfo(\"zeros\"); i.size = 64 << 20; "
+                                              "t.addfile(i, io.BytesIO(bytes(i.size)))");
+
+    ASSERT_EQ(archive_check(bomb, &l, why, sizeof(why)), ERR_TOO_LARGE);
+    ASSERT_TRUE(strstr(why, "max-ratio") != NULL);
+    l.max_ratio = 0;
+    l.max_bytes = 32 << 20;
+    ASSERT_EQ(archive_check(bomb, &l, why, sizeof(why)), ERR_TOO_LARGE);
+    ASSERT_TRUE(strstr(why, "max-bytes") != NULL);
+    snprintf(out, sizeof(out), "%s/bomb-out", dir);
+    mkdir(out, 0700);
+    ASSERT_EQ(archive_unpack(bomb, out, &l, why, sizeof(why)), ERR_TOO_LARGE);
+    snprintf(cmd, sizeof(cmd), "test $(du -sm '%s' | cut -f1) -le 32 && rm -rf '%s'", out, out);
+    ASSERT_EQ(system(cmd), 0);
+    l.max_bytes = 64 << 20;
+    ASSERT_EQ(archive_check(bomb, &l, why, sizeof(why)), 0);
+}
+
+/* A sparse file's holes count: its size is what unpacking would make. */
+static void counts_sparse_holes(void)
+{
+    struct archive_limits l = limits;
+    char why[256];
+    const char *sparse = make_archive("sparse", "truncate -s 64M hole; echo x >> hole", "-S hole");
+
+    l.max_ratio = 0;
+    l.max_bytes = 32 << 20;
+    ASSERT_EQ(archive_check(sparse, &l, why, sizeof(why)), ERR_TOO_LARGE);
+}
+
+/* Under ARCHIVE_RATIO_FLOOR the ratio is not checked: a small file of
+ * repetitive text compresses far more than 100 times. */
+static void small_repetitive_archive_passes(void)
+{
+    char why[256];
+    const char *small = python_archive("small", "i = tarfile.TarInfo(\"table\"); i.size = 900000; "
+                                                "t.addfile(i, io.BytesIO(b\"a\" * i.size))");
+
+    if (archive_check(small, &limits, why, sizeof(why)) != 0)
+        UNIT_FAIL("refused: %s", why);
 }
 
 UNIT_LIST(archive_tests) = {
+    { "archive/refuses_bombs_by_ratio_and_size", refuses_bombs_by_ratio_and_size },
+    { "archive/counts_sparse_holes", counts_sparse_holes },
+    { "archive/small_repetitive_archive_passes", small_repetitive_archive_passes },
     { "archive/accepts_and_unpacks_a_plain_tree", accepts_and_unpacks_a_plain_tree },
     { "archive/refuses_escapes", refuses_escapes },
     { "archive/refuses_non_gzip", refuses_non_gzip },
