@@ -30,6 +30,8 @@ struct api_ctx {
     int64_t max_snapshot_bytes;
     int64_t max_artifact_bytes;
     int shutting_down; /* atomic: streams end at the next chance */
+    int max_followers; /* log and event streams open at once, in all */
+    int max_followers_per_run; /* and on one run */
     const char *version;
 };
 

@@ -23,6 +23,8 @@ const char *err_str(int code)
         return "unsupported_media_type";
     case ERR_UNAVAILABLE:
         return "unavailable";
+    case ERR_TOO_MANY:
+        return "too_many_requests";
     default:
         return "internal";
     }

@@ -18,6 +18,7 @@ enum err {
     ERR_MEDIA_TYPE = -7, /* 415 */
     ERR_UNAVAILABLE = -8, /* shutting down or a peer is away: 503 */
     ERR_INTERNAL = -9, /* a bug or an I/O failure: 500 */
+    ERR_TOO_MANY = -10, /* a limit on what one client or run may hold: 429 */
 };
 
 /* Returns a static lowercase name for code ("invalid_argument", ...). */

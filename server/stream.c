@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/stall.h"
 #include "common/xalloc.h"
 #include "common/banned.h"
 
@@ -95,11 +96,22 @@ static ssize_t take_pending(struct stream_conn *sc, char *out, size_t max)
     return (ssize_t)n;
 }
 
+static ssize_t read_next(struct stream_conn *sc, char *out, size_t max);
+
+/* On an HTTP thread: a poll that ran long counts as the server's stall. */
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
-    struct stream_conn *sc = cls;
+    int64_t token = stall_enter();
+    ssize_t n;
 
     (void)pos;
+    n = read_next(cls, out, max);
+    stall_leave(token);
+    return n;
+}
+
+static ssize_t read_next(struct stream_conn *sc, char *out, size_t max)
+{
     if (sc->off < sc->pending.len)
         return take_pending(sc, out, max);
     if (sc->done)
