@@ -32,6 +32,8 @@ struct api_ctx {
     int64_t max_snapshot_ratio; /* unpacked bytes per uploaded byte; 0: none */
     int64_t max_artifact_bytes;
     int shutting_down; /* atomic: streams end at the next chance */
+    int max_followers; /* log and event streams open at once, in all */
+    int max_followers_per_run; /* and on one run */
     const char *version;
 };
 

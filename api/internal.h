@@ -58,4 +58,12 @@ void api_job_start(struct api_job *job, struct api_response *resp, api_finish_fn
 /* store_done_fn of a job's write (the writer thread). */
 void api_job_written(void *arg, int rc);
 
+/*
+ * Counts a new log or event stream of run_id against ctx's caps: false
+ * with a 503 (all streams taken) or 429 (the run's) in resp. Any thread.
+ */
+bool followers_acquire(struct api_ctx *ctx, const char *run_id, struct api_response *resp);
+/* A stream of run_id that followers_acquire() counted has ended. */
+void followers_release(const char *run_id);
+
 #endif

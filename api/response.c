@@ -55,6 +55,8 @@ int api_status_for(int code)
         return 413;
     case ERR_MEDIA_TYPE:
         return 415;
+    case ERR_TOO_MANY:
+        return 429;
     case ERR_UNAVAILABLE:
         return 503;
     case ERR_NO_SPACE:
@@ -99,6 +101,7 @@ void reply_json(struct api_response *resp, int status, cJSON *body)
 bool parse_object(struct api_request *req, struct api_response *resp, cJSON **ret_obj)
 {
     char field[64];
+    const char *dup;
     cJSON *obj;
 
     if (req->body == NULL || req->body_len == 0) {
@@ -121,9 +124,9 @@ bool parse_object(struct api_request *req, struct api_response *resp, cJSON **re
         api_error(resp, ERR_INVALID, NULL, "request body must be a JSON object");
         return false;
     }
-    if (json_duplicate_key(obj)) {
-        api_error(resp, ERR_INVALID, json_duplicate_key(obj), "field '%s' appears twice",
-                  json_duplicate_key(obj));
+    dup = json_duplicate_key(obj);
+    if (dup) {
+        api_error(resp, ERR_INVALID, dup, "field '%s' appears twice", dup);
         cJSON_Delete(obj);
         return false;
     }

@@ -44,28 +44,36 @@ static bool query_flag(struct api_request *req, const char *key)
 
 /* ---- logs ---- */
 
+/* The most log text one poll of a follower reads: a poll runs on an
+ * HTTP thread, and a long backlog goes out over several. */
+#define FOLLOW_READ_MAX (256 * 1024)
+
 struct log_stream {
     struct api_stream base;
     struct api_ctx *ctx;
     char *run_id;
     char *task;
-    size_t sent;
+    struct store_log_cursor cur; /* reads only what is new */
+    size_t skip; /* of the text, what the client's offset left out */
 };
 
 static int log_next(struct api_stream *stream, struct buf *out, bool *ret_done)
 {
     struct log_stream *ls = (struct log_stream *)stream;
-    struct buf text;
+    size_t start = out->len;
     bool ended = false;
     int rc;
 
-    buf_init(&text);
-    rc = store_run_log(ls->ctx->store, ls->run_id, ls->task, &text, &ended);
-    if (rc == 0 && text.len > ls->sent) {
-        buf_add(out, text.data + ls->sent, text.len - ls->sent);
-        ls->sent = text.len;
+    rc = store_run_log_next(ls->ctx->store, ls->run_id, ls->task, &ls->cur, FOLLOW_READ_MAX, out,
+                            &ended);
+    if (ls->skip > 0) {
+        size_t n = out->len - start < ls->skip ? out->len - start : ls->skip;
+
+        memmove(out->data + start, out->data + start + n, out->len - start - n);
+        out->len -= n;
+        out->data[out->len] = '\0';
+        ls->skip -= n;
     }
-    buf_release(&text);
     *ret_done = rc < 0 || ended || __atomic_load_n(&ls->ctx->shutting_down, __ATOMIC_RELAXED);
     return 0;
 }
@@ -74,6 +82,8 @@ static void log_free(struct api_stream *stream)
 {
     struct log_stream *ls = (struct log_stream *)stream;
 
+    followers_release(ls->run_id);
+    store_log_cursor_release(&ls->cur);
     free(ls->run_id);
     free(ls->task);
     free(ls);
@@ -85,12 +95,24 @@ void api_runs_logs(struct api_ctx *ctx, struct api_request *req, struct api_resp
     int64_t offset = 0;
     struct buf text;
     bool ended;
+    bool follow;
     int rc;
 
     if (!query_int(req, resp, "offset", 0, INT64_MAX, &offset))
         return;
     buf_init(&text);
-    rc = store_run_log(ctx->store, req->params[0], task, &text, &ended);
+    follow = query_flag(req, "follow");
+    if (follow) {
+        /* The run and task are checked by one read of nothing. */
+        struct store_log_cursor cur;
+
+        store_log_cursor_init(&cur);
+        rc = store_run_log_next(ctx->store, req->params[0], task, &cur, 0, &text, &ended);
+        store_log_cursor_release(&cur);
+        buf_reset(&text);
+    } else {
+        rc = store_run_log(ctx->store, req->params[0], task, &text, &ended);
+    }
     if (rc < 0) {
         buf_release(&text);
         if (rc == ERR_NOT_FOUND && task)
@@ -102,15 +124,21 @@ void api_runs_logs(struct api_ctx *ctx, struct api_request *req, struct api_resp
     }
     resp->status = 200;
     resp->content_type = "text/plain; charset=utf-8";
-    if (query_flag(req, "follow")) {
-        struct log_stream *ls = xcalloc(1, sizeof(*ls));
+    if (follow) {
+        struct log_stream *ls;
 
+        if (!followers_acquire(ctx, req->params[0], resp)) {
+            buf_release(&text);
+            return;
+        }
+        ls = xcalloc(1, sizeof(*ls));
+        store_log_cursor_init(&ls->cur);
+        ls->skip = (size_t)offset;
         ls->base.next = log_next;
         ls->base.free = log_free;
         ls->ctx = ctx;
         ls->run_id = xstrdup(req->params[0]);
         ls->task = task ? xstrdup(task) : NULL;
-        ls->sent = (size_t)offset;
         resp->stream = &ls->base;
     } else if ((size_t)offset < text.len) {
         buf_add(&resp->body, text.data + offset, text.len - (size_t)offset);
@@ -205,7 +233,7 @@ struct event_stream {
     char *run_id;
     char *last_status; /* run status and task statuses last sent */
     int64_t last_point;
-    size_t log_sent;
+    struct store_log_cursor log; /* reads only what is new */
     int64_t last_emit_ms;
     bool finished;
 };
@@ -265,9 +293,9 @@ static int events_next(struct api_stream *stream, struct buf *out, bool *ret_don
         cJSON_Delete(points);
     }
     buf_init(&text);
-    if (store_run_log(es->ctx->store, es->run_id, NULL, &text, &ended) == 0 &&
-        text.len > es->log_sent) {
-        char *line = text.data + es->log_sent;
+    if (store_run_log_next(es->ctx->store, es->run_id, NULL, &es->log, FOLLOW_READ_MAX, &text,
+                           &ended) == 0) {
+        char *line = text.data;
         char *nl;
 
         while ((nl = memchr(line, '\n', (size_t)(text.data + text.len - line))) != NULL) {
@@ -280,7 +308,6 @@ static int events_next(struct api_stream *stream, struct buf *out, bool *ret_don
             free(copy);
             line = nl + 1;
         }
-        es->log_sent = (size_t)(line - text.data);
     }
     buf_release(&text);
     if (out->len > before) {
@@ -301,6 +328,8 @@ static void events_free(struct api_stream *stream)
 {
     struct event_stream *es = (struct event_stream *)stream;
 
+    followers_release(es->run_id);
+    store_log_cursor_release(&es->log);
     free(es->run_id);
     free(es->last_status);
     free(es);
@@ -317,7 +346,10 @@ void api_runs_events(struct api_ctx *ctx, struct api_request *req, struct api_re
         return;
     }
     cJSON_Delete(run);
+    if (!followers_acquire(ctx, req->params[0], resp))
+        return;
     es = xcalloc(1, sizeof(*es));
+    store_log_cursor_init(&es->log);
     es->base.next = events_next;
     es->base.free = events_free;
     es->ctx = ctx;

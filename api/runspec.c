@@ -273,6 +273,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
 {
     const cJSON *item;
     const char *backend = NULL;
+    const char *dup;
     int64_t node_count, ppn, workers, ps, gpp, mem, duration, retries, priority;
     double cpus = 1;
     bool use_gpu, chief, evaluator, is_ps;
@@ -280,17 +281,16 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     int64_t tasks;
     int rc;
 
-    if (json_duplicate_key(in))
-        return fail(err, json_duplicate_key(in), "field '%s' appears twice",
-                    json_duplicate_key(in));
+    dup = json_duplicate_key(in);
+    if (dup)
+        return fail(err, dup, "field '%s' appears twice", dup);
     {
         static const char *const objects[] = { "script_params", "environment_variables", "tags",
                                                NULL };
         const char *const *o;
 
         for (o = objects; *o; o++) {
-            const char *dup = json_duplicate_key(json_get(in, *o));
-
+            dup = json_duplicate_key(json_get(in, *o));
             if (dup)
                 return fail(err, *o, "%s has the key '%s' twice", *o, dup);
         }

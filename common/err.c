@@ -27,6 +27,8 @@ const char *err_str(int code)
         return "unavailable";
     case ERR_NO_SPACE:
         return "insufficient_storage";
+    case ERR_TOO_MANY:
+        return "too_many_requests";
     default:
         return "internal";
     }

@@ -19,6 +19,7 @@ enum err {
     ERR_UNAVAILABLE = -8, /* shutting down or a peer is away: 503 */
     ERR_INTERNAL = -9, /* a bug or an I/O failure: 500 */
     ERR_NO_SPACE = -10, /* the disk (or quota) is full: 507 insufficient_storage */
+    ERR_TOO_MANY = -11, /* a limit on what one client or run may hold: 429 */
 };
 
 /* Returns a static lowercase name for code ("invalid_argument", ...). */

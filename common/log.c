@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/timeutil.h"
@@ -17,9 +18,75 @@ void log_set_level(enum log_level level)
     min_level = level;
 }
 
+/* Length of the valid UTF-8 sequence at p (n bytes left) that is not a
+ * C1 control (U+0080..U+009F), or 0. */
+static size_t printable_utf8(const unsigned char *p, size_t n)
+{
+    size_t len;
+    size_t i;
+    unsigned int cp;
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < 0xa0 || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+size_t log_escape(const char *in, size_t len, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0;
+    size_t i = 0;
+
+    while (i < len && p[i] != '\0') {
+        size_t n = p[i] >= 0x80 ? printable_utf8(p + i, len - i) : 1;
+
+        if (n > 1 || (n == 1 && p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')) {
+            if (o + n >= size)
+                break;
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+            continue;
+        }
+        if (o + 4 >= size)
+            break;
+        if (p[i] == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 0xf];
+        }
+        i++;
+    }
+    if (size > 0)
+        out[o] = '\0';
+    return o;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    char line[2048];
+    char msg[2048];
+    char line[4096];
     char when[TIME_RFC3339_LEN];
     va_list ap;
     int n;
@@ -33,13 +100,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
         return;
     len = (size_t)n;
     va_start(ap, fmt);
-    n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
-    len += (size_t)n;
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2;
+    /* What a client sent (a path, a name) may reach the message: control
+     * characters are escaped, so a line is always exactly one event. */
+    len += log_escape(msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, line + len,
+                      sizeof(line) - len - 1);
     line[len++] = '\n';
     /* A short write to stderr has nowhere to be reported. */
     if (write(STDERR_FILENO, line, len) < 0)

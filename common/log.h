@@ -9,6 +9,8 @@
 #ifndef TRAINYARD_LOG_H
 #define TRAINYARD_LOG_H
 
+#include <stddef.h>
+
 enum log_level {
     LOG_LEVEL_DEBUG,
     LOG_LEVEL_INFO,
@@ -16,6 +18,13 @@ enum log_level {
     LOG_LEVEL_ERROR,
 };
 
+/*
+ * Copies len bytes of in (up to a NUL) into out (size bytes, always
+ * terminated), escaping control characters, DEL, C1 controls and bytes
+ * that are not UTF-8 as \xNN and a backslash as \\; returns the length
+ * written. log_msg() passes every message through it.
+ */
+size_t log_escape(const char *in, size_t len, char *out, size_t size);
 /* Lines below level are dropped (default LOG_LEVEL_INFO). */
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/stall.h"
 #include "common/timeutil.h"
 #include "common/uvcurl.h"
 #include "common/xalloc.h"
@@ -44,6 +45,7 @@ struct scheduler {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t tick;
+    int64_t last_tick_ms; /* monotonic, when the tick last fired */
     uv_timer_t soon;
     uv_thread_t thread;
     struct uvcurl *http;
@@ -264,6 +266,25 @@ static void send_outbox(struct scheduler *s)
     cJSON_Delete(stop);
 }
 
+/*
+ * The node timeout, lengthened by the time this server was itself stalled
+ * within it (and within that lengthening): heartbeats it failed to read
+ * while stalled do not count against a node (issue 11: two slow requests
+ * held the HTTP threads 18 s and a node was marked down).
+ */
+static int64_t liveness_timeout(int64_t node_timeout_ms)
+{
+    int64_t now = time_mono_us() / 1000;
+    int64_t ext = stall_ms_since(now - node_timeout_ms);
+
+    if (ext > 0)
+        ext = stall_ms_since(now - node_timeout_ms - ext);
+    if (ext > 0)
+        log_debug("scheduler: the server stalled %lld ms lately; node timeout now %lld ms",
+                  (long long)ext, (long long)(node_timeout_ms + ext));
+    return node_timeout_ms + ext;
+}
+
 static void pass(struct scheduler *s)
 {
     int64_t now = time_now_ms();
@@ -274,9 +295,11 @@ static void pass(struct scheduler *s)
     struct sched_placements placements;
     cJSON *reasons;
     bool changed = false;
+    int64_t timeout;
 
-    store_sched_expire(s->cfg.store, now, s->cfg.node_timeout_ms, &changed);
-    if (store_sched_state(s->cfg.store, now, s->cfg.node_timeout_ms, &state) == 0) {
+    timeout = liveness_timeout(s->cfg.node_timeout_ms);
+    store_sched_expire(s->cfg.store, now, timeout, &changed);
+    if (store_sched_state(s->cfg.store, now, timeout, &state) == 0) {
         placement_pass(&state, &placements, &reasons);
         if (placements.n_runs > 0) {
             store_sched_place(s->cfg.store, &placements, now);
@@ -321,7 +344,14 @@ static void schedule_pass(struct scheduler *s)
 
 static void on_tick(uv_timer_t *t)
 {
-    pass(t->data);
+    struct scheduler *s = t->data;
+    int64_t now = time_mono_us() / 1000;
+
+    /* A tick this late means the loop itself was stalled. */
+    if (s->last_tick_ms > 0)
+        stall_record(s->last_tick_ms + s->cfg.tick_ms, now);
+    s->last_tick_ms = now;
+    pass(s);
 }
 
 static void on_closed(uv_handle_t *h)

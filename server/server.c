@@ -14,11 +14,14 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +35,7 @@
 #include "common/timeutil.h"
 #include "common/version.h"
 #include "common/xalloc.h"
+#include "server/conns.h"
 #include "server/http.h"
 #include "server/routes.h"
 #include "server/stream.h"
@@ -51,6 +55,13 @@ struct server_opts {
     long max_log_mb;
     long max_metric_points;
     long threads;
+    long agent_threads;
+    long max_conns;
+    long max_conns_per_ip;
+    long idle_timeout_s;
+    long header_timeout_s;
+    long max_followers;
+    long max_followers_per_run;
     enum store_sync sync;
     bool dev;
     bool reset_admin_token;
@@ -80,6 +91,20 @@ static const char usage[] =
     "  --threads N             threads for requests that may block (default 4 per CPU\n"
     "                          it may use, at most 64); the rest run on one HTTP\n"
     "                          thread per CPU\n"
+    "  --agent-threads N       threads for agents' requests that may block, apart from\n"
+    "                          the others, so users cannot delay heartbeats (default 2)\n"
+    "  --max-connections N     open connections in all; more are closed at once\n"
+    "                          (default 1024, less when the file limit is lower)\n"
+    "  --max-connections-per-ip N\n"
+    "                          open connections from one client address (default 256)\n"
+    "  --idle-timeout S        close a connection idle this long (default 60)\n"
+    "  --header-timeout S      close a connection whose request line and headers have\n"
+    "                          not all arrived this long after it started (default 10)\n"
+    "  --max-followers N       log and event streams open at once (default 256; more\n"
+    "                          get 503 unavailable)\n"
+    "  --max-followers-per-run N\n"
+    "                          such streams on one run (default 32; more get 429\n"
+    "                          too_many_requests)\n"
     "  --sync full|normal      SQLite synchronous mode: full survives power loss, normal\n"
     "                          survives a crash of the server (default full)\n"
     "  --dev                   also run a local agent for this machine\n"
@@ -130,6 +155,13 @@ static const struct {
     { "max-log-mb", offsetof(struct server_opts, max_log_mb), 1, 1048576 },
     { "max-metric-points", offsetof(struct server_opts, max_metric_points), 1, 1000000000000L },
     { "threads", offsetof(struct server_opts, threads), 1, 256 },
+    { "agent-threads", offsetof(struct server_opts, agent_threads), 1, 64 },
+    { "max-connections", offsetof(struct server_opts, max_conns), 16, 1000000 },
+    { "max-connections-per-ip", offsetof(struct server_opts, max_conns_per_ip), 1, 1000000 },
+    { "idle-timeout", offsetof(struct server_opts, idle_timeout_s), 1, 86400 },
+    { "header-timeout", offsetof(struct server_opts, header_timeout_s), 1, 3600 },
+    { "max-followers", offsetof(struct server_opts, max_followers), 1, 1000000 },
+    { "max-followers-per-run", offsetof(struct server_opts, max_followers_per_run), 1, 1000000 },
 };
 
 #define N_NUMERIC_OPTS (sizeof(numeric_opts) / sizeof(numeric_opts[0]))
@@ -185,6 +217,13 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->max_log_mb = STORE_DEFAULT_MAX_LOG_BYTES / (1024 * 1024);
     o->max_metric_points = STORE_DEFAULT_MAX_METRIC_POINTS;
     o->threads = default_threads();
+    o->agent_threads = 2;
+    o->max_conns = 0; /* from the file limit, in server_main */
+    o->max_conns_per_ip = 256;
+    o->idle_timeout_s = 60;
+    o->header_timeout_s = 10;
+    o->max_followers = 256;
+    o->max_followers_per_run = 32;
     o->sync = STORE_SYNC_FULL;
     o->dev = false;
     optind = 1;
@@ -542,12 +581,57 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((forma
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static int64_t window_ms;
+    static int in_window;
+    static int dropped;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    int64_t now = time_mono_us() / 1000;
     char line[512];
+    int quiet = 0;
 
     (void)cls;
+    /* At most 10 lines a second: a flood of refused connections would
+     * otherwise be a flood of lines. */
+    pthread_mutex_lock(&mu);
+    if (now - window_ms >= 1000) {
+        quiet = dropped;
+        dropped = 0;
+        window_ms = now;
+        in_window = 0;
+    }
+    if (++in_window > 10) {
+        dropped++;
+        pthread_mutex_unlock(&mu);
+        return;
+    }
+    pthread_mutex_unlock(&mu);
+    if (quiet > 0)
+        log_warn("http: %d more such lines left out", quiet);
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
     log_warn("http: %s", line);
+}
+
+/*
+ * Raises the open-file limit to its hard limit and returns how many
+ * connections fit in it, leaving room for the database, uploads, artifact
+ * reads and the agents' sockets (1,100 idle sockets past the default 1,024
+ * made accept() fail and /healthz time out).
+ */
+static long connections_that_fit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 512;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
+        return 1000000;
+    return rl.rlim_cur > 512 ? (long)rl.rlim_cur - 256 : (long)rl.rlim_cur / 2;
 }
 
 /* Waits until no connection is open or a few seconds pass. */
@@ -612,6 +696,7 @@ int server_main(int argc, char **argv)
     sigset_t signals;
     char path[4096];
     unsigned int flags;
+    long fit;
     int sig;
     int rc;
 
@@ -663,6 +748,14 @@ int server_main(int argc, char **argv)
     ctx.max_snapshot_unpacked_bytes = (int64_t)o.max_snapshot_unpacked_mb * 1024 * 1024;
     ctx.max_snapshot_ratio = o.max_snapshot_ratio;
     ctx.version = TRAINYARD_VERSION;
+    ctx.max_followers = (int)o.max_followers;
+    ctx.max_followers_per_run = (int)o.max_followers_per_run;
+    fit = connections_that_fit();
+    if (o.max_conns == 0)
+        o.max_conns = fit < 1024 ? fit : 1024;
+    else if (o.max_conns > fit)
+        log_warn("server: --max-connections %ld is more than the open-file limit allows (%ld)",
+                 o.max_conns, fit);
     if (api_bootstrap_admin(&ctx) < 0) {
         store_free(store);
         return 1;
@@ -678,7 +771,9 @@ int server_main(int argc, char **argv)
         store_free(store);
         return 1;
     }
-    if (workers_start((int)o.threads) < 0) {
+    if (workers_start((int)o.threads, (int)o.agent_threads) < 0 ||
+        conns_start(o.header_timeout_s * 1000) < 0) {
+        workers_stop();
         stream_stop();
         scheduler_free(ctx.sched);
         store_free(store);
@@ -696,6 +791,7 @@ int server_main(int argc, char **argv)
             free(tls_cert);
             stream_stop();
             workers_stop();
+            conns_stop();
             scheduler_free(ctx.sched);
             store_free(store);
             return 1;
@@ -711,7 +807,10 @@ int server_main(int argc, char **argv)
         MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(usable_cpus() > 16 ? 16 : usable_cpus()), MHD_OPTION_NOTIFY_COMPLETED,
-        http_completed, &http, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        http_completed, &http, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o.idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o.max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)o.max_conns_per_ip, MHD_OPTION_NOTIFY_CONNECTION, conns_notify, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, conns_request_started, NULL,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (daemon == NULL) {
@@ -719,6 +818,7 @@ int server_main(int argc, char **argv)
                   o.listen);
         stream_stop();
         workers_stop();
+        conns_stop();
         scheduler_free(ctx.sched);
         store_free(store);
         free(tls_cert);
@@ -733,6 +833,7 @@ int server_main(int argc, char **argv)
         http_drain();
         MHD_stop_daemon(daemon);
         workers_stop();
+        conns_stop();
         scheduler_free(ctx.sched);
         store_free(store);
         free(tls_cert);
@@ -755,6 +856,7 @@ int server_main(int argc, char **argv)
     drain_connections(daemon);
     MHD_stop_daemon(daemon);
     workers_stop();
+    conns_stop();
     scheduler_free(ctx.sched);
     snprintf(path, sizeof(path), "%s/server.url", o.data);
     unlink(path);

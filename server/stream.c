@@ -5,10 +5,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/stall.h"
 #include "common/xalloc.h"
 #include "common/banned.h"
 
@@ -95,11 +97,36 @@ static ssize_t take_pending(struct stream_conn *sc, char *out, size_t max)
     return (ssize_t)n;
 }
 
+/* Whether the client closed its end: a stream with nothing to send never
+ * writes, so MHD would not notice, and the follower would hold its place
+ * (--max-followers) until the run ends. */
+static bool peer_gone(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char c;
+
+    if (info == NULL)
+        return false;
+    return recv(info->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static ssize_t read_next(struct stream_conn *sc, char *out, size_t max);
+
+/* On an HTTP thread: a poll that ran long counts as the server's stall. */
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
-    struct stream_conn *sc = cls;
+    int64_t token = stall_enter();
+    ssize_t n;
 
     (void)pos;
+    n = read_next(cls, out, max);
+    stall_leave(token);
+    return n;
+}
+
+static ssize_t read_next(struct stream_conn *sc, char *out, size_t max)
+{
     if (sc->off < sc->pending.len)
         return take_pending(sc, out, max);
     if (sc->done)
@@ -112,6 +139,8 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         return take_pending(sc, out, max);
     if (sc->done)
         return MHD_CONTENT_READER_END_OF_STREAM;
+    if (peer_gone(sc->conn))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     /* Nothing new: park the connection until the resume thread's next
      * round, instead of being called again at once. */
     pthread_mutex_lock(&mu);

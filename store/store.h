@@ -337,6 +337,28 @@ int store_artifact_find(struct store *store, const char *run_id, const char *pat
 struct buf;
 int store_run_log(struct store *store, const char *run_id, const char *task, struct buf *out,
                   bool *ret_ended);
+/*
+ * Where a reader of a run's log is: the last chunk read and each task's
+ * unfinished line. A follower keeps one, so each read costs what is new.
+ */
+struct store_log_partial;
+struct store_log_cursor {
+    int64_t after; /* log_chunks.seq last read */
+    struct store_log_partial *partials;
+    size_t n_partials;
+    bool flushed; /* the unfinished lines went out at the run's end */
+};
+void store_log_cursor_init(struct store_log_cursor *cur);
+void store_log_cursor_release(struct store_log_cursor *cur);
+/*
+ * Appends to out the log text after cur, as store_run_log() would, and
+ * moves cur; stops after the chunk that takes it past max_bytes (then
+ * *ret_ended is false: there may be more). The unfinished last lines are
+ * appended once, when the run has ended.
+ */
+int store_run_log_next(struct store *store, const char *run_id, const char *task,
+                       struct store_log_cursor *cur, size_t max_bytes, struct buf *out,
+                       bool *ret_ended);
 
 /* ---- scheduler ---- */
 

@@ -587,6 +587,7 @@ struct metrics {
 
 struct rollup {
     const char *name;
+    size_t metric; /* its metric's index in the batch */
     int level;
     int64_t bucket;
     int64_t min_step, min_time, max_step, max_time;
@@ -603,10 +604,65 @@ struct summary {
     size_t rollup[ROLLUP_LEVELS]; /* 1 + index of its latest bucket per level; 0: none yet */
 };
 
-/* Folds one point of metric m into the batch's rollups. Steps mostly
- * grow, so a point usually lands in its metric's latest bucket of each
- * level; others are looked for in the short array. */
-static void rollup_add(struct rollup **r, size_t *n, size_t *cap, struct summary *m, int64_t step,
+/*
+ * The batch's rollups, found by (metric, level, bucket) through an open
+ * hash whose seed is this process's: a batch of many metrics or scattered
+ * steps costs what a tidy one does (a scan of the rollups per point made a
+ * batch of 10,000 names hold the writer for seconds).
+ */
+struct rollups {
+    struct rollup *r;
+    size_t n, cap;
+    size_t *slot; /* 1 + index into r; 0: empty */
+    size_t n_slots; /* a power of two, at least twice n */
+};
+
+static uint64_t rollup_hash(size_t metric, int level, int64_t bucket)
+{
+    static uint64_t seed; /* the writer thread's own */
+    uint64_t x;
+
+    if (seed == 0)
+        seed = ((uint64_t)time_mono_us() * 0x9e3779b97f4a7c15ULL) | 1;
+    x = seed ^ ((uint64_t)metric * 0xbf58476d1ce4e5b9ULL) ^ ((uint64_t)level << 56) ^
+        (uint64_t)bucket;
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static size_t *rollup_find(struct rollups *rs, size_t metric, int level, int64_t bucket)
+{
+    size_t mask = rs->n_slots - 1;
+    size_t i = (size_t)rollup_hash(metric, level, bucket) & mask;
+
+    while (rs->slot[i] != 0) {
+        const struct rollup *x = &rs->r[rs->slot[i] - 1];
+
+        if (x->metric == metric && x->level == level && x->bucket == bucket)
+            break;
+        i = (i + 1) & mask;
+    }
+    return &rs->slot[i];
+}
+
+static void rollups_grow(struct rollups *rs)
+{
+    size_t i;
+
+    free(rs->slot);
+    rs->n_slots = rs->n_slots ? rs->n_slots * 2 : 256;
+    rs->slot = xcalloc(rs->n_slots, sizeof(*rs->slot));
+    for (i = 0; i < rs->n; i++)
+        *rollup_find(rs, rs->r[i].metric, rs->r[i].level, rs->r[i].bucket) = i + 1;
+}
+
+/* Folds one point of metric m (index metric) into the batch's rollups.
+ * Steps mostly grow, so a point usually lands in its metric's latest
+ * bucket of each level; others are looked up. */
+static void rollup_add(struct rollups *rs, struct summary *m, size_t metric, int64_t step,
                        int64_t time, double value)
 {
     int l;
@@ -615,17 +671,16 @@ static void rollup_add(struct rollup **r, size_t *n, size_t *cap, struct summary
         int level = ROLLUP_MIN_LEVEL + l * ROLLUP_LEVEL_STEP;
         int64_t bucket = step >> level;
         size_t i = m->rollup[l];
+        size_t *slot = NULL;
 
-        if (i == 0 || (*r)[i - 1].bucket != bucket) {
-            for (i = *n; i > 0; i--) {
-                struct rollup *x = &(*r)[i - 1];
-
-                if (x->level == level && x->bucket == bucket && strcmp(x->name, m->name) == 0)
-                    break;
-            }
+        if (i == 0 || rs->r[i - 1].bucket != bucket) {
+            if (2 * (rs->n + 1) > rs->n_slots)
+                rollups_grow(rs);
+            slot = rollup_find(rs, metric, level, bucket);
+            i = *slot;
         }
         if (i > 0) {
-            struct rollup *x = &(*r)[i - 1];
+            struct rollup *x = &rs->r[i - 1];
 
             if (value < x->min_value) {
                 x->min_value = value;
@@ -640,13 +695,15 @@ static void rollup_add(struct rollup **r, size_t *n, size_t *cap, struct summary
             m->rollup[l] = i;
             continue;
         }
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 64;
-            *r = xrealloc(*r, *cap * sizeof(**r));
+        if (rs->n == rs->cap) {
+            rs->cap = rs->cap ? rs->cap * 2 : 64;
+            rs->r = xrealloc(rs->r, rs->cap * sizeof(*rs->r));
         }
-        (*r)[*n] = (struct rollup){ m->name, level, bucket, step, time, step, time, value, value };
-        (*n)++;
-        m->rollup[l] = *n;
+        rs->r[rs->n] =
+            (struct rollup){ m->name, metric, level, bucket, step, time, step, time, value, value };
+        rs->n++;
+        *slot = rs->n;
+        m->rollup[l] = rs->n;
     }
 }
 
@@ -685,34 +742,56 @@ static int rollups_write(struct conn *c, int64_t run_seq, const struct rollup *r
     return 0;
 }
 
-/* Folds one point into its metric's summary (one upsert per metric per
- * batch, not per point); returns the metric's index. *last is the metric
- * of the point before, looked at first. */
-static size_t summary_add(struct summary **s, size_t *n, size_t *cap, size_t *last,
-                          const char *name, int64_t step, double value)
-{
-    size_t i = *last;
+struct name_ref {
+    const char *name;
+    size_t pos;
+};
 
-    if (i >= *n || strcmp((*s)[i].name, name) != 0) {
-        for (i = 0; i < *n && strcmp((*s)[i].name, name) != 0; i++)
-            ;
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const struct name_ref *x = a;
+    const struct name_ref *y = b;
+    int c = strcmp(x->name, y->name);
+
+    if (c != 0)
+        return c;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Numbers the batch's metrics by sorting the points' names (n log n, not a
+ * scan of the metrics per point): ids[i] is point i's metric; returns how
+ * many metrics there are. */
+static size_t metric_ids(const struct store_point *p, size_t n, size_t *ids)
+{
+    struct name_ref *refs = xcalloc(n + 1, sizeof(*refs));
+    size_t k = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        refs[i] = (struct name_ref){ p[i].name, i };
+    qsort(refs, n, sizeof(*refs), name_ref_cmp);
+    for (i = 0; i < n; i++) {
+        if (i > 0 && strcmp(refs[i - 1].name, refs[i].name) != 0)
+            k++;
+        ids[refs[i].pos] = k;
     }
-    if (i == *n) {
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 8;
-            *s = xrealloc(*s, *cap * sizeof(**s));
-        }
-        (*s)[(*n)++] = (struct summary){
+    free(refs);
+    return n > 0 ? k + 1 : 0;
+}
+
+/* Folds one point into its metric's summary (one upsert per metric per
+ * batch, not per point). */
+static void summary_add(struct summary *s, const char *name, int64_t step, double value)
+{
+    if (s->count == 0)
+        *s = (struct summary){
             .name = name, .last = value, .min = value, .max = value, .count = 0, .last_step = step
         };
-    }
-    (*s)[i].last = value;
-    (*s)[i].last_step = step;
-    (*s)[i].min = value < (*s)[i].min ? value : (*s)[i].min;
-    (*s)[i].max = value > (*s)[i].max ? value : (*s)[i].max;
-    (*s)[i].count++;
-    *last = i;
-    return i;
+    s->last = value;
+    s->last_step = step;
+    s->min = value < s->min ? value : s->min;
+    s->max = value > s->max ? value : s->max;
+    s->count++;
 }
 
 static int summaries_write(struct conn *c, int64_t run_seq, const struct summary *s, size_t n)
@@ -792,14 +871,10 @@ static int metrics_fn(struct conn *c, void *arg)
     int truncated = 0;
     size_t i;
     sqlite3_stmt *st;
-    struct rollup *rollups;
-    size_t n_rollups;
-    size_t cap_rollups;
-    struct summary *sums = NULL;
-    size_t n_sums = 0;
-    size_t cap_sums = 0;
-    size_t last = 0;
-    size_t m_i;
+    struct rollups rs = { 0 };
+    struct summary *sums;
+    size_t *ids;
+    size_t n_sums;
     int rc;
 
     if ((rc = load_task(c, m->id, m->node, &t)) < 0)
@@ -819,28 +894,24 @@ static int metrics_fn(struct conn *c, void *arg)
     }
     if ((n > 0 || truncated) && (rc = usage_add(c, t.run_seq, 0, (int64_t)n, truncated)) < 0)
         return rc;
-    rollups = NULL;
-    n_rollups = 0;
-    cap_rollups = 0;
     if ((rc = points_insert(c, &t, m->points, n)) < 0)
         return rc;
+    ids = xcalloc(n + 1, sizeof(*ids));
+    n_sums = metric_ids(m->points, n, ids);
+    sums = xcalloc(n_sums + 1, sizeof(*sums));
     for (i = 0; i < n; i++) {
-        const char *name = m->points[i].name;
-        double value = m->points[i].value;
-        int64_t step = m->points[i].step;
-        int64_t time = m->points[i].time;
+        const struct store_point *p = &m->points[i];
 
-        m_i = summary_add(&sums, &n_sums, &cap_sums, &last, name, step, value);
-        rollup_add(&rollups, &n_rollups, &cap_rollups, &sums[m_i], step, time, value);
+        summary_add(&sums[ids[i]], p->name, p->step, p->value);
+        rollup_add(&rs, &sums[ids[i]], ids[i], p->step, p->time, p->value);
     }
+    free(ids);
     rc = summaries_write(c, t.run_seq, sums, n_sums);
     free(sums);
-    if (rc < 0) {
-        free(rollups);
-        return rc;
-    }
-    rc = rollups_write(c, t.run_seq, rollups, n_rollups);
-    free(rollups);
+    if (rc == 0)
+        rc = rollups_write(c, t.run_seq, rs.r, rs.n);
+    free(rs.r);
+    free(rs.slot);
     if (rc < 0)
         return rc;
     st = conn_stmt(c, "UPDATE tasks SET metrics_seq = ? WHERE id = ?");
