@@ -18,11 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/exec.h"
-#include "agent/hollow.h"
 #include "agent/hollow.h"
 #include "agent/internal.h"
 #include "common/crypto.h"
@@ -41,12 +41,14 @@ extern const char embed_python_helper[];
 extern const char embed_python_helper_end[];
 
 static const char usage[] =
-    "usage: trainyard agent --server URL --token T [options]\n"
+    "usage: trainyard agent --server URL --token-file FILE [options]\n"
     "\n"
     "Runs the node agent: registers this machine with the server and runs its tasks.\n"
     "\n"
     "  --server URL        the server's base URL (or TRAINYARD_SERVER)\n"
-    "  --token T           an agent or admin token (or TRAINYARD_TOKEN)\n"
+    "  --token-file FILE   read the agent (or admin) token from FILE (or TRAINYARD_TOKEN_FILE)\n"
+    "  --token T           the token itself (or TRAINYARD_TOKEN); the agent hides it from\n"
+    "                      /proc/PID/cmdline and environ at start, but prefer --token-file\n"
     "  --name N            node name (default: the hostname)\n"
     "  --listen HOST:PORT  where the agent API listens (default 0.0.0.0:7070; port 0 picks one)\n"
     "  --advertise HOST    the host others reach this node and its tasks at (default: the\n"
@@ -60,7 +62,11 @@ static const char usage[] =
     "  --python PATH       Python for entry scripts (default /usr/bin/python3)\n"
     "  --label K=V         a node label (repeatable)\n"
     "  --ports MIN-MAX     ports for tasks that need one (default 20000-29999)\n"
-    "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 10)\n"
+    "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 3)\n"
+    "  --task-uids A-B     uids (and gids) for tasks when run as root (default\n"
+    "                      2000000000-2000065535); each run gets one of its own on this node\n"
+    "  --task-user NAME    run every task as this one user instead (weaker: runs can reach\n"
+    "                      each other's processes and files)\n"
     "  --log-level LEVEL   debug, info, warn or error (default info)\n"
     "  --tls-cert FILE     serve the agent API over HTTPS with this certificate (PEM)\n"
     "  --tls-key FILE      its private key (PEM)\n"
@@ -69,7 +75,18 @@ static const char usage[] =
     "                      register as NAME-00000.., accept tasks and \"run\" them without\n"
     "                      spawning anything\n"
     "  --task-seconds S    with --hollow: mean task duration (default 1)\n"
-    "  -h, --help          show this help\n";
+    "  -h, --help          show this help\n"
+    "\n"
+    "Isolation: run as root, the agent starts each run's tasks on this node under a uid and\n"
+    "gid of that run's own from --task-uids (no /etc/passwd entry is needed; USER and LOGNAME\n"
+    "are ty-UID, HOME the task's directory); tasks of one run on a node (an mpi launcher, its\n"
+    "ranks and orted) share it, two runs never do. The work directory is root's (0711), each\n"
+    "task directory belongs to its run's uid (0700), the snapshot cache is root's only, the\n"
+    "Python helper and shared venvs are root's and read-only to tasks (pip runs under a uid of\n"
+    "its own, then the venv is sealed). Every directory above --work must be traversable by\n"
+    "others (o+x), and --python must be executable by them. The agent is not dumpable and\n"
+    "hides its token, so tasks cannot read it from /proc. Not run as root, the agent cannot\n"
+    "switch users: tasks run as the agent's user (a warning says so).\n";
 
 /* ---- calls from the API thread to the loop ---- */
 
@@ -568,20 +585,40 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&call_async, on_closed);
 }
 
-/* Writes the embedded Python helper under the work directory. */
+/* Gives a directory of the agent's its mode (whatever the umask or an
+ * earlier agent made it) and to the agent; 0, or 1 with a message. */
+static int set_mode(const char *dir, mode_t mode)
+{
+    if (chown(dir, geteuid(), getegid()) < 0 || chmod(dir, mode) < 0) {
+        fprintf(stderr, "trainyard agent: cannot set up '%s': %s\n", dir, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Writes the embedded Python helper under the work directory, afresh:
+ * whatever else is in that directory (a sitecustomize.py an earlier
+ * agent's task wrote, when tasks could) goes. It is on every task's
+ * PYTHONPATH, so it is root's and read-only to tasks.
+ */
 static int install_helper(struct agent *a)
 {
     char *dir = xasprintf("%s/python/trainyard", a->work);
     char *file = xasprintf("%s/__init__.py", dir);
     char *parent = xasprintf("%s/python", a->work);
     size_t len = (size_t)(embed_python_helper_end - embed_python_helper);
+    mode_t mode = a->ident == TASK_IDENT_SELF ? 0700 : 0755;
     FILE *f;
     int rc = 0;
 
-    mkdir(parent, 0700);
-    mkdir(dir, 0700);
-    f = fopen(file, "w");
-    if (f == NULL || fwrite(embed_python_helper, 1, len, f) != len)
+    remove_tree(parent);
+    if (mkdir(parent, mode) < 0 || chmod(parent, mode) < 0 || mkdir(dir, mode) < 0 ||
+        chmod(dir, mode) < 0)
+        rc = ERR_INTERNAL;
+    f = rc == 0 ? fopen(file, "w") : NULL;
+    if (f == NULL || fwrite(embed_python_helper, 1, len, f) != len ||
+        fchmod(fileno(f), mode & 0644) != 0)
         rc = ERR_INTERNAL;
     if (f && fclose(f) != 0)
         rc = ERR_INTERNAL;
@@ -649,11 +686,88 @@ static struct MHD_Daemon *start_api(struct agent *a, const char *host, unsigned 
     return d;
 }
 
-int agent_main(int argc, char **argv)
+/* What parse_options() leaves outside struct agent. */
+struct agent_opts {
+    const char *work;
+    long hollow;
+    const char *tls_cert;
+    const char *tls_key;
+    double task_seconds;
+    char *host; /* from --listen, allocated */
+    unsigned port;
+};
+
+/* Hides a secret's bytes in this process's argv or initial environment
+ * (what /proc/PID/cmdline and /proc/PID/environ show). */
+static void scrub(char *s)
+{
+    memset(s, '*', strlen(s));
+}
+
+/* Reads the token from --token, --token-file, TRAINYARD_TOKEN or
+ * TRAINYARD_TOKEN_FILE (in that order) and hides every copy of it from
+ * /proc. Returns 0 or 2 (usage). */
+static int take_token(struct agent *a, char *opt_token, const char *opt_file)
+{
+    char *env_token = getenv("TRAINYARD_TOKEN");
+    const char *env_file = getenv("TRAINYARD_TOKEN_FILE");
+    const char *file = opt_file ? opt_file : (opt_token || env_token) ? NULL : env_file;
+    char why[512];
+
+    if (opt_token && opt_file) {
+        fprintf(stderr, "trainyard agent: --token and --token-file cannot be used together\n");
+        return 2;
+    }
+    if (opt_token)
+        a->token = xstrdup(opt_token);
+    else if (file == NULL && env_token)
+        a->token = xstrdup(env_token);
+    if (file) {
+        a->token = file_read_secret(file, why, sizeof(why));
+        if (a->token == NULL) {
+            fprintf(stderr, "trainyard agent: --token-file: %s\n", why);
+            return 2;
+        }
+    }
+    if (opt_token)
+        scrub(opt_token);
+    if (env_token) {
+        scrub(env_token);
+        unsetenv("TRAINYARD_TOKEN");
+    }
+    return 0;
+}
+
+/* Parses --task-uids FIRST-LAST. */
+static bool parse_uid_range(const char *s, struct agent *a)
+{
+    long first;
+    long last;
+    const char *dash = strchr(s, '-');
+    char *head;
+    bool ok;
+
+    if (dash == NULL)
+        return false;
+    head = xstrndup(s, (size_t)(dash - s));
+    ok = parse_long(head, 1, 4294967294L, &first) && parse_long(dash + 1, 1, 4294967294L, &last) &&
+         first <= last && last - first < 1000000;
+    free(head);
+    if (ok) {
+        a->uid_first = (uid_t)first;
+        a->uid_last = (uid_t)last;
+    }
+    return ok;
+}
+
+/* Fills a and o from the command line and environment. Returns 0, 1 when
+ * --help was printed, or 2 after a usage error (printed). */
+static int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "server", required_argument, NULL, 's' },
         { "token", required_argument, NULL, 't' },
+        { "token-file", required_argument, NULL, 'T' },
         { "name", required_argument, NULL, 'n' },
         { "listen", required_argument, NULL, 'l' },
         { "advertise", required_argument, NULL, 'a' },
@@ -666,6 +780,8 @@ int agent_main(int argc, char **argv)
         { "label", required_argument, NULL, 'L' },
         { "ports", required_argument, NULL, 'r' },
         { "grace", required_argument, NULL, 'G' },
+        { "task-uids", required_argument, NULL, 'U' },
+        { "task-user", required_argument, NULL, 'u' },
         { "log-level", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "hollow", required_argument, NULL, 'H' },
@@ -675,24 +791,15 @@ int agent_main(int argc, char **argv)
         { "task-seconds", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
-    struct agent *a = &agent;
-    struct MHD_Daemon *daemon = NULL;
     char hostname[256] = "localhost";
-    char *host = NULL;
-    unsigned port = 0;
-    unsigned bound = 0;
-    const char *work = NULL;
+    char *opt_token = NULL;
+    const char *token_file = NULL;
+    const char *task_user = NULL;
+    bool uids_given = false;
     long v;
-    long hollow = 0;
-    const char *tls_cert = NULL;
-    const char *tls_key = NULL;
-    double task_seconds = 1;
     int c;
-    int rc = 1;
 
-    memset(a, 0, sizeof(*a));
     a->server = getenv("TRAINYARD_SERVER") ? xstrdup(getenv("TRAINYARD_SERVER")) : NULL;
-    a->token = getenv("TRAINYARD_TOKEN") ? xstrdup(getenv("TRAINYARD_TOKEN")) : NULL;
     a->pool = xstrdup("default");
     a->python = xstrdup("/usr/bin/python3");
     a->listen = xstrdup("0.0.0.0:7070");
@@ -701,8 +808,11 @@ int agent_main(int argc, char **argv)
     a->gpus_declared = -1;
     a->port_min = 20000;
     a->port_max = 29999;
-    a->grace_ms = 10000;
+    a->grace_ms = AGENT_DEFAULT_GRACE_MS;
+    a->uid_first = AGENT_DEFAULT_UID_FIRST;
+    a->uid_last = AGENT_DEFAULT_UID_LAST;
     a->labels = cJSON_CreateObject();
+    o->task_seconds = 1;
     gethostname(hostname, sizeof(hostname) - 1);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -712,8 +822,10 @@ int agent_main(int argc, char **argv)
             a->server = xstrdup(optarg);
             break;
         case 't':
-            free(a->token);
-            a->token = xstrdup(optarg);
+            opt_token = optarg;
+            break;
+        case 'T':
+            token_file = optarg;
             break;
         case 'n':
             free(a->name);
@@ -735,25 +847,25 @@ int agent_main(int argc, char **argv)
             a->cpus = strtod(optarg, NULL);
             if (!(a->cpus > 0)) {
                 fprintf(stderr, "trainyard agent: --cpus must be a number above 0\n");
-                goto usage_error;
+                return 2;
             }
             break;
         case 'm':
             if (!parse_long(optarg, 0, LONG_MAX, &v)) {
                 fprintf(stderr, "trainyard agent: --memory-mb must be a non-negative integer\n");
-                goto usage_error;
+                return 2;
             }
             a->memory_mb = v;
             break;
         case 'g':
             if (!parse_long(optarg, 0, 64, &v)) {
                 fprintf(stderr, "trainyard agent: --gpus must be 0..64\n");
-                goto usage_error;
+                return 2;
             }
             a->gpus_declared = (int)v;
             break;
         case 'w':
-            work = optarg;
+            o->work = optarg;
             break;
         case 'P':
             free(a->python);
@@ -765,7 +877,7 @@ int agent_main(int argc, char **argv)
 
             if (eq == NULL || eq == optarg) {
                 fprintf(stderr, "trainyard agent: --label must be KEY=VALUE\n");
-                goto usage_error;
+                return 2;
             }
             key = xstrndup(optarg, (size_t)(eq - optarg));
             cJSON_AddStringToObject(a->labels, key, eq + 1);
@@ -776,15 +888,26 @@ int agent_main(int argc, char **argv)
             if (sscanf(optarg, "%d-%d", &a->port_min, &a->port_max) != 2 || a->port_min < 1 ||
                 a->port_max > 65535 || a->port_min > a->port_max) {
                 fprintf(stderr, "trainyard agent: --ports must be MIN-MAX\n");
-                goto usage_error;
+                return 2;
             }
             break;
         case 'G':
             if (!parse_long(optarg, 0, 3600, &v)) {
                 fprintf(stderr, "trainyard agent: --grace must be 0..3600 seconds\n");
-                goto usage_error;
+                return 2;
             }
             a->grace_ms = v * 1000;
+            break;
+        case 'U':
+            if (!parse_uid_range(optarg, a)) {
+                fprintf(stderr, "trainyard agent: --task-uids must be FIRST-LAST, 1 <= FIRST <= "
+                                "LAST < 4294967295, at most 1000000 uids\n");
+                return 2;
+            }
+            uids_given = true;
+            break;
+        case 'u':
+            task_user = optarg;
             break;
         case 'v':
             if (strcmp(optarg, "debug") == 0)
@@ -795,60 +918,98 @@ int agent_main(int argc, char **argv)
                 log_set_level(LOG_LEVEL_ERROR);
             break;
         case 'C':
-            tls_cert = optarg;
+            o->tls_cert = optarg;
             break;
         case 'K':
-            tls_key = optarg;
+            o->tls_key = optarg;
             break;
         case 'A':
             free(a->ca);
             a->ca = xstrdup(optarg);
             break;
         case 'H':
-            if (!parse_long(optarg, 1, 100000, &hollow)) {
+            if (!parse_long(optarg, 1, 100000, &o->hollow)) {
                 fprintf(stderr, "trainyard agent: --hollow must be 1..100000\n");
-                goto usage_error;
+                return 2;
             }
             break;
         case 'S':
-            task_seconds = strtod(optarg, NULL);
-            if (!(task_seconds >= 0)) {
+            o->task_seconds = strtod(optarg, NULL);
+            if (!(o->task_seconds >= 0)) {
                 fprintf(stderr, "trainyard agent: --task-seconds must be >= 0\n");
-                goto usage_error;
+                return 2;
             }
             break;
         case 'h':
             fputs(usage, stdout);
-            rc = 0;
-            goto out;
+            return 1;
         default:
-            goto usage_error;
+            return 2;
         }
     }
+    if (take_token(a, opt_token, token_file) != 0)
+        return 2;
     if (optind < argc) {
         fprintf(stderr, "trainyard agent: unexpected argument '%s'\n", argv[optind]);
-        goto usage_error;
+        return 2;
     }
-    if ((tls_cert == NULL) != (tls_key == NULL)) {
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
         fprintf(stderr, "trainyard agent: --tls-cert and --tls-key go together\n");
-        goto usage_error;
+        return 2;
     }
-    if (tls_cert && (file_read(tls_cert, 1 << 20, &a->tls_cert_pem) < 0 ||
-                     file_read(tls_key, 1 << 20, &a->tls_key_pem) < 0))
-        goto out;
     if (a->server == NULL || a->token == NULL) {
-        fprintf(stderr, "trainyard agent: --server and --token are required\n");
-        goto usage_error;
+        fprintf(stderr, "trainyard agent: --server and --token (or --token-file) are required\n");
+        return 2;
     }
+    if (task_user && uids_given) {
+        fprintf(stderr, "trainyard agent: --task-user and --task-uids cannot be used together\n");
+        return 2;
+    }
+    if (ident_configure(a, task_user) != 0)
+        return 2;
     while (strlen(a->server) > 0 && a->server[strlen(a->server) - 1] == '/')
         a->server[strlen(a->server) - 1] = '\0';
     if (a->name == NULL)
         a->name = xstrdup(hostname);
-    if (split_listen(a->listen, &host, &port) < 0) {
+    if (split_listen(a->listen, &o->host, &o->port) < 0) {
         fprintf(stderr, "trainyard agent: --listen '%s' is not HOST:PORT\n", a->listen);
-        goto usage_error;
+        return 2;
     }
-    if (hollow > 0) {
+    return 0;
+}
+
+int agent_main(int argc, char **argv)
+{
+    struct agent *a = &agent;
+    struct agent_opts opts;
+    struct agent_opts *o = &opts;
+    struct MHD_Daemon *daemon = NULL;
+    char hostname[256] = "localhost";
+    char *host = NULL;
+    unsigned port = 0;
+    unsigned bound = 0;
+    int rc = 1;
+
+    memset(a, 0, sizeof(*a));
+    memset(o, 0, sizeof(*o));
+    /* Nobody but root reads this process's memory, environ or fds in /proc
+     * (children are dumpable again after their execve). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    gethostname(hostname, sizeof(hostname) - 1);
+    rc = parse_options(a, o, argc, argv);
+    host = o->host;
+    port = o->port;
+    if (rc == 1) {
+        rc = 0;
+        goto out;
+    }
+    if (rc == 2)
+        goto usage_error;
+    rc = 1;
+    if (o->tls_cert && (file_read(o->tls_cert, 1 << 20, &a->tls_cert_pem) < 0 ||
+                        file_read(o->tls_key, 1 << 20, &a->tls_key_pem) < 0))
+        goto out;
+    if (o->hollow > 0) {
         struct hollow_opts ho;
 
         memset(&ho, 0, sizeof(ho));
@@ -859,16 +1020,16 @@ int agent_main(int argc, char **argv)
         ho.host = host[0] ? host : "0.0.0.0";
         ho.port = port;
         ho.advertise = a->advertise;
-        ho.nodes = (int)hollow;
+        ho.nodes = (int)o->hollow;
         ho.cpus = a->cpus;
         ho.gpus = a->gpus_declared > 0 ? a->gpus_declared : 0;
-        ho.task_seconds = task_seconds;
+        ho.task_seconds = o->task_seconds;
         signal(SIGPIPE, SIG_IGN);
         rc = hollow_main(&ho);
         goto out;
     }
     {
-        char *w = work ? xstrdup(work) : xasprintf("./var/agent-%s", a->name);
+        char *w = o->work ? xstrdup(o->work) : xasprintf("./var/agent-%s", a->name);
         char resolved[PATH_MAX];
         char *p;
 
@@ -885,11 +1046,23 @@ int agent_main(int argc, char **argv)
         }
         free(w);
         a->work = xstrdup(resolved);
+        if (ident_check_reachable(a, a->work) != 0)
+            goto out;
+        /* With task users: root's, entered (not listed) by tasks on their
+         * way to their own directories, venvs and the helper; the
+         * snapshot cache is root's alone. */
+        if (set_mode(a->work, a->ident == TASK_IDENT_SELF ? 0700 : 0711) != 0)
+            goto out;
         for (p = (char *)"snapshots\0tasks\0venvs\0"; *p; p += strlen(p) + 1) {
             char *sub = xasprintf("%s/%s", a->work, p);
+            int bad;
 
             mkdir(sub, 0700);
+            bad = set_mode(sub, strcmp(p, "snapshots") == 0 || a->ident == TASK_IDENT_SELF ? 0700
+                                                                                           : 0711);
             free(sub);
+            if (bad)
+                goto out;
         }
     }
     {

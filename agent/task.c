@@ -112,6 +112,13 @@ struct task {
     bool download_pending; /* the snapshot download is in flight */
     bool final_acked; /* the server has the final status */
 
+    /* who its processes run as (ident.c) */
+    char *run; /* the run's id, the key of its uid */
+    struct proc_cred cred;
+    bool has_cred; /* false: as the agent */
+    bool venv_cred; /* the venv build holds venv_build, a uid of its own */
+    struct proc_cred venv_build;
+
     /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
     bool holder;
     struct exec_ref {
@@ -129,38 +136,6 @@ static void mpi_defaults(struct task *t, cJSON *env);
 static void finish(struct task *t, const char *status, int exit_code, const char *message);
 
 /* ---- small helpers ---- */
-
-static int make_dirs(const char *path)
-{
-    char *p = xstrdup(path);
-    char *slash;
-    int rc = 0;
-
-    for (slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            rc = ERR_INTERNAL;
-        *slash = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        rc = ERR_INTERNAL;
-    free(p);
-    return rc;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Appends to a task file; returns the bytes written (fewer when the disk
  * is full: only what is on disk counts as produced). */
@@ -388,17 +363,23 @@ static char **env_array(struct task *t, const cJSON *extra)
         NULL
     };
     const cJSON *e;
-    char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 16, sizeof(*env));
+    char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 24, sizeof(*env));
     const char *pythonpath = NULL;
     int n = 0;
     int i;
 
     for (i = 0; inherit[i]; i++) {
         const char *v = getenv(inherit[i]);
+        /* A task user has its own identity and home, not the agent's. */
+        bool own =
+            t->has_cred && (strcmp(inherit[i], "HOME") == 0 || strcmp(inherit[i], "USER") == 0 ||
+                            strcmp(inherit[i], "TMPDIR") == 0);
 
-        if (v && json_get(extra, inherit[i]) == NULL)
+        if (v && !own && json_get(extra, inherit[i]) == NULL)
             env[n++] = xasprintf("%s=%s", inherit[i], v);
     }
+    if (t->has_cred && json_get(extra, "HOME") == NULL && json_get(extra, "USER") == NULL)
+        ident_env(&t->cred, t->src, env, &n);
     cJSON_ArrayForEach(e, extra) {
         if (strcmp(e->string, "PYTHONPATH") == 0)
             pythonpath = e->valuestring;
@@ -427,7 +408,8 @@ static void free_strv(char **v)
  * stderr become log lines (and metrics). after runs once it has exited and
  * its pipes are drained.
  */
-static int spawn(struct task *t, char **argv, char **env, const char *cwd, after_fn after)
+static int spawn(struct task *t, char **argv, char **env, const char *cwd,
+                 const struct proc_cred *cred, after_fn after)
 {
     int rc;
 
@@ -446,8 +428,8 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
     t->err.pipe.data = t;
     t->proc.data = t;
     t->child_handles = 3;
-    rc = proc_spawn(t->a->loop, &t->proc, argv[0], argv, env, cwd, &t->out.pipe, &t->err.pipe,
-                    on_child_exit);
+    rc = proc_spawn_as(t->a->loop, &t->proc, argv[0], argv, env, cwd, &t->out.pipe, &t->err.pipe,
+                       on_child_exit, cred);
     if (rc != 0) {
         char msg[600];
 
@@ -502,6 +484,11 @@ const char *task_id(struct task *t)
 const char *task_exec_cwd(struct task *t)
 {
     return t->src;
+}
+
+const struct proc_cred *task_exec_cred(struct task *t)
+{
+    return t->has_cred ? &t->cred : NULL;
 }
 
 void task_log_bytes(struct task *t, const char *data, size_t len)
@@ -780,7 +767,7 @@ static void mpi_defaults(struct task *t, cJSON *env)
         cJSON_AddStringToObject(env, "OMPI_MCA_oob_tcp_if_include", nets.data);
     if (nets.len && json_get(env, "OMPI_MCA_btl_tcp_if_include") == NULL)
         cJSON_AddStringToObject(env, "OMPI_MCA_btl_tcp_if_include", nets.data);
-    if (geteuid() == 0) {
+    if (geteuid() == 0 && !t->has_cred) {
         cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT", "1");
         cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     }
@@ -809,8 +796,10 @@ static int mpirun_argv(struct task *t, const cJSON *env, char **argv)
             fprintf(f, "%s slots=%s\n", item, colon + 1);
         }
     }
-    if (f)
+    if (f) {
+        fchmod(fileno(f), 0644); /* mpirun reads it as the task's user */
         fclose(f);
+    }
     free(list);
     argv[n++] = xstrdup("mpirun");
     argv[n++] = xstrdup("--hostfile");
@@ -952,7 +941,7 @@ static void start_main(struct task *t, const char *python)
         use_venv(env, python);
     t->main_started = true;
     t->status = "running";
-    spawn(t, argv, env, ranks_task->src, after_main);
+    spawn(t, argv, env, ranks_task->src, task_exec_cred(t), after_main);
     cJSON_Delete(ranks_env);
     if (t->pgid > 0)
         write_pid_file(t);
@@ -993,11 +982,54 @@ static void venv_retry(uv_timer_t *timer);
  * <dir>.lock is held; <dir>/.trainyard-ready marks it complete. An agent
  * removes stale locks when it starts (task_reap_leftovers).
  */
+
+/* The build's uid is not the run's: the run's other processes cannot
+ * touch the venv while it is built, and what the build code leaves
+ * running is killed before the venv is sealed (root's, read-only) for
+ * every run to use. */
+static char *venv_key(const char *dir)
+{
+    return xasprintf("venv:%s", dir);
+}
+
+static void venv_end_build(struct task *t, const char *dir)
+{
+    char *key = venv_key(dir);
+
+    if (t->venv_cred)
+        ident_release(t->a, key);
+    t->venv_cred = false;
+    free(key);
+}
+
+/* The environment of a venv build: the job's, but the build's own home
+ * (the venv; its pip cache is dropped before sealing) and identity.
+ * env_array() left room. */
+static char **venv_env(struct task *t, const char *dir)
+{
+    char **env = env_array(t, json_get(t->assignment, "env"));
+    int n;
+    int i;
+
+    for (i = n = 0; env[i]; i++) {
+        if (strncmp(env[i], "HOME=", 5) == 0 || strncmp(env[i], "USER=", 5) == 0 ||
+            strncmp(env[i], "LOGNAME=", 8) == 0)
+            free(env[i]);
+        else
+            env[n++] = env[i];
+    }
+    if (t->venv_cred)
+        ident_env(&t->venv_build, dir, env, &n);
+    env[n] = NULL;
+    return env;
+}
+
 static void venv_failed(struct task *t, const char *why)
 {
     char *dir = venv_dir(t);
     char *lock = xasprintf("%s.lock", dir);
 
+    venv_end_build(t, dir);
     remove_tree(dir);
     unlink(lock);
     finish(t, "failed", -1, why);
@@ -1011,11 +1043,22 @@ static void after_pip(struct task *t, int64_t exit_status, int term_signal)
     char *lock = xasprintf("%s.lock", dir);
     char *ready = xasprintf("%s/.trainyard-ready", dir);
     char *python = xasprintf("%s/bin/python", dir);
+    char *cache;
+    bool sealed;
     int fd;
 
     if (exit_status != 0 || term_signal) {
         venv_failed(t, "pip install failed; its output is in the log");
-    } else if ((fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        goto out;
+    }
+    sealed = !t->venv_cred;
+    venv_end_build(t, dir);
+    cache = xasprintf("%s/.cache", dir);
+    remove_tree(cache);
+    free(cache);
+    if (!sealed && seal_tree(dir) < 0) {
+        venv_failed(t, "cannot seal the virtual environment");
+    } else if ((fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
         venv_failed(t, "cannot mark the virtual environment ready");
     } else {
         close(fd);
@@ -1023,6 +1066,7 @@ static void after_pip(struct task *t, int64_t exit_status, int term_signal)
         log_text(t, "trainyard: virtual environment ready\n");
         start_main(t, python);
     }
+out:
     free(dir);
     free(lock);
     free(ready);
@@ -1035,7 +1079,7 @@ static void after_venv(struct task *t, int64_t exit_status, int term_signal)
     const cJSON *p;
     char *dir = venv_dir(t);
     char **argv = xcalloc((size_t)cJSON_GetArraySize(pkgs) + 8, sizeof(*argv));
-    char **env = env_array(t, json_get(t->assignment, "env"));
+    char **env = venv_env(t, dir);
     int n = 0;
 
     if (exit_status != 0 || term_signal || t->stop_requested) {
@@ -1052,7 +1096,7 @@ static void after_venv(struct task *t, int64_t exit_status, int term_signal)
         argv[n++] = xstrdup(p->valuestring);
     }
     log_text(t, "trainyard: pip install\n");
-    spawn(t, argv, env, t->src, after_pip);
+    spawn(t, argv, env, dir, t->venv_cred ? &t->venv_build : NULL, after_pip);
 out:
     free(dir);
     free_strv(argv);
@@ -1082,13 +1126,25 @@ static void prepare_venv(struct task *t)
         }
     } else {
         char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", dir, NULL };
-        char **env = env_array(t, json_get(t->assignment, "env"));
+        char *key = venv_key(dir);
+        const char *error = NULL;
+        int got;
 
         close(fd);
         remove_tree(dir); /* what a failed build left */
-        log_text(t, "trainyard: creating a virtual environment\n");
-        spawn(t, argv, env, t->src, after_venv);
-        free_strv(env);
+        got = ident_acquire(t->a, key, &t->venv_build, &error);
+        free(key);
+        t->venv_cred = got == 1;
+        if (got < 0 || mkdir(dir, 0755) < 0 || chmod(dir, 0755) < 0 ||
+            (t->venv_cred && chown(dir, t->venv_build.uid, t->venv_build.gid) < 0)) {
+            venv_failed(t, error ? error : "cannot create the virtual environment's directory");
+        } else {
+            char **env = venv_env(t, dir);
+
+            log_text(t, "trainyard: creating a virtual environment\n");
+            spawn(t, argv, env, dir, t->venv_cred ? &t->venv_build : NULL, after_venv);
+            free_strv(env);
+        }
     }
     free(dir);
     free(lock);
@@ -1113,8 +1169,13 @@ static void prepared(struct task *t)
         finish(t, "failed", -1, "stopped before it started");
         return;
     }
-    if (make_dirs(t->outputs) < 0) {
+    if (make_dirs(t->outputs, 0700) < 0) {
         finish(t, "failed", -1, "cannot create the outputs directory");
+        return;
+    }
+    /* Unpacked as root in a directory only root can enter; now the run's. */
+    if (t->has_cred && chown_tree(t->src, t->cred.uid, t->cred.gid) < 0) {
+        finish(t, "failed", -1, "cannot give the task directory to the task's user");
         return;
     }
     if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0)
@@ -1240,7 +1301,7 @@ static void prepare(struct task *t)
     char url[256];
     struct stat st;
 
-    if (make_dirs(t->src) < 0) {
+    if (make_dirs(t->src, 0700) < 0 || chmod(t->src, 0700) < 0) {
         finish(t, "failed", -1, "cannot create the task directory");
         return;
     }
@@ -1328,6 +1389,16 @@ static void task_free_cb(uv_handle_t *h)
         close(t->log_fd);
     if (t->metrics_fd >= 0)
         close(t->metrics_fd);
+    /* The run's last task here takes what it left running with it, before
+     * its files go (nothing of it can swap them for links meanwhile). */
+    if (t->has_cred)
+        ident_release(t->a, t->run);
+    if (t->venv_cred) {
+        char *dir = venv_dir(t);
+
+        venv_end_build(t, dir);
+        free(dir);
+    }
     remove_tree(t->dir);
     buf_release(&t->out.line);
     buf_release(&t->err.line);
@@ -1335,6 +1406,7 @@ static void task_free_cb(uv_handle_t *h)
     cJSON_Delete(t->steps);
     cJSON_Delete(t->uploads);
     free(t->id);
+    free(t->run);
     free(t->dir);
     free(t->src);
     free(t->outputs);
@@ -1567,12 +1639,36 @@ static void url_path(struct buf *out, const char *path)
     }
 }
 
+/* Opens output rel of the task without following a link anywhere on the
+ * way (the task owns that tree and may have planted some since it was
+ * listed): a regular file, or -1. */
+static int open_output(struct task *t, const char *rel)
+{
+    int src = open(t->src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    char *under = xasprintf("outputs/%s", rel);
+    int fd = src >= 0 ? open_regular_under(src, under) : -1;
+
+    if (src >= 0)
+        close(src);
+    free(under);
+    return fd;
+}
+
 static void send_upload(struct task *t)
 {
     const char *rel = cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring;
-    char *file = xasprintf("%s/%s", t->outputs, rel);
+    int fd = open_output(t, rel);
+    char file[64];
     struct buf path;
 
+    if (fd < 0) {
+        log_warn("agent: output '%s' of task '%s' is no longer a regular file; skipped", rel,
+                 t->id);
+        t->upload_next++;
+        return;
+    }
+    /* The open file itself, whatever its name points at by now. */
+    snprintf(file, sizeof(file), "/proc/self/fd/%d", fd);
     buf_init(&path);
     buf_printf(&path, "/api/v1/agent/tasks/%s/artifacts/", t->id);
     url_path(&path, rel);
@@ -1581,8 +1677,8 @@ static void send_upload(struct task *t)
         t->upload_in_flight = true;
     else
         t->upload_next++; /* vanished or unreadable: nothing to send */
+    close(fd);
     buf_release(&path);
-    free(file);
 }
 
 static void send_status(struct task *t)
@@ -1646,7 +1742,9 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     const char *snapshot = json_get_string(assignment, "snapshot");
     const cJSON *argv = json_get(assignment, "argv");
     const cJSON *x;
+    const char *ident_error = NULL;
     struct task *t;
+    int ident;
 
     if (id == NULL || id[0] == '\0' || strlen(id) > 200 || strchr(id, '/') || id[0] == '.') {
         *ret_error = "id is required: a task id without '/'";
@@ -1702,8 +1800,13 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     buf_init(&t->err.line);
     t->log_fd = -1;
     t->metrics_fd = -1;
+    t->run =
+        xstrdup(json_get_string(assignment, "run_id") ? json_get_string(assignment, "run_id") : id);
     remove_tree(t->dir);
-    if (make_dirs(t->dir) == 0) {
+    ident = ident_acquire(a, t->run, &t->cred, &ident_error);
+    t->has_cred = ident == 1;
+    /* root's, 0711: the task reaches its src/ but not the agent's files */
+    if (ident >= 0 && make_dirs(t->dir, 0711) == 0 && chmod(t->dir, 0711) == 0) {
         t->log_fd = open(t->log_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
         t->metrics_fd =
             open(t->metrics_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
@@ -1718,7 +1821,7 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     uv_timer_start(&t->pump_timer, on_pump_timer, PUMP_MS, PUMP_MS);
     log_info("agent: task '%s' assigned", id);
     if (t->log_fd < 0 || t->metrics_fd < 0) {
-        finish(t, "failed", -1, "cannot create the task's files");
+        finish(t, "failed", -1, ident_error ? ident_error : "cannot create the task's files");
         return 201;
     }
     queue_status(t, "preparing", -1, NULL);

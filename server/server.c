@@ -326,20 +326,18 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
 {
     char url[128];
     char token_path[4096];
-    char token[256] = "";
     char work[4096];
-    char env_token[300];
     char host[256] = "local";
-    char *argv[] = { "trainyard", "agent",    "--server",    url,      "--name",
-                     host,        "--listen", "127.0.0.1:0", "--work", work,
-                     "--grace",   "5",        NULL,          NULL,     NULL };
+    char *argv[] = { "trainyard",    "agent",       "--server", url,  "--name",  host,
+                     "--listen",     "127.0.0.1:0", "--work",   work, "--grace", "3",
+                     "--token-file", token_path,    NULL,       NULL, NULL };
     char **env;
     size_t n = 0;
     size_t i;
     pid_t pid;
     posix_spawnattr_t attr;
     sigset_t none;
-    FILE *f;
+    struct stat st;
     int rc;
 
     (void)addr;
@@ -347,26 +345,25 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     snprintf(token_path, sizeof(token_path), "%s/admin.token", data);
     snprintf(work, sizeof(work), "%s/agent", data);
     gethostname(host, sizeof(host) - 1);
-    f = fopen(token_path, "r");
-    if (f == NULL || fgets(token, sizeof(token), f) == NULL) {
-        if (f)
-            fclose(f);
+    /* The token goes by its file (0600), never in argv or the environment,
+     * where /proc shows it to every local user. */
+    if (stat(token_path, &st) < 0 || !S_ISREG(st.st_mode)) {
         log_error("server: --dev needs '%s' to start the local agent", token_path);
         return -1;
     }
-    fclose(f);
-    token[strcspn(token, "\n")] = '\0';
-    snprintf(env_token, sizeof(env_token), "TRAINYARD_TOKEN=%s", token);
+    /* A root agent's tasks run as users of their own, who must traverse
+     * the data directory (0700) to their task directories under it; o+x
+     * lets them in without letting them list it. */
+    if (geteuid() == 0 && stat(data, &st) == 0 && !(st.st_mode & S_IXOTH))
+        chmod(data, (st.st_mode & 07777) | S_IXOTH);
     while (environ[n])
         n++;
-    env = xcalloc(n + 2, sizeof(*env));
-    for (i = 0; i < n; i++) {
-        if (strncmp(environ[i], "TRAINYARD_TOKEN=", 16) != 0)
-            env[i] = environ[i];
-        else
-            env[i] = env_token;
+    env = xcalloc(n + 1, sizeof(*env));
+    for (i = n = 0; environ[i]; i++) {
+        if (strncmp(environ[i], "TRAINYARD_TOKEN=", 16) != 0 &&
+            strncmp(environ[i], "TRAINYARD_TOKEN_FILE=", 21) != 0)
+            env[n++] = environ[i];
     }
-    env[n] = env_token;
     if (tls_cert) {
         /* A self-signed certificate is its own CA: give the agent that. */
         for (i = 0; argv[i]; i++)

@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import (BIN, PYTHON, assert_error, free_port, http_request,
+from conftest import (BIN, PYTHON, assert_error, free_port, http_request, open_to_tasks,
                       make_tgz, pid_alive, uniq, wait_for)
 
 FINAL = ("completed", "failed", "canceled")
@@ -616,6 +616,8 @@ def test_pip_packages_local_directory_and_cache(server_factory, agent_factory, t
     (pkg / "typkg" / "__init__.py").write_text("VALUE = 42\n")
     (pkg / "setup.py").write_text(
         "from setuptools import setup\nsetup(name='typkg', version='0.1', packages=['typkg'])\n")
+    if os.geteuid() == 0:
+        open_to_tasks(pkg)  # pip runs as a uid of its own and builds in place
     sid = snapshot_of(srv, {"use.py": "import sys, typkg\n"
                                       "print('typkg says', typkg.VALUE, 'prefix', sys.prefix)\n"})
     use = {"source": sid, "entry_script": "use.py",
