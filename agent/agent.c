@@ -113,6 +113,29 @@ static uv_cond_t call_cv;
 static struct call *calls;
 static bool loop_gone;
 
+/* The SPEC §3 error body, {"error": {"code", "message"}}, with the code
+ * that goes with the HTTP status. */
+static char *error_body(int status, const char *message)
+{
+    const char *code = status == 400   ? "invalid_argument"
+                       : status == 401 ? "unauthenticated"
+                       : status == 403 ? "permission_denied"
+                       : status == 404 ? "not_found"
+                       : status == 409 ? "conflict"
+                       : status == 413 ? "payload_too_large"
+                       : status == 503 ? "unavailable"
+                                       : "internal";
+    cJSON *body = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(body, "error");
+    char *text;
+
+    cJSON_AddStringToObject(error, "code", code);
+    cJSON_AddStringToObject(error, "message", message);
+    text = json_print(body);
+    cJSON_Delete(body);
+    return text;
+}
+
 static void on_calls(uv_async_t *h)
 {
     struct call *list;
@@ -132,13 +155,15 @@ static void on_calls(uv_async_t *h)
         switch (c->kind) {
         case CALL_ASSIGN:
             c->status = agent.stopping ? 503 : task_assign(&agent, c->body, &error);
-            if (error)
-                cJSON_AddStringToObject(out, "error", error);
-            else
+            if (c->status == 503)
+                error = "the agent is stopping";
+            if (error == NULL)
                 cJSON_AddStringToObject(out, "id", json_get_string(c->body, "id"));
             break;
         case CALL_STOP:
             c->status = task_stop(&agent, c->id, "stopped by the server") ? 200 : 404;
+            if (c->status == 404)
+                error = "no such task on this agent";
             cJSON_AddStringToObject(out, "id", c->id);
             break;
         case CALL_LIST:
@@ -149,11 +174,11 @@ static void on_calls(uv_async_t *h)
             c->status = agent.stopping ? 503
                                        : exec_start(&agent, c->id, json_get(c->body, "argv"),
                                                     &c->stream, &error);
-            if (error)
-                cJSON_AddStringToObject(out, "error", error);
+            if (c->status == 503)
+                error = "the agent is stopping";
             break;
         }
-        c->reply = json_print(out);
+        c->reply = error ? error_body(c->status, error) : json_print(out);
         cJSON_Delete(out);
         uv_mutex_lock(&call_mu);
         c->done = true;
@@ -168,7 +193,7 @@ static void call_loop(struct call *c)
     uv_mutex_lock(&call_mu);
     if (loop_gone) {
         c->status = 503;
-        c->reply = xstrdup("{\"error\": \"the agent is stopping\"}");
+        c->reply = error_body(503, "the agent is stopping");
         uv_mutex_unlock(&call_mu);
         return;
     }
@@ -247,9 +272,7 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         if (strcmp(url, "/healthz") == 0 || strcmp(url, "/v1/exec") == 0)
             return MHD_YES;
         if (!authorized(conn))
-            return reply(conn, 401,
-                         xstrdup("{\"error\": \"unauthenticated: only the server may "
-                                 "call this agent\"}"));
+            return reply(conn, 401, error_body(401, "only the server may call this agent"));
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -261,7 +284,7 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (st->too_large)
-        return reply(conn, 413, xstrdup("{\"error\": \"body too large\"}"));
+        return reply(conn, 413, error_body(413, "the body is larger than 1 MiB"));
     memset(&c, 0, sizeof(c));
     if (strcmp(url, "/healthz") == 0 && strcmp(method, "GET") == 0)
         return reply(conn, 200, xstrdup("{\"status\": \"ok\"}"));
@@ -270,19 +293,19 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         c.body = json_parse(st->body.data, st->body.len);
         if (c.body == NULL || !cJSON_IsObject(c.body)) {
             cJSON_Delete(c.body);
-            return reply(conn, 400, xstrdup("{\"error\": \"the body must be a JSON object\"}"));
+            return reply(conn, 400, error_body(400, "the body must be a JSON object"));
         }
     } else if (strcmp(url, "/v1/exec") == 0 && strcmp(method, "POST") == 0) {
         const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
 
         if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) >= sizeof(c.id))
-            return reply(conn, 401, xstrdup("{\"error\": \"an exec secret is required\"}"));
+            return reply(conn, 401, error_body(401, "an exec secret is required"));
         c.kind = CALL_EXEC;
         snprintf(c.id, sizeof(c.id), "%s", auth + 7);
         c.body = json_parse(st->body.data, st->body.len);
         if (c.body == NULL || !cJSON_IsObject(c.body)) {
             cJSON_Delete(c.body);
-            return reply(conn, 400, xstrdup("{\"error\": \"the body must be a JSON object\"}"));
+            return reply(conn, 400, error_body(400, "the body must be a JSON object"));
         }
         call_loop(&c);
         cJSON_Delete(c.body);
@@ -306,7 +329,7 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         c.kind = CALL_STOP;
         snprintf(c.id, sizeof(c.id), "%s", url + 10);
     } else {
-        return reply(conn, 404, xstrdup("{\"error\": \"no such endpoint\"}"));
+        return reply(conn, 404, error_body(404, "no such endpoint"));
     }
     call_loop(&c);
     cJSON_Delete(c.body);
