@@ -147,7 +147,30 @@ int seal_tree(const char *path);
  * any link on the way: a regular file, for reading; -1 (errno set) else. */
 int open_regular_under(int dirfd, const char *rel);
 
-/* ---- agent.c ---- */
+/* ---- options.c ---- */
+
+extern const char agent_usage[];
+
+/* What parse_options() leaves outside struct agent. */
+struct agent_opts {
+    const char *work;
+    long hollow;
+    const char *tls_cert;
+    const char *tls_key;
+    double task_seconds;
+    char *host; /* from --listen, allocated */
+    unsigned port;
+};
+
+/* Fills a and o from the command line and environment. Returns 0, 1 when
+ * --help was printed, or 2 after a usage error (printed). */
+int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv);
+
+/* ---- client.c ---- */
+
+/* Registers the node (retrying every second until the server takes it),
+ * then heartbeats at the interval the server gave. */
+void client_register(struct agent *a);
 
 /* Starts an HTTP request to the server (path begins with /) with the agent
  * token. cb as for uvcurl_start(); 0 or ERR_INTERNAL. */
