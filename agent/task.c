@@ -1,17 +1,10 @@
 /*
  * task.c - one assigned task on this node, from assignment to its last
- * report: prepare (snapshot, venv), run (a process group in the unpacked
- * snapshot, stdout and stderr read line by line), and report.
- *
- * Reporting loses nothing and repeats nothing: log lines are appended to
- * <task>/log and sent by byte offset; metric points are appended to
- * <task>/metrics.jsonl and sent in batches whose seq is the batch's end
- * offset, a batch being resent unchanged until acknowledged; statuses are
- * queued and resent until acknowledged, the final one only after every log
- * byte, metric point and output file has been delivered. Memory holds one
- * batch at a time; the rest waits on disk.
+ * report: prepare (prepare.c: snapshot, venv), run (a process group in
+ * the unpacked snapshot, as the run's uid, stdout and stderr read line by
+ * line), and report (report.c: loses nothing and repeats nothing).
  */
-#include "agent/internal.h"
+#include "agent/task.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,104 +29,7 @@
 #include "common/spawn.h"
 #include "common/banned.h"
 
-#define PUMP_MS 250
-#define LOG_CHUNK (1024 * 1024)
-#define METRICS_BATCH (256 * 1024)
-#define MAX_LINE (64 * 1024)
-
-struct status_msg {
-    char status[16];
-    int exit_code;
-    char *message;
-    struct status_msg *next;
-};
-
-struct stream_reader {
-    uv_pipe_t pipe;
-    struct task *task;
-    struct buf line;
-    bool is_stderr;
-};
-
-typedef void (*after_fn)(struct task *t, int64_t exit_status, int term_signal);
-
-struct task {
-    struct agent *a;
-    struct task *next;
-    char *id;
-    cJSON *assignment;
-    char *dir;
-    char *src;
-    char *outputs;
-    char *log_path;
-    char *metrics_path;
-    int log_fd;
-    int metrics_fd;
-    const char *status; /* preparing, running, exited */
-
-    /* the current child process (pip, venv or the task itself) */
-    struct proc proc;
-    struct stream_reader out;
-    struct stream_reader err;
-    int child_handles; /* open handles of the current child */
-    bool child_exited;
-    int64_t exit_status;
-    int term_signal;
-    after_fn after;
-    int pgid;
-    bool main_started;
-
-    uv_timer_t pump_timer;
-    uv_timer_t kill_timer;
-    int own_handles; /* pump_timer and kill_timer, until closed */
-    bool stop_requested;
-    bool finished; /* the task's work is over; only reporting remains */
-    bool freeing;
-
-    /* reporting */
-    int64_t log_size;
-    int64_t log_acked;
-    bool log_in_flight;
-    int64_t metrics_size;
-    int64_t metrics_acked;
-    int64_t batch_end;
-    bool metrics_in_flight;
-    struct status_msg *statuses;
-    bool status_in_flight;
-    bool final_queued;
-    cJSON *steps;
-    cJSON *uploads;
-    int upload_next;
-    int upload_fails;
-    bool upload_in_flight;
-    bool uploads_listed;
-    int venv_wait;
-    bool work_pending; /* an unpack runs on the thread pool */
-    bool download_pending; /* the snapshot download is in flight */
-    bool final_acked; /* the server has the final status */
-
-    /* who its processes run as (ident.c) */
-    char *run; /* the run's id, the key of its uid */
-    struct proc_cred cred;
-    bool has_cred; /* false: as the agent */
-    bool venv_cred; /* the venv build holds venv_build, a uid of its own */
-    struct proc_cred venv_build;
-
-    /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
-    bool holder;
-    struct exec_ref {
-        struct exec_stream *stream;
-        int pgid;
-        bool ended;
-    } execs[16];
-    int n_execs;
-    int live_execs;
-};
-
-static void pump(struct task *t);
-static void task_release(struct task *t);
 static void mpi_defaults(struct task *t, cJSON *env);
-static void finish(struct task *t, const char *status, int exit_code, const char *message);
 
 /* ---- small helpers ---- */
 
@@ -157,7 +53,7 @@ static size_t write_all(int fd, const char *data, size_t len)
     return done;
 }
 
-static void log_text(struct task *t, const char *text)
+void task_log_text(struct task *t, const char *text)
 {
     t->log_size += (int64_t)write_all(t->log_fd, text, strlen(text));
 }
@@ -356,7 +252,7 @@ static void on_child_exit(struct proc *p, int64_t exit_status, int term_signal)
     proc_close(p, child_handle_closed);
 }
 
-static char **env_array(struct task *t, const cJSON *extra)
+char **task_env(struct task *t, const cJSON *extra)
 {
     static const char *const inherit[] = {
         "PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
@@ -394,7 +290,7 @@ static char **env_array(struct task *t, const cJSON *extra)
     return env;
 }
 
-static void free_strv(char **v)
+void task_free_strv(char **v)
 {
     int i;
 
@@ -408,8 +304,8 @@ static void free_strv(char **v)
  * stderr become log lines (and metrics). after runs once it has exited and
  * its pipes are drained.
  */
-static int spawn(struct task *t, char **argv, char **env, const char *cwd,
-                 const struct proc_cred *cred, after_fn after)
+int task_spawn(struct task *t, char **argv, char **env, const char *cwd,
+               const struct proc_cred *cred, after_fn after)
 {
     int rc;
 
@@ -434,7 +330,7 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd,
         char msg[600];
 
         snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
-        log_text(t, msg);
+        task_log_text(t, msg);
         t->exit_status = 127;
         t->child_exited = true;
         t->pgid = 0;
@@ -548,7 +444,7 @@ char **task_exec_env(struct task *t)
     cJSON_DeleteItemFromObjectCaseSensitive(env, "HOME");
     cJSON_AddStringToObject(env, "HOME", t->src);
     mpi_defaults(t, env);
-    out = env_array(t, env);
+    out = task_env(t, env);
     cJSON_Delete(env);
     return out;
 }
@@ -585,7 +481,7 @@ bool task_stop(struct agent *a, const char *id, const char *why)
          * here; its execs got SIGTERM and get SIGKILL after the grace. */
         if (t->live_execs > 0)
             uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
-        finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
+        task_finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
     }
     return true;
 }
@@ -701,26 +597,12 @@ static void after_main(struct task *t, int64_t exit_status, int term_signal)
     if (term_signal) {
         snprintf(msg, sizeof(msg), "killed by signal %d%s", term_signal,
                  t->stop_requested ? " (stopped)" : "");
-        finish(t, "failed", 128 + term_signal, msg);
+        task_finish(t, "failed", 128 + term_signal, msg);
     } else if (exit_status == 0) {
-        finish(t, "succeeded", 0, NULL);
+        task_finish(t, "succeeded", 0, NULL);
     } else {
-        finish(t, "failed", (int)exit_status, NULL);
+        task_finish(t, "failed", (int)exit_status, NULL);
     }
-}
-
-static void queue_status(struct task *t, const char *status, int exit_code, const char *message)
-{
-    struct status_msg *m = xcalloc(1, sizeof(*m));
-    struct status_msg **p;
-
-    snprintf(m->status, sizeof(m->status), "%s", status);
-    m->exit_code = exit_code;
-    m->message = message ? xstrdup(message) : NULL;
-    for (p = &t->statuses; *p; p = &(*p)->next)
-        ;
-    *p = m;
-    pump(t);
 }
 
 /* Keeps MPI traffic on the nodes' network (STYLE.md, Open MPI notes): the
@@ -867,10 +749,6 @@ static struct task *local_worker(struct task *launcher)
     return NULL;
 }
 
-static void start_main(struct task *t, const char *python);
-
-static char *venv_dir(struct task *t);
-
 static void launcher_retry(uv_timer_t *timer)
 {
     struct task *t = timer->data;
@@ -878,17 +756,17 @@ static void launcher_retry(uv_timer_t *timer)
     char *python;
 
     if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) == 0) {
-        start_main(t, t->a->python);
+        task_start_main(t, t->a->python);
         return;
     }
-    dir = venv_dir(t);
+    dir = task_venv_dir(t);
     python = xasprintf("%s/bin/python", dir);
-    start_main(t, python);
+    task_start_main(t, python);
     free(python);
     free(dir);
 }
 
-static void start_main(struct task *t, const char *python)
+void task_start_main(struct task *t, const char *python)
 {
     const cJSON *argv_json = json_get(t->assignment, "argv");
     cJSON *env_json = json_get(t->assignment, "env");
@@ -900,14 +778,14 @@ static void start_main(struct task *t, const char *python)
     int n = 0;
 
     if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
+        task_finish(t, "failed", -1, "stopped before it started");
         return;
     }
     if (cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
         /* Holds the node's slots; mpirun starts the ranks through /v1/exec. */
         t->holder = true;
         t->status = "running";
-        queue_status(t, "running", -1, NULL);
+        task_queue_status(t, "running", -1, NULL);
         return;
     }
     if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
@@ -936,393 +814,20 @@ static void start_main(struct task *t, const char *python)
     cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
-    env = env_array(ranks_task, env_json);
+    env = task_env(ranks_task, env_json);
     if (strcmp(python, t->a->python) != 0)
         use_venv(env, python);
     t->main_started = true;
     t->status = "running";
-    spawn(t, argv, env, ranks_task->src, task_exec_cred(t), after_main);
+    task_spawn(t, argv, env, ranks_task->src, task_exec_cred(t), after_main);
     cJSON_Delete(ranks_env);
     if (t->pgid > 0)
         write_pid_file(t);
     /* Running once the process exists: a failure to start is reported as
      * the process's own failure (exit 127). */
-    queue_status(t, "running", -1, NULL);
-    free_strv(argv);
-    free_strv(env);
-}
-
-/* ---- preparing: venv ---- */
-
-static char *venv_dir(struct task *t)
-{
-    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
-    struct buf key;
-    char hex[CRYPTO_SHA256_HEX_LEN];
-    const cJSON *p;
-    char *dir;
-
-    buf_init(&key);
-    buf_adds(&key, t->a->python_version ? t->a->python_version : t->a->python);
-    cJSON_ArrayForEach(p, pkgs) {
-        buf_addc(&key, '\n');
-        buf_adds(&key, p->valuestring);
-    }
-    crypto_sha256_hex(key.data, key.len, hex);
-    buf_release(&key);
-    dir = xasprintf("%s/venvs/%.16s", t->a->work, hex);
-    return dir;
-}
-
-static void venv_retry(uv_timer_t *timer);
-
-/*
- * A venv is built in its final directory (scripts pip installs name their
- * interpreter by absolute path, so it cannot be moved afterwards) while
- * <dir>.lock is held; <dir>/.trainyard-ready marks it complete. An agent
- * removes stale locks when it starts (task_reap_leftovers).
- */
-
-/* The build's uid is not the run's: the run's other processes cannot
- * touch the venv while it is built, and what the build code leaves
- * running is killed before the venv is sealed (root's, read-only) for
- * every run to use. */
-static char *venv_key(const char *dir)
-{
-    return xasprintf("venv:%s", dir);
-}
-
-static void venv_end_build(struct task *t, const char *dir)
-{
-    char *key = venv_key(dir);
-
-    if (t->venv_cred)
-        ident_release(t->a, key);
-    t->venv_cred = false;
-    free(key);
-}
-
-/* The environment of a venv build: the job's, but the build's own home
- * (the venv; its pip cache is dropped before sealing) and identity.
- * env_array() left room. */
-static char **venv_env(struct task *t, const char *dir)
-{
-    char **env = env_array(t, json_get(t->assignment, "env"));
-    int n;
-    int i;
-
-    for (i = n = 0; env[i]; i++) {
-        if (strncmp(env[i], "HOME=", 5) == 0 || strncmp(env[i], "USER=", 5) == 0 ||
-            strncmp(env[i], "LOGNAME=", 8) == 0)
-            free(env[i]);
-        else
-            env[n++] = env[i];
-    }
-    if (t->venv_cred)
-        ident_env(&t->venv_build, dir, env, &n);
-    env[n] = NULL;
-    return env;
-}
-
-static void venv_failed(struct task *t, const char *why)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-
-    venv_end_build(t, dir);
-    remove_tree(dir);
-    unlink(lock);
-    finish(t, "failed", -1, why);
-    free(dir);
-    free(lock);
-}
-
-static void after_pip(struct task *t, int64_t exit_status, int term_signal)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-    char *ready = xasprintf("%s/.trainyard-ready", dir);
-    char *python = xasprintf("%s/bin/python", dir);
-    char *cache;
-    bool sealed;
-    int fd;
-
-    if (exit_status != 0 || term_signal) {
-        venv_failed(t, "pip install failed; its output is in the log");
-        goto out;
-    }
-    sealed = !t->venv_cred;
-    venv_end_build(t, dir);
-    cache = xasprintf("%s/.cache", dir);
-    remove_tree(cache);
-    free(cache);
-    if (!sealed && seal_tree(dir) < 0) {
-        venv_failed(t, "cannot seal the virtual environment");
-    } else if ((fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-        venv_failed(t, "cannot mark the virtual environment ready");
-    } else {
-        close(fd);
-        unlink(lock);
-        log_text(t, "trainyard: virtual environment ready\n");
-        start_main(t, python);
-    }
-out:
-    free(dir);
-    free(lock);
-    free(ready);
-    free(python);
-}
-
-static void after_venv(struct task *t, int64_t exit_status, int term_signal)
-{
-    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
-    const cJSON *p;
-    char *dir = venv_dir(t);
-    char **argv = xcalloc((size_t)cJSON_GetArraySize(pkgs) + 8, sizeof(*argv));
-    char **env = venv_env(t, dir);
-    int n = 0;
-
-    if (exit_status != 0 || term_signal || t->stop_requested) {
-        venv_failed(t, "cannot create the virtual environment");
-        goto out;
-    }
-    argv[n++] = xasprintf("%s/bin/python", dir);
-    argv[n++] = xstrdup("-m");
-    argv[n++] = xstrdup("pip");
-    argv[n++] = xstrdup("install");
-    argv[n++] = xstrdup("--no-input");
-    argv[n++] = xstrdup("--disable-pip-version-check");
-    cJSON_ArrayForEach(p, pkgs) {
-        argv[n++] = xstrdup(p->valuestring);
-    }
-    log_text(t, "trainyard: pip install\n");
-    spawn(t, argv, env, dir, t->venv_cred ? &t->venv_build : NULL, after_pip);
-out:
-    free(dir);
-    free_strv(argv);
-    free_strv(env);
-}
-
-static void prepare_venv(struct task *t)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-    char *ready = xasprintf("%s/.trainyard-ready", dir);
-    char *python = xasprintf("%s/bin/python", dir);
-    struct stat st;
-    int fd;
-
-    if (stat(ready, &st) == 0) {
-        log_text(t, "trainyard: using the cached virtual environment\n");
-        start_main(t, python);
-    } else if ((fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-        if (errno == EEXIST) {
-            /* Another task builds the same one: wait for it. */
-            if (t->venv_wait++ == 0)
-                log_text(t, "trainyard: waiting for the virtual environment\n");
-            uv_timer_start(&t->kill_timer, venv_retry, 500, 0);
-        } else {
-            finish(t, "failed", -1, "cannot lock the virtual environment");
-        }
-    } else {
-        char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", dir, NULL };
-        char *key = venv_key(dir);
-        const char *error = NULL;
-        int got;
-
-        close(fd);
-        remove_tree(dir); /* what a failed build left */
-        got = ident_acquire(t->a, key, &t->venv_build, &error);
-        free(key);
-        t->venv_cred = got == 1;
-        if (got < 0 || mkdir(dir, 0755) < 0 || chmod(dir, 0755) < 0 ||
-            (t->venv_cred && chown(dir, t->venv_build.uid, t->venv_build.gid) < 0)) {
-            venv_failed(t, error ? error : "cannot create the virtual environment's directory");
-        } else {
-            char **env = venv_env(t, dir);
-
-            log_text(t, "trainyard: creating a virtual environment\n");
-            spawn(t, argv, env, dir, t->venv_cred ? &t->venv_build : NULL, after_venv);
-            free_strv(env);
-        }
-    }
-    free(dir);
-    free(lock);
-    free(ready);
-    free(python);
-}
-
-static void venv_retry(uv_timer_t *timer)
-{
-    struct task *t = timer->data;
-
-    if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
-        return;
-    }
-    prepare_venv(t);
-}
-
-static void prepared(struct task *t)
-{
-    if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
-        return;
-    }
-    if (make_dirs(t->outputs, 0700) < 0) {
-        finish(t, "failed", -1, "cannot create the outputs directory");
-        return;
-    }
-    /* Unpacked as root in a directory only root can enter; now the run's. */
-    if (t->has_cred && chown_tree(t->src, t->cred.uid, t->cred.gid) < 0) {
-        finish(t, "failed", -1, "cannot give the task directory to the task's user");
-        return;
-    }
-    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0)
-        prepare_venv(t);
-    else
-        start_main(t, t->a->python);
-}
-
-/* ---- preparing: snapshot ---- */
-
-struct unpack_work {
-    uv_work_t req;
-    struct task *task;
-    char *archive;
-    char why[512];
-    int rc;
-};
-
-static void unpack_work(uv_work_t *req)
-{
-    struct unpack_work *w = req->data;
-
-    w->rc = archive_unpack(w->archive, w->task->src, w->why, sizeof(w->why));
-}
-
-static void unpack_done(uv_work_t *req, int status)
-{
-    struct unpack_work *w = req->data;
-    struct task *t = w->task;
-    char msg[700];
-
-    (void)status;
-    t->work_pending = false;
-    if (t->finished) {
-        /* Stopped while unpacking: nothing more to do but let it go. */
-        free(w->archive);
-        free(w);
-        task_release(t);
-        return;
-    }
-    if (w->rc < 0) {
-        snprintf(msg, sizeof(msg), "cannot unpack the snapshot: %s", w->why);
-        finish(t, "failed", -1, msg);
-    } else {
-        prepared(t);
-    }
-    free(w->archive);
-    free(w);
-}
-
-static void unpack(struct task *t, const char *archive)
-{
-    struct unpack_work *w = xcalloc(1, sizeof(*w));
-
-    w->task = t;
-    w->archive = xstrdup(archive);
-    w->req.data = w;
-    t->work_pending = true;
-    if (uv_queue_work(t->a->loop, &w->req, unpack_work, unpack_done) != 0) {
-        t->work_pending = false;
-        free(w->archive);
-        free(w);
-        finish(t, "failed", -1, "cannot unpack the snapshot");
-    }
-}
-
-static char *cache_path(struct task *t)
-{
-    const char *id = json_get_string(t->assignment, "snapshot");
-
-    return xasprintf("%s/snapshots/%s.tar.gz", t->a->work, id + 7);
-}
-
-static void on_downloaded(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    char *path = cache_path(t);
-    char *tmp = xasprintf("%s.%s.part", path, t->id);
-    char msg[600];
-    char hex[CRYPTO_SHA256_HEX_LEN];
-    struct crypto_sha256 *h;
-    char block[65536];
-    ssize_t n;
-    int fd;
-
-    t->download_pending = false;
-    if (t->finished) {
-        unlink(tmp);
-        task_release(t);
-        goto out;
-    }
-    if (resp->status != 200) {
-        unlink(tmp);
-        snprintf(msg, sizeof(msg), "cannot download the snapshot: %s",
-                 resp->status ? "the server refused it" : resp->error);
-        finish(t, "failed", -1, msg);
-        goto out;
-    }
-    /* The id is the content's hash: check it before trusting the file. */
-    fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    h = crypto_sha256_new();
-    while (fd >= 0 && (n = read(fd, block, sizeof(block))) > 0)
-        crypto_sha256_update(h, block, (size_t)n);
-    if (fd >= 0)
-        close(fd);
-    crypto_sha256_final(h, hex);
-    if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 || rename(tmp, path) < 0) {
-        unlink(tmp);
-        finish(t, "failed", -1, "the downloaded snapshot does not match its id");
-        goto out;
-    }
-    unpack(t, path);
-out:
-    free(path);
-    free(tmp);
-}
-
-static void prepare(struct task *t)
-{
-    const char *snapshot = json_get_string(t->assignment, "snapshot");
-    char *path;
-    char *tmp;
-    char url[256];
-    struct stat st;
-
-    if (make_dirs(t->src, 0700) < 0 || chmod(t->src, 0700) < 0) {
-        finish(t, "failed", -1, "cannot create the task directory");
-        return;
-    }
-    if (snapshot == NULL) {
-        prepared(t);
-        return;
-    }
-    path = cache_path(t);
-    if (stat(path, &st) == 0) {
-        unpack(t, path);
-        free(path);
-        return;
-    }
-    tmp = xasprintf("%s.%s.part", path, t->id);
-    snprintf(url, sizeof(url), "/api/v1/snapshots/%s", snapshot);
-    if (agent_server_request(t->a, "GET", url, NULL, NULL, 0, NULL, tmp, on_downloaded, t) < 0)
-        finish(t, "failed", -1, "cannot start the snapshot download");
-    else
-        t->download_pending = true;
-    free(path);
-    free(tmp);
+    task_queue_status(t, "running", -1, NULL);
+    task_free_strv(argv);
+    task_free_strv(env);
 }
 
 /* ---- the end of a task ---- */
@@ -1342,7 +847,7 @@ static int collect_file(const char *path, const struct stat *st, int flag, struc
 }
 
 /* The task's work is over: list outputs to upload and queue the final status. */
-static void finish(struct task *t, const char *status, int exit_code, const char *message)
+void task_finish(struct task *t, const char *status, int exit_code, const char *message)
 {
     if (t->finished)
         return;
@@ -1352,7 +857,7 @@ static void finish(struct task *t, const char *status, int exit_code, const char
         char line[700];
 
         snprintf(line, sizeof(line), "trainyard: %s\n", message);
-        log_text(t, line);
+        task_log_text(t, line);
     }
     t->uploads = cJSON_CreateArray();
     collecting = t->uploads;
@@ -1361,14 +866,9 @@ static void finish(struct task *t, const char *status, int exit_code, const char
     collecting = NULL;
     t->uploads_listed = true;
     t->final_queued = true;
-    queue_status(t, status, exit_code, message);
+    task_queue_status(t, status, exit_code, message);
     if (t->a->stopping)
         task_release(t);
-}
-
-static bool is_final(const struct status_msg *m)
-{
-    return strcmp(m->status, "succeeded") == 0 || strcmp(m->status, "failed") == 0;
 }
 
 /* ---- reporting ---- */
@@ -1394,9 +894,9 @@ static void task_free_cb(uv_handle_t *h)
     if (t->has_cred)
         ident_release(t->a, t->run);
     if (t->venv_cred) {
-        char *dir = venv_dir(t);
+        char *dir = task_venv_dir(t);
 
-        venv_end_build(t, dir);
+        task_venv_end_build(t, dir);
         free(dir);
     }
     remove_tree(t->dir);
@@ -1415,19 +915,17 @@ static void task_free_cb(uv_handle_t *h)
     free(t);
 }
 
-static bool busy(const struct task *t);
-
 /*
  * Forgets the task once nothing refers to it any more: no request in
  * flight, no download, unpack or exec running, and (unless the agent is
  * stopping) the final status delivered. Every callback that ends one of
  * those calls it again.
  */
-static void task_release(struct task *t)
+void task_release(struct task *t)
 {
     struct task **p;
 
-    if (t->freeing || !t->finished || busy(t) || t->live_execs > 0 || t->work_pending ||
+    if (t->freeing || !t->finished || task_reporting(t) || t->live_execs > 0 || t->work_pending ||
         t->download_pending || (!t->final_acked && !t->a->stopping))
         return;
     t->freeing = true;
@@ -1441,297 +939,6 @@ static void task_release(struct task *t)
     uv_timer_stop(&t->kill_timer);
     uv_close((uv_handle_t *)&t->pump_timer, task_free_cb);
     uv_close((uv_handle_t *)&t->kill_timer, task_free_cb);
-}
-
-static bool busy(const struct task *t)
-{
-    return t->log_in_flight || t->metrics_in_flight || t->status_in_flight || t->upload_in_flight;
-}
-
-static void on_status_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    struct status_msg *m = t->statuses;
-
-    t->status_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    /* 2xx: delivered. 4xx: the server will never take it (the task is
-     * gone there): drop it rather than retry forever. */
-    if (resp->status >= 200 && resp->status < 500) {
-        if (resp->status >= 400)
-            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status, t->id,
-                     resp->status);
-        t->statuses = m->next;
-        if (is_final(m))
-            t->final_acked = true;
-        free(m->message);
-        free(m);
-        if (t->final_acked) {
-            task_release(t);
-            return;
-        }
-        pump(t);
-    }
-    /* Not delivered: the pump timer tries again, without spinning. */
-}
-
-static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    cJSON *body;
-
-    t->log_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    if (resp->status == 200 || resp->status == 409) {
-        body = json_parse(resp->body->data, resp->body->len);
-        if (body && cJSON_IsNumber(json_get(body, "log_size")))
-            t->log_acked = (int64_t)json_get(body, "log_size")->valuedouble;
-        cJSON_Delete(body);
-    } else if (resp->status == 403 || resp->status == 404) {
-        t->log_acked = t->log_size; /* the server will not take it */
-    } else {
-        return; /* the pump timer tries again */
-    }
-    pump(t);
-}
-
-static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-
-    t->metrics_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 || resp->status == 404 ||
-        resp->status == 400) {
-        if (resp->status >= 400)
-            log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id, resp->status);
-        t->metrics_acked = t->batch_end;
-        t->batch_end = 0;
-        pump(t);
-    }
-}
-
-static void on_uploaded(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-
-    t->upload_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    /* No answer (the server is away) is not a failure: retry until it is
-     * back. A refusal is retried a few times, then the file is skipped. */
-    if (resp->status == 0)
-        return; /* the pump timer tries again */
-    if ((resp->status >= 200 && resp->status < 300) || ++t->upload_fails >= 5) {
-        if (!(resp->status >= 200 && resp->status < 300))
-            log_warn("agent: giving up on output '%s' of task '%s'",
-                     cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring, t->id);
-        t->upload_next++;
-        t->upload_fails = 0;
-    }
-    pump(t);
-}
-
-static void send_logs(struct task *t)
-{
-    int64_t len = t->log_size - t->log_acked;
-    char path[256];
-    char *data;
-    ssize_t n;
-
-    if (len > LOG_CHUNK)
-        len = LOG_CHUNK;
-    data = xmalloc((size_t)len);
-    n = pread(t->log_fd, data, (size_t)len, t->log_acked);
-    if (n <= 0) {
-        free(data);
-        return;
-    }
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/logs?offset=%lld", t->id,
-             (long long)t->log_acked);
-    if (agent_server_request(t->a, "POST", path, "application/octet-stream", data, (size_t)n, NULL,
-                             NULL, on_logs_sent, t) == 0)
-        t->log_in_flight = true;
-    free(data);
-}
-
-static void send_metrics(struct task *t)
-{
-    char path[256];
-    struct buf body;
-    char *data;
-    ssize_t n;
-    int64_t len;
-    int64_t i;
-    bool first = true;
-
-    if (t->batch_end == 0) {
-        /* Cut a new batch at a line end; it is resent unchanged until acked. */
-        len = t->metrics_size - t->metrics_acked;
-        if (len > METRICS_BATCH)
-            len = METRICS_BATCH;
-        data = xmalloc((size_t)len);
-        n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
-        for (i = n - 1; i >= 0 && data[i] != '\n'; i--)
-            ;
-        free(data);
-        if (i < 0)
-            return;
-        t->batch_end = t->metrics_acked + i + 1;
-    }
-    len = t->batch_end - t->metrics_acked;
-    data = xmalloc((size_t)len + 1);
-    n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
-    if (n != len) {
-        free(data);
-        return;
-    }
-    data[len] = '\0';
-    buf_init(&body);
-    buf_printf(&body, "{\"seq\":%lld,\"points\":[", (long long)t->batch_end);
-    for (i = 0; i < len;) {
-        char *nl = memchr(data + i, '\n', (size_t)(len - i));
-        int64_t end = nl ? nl - data : len;
-
-        if (end > i) {
-            if (!first)
-                buf_addc(&body, ',');
-            buf_add(&body, data + i, (size_t)(end - i));
-            first = false;
-        }
-        i = end + 1;
-    }
-    buf_adds(&body, "]}");
-    free(data);
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/metrics", t->id);
-    if (agent_server_request(t->a, "POST", path, "application/json", body.data, body.len, NULL,
-                             NULL, on_metrics_sent, t) == 0)
-        t->metrics_in_flight = true;
-    buf_release(&body);
-}
-
-/* Percent-encodes a relative path for a URL, keeping '/'. */
-static void url_path(struct buf *out, const char *path)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p;
-
-    for (p = (const unsigned char *)path; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~' || *p == '/') {
-            buf_addc(out, (char)*p);
-        } else {
-            buf_addc(out, '%');
-            buf_addc(out, hex[*p >> 4]);
-            buf_addc(out, hex[*p & 15]);
-        }
-    }
-}
-
-/* Opens output rel of the task without following a link anywhere on the
- * way (the task owns that tree and may have planted some since it was
- * listed): a regular file, or -1. */
-static int open_output(struct task *t, const char *rel)
-{
-    int src = open(t->src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    char *under = xasprintf("outputs/%s", rel);
-    int fd = src >= 0 ? open_regular_under(src, under) : -1;
-
-    if (src >= 0)
-        close(src);
-    free(under);
-    return fd;
-}
-
-static void send_upload(struct task *t)
-{
-    const char *rel = cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring;
-    int fd = open_output(t, rel);
-    char file[64];
-    struct buf path;
-
-    if (fd < 0) {
-        log_warn("agent: output '%s' of task '%s' is no longer a regular file; skipped", rel,
-                 t->id);
-        t->upload_next++;
-        return;
-    }
-    /* The open file itself, whatever its name points at by now. */
-    snprintf(file, sizeof(file), "/proc/self/fd/%d", fd);
-    buf_init(&path);
-    buf_printf(&path, "/api/v1/agent/tasks/%s/artifacts/", t->id);
-    url_path(&path, rel);
-    if (agent_server_request(t->a, "PUT", path.data, "application/octet-stream", NULL, 0, file,
-                             NULL, on_uploaded, t) == 0)
-        t->upload_in_flight = true;
-    else
-        t->upload_next++; /* vanished or unreadable: nothing to send */
-    close(fd);
-    buf_release(&path);
-}
-
-static void send_status(struct task *t)
-{
-    struct status_msg *m = t->statuses;
-    char path[256];
-    cJSON *body = cJSON_CreateObject();
-    char *text;
-
-    cJSON_AddStringToObject(body, "status", m->status);
-    if (is_final(m) && m->exit_code >= 0)
-        cJSON_AddNumberToObject(body, "exit_code", m->exit_code);
-    if (m->message)
-        cJSON_AddStringToObject(body, "message", m->message);
-    text = json_print(body);
-    cJSON_Delete(body);
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/status", t->id);
-    if (agent_server_request(t->a, "POST", path, "application/json", text, strlen(text), NULL, NULL,
-                             on_status_sent, t) == 0)
-        t->status_in_flight = true;
-    free(text);
-}
-
-static void pump(struct task *t)
-{
-    bool delivered;
-    int i;
-
-    if (t->freeing || t->a->stopping)
-        return;
-    /* An exec whose caller (trainyard rsh) went away is not wanted. */
-    for (i = 0; i < t->n_execs; i++) {
-        if (!t->execs[i].ended && t->execs[i].pgid > 0 && exec_caller_gone(t->execs[i].stream))
-            kill(-t->execs[i].pgid, SIGKILL);
-    }
-    if (!t->log_in_flight && t->log_size > t->log_acked)
-        send_logs(t);
-    if (!t->metrics_in_flight && (t->batch_end > 0 || t->metrics_size > t->metrics_acked))
-        send_metrics(t);
-    if (!t->upload_in_flight && t->uploads_listed &&
-        t->upload_next < cJSON_GetArraySize(t->uploads))
-        send_upload(t);
-    delivered = t->log_acked >= t->log_size && t->metrics_acked >= t->metrics_size &&
-                !t->log_in_flight && !t->metrics_in_flight && !t->upload_in_flight &&
-                (!t->uploads_listed || t->upload_next >= cJSON_GetArraySize(t->uploads));
-    /* The final status goes last, so a finished run has all it produced. */
-    if (!t->status_in_flight && t->statuses && (!is_final(t->statuses) || delivered))
-        send_status(t);
-}
-
-static void on_pump_timer(uv_timer_t *timer)
-{
-    pump(timer->data);
 }
 
 /* ---- the agent API's view ---- */
@@ -1818,14 +1025,14 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     t->own_handles = 2;
     t->next = a->tasks;
     a->tasks = t;
-    uv_timer_start(&t->pump_timer, on_pump_timer, PUMP_MS, PUMP_MS);
+    uv_timer_start(&t->pump_timer, task_on_pump_timer, PUMP_MS, PUMP_MS);
     log_info("agent: task '%s' assigned", id);
     if (t->log_fd < 0 || t->metrics_fd < 0) {
-        finish(t, "failed", -1, ident_error ? ident_error : "cannot create the task's files");
+        task_finish(t, "failed", -1, ident_error ? ident_error : "cannot create the task's files");
         return 201;
     }
-    queue_status(t, "preparing", -1, NULL);
-    prepare(t);
+    task_queue_status(t, "preparing", -1, NULL);
+    task_prepare(t);
     return 201;
 }
 
@@ -1860,10 +1067,10 @@ void task_stop_all(struct agent *a)
         kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);
-        /* A task whose child is still exiting is released by finish();
+        /* A task whose child is still exiting is released by task_finish();
          * one between steps (or an mpi worker) ends here. */
         if (t->child_handles == 0 && !t->finished)
-            finish(t, "failed", -1, "the agent stopped");
+            task_finish(t, "failed", -1, "the agent stopped");
         task_release(t);
     }
 }
