@@ -104,8 +104,11 @@ int ident_acquire(struct agent *a, const char *run, struct proc_cred *ret, const
             return 1;
         }
     }
-    mkdir("/run/trainyard", 0700);
-    mkdir(LOCK_DIR, 0700);
+    if ((mkdir("/run/trainyard", 0700) < 0 && errno != EEXIST) ||
+        (mkdir(LOCK_DIR, 0700) < 0 && errno != EEXIST)) {
+        *ret_error = "cannot create " LOCK_DIR " to take a task uid";
+        return -1;
+    }
     for (uid = a->uid_first;; uid++) {
         bool mine = false;
         int fd;
