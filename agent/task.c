@@ -248,7 +248,9 @@ static void on_child_exit(struct proc *p, int64_t exit_status, int term_signal)
     if (t->pgid > 0)
         kill(-t->pgid, SIGKILL);
     uv_timer_stop(&t->kill_timer);
-    uv_timer_start(&t->kill_timer, on_drain_timeout, 2000, 0);
+    /* A stopped task's leftovers get no time to finish their output: its
+     * gang must be gone within SPEC §4's 5 s, and they go at release. */
+    uv_timer_start(&t->kill_timer, on_drain_timeout, t->stop_requested ? 100 : 2000, 0);
     proc_close(p, child_handle_closed);
 }
 
