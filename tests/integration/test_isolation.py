@@ -8,6 +8,7 @@ task that ignores SIGTERM is gone within SPEC §4's 5 s.
 The parts that need a root agent skip (saying so) when not run as root."""
 
 import json
+import pwd
 import os
 import shutil
 import stat
@@ -435,3 +436,29 @@ def test_gang_with_a_sigterm_ignorer_is_gone_within_5s(server_factory, agent_fac
     # SPEC §4: the whole gang within 5 s of the decision (which came after
     # the failure, so this bound is the stricter one).
     assert gone_after < 5.0, gone_after
+
+
+@needs_root
+def test_task_user_runs_every_task_as_that_user(server_factory, agent_factory):
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user here")
+    srv = server_factory()
+    agent_factory(srv, uniq("tu"), ["--task-user", "nobody"])
+    run = submit(srv, command=py("""
+        import json, os
+        out = os.environ["TRAINYARD_OUTPUT_DIR"]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "result.json"), "w") as f:
+            json.dump({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}, f)
+    """))
+    wait_completed(srv, run["id"])
+    res = outputs_json(srv, run["id"])
+    assert res["uid"] == nobody.pw_uid and res["gid"] == nobody.pw_gid, res
+    assert res["groups"] in ([], [nobody.pw_gid]), res
+    # root is refused as a task user, and so is a user that does not exist.
+    for bad in ("root", "no-such-user-here"):
+        p = subprocess.run([BIN, "agent", "--server", srv.url, "--token", "x", "--task-user", bad],
+                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2 and b"--task-user" in p.stderr and bad.encode() in p.stderr, p
