@@ -528,17 +528,21 @@ void task_reap_leftovers(struct agent *a)
     DIR *d;
     struct dirent *e;
 
-    /* Venv builds an earlier agent did not finish: their locks go. */
+    /* Venv builds an earlier agent did not finish: their locks go. Venvs
+     * an agent before task users left writable (any task could plant code
+     * there) are sealed like new ones. */
     snprintf(dir, sizeof(dir), "%s/venvs", a->work);
     d = opendir(dir);
     while (d && (e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
+        char path[8600];
 
-        if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0) {
-            char path[8600];
-
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0)
             unlink(path);
+        else if (e->d_name[0] != '.' && a->ident != TASK_IDENT_SELF && seal_tree(path) < 0) {
+            log_warn("agent: cannot seal the virtual environment '%s'; removing it", path);
+            remove_tree(path);
         }
     }
     if (d)

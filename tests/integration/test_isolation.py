@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from conftest import (BIN, PYTHON, Server, open_to_tasks, pid_alive, uniq, wait_for)
+from conftest import (BIN, PYTHON, Server, agent_work_dir, open_to_tasks, pid_alive, uniq,
+                      wait_for)
 from test_exec import (_venv_usable, artifact, describe, get_run, run_logs, snapshot_of,
                        submit, wait_completed, wait_run)
 
@@ -462,3 +463,22 @@ def test_task_user_runs_every_task_as_that_user(server_factory, agent_factory):
         p = subprocess.run([BIN, "agent", "--server", srv.url, "--token", "x", "--task-user", bad],
                            capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
         assert p.returncode == 2 and b"--task-user" in p.stderr and bad.encode() in p.stderr, p
+
+
+@needs_root
+def test_venvs_left_writable_by_an_older_agent_are_sealed_at_start(server_factory,
+                                                                    agent_factory):
+    srv = server_factory()
+    a = agent_factory(srv, uniq("old"), start=False)
+    a.work = agent_work_dir(a.name)
+    planted = os.path.join(a.work, "venvs", "0123456789abcdef", "lib", "sitecustomize.py")
+    os.makedirs(os.path.dirname(planted))
+    with open(planted, "w") as f:
+        f.write("print('planted')\n")
+    for path in (planted, os.path.dirname(planted)):
+        os.chown(path, UID_FIRST + 123, UID_FIRST + 123)
+        os.chmod(path, 0o777 if os.path.isdir(path) else 0o666)
+    a.start(srv)
+    for path in (planted, os.path.dirname(planted)):
+        st = os.lstat(path)
+        assert st.st_uid == 0 and st.st_gid == 0 and not st.st_mode & 0o022, (path, oct(st.st_mode))
