@@ -29,8 +29,6 @@
 #include "common/spawn.h"
 #include "common/banned.h"
 
-static void mpi_defaults(struct task *t, cJSON *env);
-
 /* ---- small helpers ---- */
 
 /* Appends to a task file; returns the bytes written (fewer when the disk
@@ -56,6 +54,14 @@ static size_t write_all(int fd, const char *data, size_t len)
 void task_log_text(struct task *t, const char *text)
 {
     t->log_size += (int64_t)write_all(t->log_fd, text, strlen(text));
+}
+
+void task_log_bytes(struct task *t, const char *data, size_t len)
+{
+    /* After the final status nothing more goes to the server. */
+    if (t->finished)
+        return;
+    t->log_size += (int64_t)write_all(t->log_fd, data, len);
 }
 
 static struct task *find(struct agent *a, const char *id)
@@ -347,110 +353,6 @@ int task_spawn(struct task *t, char **argv, char **env, const char *cwd,
     return 0;
 }
 
-/* ---- mpi execs ---- */
-
-static void kill_execs(struct task *t, int sig)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (!t->execs[i].ended && t->execs[i].pgid > 0)
-            kill(-t->execs[i].pgid, sig);
-    }
-}
-
-struct task *task_for_exec(struct agent *a, const char *secret)
-{
-    struct task *t;
-
-    for (t = a->tasks; t; t = t->next) {
-        const char *mine = json_get_string(json_get(t->assignment, "env"), "TRAINYARD_MPI_SECRET");
-
-        if (t->holder && !t->finished && !t->stop_requested && mine && secret &&
-            crypto_equal(mine, secret) &&
-            t->live_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
-            return t;
-    }
-    return NULL;
-}
-
-const char *task_id(struct task *t)
-{
-    return t->id;
-}
-
-const char *task_exec_cwd(struct task *t)
-{
-    return t->src;
-}
-
-const struct proc_cred *task_exec_cred(struct task *t)
-{
-    return t->has_cred ? &t->cred : NULL;
-}
-
-void task_log_bytes(struct task *t, const char *data, size_t len)
-{
-    /* After the final status nothing more goes to the server. */
-    if (t->finished)
-        return;
-    t->log_size += (int64_t)write_all(t->log_fd, data, len);
-}
-
-void task_exec_started(struct task *t, struct exec_stream *stream)
-{
-    int i;
-
-    /* Reuse an ended slot (task_for_exec checked that one is free). */
-    for (i = 0; i < t->n_execs && !t->execs[i].ended; i++)
-        ;
-    if (i == t->n_execs)
-        t->n_execs++;
-    t->execs[i].stream = stream;
-    t->execs[i].pgid = 0;
-    t->execs[i].ended = false;
-    t->live_execs++;
-}
-
-void task_exec_pid(struct task *t, struct exec_stream *stream, int pid)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (t->execs[i].stream == stream)
-            t->execs[i].pgid = pid;
-    }
-}
-
-void task_exec_ended(struct task *t, struct exec_stream *stream)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (t->execs[i].stream == stream) {
-            t->execs[i].ended = true;
-            t->execs[i].stream = NULL;
-        }
-    }
-    if (--t->live_execs == 0)
-        task_release(t);
-}
-
-char **task_exec_env(struct task *t)
-{
-    cJSON *env = cJSON_Duplicate(json_get(t->assignment, "env"), 1);
-    char **out;
-
-    /* Ranks start in mpirun's directory when it exists here, else in
-     * $HOME: make that the unpacked snapshot of this node's task. */
-    cJSON_DeleteItemFromObjectCaseSensitive(env, "HOME");
-    cJSON_AddStringToObject(env, "HOME", t->src);
-    mpi_defaults(t, env);
-    out = task_env(t, env);
-    cJSON_Delete(env);
-    return out;
-}
-
 /* ---- stopping ---- */
 
 static void on_kill_timer(uv_timer_t *timer)
@@ -461,7 +363,7 @@ static void on_kill_timer(uv_timer_t *timer)
         log_warn("agent: task '%s' ignored SIGTERM; sending SIGKILL", t->id);
         kill(-t->pgid, SIGKILL);
     }
-    kill_execs(t, SIGKILL);
+    task_kill_execs(t, SIGKILL);
 }
 
 bool task_stop(struct agent *a, const char *id, const char *why)
@@ -474,7 +376,7 @@ bool task_stop(struct agent *a, const char *id, const char *why)
         return true;
     t->stop_requested = true;
     log_info("agent: stopping task '%s' (%s)", id, why);
-    kill_execs(t, SIGTERM);
+    task_kill_execs(t, SIGTERM);
     if (t->child_handles > 0 && !t->child_exited && t->pgid > 0) {
         kill(-t->pgid, SIGTERM);
         uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
@@ -611,109 +513,6 @@ static void after_main(struct task *t, int64_t exit_status, int term_signal)
     }
 }
 
-/* Keeps MPI traffic on the nodes' network (STYLE.md, Open MPI notes): the
- * /24 of every IPv4 host, unless the run's environment says otherwise. */
-static void mpi_defaults(struct task *t, cJSON *env)
-{
-    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
-    struct buf nets;
-    char *list = xstrdup(hosts ? hosts : "");
-    char *save = NULL;
-    char *item;
-
-    buf_init(&nets);
-    for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        unsigned a1, a2, a3, a4;
-        char net[64];
-
-        if (sscanf(item, "%u.%u.%u.%u:", &a1, &a2, &a3, &a4) == 4) {
-            snprintf(net, sizeof(net), "%u.%u.%u.0/24", a1, a2, a3);
-            if (strstr(nets.data, net) == NULL)
-                buf_printf(&nets, "%s%s", nets.len ? "," : "", net);
-        }
-    }
-    if (json_get(env, "OMPI_MCA_plm_rsh_agent") == NULL) {
-        char *rsh = xasprintf("%s rsh", t->a->self_exe);
-
-        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_agent", rsh);
-        free(rsh);
-    }
-    /* trainyard rsh verifies agents that serve HTTPS with the same CA. */
-    if (t->a->ca && json_get(env, "TRAINYARD_CA") == NULL)
-        cJSON_AddStringToObject(env, "TRAINYARD_CA", t->a->ca);
-    if (json_get(env, "OMPI_MCA_plm_rsh_no_tree_spawn") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_no_tree_spawn", "1");
-    if (json_get(env, "OMPI_MCA_routed") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_routed", "direct");
-    /* orted must stay in the exec's process group, not daemonize away. */
-    if (json_get(env, "OMPI_MCA_orte_leave_session_attached") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_orte_leave_session_attached", "1");
-    /* Several "nodes" on one machine crash Open MPI's shared memory. */
-    if (json_get(env, "OMPI_MCA_btl") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_btl", "self,tcp");
-    if (nets.len && json_get(env, "OMPI_MCA_oob_tcp_if_include") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_oob_tcp_if_include", nets.data);
-    if (nets.len && json_get(env, "OMPI_MCA_btl_tcp_if_include") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_btl_tcp_if_include", nets.data);
-    if (geteuid() == 0 && !t->has_cred) {
-        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT", "1");
-        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-    }
-    free(list);
-    buf_release(&nets);
-}
-
-/* mpirun's argv before the program (SPEC §4 mpi): hostfile, -np, -x. */
-static int mpirun_argv(struct task *t, const cJSON *env, char **argv)
-{
-    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
-    const char *np = json_get_string(env, "TRAINYARD_MPI_NP");
-    char *path = xasprintf("%s/hostfile", t->dir);
-    char *list = xstrdup(hosts ? hosts : "");
-    char *save = NULL;
-    char *item;
-    const cJSON *e;
-    FILE *f = fopen(path, "w");
-    int n = 0;
-
-    for (item = strtok_r(list, ",", &save); f && item; item = strtok_r(NULL, ",", &save)) {
-        char *colon = strrchr(item, ':');
-
-        if (colon) {
-            *colon = '\0';
-            fprintf(f, "%s slots=%s\n", item, colon + 1);
-        }
-    }
-    if (f) {
-        fchmod(fileno(f), 0644); /* mpirun reads it as the task's user */
-        fclose(f);
-    }
-    free(list);
-    argv[n++] = xstrdup("mpirun");
-    argv[n++] = xstrdup("--hostfile");
-    argv[n++] = path;
-    argv[n++] = xstrdup("-np");
-    argv[n++] = xstrdup(np ? np : "1");
-    argv[n++] = xstrdup("--map-by");
-    argv[n++] = xstrdup("slot");
-    argv[n++] = xstrdup("--bind-to");
-    argv[n++] = xstrdup("none");
-    /* The job's environment; each node's worker supplies its own GPUs,
-     * task identity and helper path. */
-    cJSON_ArrayForEach(e, env) {
-        if (strncmp(e->string, "OMPI_", 5) == 0 || strcmp(e->string, "CUDA_VISIBLE_DEVICES") == 0 ||
-            strcmp(e->string, "TRAINYARD_TASK_TYPE") == 0 ||
-            strcmp(e->string, "TRAINYARD_TASK_INDEX") == 0 ||
-            strcmp(e->string, "TRAINYARD_NODE") == 0 || strcmp(e->string, "PYTHONPATH") == 0)
-            continue;
-        argv[n++] = xstrdup("-x");
-        argv[n++] = xstrdup(e->string);
-    }
-    argv[n++] = xstrdup("-x");
-    argv[n++] = xstrdup("PYTHONUNBUFFERED");
-    return n;
-}
-
 /* A command run with pip_packages finds the venv first on PATH, like an
  * activated venv. env has room for one more entry (env_array). */
 static void use_venv(char **env, const char *python)
@@ -737,22 +536,6 @@ static void use_venv(char **env, const char *python)
     env[i] = xasprintf("VIRTUAL_ENV=%s", bin);
     env[i + 1] = NULL;
     free(bin);
-}
-
-/* The mpi worker of the launcher's run on this node (node rank 0). */
-static struct task *local_worker(struct task *launcher)
-{
-    const char *run = json_get_string(launcher->assignment, "run_id");
-    struct task *w;
-
-    for (w = launcher->a->tasks; w; w = w->next) {
-        const char *wrun = json_get_string(w->assignment, "run_id");
-
-        if (w->holder && !w->finished && wrun && run && strcmp(wrun, run) == 0 &&
-            json_get(w->assignment, "index")->valueint == 0)
-            return w;
-    }
-    return NULL;
 }
 
 static void launcher_retry(uv_timer_t *timer)
@@ -800,7 +583,7 @@ void task_start_main(struct task *t, const char *python)
          * are worker-0's like every other node's ranks are their worker's
          * (its GPUs, identity and outputs). Worker-0 is assigned with the
          * launcher; wait for it a little. */
-        ranks_task = local_worker(t);
+        ranks_task = task_local_worker(t);
         if (ranks_task == NULL && t->venv_wait++ < 300) {
             uv_timer_start(&t->kill_timer, launcher_retry, 100, 0);
             return;
@@ -808,13 +591,13 @@ void task_start_main(struct task *t, const char *python)
         if (ranks_task == NULL)
             ranks_task = t;
         ranks_env = cJSON_Duplicate(json_get(ranks_task->assignment, "env"), 1);
-        mpi_defaults(t, ranks_env);
+        task_mpi_defaults(t, ranks_env);
         env_json = ranks_env;
     }
     argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2 * cJSON_GetArraySize(env_json) + 16,
                    sizeof(*argv));
     if (ranks_env)
-        n = mpirun_argv(t, env_json, argv);
+        n = task_mpirun_argv(t, env_json, argv);
     if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
         argv[n++] = xstrdup(python);
     cJSON_ArrayForEach(arg, argv_json) {
@@ -1070,7 +853,7 @@ void task_stop_all(struct agent *a)
     for (t = a->tasks; t; t = next) {
         next = t->next;
         t->stop_requested = true;
-        kill_execs(t, SIGKILL);
+        task_kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);
         /* A task whose child is still exiting is released by task_finish();

@@ -1,7 +1,8 @@
 /*
  * task.h - what the task files of agent/ share (task.c: a task's life and
  * its processes; prepare.c: its snapshot, directory and venv; report.c:
- * delivering its logs, metrics, outputs and statuses). Loop thread only.
+ * delivering its logs, metrics, outputs and statuses; mpi.c: mpirun and
+ * /v1/exec). Loop thread only.
  */
 #ifndef TRAINYARD_AGENT_TASK_H
 #define TRAINYARD_AGENT_TASK_H
@@ -125,6 +126,18 @@ int task_spawn(struct task *t, char **argv, char **env, const char *cwd,
                const struct proc_cred *cred, after_fn after);
 /* Starts the task's own process (or holds the node for an mpi worker). */
 void task_start_main(struct task *t, const char *python);
+
+/* ---- mpi.c ---- */
+
+/* Signals every live exec (orted) of an mpi worker task. */
+void task_kill_execs(struct task *t, int sig);
+/* Adds Open MPI's settings for trainyard to env (the job's own win). */
+void task_mpi_defaults(struct task *t, cJSON *env);
+/* Writes the hostfile and puts mpirun's options before the program in
+ * argv; returns how many. */
+int task_mpirun_argv(struct task *t, const cJSON *env, char **argv);
+/* The mpi worker of the launcher's run on this node (node rank 0), or NULL. */
+struct task *task_local_worker(struct task *launcher);
 
 /* ---- prepare.c ---- */
 
