@@ -258,8 +258,8 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     e->proc.data = e;
     e->handles = 3;
     task_exec_started(t, e->stream);
-    rc = proc_spawn(a->loop, &e->proc, argv[0], argv, env, task_exec_cwd(t), &e->out, &e->err,
-                    on_exit_cb);
+    rc = proc_spawn_as(a->loop, &e->proc, argv[0], argv, env, task_exec_cwd(t), &e->out, &e->err,
+                       on_exit_cb, task_exec_cred(t));
     if (rc != 0) {
         char msg[300];
 

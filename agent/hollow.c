@@ -386,15 +386,19 @@ static enum MHD_Result api(void *cls, struct MHD_Connection *conn, const char *u
     if (strcmp(url, "/healthz") == 0)
         return answer(conn, 200, "{\"status\": \"ok\"}");
     if (strncmp(url, "/n/", 3) != 0 || (slash = strchr(url + 3, '/')) == NULL)
-        return answer(conn, 404, "{\"error\": \"no such endpoint\"}");
+        return answer(conn, 404,
+                      "{\"error\": {\"code\": \"not_found\", \"message\": \"no such endpoint\"}}");
     n = node_by_name(h, url + 3, (size_t)(slash - url - 3));
     if (n == NULL)
-        return answer(conn, 404, "{\"error\": \"no such node\"}");
+        return answer(conn, 404,
+                      "{\"error\": {\"code\": \"not_found\", \"message\": \"no such node\"}}");
     pthread_mutex_lock(&h->mu);
     ok = n->secret && auth && strncmp(auth, "Bearer ", 7) == 0 && crypto_equal(auth + 7, n->secret);
     pthread_mutex_unlock(&h->mu);
     if (!ok)
-        return answer(conn, 401, "{\"error\": \"unauthenticated\"}");
+        return answer(conn, 401,
+                      "{\"error\": {\"code\": \"unauthenticated\", \"message\": \"only the server "
+                      "may call this agent\"}}");
     rest = slash;
     e = xcalloc(1, sizeof(*e));
     e->node = n;
@@ -405,7 +409,9 @@ static enum MHD_Result api(void *cls, struct MHD_Connection *conn, const char *u
         if (id == NULL) {
             cJSON_Delete(a);
             free(e);
-            return answer(conn, 400, "{\"error\": \"id is required\"}");
+            return answer(
+                conn, 400,
+                "{\"error\": {\"code\": \"invalid_argument\", \"message\": \"id is required\"}}");
         }
         e->task_id = xstrdup(id);
         cJSON_Delete(a);
@@ -414,7 +420,8 @@ static enum MHD_Result api(void *cls, struct MHD_Connection *conn, const char *u
         e->stop = true;
     } else {
         free(e);
-        return answer(conn, 404, "{\"error\": \"no such endpoint\"}");
+        return answer(conn, 404,
+                      "{\"error\": {\"code\": \"not_found\", \"message\": \"no such endpoint\"}}");
     }
     /* Once handed over, e belongs to the loop thread, which may free it
      * at once. */

@@ -1,17 +1,10 @@
 /*
  * task.c - one assigned task on this node, from assignment to its last
- * report: prepare (snapshot, venv), run (a process group in the unpacked
- * snapshot, stdout and stderr read line by line), and report.
- *
- * Reporting loses nothing and repeats nothing: log lines are appended to
- * <task>/log and sent by byte offset; metric points are appended to
- * <task>/metrics.jsonl and sent in batches whose seq is the batch's end
- * offset, a batch being resent unchanged until acknowledged; statuses are
- * queued and resent until acknowledged, the final one only after every log
- * byte, metric point and output file has been delivered. Memory holds one
- * batch at a time; the rest waits on disk.
+ * report: prepare (prepare.c: snapshot, venv), run (a process group in
+ * the unpacked snapshot, as the run's uid, stdout and stderr read line by
+ * line), and report (report.c: loses nothing and repeats nothing).
  */
-#include "agent/internal.h"
+#include "agent/task.h"
 #include "agent/metricline.h"
 
 #include <dirent.h>
@@ -37,131 +30,7 @@
 #include "common/spawn.h"
 #include "common/banned.h"
 
-#define PUMP_MS 250
-#define LOG_CHUNK (1024 * 1024)
-#define METRICS_BATCH (256 * 1024)
-#define MAX_LINE (64 * 1024)
-
-struct status_msg {
-    char status[16];
-    int exit_code;
-    char *message;
-    struct status_msg *next;
-};
-
-struct stream_reader {
-    uv_pipe_t pipe;
-    struct task *task;
-    struct buf line;
-    bool is_stderr;
-};
-
-typedef void (*after_fn)(struct task *t, int64_t exit_status, int term_signal);
-
-struct task {
-    struct agent *a;
-    struct task *next;
-    char *id;
-    cJSON *assignment;
-    char *dir;
-    char *src;
-    char *outputs;
-    char *log_path;
-    char *metrics_path;
-    int log_fd;
-    int metrics_fd;
-    const char *status; /* preparing, running, exited */
-
-    /* the current child process (pip, venv or the task itself) */
-    struct proc proc;
-    struct stream_reader out;
-    struct stream_reader err;
-    int child_handles; /* open handles of the current child */
-    bool child_exited;
-    int64_t exit_status;
-    int term_signal;
-    after_fn after;
-    int pgid;
-    bool main_started;
-
-    uv_timer_t pump_timer;
-    uv_timer_t kill_timer;
-    int own_handles; /* pump_timer and kill_timer, until closed */
-    bool stop_requested;
-    bool finished; /* the task's work is over; only reporting remains */
-    bool freeing;
-
-    /* reporting */
-    int64_t log_size;
-    int64_t log_acked;
-    bool log_in_flight;
-    int64_t metrics_size;
-    int64_t metrics_acked;
-    int64_t batch_end;
-    bool metrics_in_flight;
-    struct status_msg *statuses;
-    bool status_in_flight;
-    bool final_queued;
-    cJSON *steps;
-    cJSON *uploads;
-    int upload_next;
-    int upload_fails;
-    bool upload_in_flight;
-    bool uploads_listed;
-    int venv_wait;
-    bool work_pending; /* an unpack runs on the thread pool */
-    bool download_pending; /* the snapshot download is in flight */
-    bool final_acked; /* the server has the final status */
-
-    /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
-    bool holder;
-    struct exec_ref {
-        struct exec_stream *stream;
-        int pgid;
-        bool ended;
-    } execs[16];
-    int n_execs;
-    int live_execs;
-};
-
-static void pump(struct task *t);
-static void task_release(struct task *t);
-static void mpi_defaults(struct task *t, cJSON *env);
-static void finish(struct task *t, const char *status, int exit_code, const char *message);
-
 /* ---- small helpers ---- */
-
-static int make_dirs(const char *path)
-{
-    char *p = xstrdup(path);
-    char *slash;
-    int rc = 0;
-
-    for (slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            rc = ERR_INTERNAL;
-        *slash = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        rc = ERR_INTERNAL;
-    free(p);
-    return rc;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Appends to a task file; returns the bytes written (fewer when the disk
  * is full: only what is on disk counts as produced). */
@@ -183,9 +52,17 @@ static size_t write_all(int fd, const char *data, size_t len)
     return done;
 }
 
-static void log_text(struct task *t, const char *text)
+void task_log_text(struct task *t, const char *text)
 {
     t->log_size += (int64_t)write_all(t->log_fd, text, strlen(text));
+}
+
+void task_log_bytes(struct task *t, const char *data, size_t len)
+{
+    /* After the final status nothing more goes to the server. */
+    if (t->finished)
+        return;
+    t->log_size += (int64_t)write_all(t->log_fd, data, len);
 }
 
 static struct task *find(struct agent *a, const char *id)
@@ -322,28 +199,36 @@ static void on_child_exit(struct proc *p, int64_t exit_status, int term_signal)
     if (t->pgid > 0)
         kill(-t->pgid, SIGKILL);
     uv_timer_stop(&t->kill_timer);
-    uv_timer_start(&t->kill_timer, on_drain_timeout, 2000, 0);
+    /* A stopped task's leftovers get no time to finish their output: its
+     * gang must be gone within SPEC §4's 5 s, and they go at release. */
+    uv_timer_start(&t->kill_timer, on_drain_timeout, t->stop_requested ? 100 : 2000, 0);
     proc_close(p, child_handle_closed);
 }
 
-static char **env_array(struct task *t, const cJSON *extra)
+char **task_env(struct task *t, const cJSON *extra)
 {
     static const char *const inherit[] = {
         "PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
         NULL
     };
     const cJSON *e;
-    char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 16, sizeof(*env));
+    char **env = xcalloc((size_t)cJSON_GetArraySize(extra) + 24, sizeof(*env));
     const char *pythonpath = NULL;
     int n = 0;
     int i;
 
     for (i = 0; inherit[i]; i++) {
         const char *v = getenv(inherit[i]);
+        /* A task user has its own identity and home, not the agent's. */
+        bool own =
+            t->has_cred && (strcmp(inherit[i], "HOME") == 0 || strcmp(inherit[i], "USER") == 0 ||
+                            strcmp(inherit[i], "TMPDIR") == 0);
 
-        if (v && json_get(extra, inherit[i]) == NULL)
+        if (v && !own && json_get(extra, inherit[i]) == NULL)
             env[n++] = xasprintf("%s=%s", inherit[i], v);
     }
+    if (t->has_cred && json_get(extra, "HOME") == NULL && json_get(extra, "USER") == NULL)
+        ident_env(&t->cred, t->src, env, &n);
     cJSON_ArrayForEach(e, extra) {
         if (strcmp(e->string, "PYTHONPATH") == 0)
             pythonpath = e->valuestring;
@@ -358,7 +243,7 @@ static char **env_array(struct task *t, const cJSON *extra)
     return env;
 }
 
-static void free_strv(char **v)
+void task_free_strv(char **v)
 {
     int i;
 
@@ -372,7 +257,8 @@ static void free_strv(char **v)
  * stderr become log lines (and metrics). after runs once it has exited and
  * its pipes are drained.
  */
-static int spawn(struct task *t, char **argv, char **env, const char *cwd, after_fn after)
+int task_spawn(struct task *t, char **argv, char **env, const char *cwd,
+               const struct proc_cred *cred, after_fn after)
 {
     int rc;
 
@@ -391,13 +277,13 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
     t->err.pipe.data = t;
     t->proc.data = t;
     t->child_handles = 3;
-    rc = proc_spawn(t->a->loop, &t->proc, argv[0], argv, env, cwd, &t->out.pipe, &t->err.pipe,
-                    on_child_exit);
+    rc = proc_spawn_as(t->a->loop, &t->proc, argv[0], argv, env, cwd, &t->out.pipe, &t->err.pipe,
+                       on_child_exit, cred);
     if (rc != 0) {
         char msg[600];
 
         snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
-        log_text(t, msg);
+        task_log_text(t, msg);
         t->exit_status = 127;
         t->child_exited = true;
         t->pgid = 0;
@@ -412,105 +298,6 @@ static int spawn(struct task *t, char **argv, char **env, const char *cwd, after
     return 0;
 }
 
-/* ---- mpi execs ---- */
-
-static void kill_execs(struct task *t, int sig)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (!t->execs[i].ended && t->execs[i].pgid > 0)
-            kill(-t->execs[i].pgid, sig);
-    }
-}
-
-struct task *task_for_exec(struct agent *a, const char *secret)
-{
-    struct task *t;
-
-    for (t = a->tasks; t; t = t->next) {
-        const char *mine = json_get_string(json_get(t->assignment, "env"), "TRAINYARD_MPI_SECRET");
-
-        if (t->holder && !t->finished && !t->stop_requested && mine && secret &&
-            crypto_equal(mine, secret) &&
-            t->live_execs < (int)(sizeof(t->execs) / sizeof(t->execs[0])))
-            return t;
-    }
-    return NULL;
-}
-
-const char *task_id(struct task *t)
-{
-    return t->id;
-}
-
-const char *task_exec_cwd(struct task *t)
-{
-    return t->src;
-}
-
-void task_log_bytes(struct task *t, const char *data, size_t len)
-{
-    /* After the final status nothing more goes to the server. */
-    if (t->finished)
-        return;
-    t->log_size += (int64_t)write_all(t->log_fd, data, len);
-}
-
-void task_exec_started(struct task *t, struct exec_stream *stream)
-{
-    int i;
-
-    /* Reuse an ended slot (task_for_exec checked that one is free). */
-    for (i = 0; i < t->n_execs && !t->execs[i].ended; i++)
-        ;
-    if (i == t->n_execs)
-        t->n_execs++;
-    t->execs[i].stream = stream;
-    t->execs[i].pgid = 0;
-    t->execs[i].ended = false;
-    t->live_execs++;
-}
-
-void task_exec_pid(struct task *t, struct exec_stream *stream, int pid)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (t->execs[i].stream == stream)
-            t->execs[i].pgid = pid;
-    }
-}
-
-void task_exec_ended(struct task *t, struct exec_stream *stream)
-{
-    int i;
-
-    for (i = 0; i < t->n_execs; i++) {
-        if (t->execs[i].stream == stream) {
-            t->execs[i].ended = true;
-            t->execs[i].stream = NULL;
-        }
-    }
-    if (--t->live_execs == 0)
-        task_release(t);
-}
-
-char **task_exec_env(struct task *t)
-{
-    cJSON *env = cJSON_Duplicate(json_get(t->assignment, "env"), 1);
-    char **out;
-
-    /* Ranks start in mpirun's directory when it exists here, else in
-     * $HOME: make that the unpacked snapshot of this node's task. */
-    cJSON_DeleteItemFromObjectCaseSensitive(env, "HOME");
-    cJSON_AddStringToObject(env, "HOME", t->src);
-    mpi_defaults(t, env);
-    out = env_array(t, env);
-    cJSON_Delete(env);
-    return out;
-}
-
 /* ---- stopping ---- */
 
 static void on_kill_timer(uv_timer_t *timer)
@@ -521,7 +308,7 @@ static void on_kill_timer(uv_timer_t *timer)
         log_warn("agent: task '%s' ignored SIGTERM; sending SIGKILL", t->id);
         kill(-t->pgid, SIGKILL);
     }
-    kill_execs(t, SIGKILL);
+    task_kill_execs(t, SIGKILL);
 }
 
 bool task_stop(struct agent *a, const char *id, const char *why)
@@ -534,7 +321,7 @@ bool task_stop(struct agent *a, const char *id, const char *why)
         return true;
     t->stop_requested = true;
     log_info("agent: stopping task '%s' (%s)", id, why);
-    kill_execs(t, SIGTERM);
+    task_kill_execs(t, SIGTERM);
     if (t->child_handles > 0 && !t->child_exited && t->pgid > 0) {
         kill(-t->pgid, SIGTERM);
         uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
@@ -543,7 +330,7 @@ bool task_stop(struct agent *a, const char *id, const char *why)
          * here; its execs got SIGTERM and get SIGKILL after the grace. */
         if (t->live_execs > 0)
             uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
-        finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
+        task_finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
     }
     return true;
 }
@@ -588,17 +375,21 @@ void task_reap_leftovers(struct agent *a)
     DIR *d;
     struct dirent *e;
 
-    /* Venv builds an earlier agent did not finish: their locks go. */
+    /* Venv builds an earlier agent did not finish: their locks go. Venvs
+     * an agent before task users left writable (any task could plant code
+     * there) are sealed like new ones. */
     snprintf(dir, sizeof(dir), "%s/venvs", a->work);
     d = opendir(dir);
     while (d && (e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
+        char path[8600];
 
-        if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0) {
-            char path[8600];
-
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".lock") == 0)
             unlink(path);
+        else if (e->d_name[0] != '.' && a->ident != TASK_IDENT_SELF && seal_tree(path) < 0) {
+            log_warn("agent: cannot seal the virtual environment '%s'; removing it", path);
+            remove_tree(path);
         }
     }
     if (d)
@@ -659,127 +450,12 @@ static void after_main(struct task *t, int64_t exit_status, int term_signal)
     if (term_signal) {
         snprintf(msg, sizeof(msg), "killed by signal %d%s", term_signal,
                  t->stop_requested ? " (stopped)" : "");
-        finish(t, "failed", 128 + term_signal, msg);
+        task_finish(t, "failed", 128 + term_signal, msg);
     } else if (exit_status == 0) {
-        finish(t, "succeeded", 0, NULL);
+        task_finish(t, "succeeded", 0, NULL);
     } else {
-        finish(t, "failed", (int)exit_status, NULL);
+        task_finish(t, "failed", (int)exit_status, NULL);
     }
-}
-
-static void queue_status(struct task *t, const char *status, int exit_code, const char *message)
-{
-    struct status_msg *m = xcalloc(1, sizeof(*m));
-    struct status_msg **p;
-
-    snprintf(m->status, sizeof(m->status), "%s", status);
-    m->exit_code = exit_code;
-    m->message = message ? xstrdup(message) : NULL;
-    for (p = &t->statuses; *p; p = &(*p)->next)
-        ;
-    *p = m;
-    pump(t);
-}
-
-/* Keeps MPI traffic on the nodes' network (STYLE.md, Open MPI notes): the
- * /24 of every IPv4 host, unless the run's environment says otherwise. */
-static void mpi_defaults(struct task *t, cJSON *env)
-{
-    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
-    struct buf nets;
-    char *list = xstrdup(hosts ? hosts : "");
-    char *save = NULL;
-    char *item;
-
-    buf_init(&nets);
-    for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        unsigned a1, a2, a3, a4;
-        char net[64];
-
-        if (sscanf(item, "%u.%u.%u.%u:", &a1, &a2, &a3, &a4) == 4) {
-            snprintf(net, sizeof(net), "%u.%u.%u.0/24", a1, a2, a3);
-            if (strstr(nets.data, net) == NULL)
-                buf_printf(&nets, "%s%s", nets.len ? "," : "", net);
-        }
-    }
-    if (json_get(env, "OMPI_MCA_plm_rsh_agent") == NULL) {
-        char *rsh = xasprintf("%s rsh", t->a->self_exe);
-
-        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_agent", rsh);
-        free(rsh);
-    }
-    /* trainyard rsh verifies agents that serve HTTPS with the same CA. */
-    if (t->a->ca && json_get(env, "TRAINYARD_CA") == NULL)
-        cJSON_AddStringToObject(env, "TRAINYARD_CA", t->a->ca);
-    if (json_get(env, "OMPI_MCA_plm_rsh_no_tree_spawn") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_no_tree_spawn", "1");
-    if (json_get(env, "OMPI_MCA_routed") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_routed", "direct");
-    /* orted must stay in the exec's process group, not daemonize away. */
-    if (json_get(env, "OMPI_MCA_orte_leave_session_attached") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_orte_leave_session_attached", "1");
-    /* Several "nodes" on one machine crash Open MPI's shared memory. */
-    if (json_get(env, "OMPI_MCA_btl") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_btl", "self,tcp");
-    if (nets.len && json_get(env, "OMPI_MCA_oob_tcp_if_include") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_oob_tcp_if_include", nets.data);
-    if (nets.len && json_get(env, "OMPI_MCA_btl_tcp_if_include") == NULL)
-        cJSON_AddStringToObject(env, "OMPI_MCA_btl_tcp_if_include", nets.data);
-    if (geteuid() == 0) {
-        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT", "1");
-        cJSON_AddStringToObject(env, "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-    }
-    free(list);
-    buf_release(&nets);
-}
-
-/* mpirun's argv before the program (SPEC §4 mpi): hostfile, -np, -x. */
-static int mpirun_argv(struct task *t, const cJSON *env, char **argv)
-{
-    const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
-    const char *np = json_get_string(env, "TRAINYARD_MPI_NP");
-    char *path = xasprintf("%s/hostfile", t->dir);
-    char *list = xstrdup(hosts ? hosts : "");
-    char *save = NULL;
-    char *item;
-    const cJSON *e;
-    FILE *f = fopen(path, "w");
-    int n = 0;
-
-    for (item = strtok_r(list, ",", &save); f && item; item = strtok_r(NULL, ",", &save)) {
-        char *colon = strrchr(item, ':');
-
-        if (colon) {
-            *colon = '\0';
-            fprintf(f, "%s slots=%s\n", item, colon + 1);
-        }
-    }
-    if (f)
-        fclose(f);
-    free(list);
-    argv[n++] = xstrdup("mpirun");
-    argv[n++] = xstrdup("--hostfile");
-    argv[n++] = path;
-    argv[n++] = xstrdup("-np");
-    argv[n++] = xstrdup(np ? np : "1");
-    argv[n++] = xstrdup("--map-by");
-    argv[n++] = xstrdup("slot");
-    argv[n++] = xstrdup("--bind-to");
-    argv[n++] = xstrdup("none");
-    /* The job's environment; each node's worker supplies its own GPUs,
-     * task identity and helper path. */
-    cJSON_ArrayForEach(e, env) {
-        if (strncmp(e->string, "OMPI_", 5) == 0 || strcmp(e->string, "CUDA_VISIBLE_DEVICES") == 0 ||
-            strcmp(e->string, "TRAINYARD_TASK_TYPE") == 0 ||
-            strcmp(e->string, "TRAINYARD_TASK_INDEX") == 0 ||
-            strcmp(e->string, "TRAINYARD_NODE") == 0 || strcmp(e->string, "PYTHONPATH") == 0)
-            continue;
-        argv[n++] = xstrdup("-x");
-        argv[n++] = xstrdup(e->string);
-    }
-    argv[n++] = xstrdup("-x");
-    argv[n++] = xstrdup("PYTHONUNBUFFERED");
-    return n;
 }
 
 /* A command run with pip_packages finds the venv first on PATH, like an
@@ -807,26 +483,6 @@ static void use_venv(char **env, const char *python)
     free(bin);
 }
 
-/* The mpi worker of the launcher's run on this node (node rank 0). */
-static struct task *local_worker(struct task *launcher)
-{
-    const char *run = json_get_string(launcher->assignment, "run_id");
-    struct task *w;
-
-    for (w = launcher->a->tasks; w; w = w->next) {
-        const char *wrun = json_get_string(w->assignment, "run_id");
-
-        if (w->holder && !w->finished && wrun && run && strcmp(wrun, run) == 0 &&
-            json_get(w->assignment, "index")->valueint == 0)
-            return w;
-    }
-    return NULL;
-}
-
-static void start_main(struct task *t, const char *python);
-
-static char *venv_dir(struct task *t);
-
 static void launcher_retry(uv_timer_t *timer)
 {
     struct task *t = timer->data;
@@ -834,17 +490,17 @@ static void launcher_retry(uv_timer_t *timer)
     char *python;
 
     if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) == 0) {
-        start_main(t, t->a->python);
+        task_start_main(t, t->a->python);
         return;
     }
-    dir = venv_dir(t);
+    dir = task_venv_dir(t);
     python = xasprintf("%s/bin/python", dir);
-    start_main(t, python);
+    task_start_main(t, python);
     free(python);
     free(dir);
 }
 
-static void start_main(struct task *t, const char *python)
+void task_start_main(struct task *t, const char *python)
 {
     const cJSON *argv_json = json_get(t->assignment, "argv");
     cJSON *env_json = json_get(t->assignment, "env");
@@ -856,14 +512,14 @@ static void start_main(struct task *t, const char *python)
     int n = 0;
 
     if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
+        task_finish(t, "failed", -1, "stopped before it started");
         return;
     }
     if (cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
         /* Holds the node's slots; mpirun starts the ranks through /v1/exec. */
         t->holder = true;
         t->status = "running";
-        queue_status(t, "running", -1, NULL);
+        task_queue_status(t, "running", -1, NULL);
         return;
     }
     if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
@@ -872,7 +528,7 @@ static void start_main(struct task *t, const char *python)
          * are worker-0's like every other node's ranks are their worker's
          * (its GPUs, identity and outputs). Worker-0 is assigned with the
          * launcher; wait for it a little. */
-        ranks_task = local_worker(t);
+        ranks_task = task_local_worker(t);
         if (ranks_task == NULL && t->venv_wait++ < 300) {
             uv_timer_start(&t->kill_timer, launcher_retry, 100, 0);
             return;
@@ -880,339 +536,32 @@ static void start_main(struct task *t, const char *python)
         if (ranks_task == NULL)
             ranks_task = t;
         ranks_env = cJSON_Duplicate(json_get(ranks_task->assignment, "env"), 1);
-        mpi_defaults(t, ranks_env);
+        task_mpi_defaults(t, ranks_env);
         env_json = ranks_env;
     }
     argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2 * cJSON_GetArraySize(env_json) + 16,
                    sizeof(*argv));
     if (ranks_env)
-        n = mpirun_argv(t, env_json, argv);
+        n = task_mpirun_argv(t, env_json, argv);
     if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
         argv[n++] = xstrdup(python);
     cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
-    env = env_array(ranks_task, env_json);
+    env = task_env(ranks_task, env_json);
     if (strcmp(python, t->a->python) != 0)
         use_venv(env, python);
     t->main_started = true;
     t->status = "running";
-    spawn(t, argv, env, ranks_task->src, after_main);
+    task_spawn(t, argv, env, ranks_task->src, task_exec_cred(t), after_main);
     cJSON_Delete(ranks_env);
     if (t->pgid > 0)
         write_pid_file(t);
     /* Running once the process exists: a failure to start is reported as
      * the process's own failure (exit 127). */
-    queue_status(t, "running", -1, NULL);
-    free_strv(argv);
-    free_strv(env);
-}
-
-/* ---- preparing: venv ---- */
-
-static char *venv_dir(struct task *t)
-{
-    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
-    struct buf key;
-    char hex[CRYPTO_SHA256_HEX_LEN];
-    const cJSON *p;
-    char *dir;
-
-    buf_init(&key);
-    buf_adds(&key, t->a->python_version ? t->a->python_version : t->a->python);
-    cJSON_ArrayForEach(p, pkgs) {
-        buf_addc(&key, '\n');
-        buf_adds(&key, p->valuestring);
-    }
-    crypto_sha256_hex(key.data, key.len, hex);
-    buf_release(&key);
-    dir = xasprintf("%s/venvs/%.16s", t->a->work, hex);
-    return dir;
-}
-
-static void venv_retry(uv_timer_t *timer);
-
-/*
- * A venv is built in its final directory (scripts pip installs name their
- * interpreter by absolute path, so it cannot be moved afterwards) while
- * <dir>.lock is held; <dir>/.trainyard-ready marks it complete. An agent
- * removes stale locks when it starts (task_reap_leftovers).
- */
-static void venv_failed(struct task *t, const char *why)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-
-    remove_tree(dir);
-    unlink(lock);
-    finish(t, "failed", -1, why);
-    free(dir);
-    free(lock);
-}
-
-static void after_pip(struct task *t, int64_t exit_status, int term_signal)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-    char *ready = xasprintf("%s/.trainyard-ready", dir);
-    char *python = xasprintf("%s/bin/python", dir);
-    int fd;
-
-    if (exit_status != 0 || term_signal) {
-        venv_failed(t, "pip install failed; its output is in the log");
-    } else if ((fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-        venv_failed(t, "cannot mark the virtual environment ready");
-    } else {
-        close(fd);
-        unlink(lock);
-        log_text(t, "trainyard: virtual environment ready\n");
-        start_main(t, python);
-    }
-    free(dir);
-    free(lock);
-    free(ready);
-    free(python);
-}
-
-static void after_venv(struct task *t, int64_t exit_status, int term_signal)
-{
-    const cJSON *pkgs = json_get(t->assignment, "pip_packages");
-    const cJSON *p;
-    char *dir = venv_dir(t);
-    char **argv = xcalloc((size_t)cJSON_GetArraySize(pkgs) + 8, sizeof(*argv));
-    char **env = env_array(t, json_get(t->assignment, "env"));
-    int n = 0;
-
-    if (exit_status != 0 || term_signal || t->stop_requested) {
-        venv_failed(t, "cannot create the virtual environment");
-        goto out;
-    }
-    argv[n++] = xasprintf("%s/bin/python", dir);
-    argv[n++] = xstrdup("-m");
-    argv[n++] = xstrdup("pip");
-    argv[n++] = xstrdup("install");
-    argv[n++] = xstrdup("--no-input");
-    argv[n++] = xstrdup("--disable-pip-version-check");
-    cJSON_ArrayForEach(p, pkgs) {
-        argv[n++] = xstrdup(p->valuestring);
-    }
-    log_text(t, "trainyard: pip install\n");
-    spawn(t, argv, env, t->src, after_pip);
-out:
-    free(dir);
-    free_strv(argv);
-    free_strv(env);
-}
-
-static void prepare_venv(struct task *t)
-{
-    char *dir = venv_dir(t);
-    char *lock = xasprintf("%s.lock", dir);
-    char *ready = xasprintf("%s/.trainyard-ready", dir);
-    char *python = xasprintf("%s/bin/python", dir);
-    struct stat st;
-    int fd;
-
-    if (stat(ready, &st) == 0) {
-        log_text(t, "trainyard: using the cached virtual environment\n");
-        start_main(t, python);
-    } else if ((fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-        if (errno == EEXIST) {
-            /* Another task builds the same one: wait for it. */
-            if (t->venv_wait++ == 0)
-                log_text(t, "trainyard: waiting for the virtual environment\n");
-            uv_timer_start(&t->kill_timer, venv_retry, 500, 0);
-        } else {
-            finish(t, "failed", -1, "cannot lock the virtual environment");
-        }
-    } else {
-        char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", dir, NULL };
-        char **env = env_array(t, json_get(t->assignment, "env"));
-
-        close(fd);
-        remove_tree(dir); /* what a failed build left */
-        log_text(t, "trainyard: creating a virtual environment\n");
-        spawn(t, argv, env, t->src, after_venv);
-        free_strv(env);
-    }
-    free(dir);
-    free(lock);
-    free(ready);
-    free(python);
-}
-
-static void venv_retry(uv_timer_t *timer)
-{
-    struct task *t = timer->data;
-
-    if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
-        return;
-    }
-    prepare_venv(t);
-}
-
-static void prepared(struct task *t)
-{
-    if (t->stop_requested) {
-        finish(t, "failed", -1, "stopped before it started");
-        return;
-    }
-    if (make_dirs(t->outputs) < 0) {
-        finish(t, "failed", -1, "cannot create the outputs directory");
-        return;
-    }
-    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0)
-        prepare_venv(t);
-    else
-        start_main(t, t->a->python);
-}
-
-/* ---- preparing: snapshot ---- */
-
-struct unpack_work {
-    uv_work_t req;
-    struct task *task;
-    char *archive;
-    char why[512];
-    int rc;
-};
-
-static void unpack_work(uv_work_t *req)
-{
-    struct unpack_work *w = req->data;
-    struct archive_limits limits = {
-        .max_bytes = w->task->a->max_unpacked_bytes,
-        .max_ratio = 0, /* the server checked it, on these very bytes */
-        .bytes_name = "the agent's --max-snapshot-unpacked-mb",
-        .ratio_name = "",
-    };
-
-    w->rc = archive_unpack(w->archive, w->task->src, &limits, w->why, sizeof(w->why));
-}
-
-static void unpack_done(uv_work_t *req, int status)
-{
-    struct unpack_work *w = req->data;
-    struct task *t = w->task;
-    char msg[700];
-
-    (void)status;
-    t->work_pending = false;
-    if (t->finished) {
-        /* Stopped while unpacking: nothing more to do but let it go. */
-        free(w->archive);
-        free(w);
-        task_release(t);
-        return;
-    }
-    if (w->rc < 0) {
-        snprintf(msg, sizeof(msg), "cannot unpack the snapshot: %s", w->why);
-        finish(t, "failed", -1, msg);
-    } else {
-        prepared(t);
-    }
-    free(w->archive);
-    free(w);
-}
-
-static void unpack(struct task *t, const char *archive)
-{
-    struct unpack_work *w = xcalloc(1, sizeof(*w));
-
-    w->task = t;
-    w->archive = xstrdup(archive);
-    w->req.data = w;
-    t->work_pending = true;
-    if (uv_queue_work(t->a->loop, &w->req, unpack_work, unpack_done) != 0) {
-        t->work_pending = false;
-        free(w->archive);
-        free(w);
-        finish(t, "failed", -1, "cannot unpack the snapshot");
-    }
-}
-
-static char *cache_path(struct task *t)
-{
-    const char *id = json_get_string(t->assignment, "snapshot");
-
-    return xasprintf("%s/snapshots/%s.tar.gz", t->a->work, id + 7);
-}
-
-static void on_downloaded(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    char *path = cache_path(t);
-    char *tmp = xasprintf("%s.%s.part", path, t->id);
-    char msg[600];
-    char hex[CRYPTO_SHA256_HEX_LEN];
-    struct crypto_sha256 *h;
-    char block[65536];
-    ssize_t n;
-    int fd;
-
-    t->download_pending = false;
-    if (t->finished) {
-        unlink(tmp);
-        task_release(t);
-        goto out;
-    }
-    if (resp->status != 200) {
-        unlink(tmp);
-        snprintf(msg, sizeof(msg), "cannot download the snapshot: %s",
-                 resp->status ? "the server refused it" : resp->error);
-        finish(t, "failed", -1, msg);
-        goto out;
-    }
-    /* The id is the content's hash: check it before trusting the file. */
-    fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    h = crypto_sha256_new();
-    while (fd >= 0 && (n = read(fd, block, sizeof(block))) > 0)
-        crypto_sha256_update(h, block, (size_t)n);
-    if (fd >= 0)
-        close(fd);
-    crypto_sha256_final(h, hex);
-    if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 || rename(tmp, path) < 0) {
-        unlink(tmp);
-        finish(t, "failed", -1, "the downloaded snapshot does not match its id");
-        goto out;
-    }
-    unpack(t, path);
-out:
-    free(path);
-    free(tmp);
-}
-
-static void prepare(struct task *t)
-{
-    const char *snapshot = json_get_string(t->assignment, "snapshot");
-    char *path;
-    char *tmp;
-    char url[256];
-    struct stat st;
-
-    if (make_dirs(t->src) < 0) {
-        finish(t, "failed", -1, "cannot create the task directory");
-        return;
-    }
-    if (snapshot == NULL) {
-        prepared(t);
-        return;
-    }
-    path = cache_path(t);
-    if (stat(path, &st) == 0) {
-        unpack(t, path);
-        free(path);
-        return;
-    }
-    tmp = xasprintf("%s.%s.part", path, t->id);
-    snprintf(url, sizeof(url), "/api/v1/snapshots/%s", snapshot);
-    if (agent_server_request(t->a, "GET", url, NULL, NULL, 0, NULL, tmp, on_downloaded, t) < 0)
-        finish(t, "failed", -1, "cannot start the snapshot download");
-    else
-        t->download_pending = true;
-    free(path);
-    free(tmp);
+    task_queue_status(t, "running", -1, NULL);
+    task_free_strv(argv);
+    task_free_strv(env);
 }
 
 /* ---- the end of a task ---- */
@@ -1232,7 +581,7 @@ static int collect_file(const char *path, const struct stat *st, int flag, struc
 }
 
 /* The task's work is over: list outputs to upload and queue the final status. */
-static void finish(struct task *t, const char *status, int exit_code, const char *message)
+void task_finish(struct task *t, const char *status, int exit_code, const char *message)
 {
     if (t->finished)
         return;
@@ -1242,7 +591,7 @@ static void finish(struct task *t, const char *status, int exit_code, const char
         char line[700];
 
         snprintf(line, sizeof(line), "trainyard: %s\n", message);
-        log_text(t, line);
+        task_log_text(t, line);
     }
     t->uploads = cJSON_CreateArray();
     collecting = t->uploads;
@@ -1251,14 +600,9 @@ static void finish(struct task *t, const char *status, int exit_code, const char
     collecting = NULL;
     t->uploads_listed = true;
     t->final_queued = true;
-    queue_status(t, status, exit_code, message);
+    task_queue_status(t, status, exit_code, message);
     if (t->a->stopping)
         task_release(t);
-}
-
-static bool is_final(const struct status_msg *m)
-{
-    return strcmp(m->status, "succeeded") == 0 || strcmp(m->status, "failed") == 0;
 }
 
 /* ---- reporting ---- */
@@ -1279,6 +623,16 @@ static void task_free_cb(uv_handle_t *h)
         close(t->log_fd);
     if (t->metrics_fd >= 0)
         close(t->metrics_fd);
+    /* The run's last task here takes what it left running with it, before
+     * its files go (nothing of it can swap them for links meanwhile). */
+    if (t->has_cred)
+        ident_release(t->a, t->run);
+    if (t->venv_cred) {
+        char *dir = task_venv_dir(t);
+
+        task_venv_end_build(t, dir);
+        free(dir);
+    }
     remove_tree(t->dir);
     buf_release(&t->out.line);
     buf_release(&t->err.line);
@@ -1286,6 +640,7 @@ static void task_free_cb(uv_handle_t *h)
     cJSON_Delete(t->steps);
     cJSON_Delete(t->uploads);
     free(t->id);
+    free(t->run);
     free(t->dir);
     free(t->src);
     free(t->outputs);
@@ -1294,19 +649,17 @@ static void task_free_cb(uv_handle_t *h)
     free(t);
 }
 
-static bool busy(const struct task *t);
-
 /*
  * Forgets the task once nothing refers to it any more: no request in
  * flight, no download, unpack or exec running, and (unless the agent is
  * stopping) the final status delivered. Every callback that ends one of
  * those calls it again.
  */
-static void task_release(struct task *t)
+void task_release(struct task *t)
 {
     struct task **p;
 
-    if (t->freeing || !t->finished || busy(t) || t->live_execs > 0 || t->work_pending ||
+    if (t->freeing || !t->finished || task_reporting(t) || t->live_execs > 0 || t->work_pending ||
         t->download_pending || (!t->final_acked && !t->a->stopping))
         return;
     t->freeing = true;
@@ -1322,273 +675,6 @@ static void task_release(struct task *t)
     uv_close((uv_handle_t *)&t->kill_timer, task_free_cb);
 }
 
-static bool busy(const struct task *t)
-{
-    return t->log_in_flight || t->metrics_in_flight || t->status_in_flight || t->upload_in_flight;
-}
-
-static void on_status_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    struct status_msg *m = t->statuses;
-
-    t->status_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    /* 2xx: delivered. 4xx: the server will never take it (the task is
-     * gone there): drop it rather than retry forever. */
-    if (resp->status >= 200 && resp->status < 500) {
-        if (resp->status >= 400)
-            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status, t->id,
-                     resp->status);
-        t->statuses = m->next;
-        if (is_final(m))
-            t->final_acked = true;
-        free(m->message);
-        free(m);
-        if (t->final_acked) {
-            task_release(t);
-            return;
-        }
-        pump(t);
-    }
-    /* Not delivered: the pump timer tries again, without spinning. */
-}
-
-static void on_logs_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    cJSON *body;
-
-    t->log_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    if (resp->status == 200 || resp->status == 409) {
-        body = json_parse(resp->body->data, resp->body->len);
-        if (body && cJSON_IsNumber(json_get(body, "log_size")))
-            t->log_acked = (int64_t)json_get(body, "log_size")->valuedouble;
-        cJSON_Delete(body);
-    } else if (resp->status == 403 || resp->status == 404) {
-        t->log_acked = t->log_size; /* the server will not take it */
-    } else {
-        return; /* the pump timer tries again */
-    }
-    pump(t);
-}
-
-static void on_metrics_sent(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-
-    t->metrics_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    if ((resp->status >= 200 && resp->status < 300) || resp->status == 403 || resp->status == 404 ||
-        resp->status == 400) {
-        if (resp->status >= 400)
-            log_warn("agent: server refused metrics of task '%s' (HTTP %ld)", t->id, resp->status);
-        t->metrics_acked = t->batch_end;
-        t->batch_end = 0;
-        pump(t);
-    }
-}
-
-static void on_uploaded(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-
-    t->upload_in_flight = false;
-    if (resp->status == UVCURL_CANCELED) {
-        task_release(t);
-        return;
-    }
-    /* No answer (the server is away) is not a failure: retry until it is
-     * back. A refusal is retried a few times, then the file is skipped. */
-    if (resp->status == 0)
-        return; /* the pump timer tries again */
-    if ((resp->status >= 200 && resp->status < 300) || ++t->upload_fails >= 5) {
-        if (!(resp->status >= 200 && resp->status < 300))
-            log_warn("agent: giving up on output '%s' of task '%s'",
-                     cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring, t->id);
-        t->upload_next++;
-        t->upload_fails = 0;
-    }
-    pump(t);
-}
-
-static void send_logs(struct task *t)
-{
-    int64_t len = t->log_size - t->log_acked;
-    char path[256];
-    char *data;
-    ssize_t n;
-
-    if (len > LOG_CHUNK)
-        len = LOG_CHUNK;
-    data = xmalloc((size_t)len);
-    n = pread(t->log_fd, data, (size_t)len, t->log_acked);
-    if (n <= 0) {
-        free(data);
-        return;
-    }
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/logs?offset=%lld", t->id,
-             (long long)t->log_acked);
-    if (agent_server_request(t->a, "POST", path, "application/octet-stream", data, (size_t)n, NULL,
-                             NULL, on_logs_sent, t) == 0)
-        t->log_in_flight = true;
-    free(data);
-}
-
-static void send_metrics(struct task *t)
-{
-    char path[256];
-    struct buf body;
-    char *data;
-    ssize_t n;
-    int64_t len;
-    int64_t i;
-    bool first = true;
-
-    if (t->batch_end == 0) {
-        /* Cut a new batch at a line end; it is resent unchanged until acked. */
-        len = t->metrics_size - t->metrics_acked;
-        if (len > METRICS_BATCH)
-            len = METRICS_BATCH;
-        data = xmalloc((size_t)len);
-        n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
-        for (i = n - 1; i >= 0 && data[i] != '\n'; i--)
-            ;
-        free(data);
-        if (i < 0)
-            return;
-        t->batch_end = t->metrics_acked + i + 1;
-    }
-    len = t->batch_end - t->metrics_acked;
-    data = xmalloc((size_t)len + 1);
-    n = pread(t->metrics_fd, data, (size_t)len, t->metrics_acked);
-    if (n != len) {
-        free(data);
-        return;
-    }
-    data[len] = '\0';
-    buf_init(&body);
-    buf_printf(&body, "{\"seq\":%lld,\"points\":[", (long long)t->batch_end);
-    for (i = 0; i < len;) {
-        char *nl = memchr(data + i, '\n', (size_t)(len - i));
-        int64_t end = nl ? nl - data : len;
-
-        if (end > i) {
-            if (!first)
-                buf_addc(&body, ',');
-            buf_add(&body, data + i, (size_t)(end - i));
-            first = false;
-        }
-        i = end + 1;
-    }
-    buf_adds(&body, "]}");
-    free(data);
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/metrics", t->id);
-    if (agent_server_request(t->a, "POST", path, "application/json", body.data, body.len, NULL,
-                             NULL, on_metrics_sent, t) == 0)
-        t->metrics_in_flight = true;
-    buf_release(&body);
-}
-
-/* Percent-encodes a relative path for a URL, keeping '/'. */
-static void url_path(struct buf *out, const char *path)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p;
-
-    for (p = (const unsigned char *)path; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~' || *p == '/') {
-            buf_addc(out, (char)*p);
-        } else {
-            buf_addc(out, '%');
-            buf_addc(out, hex[*p >> 4]);
-            buf_addc(out, hex[*p & 15]);
-        }
-    }
-}
-
-static void send_upload(struct task *t)
-{
-    const char *rel = cJSON_GetArrayItem(t->uploads, t->upload_next)->valuestring;
-    char *file = xasprintf("%s/%s", t->outputs, rel);
-    struct buf path;
-
-    buf_init(&path);
-    buf_printf(&path, "/api/v1/agent/tasks/%s/artifacts/", t->id);
-    url_path(&path, rel);
-    if (agent_server_request(t->a, "PUT", path.data, "application/octet-stream", NULL, 0, file,
-                             NULL, on_uploaded, t) == 0)
-        t->upload_in_flight = true;
-    else
-        t->upload_next++; /* vanished or unreadable: nothing to send */
-    buf_release(&path);
-    free(file);
-}
-
-static void send_status(struct task *t)
-{
-    struct status_msg *m = t->statuses;
-    char path[256];
-    cJSON *body = cJSON_CreateObject();
-    char *text;
-
-    cJSON_AddStringToObject(body, "status", m->status);
-    if (is_final(m) && m->exit_code >= 0)
-        cJSON_AddNumberToObject(body, "exit_code", m->exit_code);
-    if (m->message)
-        cJSON_AddStringToObject(body, "message", m->message);
-    text = json_print(body);
-    cJSON_Delete(body);
-    snprintf(path, sizeof(path), "/api/v1/agent/tasks/%s/status", t->id);
-    if (agent_server_request(t->a, "POST", path, "application/json", text, strlen(text), NULL, NULL,
-                             on_status_sent, t) == 0)
-        t->status_in_flight = true;
-    free(text);
-}
-
-static void pump(struct task *t)
-{
-    bool delivered;
-    int i;
-
-    if (t->freeing || t->a->stopping)
-        return;
-    /* An exec whose caller (trainyard rsh) went away is not wanted. */
-    for (i = 0; i < t->n_execs; i++) {
-        if (!t->execs[i].ended && t->execs[i].pgid > 0 && exec_caller_gone(t->execs[i].stream))
-            kill(-t->execs[i].pgid, SIGKILL);
-    }
-    if (!t->log_in_flight && t->log_size > t->log_acked)
-        send_logs(t);
-    if (!t->metrics_in_flight && (t->batch_end > 0 || t->metrics_size > t->metrics_acked))
-        send_metrics(t);
-    if (!t->upload_in_flight && t->uploads_listed &&
-        t->upload_next < cJSON_GetArraySize(t->uploads))
-        send_upload(t);
-    delivered = t->log_acked >= t->log_size && t->metrics_acked >= t->metrics_size &&
-                !t->log_in_flight && !t->metrics_in_flight && !t->upload_in_flight &&
-                (!t->uploads_listed || t->upload_next >= cJSON_GetArraySize(t->uploads));
-    /* The final status goes last, so a finished run has all it produced. */
-    if (!t->status_in_flight && t->statuses && (!is_final(t->statuses) || delivered))
-        send_status(t);
-}
-
-static void on_pump_timer(uv_timer_t *timer)
-{
-    pump(timer->data);
-}
-
 /* ---- the agent API's view ---- */
 
 int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error)
@@ -1597,7 +683,9 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     const char *snapshot = json_get_string(assignment, "snapshot");
     const cJSON *argv = json_get(assignment, "argv");
     const cJSON *x;
+    const char *ident_error = NULL;
     struct task *t;
+    int ident;
 
     if (id == NULL || id[0] == '\0' || strlen(id) > 200 || strchr(id, '/') || id[0] == '.') {
         *ret_error = "id is required: a task id without '/'";
@@ -1653,8 +741,13 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     buf_init(&t->err.line);
     t->log_fd = -1;
     t->metrics_fd = -1;
+    t->run =
+        xstrdup(json_get_string(assignment, "run_id") ? json_get_string(assignment, "run_id") : id);
     remove_tree(t->dir);
-    if (make_dirs(t->dir) == 0) {
+    ident = ident_acquire(a, t->run, &t->cred, &ident_error);
+    t->has_cred = ident == 1;
+    /* root's, 0711: the task reaches its src/ but not the agent's files */
+    if (ident >= 0 && make_dirs(t->dir, 0711) == 0 && chmod(t->dir, 0711) == 0) {
         t->log_fd = open(t->log_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
         t->metrics_fd =
             open(t->metrics_path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
@@ -1666,14 +759,14 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     t->own_handles = 2;
     t->next = a->tasks;
     a->tasks = t;
-    uv_timer_start(&t->pump_timer, on_pump_timer, PUMP_MS, PUMP_MS);
+    uv_timer_start(&t->pump_timer, task_on_pump_timer, PUMP_MS, PUMP_MS);
     log_info("agent: task '%s' assigned", id);
     if (t->log_fd < 0 || t->metrics_fd < 0) {
-        finish(t, "failed", -1, "cannot create the task's files");
+        task_finish(t, "failed", -1, ident_error ? ident_error : "cannot create the task's files");
         return 201;
     }
-    queue_status(t, "preparing", -1, NULL);
-    prepare(t);
+    task_queue_status(t, "preparing", -1, NULL);
+    task_prepare(t);
     return 201;
 }
 
@@ -1705,13 +798,13 @@ void task_stop_all(struct agent *a)
     for (t = a->tasks; t; t = next) {
         next = t->next;
         t->stop_requested = true;
-        kill_execs(t, SIGKILL);
+        task_kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);
-        /* A task whose child is still exiting is released by finish();
+        /* A task whose child is still exiting is released by task_finish();
          * one between steps (or an mpi worker) ends here. */
         if (t->child_handles == 0 && !t->finished)
-            finish(t, "failed", -1, "the agent stopped");
+            task_finish(t, "failed", -1, "the agent stopped");
         task_release(t);
     }
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/xalloc.h"
 #include "common/parse.h"
 #include "common/banned.h"
@@ -91,6 +92,9 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
         return true;
     case CLI_OPT_TOKEN:
         c->opt_token = arg;
+        return true;
+    case CLI_OPT_TOKEN_FILE:
+        c->opt_token_file = arg;
         return true;
     case CLI_OPT_DATA:
         c->data_dir = arg;
@@ -238,6 +242,7 @@ static bool host_is_loopback(const char *url)
 int cli_resolve(struct cli *c)
 {
     const char *env;
+    const char *env_file;
     size_t len;
 
     free(c->server);
@@ -264,9 +269,19 @@ int cli_resolve(struct cli *c)
     c->loopback = host_is_loopback(c->server);
 
     env = getenv("TRAINYARD_TOKEN");
-    if (c->opt_token)
+    env_file = getenv("TRAINYARD_TOKEN_FILE");
+    if (c->opt_token && c->opt_token_file)
+        return cli_usage_error(c, "--token and --token-file cannot be used together");
+    if (c->opt_token) {
         c->token = xstrdup(c->opt_token);
-    else if (env && *env)
+    } else if (c->opt_token_file || (!(env && *env) && env_file && *env_file)) {
+        char why[512];
+
+        c->token =
+            file_read_secret(c->opt_token_file ? c->opt_token_file : env_file, why, sizeof(why));
+        if (c->token == NULL)
+            return cli_usage_error(c, "%s", why);
+    } else if (env && *env)
         c->token = xstrdup(env);
     else if (c->loopback)
         c->token = read_small_file(c->data_dir, "admin.token");

@@ -44,6 +44,7 @@ enum cli_common_opt {
     CLI_OPT_DATA,
     CLI_OPT_JSON,
     CLI_OPT_CA,
+    CLI_OPT_TOKEN_FILE,
     /* Commands number their own long-only options from here. */
     CLI_OPT_FIRST_OWN,
 };
@@ -52,6 +53,7 @@ enum cli_common_opt {
 #define CLI_COMMON_LONGOPTS                                                                        \
     { "server", required_argument, NULL, CLI_OPT_SERVER },                                         \
         { "token", required_argument, NULL, CLI_OPT_TOKEN },                                       \
+        { "token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE },                             \
         { "data", required_argument, NULL, CLI_OPT_DATA },                                         \
         { "ca", required_argument, NULL, CLI_OPT_CA },                                             \
         { "json", no_argument, NULL, CLI_OPT_JSON },                                               \
@@ -64,8 +66,11 @@ enum cli_common_opt {
     "Common options:\n"                                                                            \
     "  --server URL      server base URL (default: $TRAINYARD_SERVER, else the contents of\n"      \
     "                    DATA/server.url, else http://127.0.0.1:8080)\n"                           \
-    "  --token T         API token (default: $TRAINYARD_TOKEN, else DATA/admin.token when\n"       \
-    "                    the server is on a loopback address)\n"                                   \
+    "  --token T         API token (default: $TRAINYARD_TOKEN, else the file\n"                    \
+    "                    $TRAINYARD_TOKEN_FILE, else DATA/admin.token when the server is on a\n"   \
+    "                    loopback address); a token on the command line is visible to other\n"     \
+    "                    users of this machine: prefer --token-file\n"                             \
+    "  --token-file F    read the API token from file F (one line)\n"                              \
     "  --data DIR        the server's data directory, DATA above (default ./var)\n"                \
     "  --ca FILE         CA certificates to check an https:// server with\n"                       \
     "  --json            print the server's JSON instead of text\n"                                \
@@ -82,6 +87,7 @@ struct cli {
     const char *command; /* borrowed from argv: "submit", "runs", ... */
     const char *opt_server; /* borrowed from argv, NULL when not given */
     const char *opt_token;
+    const char *opt_token_file; /* borrowed, NULL when not given */
     const char *data_dir; /* borrowed; "./var" unless --data */
     const char *ca_file; /* borrowed, NULL when not given */
     bool json;

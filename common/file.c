@@ -2,9 +2,11 @@
 #include "common/file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -32,4 +34,48 @@ int file_read(const char *path, size_t max, char **ret_data)
     data[n] = '\0';
     *ret_data = data;
     return 0;
+}
+
+char *file_read_secret(const char *path, char *why, size_t why_size)
+{
+    char text[4097];
+    size_t len = 0;
+    size_t start = 0;
+    size_t i;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        snprintf(why, why_size, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    while (len < sizeof(text) - 1) {
+        ssize_t n = read(fd, text + len, sizeof(text) - 1 - len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (len == sizeof(text) - 1) {
+        snprintf(why, why_size, "'%s' is too long for a token", path);
+        return NULL;
+    }
+    text[len] = '\0';
+    while (len > 0 && strchr(" \t\r\n", text[len - 1]))
+        text[--len] = '\0';
+    while (start < len && strchr(" \t\r\n", text[start]))
+        start++;
+    if (start == len) {
+        snprintf(why, why_size, "'%s' holds no token", path);
+        return NULL;
+    }
+    for (i = start; i < len; i++) {
+        if ((unsigned char)text[i] < 0x21 || text[i] == 0x7f) {
+            snprintf(why, why_size, "'%s' must hold one token on one line", path);
+            return NULL;
+        }
+    }
+    return xstrdup(text + start);
 }

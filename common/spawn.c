@@ -1,6 +1,7 @@
 /* spawn.c - posix_spawn plus a pidfd watched on the loop. See spawn.h. */
 #include "common/spawn.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -88,9 +90,161 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
         p->exit_cb(p, WEXITSTATUS(wstatus), 0);
 }
 
+/* The forked child's side of proc_spawn_as: async-signal-safe calls and
+ * raw system calls only (the parent may have other threads). Writes the
+ * errno of the step that failed to report and exits. */
+static void child_as(const char *path, char *const *args, char *const *env, const char *cwd,
+                     int out_fd, int err_fd, int report, const struct proc_cred *cred)
+{
+    struct sigaction dfl;
+    sigset_t none;
+    int e = 0;
+    int devnull;
+    int sig;
+
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (setsid() < 0)
+        goto fail;
+    devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+        goto fail;
+    /* Everything else closes on exec; report stays open until then. */
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        int fd;
+
+        for (fd = 3; fd < 65536; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (cwd && chdir(cwd) < 0)
+        goto fail;
+    if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+        syscall(SYS_setresgid, cred->gid, cred->gid, cred->gid) < 0 ||
+        syscall(SYS_setresuid, cred->uid, cred->uid, cred->uid) < 0)
+        goto fail;
+    execve(path, args, env);
+    if (errno == ENOEXEC) {
+        /* A script without "#!": run by sh, as execvp does. */
+        char *sh_args[4096];
+        size_t n = 0;
+
+        sh_args[0] = (char *)"/bin/sh";
+        sh_args[1] = (char *)path;
+        while (args[0] && args[n + 1] && n + 3 < sizeof(sh_args) / sizeof(sh_args[0])) {
+            sh_args[n + 2] = args[n + 1];
+            n++;
+        }
+        sh_args[n + 2] = NULL;
+        execve("/bin/sh", sh_args, env);
+    }
+fail:
+    e = errno;
+    while (write(report, &e, sizeof(e)) < 0 && errno == EINTR)
+        ;
+    _exit(127);
+}
+
+/* Forks the child of proc_spawn_as; returns 0 or a negative errno (the
+ * child's, when it failed before exec). */
+static int fork_as(pid_t *ret_pid, const char *path, char *const *args, char *const *env,
+                   const char *cwd, int out_fd, int err_fd, const struct proc_cred *cred)
+{
+    int report[2];
+    int e = 0;
+    ssize_t n;
+    pid_t pid;
+
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return -errno;
+    pid = fork();
+    if (pid < 0) {
+        e = errno;
+        close(report[0]);
+        close(report[1]);
+        return -e;
+    }
+    if (pid == 0)
+        child_as(path, args, env, cwd, out_fd, err_fd, report[1], cred);
+    close(report[1]);
+    do
+        n = read(report[0], &e, sizeof(e));
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof(e)) {
+        waitpid(pid, NULL, 0);
+        return -(e ? e : EPERM);
+    }
+    *ret_pid = pid;
+    return 0;
+}
+
+/* Whether process pid (a /proc entry name) has uid as its real,
+ * effective or saved uid, and is not a zombie (nothing left to kill). */
+static bool runs_as(const char *pid, uid_t uid)
+{
+    char path[64];
+    char line[256];
+    bool match = false;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%s/status", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long r, e, s;
+
+        if (strncmp(line, "State:", 6) == 0 && strchr(line, 'Z'))
+            break;
+        if (sscanf(line, "Uid: %lu %lu %lu", &r, &e, &s) == 3) {
+            match = r == uid || e == uid || s == uid;
+            break;
+        }
+    }
+    fclose(f);
+    return match;
+}
+
+int proc_kill_uid(uid_t uid)
+{
+    int round;
+
+    if (uid == 0)
+        return -EINVAL;
+    /* Until a pass finds none: one killed mid-fork may leave a child. */
+    for (round = 0; round < 20; round++) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        int found = 0;
+
+        if (d == NULL)
+            return -errno;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && runs_as(e->d_name, uid) &&
+                kill((pid_t)strtol(e->d_name, NULL, 10), SIGKILL) == 0)
+                found++;
+        }
+        closedir(d);
+        if (found == 0)
+            return 0;
+    }
+    return -EAGAIN;
+}
+
 int proc_spawn(uv_loop_t *loop, struct proc *p, const char *file, char *const *args,
                char *const *env, const char *cwd, uv_pipe_t *out, uv_pipe_t *err,
                proc_exit_cb exit_cb)
+{
+    return proc_spawn_as(loop, p, file, args, env, cwd, out, err, exit_cb, NULL);
+}
+
+int proc_spawn_as(uv_loop_t *loop, struct proc *p, const char *file, char *const *args,
+                  char *const *env, const char *cwd, uv_pipe_t *out, uv_pipe_t *err,
+                  proc_exit_cb exit_cb, const struct proc_cred *cred)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -109,6 +263,12 @@ int proc_spawn(uv_loop_t *loop, struct proc *p, const char *file, char *const *a
     if (pipe2(out_fds, O_CLOEXEC) < 0 || pipe2(err_fds, O_CLOEXEC) < 0) {
         rc = -errno;
         goto out;
+    }
+    if (cred) {
+        rc = fork_as(&p->pid, path, args, env, cwd, out_fds[1], err_fds[1], cred);
+        if (rc < 0)
+            goto out;
+        goto watch;
     }
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -143,6 +303,7 @@ int proc_spawn(uv_loop_t *loop, struct proc *p, const char *file, char *const *a
     posix_spawn_file_actions_destroy(&fa);
     if (rc < 0)
         goto out;
+watch:
     p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
     if (p->pidfd < 0) {
         /* Cannot watch it: it must not run unwatched. */

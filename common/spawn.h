@@ -40,6 +40,28 @@ struct proc {
 int proc_spawn(uv_loop_t *loop, struct proc *p, const char *file, char *const *args,
                char *const *env, const char *cwd, uv_pipe_t *out, uv_pipe_t *err,
                proc_exit_cb exit_cb);
+/* Who a process runs as: setgroups(0), setgid and setuid before exec. */
+struct proc_cred {
+    uid_t uid;
+    gid_t gid;
+};
+
+/*
+ * proc_spawn as cred (NULL: as the caller). Changing identity needs a
+ * fork (posix_spawn cannot do it): the child drops its supplementary
+ * groups, then sets gid and uid (real, effective and saved) and fails
+ * the spawn (-EPERM ...) when any step fails, before anything of the
+ * program runs. Needs root (CAP_SETUID/CAP_SETGID) unless cred is the
+ * caller's own.
+ */
+int proc_spawn_as(uv_loop_t *loop, struct proc *p, const char *file, char *const *args,
+                  char *const *env, const char *cwd, uv_pipe_t *out, uv_pipe_t *err,
+                  proc_exit_cb exit_cb, const struct proc_cred *cred);
+/* Sends SIGKILL to every process running as uid (real, effective or
+ * saved; uid != 0), found in /proc, pass after pass until one finds none
+ * (no helper process: nothing new appears below the caller). Returns 0
+ * or a negative errno. */
+int proc_kill_uid(uid_t uid);
 /* Stops watching and closes the pidfd; cb as uv_close's, with a handle
  * whose data is p->data (as with a uv_process_t). */
 void proc_close(struct proc *p, uv_close_cb cb);

@@ -475,7 +475,7 @@ static mode_t caller_umask = 022;
 
 /*
  * --dev: runs `trainyard agent` for this machine as a child process, with
- * the admin token (in its environment, not on its command line), and the
+ * the admin token by its file (never in argv or the environment), and the
  * server's unpacked-snapshot limit, so that what the server takes it runs.
  */
 static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *addr, uint16_t port,
@@ -484,20 +484,19 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     char url[128];
     char unpacked[32];
     char token_path[4096];
-    char token[256] = "";
     char work[4096];
-    char env_token[300];
     char host[256] = "local";
     /* The rest stays NULL for the options appended below. */
-    char *argv[20] = { "trainyard", "agent",       "--server", url,  "--name",  host,
-                       "--listen",  "127.0.0.1:0", "--work",   work, "--grace", "5" };
+    char *argv[20] = { "trainyard", "agent",    "--server",     url,       "--name",
+                       host,        "--listen", "127.0.0.1:0",  "--work",  work,
+                       "--grace",   "3",        "--token-file", token_path };
     size_t argc = 0;
     char **env;
     size_t n = 0;
     size_t i;
     pid_t pid;
     sigset_t none;
-    FILE *f;
+    struct stat st;
 
     (void)addr;
     snprintf(url, sizeof(url), "%s://127.0.0.1:%u", tls_cert ? "https" : "http", port);
@@ -505,26 +504,25 @@ static pid_t start_dev_agent(const char *data, const struct sockaddr_storage *ad
     snprintf(work, sizeof(work), "%s/agent", data);
     snprintf(unpacked, sizeof(unpacked), "%ld", unpacked_mb);
     gethostname(host, sizeof(host) - 1);
-    f = fopen(token_path, "r");
-    if (f == NULL || fgets(token, sizeof(token), f) == NULL) {
-        if (f)
-            fclose(f);
+    /* The token goes by its file (0600), never in argv or the environment,
+     * where /proc shows it to every local user. */
+    if (stat(token_path, &st) < 0 || !S_ISREG(st.st_mode)) {
         log_error("server: --dev needs '%s' to start the local agent", token_path);
         return -1;
     }
-    fclose(f);
-    token[strcspn(token, "\n")] = '\0';
-    snprintf(env_token, sizeof(env_token), "TRAINYARD_TOKEN=%s", token);
+    /* A root agent's tasks run as users of their own, who must traverse
+     * the data directory (0700) to their task directories under it; o+x
+     * lets them in without letting them list it. */
+    if (geteuid() == 0 && stat(data, &st) == 0 && !(st.st_mode & S_IXOTH))
+        chmod(data, (st.st_mode & 07777) | S_IXOTH);
     while (environ[n])
         n++;
-    env = xcalloc(n + 2, sizeof(*env));
-    for (i = 0; i < n; i++) {
-        if (strncmp(environ[i], "TRAINYARD_TOKEN=", 16) != 0)
-            env[i] = environ[i];
-        else
-            env[i] = env_token;
+    env = xcalloc(n + 1, sizeof(*env));
+    for (i = n = 0; environ[i]; i++) {
+        if (strncmp(environ[i], "TRAINYARD_TOKEN=", 16) != 0 &&
+            strncmp(environ[i], "TRAINYARD_TOKEN_FILE=", 21) != 0)
+            env[n++] = environ[i];
     }
-    env[n] = env_token;
     while (argv[argc])
         argc++;
     argv[argc++] = "--max-snapshot-unpacked-mb";

@@ -6,6 +6,7 @@ started on port 0 with a fresh data directory.  Python stdlib + pytest only.
 Binary: $TRAINYARD_BIN, default <repo>/bin/trainyard.
 """
 
+import atexit
 import gzip
 import hashlib
 import http.client
@@ -14,10 +15,12 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -633,6 +636,64 @@ def free_port():
         s.close()
 
 
+_WORK_DIRS = []
+
+
+def _remove_work_dirs():
+    for d in _WORK_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_remove_work_dirs)
+
+
+def agent_work_dir(name):
+    """A fresh work directory for an agent, removed when the test session
+    ends. Not under pytest's tmp_path: that is 0700 (/tmp/pytest-of-root),
+    and a root agent's tasks run as users of their own, who must traverse
+    every directory above the work directory to reach theirs."""
+    d = tempfile.mkdtemp(prefix="ty-agent-%s-" % name, dir="/tmp")
+    os.chmod(d, 0o711)
+    _WORK_DIRS.append(d)
+    return d
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """As root, tmp_path lives under a base of this session's own that task
+    users may traverse: pytest's default (/tmp/pytest-of-root) is made 0700
+    again by every session that starts, including other people's."""
+    if os.geteuid() == 0 and not config.option.basetemp:
+        base = tempfile.mkdtemp(prefix="ty-pytest-", dir="/tmp")
+        os.chmod(base, 0o711)
+        config.option.basetemp = os.path.join(base, "t")
+        _WORK_DIRS.append(base)
+
+
+def open_to_tasks(path):
+    """Lets tasks (which a root agent runs as uids of their own) write in
+    path: sticky and world-writable like /tmp, with every directory above
+    it up to / traversable (o+x). pytest makes its tmp directories 0700."""
+    path = os.path.abspath(str(path))
+    os.chmod(path, 0o1777)
+    parent = os.path.dirname(path)
+    while parent != "/":
+        mode = os.stat(parent).st_mode
+        if not mode & 0o001:
+            os.chmod(parent, (mode & 0o7777) | 0o001)
+        parent = os.path.dirname(parent)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_open_to_tasks(request):
+    """Tests hand tmp_path to their jobs (pid files, markers): as root, the
+    jobs' task users must be able to write there."""
+    if os.geteuid() == 0 and "tmp_path" in request.fixturenames:
+        open_to_tasks(request.getfixturevalue("tmp_path"))
+    yield
+
+
 class Agent(Process):
     """One `trainyard agent` process on 127.0.0.1:0 with its own work dir.
 
@@ -657,7 +718,10 @@ class Agent(Process):
         return self.proc.pid if self.proc is not None else None
 
     def start(self, server, name=None, extra_args=(), work=None, cpus=4, gpus=0, grace=2,
-              wait=True):
+              wait=True, token_via="argv"):
+        """token_via: how the agent gets its token: "argv" (--token), "env"
+        (TRAINYARD_TOKEN) or "file" (--token-file, a 0600 file in base_dir).
+        grace=None leaves the agent's default."""
         assert os.path.exists(BIN), "trainyard binary not found at %s" % BIN
         if name is not None:
             self.name = name
@@ -665,7 +729,7 @@ class Agent(Process):
         if work is not None:
             self.work = str(work)
         elif self.work is None:
-            self.work = os.path.join(self.base_dir, "agent-" + self.name)
+            self.work = agent_work_dir(self.name)
         if self.server is not server or self.token is None:
             self.token = server.create_token("agent", node=self.name)["secret"]
         self.server = server
@@ -673,11 +737,24 @@ class Agent(Process):
         self.log_path = os.path.join(self.base_dir, "agent-%s.stderr.%d.log" % (
             self.name, self.starts))
         self.log_paths.append(self.log_path)
-        argv = [BIN, "agent", "--server", server.url, "--token", self.token,
+        argv = [BIN, "agent", "--server", server.url,
                 "--name", self.name, "--listen", "127.0.0.1:0", "--work", self.work,
-                "--cpus", str(cpus), "--gpus", str(gpus), "--grace", str(grace),
+                "--cpus", str(cpus), "--gpus", str(gpus),
                 "--python", PYTHON] + list(extra_args)
+        if grace is not None:
+            argv += ["--grace", str(grace)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+        if token_via == "argv":
+            argv += ["--token", self.token]
+        elif token_via == "env":
+            env["TRAINYARD_TOKEN"] = self.token
+        else:
+            assert token_via == "file", token_via
+            self.token_file = os.path.join(self.base_dir, "agent-%s.token" % self.name)
+            fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.token + "\n")
+            argv += ["--token-file", self.token_file]
         with open(self.log_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err, env=env,

@@ -30,7 +30,8 @@ from collections import namedtuple
 
 import pytest
 
-from conftest import BIN, PYTHON, Agent, Server, make_tgz, pid_alive, uniq, wait_for
+from conftest import (BIN, PYTHON, Agent, Server, agent_work_dir, make_tgz, pid_alive, uniq,
+                      wait_for)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLES = os.path.join(REPO, "examples")
@@ -181,7 +182,7 @@ class NetnsAgent(Agent):
         if work is not None:
             self.work = str(work)
         elif self.work is None:
-            self.work = os.path.join(self.base_dir, "agent-" + self.name)
+            self.work = agent_work_dir(self.name)
         if self.server is not server or self.token is None:
             self.token = server.create_token("agent", node=self.name)["secret"]
         self.server = server

@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import (BIN, PYTHON, assert_error, free_port, http_request,
+from conftest import (BIN, PYTHON, assert_error, free_port, http_request, open_to_tasks,
                       make_tgz, pid_alive, uniq, wait_for)
 
 FINAL = ("completed", "failed", "canceled")
@@ -574,12 +574,19 @@ def test_agent_api_refuses_other_callers(cluster):
                     {"Authorization": "Bearer " + agents[0].token}):
         h = dict(headers, **{"Content-Type": "application/json"})
         r = http_request(url, "POST", "/v1/tasks", body=body, headers=h)
-        assert r.status == 401, (headers, r)
+        assert_error(r, 401, "unauthenticated")
         r = http_request(url, "GET", "/v1/tasks", headers=headers)
-        assert r.status == 401, (headers, r)
+        assert_error(r, 401, "unauthenticated")
         r = http_request(url, "DELETE", "/v1/tasks/evil-task", headers=headers)
-        assert r.status == 401, (headers, r)
+        assert_error(r, 401, "unauthenticated")
     assert http_request(url, "GET", "/healthz").status == 200
+    # The agent API's errors have /api/v1's shape (SPEC §3).
+    assert_error(http_request(url, "POST", "/v1/exec", body=b"{}"), 401, "unauthenticated")
+    assert_error(http_request(url, "POST", "/v1/exec", body=b"[]",
+                              headers={"Authorization": "Bearer x"}), 400, "invalid_argument")
+    assert_error(http_request(url, "POST", "/v1/exec", body=b'{"argv": ["orted"]}',
+                              headers={"Authorization": "Bearer x"}), 403, "permission_denied")
+    assert_error(http_request(url, "GET", "/v1/nothing"), 401, "unauthenticated")
 
 
 @pytest.mark.parametrize("entry", ["../train.py", "/etc/passwd", "a/../../train.py", "..",
@@ -616,6 +623,8 @@ def test_pip_packages_local_directory_and_cache(server_factory, agent_factory, t
     (pkg / "typkg" / "__init__.py").write_text("VALUE = 42\n")
     (pkg / "setup.py").write_text(
         "from setuptools import setup\nsetup(name='typkg', version='0.1', packages=['typkg'])\n")
+    if os.geteuid() == 0:
+        open_to_tasks(pkg)  # pip runs as a uid of its own and builds in place
     sid = snapshot_of(srv, {"use.py": "import sys, typkg\n"
                                       "print('typkg says', typkg.VALUE, 'prefix', sys.prefix)\n"})
     use = {"source": sid, "entry_script": "use.py",

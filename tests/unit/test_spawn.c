@@ -1,5 +1,7 @@
 /* test_spawn.c - common/spawn.c: real processes on a real libuv loop. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -57,8 +59,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         uv_close((uv_handle_t *)s, closed);
 }
 
-/* Runs args to the end; returns proc_spawn's result. */
-static int run(struct run *r, char **args, char **env, const char *cwd)
+/* Runs args to the end as cred (NULL: as this process); returns
+ * proc_spawn_as's result. */
+static int run_as(struct run *r, char **args, char **env, const char *cwd,
+                  const struct proc_cred *cred)
 {
     uv_loop_t loop;
     int rc;
@@ -70,7 +74,8 @@ static int run(struct run *r, char **args, char **env, const char *cwd)
     uv_pipe_init(&loop, &r->out, 0);
     uv_pipe_init(&loop, &r->err, 0);
     r->out.data = r->err.data = r->proc.data = r;
-    rc = proc_spawn(&loop, &r->proc, args[0], args, env, cwd, &r->out, &r->err, on_exit_cb);
+    rc =
+        proc_spawn_as(&loop, &r->proc, args[0], args, env, cwd, &r->out, &r->err, on_exit_cb, cred);
     if (rc == 0) {
         r->open = 3;
         uv_read_start((uv_stream_t *)&r->out, alloc_cb, read_cb);
@@ -84,6 +89,56 @@ static int run(struct run *r, char **args, char **env, const char *cwd)
         uv_run(&loop, UV_RUN_ONCE);
     uv_loop_close(&loop);
     return rc;
+}
+
+static int run(struct run *r, char **args, char **env, const char *cwd)
+{
+    return run_as(r, args, env, cwd, NULL);
+}
+
+/* As root: the child is the given uid and gid with no other groups, in a
+ * session of its own, its output captured; a cwd it may not enter was
+ * entered before the switch; a program it may not run fails the spawn.
+ * proc_kill_uid finds what it left behind. */
+static void spawn_as_switches_user(void)
+{
+    struct proc_cred cred = { 2000065001, 2000065001 };
+    /* The daemon exists (fork returned) before sh exits. */
+    char *args[] = { "sh", "-c",
+                     "setsid sleep 60 </dev/null >/dev/null 2>&1 & "
+                     "echo $(id -u) $(id -g) $(id -G) $(ps -o sid= -p $$); exit 4",
+                     NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", NULL };
+    char dir[] = "/tmp/trainyard-unit-spawn-as-XXXXXX";
+    char path[64];
+    char *prog[] = { path, NULL };
+    char expect[128];
+    struct run r;
+    int fd;
+
+    if (geteuid() != 0)
+        return; /* switching users needs root */
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    ASSERT_EQ(run_as(&r, args, env, dir, &cred), 0);
+    ASSERT_EQ(r.status, 4);
+    snprintf(expect, sizeof(expect), "2000065001 2000065001 2000065001 %d\n", (int)r.proc.pid);
+    ASSERT_STR_EQ(r.out_text.data, expect);
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+    ASSERT_EQ(proc_kill_uid(cred.uid), 0);
+    ASSERT_EQ(proc_kill_uid(cred.uid), 0); /* none left */
+    /* A root-only program: exec fails as the user, and the spawn says so. */
+    snprintf(path, sizeof(path), "%s/prog", dir);
+    fd = open(path, O_WRONLY | O_CREAT, 0700);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_TRUE(write(fd, "#!/bin/sh\necho ran\n", 19) == 19);
+    close(fd);
+    ASSERT_EQ(run_as(&r, prog, env, NULL, &cred), -EACCES);
+    buf_release(&r.out_text);
+    buf_release(&r.err_text);
+    unlink(path);
+    rmdir(dir);
+    ASSERT_EQ(proc_kill_uid(0), -EINVAL);
 }
 
 static void spawn_captures_output_and_exit_code(void)
@@ -156,5 +211,6 @@ UNIT_LIST(spawn_tests) = {
     { "spawn/captures_output_and_exit_code", spawn_captures_output_and_exit_code },
     { "spawn/reports_signal_and_new_session", spawn_reports_signal_and_new_session },
     { "spawn/missing_program_fails_cleanly", spawn_missing_program_fails_cleanly },
+    { "spawn/as_switches_user", spawn_as_switches_user },
     { NULL, NULL },
 };

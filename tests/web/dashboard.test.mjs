@@ -26,6 +26,9 @@ const SHOTS = path.join(REPO, 'build/web-screenshots');
 const BAD_LOG_WORDS = ['Sanitizer', 'runtime error:'];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'trainyard-web-'));
+// A root agent's tasks run as users of their own, who must traverse to
+// their task directories under the agents' work directories here.
+fs.chmodSync(tmp, 0o711);
 const procs = [];
 let failed = false;
 let url;
