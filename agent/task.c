@@ -34,7 +34,10 @@
 
 /* Appends to a task file; returns the bytes written (fewer when the disk
  * is full: only what is on disk counts as produced). */
-static size_t write_all(int fd, const char *data, size_t len)
+/* Appends to one of t's files (its log or metrics); what does not fit is
+ * lost, and the first such loss fails the task when it ends
+ * (task_finish): its output is no longer whole. */
+static size_t write_all(struct task *t, int fd, const char *data, size_t len)
 {
     size_t done = 0;
 
@@ -44,7 +47,16 @@ static size_t write_all(int fd, const char *data, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            log_warn("agent: cannot write a task file: %s", strerror(errno));
+            int e = n < 0 ? errno : ENOSPC;
+
+            if (t->write_error == NULL) {
+                t->write_error =
+                    xasprintf("the agent cannot write the task's %s '%s': %s; what the task "
+                              "printed from then on is lost",
+                              fd == t->log_fd ? "log" : "metrics",
+                              fd == t->log_fd ? t->log_path : t->metrics_path, strerror(e));
+                log_warn("agent: task %s: %s", t->id, t->write_error);
+            }
             break;
         }
         done += (size_t)n;
@@ -54,7 +66,7 @@ static size_t write_all(int fd, const char *data, size_t len)
 
 void task_log_text(struct task *t, const char *text)
 {
-    t->log_size += (int64_t)write_all(t->log_fd, text, strlen(text));
+    t->log_size += (int64_t)write_all(t, t->log_fd, text, strlen(text));
 }
 
 void task_log_bytes(struct task *t, const char *data, size_t len)
@@ -62,7 +74,7 @@ void task_log_bytes(struct task *t, const char *data, size_t len)
     /* After the final status nothing more goes to the server. */
     if (t->finished)
         return;
-    t->log_size += (int64_t)write_all(t->log_fd, data, len);
+    t->log_size += (int64_t)write_all(t, t->log_fd, data, len);
 }
 
 static struct task *find(struct agent *a, const char *id)
@@ -97,7 +109,7 @@ static bool parse_metric(struct task *t, const char *json, size_t len)
     buf_init(&lines);
     ok = metricline_parse(json, len, time_now_ms(), t->steps, &lines) > 0;
     if (ok)
-        t->metrics_size += (int64_t)write_all(t->metrics_fd, lines.data, lines.len);
+        t->metrics_size += (int64_t)write_all(t, t->metrics_fd, lines.data, lines.len);
     buf_release(&lines);
     return ok;
 }
@@ -109,8 +121,8 @@ static void handle_line(struct stream_reader *r, const char *line, size_t len)
     if (!r->is_stderr && len > 9 && memcmp(line, "##metric ", 9) == 0 &&
         parse_metric(t, line + 9, len - 9))
         return;
-    t->log_size += (int64_t)write_all(t->log_fd, line, len);
-    t->log_size += (int64_t)write_all(t->log_fd, "\n", 1);
+    t->log_size += (int64_t)write_all(t, t->log_fd, line, len);
+    t->log_size += (int64_t)write_all(t, t->log_fd, "\n", 1);
 }
 
 static void flush_lines(struct stream_reader *r, bool all)
@@ -587,6 +599,10 @@ void task_finish(struct task *t, const char *status, int exit_code, const char *
         return;
     t->finished = true;
     t->status = "exited";
+    if (t->write_error) {
+        status = "failed";
+        message = t->write_error;
+    }
     if (message) {
         char line[700];
 
@@ -645,6 +661,7 @@ static void task_free_cb(uv_handle_t *h)
     free(t->src);
     free(t->outputs);
     free(t->log_path);
+    free(t->write_error);
     free(t->metrics_path);
     free(t);
 }

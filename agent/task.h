@@ -47,6 +47,7 @@ struct task {
     char *metrics_path;
     int log_fd;
     int metrics_fd;
+    char *write_error; /* the first lost write to them (fails the task), or NULL */
     const char *status; /* preparing, running, exited */
 
     /* the current child process (pip, venv or the task itself) */

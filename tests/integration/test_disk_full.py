@@ -1,9 +1,11 @@
 """A full disk (issue 11, item 12): the server answers 507
 insufficient_storage naming its data directory, keeps nothing of the
-failed write, stays up, and works again once there is room.
+failed write, stays up, and works again once there is room; an agent
+whose disk fills under a task fails that task, saying why, instead of
+dropping its output silently.
 
-The data directory is a real tmpfs of a few MiB that the test mounts (as
-root, which CI is) and fills with a file.
+The data directory (or the agent's work directory) is a real tmpfs of a
+few MiB that the test mounts (as root, which CI is).
 """
 
 import errno
@@ -12,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import assert_error, make_tgz, uniq, wait_for
+from conftest import PYTHON, assert_error, make_tgz, uniq, wait_for
 
 TMPFS_MB = 8
 
@@ -23,7 +25,7 @@ def small_disk(tmp_path):
     that use it have stopped (this fixture is set up before them)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700" % TMPFS_MB,
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0711" % TMPFS_MB,
                         "tmpfs", str(mnt)], capture_output=True)
     if p.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root): %s" % p.stderr.decode().strip())
@@ -95,3 +97,28 @@ def test_full_disk_is_507_and_recovers(small_disk, server_factory):
     r = srv.req("POST", "/api/v1/snapshots", body=archive, content_type="application/gzip")
     assert r.status == 201, r
     assert len(srv.list_all("/api/v1/runs?experiment=" + exp)) == accepted + 1
+
+
+def test_agent_out_of_disk_fails_the_task_and_says_why(small_disk, server_factory,
+                                                        agent_factory):
+    srv = server_factory()
+    work = small_disk / "agent"
+    agent_factory(srv, work=work)
+    # 16 MiB of output on an 8 MiB disk, then a clean exit: the end of the
+    # output (here the last line) cannot reach the server.
+    code = ("import sys\n"
+            "for i in range(160000):\n"
+            "    sys.stdout.write('line %06d %s\\n' % (i, 'x' * 90))\n"
+            "print('the last line')\n")
+    run = srv.create_run({"experiment": uniq("disk"), "command": [PYTHON, "-c", code]})
+
+    def ended():
+        r = srv.get("/api/v1/runs/" + run["id"])
+        return r.body if r.body["status"] in ("completed", "failed", "canceled") else None
+    done = wait_for(ended, 60, "the run to end")
+    assert done["status"] == "failed", done
+    error = done["error"] or ""
+    assert "the agent cannot write the task's log" in error, error
+    assert str(work) in error and "No space left on device" in error, error
+    logs = srv.get("/api/v1/runs/%s/logs" % run["id"]).body.decode()
+    assert "line 000000" in logs and "the last line" not in logs
