@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +23,6 @@
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
 #define DEFAULT_DATA "./var"
 /* server.url and admin.token are one short line each. */
-#define SMALL_FILE_MAX 4096
 
 struct command {
     const char *name;
@@ -156,43 +154,16 @@ void cli_format_number(double v, char *out, size_t size)
     snprintf(out, size, "%.6g", v);
 }
 
-/*
- * Reads a small text file with its surrounding white space removed. Returns
- * the text (caller frees) or NULL when the file is missing, unreadable,
- * too long or empty.
- */
-static char *read_small_file(const char *dir, const char *name)
+/* A one-line file of the server's data directory (server.url,
+ * admin.token), or NULL when it is missing or not one line of text. */
+static char *data_file(const char *dir, const char *name)
 {
     char *path = xasprintf("%s/%s", dir, name);
-    char text[SMALL_FILE_MAX + 1];
-    size_t len = 0;
-    ssize_t n;
-    char *start;
-    int fd;
+    char why[256];
+    char *text = file_read_secret(path, why, sizeof(why));
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
-    if (fd < 0)
-        return NULL;
-    while (len < SMALL_FILE_MAX) {
-        n = read(fd, text + len, SMALL_FILE_MAX - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (len == SMALL_FILE_MAX)
-        return NULL;
-    text[len] = '\0';
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-                       text[len - 1] == '\t'))
-        text[--len] = '\0';
-    start = text;
-    while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
-        start++;
-    return *start ? xstrdup(start) : NULL;
+    return text;
 }
 
 /*
@@ -256,7 +227,7 @@ int cli_resolve(struct cli *c)
     else if (env && *env)
         c->server = xstrdup(env);
     else
-        c->server = read_small_file(c->data_dir, "server.url");
+        c->server = data_file(c->data_dir, "server.url");
     if (c->server == NULL)
         c->server = xstrdup(DEFAULT_SERVER);
     if (strncasecmp(c->server, "http://", 7) != 0 && strncasecmp(c->server, "https://", 8) != 0)
@@ -284,7 +255,7 @@ int cli_resolve(struct cli *c)
     } else if (env && *env)
         c->token = xstrdup(env);
     else if (c->loopback)
-        c->token = read_small_file(c->data_dir, "admin.token");
+        c->token = data_file(c->data_dir, "admin.token");
     if (c->token && strpbrk(c->token, "\r\n"))
         return cli_usage_error(c, "the token must be one line");
     return 0;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/timeutil.h"
+#include "common/utf8.h"
 #include "common/banned.h"
 
 static enum log_level min_level = LOG_LEVEL_INFO;
@@ -18,33 +19,13 @@ void log_set_level(enum log_level level)
     min_level = level;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left) that is not a
- * C1 control (U+0080..U+009F), or 0. */
+/* Length of the valid UTF-8 sequence at p (n bytes left, p[0] >= 0x80)
+ * that is not a C1 control (U+0080..U+009F, 0xc2 0x80..0x9f), or 0. */
 static size_t printable_utf8(const unsigned char *p, size_t n)
 {
-    size_t len;
-    size_t i;
-    unsigned int cp;
+    size_t len = utf8_len(p, n);
 
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4, cp = p[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < 0xa0 || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    return len == 2 && p[0] == 0xc2 && p[1] < 0xa0 ? 0 : len;
 }
 
 size_t log_escape(const char *in, size_t len, char *out, size_t size)
