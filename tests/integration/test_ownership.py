@@ -8,9 +8,9 @@ import os
 import stat
 import subprocess
 
-from conftest import (BIN, assert_error, node_body, project_tgz, uniq, wait_for)
+from conftest import (BIN, PYTHON, assert_error, node_body, project_tgz, uniq, wait_for)
 
-SLEEP = ["python3", "-c", "import time; time.sleep(120)"]
+SLEEP = [PYTHON, "-c", "import time; time.sleep(120)"]
 
 
 def run_of(server, run_id):

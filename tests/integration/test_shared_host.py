@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PYTHON, make_tgz, uniq, wait_for
 
-SLEEP = ["python3", "-c", "import time; time.sleep(120)"]
+SLEEP = [PYTHON, "-c", "import time; time.sleep(120)"]
 
 
 def _python_lacks(*modules):
