@@ -1,8 +1,10 @@
 /*
- * conns.h - connection deadlines: a request's line and headers must all
- * arrive within the header timeout, however slowly a client drips them
- * (MHD's own timeout only counts idle time). Callbacks run on MHD's
- * threads; the sweeper is a thread of its own.
+ * conns.h - connection deadlines and counts: a request's line and headers
+ * must all arrive within the header timeout, however slowly a client drips
+ * them (MHD's own timeout only counts idle time); a connection past the
+ * server's or its address's cap is answered with an error at its first
+ * request (MHD's own caps, set higher, only close sockets). Callbacks run
+ * on MHD's threads; the sweeper is a thread of its own.
  */
 #ifndef TRAINYARD_CONNS_H
 #define TRAINYARD_CONNS_H
@@ -10,8 +12,15 @@
 #include <microhttpd.h>
 #include <stdint.h>
 
-/* Starts the sweeper; header_timeout_ms > 0. Returns 0 or ERR_INTERNAL. */
-int conns_start(int64_t header_timeout_ms);
+/* Whether a connection was within the caps when it was accepted. */
+enum conns_verdict {
+    CONNS_OK,
+    CONNS_PEER_FULL, /* its address has more than max_per_address open */
+    CONNS_SERVER_FULL, /* more than max_open are open */
+};
+
+/* Starts the sweeper; all > 0. Returns 0 or ERR_INTERNAL. */
+int conns_start(int64_t header_timeout_ms, int max_open, int max_per_address);
 /* Stops the sweeper (after MHD_stop_daemon). */
 void conns_stop(void);
 /* MHD_OPTION_NOTIFY_CONNECTION: a connection's deadline starts at accept. */
@@ -22,6 +31,8 @@ void conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 void *conns_request_started(void *cls, const char *uri, struct MHD_Connection *conn);
 /* The headers are all in (the access handler's first call): no deadline. */
 void conns_headers_done(struct MHD_Connection *conn);
+/* The verdict on conn at its accept (CONNS_OK when it is not known). */
+enum conns_verdict conns_verdict(struct MHD_Connection *conn);
 /* Connections cut for missing their header deadline so far. */
 uint64_t conns_cut_count(void);
 

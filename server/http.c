@@ -45,6 +45,7 @@ struct request {
     int64_t body_size;
     bool too_large;
     bool io_failed;
+    bool close; /* close the connection after the answer */
     int io_errno; /* why, when io_failed */
     api_finish_fn finish; /* a deferred answer, not given yet */
     void *finish_arg;
@@ -236,6 +237,10 @@ static enum MHD_Result send_response(struct http *http, struct MHD_Connection *c
     }
     if (resp->content_type)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    if (resp->status == 401)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->close)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(conn, (unsigned int)resp->status, mr);
     MHD_destroy_response(mr);
 
@@ -395,6 +400,28 @@ static void take_body(struct http *http, struct request *r, const char *data, si
     }
 }
 
+/* A connection taken past a cap gets the error at its first request, and
+ * is closed after it: true with resp set. */
+static bool over_cap(struct MHD_Connection *conn, struct request *r, struct api_response *resp)
+{
+    switch (conns_verdict(conn)) {
+    case CONNS_OK:
+        return false;
+    case CONNS_PEER_FULL:
+        api_error(resp, ERR_TOO_MANY, NULL,
+                  "this client address has more connections open than the server takes "
+                  "(--max-connections-per-ip); close some and retry");
+        break;
+    case CONNS_SERVER_FULL:
+        api_error(resp, ERR_UNAVAILABLE, NULL,
+                  "the server has more connections open than it takes (--max-connections); "
+                  "retry later");
+        break;
+    }
+    r->close = true;
+    return true;
+}
+
 static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *upload_data, size_t *upload_data_size,
                               void **req_cls);
@@ -429,7 +456,7 @@ static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, co
         buf_init(&r->body);
         *req_cls = r;
         api_response_init(&resp);
-        if (!precheck(http, conn, r, method, url, &resp))
+        if (over_cap(conn, r, &resp) || !precheck(http, conn, r, method, url, &resp))
             return send_response(http, conn, r, method, url, &resp);
         api_response_release(&resp);
         return MHD_YES;

@@ -695,6 +695,8 @@ int server_main(int argc, char **argv)
     char path[4096];
     unsigned int flags;
     long fit;
+    long hard_conns;
+    long hard_conns_per_ip;
     int sig;
     int rc;
 
@@ -754,6 +756,13 @@ int server_main(int argc, char **argv)
     else if (o.max_conns > fit)
         log_warn("server: --max-connections %ld is more than the open-file limit allows (%ld)",
                  o.max_conns, fit);
+    /* Past --max-connections(-per-ip), connections are still taken and
+     * answered with an error (conns.c); MHD closes them at accept only past
+     * these higher caps. */
+    hard_conns = o.max_conns + (o.max_conns / 4 > 64 ? o.max_conns / 4 : 64);
+    hard_conns = hard_conns < fit ? hard_conns : fit > o.max_conns ? fit : o.max_conns;
+    hard_conns_per_ip = o.max_conns_per_ip * 2 > o.max_conns_per_ip + 16 ? o.max_conns_per_ip * 2
+                                                                         : o.max_conns_per_ip + 16;
     if (api_bootstrap_admin(&ctx) < 0) {
         store_free(store);
         return 1;
@@ -770,7 +779,7 @@ int server_main(int argc, char **argv)
         return 1;
     }
     if (workers_start((int)o.threads, (int)o.agent_threads) < 0 ||
-        conns_start(o.header_timeout_s * 1000) < 0) {
+        conns_start(o.header_timeout_s * 1000, (int)o.max_conns, (int)o.max_conns_per_ip) < 0) {
         workers_stop();
         stream_stop();
         scheduler_free(ctx.sched);
@@ -806,8 +815,8 @@ int server_main(int argc, char **argv)
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(usable_cpus() > 16 ? 16 : usable_cpus()), MHD_OPTION_NOTIFY_COMPLETED,
         http_completed, &http, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o.idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o.max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)o.max_conns_per_ip, MHD_OPTION_NOTIFY_CONNECTION, conns_notify, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)hard_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)hard_conns_per_ip, MHD_OPTION_NOTIFY_CONNECTION, conns_notify, NULL,
         MHD_OPTION_URI_LOG_CALLBACK, conns_request_started, NULL,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);

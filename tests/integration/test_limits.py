@@ -3,6 +3,7 @@ and 17): each test does the attack against a real server (and a real agent
 where liveness matters) and checks the safe outcome. Nothing here asserts
 on speed; the polls are bounded generously for slow machines."""
 
+import json
 import socket
 import threading
 import time
@@ -295,3 +296,75 @@ def test_request_paths_cannot_forge_log_lines(server_factory):
         assert "\\x1b[2J" in line and "\x1b" not in line, line
     assert not any(line.startswith("2026-01-01T00:00:00.000Z")
                    for line in srv.log_text().splitlines())
+
+
+def raw_get(sock, path, token=None):
+    """Sends one GET on sock and reads the answer until the server closes
+    the connection or the body is in; returns (status, headers, body)."""
+    auth = "Authorization: Bearer %s\r\n" % token if token else ""
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, auth)).encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                      if l.lower().startswith(b"content-length:")]
+            if length and len(body) >= length[0]:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_connections_past_the_caps_get_an_error_and_are_closed(server_factory):
+    """Past --max-connections-per-ip a client's next connection is answered
+    429 and closed; past --max-connections, 503; once the others close, the
+    same request is served."""
+    srv = server_factory(extra_args=["--max-connections-per-ip", "4",
+                                     "--max-connections", "16"])
+    held = []
+    try:
+        # Each is served once (so the server has surely accepted it) and
+        # kept open.
+        for _ in range(4):
+            held.append(connect_from(srv, "127.0.0.4"))
+            assert raw_get(held[-1], "/healthz")[0] == 200
+        extra = connect_from(srv, "127.0.0.4")
+        status, headers, body = raw_get(extra, "/healthz")
+        assert status == 429, (status, body)
+        assert headers.get("connection", "").lower() == "close", headers
+        err = json.loads(body)["error"]
+        assert err["code"] == "too_many_requests", err
+        assert "--max-connections-per-ip" in err["message"], err
+        assert extra.recv(1) == b"", "the connection past the cap stayed open"
+        extra.close()
+        # Another address is not affected by this one's cap.
+        assert healthy(srv)
+
+        # Fill the server: 16 open in all, from other addresses.
+        for i in range(12):
+            held.append(connect_from(srv, "127.0.1.%d" % (i + 1)))
+            assert raw_get(held[-1], "/healthz")[0] == 200
+        full = connect_from(srv, "127.0.2.1")
+        status, _, body = raw_get(full, "/healthz")
+        assert status == 503, (status, body)
+        assert json.loads(body)["error"]["code"] == "unavailable"
+        full.close()
+    finally:
+        for s in held:
+            s.close()
+    # Once they are closed, the same client is served again.
+    wait_for(lambda: raw_get(connect_from(srv, "127.0.0.4"), "/healthz")[0] == 200,
+             GENEROUS_S, "a connection from 127.0.0.4 to be served")
+
+
+def test_401_names_the_bearer_scheme(server):
+    r = http_request(server.url, "GET", "/api/v1/runs")
+    assert_error(r, 401, "unauthenticated")
+    assert r.headers.get("www-authenticate") == "Bearer", r.headers
