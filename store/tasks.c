@@ -539,7 +539,7 @@ static int logs_fn(struct conn *c, void *arg)
             return rc;
         truncated = RUN_TRUNCATED_LOG;
     }
-    if ((rc = usage_add(c, t.run_seq, stored, 0, truncated)) < 0)
+    if ((stored > 0 || truncated) && (rc = usage_add(c, t.run_seq, stored, 0, truncated)) < 0)
         return rc;
     st = conn_stmt(c, "UPDATE tasks SET log_size = ? WHERE id = ?");
     if (st == NULL)
