@@ -1,6 +1,6 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
- * logs, cancel, nodes and drain. They talk to a server's REST API
+ * logs, cancel, rerun, nodes and drain. They talk to a server's REST API
  * (SPEC §3) with libcurl's easy interface and print tables, summaries or
  * the server's JSON.
  *
@@ -99,7 +99,7 @@ struct cli {
 
 /*
  * Runs the client command named by argv[0] ("submit", "runs", "run", "logs",
- * "cancel", "nodes", "drain") with its options; initialises and cleans up
+ * "cancel", "rerun", "nodes", "drain") with its options; initialises and cleans up
  * libcurl. Returns the process exit code. Main thread, once per process.
  */
 int cli_main(int argc, char **argv);
@@ -238,6 +238,7 @@ int cli_runs(struct cli *c, int argc, char **argv);
 int cli_run(struct cli *c, int argc, char **argv);
 int cli_logs(struct cli *c, int argc, char **argv);
 int cli_cancel(struct cli *c, int argc, char **argv);
+int cli_rerun(struct cli *c, int argc, char **argv);
 int cli_nodes(struct cli *c, int argc, char **argv);
 int cli_drain(struct cli *c, int argc, char **argv);
 
