@@ -28,6 +28,8 @@ enum cli_exit {
     CLI_EXIT_USAGE = 2,
 };
 
+/* JSON request bodies larger than this are sent with Content-Encoding: gzip. */
+#define CLI_GZIP_MIN ((size_t)64 << 10)
 /* Largest response body kept in memory; a bigger one fails the request. */
 #define CLI_MAX_BODY ((size_t)64 << 20)
 #define CLI_CONNECT_TIMEOUT_MS 10000L
@@ -154,7 +156,9 @@ void cli_response_release(struct cli_response *r);
 
 /*
  * Sends method to c->server + path (path starts with '/' and is already
- * escaped) with the token, and an optional body of content_type. Any HTTP
+ * escaped) with the token, and an optional body of content_type (JSON
+ * over CLI_GZIP_MIN bytes goes gzip-compressed, or as is to a server that
+ * refuses that: 415, or 400 naming no field). Any HTTP
  * status fills *ret and returns 0; a transport failure (no connection,
  * timeout, body over CLI_MAX_BODY) prints why and returns ERR_UNAVAILABLE.
  * timeout_ms 0 means no total timeout.
