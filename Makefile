@@ -3,7 +3,7 @@
 # starts a dev server. See README.md.
 
 CC ?= cc
-PKGS := libmicrohttpd libcjson sqlite3 libuv libcurl libcrypto libarchive
+PKGS := libmicrohttpd libcjson sqlite3 libuv libcurl libcrypto libarchive zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -176,6 +176,7 @@ void api_runs_create(struct api_ctx *, struct api_request *, struct api_response
 void api_runs_list(struct api_ctx *, struct api_request *, struct api_response *);
 void api_runs_get(struct api_ctx *, struct api_request *, struct api_response *);
 void api_runs_cancel(struct api_ctx *, struct api_request *, struct api_response *);
+void api_runs_rerun(struct api_ctx *, struct api_request *, struct api_response *);
 void api_experiments_list(struct api_ctx *, struct api_request *, struct api_response *);
 /* nodes.c */
 void api_nodes_register(struct api_ctx *, struct api_request *, struct api_response *);

@@ -15,6 +15,9 @@
 #include "store/store.h"
 #include "common/banned.h"
 
+/* The tag a rerun gets, naming the run it repeats (docs/API-NOTES.md). */
+#define RUN_TAG_RERUN_OF "trainyard/rerun_of"
+
 static const char *const run_statuses[] = { "queued", "starting", "running", "completed",
                                             "failed", "canceled", NULL };
 
@@ -119,18 +122,17 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
     submission_free(s);
 }
 
-void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+/* Validates in (deleted here) and submits it as a new run of the caller. */
+static void submit(struct api_ctx *ctx, struct api_request *req, struct api_response *resp,
+                   cJSON *in)
 {
     struct runspec_error err;
     struct submission *s;
-    cJSON *in = NULL;
     cJSON *spec = NULL;
     const char *source;
     int n_tasks;
     int rc;
 
-    if (!parse_object(req, resp, &in))
-        return;
     rc = runspec_validate(in, &spec, &err);
     cJSON_Delete(in);
     if (rc < 0) {
@@ -174,6 +176,60 @@ void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_re
     s->run.n_tasks = n_tasks;
     submission_new_id(s);
     api_job_start(&s->job, resp, submission_answer, submission_store);
+}
+
+void api_runs_create(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    cJSON *in = NULL;
+
+    if (parse_object(req, resp, &in))
+        submit(ctx, req, resp, in);
+}
+
+void api_runs_rerun(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    const char *id = req->params[0];
+    cJSON *overrides = NULL;
+    const cJSON *o;
+    cJSON *run;
+    cJSON *in;
+    cJSON *tags;
+    int rc;
+
+    /* The body is optional: without one the run is repeated as it was. */
+    if (req->body_len > 0 && !parse_object(req, resp, &overrides))
+        return;
+    rc = store_run_get(ctx->store, id, &run);
+    if (rc < 0) {
+        cJSON_Delete(overrides);
+        reply_store_error(ctx, resp, rc, "run", id);
+        return;
+    }
+    in = cJSON_DetachItemFromObjectCaseSensitive(run, "spec");
+    cJSON_Delete(run);
+    if (!cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        cJSON_Delete(overrides);
+        api_error(resp, ERR_INTERNAL, NULL, "run '%s' has no stored spec", id);
+        return;
+    }
+    /* Each override replaces the original's field; validation judges the result
+     * (an unknown field among them is refused by name). */
+    cJSON_ArrayForEach(o, overrides) {
+        cJSON_DeleteItemFromObjectCaseSensitive(in, o->string);
+        cJSON_AddItemToObject(in, o->string, cJSON_Duplicate(o, 1));
+    }
+    cJSON_Delete(overrides);
+    tags = cJSON_GetObjectItemCaseSensitive(in, "tags");
+    if (tags == NULL || cJSON_IsNull(tags)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(in, "tags");
+        tags = cJSON_AddObjectToObject(in, "tags");
+    }
+    if (cJSON_IsObject(tags)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(tags, RUN_TAG_RERUN_OF);
+        cJSON_AddStringToObject(tags, RUN_TAG_RERUN_OF, id);
+    }
+    submit(ctx, req, resp, in);
 }
 
 void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)

@@ -162,6 +162,27 @@ static bool present(const cJSON *in, const char *field)
     return item != NULL && !cJSON_IsNull(item);
 }
 
+/*
+ * Whether field is given with a value other than the one validation fills
+ * in when it is absent (a returned spec carries those defaults and must be
+ * accepted back unchanged, SPEC §9). dflt is an integer, a bool (0/1) or,
+ * for an object field, -1 for the empty object.
+ */
+static bool given(const cJSON *in, const char *field, int64_t dflt)
+{
+    const cJSON *item = json_get(in, field);
+
+    if (item == NULL || cJSON_IsNull(item))
+        return false;
+    if (cJSON_IsBool(item))
+        return (int64_t)cJSON_IsTrue(item) != dflt;
+    if (cJSON_IsNumber(item))
+        return item->valuedouble != (double)dflt;
+    if (cJSON_IsObject(item) && dflt == -1)
+        return item->child != NULL;
+    return true;
+}
+
 /* An array of 0..max_items strings of 1..max_len characters; no_dash
  * refuses strings that start with '-' (package names, not options). */
 static int get_strings(const cJSON *in, const char *field, int max_items, size_t max_len,
@@ -348,7 +369,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     if (present(in, "script_params")) {
         if ((rc = check_params(item, err)) < 0)
             return rc;
-        if (!present(in, "entry_script"))
+        if (!present(in, "entry_script") && given(in, "script_params", -1))
             return fail(err, "script_params", "script_params go with entry_script");
     }
     cJSON_AddItemToObject(spec, "script_params", object_or_empty(in, "script_params"));
@@ -384,9 +405,11 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     if ((rc = get_bool(in, "use_gpu", &use_gpu, err)) < 0)
         return rc;
     cJSON_AddBoolToObject(spec, "use_gpu", use_gpu);
-    if (present(in, "gpus_per_process") && !use_gpu)
+    /* Without a GPU the spec reads back gpus_per_process 0, taken as given. */
+    if (!use_gpu && given(in, "gpus_per_process", 0))
         return fail(err, "gpus_per_process", "gpus_per_process needs use_gpu: true");
-    if ((rc = get_int(in, "gpus_per_process", 1, 64, use_gpu ? 1 : 0, &gpp, err)) < 0)
+    if ((rc = get_int(in, "gpus_per_process", use_gpu ? 1 : 0, use_gpu ? 64 : 0, use_gpu ? 1 : 0,
+                      &gpp, err)) < 0)
         return rc;
     cJSON_AddNumberToObject(spec, "gpus_per_process", (double)gpp);
 
@@ -423,7 +446,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
         return fail(err, "node_count", "node_count above 1 needs a distributed_backend");
     cJSON_AddNumberToObject(spec, "node_count", (double)node_count);
 
-    if (present(in, "process_count_per_node") && (backend == NULL || is_ps))
+    if (given(in, "process_count_per_node", 1) && (backend == NULL || is_ps))
         return fail(err, "process_count_per_node",
                     "process_count_per_node goes with the mpi and pytorch backends");
     if ((rc = get_int(in, "process_count_per_node", 1, 1024, 1, &ppn, err)) < 0)
@@ -431,12 +454,15 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     cJSON_AddNumberToObject(spec, "process_count_per_node", (double)ppn);
 
     if (!is_ps) {
+        /* Their values when absent: null for the counts, false for the flags. */
         const char *const ps_only[] = { "worker_count", "parameter_server_count", "chief",
                                         "evaluator", NULL };
         const char *const *f;
 
         for (f = ps_only; *f; f++) {
-            if (present(in, *f))
+            const cJSON *v = json_get(in, *f);
+
+            if (present(in, *f) && !cJSON_IsFalse(v))
                 return fail(err, *f, "%s goes with distributed_backend \"ps\"", *f);
         }
     }

@@ -30,8 +30,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    { "submit", cli_submit }, { "runs", cli_runs },   { "run", cli_run },     { "logs", cli_logs },
-    { "cancel", cli_cancel }, { "nodes", cli_nodes }, { "drain", cli_drain },
+    { "submit", cli_submit }, { "runs", cli_runs },     { "run", cli_run },
+    { "logs", cli_logs },     { "cancel", cli_cancel }, { "rerun", cli_rerun },
+    { "nodes", cli_nodes },   { "drain", cli_drain },
 };
 
 int cli_main(int argc, char **argv)

@@ -1,6 +1,6 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
- * logs, cancel, nodes and drain. They talk to a server's REST API
+ * logs, cancel, rerun, nodes and drain. They talk to a server's REST API
  * (SPEC §3) with libcurl's easy interface and print tables, summaries or
  * the server's JSON.
  *
@@ -28,6 +28,8 @@ enum cli_exit {
     CLI_EXIT_USAGE = 2,
 };
 
+/* JSON request bodies larger than this are sent with Content-Encoding: gzip. */
+#define CLI_GZIP_MIN ((size_t)64 << 10)
 /* Largest response body kept in memory; a bigger one fails the request. */
 #define CLI_MAX_BODY ((size_t)64 << 20)
 #define CLI_CONNECT_TIMEOUT_MS 10000L
@@ -99,7 +101,7 @@ struct cli {
 
 /*
  * Runs the client command named by argv[0] ("submit", "runs", "run", "logs",
- * "cancel", "nodes", "drain") with its options; initialises and cleans up
+ * "cancel", "rerun", "nodes", "drain") with its options; initialises and cleans up
  * libcurl. Returns the process exit code. Main thread, once per process.
  */
 int cli_main(int argc, char **argv);
@@ -154,7 +156,9 @@ void cli_response_release(struct cli_response *r);
 
 /*
  * Sends method to c->server + path (path starts with '/' and is already
- * escaped) with the token, and an optional body of content_type. Any HTTP
+ * escaped) with the token, and an optional body of content_type (JSON
+ * over CLI_GZIP_MIN bytes goes gzip-compressed, or as is to a server that
+ * refuses that: 415, or 400 naming no field). Any HTTP
  * status fills *ret and returns 0; a transport failure (no connection,
  * timeout, body over CLI_MAX_BODY) prints why and returns ERR_UNAVAILABLE.
  * timeout_ms 0 means no total timeout.
@@ -238,6 +242,7 @@ int cli_runs(struct cli *c, int argc, char **argv);
 int cli_run(struct cli *c, int argc, char **argv);
 int cli_logs(struct cli *c, int argc, char **argv);
 int cli_cancel(struct cli *c, int argc, char **argv);
+int cli_rerun(struct cli *c, int argc, char **argv);
 int cli_nodes(struct cli *c, int argc, char **argv);
 int cli_drain(struct cli *c, int argc, char **argv);
 

@@ -1,7 +1,8 @@
 /*
  * submit.c - `trainyard submit`: packs a source directory, uploads it as a
  * snapshot, submits a run (SPEC §3.2) and prints its id; with --follow it
- * streams the run's logs and exits with the run's outcome.
+ * streams the run's logs and exits with the run's outcome. `trainyard rerun`
+ * submits a run's spec again, with submit's --param, --priority and --follow.
  */
 #include <errno.h>
 #include <limits.h>
@@ -452,6 +453,38 @@ static void move_into(cJSON *spec, const char *key, cJSON **item)
     *item = NULL;
 }
 
+static void submit_init(struct submit *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->params = cJSON_CreateObject();
+    s->resources = cJSON_CreateObject();
+}
+
+/* Parses the options in argv[1..argc-1] into *s; -1 to go on, else the
+ * exit code (help printed, or a usage error). */
+static int parse_options(struct cli *c, struct submit *s, int argc, char **argv,
+                         const struct option *opts, const char *help)
+{
+    int rc = -1;
+    int opt;
+
+    opterr = 0;
+    optind = 1;
+    while (rc < 0 && (opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (cli_common_option(c, opt, optarg))
+            continue;
+        if (opt == 'h') {
+            fputs(help, stdout);
+            rc = CLI_EXIT_OK;
+        } else if (opt == '?' || opt == ':') {
+            rc = cli_bad_option(c, opt, argv);
+        } else {
+            rc = own_option(c, s, opt, optarg);
+        }
+    }
+    return rc;
+}
+
 static void submit_release(struct submit *s)
 {
     cJSON_Delete(s->spec);
@@ -547,6 +580,26 @@ out:
     return rc;
 }
 
+/* Sends a request; a 2xx JSON answer goes to *ret_json (caller frees). */
+static int request_json(struct cli *c, const char *method, const char *path, const char *body,
+                        struct cli_response *r, cJSON **ret_json)
+{
+    cJSON *json;
+
+    if (cli_request(c, method, path, body ? "application/json" : NULL, body,
+                    body ? strlen(body) : 0, CLI_TIMEOUT_MS, r) < 0)
+        return CLI_EXIT_FAILED;
+    if (!cli_response_ok(r))
+        return cli_report_error(c, r);
+    json = json_parse(r->body.data, r->body.len);
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return cli_fail("the server's answer to %s %s is not a JSON object", method, path);
+    }
+    *ret_json = json;
+    return 0;
+}
+
 /* After --follow: the run's outcome as the exit code. */
 static int wait_outcome(struct cli *c, const char *run_id)
 {
@@ -593,41 +646,54 @@ out:
     return rc;
 }
 
+/*
+ * POSTs a run spec (or a rerun's overrides; NULL: no body) to path and
+ * prints the new run's id, or its JSON with --json; with follow, streams
+ * its logs and returns its outcome. Returns the exit code.
+ */
+static int post_run(struct cli *c, const char *path, const char *body, bool follow)
+{
+    struct cli_response r;
+    cJSON *run = NULL;
+    const char *run_id;
+    int rc;
+
+    cli_response_init(&r);
+    rc = request_json(c, "POST", path, body, &r, &run);
+    if (rc != 0)
+        goto out;
+    run_id = json_get_string(run, "id");
+    if (run_id == NULL) {
+        rc = cli_fail("the server's answer to POST %s has no run id", path);
+        goto out;
+    }
+    if (c->json)
+        cli_print_body(&r);
+    else
+        printf("%s\n", run_id);
+    fflush(stdout);
+    rc = follow ? wait_outcome(c, run_id) : CLI_EXIT_OK;
+out:
+    cJSON_Delete(run);
+    cli_response_release(&r);
+    return rc;
+}
+
 int cli_submit(struct cli *c, int argc, char **argv)
 {
     struct submit s;
-    struct cli_response r;
-    cJSON *run = NULL;
     char *experiment = NULL;
     char *snapshot = NULL;
     char *text = NULL;
-    const char *run_id;
     struct stat st;
     int sep;
     int npos;
-    int opt;
-    int rc = -1;
+    int rc;
 
-    memset(&s, 0, sizeof(s));
-    s.params = cJSON_CreateObject();
-    s.resources = cJSON_CreateObject();
-    cli_response_init(&r);
+    submit_init(&s);
     /* Options end at the first "--"; what follows is the command or arguments. */
     sep = find_separator(argc, argv);
-    opterr = 0;
-    optind = 1;
-    while (rc < 0 && (opt = getopt_long(sep, argv, ":h", longopts, NULL)) != -1) {
-        if (cli_common_option(c, opt, optarg))
-            continue;
-        if (opt == 'h') {
-            fputs(usage, stdout);
-            rc = CLI_EXIT_OK;
-        } else if (opt == '?' || opt == ':') {
-            rc = cli_bad_option(c, opt, argv);
-        } else {
-            rc = own_option(c, &s, opt, optarg);
-        }
-    }
+    rc = parse_options(c, &s, sep, argv, longopts, usage);
     if (rc >= 0)
         goto out;
     npos = sep - optind;
@@ -683,33 +749,105 @@ int cli_submit(struct cli *c, int argc, char **argv)
     }
     build_spec(&s, experiment, snapshot, argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
     text = json_print(s.spec);
-    if (cli_request(c, "POST", "/api/v1/runs", "application/json", text, strlen(text),
-                    CLI_TIMEOUT_MS, &r) < 0) {
-        rc = CLI_EXIT_FAILED;
-        goto out;
-    }
-    if (!cli_response_ok(&r)) {
-        rc = cli_report_error(c, &r);
-        goto out;
-    }
-    run = json_parse(r.body.data, r.body.len);
-    run_id = run ? json_get_string(run, "id") : NULL;
-    if (run_id == NULL) {
-        rc = cli_fail("the server's answer to a submission has no run id");
-        goto out;
-    }
-    if (c->json)
-        cli_print_body(&r);
-    else
-        printf("%s\n", run_id);
-    fflush(stdout);
-    rc = s.follow ? wait_outcome(c, run_id) : CLI_EXIT_OK;
+    rc = post_run(c, "/api/v1/runs", text, s.follow);
 out:
-    cJSON_Delete(run);
-    cli_response_release(&r);
     free(text);
     free(snapshot);
     free(experiment);
+    submit_release(&s);
+    return rc;
+}
+
+/* ---- rerun ---------------------------------------------------------------- */
+
+static const char rerun_usage[] =
+    "usage: trainyard rerun ID [options]\n"
+    "\n"
+    "Submits run ID again as a new run of yours, from its spec, and prints the new\n"
+    "run id. The new run is tagged trainyard/rerun_of=ID.\n"
+    "\n"
+    "  --param --NAME=VALUE      change or add a script parameter, repeatable (as in\n"
+    "                            submit); the run's other parameters stay as they were\n"
+    "  --priority N              the new run's priority (default: the original's)\n"
+    "  --follow                  stream the new run's logs, then exit 0 if it completed,\n"
+    "                            else 1 with its status and error on stderr\n"
+    "\n" CLI_COMMON_HELP;
+
+/* The original's script_params with the --param changes applied: the
+ * server replaces the whole object, so the rest is carried over here. */
+static int merged_params(struct cli *c, const char *path, const cJSON *changes, cJSON **ret)
+{
+    struct cli_response r;
+    cJSON *run = NULL;
+    const cJSON *params;
+    const cJSON *p;
+    cJSON *merged;
+    int rc;
+
+    cli_response_init(&r);
+    rc = request_json(c, "GET", path, NULL, &r, &run);
+    cli_response_release(&r);
+    if (rc != 0)
+        return rc;
+    params = json_get(json_get(run, "spec"), "script_params");
+    merged = cJSON_IsObject(params) ? cJSON_Duplicate(params, 1) : cJSON_CreateObject();
+    cJSON_ArrayForEach(p, changes) {
+        object_set(merged, p->string, cJSON_Duplicate(p, 1));
+    }
+    cJSON_Delete(run);
+    *ret = merged;
+    return 0;
+}
+
+int cli_rerun(struct cli *c, int argc, char **argv)
+{
+    static const struct option rerun_opts[] = {
+        CLI_COMMON_LONGOPTS,
+        { "param", required_argument, NULL, OPT_PARAM },
+        { "priority", required_argument, NULL, OPT_PRIORITY },
+        { "follow", no_argument, NULL, OPT_FOLLOW },
+        { NULL, 0, NULL, 0 },
+    };
+    struct submit s;
+    cJSON *overrides = cJSON_CreateObject();
+    cJSON *params = NULL;
+    char *esc = NULL;
+    char *path = NULL;
+    char *text = NULL;
+    int rc;
+
+    submit_init(&s);
+    /* The same parsing as submit's --param, --priority and --follow. */
+    rc = parse_options(c, &s, argc, argv, rerun_opts, rerun_usage);
+    if (rc >= 0)
+        goto out;
+    if (argc - optind != 1 || argv[optind][0] == '\0') {
+        rc = argc - optind > 1 ? cli_usage_error(c, "unexpected argument '%s'", argv[optind + 1])
+                               : cli_usage_error(c, "missing run ID");
+        goto out;
+    }
+    rc = cli_resolve(c);
+    if (rc != 0)
+        goto out;
+    esc = cli_escape(c, argv[optind]);
+    path = xasprintf("/api/v1/runs/%s", esc);
+    if (cJSON_GetArraySize(s.params) > 0) {
+        rc = merged_params(c, path, s.params, &params);
+        if (rc != 0)
+            goto out;
+        object_set(overrides, "script_params", params);
+    }
+    if (json_get(s.resources, "priority"))
+        object_set(overrides, "priority", cJSON_Duplicate(json_get(s.resources, "priority"), 1));
+    free(path);
+    path = xasprintf("/api/v1/runs/%s/rerun", esc);
+    text = overrides->child ? json_print(overrides) : NULL;
+    rc = post_run(c, path, text, s.follow);
+out:
+    cJSON_Delete(overrides);
+    free(text);
+    free(path);
+    free(esc);
     submit_release(&s);
     return rc;
 }

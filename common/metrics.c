@@ -19,8 +19,30 @@ struct route_stats {
     _Atomic uint64_t count;
 };
 
-static struct route_stats routes[METRICS_MAX_ROUTES + 1];
+/* Methods counted by name when no route matches; any other is OTHER. */
+static const char *const unmatched_methods[] = { "GET",    "HEAD",  "POST",    "PUT",
+                                                 "DELETE", "PATCH", "OPTIONS", "OTHER" };
+#define N_UNMATCHED (sizeof(unmatched_methods) / sizeof(unmatched_methods[0]))
+#define UNMATCHED_FIRST (METRICS_MAX_ROUTES + 1)
+#define N_SLOTS (UNMATCHED_FIRST + N_UNMATCHED)
+
+/* Registered routes, "other" (past the table), then the unmatched slots. */
+static struct route_stats routes[N_SLOTS];
 static int n_routes;
+
+/* Decoded request bodies: gzip, deflate. */
+static const char *const codings[] = { "gzip", "deflate" };
+static _Atomic uint64_t decoded[2];
+
+static const char *slot_method(int i)
+{
+    return i >= UNMATCHED_FIRST ? unmatched_methods[i - UNMATCHED_FIRST] : routes[i].method;
+}
+
+static const char *slot_pattern(int i)
+{
+    return i >= UNMATCHED_FIRST ? "unmatched" : routes[i].pattern;
+}
 
 int metrics_route(const char *method, const char *pattern)
 {
@@ -34,13 +56,34 @@ int metrics_route(const char *method, const char *pattern)
     return n_routes++;
 }
 
+int metrics_unmatched(const char *method)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < N_UNMATCHED; i++) {
+        if (strcmp(unmatched_methods[i], method) == 0)
+            return (int)(UNMATCHED_FIRST + i);
+    }
+    return (int)(UNMATCHED_FIRST + N_UNMATCHED - 1);
+}
+
+void metrics_decoded_body(const char *coding)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(codings) / sizeof(codings[0]); i++) {
+        if (strcmp(codings[i], coding) == 0)
+            atomic_fetch_add_explicit(&decoded[i], 1, memory_order_relaxed);
+    }
+}
+
 void metrics_observe(int route, int status, int64_t duration_us)
 {
     struct route_stats *r;
     double secs = (double)duration_us / 1e6;
     size_t b;
 
-    if (route < 0 || route > METRICS_MAX_ROUTES)
+    if (route < 0 || (size_t)route >= N_SLOTS)
         return;
     r = &routes[route];
     if (status >= 100 && status < 600)
@@ -61,8 +104,8 @@ void metrics_write(struct buf *out)
 
     buf_adds(out, "# HELP trainyard_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE trainyard_http_requests_total counter\n");
-    for (i = 0; i <= METRICS_MAX_ROUTES; i++) {
-        if (routes[i].pattern == NULL)
+    for (i = 0; i < (int)N_SLOTS; i++) {
+        if (slot_pattern(i) == NULL)
             continue;
         for (s = 100; s < 600; s++) {
             uint64_t n = atomic_load_explicit(&routes[i].by_status[s], memory_order_relaxed);
@@ -71,16 +114,16 @@ void metrics_write(struct buf *out)
                 buf_printf(out,
                            "trainyard_http_requests_total{method=\"%s\",route=\"%s\","
                            "status=\"%d\"} %llu\n",
-                           routes[i].method, routes[i].pattern, s, (unsigned long long)n);
+                           slot_method(i), slot_pattern(i), s, (unsigned long long)n);
         }
     }
     buf_adds(out, "# HELP trainyard_http_request_duration_seconds HTTP request latency.\n"
                   "# TYPE trainyard_http_request_duration_seconds histogram\n");
-    for (i = 0; i <= METRICS_MAX_ROUTES; i++) {
+    for (i = 0; i < (int)N_SLOTS; i++) {
         uint64_t cumulative = 0;
         uint64_t count;
 
-        if (routes[i].pattern == NULL)
+        if (slot_pattern(i) == NULL)
             continue;
         count = atomic_load_explicit(&routes[i].count, memory_order_relaxed);
         if (count == 0)
@@ -91,22 +134,28 @@ void metrics_write(struct buf *out)
                 buf_printf(out,
                            "trainyard_http_request_duration_seconds_bucket{method=\"%s\","
                            "route=\"%s\",le=\"%g\"} %llu\n",
-                           routes[i].method, routes[i].pattern, bucket_bounds[b],
+                           slot_method(i), slot_pattern(i), bucket_bounds[b],
                            (unsigned long long)cumulative);
             else
                 buf_printf(out,
                            "trainyard_http_request_duration_seconds_bucket{method=\"%s\","
                            "route=\"%s\",le=\"+Inf\"} %llu\n",
-                           routes[i].method, routes[i].pattern, (unsigned long long)cumulative);
+                           slot_method(i), slot_pattern(i), (unsigned long long)cumulative);
         }
         buf_printf(out,
                    "trainyard_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} "
                    "%.6f\n",
-                   routes[i].method, routes[i].pattern,
+                   slot_method(i), slot_pattern(i),
                    (double)atomic_load_explicit(&routes[i].sum_us, memory_order_relaxed) / 1e6);
         buf_printf(out,
                    "trainyard_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} "
                    "%llu\n",
-                   routes[i].method, routes[i].pattern, (unsigned long long)count);
+                   slot_method(i), slot_pattern(i), (unsigned long long)count);
     }
+    buf_adds(out, "# HELP trainyard_http_decoded_bodies_total Request bodies sent with a "
+                  "Content-Encoding and decoded, by coding.\n"
+                  "# TYPE trainyard_http_decoded_bodies_total counter\n");
+    for (i = 0; i < 2; i++)
+        buf_printf(out, "trainyard_http_decoded_bodies_total{coding=\"%s\"} %llu\n", codings[i],
+                   (unsigned long long)atomic_load_explicit(&decoded[i], memory_order_relaxed));
 }

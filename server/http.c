@@ -26,6 +26,7 @@
 #include "common/stall.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "server/coding.h"
 #include "server/conns.h"
 #include "server/routes.h"
 #include "server/stream.h"
@@ -46,6 +47,9 @@ struct request {
     bool too_large;
     bool io_failed;
     bool close; /* close the connection after the answer */
+    bool decoding; /* the body has a Content-Encoding, undone in coding */
+    struct coding coding;
+    int coding_rc; /* how decoding failed, when it did */
     int io_errno; /* why, when io_failed */
     api_finish_fn finish; /* a deferred answer, not given yet */
     void *finish_arg;
@@ -180,6 +184,8 @@ static void request_free(struct http *http, struct request *r)
     for (i = 0; i < r->n_params; i++)
         free(r->params[i]);
     buf_release(&r->body);
+    if (r->decoding)
+        coding_release(&r->coding);
     if (r->spool_fd >= 0)
         close(r->spool_fd);
     if (r->spool_path) {
@@ -246,7 +252,8 @@ static enum MHD_Result send_response(struct http *http, struct MHD_Connection *c
 
     us = time_mono_us() - r->start_us;
     log_info("http: %s %s %d %lldus", method, url, resp->status, (long long)us);
-    metrics_observe(r->route ? r->route->metrics_index : METRICS_MAX_ROUTES, resp->status, us);
+    metrics_observe(r->route ? r->route->metrics_index : metrics_unmatched(method), resp->status,
+                    us);
     api_response_release(resp);
     return ret;
 }
@@ -289,9 +296,36 @@ static bool takes_body(const struct route *route)
            strcmp(route->method, "DELETE") != 0;
 }
 
+/* Sets up decoding of a body sent with a Content-Encoding; false with resp
+ * set for a coding the server does not know. */
+static bool content_coding(struct MHD_Connection *conn, struct request *r,
+                           struct api_response *resp)
+{
+    const char *ce = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+    enum coding_kind kind = coding_parse(ce);
+
+    switch (kind) {
+    case CODING_IDENTITY:
+        return true;
+    case CODING_GZIP:
+    case CODING_DEFLATE:
+        coding_init(&r->coding, kind);
+        r->decoding = true;
+        return true;
+    case CODING_UNKNOWN:
+        break;
+    }
+    api_error(resp, ERR_MEDIA_TYPE, NULL,
+              "Content-Encoding '%s' is not supported; send the body as is, or with gzip or "
+              "deflate",
+              ce);
+    return false;
+}
+
 /* Checks done before any body is read; false with resp set. */
 static bool precheck(struct http *http, struct MHD_Connection *conn, struct request *r,
-                     const char *method, const char *url, struct api_response *resp)
+                     const char *method, const char *url, const char *version,
+                     struct api_response *resp)
 {
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
@@ -300,7 +334,14 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
     bool has_body = (cl && strcmp(cl, "0") != 0) || te != NULL;
     int64_t limit;
 
-    r->route = routes_match(method, url, r->params, &r->n_params);
+    /* RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request
+     * without Host (MHD 0.9.75 lets it through). */
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST) == NULL) {
+        api_error(resp, ERR_INVALID, NULL, "an HTTP/1.1 request needs a Host header");
+        r->close = true;
+        return false;
+    }
     if (r->route == NULL) {
         api_error(resp, ERR_NOT_FOUND, NULL, "no such endpoint: %s %s", method, url);
         return false;
@@ -338,6 +379,8 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
             return false;
         }
     }
+    if (has_body && !content_coding(conn, r, resp))
+        return false;
     if (cl) {
         char *end;
         long long n;
@@ -369,15 +412,17 @@ static bool precheck(struct http *http, struct MHD_Connection *conn, struct requ
     return true;
 }
 
-static void take_body(struct http *http, struct request *r, const char *data, size_t size)
+/* Keeps a piece of the (decoded) body; false once it cannot take more. */
+static bool keep_body(void *arg, const char *data, size_t size)
 {
-    int64_t limit = body_limit(http, r->route);
+    struct request *r = arg;
+    int64_t limit = body_limit(r->http, r->route);
 
     if (r->too_large || r->io_failed)
-        return;
+        return false;
     if (r->body_size + (int64_t)size > limit) {
         r->too_large = true;
-        return;
+        return false;
     }
     r->body_size += (int64_t)size;
     if (spooled(r->route)) {
@@ -390,7 +435,7 @@ static void take_body(struct http *http, struct request *r, const char *data, si
                 r->io_errno = n < 0 ? errno : ENOSPC;
                 log_error("http: cannot spool upload: %s", strerror(r->io_errno));
                 r->io_failed = true;
-                return;
+                return false;
             }
             data += n;
             size -= (size_t)n;
@@ -398,6 +443,19 @@ static void take_body(struct http *http, struct request *r, const char *data, si
     } else {
         buf_add(&r->body, data, size);
     }
+    return true;
+}
+
+/* A piece of the body as it came: decoded first when it has a coding. The
+ * decoded size is what the route's limit bounds. */
+static void take_body(struct request *r, const char *data, size_t size)
+{
+    if (r->too_large || r->io_failed || r->coding_rc < 0)
+        return;
+    if (r->decoding)
+        r->coding_rc = coding_feed(&r->coding, data, size, keep_body, r);
+    else
+        keep_body(r, data, size);
 }
 
 /* A connection taken past a cap gets the error at its first request, and
@@ -423,8 +481,8 @@ static bool over_cap(struct MHD_Connection *conn, struct request *r, struct api_
 }
 
 static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, const char *url,
-                              const char *method, const char *upload_data, size_t *upload_data_size,
-                              void **req_cls);
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls);
 
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,
@@ -433,15 +491,14 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     int64_t token = stall_enter();
     enum MHD_Result ret;
 
-    (void)version;
-    ret = handle(cls, conn, url, method, upload_data, upload_data_size, req_cls);
+    ret = handle(cls, conn, url, method, version, upload_data, upload_data_size, req_cls);
     stall_leave(token);
     return ret;
 }
 
 static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, const char *url,
-                              const char *method, const char *upload_data, size_t *upload_data_size,
-                              void **req_cls)
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
 {
     struct request *r = *req_cls;
     struct api_response resp;
@@ -456,13 +513,15 @@ static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, co
         buf_init(&r->body);
         *req_cls = r;
         api_response_init(&resp);
-        if (over_cap(conn, r, &resp) || !precheck(http, conn, r, method, url, &resp))
+        /* Matched first, so that every answer below is counted under its route. */
+        r->route = routes_match(method, url, r->params, &r->n_params);
+        if (over_cap(conn, r, &resp) || !precheck(http, conn, r, method, url, version, &resp))
             return send_response(http, conn, r, method, url, &resp);
         api_response_release(&resp);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        take_body(http, r, upload_data, *upload_data_size);
+        take_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -478,8 +537,22 @@ static enum MHD_Result handle(struct http *http, struct MHD_Connection *conn, co
     }
     limit = body_limit(http, r->route);
     if (r->too_large) {
-        api_error(&resp, ERR_TOO_LARGE, NULL, "the body is over the limit of %lld bytes",
-                  (long long)limit);
+        api_error(&resp, ERR_TOO_LARGE, NULL, "the body is over the limit of %lld bytes%s",
+                  (long long)limit, r->decoding ? " once decoded" : "");
+        return send_response(http, conn, r, method, url, &resp);
+    }
+    if (r->decoding && r->coding_rc == 0 && !r->io_failed) {
+        r->coding_rc = coding_finish(&r->coding);
+        if (r->coding_rc == 0)
+            metrics_decoded_body(r->coding.kind == CODING_GZIP ? "gzip" : "deflate");
+    }
+    if (r->coding_rc < 0 && !r->io_failed) {
+        if (r->coding_rc == ERR_INTERNAL)
+            api_error(&resp, ERR_INTERNAL, NULL, "cannot decode the body now");
+        else
+            api_error(&resp, ERR_INVALID, NULL,
+                      "the body is not valid %s data, as its Content-Encoding says",
+                      r->coding.kind == CODING_GZIP ? "gzip" : "deflate (zlib)");
         return send_response(http, conn, r, method, url, &resp);
     }
     if (r->io_failed) {

@@ -25,6 +25,7 @@ static const char usage[] =
     "  run        show a run: status, tasks, metrics\n"
     "  logs       print a run's logs (-f to follow)\n"
     "  cancel     cancel a run\n"
+    "  rerun      submit a run again, optionally with changed parameters\n"
     "  nodes      list the nodes\n"
     "  drain      stop placing tasks on a node (--undo to undo)\n"
     "  version    print the version\n"
@@ -32,8 +33,8 @@ static const char usage[] =
     "Run 'trainyard <command> --help' for a command's options.\n";
 
 /* The client commands, all run by cli_main(). */
-static const char *const client_commands[] = { "submit", "runs",  "run",   "logs",
-                                               "cancel", "nodes", "drain", NULL };
+static const char *const client_commands[] = { "submit", "runs",  "run",   "logs", "cancel",
+                                               "rerun",  "nodes", "drain", NULL };
 
 int main(int argc, char **argv)
 {

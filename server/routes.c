@@ -31,6 +31,7 @@ static struct route routes[] = {
     { "GET", "/api/v1/runs", api_runs_list, READ, JSON, WORKER, 0 },
     { "GET", "/api/v1/runs/{id}", api_runs_get, READ, JSON, QUICK, 0 },
     { "POST", "/api/v1/runs/{id}/cancel", api_runs_cancel, WRITE, JSON, WORKER, 0 },
+    { "POST", "/api/v1/runs/{id}/rerun", api_runs_rerun, WRITE, JSON, QUICK, 0 },
     { "GET", "/api/v1/runs/{id}/logs", api_runs_logs, READ, JSON, WORKER, 0 },
     { "GET", "/api/v1/runs/{id}/metrics", api_runs_metrics, READ, JSON, WORKER, 0 },
     { "GET", "/api/v1/runs/{id}/metrics/{name}", api_runs_metric_series, READ, JSON, WORKER, 0 },

@@ -110,8 +110,22 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
     return run_status_event(c, seq, now, status, error);
 }
 
-/* Asks the run's live tasks to stop; completes the run when none is live. */
-static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
+/*
+ * tasks.stopping: 0 while the run goes on; else the run is done and the
+ * task is being stopped, which is not a failure: it ends killed, or, for a
+ * task that only hosted the work of others (an mpi worker, whose node's
+ * ranks the launcher ran and saw succeed), succeeded.
+ */
+enum task_stopping {
+    TASK_STOPPING_NO = 0,
+    TASK_STOPPING_KILLED = 1,
+    TASK_STOPPING_SUCCEEDED = 2,
+};
+
+/* Asks the run's live tasks to stop; completes the run when none is live.
+ * hosts_succeed: the run is an mpi run, whose workers end succeeded. */
+static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now,
+                                 bool hosts_succeed)
 {
     sqlite3_stmt *st;
     int64_t live = 0;
@@ -130,13 +144,16 @@ static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attemp
     sqlite3_bind_int64(st, 3, now);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
-    st = conn_stmt(c, "UPDATE tasks SET stopping = 1, "
-                      "stop_pending = (node IS NOT NULL) WHERE run_seq = ? "
-                      "AND attempt = ? AND status IN " LIVE_STATUSES " AND stopping = 0");
+    st = conn_stmt(c, "UPDATE tasks SET stopping = CASE WHEN ?3 AND type = 'worker' THEN ?4 "
+                      "ELSE ?5 END, stop_pending = (node IS NOT NULL) WHERE run_seq = ?1 "
+                      "AND attempt = ?2 AND status IN " LIVE_STATUSES " AND stopping = 0");
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, run_seq);
     sqlite3_bind_int64(st, 2, attempt);
+    sqlite3_bind_int(st, 3, hosts_succeed);
+    sqlite3_bind_int(st, 4, TASK_STOPPING_SUCCEEDED);
+    sqlite3_bind_int(st, 5, TASK_STOPPING_KILLED);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
     st = conn_stmt(c, "SELECT count(*) FROM tasks WHERE run_seq = ? AND attempt = ? "
@@ -258,8 +275,10 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         /* The run is done once the tasks still running (parameter servers,
          * mpi workers, an evaluator) have been stopped and have delivered
          * what they wrote: the run completes when the last one has ended. */
-        cJSON_Delete(spec);
-        return complete_when_stopped(c, run_seq, attempt, now);
+        bool mpi = backend && strcmp(backend, "mpi") == 0;
+
+        cJSON_Delete(spec); /* backend pointed into it */
+        return complete_when_stopped(c, run_seq, attempt, now, mpi);
     }
     if (error[0]) {
         cJSON_Delete(spec);
@@ -293,7 +312,7 @@ struct task_ref {
     bool has_exit;
     int64_t log_size;
     int64_t metrics_seq;
-    bool stopping;
+    enum task_stopping stopping;
 };
 
 /* Loads a task and checks that node (when not "") holds it. */
@@ -324,7 +343,8 @@ static int load_task(struct conn *c, const char *id, const char *node, struct ta
     t->log_size = sqlite3_column_int64(st, 5);
     t->metrics_seq = sqlite3_column_int64(st, 6);
     t->seq = sqlite3_column_int64(st, 8);
-    t->stopping = sqlite3_column_int(st, 7) != 0;
+    /* Only this file writes it: 0, 1 or 2. */
+    t->stopping = (enum task_stopping)sqlite3_column_int(st, 7);
     sqlite3_reset(st);
     return 0;
 }
@@ -361,10 +381,12 @@ static int report_fn(struct conn *c, void *arg)
         }
         return 0;
     }
-    /* A task stopped because its run was done ended as asked: killed,
-     * not failed (it may also have finished on its own first). */
-    if (final && t.stopping && strcmp(r->status, "failed") == 0)
-        r->status = "killed";
+    /* A task stopped because its run was done ended as asked, not failed
+     * (it may also have finished on its own first): killed, or succeeded
+     * for an mpi worker, whose ranks succeeded (SPEC §3: killed is for
+     * cancel, deadline and the gang rule). */
+    if (final && t.stopping != TASK_STOPPING_NO && strcmp(r->status, "failed") == 0)
+        r->status = t.stopping == TASK_STOPPING_SUCCEEDED ? "succeeded" : "killed";
     st = conn_stmt(c, "UPDATE tasks SET status = ?1, pushed = 1, "
                       "started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 "
                       "ELSE started_at END, "

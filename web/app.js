@@ -816,6 +816,22 @@ async function renderRun(main, v, id, query) {
       });
       actions.append(cancelBtn, confirmBox);
     }
+    if (canCancel()) {
+      /* A new run of the caller from this run's spec (POST /runs/{id}/rerun). */
+      const rerunBtn = h('button', { type: 'button', 'data-action': 'rerun', title: 'Submit this run again as a new run' }, 'Rerun');
+      rerunBtn.addEventListener('click', async () => {
+        rerunBtn.disabled = true;
+        try {
+          const created = await api(`/runs/${enc(id)}/rerun`, { method: 'POST' });
+          toast(`${created.id} submitted, a rerun of ${id}`);
+          location.hash = `#/runs/${created.id}`;
+        } catch (e) {
+          toast(e.message, true);
+          rerunBtn.disabled = false;
+        }
+      });
+      actions.append(rerunBtn);
+    }
     alertBox.replaceChildren();
     if (r.error) alertBox.append(h('div', { class: 'error-box', role: 'alert', style: { marginTop: '14px' } }, h('b', {}, 'Failed: '), r.error));
     else if (r.status === 'queued' && r.reason) alertBox.append(h('div', { class: 'note-box', style: { marginTop: '14px' } }, h('b', {}, 'Waiting: '), r.reason));

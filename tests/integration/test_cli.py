@@ -368,6 +368,33 @@ def test_cancel(server):
     assert "killed" in res.stdout, res.stdout
 
 
+def test_rerun(server, user_token, tmp_path):
+    """rerun keeps the original's parameters, changes the given ones, and
+    the new run is the caller's, tagged with the original's id."""
+    root = make_project(tmp_path / "p")
+    orig = submit_json(server, [root, "--entry", "train.py", "--param", "--lr=0.1",
+                                "--param", "--epochs=3", "--pool", uniq("nopool")])
+    res = ok(run_cli(["rerun", orig["id"]], server, token=user_token))
+    new_id = res.stdout.strip()
+    assert RUN_ID.match(new_id) and new_id != orig["id"], res.stdout
+    new = server.get("/api/v1/runs/" + new_id).body
+    assert new["spec"]["script_params"] == {"--lr": 0.1, "--epochs": 3}
+    assert new["tags"] == {"trainyard/rerun_of": orig["id"]}
+    assert new["owner"] != orig["owner"]
+
+    res = ok(run_cli(["rerun", "--json", orig["id"], "--param", "--lr=0.5", "--param",
+                      "--fast", "--priority", "4"], server))
+    new = json.loads(res.stdout)
+    assert new["spec"]["script_params"] == {"--lr": 0.5, "--epochs": 3, "--fast": True}
+    assert new["spec"]["priority"] == 4
+
+    cmd_run = queued_run(server, uniq("cli"))
+    res = run_cli(["rerun", cmd_run["id"], "--param", "--x=1"], server)
+    assert res.returncode == 1 and "script_params" in res.stderr, res
+    res = run_cli(["rerun", "run-000000000000"], server)
+    assert res.returncode == 1 and "run-000000000000" in res.stderr, res
+
+
 def test_unknown_run_exits_1(server):
     for args in (["run", "run-000000000000"], ["cancel", "run-000000000000"]):
         res = run_cli(args, server)
@@ -481,7 +508,7 @@ def test_viewer_cannot_submit(server, viewer_token, tmp_path):
 # Usage
 # --------------------------------------------------------------------------
 
-COMMANDS = ["submit", "runs", "run", "logs", "cancel", "nodes", "drain"]
+COMMANDS = ["submit", "runs", "run", "logs", "cancel", "rerun", "nodes", "drain"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -518,6 +545,10 @@ BAD_USAGE = [
     ["run", "a", "b"],
     ["logs"],
     ["cancel"],
+    ["rerun"],
+    ["rerun", "a", "b"],
+    ["rerun", "a", "--param", "=1"],
+    ["rerun", "a", "--priority", "x"],
     ["nodes", "x"],
     ["drain"],
     ["drain", "n", "--bogus"],

@@ -107,6 +107,60 @@ static void names_the_bad_field(void)
                   "priority");
 }
 
+/* A validated spec validates again to itself (SPEC §9: a returned spec is
+ * accepted unchanged), for every backend. */
+static void spec_is_a_fixed_point(void)
+{
+    static const char *const inputs[] = {
+        "{\"experiment\": \"e\", \"command\": [\"x\", \"y\"]}",
+        "{\"experiment\": \"e\", " SRC ", \"entry_script\": \"t.py\", "
+        "\"script_params\": {\"--lr\": 0.1, \"--v\": true}, \"arguments\": [\"a\"]}",
+        "{\"experiment\": \"e\", \"command\": [\"x\"], \"distributed_backend\": \"ps\", "
+        "\"node_count\": 2, \"chief\": true, \"evaluator\": true, \"worker_count\": 3}",
+        "{\"experiment\": \"e\", \"command\": [\"x\"], \"distributed_backend\": \"pytorch\", "
+        "\"node_count\": 2, \"process_count_per_node\": 2}",
+        "{\"experiment\": \"e\", \"command\": [\"x\"], \"distributed_backend\": \"mpi\", "
+        "\"node_count\": 2, \"use_gpu\": true, \"gpus_per_process\": 2}",
+        "{\"experiment\": \"e\", \"command\": [\"x\"], \"tags\": {\"a\": \"b\"}, "
+        "\"environment_variables\": {\"A\": \"1\"}, \"pip_packages\": [\"numpy\"], "
+        "\"priority\": 5, \"max_retries\": 2, \"max_run_duration_seconds\": 60, "
+        "\"cpus_per_process\": 0.5, \"memory_mb_per_process\": 100}",
+        NULL,
+    };
+    const char *const *text;
+
+    for (text = inputs; *text; text++) {
+        struct runspec_error err;
+        cJSON *in = cJSON_Parse(*text);
+        cJSON *spec = NULL;
+        cJSON *again = NULL;
+
+        ASSERT_TRUE(in != NULL);
+        ASSERT_EQ(runspec_validate(in, &spec, &err), 0);
+        if (runspec_validate(spec, &again, &err) != 0)
+            UNIT_FAIL("%s: its spec is refused: %s: %s", *text, err.field, err.message);
+        ASSERT_TRUE(cJSON_Compare(spec, again, true));
+        cJSON_Delete(in);
+        cJSON_Delete(spec);
+        cJSON_Delete(again);
+    }
+    /* The defaults are taken back; other values still are not. */
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"x\"], "
+                           "\"script_params\": {\"--a\": 1}}"),
+                  "script_params");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"x\"], \"use_gpu\": true, "
+                           "\"gpus_per_process\": 0}"),
+                  "gpus_per_process");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"x\"], \"chief\": true}"),
+                  "chief");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"x\"], "
+                           "\"distributed_backend\": \"ps\", \"process_count_per_node\": 2}"),
+                  "process_count_per_node");
+    ASSERT_STR_EQ(field_of("{\"experiment\": \"e\", \"command\": [\"x\"], "
+                           "\"worker_count\": false}"),
+                  "worker_count");
+}
+
 static void expands_tasks_per_backend(void)
 {
     struct runspec_error err;
@@ -163,6 +217,7 @@ UNIT_LIST(runspec_tests) = {
     { "runspec/accepts_minimal_command_run", accepts_minimal_command_run },
     { "runspec/fills_defaults", fills_defaults },
     { "runspec/names_the_bad_field", names_the_bad_field },
+    { "runspec/spec_is_a_fixed_point", spec_is_a_fixed_point },
     { "runspec/expands_tasks_per_backend", expands_tasks_per_backend },
     { NULL, NULL },
 };

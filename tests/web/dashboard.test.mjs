@@ -352,6 +352,26 @@ t('cancel from the page stops a run', async () => {
   await waitFor(async () => (await api('GET', '/nodes')).body.items.every((n) => !n.tasks.some((id) => id.startsWith(runs.c))), 10000, 'node released');
 });
 
+t('Rerun on a run page submits it again and opens the new run', async () => {
+  /* runs.c was canceled above: its page offers Rerun but no Cancel */
+  await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runs.c);
+  await page.locator('.title-row .badge.canceled').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('[data-action="cancel"]').count(), 0);
+  await page.locator('[data-action="rerun"]').click();
+  await page.waitForFunction((id) => /^#\/runs\/run-[0-9a-f]{12}$/.test(location.hash) && !location.hash.endsWith(id), runs.c);
+  const newId = await page.evaluate(() => location.hash.slice('#/runs/'.length));
+  await page.locator('.chip', { hasText: `trainyard/rerun_of:${runs.c}` }).waitFor({ timeout: 10000 });
+  const r = await api('GET', `/runs/${newId}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.tags['trainyard/rerun_of'], runs.c);
+  assert.equal(r.body.experiment, 'imagenet-vit');
+  const orig = (await api('GET', `/runs/${runs.c}`)).body;
+  assert.deepEqual(r.body.spec, { ...orig.spec, tags: { ...orig.spec.tags, 'trainyard/rerun_of': runs.c } });
+  await shot(page, '05b-rerun');
+  assert.equal((await api('POST', `/runs/${newId}/cancel`)).status, 200);
+  await waitFor(async () => (await api('GET', '/nodes')).body.items.every((n) => !n.tasks.some((id) => id.startsWith(newId))), 10000, 'node released');
+});
+
 t('a ps run shows each task\'s node, address and TF_CONFIG', async () => {
   runs.ps = await submit({
     experiment: 'resnet50-ps', command: ['/usr/bin/python3', '-c', 'import time; print("training", flush=True); time.sleep(4)'],
