@@ -24,28 +24,48 @@
 #define DEFAULT_DATA "./var"
 /* server.url and admin.token are one short line each. */
 
-struct command {
-    const char *name;
-    int (*run)(struct cli *c, int argc, char **argv);
+/*
+ * The client commands, in the order 'trainyard --help' lists them: the
+ * one place dispatch, the command list and the completion script read.
+ */
+static const struct cli_command *const commands[] = {
+    &cli_cmd_submit,   &cli_cmd_runs,        &cli_cmd_run,     &cli_cmd_logs,
+    &cli_cmd_cancel,   &cli_cmd_rerun,       &cli_cmd_metrics, &cli_cmd_artifacts,
+    &cli_cmd_download, &cli_cmd_experiments, &cli_cmd_nodes,   &cli_cmd_drain,
+    &cli_cmd_tokens,   &cli_cmd_completion,
 };
 
-static const struct command commands[] = {
-    { "submit", cli_submit }, { "runs", cli_runs },     { "run", cli_run },
-    { "logs", cli_logs },     { "cancel", cli_cancel }, { "rerun", cli_rerun },
-    { "nodes", cli_nodes },   { "drain", cli_drain },
-};
+const struct cli_command *const *cli_commands(size_t *ret_count)
+{
+    *ret_count = sizeof(commands) / sizeof(commands[0]);
+    return commands;
+}
+
+const struct cli_command *cli_find_command(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(name, commands[i]->name) == 0)
+            return commands[i];
+    }
+    return NULL;
+}
+
+void cli_print_summaries(FILE *out)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+}
 
 int cli_main(int argc, char **argv)
 {
-    const struct command *cmd = NULL;
+    const struct cli_command *cmd = cli_find_command(argv[0]);
     struct cli c;
-    size_t i;
     int rc;
 
-    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[0], commands[i].name) == 0)
-            cmd = &commands[i];
-    }
     if (cmd == NULL) {
         fprintf(stderr, "trainyard: unknown client command '%s'\n", argv[0]);
         return CLI_EXIT_USAGE;
@@ -54,7 +74,7 @@ int cli_main(int argc, char **argv)
         fprintf(stderr, "trainyard: cannot initialise libcurl\n");
         return CLI_EXIT_FAILED;
     }
-    cli_init(&c, cmd->name);
+    cli_init(&c, cmd);
     rc = cmd->run(&c, argc, argv);
     cli_release(&c);
     curl_global_cleanup();
@@ -65,10 +85,11 @@ int cli_main(int argc, char **argv)
     return rc;
 }
 
-void cli_init(struct cli *c, const char *command)
+void cli_init(struct cli *c, const struct cli_command *cmd)
 {
     memset(c, 0, sizeof(*c));
-    c->command = command;
+    c->cmd = cmd;
+    c->command = cmd->name;
     c->data_dir = DEFAULT_DATA;
 }
 

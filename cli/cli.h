@@ -1,8 +1,10 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
- * logs, cancel, rerun, nodes and drain. They talk to a server's REST API
- * (SPEC §3) with libcurl's easy interface and print tables, summaries or
- * the server's JSON.
+ * logs, cancel, rerun, metrics, artifacts, download, experiments, nodes,
+ * drain, tokens and completion. They talk to a server's REST API (SPEC §3)
+ * with libcurl's easy interface and print tables, summaries or the server's
+ * JSON. One table of struct cli_command (cli.c) drives dispatch, the
+ * command list of 'trainyard --help' and the bash completion script.
  *
  * The module owns the process while a client command runs: cli_main()
  * initialises libcurl, resolves the server and token, runs one command and
@@ -21,6 +23,7 @@
 #include <stdio.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 
 enum cli_exit {
     CLI_EXIT_OK = 0,
@@ -80,13 +83,35 @@ enum cli_common_opt {
     "\n"                                                                                           \
     "Exit status: 0 ok, 1 the operation failed, 2 bad usage.\n"
 
+struct cli;
+
+/*
+ * One client command, declared next to its code (cli_cmd_NAME) and listed
+ * in cli.c's table. longopts holds every option the command takes (its own
+ * and CLI_COMMON_LONGOPTS) and ends with a NULL name; usage mentions each.
+ */
+struct cli_command {
+    const char *name;
+    const char *summary; /* one line for 'trainyard --help' */
+    const char *usage; /* the --help text */
+    const struct option *longopts;
+    const char *optstring; /* getopt_long's, starting with ":h" */
+    /*
+     * What the first operand completes to in bash: NULL nothing, "@dir" a
+     * directory, "@file" a file, else words separated by spaces.
+     */
+    const char *operand;
+    int (*run)(struct cli *c, int argc, char **argv);
+};
+
 /*
  * One command invocation: its name, the common options and, once
  * cli_resolve() ran, the server and token to use. Embedded: cli_init() /
  * cli_release().
  */
 struct cli {
-    const char *command; /* borrowed from argv: "submit", "runs", ... */
+    const char *command; /* the command's name: "submit", "runs", ... */
+    const struct cli_command *cmd; /* borrowed from the table */
     const char *opt_server; /* borrowed from argv, NULL when not given */
     const char *opt_token;
     const char *opt_token_file; /* borrowed, NULL when not given */
@@ -100,15 +125,24 @@ struct cli {
 };
 
 /*
- * Runs the client command named by argv[0] ("submit", "runs", "run", "logs",
- * "cancel", "rerun", "nodes", "drain") with its options; initialises and cleans up
- * libcurl. Returns the process exit code. Main thread, once per process.
+ * Runs the client command named by argv[0] (one of the table's) with its
+ * options; initialises and cleans up libcurl. Returns the process exit
+ * code. Main thread, once per process.
  */
 int cli_main(int argc, char **argv);
 
+/* The table's command named name, or NULL. */
+const struct cli_command *cli_find_command(const char *name);
+
+/* The table: *ret_count commands, in the order 'trainyard --help' lists them. */
+const struct cli_command *const *cli_commands(size_t *ret_count);
+
+/* Prints "  NAME  SUMMARY" for each client command (for 'trainyard --help'). */
+void cli_print_summaries(FILE *out);
+
 /* ---- cli.c: shared plumbing ---------------------------------------------- */
 
-void cli_init(struct cli *c, const char *command);
+void cli_init(struct cli *c, const struct cli_command *cmd);
 /* Frees what cli_resolve() and the HTTP helpers made. */
 void cli_release(struct cli *c);
 
@@ -234,17 +268,74 @@ struct cli_pack_stats {
 int cli_pack(const char *dir, const char *must_have, struct buf *out,
              struct cli_pack_stats *ret_stats);
 
+/* ---- commands.c: helpers the command files share ---------------------- */
+
+/*
+ * Parses argv with c->cmd's options; own gets the command's own ones (it
+ * returns -1 to go on, else an exit code). Expects min to max positional
+ * arguments, stored in pos[] (at least max slots; the rest set to NULL);
+ * pos_names names them in the "missing ..." error. Then resolves the
+ * server and token. Returns -1 when the command should go on, else the exit
+ * code (help printed, or bad usage).
+ */
+int cli_parse_args(struct cli *c, int argc, char **argv,
+                   int (*own)(struct cli *c, void *state, int opt, const char *arg), void *state,
+                   int min, int max, const char **pos, const char *pos_names);
+
+/*
+ * Sends a request (json_body NULL for none) and, on a 2xx answer, returns
+ * its JSON in *ret_json when ret_json is not NULL (caller frees with
+ * cJSON_Delete). With c->json the body is printed as is. Returns 0, or
+ * CLI_EXIT_FAILED with the error printed.
+ */
+int cli_call(struct cli *c, const char *method, const char *path, const char *json_body,
+             cJSON **ret_json);
+
+/* Rows of cells, printed with columns as wide as their widest cell. */
+#define CLI_TABLE_MAX_COLUMNS 8
+struct cli_table {
+    size_t columns;
+    size_t rows;
+    size_t cap;
+    char **cells; /* rows * columns, owned */
+};
+
+/* Starts a table with the header cells (columns of them, copied). */
+void cli_table_init(struct cli_table *t, size_t columns, const char *const *header);
+/* Appends a row; takes the columns heap strings of row. */
+void cli_table_add(struct cli_table *t, char **row);
+void cli_table_print(const struct cli_table *t);
+void cli_table_release(struct cli_table *t);
+
+/* A field as display text (caller frees): strings as they are, numbers
+ * compact, booleans as words, else "-". object may be NULL. */
+char *cli_field_text(const cJSON *object, const char *key);
+
+/*
+ * GETs every page of the list at path (which has no query, or ends in one
+ * that more may be appended to with '&'), calling row(item, t) for each item.
+ * With c->json the first page is printed instead. Returns 0 or
+ * CLI_EXIT_FAILED with the error printed.
+ */
+int cli_list_all(struct cli *c, const char *path, struct cli_table *t,
+                 void (*row)(const cJSON *item, struct cli_table *t));
+
 /* ---- commands ------------------------------------------------------------ */
 
-/* Each runs one command with argv[0] = its name; returns an exit code. */
-int cli_submit(struct cli *c, int argc, char **argv);
-int cli_runs(struct cli *c, int argc, char **argv);
-int cli_run(struct cli *c, int argc, char **argv);
-int cli_logs(struct cli *c, int argc, char **argv);
-int cli_cancel(struct cli *c, int argc, char **argv);
-int cli_rerun(struct cli *c, int argc, char **argv);
-int cli_nodes(struct cli *c, int argc, char **argv);
-int cli_drain(struct cli *c, int argc, char **argv);
+extern const struct cli_command cli_cmd_submit;
+extern const struct cli_command cli_cmd_runs;
+extern const struct cli_command cli_cmd_run;
+extern const struct cli_command cli_cmd_logs;
+extern const struct cli_command cli_cmd_cancel;
+extern const struct cli_command cli_cmd_rerun;
+extern const struct cli_command cli_cmd_metrics;
+extern const struct cli_command cli_cmd_artifacts;
+extern const struct cli_command cli_cmd_download;
+extern const struct cli_command cli_cmd_experiments;
+extern const struct cli_command cli_cmd_nodes;
+extern const struct cli_command cli_cmd_drain;
+extern const struct cli_command cli_cmd_tokens;
+extern const struct cli_command cli_cmd_completion;
 
 /*
  * Copies the logs of run_id (of one task when task is not NULL) to stdout.

@@ -3,6 +3,7 @@
  * runs, run, logs, cancel, nodes and drain. Each prints a table or a short
  * summary, or with --json the server's JSON as it came.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,35 +15,28 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-#define TABLE_MAX_COLUMNS 8
 /* How long --follow waits before taking up a stream the server ended early. */
 #define FOLLOW_RETRY_S 1
 
 /* ---- option parsing -------------------------------------------------------- */
 
-/*
- * Parses argv with the common options plus longopts' own ones, which go to
- * own (it returns -1 to go on, else an exit code), and expects exactly npos
- * positional arguments, stored in pos[]. Then resolves the server and
- * token. Returns -1 when the command should go on, else the exit code (help
- * printed, or bad usage).
- */
-static int parse(struct cli *c, int argc, char **argv, const struct option *longopts,
-                 const char *optstring, const char *usage,
-                 int (*own)(struct cli *c, void *state, int opt, const char *arg), void *state,
-                 int npos, const char **pos, const char *pos_names)
+int cli_parse_args(struct cli *c, int argc, char **argv,
+                   int (*own)(struct cli *c, void *state, int opt, const char *arg), void *state,
+                   int min, int max, const char **pos, const char *pos_names)
 {
     int rc = -1;
     int opt;
     int i;
 
+    assert(min <= max);
     opterr = 0;
     optind = 1;
-    while (rc < 0 && (opt = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+    while (rc < 0 &&
+           (opt = getopt_long(argc, argv, c->cmd->optstring, c->cmd->longopts, NULL)) != -1) {
         if (cli_common_option(c, opt, optarg))
             continue;
         if (opt == 'h') {
-            fputs(usage, stdout);
+            fputs(c->cmd->usage, stdout);
             rc = CLI_EXIT_OK;
         } else if (opt == '?' || opt == ':') {
             rc = cli_bad_option(c, opt, argv);
@@ -54,28 +48,22 @@ static int parse(struct cli *c, int argc, char **argv, const struct option *long
     }
     if (rc >= 0)
         return rc;
-    if (argc - optind < npos)
+    if (argc - optind < min)
         return cli_usage_error(c, "missing %s", pos_names);
-    if (argc - optind > npos)
-        return cli_usage_error(c, "unexpected argument '%s'", argv[optind + npos]);
-    for (i = 0; i < npos; i++) {
-        if (argv[optind + i][0] == '\0')
+    if (argc - optind > max)
+        return cli_usage_error(c, "unexpected argument '%s'", argv[optind + max]);
+    for (i = 0; i < max; i++) {
+        pos[i] = optind + i < argc ? argv[optind + i] : NULL;
+        if (pos[i] && pos[i][0] == '\0')
             return cli_usage_error(c, "%s must not be empty", pos_names);
-        pos[i] = argv[optind + i];
     }
     return cli_resolve(c) == 0 ? -1 : CLI_EXIT_USAGE;
 }
 
 /* ---- requests ------------------------------------------------------------- */
 
-/*
- * Sends a request and, on a 2xx answer with a JSON body, returns it in
- * *ret_json (caller frees; may be NULL when not wanted). Prints the error
- * and returns CLI_EXIT_FAILED otherwise. With c->json the body is printed
- * as is.
- */
-static int call(struct cli *c, const char *method, const char *path, const char *json_body,
-                cJSON **ret_json)
+int cli_call(struct cli *c, const char *method, const char *path, const char *json_body,
+             cJSON **ret_json)
 {
     struct cli_response r;
     cJSON *root = NULL;
@@ -108,15 +96,20 @@ out:
 
 /* ---- output helpers -------------------------------------------------------- */
 
-/* Rows of cells, printed with columns as wide as their widest cell. */
-struct table {
-    size_t columns;
-    size_t rows;
-    size_t cap;
-    char **cells; /* rows * columns, owned */
-};
+void cli_table_init(struct cli_table *t, size_t columns, const char *const *header)
+{
+    char *row[CLI_TABLE_MAX_COLUMNS];
+    size_t i;
 
-static void table_add(struct table *t, char **row)
+    assert(columns > 0 && columns <= CLI_TABLE_MAX_COLUMNS);
+    memset(t, 0, sizeof(*t));
+    t->columns = columns;
+    for (i = 0; i < columns; i++)
+        row[i] = xstrdup(header[i]);
+    cli_table_add(t, row);
+}
+
+void cli_table_add(struct cli_table *t, char **row)
 {
     size_t i;
 
@@ -129,9 +122,9 @@ static void table_add(struct table *t, char **row)
     t->rows++;
 }
 
-static void table_print(struct table *t)
+void cli_table_print(const struct cli_table *t)
 {
-    size_t width[TABLE_MAX_COLUMNS] = { 0 };
+    size_t width[CLI_TABLE_MAX_COLUMNS] = { 0 };
     size_t r;
     size_t i;
 
@@ -155,7 +148,7 @@ static void table_print(struct table *t)
     }
 }
 
-static void table_release(struct table *t)
+void cli_table_release(struct cli_table *t)
 {
     size_t i;
 
@@ -164,8 +157,7 @@ static void table_release(struct table *t)
     free(t->cells);
 }
 
-/* A field as display text: strings as they are, numbers compact, else "-". */
-static char *field_text(const cJSON *object, const char *key)
+char *cli_field_text(const cJSON *object, const char *key)
 {
     const cJSON *item = object ? json_get(object, key) : NULL;
     char num[64];
@@ -215,7 +207,7 @@ static char *count_text(const cJSON *object, const char *key)
 
     if (cJSON_IsArray(item))
         return xasprintf("%d", cJSON_GetArraySize(item));
-    return field_text(object, key);
+    return cli_field_text(object, key);
 }
 
 /* Warns on stderr that a listing has more pages than were shown. */
@@ -223,6 +215,41 @@ static void note_more(const cJSON *page, const char *what)
 {
     if (cJSON_IsString(json_get(page, "next_cursor")))
         fprintf(stderr, "trainyard: more %s than shown; use --limit or narrower filters\n", what);
+}
+
+int cli_list_all(struct cli *c, const char *path, struct cli_table *t,
+                 void (*row)(const cJSON *item, struct cli_table *t))
+{
+    const char *sep = strchr(path, '?') ? "&" : "?";
+    cJSON *page = NULL;
+    const cJSON *item;
+    char *cursor = NULL;
+    char *url = NULL;
+    int rc;
+
+    /* With --json the first page is the answer; the table gathers every page. */
+    do {
+        const char *next;
+
+        free(url);
+        url = xasprintf("%s%slimit=1000%s%s", path, sep, cursor ? "&cursor=" : "",
+                        cursor ? cursor : "");
+        rc = cli_call(c, "GET", url, NULL, c->json ? NULL : &page);
+        if (rc != 0 || c->json)
+            break;
+        cJSON_ArrayForEach(item, json_get(page, "items")) {
+            row(item, t);
+        }
+        free(cursor);
+        next = json_get_string(page, "next_cursor");
+        cursor = next ? cli_escape(c, next) : NULL;
+        cJSON_Delete(page);
+        page = NULL;
+    } while (cursor);
+    cJSON_Delete(page);
+    free(cursor);
+    free(url);
+    return rc;
 }
 
 bool cli_run_status_final(const char *status)
@@ -298,21 +325,22 @@ static int runs_option(struct cli *c, void *state, int opt, const char *arg)
     return -1;
 }
 
-int cli_runs(struct cli *c, int argc, char **argv)
+static const struct option runs_opts[] = {
+    { "experiment", required_argument, NULL, OPT_EXPERIMENT },
+    { "owner", required_argument, NULL, OPT_OWNER },
+    { "status", required_argument, NULL, OPT_STATUS },
+    { "tag", required_argument, NULL, OPT_TAG },
+    { "limit", required_argument, NULL, OPT_LIMIT },
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int runs_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "experiment", required_argument, NULL, OPT_EXPERIMENT },
-        { "owner", required_argument, NULL, OPT_OWNER },
-        { "status", required_argument, NULL, OPT_STATUS },
-        { "tag", required_argument, NULL, OPT_TAG },
-        { "limit", required_argument, NULL, OPT_LIMIT },
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     static const char *const header[] = { "ID",     "EXPERIMENT", "OWNER",
                                           "STATUS", "CREATED",    "METRICS" };
     struct runs_query rq;
-    struct table t = { 6, 0, 0, NULL };
+    struct cli_table t = { 6, 0, 0, NULL };
     cJSON *page = NULL;
     const cJSON *run;
     char *path = NULL;
@@ -321,34 +349,44 @@ int cli_runs(struct cli *c, int argc, char **argv)
     int rc;
 
     buf_init(&rq.q);
-    rc = parse(c, argc, argv, longopts, ":h", runs_usage, runs_option, &rq, 0, NULL, "");
+    rc = cli_parse_args(c, argc, argv, runs_option, &rq, 0, 0, NULL, "");
     if (rc >= 0)
         goto out;
     path = xasprintf("/api/v1/runs%s%s", rq.q.len ? "?" : "", rq.q.len ? rq.q.data + 1 : "");
-    rc = call(c, "GET", path, NULL, c->json ? NULL : &page);
+    rc = cli_call(c, "GET", path, NULL, c->json ? NULL : &page);
     if (rc != 0 || c->json)
         goto out;
     for (i = 0; i < 6; i++)
         row[i] = xstrdup(header[i]);
-    table_add(&t, row);
+    cli_table_add(&t, row);
     cJSON_ArrayForEach(run, json_get(page, "items")) {
-        row[0] = field_text(run, "id");
-        row[1] = field_text(run, "experiment");
-        row[2] = field_text(run, "owner");
-        row[3] = field_text(run, "status");
-        row[4] = field_text(run, "created_at");
+        row[0] = cli_field_text(run, "id");
+        row[1] = cli_field_text(run, "experiment");
+        row[2] = cli_field_text(run, "owner");
+        row[3] = cli_field_text(run, "status");
+        row[4] = cli_field_text(run, "created_at");
         row[5] = pairs_text(json_get(run, "metrics"));
-        table_add(&t, row);
+        cli_table_add(&t, row);
     }
-    table_print(&t);
+    cli_table_print(&t);
     note_more(page, "runs");
 out:
-    table_release(&t);
+    cli_table_release(&t);
     cJSON_Delete(page);
     free(path);
     buf_release(&rq.q);
     return rc;
 }
+
+const struct cli_command cli_cmd_runs = {
+    .name = "runs",
+    .summary = "list runs",
+    .usage = runs_usage,
+    .longopts = runs_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = runs_main,
+};
 
 /* ---- run ------------------------------------------------------------------ */
 
@@ -362,7 +400,7 @@ static const char run_usage[] =
 /* Prints "label:  value" when the field has a value (always when always). */
 static void print_field(const char *label, const cJSON *object, const char *key, bool always)
 {
-    char *text = field_text(object, key);
+    char *text = cli_field_text(object, key);
 
     if (always || strcmp(text, "-") != 0)
         printf("%-12s%s\n", label, text);
@@ -390,7 +428,7 @@ static void print_command(const cJSON *spec)
 static void print_run(const cJSON *run)
 {
     static const char *const header[] = { "  TASK", "TYPE", "NODE", "STATUS", "EXIT", "ADDRESS" };
-    struct table t = { 6, 0, 0, NULL };
+    struct cli_table t = { 6, 0, 0, NULL };
     const cJSON *spec = json_get(run, "spec");
     const cJSON *tasks = json_get(run, "tasks");
     const cJSON *metrics = json_get(run, "metrics");
@@ -418,21 +456,21 @@ static void print_run(const cJSON *run)
         printf("tasks:\n");
         for (i = 0; i < 6; i++)
             row[i] = xstrdup(header[i]);
-        table_add(&t, row);
+        cli_table_add(&t, row);
         cJSON_ArrayForEach(task, tasks) {
-            char *name = field_text(task, "name");
+            char *name = cli_field_text(task, "name");
 
             row[0] = xasprintf("  %s", name);
             free(name);
-            row[1] = field_text(task, "type");
-            row[2] = field_text(task, "node");
-            row[3] = field_text(task, "status");
-            row[4] = field_text(task, "exit_code");
-            row[5] = field_text(task, "address");
-            table_add(&t, row);
+            row[1] = cli_field_text(task, "type");
+            row[2] = cli_field_text(task, "node");
+            row[3] = cli_field_text(task, "status");
+            row[4] = cli_field_text(task, "exit_code");
+            row[5] = cli_field_text(task, "address");
+            cli_table_add(&t, row);
         }
-        table_print(&t);
-        table_release(&t);
+        cli_table_print(&t);
+        cli_table_release(&t);
     }
     if (cJSON_GetArraySize(metrics) > 0) {
         printf("metrics:\n");
@@ -445,24 +483,25 @@ static void print_run(const cJSON *run)
     }
 }
 
-int cli_run(struct cli *c, int argc, char **argv)
+static const struct option run_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int run_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     const char *id = NULL;
     cJSON *run = NULL;
     char *esc = NULL;
     char *path = NULL;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":h", run_usage, NULL, NULL, 1, &id, "run ID");
+    rc = cli_parse_args(c, argc, argv, NULL, NULL, 1, 1, &id, "run ID");
     if (rc >= 0)
         return rc;
     esc = cli_escape(c, id);
     path = xasprintf("/api/v1/runs/%s", esc);
-    rc = call(c, "GET", path, NULL, c->json ? NULL : &run);
+    rc = cli_call(c, "GET", path, NULL, c->json ? NULL : &run);
     if (rc == 0 && !c->json)
         print_run(run);
     cJSON_Delete(run);
@@ -470,6 +509,16 @@ int cli_run(struct cli *c, int argc, char **argv)
     free(esc);
     return rc;
 }
+
+const struct cli_command cli_cmd_run = {
+    .name = "run",
+    .summary = "show a run: status, tasks, metrics",
+    .usage = run_usage,
+    .longopts = run_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = run_main,
+};
 
 /* ---- logs ----------------------------------------------------------------- */
 
@@ -568,23 +617,34 @@ int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool fo
     return rc;
 }
 
-int cli_logs(struct cli *c, int argc, char **argv)
+static const struct option logs_opts[] = {
+    { "follow", no_argument, NULL, 'f' },
+    { "task", required_argument, NULL, OPT_TASK },
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int logs_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "follow", no_argument, NULL, 'f' },
-        { "task", required_argument, NULL, OPT_TASK },
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     struct logs_opts lo = { NULL, false };
     const char *id = NULL;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":hf", logs_usage, logs_option, &lo, 1, &id, "run ID");
+    rc = cli_parse_args(c, argc, argv, logs_option, &lo, 1, 1, &id, "run ID");
     if (rc >= 0)
         return rc;
     return cli_stream_logs(c, id, lo.task, lo.follow);
 }
+
+const struct cli_command cli_cmd_logs = {
+    .name = "logs",
+    .summary = "print a run's logs (-f to follow)",
+    .usage = logs_usage,
+    .longopts = logs_opts,
+    .optstring = ":hf",
+    .operand = NULL,
+    .run = logs_main,
+};
 
 /* ---- cancel --------------------------------------------------------------- */
 
@@ -595,12 +655,13 @@ static const char cancel_usage[] =
     "canceled run changes nothing; a run that has completed or failed cannot be canceled.\n"
     "\n" CLI_COMMON_HELP;
 
-int cli_cancel(struct cli *c, int argc, char **argv)
+static const struct option cancel_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int cancel_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     const char *id = NULL;
     cJSON *run = NULL;
     char *esc = NULL;
@@ -608,14 +669,14 @@ int cli_cancel(struct cli *c, int argc, char **argv)
     char *status;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":h", cancel_usage, NULL, NULL, 1, &id, "run ID");
+    rc = cli_parse_args(c, argc, argv, NULL, NULL, 1, 1, &id, "run ID");
     if (rc >= 0)
         return rc;
     esc = cli_escape(c, id);
     path = xasprintf("/api/v1/runs/%s/cancel", esc);
-    rc = call(c, "POST", path, NULL, c->json ? NULL : &run);
+    rc = cli_call(c, "POST", path, NULL, c->json ? NULL : &run);
     if (rc == 0 && !c->json) {
-        status = field_text(run, "status");
+        status = cli_field_text(run, "status");
         printf("%s %s\n", id, status);
         free(status);
     }
@@ -624,6 +685,16 @@ int cli_cancel(struct cli *c, int argc, char **argv)
     free(esc);
     return rc;
 }
+
+const struct cli_command cli_cmd_cancel = {
+    .name = "cancel",
+    .summary = "cancel a run",
+    .usage = cancel_usage,
+    .longopts = cancel_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = cancel_main,
+};
 
 /* ---- nodes ---------------------------------------------------------------- */
 
@@ -654,61 +725,51 @@ static char *allocated_text(const cJSON *node)
     return text;
 }
 
-int cli_nodes(struct cli *c, int argc, char **argv)
+static const struct option nodes_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+/* One row of the nodes table. */
+static void node_row(const cJSON *node, struct cli_table *t)
 {
-    static const struct option longopts[] = {
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
-    static const char *const header[] = { "NAME", "POOL", "STATE", "CPUS", "GPUS", "ALLOCATED" };
-    struct table t = { 6, 0, 0, NULL };
-    cJSON *page = NULL;
-    const cJSON *node;
-    char *path = NULL;
-    char *cursor = NULL;
     char *row[6];
-    size_t i;
+
+    row[0] = cli_field_text(node, "name");
+    row[1] = cli_field_text(node, "pool");
+    row[2] = cli_field_text(node, "state");
+    row[3] = cli_field_text(node, "cpus");
+    row[4] = count_text(node, "gpus");
+    row[5] = allocated_text(node);
+    cli_table_add(t, row);
+}
+
+static int nodes_main(struct cli *c, int argc, char **argv)
+{
+    static const char *const header[] = { "NAME", "POOL", "STATE", "CPUS", "GPUS", "ALLOCATED" };
+    struct cli_table t;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":h", nodes_usage, NULL, NULL, 0, NULL, "");
+    rc = cli_parse_args(c, argc, argv, NULL, NULL, 0, 0, NULL, "");
     if (rc >= 0)
         return rc;
-    for (i = 0; i < 6; i++)
-        row[i] = xstrdup(header[i]);
-    table_add(&t, row);
-    /* With --json the first page is the answer; the table gathers every page. */
-    do {
-        const char *next;
-
-        free(path);
-        path = xasprintf("/api/v1/nodes?limit=1000%s%s", cursor ? "&cursor=" : "",
-                         cursor ? cursor : "");
-        rc = call(c, "GET", path, NULL, c->json ? NULL : &page);
-        if (rc != 0 || c->json)
-            goto out;
-        cJSON_ArrayForEach(node, json_get(page, "items")) {
-            row[0] = field_text(node, "name");
-            row[1] = field_text(node, "pool");
-            row[2] = field_text(node, "state");
-            row[3] = field_text(node, "cpus");
-            row[4] = count_text(node, "gpus");
-            row[5] = allocated_text(node);
-            table_add(&t, row);
-        }
-        free(cursor);
-        next = json_get_string(page, "next_cursor");
-        cursor = next ? cli_escape(c, next) : NULL;
-        cJSON_Delete(page);
-        page = NULL;
-    } while (cursor);
-    table_print(&t);
-out:
-    table_release(&t);
-    cJSON_Delete(page);
-    free(cursor);
-    free(path);
+    cli_table_init(&t, 6, header);
+    rc = cli_list_all(c, "/api/v1/nodes", &t, node_row);
+    if (rc == 0 && !c->json)
+        cli_table_print(&t);
+    cli_table_release(&t);
     return rc;
 }
+
+const struct cli_command cli_cmd_nodes = {
+    .name = "nodes",
+    .summary = "list the nodes",
+    .usage = nodes_usage,
+    .longopts = nodes_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = nodes_main,
+};
 
 /* ---- drain ---------------------------------------------------------------- */
 
@@ -732,13 +793,14 @@ static int drain_option(struct cli *c, void *state, int opt, const char *arg)
     return cli_usage_error(c, "unexpected option");
 }
 
-int cli_drain(struct cli *c, int argc, char **argv)
+static const struct option drain_opts[] = {
+    { "undo", no_argument, NULL, OPT_UNDO },
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int drain_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "undo", no_argument, NULL, OPT_UNDO },
-        CLI_COMMON_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     const char *name = NULL;
     cJSON *node = NULL;
     char *esc = NULL;
@@ -747,15 +809,15 @@ int cli_drain(struct cli *c, int argc, char **argv)
     bool undo = false;
     int rc;
 
-    rc = parse(c, argc, argv, longopts, ":h", drain_usage, drain_option, &undo, 1, &name, "NODE");
+    rc = cli_parse_args(c, argc, argv, drain_option, &undo, 1, 1, &name, "NODE");
     if (rc >= 0)
         return rc;
     esc = cli_escape(c, name);
     path = xasprintf("/api/v1/nodes/%s/drain", esc);
-    rc = call(c, "POST", path, undo ? "{\"drain\":false}" : "{\"drain\":true}",
-              c->json ? NULL : &node);
+    rc = cli_call(c, "POST", path, undo ? "{\"drain\":false}" : "{\"drain\":true}",
+                  c->json ? NULL : &node);
     if (rc == 0 && !c->json) {
-        state = field_text(node, "state");
+        state = cli_field_text(node, "state");
         printf("%s %s\n", name, state);
         free(state);
     }
@@ -764,3 +826,13 @@ int cli_drain(struct cli *c, int argc, char **argv)
     free(esc);
     return rc;
 }
+
+const struct cli_command cli_cmd_drain = {
+    .name = "drain",
+    .summary = "stop placing tasks on a node (--undo to undo)",
+    .usage = drain_usage,
+    .longopts = drain_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = drain_main,
+};

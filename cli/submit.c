@@ -462,19 +462,19 @@ static void submit_init(struct submit *s)
 
 /* Parses the options in argv[1..argc-1] into *s; -1 to go on, else the
  * exit code (help printed, or a usage error). */
-static int parse_options(struct cli *c, struct submit *s, int argc, char **argv,
-                         const struct option *opts, const char *help)
+static int parse_options(struct cli *c, struct submit *s, int argc, char **argv)
 {
     int rc = -1;
     int opt;
 
     opterr = 0;
     optind = 1;
-    while (rc < 0 && (opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while (rc < 0 &&
+           (opt = getopt_long(argc, argv, c->cmd->optstring, c->cmd->longopts, NULL)) != -1) {
         if (cli_common_option(c, opt, optarg))
             continue;
         if (opt == 'h') {
-            fputs(help, stdout);
+            fputs(c->cmd->usage, stdout);
             rc = CLI_EXIT_OK;
         } else if (opt == '?' || opt == ':') {
             rc = cli_bad_option(c, opt, argv);
@@ -679,7 +679,7 @@ out:
     return rc;
 }
 
-int cli_submit(struct cli *c, int argc, char **argv)
+static int submit_main(struct cli *c, int argc, char **argv)
 {
     struct submit s;
     char *experiment = NULL;
@@ -693,7 +693,7 @@ int cli_submit(struct cli *c, int argc, char **argv)
     submit_init(&s);
     /* Options end at the first "--"; what follows is the command or arguments. */
     sep = find_separator(argc, argv);
-    rc = parse_options(c, &s, sep, argv, longopts, usage);
+    rc = parse_options(c, &s, sep, argv);
     if (rc >= 0)
         goto out;
     npos = sep - optind;
@@ -758,6 +758,16 @@ out:
     return rc;
 }
 
+const struct cli_command cli_cmd_submit = {
+    .name = "submit",
+    .summary = "pack a source directory and submit a run",
+    .usage = usage,
+    .longopts = longopts,
+    .optstring = ":h",
+    .operand = "@dir",
+    .run = submit_main,
+};
+
 /* ---- rerun ---------------------------------------------------------------- */
 
 static const char rerun_usage[] =
@@ -799,15 +809,16 @@ static int merged_params(struct cli *c, const char *path, const cJSON *changes, 
     return 0;
 }
 
-int cli_rerun(struct cli *c, int argc, char **argv)
+static const struct option rerun_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { "param", required_argument, NULL, OPT_PARAM },
+    { "priority", required_argument, NULL, OPT_PRIORITY },
+    { "follow", no_argument, NULL, OPT_FOLLOW },
+    { NULL, 0, NULL, 0 },
+};
+
+static int rerun_main(struct cli *c, int argc, char **argv)
 {
-    static const struct option rerun_opts[] = {
-        CLI_COMMON_LONGOPTS,
-        { "param", required_argument, NULL, OPT_PARAM },
-        { "priority", required_argument, NULL, OPT_PRIORITY },
-        { "follow", no_argument, NULL, OPT_FOLLOW },
-        { NULL, 0, NULL, 0 },
-    };
     struct submit s;
     cJSON *overrides = cJSON_CreateObject();
     cJSON *params = NULL;
@@ -818,7 +829,7 @@ int cli_rerun(struct cli *c, int argc, char **argv)
 
     submit_init(&s);
     /* The same parsing as submit's --param, --priority and --follow. */
-    rc = parse_options(c, &s, argc, argv, rerun_opts, rerun_usage);
+    rc = parse_options(c, &s, argc, argv);
     if (rc >= 0)
         goto out;
     if (argc - optind != 1 || argv[optind][0] == '\0') {
@@ -851,3 +862,13 @@ out:
     submit_release(&s);
     return rc;
 }
+
+const struct cli_command cli_cmd_rerun = {
+    .name = "rerun",
+    .summary = "submit a run again, optionally with changed parameters",
+    .usage = rerun_usage,
+    .longopts = rerun_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = rerun_main,
+};

@@ -14,34 +14,29 @@
 #include "server/server.h"
 #include "common/banned.h"
 
-static const char usage[] =
+static const char usage_head[] =
     "usage: trainyard <command> [options]\n"
     "\n"
     "Commands:\n"
-    "  server     run the control plane (REST API, store, scheduler, dashboard)\n"
-    "  agent      run the node agent on this machine\n"
-    "  submit     pack a source directory and submit a run\n"
-    "  runs       list runs\n"
-    "  run        show a run: status, tasks, metrics\n"
-    "  logs       print a run's logs (-f to follow)\n"
-    "  cancel     cancel a run\n"
-    "  rerun      submit a run again, optionally with changed parameters\n"
-    "  nodes      list the nodes\n"
-    "  drain      stop placing tasks on a node (--undo to undo)\n"
-    "  version    print the version\n"
-    "\n"
-    "Run 'trainyard <command> --help' for a command's options.\n";
+    "  server       run the control plane (REST API, store, scheduler, dashboard)\n"
+    "  agent        run the node agent on this machine\n";
 
-/* The client commands, all run by cli_main(). */
-static const char *const client_commands[] = { "submit", "runs",  "run",   "logs", "cancel",
-                                               "rerun",  "nodes", "drain", NULL };
+static const char usage_tail[] = "  version      print the version\n"
+                                 "\n"
+                                 "Run 'trainyard <command> --help' for a command's options.\n";
+
+/* The usage: the client commands come from cli's command table. */
+static void print_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    cli_print_summaries(out);
+    fputs(usage_tail, out);
+}
 
 int main(int argc, char **argv)
 {
-    const char *const *cmd;
-
     if (argc < 2) {
-        fputs(usage, stderr);
+        print_usage(stderr);
         return 2;
     }
     if (strcmp(argv[1], "server") == 0 || strcmp(argv[1], "agent") == 0) {
@@ -56,10 +51,8 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return rc;
     }
-    for (cmd = client_commands; *cmd; cmd++) {
-        if (strcmp(argv[1], *cmd) == 0)
-            return cli_main(argc - 1, argv + 1);
-    }
+    if (cli_find_command(argv[1]))
+        return cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "rsh") == 0)
         return rsh_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
@@ -68,9 +61,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        fputs(usage, stdout);
+        print_usage(stdout);
         return 0;
     }
-    fprintf(stderr, "trainyard: unknown command '%s'\n\n%s", argv[1], usage);
+    fprintf(stderr, "trainyard: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
     return 2;
 }

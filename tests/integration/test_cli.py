@@ -1,5 +1,6 @@
 """SPEC §2 client commands: submit (packing, .trainyardignore, script_params,
---command), runs, run, logs, cancel, nodes, drain; --json; where the server URL
+--command), runs, run, logs, cancel, nodes, drain, metrics, artifacts,
+download, experiments, tokens, completion; --json; where the server URL
 and token come from; exit codes.  The real binary against a real server."""
 
 import io
@@ -508,7 +509,8 @@ def test_viewer_cannot_submit(server, viewer_token, tmp_path):
 # Usage
 # --------------------------------------------------------------------------
 
-COMMANDS = ["submit", "runs", "run", "logs", "cancel", "rerun", "nodes", "drain"]
+COMMANDS = ["submit", "runs", "run", "logs", "cancel", "rerun", "nodes", "drain", "metrics",
+            "artifacts", "download", "experiments", "tokens"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -553,6 +555,25 @@ BAD_USAGE = [
     ["drain"],
     ["drain", "n", "--bogus"],
     ["runs", "--server", "ftp://example"],
+    ["metrics"],
+    ["metrics", "a", "b", "c"],
+    ["metrics", "a", "b", "--max-points", "0"],
+    ["metrics", "a", "b", "--max-points", "x"],
+    ["artifacts"],
+    ["artifacts", "a", "b"],
+    ["download"],
+    ["download", "a", "b", "c"],
+    ["download", "a", "-o"],
+    ["download", "a", "-o", ""],
+    ["download", "a", "/abs"],
+    ["experiments", "x"],
+    ["tokens", "frob"],
+    ["tokens", "create"],
+    ["tokens", "create", "n"],
+    ["tokens", "delete"],
+    ["tokens", "list", "x"],
+    ["tokens", "--role", "user"],
+    ["tokens", "delete", "tok-1", "--node", "n"],
 ]
 
 
@@ -692,3 +713,242 @@ def test_submit_follow_of_a_canceled_run_exits_1(server):
     assert proc.returncode == 1, (out, err)
     err = err.decode()
     assert err.startswith("trainyard: ") and "canceled" in err and run_id in err, err
+
+
+# --------------------------------------------------------------------------
+# metrics, artifacts, download: a real run on the module's cluster
+# --------------------------------------------------------------------------
+
+RESULTS_SCRIPT = """\
+import json, os
+out = os.environ["TRAINYARD_OUTPUT_DIR"]
+os.makedirs(os.path.join(out, "sub"), exist_ok=True)
+with open(os.path.join(out, "model.txt"), "w") as f:
+    f.write("weights\\n")
+with open(os.path.join(out, "sub", "deep.bin"), "wb") as f:
+    f.write(bytes(range(256)) * 4)
+for i in range(30):
+    print("##metric " + json.dumps({"loss": 1.0 / (i + 1), "step": i}), flush=True)
+print("##metric " + json.dumps({"acc": 0.5}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(cluster, tmp_path_factory):
+    """A completed run with two artifacts and two metrics."""
+    server = cluster[0]
+    root = make_project(tmp_path_factory.mktemp("results") / "p")
+    write(root, "results.py", RESULTS_SCRIPT)
+    res = ok(run_cli(["submit", root, "--entry", "results.py", "--follow",
+                      "--experiment", uniq("results")], server))
+    return server, res.stdout.splitlines()[0]
+
+
+def test_artifacts_lists_paths_sizes_tasks(finished_run):
+    server, run_id = finished_run
+    rows = [line.split() for line in ok(run_cli(["artifacts", run_id], server)).stdout.splitlines()]
+    assert rows[0] == ["PATH", "SIZE", "TASK"]
+    assert sorted(rows[1:]) == [["model.txt", "8", "main"], ["sub/deep.bin", "1024", "main"]]
+    listed = json.loads(ok(run_cli(["artifacts", run_id, "--json"], server)).stdout)
+    assert sorted(a["path"] for a in listed["items"]) == ["model.txt", "sub/deep.bin"]
+    res = run_cli(["artifacts", "run-000000000000"], server)
+    assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+
+
+def test_download_all_and_one(finished_run, tmp_path):
+    server, run_id = finished_run
+    dest = tmp_path / "all" / "here"  # created, with its parent
+    os.makedirs(str(tmp_path / "all"))
+    res = ok(run_cli(["download", run_id, "-o", str(dest)], server))
+    assert len(res.stdout.splitlines()) == 2, res.stdout
+    assert (dest / "model.txt").read_text() == "weights\n"
+    assert (dest / "sub" / "deep.bin").read_bytes() == bytes(range(256)) * 4
+    assert sorted(os.listdir(str(dest))) == ["model.txt", "sub"]  # no temporary files left
+
+    one = tmp_path / "one"
+    ok(run_cli(["download", run_id, "sub/deep.bin", "--output", str(one)], server))
+    assert os.listdir(str(one)) == ["sub"] and os.listdir(str(one / "sub")) == ["deep.bin"]
+
+    # Default DIR: the current directory.
+    cwd = tmp_path / "cwd"
+    os.makedirs(str(cwd))
+    ok(run_cli(["download", run_id, "model.txt"], server, cwd=str(cwd)))
+    assert os.listdir(str(cwd)) == ["model.txt"]
+
+
+def test_download_refuses_paths_escaping_dir(finished_run, tmp_path):
+    server, run_id = finished_run
+    dest = tmp_path / "d"
+    os.makedirs(str(dest))
+    for bad in ["../model.txt", "/etc/passwd", "sub/../../x", "./model.txt"]:
+        res = run_cli(["download", run_id, bad, "-o", str(dest)], server)
+        assert res.returncode == 2 and "must be relative" in res.stderr, res
+    assert os.listdir(str(dest)) == []
+
+    # A symbolic link inside DIR is not followed out of it.
+    outside = tmp_path / "outside"
+    os.makedirs(str(outside))
+    os.symlink(str(outside), str(dest / "sub"))
+    res = run_cli(["download", run_id, "sub/deep.bin", "-o", str(dest)], server)
+    assert res.returncode == 1 and "symbolic link" in res.stderr, res
+    assert os.listdir(str(outside)) == []
+
+    res = run_cli(["download", run_id, "nothing.txt", "-o", str(dest)], server)
+    assert res.returncode == 1 and "no artifact 'nothing.txt'" in res.stderr, res
+    res = run_cli(["download", run_id, "--task", "worker-7", "-o", str(dest)], server)
+    assert res.returncode == 1 and "worker-7" in res.stderr, res
+    assert sorted(os.listdir(str(dest))) == ["sub"]
+
+
+def test_metrics_table_and_series(finished_run):
+    server, run_id = finished_run
+    rows = [line.split() for line in ok(run_cli(["metrics", run_id], server)).stdout.splitlines()]
+    assert rows[0] == ["NAME", "LAST", "MIN", "MAX", "COUNT", "LAST_STEP"]
+    assert sorted(rows[1:]) == [["acc", "0.5", "0.5", "0.5", "1", "0"],
+                                ["loss", "0.0333333", "0.0333333", "1", "30", "29"]]
+    summary = json.loads(ok(run_cli(["metrics", run_id, "--json"], server)).stdout)
+    assert {m["name"] for m in summary["items"]} == {"acc", "loss"}
+
+    lines = ok(run_cli(["metrics", run_id, "loss"], server)).stdout.splitlines()
+    assert lines[0] == "loss: 30 points, steps 0 to 29"
+    bars = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+    assert len(lines[1]) == 30 and set(lines[1]) <= set(bars)
+    assert lines[1][0] == bars[-1] and lines[1][-1] == bars[0]  # falling loss
+    assert lines[2:] == ["first  1", "last   0.0333333", "min    0.0333333", "max    1"]
+
+    lines = ok(run_cli(["metrics", run_id, "loss", "--max-points", "10"], server)).stdout
+    lines = lines.splitlines()
+    assert 1 <= len(lines[1]) <= 10, lines
+    assert lines[3:] == ["last   0.0333333", "min    0.0333333", "max    1"]
+    series = json.loads(ok(run_cli(["metrics", run_id, "loss", "--max-points", "4",
+                                    "--json"], server)).stdout)
+    assert series["name"] == "loss" and 1 <= len(series["points"]) <= 4
+
+    res = run_cli(["metrics", run_id, "nosuch"], server)
+    assert res.returncode == 1 and "no metric 'nosuch'" in res.stderr, res
+    res = run_cli(["metrics", "run-000000000000"], server)
+    assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+
+
+# --------------------------------------------------------------------------
+# experiments and tokens
+# --------------------------------------------------------------------------
+
+def test_experiments(server):
+    name = uniq("exp")
+    queued_run(server, name)
+    queued_run(server, name)
+    rows = [line.split() for line in ok(run_cli(["experiments"], server)).stdout.splitlines()]
+    assert rows[0] == ["NAME", "RUNS", "LAST_ACTIVITY"]
+    mine = [r for r in rows if r[0] == name]
+    assert len(mine) == 1 and mine[0][1] == "2" and mine[0][2].endswith("Z"), rows
+    page = json.loads(ok(run_cli(["experiments", "--json"], server)).stdout)
+    assert any(e["name"] == name and e["run_count"] == 2 for e in page["items"]), page
+
+
+def test_tokens_create_list_delete(server, user_token):
+    name = uniq("tok")
+    res = ok(run_cli(["tokens", "create", name, "--role", "viewer"], server))
+    token_id, secret = res.stdout.splitlines()
+    assert token_id.startswith("tok-") and secret.startswith("ty_")
+    assert "not shown again" in res.stderr
+    ok(run_cli(["runs", "--limit", "1"], server, token=secret))  # the secret works
+
+    listing = ok(run_cli(["tokens"], server)).stdout
+    assert listing.splitlines()[0].split() == ["ID", "NAME", "ROLE", "NODE", "CREATED"]
+    row = [line.split() for line in listing.splitlines() if line.startswith(token_id)]
+    assert row and row[0][1:4] == [name, "viewer", "-"], listing
+    assert secret not in listing
+    page = json.loads(ok(run_cli(["tokens", "list", "--json"], server)).stdout)
+    assert any(t["id"] == token_id and "secret" not in t for t in page["items"])
+
+    created = json.loads(ok(run_cli(["tokens", "create", uniq("agent"), "--role", "agent",
+                                     "--node", "n1", "--json"], server)).stdout)
+    assert created["node"] == "n1" and created["secret"].startswith("ty_")
+
+    assert ok(run_cli(["tokens", "delete", token_id], server)).stdout == "%s deleted\n" % token_id
+    assert token_id not in ok(run_cli(["tokens"], server)).stdout
+    res = run_cli(["runs"], server, token=secret)
+    assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+    res = run_cli(["tokens", "delete", token_id], server)
+    assert res.returncode == 1, res
+
+    # Not an admin: refused by the server, nothing created.
+    res = run_cli(["tokens", "create", uniq("x"), "--role", "admin"], server, token=user_token)
+    assert res.returncode == 1 and res.stderr.startswith("trainyard: "), res
+    res = run_cli(["tokens"], server, token=user_token)
+    assert res.returncode == 1, res
+    res = run_cli(["tokens", "create", name, "--role", "wizard"], server)
+    assert res.returncode == 1 and "role" in res.stderr, res
+
+
+# --------------------------------------------------------------------------
+# bash completion, generated from the command table
+# --------------------------------------------------------------------------
+
+def bash(script):
+    p = subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=CLI_TIMEOUT_S, env={"PATH": os.environ["PATH"], "TY": BIN})
+    assert p.returncode == 0, p
+    assert p.stderr == b"", p.stderr
+    return p.stdout.decode()
+
+
+def complete(*words):
+    """What bash's completion of `trainyard WORDS...` offers (the last word
+    is the one being completed)."""
+    script = ('source <("$TY" completion bash)\n'
+              'COMP_WORDS=(trainyard %s); COMP_CWORD=%d\n'
+              '_trainyard; printf "%%s\\n" "${COMPREPLY[@]}"\n'
+              % (" ".join("'%s'" % w for w in words), len(words)))
+    return sorted(w for w in bash(script).splitlines() if w)
+
+
+def test_completion_registers_and_completes():
+    assert bash('source <("$TY" completion bash); complete -p trainyard').strip() == \
+        "complete -F _trainyard trainyard"
+    assert complete("ar") == ["artifacts"]
+    assert complete("to") == ["tokens"]
+    assert complete("tokens", "") == ["create", "delete", "list"]
+    assert complete("tokens", "create", "n", "--role", "") == ["admin", "agent", "user", "viewer"]
+    assert complete("tokens", "create", "") == []  # a NAME: nothing to offer
+    assert complete("download", "run-1", "--ou") == ["--output"]
+    assert complete("metrics", "x", "--max") == ["--max-points"]
+    assert complete("completion", "") == ["bash"]
+    assert complete("runs", "--status", "c") == ["canceled", "completed"]
+    assert complete("runs", "--bogus-prefix") == []
+
+
+def test_completion_of_directories_and_files(tmp_path):
+    os.makedirs(str(tmp_path / "dir1"))
+    write(tmp_path, "file1", "x")
+    base = str(tmp_path) + "/"
+    assert complete("download", "run-1", "-o", base) == [base + "dir1"]
+    assert complete("submit", base) == [base + "dir1"]
+    assert complete("runs", "--token-file", base) == [base + "dir1", base + "file1"]
+    # Only the first operand of submit completes; the option value is skipped.
+    assert complete("submit", "--experiment", "e", base) == [base + "dir1"]
+    assert complete("submit", base + "dir1", base) == []
+
+
+def test_help_dispatch_and_completion_agree():
+    """Every command the completion offers runs, is in 'trainyard --help',
+    and its --help names every option the completion offers for it."""
+    top = ok(run_cli(["--help"])).stdout
+    commands = complete("")
+    assert set(COMMANDS + ["metrics", "artifacts", "download", "experiments", "tokens",
+                           "completion"]) <= set(commands)
+    for cmd in commands:
+        if cmd in ("server", "agent", "version", "help"):
+            continue
+        assert "\n  %s " % cmd in top, cmd
+        usage = ok(run_cli([cmd, "--help"])).stdout
+        assert usage.startswith("usage: trainyard %s" % cmd)
+        for opt in complete(cmd, "-"):
+            assert opt in usage, (cmd, opt)
+
+
+def test_completion_bad_usage():
+    for args in (["completion"], ["completion", "zsh"], ["completion", "bash", "x"]):
+        res = run_cli(args)
+        assert res.returncode == 2 and res.stderr.startswith("trainyard completion: "), res
