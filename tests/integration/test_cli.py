@@ -952,3 +952,31 @@ def test_completion_bad_usage():
     for args in (["completion"], ["completion", "zsh"], ["completion", "bash", "x"]):
         res = run_cli(args)
         assert res.returncode == 2 and res.stderr.startswith("trainyard completion: "), res
+
+
+def test_download_when_several_tasks_wrote_the_same_path(cluster, tmp_path):
+    """Two tasks write outputs/rank.txt: all of them go under DIR/TASK/,
+    one of them needs --task."""
+    server = cluster[0]
+    root = make_project(tmp_path / "p")
+    write(root, "rank.py", "import os\n"
+                           "with open(os.path.join(os.environ['TRAINYARD_OUTPUT_DIR'],"
+                           " 'rank.txt'), 'w') as f:\n"
+                           "    f.write(os.environ['RANK'])\n")
+    res = ok(run_cli(["submit", root, "--entry", "rank.py", "--backend", "pytorch",
+                      "--nodes", "2", "--follow"], server))
+    run_id = res.stdout.splitlines()[0]
+    tasks = sorted(a["task"] for a in server.get(
+        "/api/v1/runs/%s/artifacts" % run_id).body["items"])
+    assert len(tasks) == 2, tasks
+    dest = tmp_path / "d"
+    ok(run_cli(["download", run_id, "-o", str(dest)], server))
+    assert sorted(os.listdir(str(dest))) == tasks
+    assert sorted((dest / t / "rank.txt").read_text() for t in tasks) == ["0", "1"]
+
+    res = run_cli(["download", run_id, "rank.txt", "-o", str(tmp_path / "e")], server)
+    assert res.returncode == 1 and "--task" in res.stderr, res
+    assert not os.path.exists(str(tmp_path / "e"))
+    ok(run_cli(["download", run_id, "rank.txt", "--task", tasks[1], "-o",
+                str(tmp_path / "e")], server))
+    assert os.listdir(str(tmp_path / "e")) == ["rank.txt"]
