@@ -25,6 +25,7 @@
  */
 #include "scheduler/placement.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -601,6 +602,54 @@ static void add_tf_config(struct buf *env, const cJSON *cluster, const struct ta
     cJSON_Delete(tf);
 }
 
+/* An int member of object, or dflt when it is absent. */
+static int int_or(const cJSON *object, const char *key, int dflt)
+{
+    const cJSON *v = json_get(object, key);
+
+    return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+/* What torch.distributed.run (torchrun) sets for its workers (SPEC §4
+ * pytorch), with trainyard's run in the elastic agent's place: one role
+ * ("default") holding every rank, the run's attempt as the restart count,
+ * its max_retries as the restart limit, its id as the rendezvous id. No
+ * agent hosts a store: rank 0 does (TORCHELASTIC_USE_AGENT_STORE=False, as
+ * under torchrun's c10d rendezvous). OMP_NUM_THREADS and
+ * NCCL_ASYNC_ERROR_HANDLING keep the run's own value when it sets them. */
+static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task *tasks,
+                            int n_tasks, const struct group *groups, int ppn, const struct task *t)
+{
+    const cJSON *spec = json_get(run, "spec");
+    const cJSON *user = json_get(spec, "environment_variables");
+    const struct task *rank0 = &tasks[0];
+    /* The store always gives both; placement's own tests may leave them out. */
+    int attempt = int_or(run, "attempt", 1);
+    int node_count = n_tasks / ppn;
+
+    assert(ppn >= 1 && n_tasks % ppn == 0 && attempt >= 1);
+    env_add(env, "MASTER_ADDR", groups[rank0->group].node->host);
+    env_add_int(env, "MASTER_PORT", rank0->port);
+    env_add_int(env, "WORLD_SIZE", n_tasks);
+    env_add_int(env, "RANK", t->index);
+    env_add_int(env, "LOCAL_RANK", t->index % ppn);
+    env_add_int(env, "LOCAL_WORLD_SIZE", ppn);
+    env_add_int(env, "NODE_RANK", t->group);
+    env_add_int(env, "GROUP_RANK", t->group);
+    env_add_int(env, "GROUP_WORLD_SIZE", node_count);
+    env_add(env, "ROLE_NAME", "default");
+    env_add_int(env, "ROLE_RANK", t->index);
+    env_add_int(env, "ROLE_WORLD_SIZE", n_tasks);
+    env_add_int(env, "TORCHELASTIC_RESTART_COUNT", attempt - 1);
+    env_add_int(env, "TORCHELASTIC_MAX_RESTARTS", int_or(spec, "max_retries", 0));
+    env_add(env, "TORCHELASTIC_RUN_ID", json_get_string(run, "id"));
+    env_add(env, "TORCHELASTIC_USE_AGENT_STORE", "False");
+    if (json_get(user, "NCCL_ASYNC_ERROR_HANDLING") == NULL)
+        env_add(env, "NCCL_ASYNC_ERROR_HANDLING", "1");
+    if (ppn > 1 && json_get(user, "OMP_NUM_THREADS") == NULL)
+        env_add(env, "OMP_NUM_THREADS", "1");
+}
+
 /* Appends len bytes of s and a NUL to text; returns where they start. */
 static size_t text_add(struct buf *text, const char *s, size_t len)
 {
@@ -679,16 +728,7 @@ static void emit(const cJSON *run, struct task *tasks, int n_tasks, struct group
         if (cluster) {
             add_tf_config(env, cluster, t, addr);
         } else if (backend && strcmp(backend, "pytorch") == 0) {
-            struct task *rank0 = &tasks[0];
-
-            env_add(env, "MASTER_ADDR", groups[rank0->group].node->host);
-            env_add_int(env, "MASTER_PORT", rank0->port);
-            env_add_int(env, "WORLD_SIZE", n_tasks);
-            env_add_int(env, "RANK", t->index);
-            env_add_int(env, "LOCAL_RANK", t->index % ppn);
-            env_add_int(env, "LOCAL_WORLD_SIZE", ppn);
-            env_add_int(env, "NODE_RANK", t->group);
-            env_add_int(env, "GROUP_RANK", t->group);
+            add_pytorch_env(env, run, tasks, n_tasks, groups, ppn, t);
         } else if (backend && strcmp(backend, "mpi") == 0) {
             add_mpi_env(env, tasks, n_tasks, groups, ppn, secret);
         }

@@ -197,6 +197,9 @@ static void pytorch_env_is_consistent(void)
     add_node(&state, "n1", 4, 0, 0);
     add_node(&state, "n2", 4, 0, 0);
     cJSON_AddItemToArray(runs, run("pt", SPEC("\"pytorch\"", 2, 2, 1, 0), names, types, idx, 4));
+    /* A third attempt of a run allowed five: torchrun's restart count. */
+    cJSON_AddNumberToObject(cJSON_GetArrayItem(runs, 0), "attempt", 3);
+    cJSON_AddNumberToObject(json_get(cJSON_GetArrayItem(runs, 0), "spec"), "max_retries", 5);
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     cJSON_ArrayForEach(t, json_get(cJSON_GetArrayItem(placements, 0), "tasks")) {
@@ -210,6 +213,17 @@ static void pytorch_env_is_consistent(void)
         snprintf(want, sizeof(want), "%d", i / 2);
         ASSERT_STR_EQ(json_get_string(env, "NODE_RANK"), want);
         ASSERT_STR_EQ(json_get_string(env, "WORLD_SIZE"), "4");
+        snprintf(want, sizeof(want), "%d", i);
+        ASSERT_STR_EQ(json_get_string(env, "ROLE_RANK"), want);
+        ASSERT_STR_EQ(json_get_string(env, "ROLE_WORLD_SIZE"), "4");
+        ASSERT_STR_EQ(json_get_string(env, "ROLE_NAME"), "default");
+        ASSERT_STR_EQ(json_get_string(env, "GROUP_WORLD_SIZE"), "2");
+        ASSERT_STR_EQ(json_get_string(env, "TORCHELASTIC_RESTART_COUNT"), "2");
+        ASSERT_STR_EQ(json_get_string(env, "TORCHELASTIC_MAX_RESTARTS"), "5");
+        ASSERT_STR_EQ(json_get_string(env, "TORCHELASTIC_RUN_ID"), "pt");
+        ASSERT_STR_EQ(json_get_string(env, "TORCHELASTIC_USE_AGENT_STORE"), "False");
+        ASSERT_STR_EQ(json_get_string(env, "NCCL_ASYNC_ERROR_HANDLING"), "1");
+        ASSERT_STR_EQ(json_get_string(env, "OMP_NUM_THREADS"), "1");
         ASSERT_STR_EQ(json_get_string(env, "MASTER_PORT"), "20000");
         if (master == NULL)
             master = json_get_string(t, "node");
