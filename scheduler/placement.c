@@ -81,9 +81,42 @@ struct pool_index {
  * than this many scans (later runs wait, or backfill free nodes). */
 #define MAX_RESERVING 16
 
+/* A run's node_selector, borrowed from its spec: key i is sel[2i], its
+ * value sel[2i + 1]. */
+#define MAX_SELECTOR 32
+struct selector {
+    const char *sel[2 * MAX_SELECTOR];
+    int n;
+};
+
+struct group {
+    double cpus;
+    int64_t memory_mb;
+    int gpus;
+    int ports; /* tasks of the group that need an address */
+    struct node *node;
+};
+
+/* How many ready nodes of a pool suit a selector (with a feature set):
+ * counted once per pass per distinct selector text. */
+struct selector_count {
+    char *key; /* "need pool selector-json" */
+    int count;
+    /* The smallest part of a gang that found no node in this pass: free
+     * capacity only shrinks during a pass, so a part at least as big fails
+     * too without a scan (skipping the nodes the selector does not select
+     * made waiting runs with selectors cost O(nodes) each). */
+    bool failed;
+    struct group fail;
+};
+
 struct index {
     struct pool_index *pools;
     int n;
+    struct node *nodes; /* every ready node, all pools */
+    int n_nodes;
+    struct selector_count *counts;
+    int n_counts;
 };
 
 struct task {
@@ -102,14 +135,6 @@ struct task {
     int gpu_list[MAX_GPUS];
 };
 
-struct group {
-    double cpus;
-    int64_t memory_mb;
-    int gpus;
-    int ports; /* tasks of the group that need an address */
-    struct node *node;
-};
-
 static int free_gpus(const struct node *n)
 {
     return n->n_free_gpus;
@@ -118,6 +143,24 @@ static int free_gpus(const struct node *n)
 static bool has_features(const struct node *n, unsigned need)
 {
     return (n->fmask & need) == need;
+}
+
+/* Every pair of sel is one of n's labels. */
+static bool selected(const struct node *n, const struct selector *sel)
+{
+    const struct sched_node *s = n->s;
+    int i;
+    int k;
+
+    for (i = 0; i < sel->n; i++) {
+        for (k = 0; k < s->n_labels; k++) {
+            if (strcmp(s->labels[2 * k], sel->sel[2 * i]) == 0)
+                break;
+        }
+        if (k == s->n_labels || strcmp(s->labels[2 * k + 1], sel->sel[2 * i + 1]) != 0)
+            return false;
+    }
+    return true;
 }
 
 /* Takes the lowest port of n's range that is free at its host, or
@@ -334,6 +377,9 @@ static void index_free(struct index *ix)
     int i;
     int k;
 
+    for (i = 0; i < ix->n_counts; i++)
+        free(ix->counts[i].key);
+    free(ix->counts);
     for (i = 0; i < ix->n; i++) {
         for (k = 0; k <= MAX_GPUS; k++)
             free(ix->pools[i].bucket[k]);
@@ -349,7 +395,7 @@ static bool fits(const struct node *n, const struct group *g);
  * leave the index: nothing later in this pass may use them.
  */
 static void reserve(struct index *ix, struct group **order, int node_count, const char *pool,
-                    unsigned need)
+                    unsigned need, const struct selector *sel)
 {
     struct pool_index *p = pool_of(ix, pool);
     struct node *chosen[64];
@@ -369,7 +415,8 @@ static void reserve(struct index *ix, struct group **order, int node_count, cons
             for (at = p->len[k] - 1; at >= 0; at--) {
                 struct node *n = p->bucket[k][at];
 
-                if (!n->taken && has_features(n, need) && could_fit(n, order[i])) {
+                if (!n->taken && has_features(n, need) && could_fit(n, order[i]) &&
+                    selected(n, sel)) {
                     best = n;
                     break;
                 }
@@ -393,7 +440,7 @@ static void reserve(struct index *ix, struct group **order, int node_count, cons
  * distinct_hosts, not at a host another node of the gang is at.
  */
 static struct node *index_best(struct index *ix, const char *pool, const struct group *g,
-                               unsigned need, bool distinct_hosts)
+                               unsigned need, const struct selector *sel, bool distinct_hosts)
 {
     struct pool_index *p = pool_of(ix, pool);
     int k;
@@ -407,7 +454,7 @@ static struct node *index_best(struct index *ix, const char *pool, const struct 
             struct node *n = p->bucket[k][at];
 
             if (!n->taken && fits(n, g) && has_features(n, need) &&
-                !(distinct_hosts && n->ports->in_gang))
+                !(distinct_hosts && n->ports->in_gang) && selected(n, sel))
                 return n;
         }
     }
@@ -792,6 +839,58 @@ static void scratch_fit(struct scratch *sc, size_t n_tasks, size_t n_groups)
     memset(sc->groups, 0, n_groups * sizeof(*sc->groups));
 }
 
+/* Is g at least as big as f in every demand? */
+static bool covers(const struct group *g, const struct group *f)
+{
+    return g->cpus >= f->cpus - 1e-9 && g->memory_mb >= f->memory_mb && g->gpus >= f->gpus &&
+           g->ports >= f->ports;
+}
+
+static void selector_of(const cJSON *spec, struct selector *sel)
+{
+    const cJSON *e;
+
+    sel->n = 0;
+    cJSON_ArrayForEach(e, json_get(spec, "node_selector")) {
+        assert(sel->n < MAX_SELECTOR && cJSON_IsString(e)); /* runspec_validate */
+        sel->sel[2 * sel->n] = e->string;
+        sel->sel[2 * sel->n + 1] = e->valuestring;
+        sel->n++;
+    }
+}
+
+/* The ready nodes of pool with the features need that sel selects: one
+ * scan of the nodes per distinct (pool, need, selector) in a pass. */
+static struct selector_count *selected_count(struct index *ix, const cJSON *spec, const char *pool,
+                                             unsigned need, const struct selector *sel)
+{
+    char *text = json_print(json_get(spec, "node_selector"));
+    struct buf key;
+    int count = 0;
+    int i;
+
+    buf_init(&key);
+    buf_printf(&key, "%u %s %s", need, pool, text);
+    free(text);
+    for (i = 0; i < ix->n_counts; i++) {
+        if (strcmp(ix->counts[i].key, key.data) == 0) {
+            buf_release(&key);
+            return &ix->counts[i];
+        }
+    }
+    for (i = 0; i < ix->n_nodes; i++) {
+        const struct node *n = &ix->nodes[i];
+
+        count += strcmp(n->pool, pool) == 0 && has_features(n, need) && selected(n, sel);
+    }
+    ix->counts = xrealloc(ix->counts, (size_t)(ix->n_counts + 1) * sizeof(*ix->counts));
+    memset(&ix->counts[ix->n_counts], 0, sizeof(*ix->counts));
+    ix->counts[ix->n_counts].key = xstrdup(key.data);
+    ix->counts[ix->n_counts].count = count;
+    buf_release(&key);
+    return &ix->counts[ix->n_counts++];
+}
+
 static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, struct buf *env,
                       struct sched_placements *out, char *reason, size_t reason_size)
 {
@@ -807,6 +906,8 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     struct group **order;
     cJSON *t;
     bool mpi = backend && strcmp(backend, "mpi") == 0;
+    struct selector sel;
+    struct selector_count *memo = NULL;
     int suitable = 0;
     int i;
 
@@ -815,11 +916,21 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
         need |= FEATURE_CONDA;
     p = pool_of(ix, pool);
-    suitable = p ? p->suitable[need] : 0;
+    selector_of(spec, &sel);
+    if (p != NULL && sel.n > 0) {
+        memo = selected_count(ix, spec, pool, need, &sel);
+        suitable = memo->count;
+    } else {
+        suitable = p ? p->suitable[need] : 0;
+    }
     if (suitable < node_count) {
-        snprintf(reason, reason_size,
-                 "pool '%s' has %d ready node(s) that suit this run; it needs %d", pool, suitable,
-                 node_count);
+        if (sel.n > 0 && suitable == 0)
+            snprintf(reason, reason_size, "no ready node of pool '%s' matches its node_selector",
+                     pool);
+        else
+            snprintf(reason, reason_size,
+                     "pool '%s' has %d ready node(s) that suit this run%s; it needs %d", pool,
+                     suitable, sel.n > 0 ? " (node_selector included)" : "", node_count);
         return false;
     }
 
@@ -851,7 +962,8 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
 
     for (i = 0; i < node_count; i++) {
         struct group *g = order[i];
-        struct node *best = index_best(ix, pool, g, need, mpi);
+        bool known_fail = memo && memo->failed && covers(g, &memo->fail);
+        struct node *best = known_fail ? NULL : index_best(ix, pool, g, need, &sel, mpi);
         struct node *shared;
 
         if (best == NULL) {
@@ -859,7 +971,12 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
              * gang's nodes must be at distinct hosts. A node that would do
              * but for its host makes that the reason, and nothing is
              * reserved for a gang that more capacity would not help. */
-            shared = mpi ? index_best(ix, pool, g, need, false) : NULL;
+            shared = mpi && !known_fail ? index_best(ix, pool, g, need, &sel, false) : NULL;
+            if (memo && i == 0 && !known_fail) {
+                /* The first part: no node of this gang is taken yet. */
+                memo->failed = true;
+                memo->fail = *g;
+            }
             if (shared)
                 snprintf(reason, reason_size,
                          "an mpi run needs its %d nodes at distinct hosts (mpirun starts one "
@@ -880,7 +997,7 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
                 }
             }
             if (shared == NULL)
-                reserve(ix, order, node_count, pool, need);
+                reserve(ix, order, node_count, pool, need, &sel);
             return false;
         }
         best->taken = true;
@@ -908,7 +1025,7 @@ void placement_pass(struct sched_state *state, struct sched_placements *ret_plac
     cJSON *reasons = cJSON_CreateObject();
     const cJSON *run;
     char reason[512];
-    struct index ix = { NULL, 0 };
+    struct index ix = { NULL, 0, NULL, 0, NULL, 0 };
     struct scratch sc = { NULL, NULL, NULL, 0, 0 };
     struct buf env;
     struct port_spaces ps;
@@ -918,6 +1035,8 @@ void placement_pass(struct sched_state *state, struct sched_placements *ret_plac
     port_spaces_build(&ps, state);
     load_nodes(state, &ps, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes);
+    ix.nodes = nodes;
+    ix.n_nodes = n_nodes;
     cJSON_ArrayForEach(run, state->runs) {
         const char *had;
 

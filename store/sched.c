@@ -81,15 +81,35 @@ static unsigned features_of(const char *json)
     return mask;
 }
 
+/* Parsed once per pass so that placement compares C strings. */
+static void load_labels(struct sched_node *n, const char *json)
+{
+    cJSON *labels = json_parse_trusted(json ? json : "{}");
+    const cJSON *l;
+    int i = 0;
+
+    n->labels = xcalloc((size_t)cJSON_GetArraySize(labels) * 2 + 1, sizeof(char *));
+    cJSON_ArrayForEach(l, labels) {
+        if (!cJSON_IsString(l))
+            continue;
+        n->labels[2 * i] = xstrdup(l->string);
+        n->labels[2 * i + 1] = xstrdup(l->valuestring);
+        i++;
+    }
+    n->n_labels = i;
+    cJSON_Delete(labels);
+}
+
 /* The ready nodes of pools (a JSON array of names) with what they hold,
  * sorted by name. */
 static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *pools,
                       struct sched_state *state)
 {
-    sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
-                                    "features, state, last_heartbeat, port_min, port_max "
-                                    "FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
-                                    "ORDER BY name");
+    sqlite3_stmt *st =
+        conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
+                     "features, state, last_heartbeat, port_min, port_max, "
+                     "labels FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
+                     "ORDER BY name");
     int cap = 0;
     int rc;
 
@@ -128,6 +148,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
         n->features = features_of((const char *)sqlite3_column_text(st, 6));
         n->port_min = sqlite3_column_int(st, 9);
         n->port_max = sqlite3_column_int(st, 10);
+        load_labels(n, (const char *)sqlite3_column_text(st, 11));
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -299,6 +320,7 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
 void store_sched_state_release(struct sched_state *state)
 {
     int i;
+    int k;
 
     for (i = 0; i < state->n_nodes; i++) {
         free(state->nodes[i].name);
@@ -306,6 +328,9 @@ void store_sched_state_release(struct sched_state *state)
         free(state->nodes[i].host);
         free(state->nodes[i].agent_url);
         free(state->nodes[i].used_ports);
+        for (k = 0; k < 2 * state->nodes[i].n_labels; k++)
+            free(state->nodes[i].labels[k]);
+        free(state->nodes[i].labels);
     }
     for (i = 0; i < state->n_other_ports; i++)
         free(state->other_ports[i].host);

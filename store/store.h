@@ -385,6 +385,9 @@ struct sched_node {
     int n_used_ports;
     int cap_used_ports;
     unsigned features; /* STORE_FEATURE_* */
+    /* Its --label pairs: labels[2i] is a key, labels[2i + 1] its value. */
+    char **labels;
+    int n_labels;
 };
 
 /* A port held by a task on a node that is not in the state (another

@@ -287,10 +287,106 @@ static void picks_the_tightest_node(void)
     store_sched_state_release(&state);
 }
 
+static void label(struct sched_node *n, const char *key, const char *value)
+{
+    n->labels = realloc(n->labels, (size_t)(2 * n->n_labels + 2) * sizeof(char *));
+    n->labels[2 * n->n_labels] = strdup(key);
+    n->labels[2 * n->n_labels + 1] = strdup(value);
+    n->n_labels++;
+}
+
+static cJSON *selecting(cJSON *r, const char *selector)
+{
+    cJSON_AddItemToObject(json_get(r, "spec"), "node_selector", cJSON_Parse(selector));
+    return r;
+}
+
+static const char *node_of(const cJSON *placements, const char *run_id, int task)
+{
+    const cJSON *p;
+
+    cJSON_ArrayForEach(p, placements) {
+        if (strcmp(json_get_string(p, "run"), run_id) == 0)
+            return json_get_string(cJSON_GetArrayItem(json_get(p, "tasks"), task), "node");
+    }
+    return NULL;
+}
+
+/* Labels are matched as given: every pair of the selector, exactly. */
+static void selectors_pick_labelled_nodes(void)
+{
+    const char *names[] = { "main" };
+    const char *types[] = { "main" };
+    const int idx[] = { 0 };
+    const char *gnames[] = { "rank-0", "rank-1" };
+    const char *gtypes[] = { "rank", "rank" };
+    const int gidx[] = { 0, 1 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
+    cJSON *runs = state.runs;
+    cJSON *placements;
+    cJSON *reasons;
+    const char *r7;
+    char name[16];
+    int i;
+
+    /* Many unlabelled nodes first, so a selector has nodes to skip. */
+    for (i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "u%03d", i);
+        add_node(&state, name, 8, 0, 0);
+    }
+    add_node(&state, "za", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "a");
+    add_node(&state, "zb1", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "b");
+    label(&state.nodes[state.n_nodes - 1], "disk", "ssd");
+    add_node(&state, "zb2", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "disk", "ssd");
+    label(&state.nodes[state.n_nodes - 1], "zone", "b");
+    add_node(&state, "zab", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "ab");
+    cJSON_AddItemToArray(runs, selecting(run("r1", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(
+        runs, selecting(run("r2", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
+                        "{\"disk\": \"ssd\", \"zone\": \"b\"}"));
+    cJSON_AddItemToArray(runs, selecting(run("r3", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
+                                         "{\"zone\": \"c\"}"));
+    cJSON_AddItemToArray(
+        runs, selecting(run("r4", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
+                        "{\"zone\": \"a\"}"));
+    /* za has 7 CPUs free: r5 waits for it (and reserves it), r6 too. */
+    cJSON_AddItemToArray(runs, selecting(run("r5", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(runs, selecting(run("r6", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(runs, run("r7", SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    pass(&state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 3);
+    ASSERT_STR_EQ(node_of(placements, "r1", 0), "za");
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 0), "zb1") == 0 ||
+                strcmp(node_of(placements, "r2", 0), "zb2") == 0);
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 1), "zb1") == 0 ||
+                strcmp(node_of(placements, "r2", 1), "zb2") == 0);
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 0), node_of(placements, "r2", 1)) != 0);
+    ASSERT_STR_EQ(json_get_string(reasons, "r3"),
+                  "no ready node of pool 'default' matches its node_selector");
+    ASSERT_STR_EQ(json_get_string(reasons, "r4"),
+                  "pool 'default' has 1 ready node(s) that suit this run (node_selector "
+                  "included); it needs 2");
+    ASSERT_TRUE(strncmp(json_get_string(reasons, "r5"), "waiting for capacity", 20) == 0);
+    ASSERT_TRUE(strncmp(json_get_string(reasons, "r6"), "waiting for capacity", 20) == 0);
+    r7 = node_of(placements, "r7", 0);
+    ASSERT_TRUE(r7 != NULL && strcmp(r7, "za") != 0);
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    store_sched_state_release(&state);
+}
+
 UNIT_LIST(placement_tests) = {
     { "placement/picks_the_tightest_node", picks_the_tightest_node },
     { "placement/gpus_are_disjoint_and_ports_unique", gpus_are_disjoint_and_ports_unique },
     { "placement/a_waiting_gang_is_not_starved", a_waiting_gang_is_not_starved },
     { "placement/pytorch_env_is_consistent", pytorch_env_is_consistent },
+    { "placement/selectors_pick_labelled_nodes", selectors_pick_labelled_nodes },
     { NULL, NULL },
 };
