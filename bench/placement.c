@@ -130,8 +130,13 @@ static cJSON *make_run(int i, int kind, bool selector, int *ret_tasks)
 
 static void b3(int n_nodes, int n_tasks, bool selector)
 {
-    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)), 0,
-                                 cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)),
+                                 0,
+                                 cJSON_CreateArray(),
+                                 NULL,
+                                 0,
+                                 NULL,
+                                 0 };
     struct sched_placements placements;
     cJSON *reasons;
     int tasks = 0;
@@ -182,8 +187,9 @@ static void b4(void)
     int k;
 
     for (i = 0; i < 200; i++) {
-        struct sched_state state = { xcalloc(10000, sizeof(struct sched_node)), 0,
-                                     cJSON_CreateArray(), NULL, 0 };
+        struct sched_state state = {
+            xcalloc(10000, sizeof(struct sched_node)), 0, cJSON_CreateArray(), NULL, 0, NULL, 0
+        };
         cJSON *run = cJSON_CreateObject();
         cJSON *spec;
         cJSON *tasks;

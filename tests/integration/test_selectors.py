@@ -4,7 +4,7 @@ agents' `--label`s.
 Two real agents with different labels in one pool: a run selecting one
 label runs only on that node (by the API and by `trainyard submit
 --node-selector`); a run no node matches stays queued with a reason that
-says so; a bad selector is a 400 naming the field.  Real server, real
+says so (unschedulable); a bad selector is a 400 naming the field.  Real server, real
 agents, real processes.
 """
 
@@ -103,7 +103,10 @@ def test_selector_no_node_matches_stays_queued(server_factory, agent_factory):
                  % server.get("/api/v1/runs/" + run_id).body)
         run = server.get("/api/v1/runs/" + run_id).body
         assert run["tasks"][0]["node"] is None, run
-        assert "matches its node_selector" in run["reason"], run
+        # No node, ready or not, matches: unschedulable (it fails after
+        # --unschedulable-timeout, 600 s by default; test_unschedulable.py).
+        assert run["reason"].startswith("unschedulable: nodes of pool '%s' that match its "
+                                        "node_selector, ready or not: 0" % pool), run
 
 
 def test_bad_selectors_are_refused(server):
