@@ -42,6 +42,7 @@ static const char *const known_fields[] = {
     "max_retries",
     "priority",
     "tags",
+    "node_selector",
     NULL,
 };
 
@@ -283,6 +284,32 @@ static int check_tags(const cJSON *tags, struct runspec_error *err)
 }
 
 /* Copies an optional object field (default {}) after check. */
+/* Keys as agents' --label keys (api/nodes.c): a selector naming any other
+ * key could never match. */
+static int check_selector(const cJSON *sel, struct runspec_error *err)
+{
+    const cJSON *e;
+
+    if (!cJSON_IsObject(sel))
+        return fail(err, "node_selector",
+                    "node_selector must be an object of label -> value strings");
+    if (cJSON_GetArraySize(sel) > RUNSPEC_MAX_SELECTOR)
+        return fail(err, "node_selector", "node_selector has more than %d entries",
+                    RUNSPEC_MAX_SELECTOR);
+    cJSON_ArrayForEach(e, sel) {
+        if (!name_ok(e->string, 63))
+            return fail(err, "node_selector",
+                        "node_selector key '%s' must be 1 to 63 of [A-Za-z0-9._-] (a label key)",
+                        e->string);
+        if (!cJSON_IsString(e))
+            return fail(err, "node_selector", "node_selector['%s'] must be a string", e->string);
+        if (strlen(e->valuestring) > 256)
+            return fail(err, "node_selector", "node_selector['%s'] is over 256 characters",
+                        e->string);
+    }
+    return 0;
+}
+
 static cJSON *object_or_empty(const cJSON *in, const char *field)
 {
     const cJSON *item = json_get(in, field);
@@ -307,7 +334,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
         return fail(err, dup, "field '%s' appears twice", dup);
     {
         static const char *const objects[] = { "script_params", "environment_variables", "tags",
-                                               NULL };
+                                               "node_selector", NULL };
         const char *const *o;
 
         for (o = objects; *o; o++) {
@@ -514,6 +541,11 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     if (present(in, "tags") && (rc = check_tags(json_get(in, "tags"), err)) < 0)
         return rc;
     cJSON_AddItemToObject(spec, "tags", object_or_empty(in, "tags"));
+
+    if (present(in, "node_selector") &&
+        (rc = check_selector(json_get(in, "node_selector"), err)) < 0)
+        return rc;
+    cJSON_AddItemToObject(spec, "node_selector", object_or_empty(in, "node_selector"));
     return 0;
 }
 

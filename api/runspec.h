@@ -12,6 +12,8 @@
 
 /* The most tasks one run may have. */
 #define RUNSPEC_MAX_TASKS 16384
+/* The most entries a run's node_selector may have. */
+#define RUNSPEC_MAX_SELECTOR 32
 
 struct runspec_error {
     char field[64]; /* "" when no single field is at fault */

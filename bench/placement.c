@@ -10,6 +10,7 @@
  *       1k/10k nodes.
  *   B4: one 64-rank gang placed at 10,000 nodes, p99 over 200 passes.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +56,20 @@ static void add_node(struct sched_state *st, int i, int gpus)
         n->gpus[n->n_gpus++] = k;
     n->port_min = 20000;
     n->port_max = 29999;
+    /* Labels as agents' --label: zone z0..z3, rack r00..r99. */
+    n->labels = xcalloc(5, sizeof(char *));
+    n->labels[0] = xstrdup("zone");
+    snprintf(name, sizeof(name), "z%d", i % 4);
+    n->labels[1] = xstrdup(name);
+    n->labels[2] = xstrdup("rack");
+    snprintf(name, sizeof(name), "r%02d", i % 100);
+    n->labels[3] = xstrdup(name);
+    n->n_labels = 2;
 }
 
 /* A queued run of kind: 0 = CPU-only, 1 = one GPU, 2 = an 8-rank gang of
  * 8-GPU nodes (pytorch, 8 processes on one node). */
-static cJSON *make_run(int i, int kind, int *ret_tasks)
+static cJSON *make_run(int i, int kind, bool selector, int *ret_tasks)
 {
     cJSON *r = cJSON_CreateObject();
     cJSON *spec = cJSON_CreateObject();
@@ -86,6 +96,19 @@ static cJSON *make_run(int i, int kind, int *ret_tasks)
     cJSON_AddObjectToObject(spec, "environment_variables");
     cJSON_AddObjectToObject(spec, "script_params");
     cJSON_AddArrayToObject(spec, "arguments");
+    if (selector) {
+        /* Every run picks a zone (a quarter of the nodes); one in ten
+         * also a rack (a hundredth). */
+        cJSON *sel = cJSON_AddObjectToObject(spec, "node_selector");
+        char v[16];
+
+        snprintf(v, sizeof(v), "z%d", i % 4);
+        cJSON_AddStringToObject(sel, "zone", v);
+        if (i % 10 == 0) {
+            snprintf(v, sizeof(v), "r%02d", (i / 10) % 100);
+            cJSON_AddStringToObject(sel, "rack", v);
+        }
+    }
     cJSON_AddItemToObject(r, "spec", spec);
     for (k = 0; k < n; k++) {
         cJSON *t = cJSON_CreateObject();
@@ -105,10 +128,15 @@ static cJSON *make_run(int i, int kind, int *ret_tasks)
     return r;
 }
 
-static void b3(int n_nodes, int n_tasks)
+static void b3(int n_nodes, int n_tasks, bool selector)
 {
-    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)), 0,
-                                 cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)),
+                                 0,
+                                 cJSON_CreateArray(),
+                                 NULL,
+                                 0,
+                                 NULL,
+                                 0 };
     struct sched_placements placements;
     cJSON *reasons;
     int tasks = 0;
@@ -125,7 +153,7 @@ static void b3(int n_nodes, int n_tasks)
     for (i = 0; tasks < n_tasks; i++) {
         int t;
 
-        cJSON_AddItemToArray(state.runs, make_run(i, i % 50 == 0 ? 2 : i % 2, &t));
+        cJSON_AddItemToArray(state.runs, make_run(i, i % 50 == 0 ? 2 : i % 2, selector, &t));
         tasks += t;
     }
     t0 = now_s();
@@ -134,10 +162,11 @@ static void b3(int n_nodes, int n_tasks)
     c1 = cpu_s();
     t1 = now_s();
     placed_tasks = (int)placements.n_tasks;
-    printf("B3 %d tasks onto %d nodes: %.1f ms (CPU %.1f ms), %d tasks placed, %.0f "
+    printf("%s %d tasks onto %d nodes%s: %.1f ms (CPU %.1f ms), %d tasks placed, %.0f "
            "placements/s (placement only; reading state from SQLite not included)\n",
-           tasks, n_nodes, (t1 - t0) * 1000, (c1 - c0) * 1000, placed_tasks,
-           placed_tasks / (t1 - t0));
+           selector ? "B3s" : "B3", tasks, n_nodes,
+           selector ? " (every run a zone selector, 1 in 10 a rack too)" : "", (t1 - t0) * 1000,
+           (c1 - c0) * 1000, placed_tasks, placed_tasks / (t1 - t0));
     sched_placements_release(&placements);
     cJSON_Delete(reasons);
     store_sched_state_release(&state);
@@ -158,8 +187,9 @@ static void b4(void)
     int k;
 
     for (i = 0; i < 200; i++) {
-        struct sched_state state = { xcalloc(10000, sizeof(struct sched_node)), 0,
-                                     cJSON_CreateArray(), NULL, 0 };
+        struct sched_state state = {
+            xcalloc(10000, sizeof(struct sched_node)), 0, cJSON_CreateArray(), NULL, 0, NULL, 0
+        };
         cJSON *run = cJSON_CreateObject();
         cJSON *spec;
         cJSON *tasks;
@@ -209,10 +239,12 @@ static void b4(void)
 
 int main(void)
 {
-    b3(1000, 10000);
-    b3(10000, 10000);
-    b3(1000, 100000);
-    b3(10000, 100000);
+    b3(1000, 10000, false);
+    b3(10000, 10000, false);
+    b3(1000, 100000, false);
+    b3(10000, 100000, false);
+    b3(10000, 10000, true);
+    b3(10000, 100000, true);
     b4();
     return 0;
 }

@@ -58,6 +58,8 @@ static const char usage[] =
     "  --conda PKG               a conda package to install, repeatable\n"
     "  --env K=V                 an environment variable for every task, repeatable\n"
     "  --tag K=V                 a tag on the run, repeatable\n"
+    "  --node-selector K=V       run only on nodes with this --label, repeatable (all must\n"
+    "                            match)\n"
     "  --max-retries N           whole-run restarts after a failure (default 0)\n"
     "  --max-duration S          fail the run after S seconds (default 0: none)\n"
     "  --priority N              higher runs are placed first (default 0)\n"
@@ -89,6 +91,7 @@ enum submit_opt {
     OPT_CONDA,
     OPT_ENV,
     OPT_TAG,
+    OPT_NODE_SELECTOR,
     OPT_MAX_RETRIES,
     OPT_MAX_DURATION,
     OPT_PRIORITY,
@@ -117,6 +120,7 @@ static const struct option longopts[] = {
     { "conda", required_argument, NULL, OPT_CONDA },
     { "env", required_argument, NULL, OPT_ENV },
     { "tag", required_argument, NULL, OPT_TAG },
+    { "node-selector", required_argument, NULL, OPT_NODE_SELECTOR },
     { "max-retries", required_argument, NULL, OPT_MAX_RETRIES },
     { "max-duration", required_argument, NULL, OPT_MAX_DURATION },
     { "priority", required_argument, NULL, OPT_PRIORITY },
@@ -139,6 +143,7 @@ struct submit {
     cJSON *conda; /* owned */
     cJSON *env; /* owned */
     cJSON *tags; /* owned */
+    cJSON *selector; /* owned */
     cJSON *resources; /* owned: scalar run fields by option, in option order */
 };
 
@@ -252,7 +257,7 @@ static int add_param(struct cli *c, struct submit *s, const char *text)
     return -1;
 }
 
-/* --env K=V and --tag K=V into object *map. */
+/* --env K=V, --tag K=V and --node-selector K=V into object *map. */
 static int add_pair(struct cli *c, cJSON **map, const char *option, const char *text)
 {
     const char *eq = strchr(text, '=');
@@ -358,6 +363,8 @@ static int own_option(struct cli *c, struct submit *s, int opt, const char *arg)
         return add_pair(c, &s->env, "--env", arg);
     case OPT_TAG:
         return add_pair(c, &s->tags, "--tag", arg);
+    case OPT_NODE_SELECTOR:
+        return add_pair(c, &s->selector, "--node-selector", arg);
     case OPT_MAX_RETRIES:
         return add_int(c, s, "--max-retries", "max_retries", arg, 0, INT_MAX);
     case OPT_MAX_DURATION:
@@ -494,6 +501,7 @@ static void submit_release(struct submit *s)
     cJSON_Delete(s->conda);
     cJSON_Delete(s->env);
     cJSON_Delete(s->tags);
+    cJSON_Delete(s->selector);
     cJSON_Delete(s->resources);
 }
 
@@ -534,6 +542,7 @@ static void build_spec(struct submit *s, const char *experiment, const char *sou
     move_into(s->spec, "conda_packages", &s->conda);
     move_into(s->spec, "environment_variables", &s->env);
     move_into(s->spec, "tags", &s->tags);
+    move_into(s->spec, "node_selector", &s->selector);
 }
 
 /* Packs and uploads dir; *ret_id is the snapshot id (caller frees). */

@@ -296,6 +296,7 @@ static void pass(struct scheduler *s)
     cJSON *reasons;
     bool changed = false;
     int64_t timeout;
+    int failed = 0;
 
     timeout = liveness_timeout(s->cfg.node_timeout_ms);
     store_sched_expire(s->cfg.store, now, timeout, &changed);
@@ -305,11 +306,15 @@ static void pass(struct scheduler *s)
             store_sched_place(s->cfg.store, &placements, now);
             log_info("scheduler: placed %zu run(s)", placements.n_runs);
         }
-        store_sched_reasons(s->cfg.store, reasons);
+        store_sched_reasons(s->cfg.store, reasons, now);
         sched_placements_release(&placements);
         cJSON_Delete(reasons);
         store_sched_state_release(&state);
     }
+    if (store_sched_unschedulable(s->cfg.store, now, s->cfg.unschedulable_timeout_ms, &failed) ==
+            0 &&
+        failed > 0)
+        log_info("scheduler: failed %d unschedulable run(s)", failed);
     send_outbox(s);
     uv_update_time(&s->loop);
     s->pass_ms = uv_now(&s->loop) - s->last_pass;

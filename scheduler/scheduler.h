@@ -19,6 +19,9 @@ struct scheduler;
 struct scheduler_config {
     struct store *store; /* borrowed; outlives the scheduler */
     int64_t node_timeout_ms;
+    /* A queued run no node of its pool could ever hold fails after this
+     * long (0: in the pass that finds it). */
+    int64_t unschedulable_timeout_ms;
     int64_t tick_ms; /* time-driven rules run at least this often */
     const char *ca_file; /* CA for agents' HTTPS certificates, or NULL */
 };

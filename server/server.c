@@ -48,6 +48,7 @@ struct server_opts {
     const char *listen;
     const char *data;
     long node_timeout_s;
+    long unschedulable_timeout_s;
     long max_snapshot_mb;
     long max_snapshot_unpacked_mb;
     long max_snapshot_ratio;
@@ -78,6 +79,10 @@ static const char usage[] =
     "  --listen HOST:PORT      address to serve on (default 127.0.0.1:8080; port 0 picks one)\n"
     "  --data DIR              data directory: database, snapshots, admin.token (default ./var)\n"
     "  --node-timeout S        seconds without a heartbeat before a node is down (default 15)\n"
+    "  --unschedulable-timeout S\n"
+    "                          seconds a queued run that no node of its pool (ready or not)\n"
+    "                          could ever hold waits before it fails with its 'unschedulable:'\n"
+    "                          reason (default 600; 0: at once)\n"
     "  --max-snapshot-mb N     largest snapshot upload accepted, in MiB (default 256)\n"
     "  --max-snapshot-unpacked-mb N\n"
     "                          most a snapshot may unpack to, in MiB (default 4096)\n"
@@ -148,6 +153,7 @@ static const struct {
     long max;
 } numeric_opts[] = {
     { "node-timeout", offsetof(struct server_opts, node_timeout_s), 1, 86400 },
+    { "unschedulable-timeout", offsetof(struct server_opts, unschedulable_timeout_s), 0, 31536000 },
     { "max-snapshot-mb", offsetof(struct server_opts, max_snapshot_mb), 1, 1048576 },
     { "max-snapshot-unpacked-mb", offsetof(struct server_opts, max_snapshot_unpacked_mb), 1,
       16777216 },
@@ -211,6 +217,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->listen = "127.0.0.1:8080";
     o->data = "./var";
     o->node_timeout_s = 15;
+    o->unschedulable_timeout_s = 600;
     o->max_snapshot_mb = 256;
     o->max_snapshot_unpacked_mb = ARCHIVE_DEFAULT_MAX_MB;
     o->max_snapshot_ratio = ARCHIVE_DEFAULT_MAX_RATIO;
@@ -772,6 +779,7 @@ int server_main(int argc, char **argv)
     http.ctx = &ctx;
     sched_cfg.store = store;
     sched_cfg.node_timeout_ms = ctx.node_timeout_ms;
+    sched_cfg.unschedulable_timeout_ms = o.unschedulable_timeout_s * 1000;
     sched_cfg.tick_ms = 1000;
     sched_cfg.ca_file = o.ca;
     if (scheduler_new(&sched_cfg, &ctx.sched) < 0 || stream_start() < 0) {

@@ -81,15 +81,36 @@ static unsigned features_of(const char *json)
     return mask;
 }
 
+/* Parsed once per pass so that placement compares C strings. */
+static void load_labels(struct sched_node *n, const char *json)
+{
+    cJSON *labels = json_parse_trusted(json ? json : "{}");
+    const cJSON *l;
+    int i = 0;
+
+    n->labels = xcalloc((size_t)cJSON_GetArraySize(labels) * 2 + 1, sizeof(char *));
+    cJSON_ArrayForEach(l, labels) {
+        if (!cJSON_IsString(l))
+            continue;
+        n->labels[2 * i] = xstrdup(l->string);
+        n->labels[2 * i + 1] = xstrdup(l->valuestring);
+        i++;
+    }
+    n->n_labels = i;
+    cJSON_Delete(labels);
+}
+
 /* The ready nodes of pools (a JSON array of names) with what they hold,
- * sorted by name. */
+ * sorted by name; the others into state->absent. */
 static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *pools,
                       struct sched_state *state)
 {
-    sqlite3_stmt *st = conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
-                                    "features, state, last_heartbeat, port_min, port_max "
-                                    "FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
-                                    "ORDER BY name");
+    int cap_absent = 0;
+    sqlite3_stmt *st =
+        conn_stmt(c, "SELECT name, pool, agent_url, cpus, memory_mb, gpus, "
+                     "features, state, last_heartbeat, port_min, port_max, "
+                     "labels FROM nodes WHERE pool IN (SELECT value FROM json_each(?)) "
+                     "ORDER BY name");
     int cap = 0;
     int rc;
 
@@ -104,13 +125,22 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
         const cJSON *g;
         char host[256];
 
-        if (strcmp(node_state, "ready") != 0)
-            continue;
-        if (state->n_nodes == cap) {
-            cap = cap ? 2 * cap : 64;
-            state->nodes = xrealloc(state->nodes, (size_t)cap * sizeof(*state->nodes));
+        if (strcmp(node_state, "ready") != 0) {
+            /* Not placed on, but what it could hold counts (item: a run
+             * no node could ever hold is unschedulable, not waiting). */
+            if (state->n_absent == cap_absent) {
+                cap_absent = cap_absent ? 2 * cap_absent : 16;
+                state->absent =
+                    xrealloc(state->absent, (size_t)cap_absent * sizeof(*state->absent));
+            }
+            n = &state->absent[state->n_absent++];
+        } else {
+            if (state->n_nodes == cap) {
+                cap = cap ? 2 * cap : 64;
+                state->nodes = xrealloc(state->nodes, (size_t)cap * sizeof(*state->nodes));
+            }
+            n = &state->nodes[state->n_nodes++];
         }
-        n = &state->nodes[state->n_nodes++];
         memset(n, 0, sizeof(*n));
         n->name = xstrdup((const char *)sqlite3_column_text(st, 0));
         n->pool = xstrdup((const char *)sqlite3_column_text(st, 1));
@@ -128,6 +158,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
         n->features = features_of((const char *)sqlite3_column_text(st, 6));
         n->port_min = sqlite3_column_int(st, 9);
         n->port_max = sqlite3_column_int(st, 10);
+        load_labels(n, (const char *)sqlite3_column_text(st, 11));
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -254,7 +285,7 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
                       struct sched_state *ret_state)
 {
     struct conn *c = store_reader(store);
-    struct sched_state state = { NULL, 0, NULL, NULL, 0 };
+    struct sched_state state = { NULL, 0, NULL, NULL, 0, NULL, 0 };
     cJSON *pools;
     const cJSON *r;
     char *text;
@@ -296,23 +327,37 @@ int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_
     return 0;
 }
 
+static void nodes_release(struct sched_node *nodes, int n)
+{
+    int i;
+    int k;
+
+    for (i = 0; i < n; i++) {
+        free(nodes[i].name);
+        free(nodes[i].pool);
+        free(nodes[i].host);
+        free(nodes[i].agent_url);
+        free(nodes[i].used_ports);
+        for (k = 0; k < 2 * nodes[i].n_labels; k++)
+            free(nodes[i].labels[k]);
+        free(nodes[i].labels);
+    }
+    free(nodes);
+}
+
 void store_sched_state_release(struct sched_state *state)
 {
     int i;
 
-    for (i = 0; i < state->n_nodes; i++) {
-        free(state->nodes[i].name);
-        free(state->nodes[i].pool);
-        free(state->nodes[i].host);
-        free(state->nodes[i].agent_url);
-        free(state->nodes[i].used_ports);
-    }
+    nodes_release(state->nodes, state->n_nodes);
+    nodes_release(state->absent, state->n_absent);
+    state->absent = NULL;
+    state->n_absent = 0;
     for (i = 0; i < state->n_other_ports; i++)
         free(state->other_ports[i].host);
     free(state->other_ports);
     state->other_ports = NULL;
     state->n_other_ports = 0;
-    free(state->nodes);
     cJSON_Delete(state->runs);
     state->nodes = NULL;
     state->n_nodes = 0;
@@ -398,6 +443,7 @@ static int place_fn(struct conn *c, void *arg)
                 return rc;
         }
         st = conn_stmt(c, "UPDATE runs SET status = 'starting', reason = NULL, "
+                          "unschedulable_since = NULL, "
                           "started_at = COALESCE(started_at, ?1), deadline = ?2 WHERE seq = ?3");
         if (st == NULL)
             return ERR_INTERNAL;
@@ -425,30 +471,120 @@ int store_sched_place(struct store *store, const struct sched_placements *placem
     return store_write(store, place_fn, &p);
 }
 
+struct reasons {
+    const cJSON *reasons;
+    int64_t now;
+};
+
 static int reasons_fn(struct conn *c, void *arg)
 {
+    const struct reasons *rs = arg;
     const cJSON *r;
     int rc;
 
-    cJSON_ArrayForEach(r, (const cJSON *)arg) {
-        sqlite3_stmt *st = conn_stmt(c, "UPDATE runs SET reason = ? WHERE id = ? "
-                                        "AND status = 'queued' AND reason IS NOT ?1");
+    cJSON_ArrayForEach(r, rs->reasons) {
+        /* unschedulable_since: kept while the run stays unschedulable
+         * (whatever the words), cleared when it merely waits. */
+        sqlite3_stmt *st = conn_stmt(
+            c, "UPDATE runs SET reason = ?1, unschedulable_since = CASE WHEN "
+               "substr(?1, 1, 14) = 'unschedulable:' THEN COALESCE(unschedulable_since, ?3) "
+               "END WHERE id = ?2 AND status = 'queued' AND reason IS NOT ?1");
 
         if (st == NULL)
             return ERR_INTERNAL;
         bind_text(st, 1, r->valuestring);
         bind_text(st, 2, r->string);
+        sqlite3_bind_int64(st, 3, rs->now);
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
     }
     return 0;
 }
 
-int store_sched_reasons(struct store *store, const cJSON *reasons)
+int store_sched_reasons(struct store *store, const cJSON *reasons, int64_t now_ms)
 {
+    struct reasons rs = { reasons, now_ms };
+
     if (cJSON_GetArraySize(reasons) == 0)
         return 0;
-    return store_write(store, reasons_fn, (void *)reasons);
+    return store_write(store, reasons_fn, &rs);
+}
+
+struct unschedulable {
+    int64_t now, timeout;
+    int failed;
+};
+
+static int unschedulable_fn(struct conn *c, void *arg)
+{
+    struct unschedulable *u = arg;
+    sqlite3_stmt *st;
+    int rc;
+
+    /* One run at a time: each one failed leaves the query. */
+    for (;;) {
+        int64_t seq;
+        int64_t attempt;
+        char *error;
+
+        st = conn_stmt(c, "SELECT seq, attempt, reason FROM runs WHERE unschedulable_since "
+                          "IS NOT NULL AND unschedulable_since <= ? AND status = 'queued' "
+                          "LIMIT 1");
+        if (st == NULL)
+            return ERR_INTERNAL;
+        sqlite3_bind_int64(st, 1, u->now - u->timeout);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            return rc == SQLITE_DONE ? 0 : conn_fail(c, "unschedulable runs");
+        }
+        seq = sqlite3_column_int64(st, 0);
+        attempt = sqlite3_column_int64(st, 1);
+        error = xstrdup(sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2)
+                                                   : "unschedulable");
+        sqlite3_reset(st);
+        /* Its tasks never started: they fail with it (killed is for
+         * cancel, deadline and the gang rule). */
+        st = conn_stmt(c, "UPDATE tasks SET status = 'failed', ended_at = ?1 "
+                          "WHERE run_seq = ?2 AND attempt = ?3 AND status = 'pending'");
+        if (st == NULL) {
+            free(error);
+            return ERR_INTERNAL;
+        }
+        sqlite3_bind_int64(st, 1, u->now);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int64(st, 3, attempt);
+        if ((rc = stmt_done(c, st)) < 0) {
+            free(error);
+            return rc;
+        }
+        st = conn_stmt(c, "UPDATE runs SET status = 'failed', error = ?1, ended_at = ?2, "
+                          "reason = NULL, unschedulable_since = NULL WHERE seq = ?3");
+        if (st == NULL) {
+            free(error);
+            return ERR_INTERNAL;
+        }
+        bind_text(st, 1, error);
+        sqlite3_bind_int64(st, 2, u->now);
+        sqlite3_bind_int64(st, 3, seq);
+        rc = stmt_done(c, st);
+        if (rc == 0)
+            rc = run_status_event(c, seq, u->now, "failed", error);
+        free(error);
+        if (rc < 0)
+            return rc;
+        u->failed++;
+    }
+}
+
+int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeout_ms,
+                              int *ret_failed)
+{
+    struct unschedulable u = { now_ms, timeout_ms, 0 };
+    int rc = store_write(store, unschedulable_fn, &u);
+
+    *ret_failed = rc < 0 ? 0 : u.failed;
+    return rc;
 }
 
 int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)

@@ -385,6 +385,9 @@ struct sched_node {
     int n_used_ports;
     int cap_used_ports;
     unsigned features; /* STORE_FEATURE_* */
+    /* Its --label pairs: labels[2i] is a key, labels[2i + 1] its value. */
+    char **labels;
+    int n_labels;
 };
 
 /* A port held by a task on a node that is not in the state (another
@@ -408,6 +411,11 @@ struct sched_state {
     cJSON *runs;
     struct sched_host_port *other_ports;
     int n_other_ports;
+    /* The other nodes of those pools (draining, down): never placed on,
+     * but what they could hold tells unschedulable runs from waiting ones.
+     * Their used_* and port fields are not filled. */
+    struct sched_node *absent;
+    int n_absent;
 };
 
 int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
@@ -451,8 +459,15 @@ const char *sched_text(const struct sched_placements *p, size_t off);
  * run no longer queued is skipped. Sets runs to starting. */
 int store_sched_place(struct store *store, const struct sched_placements *placements,
                       int64_t now_ms);
-/* Updates the reason of queued runs: {"run id": "reason", ...}. */
-int store_sched_reasons(struct store *store, const cJSON *reasons);
+/* Updates the reason of queued runs: {"run id": "reason", ...}; a reason
+ * starting "unschedulable:" starts (or keeps) the run's unschedulable
+ * clock, any other stops it. */
+int store_sched_reasons(struct store *store, const cJSON *reasons, int64_t now_ms);
+/* Fails the queued runs unschedulable (reason "unschedulable: ...") since
+ * timeout_ms or longer, with that reason as their error; *ret_failed says
+ * how many. */
+int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeout_ms,
+                              int *ret_failed);
 /*
  * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]
  * for assigned tasks not yet accepted by their agent, and stops to send:

@@ -846,6 +846,8 @@ async function renderRun(main, v, id, query) {
       item('Owner', ownerEl(r.owner)),
       item('Size', sizeEl(s)),
       item('Compute target', s.compute_target || 'default'),
+      item('Node selector', Object.keys(s.node_selector || {}).length ? Object.entries(s.node_selector).map(([k, val]) => h('span', { class: 'chip' }, `${k}=${val}`)) : '—',
+        'the run is placed only on nodes with every one of these labels'),
       item('Attempt', `${r.attempt}${s.max_retries ? ` of ${s.max_retries + 1}` : ''}`),
       item('Created', fmtTime(r.created_at), r.created_at),
       item('Started', fmtTime(r.started_at), r.started_at),
@@ -1400,9 +1402,12 @@ function renderNodes(main, v) {
     row.node = n;
     const [tName, tState, tPool, tCpu, tMem, tGpu, tTasks, tHb] = row.tds;
     row.tr.dataset.state = n.state;
-    setCell(tName, n.name + n.agent_url + (n.features || []).join(), () => h('div', {},
+    const labels = Object.entries(n.labels || {});
+    setCell(tName, n.name + n.agent_url + (n.features || []).join() + JSON.stringify(n.labels || {}), () => h('div', {},
       h('div', { class: 'node-name' }, n.name),
-      h('div', { class: 'faint', style: { fontSize: '12px' } }, n.agent_url, (n.features || []).length ? ` · ${n.features.join(', ')}` : '')));
+      h('div', { class: 'faint', style: { fontSize: '12px' } }, n.agent_url, (n.features || []).length ? ` · ${n.features.join(', ')}` : ''),
+      labels.length ? h('div', { class: 'node-labels', title: 'labels (--label), matched by runs\' node_selector' },
+        ...labels.map(([k, val]) => h('span', { class: 'chip' }, `${k}=${val}`))) : null));
     setCell(tState, n.state, () => badge(n.state));
     setCell(tPool, n.pool, () => h('span', { class: 'chip' }, n.pool));
     setCell(tCpu, `${n.allocated?.cpus}/${n.cpus}`, () => meter(n.allocated?.cpus || 0, n.cpus));

@@ -1,6 +1,7 @@
 /* test_placement.c - gang placement, GPUs, ports, reservation. */
 #include "tests/unit/unit.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,23 +56,32 @@ static int atoi_safe(const char *s)
     return (int)strtol(s, NULL, 10);
 }
 
-static void add_node(struct sched_state *st, const char *name, double cpus, double used_cpus,
-                     int gpus)
+/* Appends a node named name to *nodes: a ready one (add_node) or not. */
+static struct sched_node *new_node(struct sched_node **nodes, int *n_nodes, const char *name,
+                                   double cpus, int gpus)
 {
     struct sched_node *n;
     int i;
 
-    st->nodes = realloc(st->nodes, (size_t)(st->n_nodes + 1) * sizeof(*st->nodes));
-    n = &st->nodes[st->n_nodes++];
+    *nodes = realloc(*nodes, (size_t)(*n_nodes + 1) * sizeof(**nodes));
+    n = &(*nodes)[(*n_nodes)++];
     memset(n, 0, sizeof(*n));
     n->name = strdup(name);
     n->pool = strdup("default");
     n->host = strdup(name);
     n->agent_url = strdup("http://x:1");
     n->cpus = cpus;
-    n->used_cpus = used_cpus;
     for (i = 0; i < gpus; i++)
         n->gpus[n->n_gpus++] = i;
+    return n;
+}
+
+static void add_node(struct sched_state *st, const char *name, double cpus, double used_cpus,
+                     int gpus)
+{
+    struct sched_node *n = new_node(&st->nodes, &st->n_nodes, name, cpus, gpus);
+
+    n->used_cpus = used_cpus;
     n->port_min = 20000;
     n->port_max = 20001;
 }
@@ -116,7 +126,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
     const char *pnames[] = { "ps-0", "worker-0" };
     const char *ptypes[] = { "ps", "worker" };
     const int pidx[] = { 0, 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -156,7 +166,7 @@ static void a_waiting_gang_is_not_starved(void)
     const char *snames[] = { "main" };
     const char *stypes[] = { "main" };
     const int sidx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -186,7 +196,7 @@ static void pytorch_env_is_consistent(void)
     const char *names[] = { "rank-0", "rank-1", "rank-2", "rank-3" };
     const char *types[] = { "rank", "rank", "rank", "rank" };
     const int idx[] = { 0, 1, 2, 3 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -246,7 +256,7 @@ static void picks_the_tightest_node(void)
     const char *names[] = { "main" };
     const char *types[] = { "main" };
     const int idx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
     cJSON *runs = state.runs;
     cJSON *placements;
     cJSON *reasons;
@@ -287,10 +297,174 @@ static void picks_the_tightest_node(void)
     store_sched_state_release(&state);
 }
 
+static void label(struct sched_node *n, const char *key, const char *value)
+{
+    n->labels = realloc(n->labels, (size_t)(2 * n->n_labels + 2) * sizeof(char *));
+    n->labels[2 * n->n_labels] = strdup(key);
+    n->labels[2 * n->n_labels + 1] = strdup(value);
+    n->n_labels++;
+}
+
+static cJSON *selecting(cJSON *r, const char *selector)
+{
+    cJSON_AddItemToObject(json_get(r, "spec"), "node_selector", cJSON_Parse(selector));
+    return r;
+}
+
+static const char *node_of(const cJSON *placements, const char *run_id, int task)
+{
+    const cJSON *p;
+
+    cJSON_ArrayForEach(p, placements) {
+        if (strcmp(json_get_string(p, "run"), run_id) == 0)
+            return json_get_string(cJSON_GetArrayItem(json_get(p, "tasks"), task), "node");
+    }
+    return NULL;
+}
+
+/* Labels are matched as given: every pair of the selector, exactly. */
+static void selectors_pick_labelled_nodes(void)
+{
+    const char *names[] = { "main" };
+    const char *types[] = { "main" };
+    const int idx[] = { 0 };
+    const char *gnames[] = { "rank-0", "rank-1" };
+    const char *gtypes[] = { "rank", "rank" };
+    const int gidx[] = { 0, 1 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
+    cJSON *runs = state.runs;
+    cJSON *placements;
+    cJSON *reasons;
+    const char *r7;
+    char name[16];
+    int i;
+
+    /* Many unlabelled nodes first, so a selector has nodes to skip. */
+    for (i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "u%03d", i);
+        add_node(&state, name, 8, 0, 0);
+    }
+    add_node(&state, "za", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "a");
+    add_node(&state, "zb1", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "b");
+    label(&state.nodes[state.n_nodes - 1], "disk", "ssd");
+    add_node(&state, "zb2", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "disk", "ssd");
+    label(&state.nodes[state.n_nodes - 1], "zone", "b");
+    add_node(&state, "zab", 8, 0, 0);
+    label(&state.nodes[state.n_nodes - 1], "zone", "ab");
+    cJSON_AddItemToArray(runs, selecting(run("r1", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(
+        runs, selecting(run("r2", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
+                        "{\"disk\": \"ssd\", \"zone\": \"b\"}"));
+    cJSON_AddItemToArray(runs, selecting(run("r3", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
+                                         "{\"zone\": \"c\"}"));
+    cJSON_AddItemToArray(
+        runs, selecting(run("r4", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
+                        "{\"zone\": \"a\"}"));
+    /* za has 7 CPUs free: r5 waits for it (and reserves it), r6 too. */
+    cJSON_AddItemToArray(runs, selecting(run("r5", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(runs, selecting(run("r6", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
+                                         "{\"zone\": \"a\"}"));
+    cJSON_AddItemToArray(runs, run("r7", SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    pass(&state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 3);
+    ASSERT_STR_EQ(node_of(placements, "r1", 0), "za");
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 0), "zb1") == 0 ||
+                strcmp(node_of(placements, "r2", 0), "zb2") == 0);
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 1), "zb1") == 0 ||
+                strcmp(node_of(placements, "r2", 1), "zb2") == 0);
+    ASSERT_TRUE(strcmp(node_of(placements, "r2", 0), node_of(placements, "r2", 1)) != 0);
+    ASSERT_STR_EQ(json_get_string(reasons, "r3"),
+                  "unschedulable: nodes of pool 'default' that match its node_selector, ready or "
+                  "not: 0; the run needs 1 distinct nodes");
+    ASSERT_STR_EQ(json_get_string(reasons, "r4"),
+                  "unschedulable: nodes of pool 'default' that match its node_selector, ready or "
+                  "not: 1; the run needs 2 distinct nodes");
+    ASSERT_TRUE(strncmp(json_get_string(reasons, "r5"), "waiting for capacity", 20) == 0);
+    ASSERT_TRUE(strncmp(json_get_string(reasons, "r6"), "waiting for capacity", 20) == 0);
+    r7 = node_of(placements, "r7", 0);
+    ASSERT_TRUE(r7 != NULL && strcmp(r7, "za") != 0);
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    store_sched_state_release(&state);
+}
+
+/* A node that is not ready (draining, down): in state->absent. */
+static struct sched_node *add_absent(struct sched_state *st, const char *name, double cpus,
+                                     int gpus)
+{
+    return new_node(&st->absent, &st->n_absent, name, cpus, gpus);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Nodes that are not ready count for what could ever run (a run no node
+ * could hold is unschedulable), never for where a run goes now. */
+static void unschedulable_is_not_waiting(void)
+{
+    const char *names[] = { "main" };
+    const char *types[] = { "main" };
+    const int idx[] = { 0 };
+    const char *gnames[] = { "rank-0", "rank-1", "rank-2" };
+    const char *gtypes[] = { "rank", "rank", "rank" };
+    const int gidx[] = { 0, 1, 2 };
+    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
+    cJSON *runs = state.runs;
+    cJSON *placements;
+    cJSON *reasons;
+    cJSON *u6;
+
+    add_node(&state, "n1", 4, 0, 2);
+    label(add_absent(&state, "down1", 16, 8), "zone", "x");
+    cJSON_AddItemToArray(runs, run("u1", SPEC("null", 1, 1, 1, 4), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, run("u2", SPEC("null", 1, 1, 1, 9), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, run("u3", SPEC("null", 1, 1, 32, 0), names, types, idx, 1));
+    cJSON_AddItemToArray(runs, selecting(run("u4", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
+                                         "{\"zone\": \"x\"}"));
+    cJSON_AddItemToArray(runs, run("u5", SPEC("\"pytorch\"", 3, 1, 1, 0), gnames, gtypes, gidx, 3));
+    u6 = run("u6", SPEC("null", 1, 1, 1, 0), names, types, idx, 1);
+    cJSON_ReplaceItemInObject(json_get(u6, "spec"), "compute_target",
+                              cJSON_CreateString("nowhere"));
+    cJSON_AddItemToArray(runs, u6);
+    cJSON_AddItemToArray(runs, run("u7", SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    pass(&state, &placements, &reasons);
+    ASSERT_EQ(cJSON_GetArraySize(placements), 1);
+    ASSERT_STR_EQ(node_of(placements, "u7", 0), "n1");
+    /* down1 could hold 4 GPUs, were it back. */
+    ASSERT_TRUE(starts_with(json_get_string(reasons, "u1"), "waiting for capacity"));
+    ASSERT_STR_EQ(json_get_string(reasons, "u2"),
+                  "unschedulable: a part of this run needs 9 GPUs on one node; the most any of "
+                  "the nodes of pool 'default' has, ready or not, is 8");
+    ASSERT_STR_EQ(json_get_string(reasons, "u3"),
+                  "unschedulable: a part of this run needs 32 CPUs on one node; the most any of "
+                  "the nodes of pool 'default' has, ready or not, is 16");
+    ASSERT_STR_EQ(json_get_string(reasons, "u4"),
+                  "waiting for nodes: nodes of pool 'default' that match its node_selector that "
+                  "are ready: 0; it needs 1");
+    ASSERT_STR_EQ(json_get_string(reasons, "u5"),
+                  "unschedulable: nodes of pool 'default', ready or not: 2; the run needs 3 "
+                  "distinct nodes");
+    ASSERT_STR_EQ(json_get_string(reasons, "u6"),
+                  "unschedulable: nodes of pool 'nowhere', ready or not: 0; the run needs 1 "
+                  "distinct nodes");
+    cJSON_Delete(placements);
+    cJSON_Delete(reasons);
+    store_sched_state_release(&state);
+}
+
 UNIT_LIST(placement_tests) = {
     { "placement/picks_the_tightest_node", picks_the_tightest_node },
     { "placement/gpus_are_disjoint_and_ports_unique", gpus_are_disjoint_and_ports_unique },
     { "placement/a_waiting_gang_is_not_starved", a_waiting_gang_is_not_starved },
     { "placement/pytorch_env_is_consistent", pytorch_env_is_consistent },
+    { "placement/selectors_pick_labelled_nodes", selectors_pick_labelled_nodes },
+    { "placement/unschedulable_is_not_waiting", unschedulable_is_not_waiting },
     { NULL, NULL },
 };

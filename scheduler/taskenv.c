@@ -1,0 +1,323 @@
+/*
+ * taskenv.c - a placed run's task argv and environment (SPEC §4): the
+ * common TRAINYARD_* variables, TF_CONFIG for ps, the MPI hostfile and
+ * ranks, torchrun's variables for pytorch.
+ */
+#include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "scheduler/gang.h"
+#include "scheduler/ports.h"
+#include "common/banned.h"
+
+/*
+ * A task's environment is written as JSON text (a tree per task, built
+ * only to be printed, was most of a pass's time): env_add() appends one
+ * "key": "value" member to the object open in b.
+ */
+static void env_add(struct buf *b, const char *key, const char *value)
+{
+    if (b->len > 1)
+        buf_addc(b, ',');
+    json_buf_string(b, key);
+    buf_addc(b, ':');
+    json_buf_string(b, value);
+}
+
+static void env_add_int(struct buf *b, const char *key, int value)
+{
+    char num[16];
+
+    snprintf(num, sizeof(num), "%d", value);
+    env_add(b, key, num);
+}
+
+static void add_common_env(struct buf *env, const cJSON *spec, const char *run_id,
+                           const struct task *t, const struct node *n)
+{
+    char gpus[MAX_GPUS * 4 + 1] = "";
+    const cJSON *e;
+    int i;
+
+    cJSON_ArrayForEach(e, json_get(spec, "environment_variables")) {
+        env_add(env, e->string, e->valuestring);
+    }
+    env_add(env, "TRAINYARD_RUN_ID", run_id);
+    env_add(env, "TRAINYARD_EXPERIMENT", json_get_string(spec, "experiment"));
+    env_add(env, "TRAINYARD_TASK_TYPE", t->type);
+    env_add_int(env, "TRAINYARD_TASK_INDEX", t->index);
+    env_add(env, "TRAINYARD_NODE", n->name);
+    for (i = 0; i < t->gpus; i++) {
+        size_t len = strlen(gpus);
+
+        snprintf(gpus + len, sizeof(gpus) - len, "%s%d", i ? "," : "", t->gpu_list[i]);
+    }
+    env_add(env, "CUDA_VISIBLE_DEVICES", gpus);
+}
+
+/* TF_CONFIG's cluster: chief, ps, worker addresses in index order. */
+static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
+{
+    static const char *const kinds[] = { "chief", "ps", "worker" };
+    cJSON *cluster = cJSON_CreateObject();
+    size_t k;
+    int i;
+
+    for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        cJSON *list = NULL;
+
+        for (i = 0; i < n_tasks; i++) {
+            char addr[300];
+
+            if (strcmp(tasks[i].type, kinds[k]) != 0)
+                continue;
+            if (list == NULL)
+                list = cJSON_AddArrayToObject(cluster, kinds[k]);
+            snprintf(addr, sizeof(addr), "%s:%d", groups[tasks[i].group].node->host, tasks[i].port);
+            cJSON_AddItemToArray(list, cJSON_CreateString(addr));
+        }
+    }
+    return cluster;
+}
+
+/* The run's argv, the same for each of its tasks, as JSON text. */
+static char *run_argv(const cJSON *spec)
+{
+    const cJSON *command = json_get(spec, "command");
+    const cJSON *p;
+    const cJSON *a;
+    cJSON *argv;
+    char *text;
+
+    if (cJSON_IsArray(command))
+        return json_print(command);
+    argv = cJSON_CreateArray();
+    cJSON_AddItemToArray(argv, cJSON_CreateString(json_get_string(spec, "entry_script")));
+    /* SPEC §3.2: each key then its value; true or null = the flag alone;
+     * false = omitted. Numbers print as JSON does (0.01 -> "0.01"). */
+    cJSON_ArrayForEach(p, json_get(spec, "script_params")) {
+        if (cJSON_IsFalse(p))
+            continue;
+        cJSON_AddItemToArray(argv, cJSON_CreateString(p->string));
+        if (cJSON_IsString(p)) {
+            cJSON_AddItemToArray(argv, cJSON_CreateString(p->valuestring));
+        } else if (cJSON_IsNumber(p)) {
+            char *num = json_print(p);
+
+            cJSON_AddItemToArray(argv, cJSON_CreateString(num));
+            free(num);
+        }
+    }
+    cJSON_ArrayForEach(a, json_get(spec, "arguments")) {
+        cJSON_AddItemToArray(argv, cJSON_CreateString(a->valuestring));
+    }
+    text = json_print(argv);
+    cJSON_Delete(argv);
+    return text;
+}
+
+/*
+ * The environment mpirun and the rsh shim need (SPEC §4 mpi), in every
+ * task of an mpi run: hosts with their slots in node-rank order, the
+ * agents that start orted on each host, and this attempt's exec secret.
+ */
+static void add_mpi_env(struct buf *env, struct task *tasks, int n_tasks, struct group *groups,
+                        int ppn, const char *secret)
+{
+    struct buf hosts;
+    cJSON *agents = cJSON_CreateObject();
+    char *text;
+    int np = 0;
+    int i;
+
+    buf_init(&hosts);
+    for (i = 0; i < n_tasks; i++) {
+        struct node *n = groups[tasks[i].group].node;
+
+        if (strcmp(tasks[i].type, "worker") != 0)
+            continue;
+        buf_printf(&hosts, "%s%s:%d", hosts.len ? "," : "", n->host, ppn);
+        if (json_get(agents, n->host) == NULL)
+            cJSON_AddStringToObject(agents, n->host, n->agent_url);
+        np += ppn;
+    }
+    env_add(env, "TRAINYARD_MPI_HOSTS", hosts.data);
+    env_add_int(env, "TRAINYARD_MPI_NP", np);
+    text = json_print(agents);
+    env_add(env, "TRAINYARD_MPI_AGENTS", text);
+    env_add(env, "TRAINYARD_MPI_SECRET", secret);
+    free(text);
+    cJSON_Delete(agents);
+    buf_release(&hosts);
+}
+
+/* TF_CONFIG of task t (SPEC §4 ps). */
+static void add_tf_config(struct buf *env, const cJSON *cluster, const struct task *t,
+                          const char *addr)
+{
+    cJSON *tf = cJSON_CreateObject();
+    cJSON *task = cJSON_CreateObject();
+    cJSON *own = cJSON_Duplicate(cluster, 1);
+    char *text;
+
+    /* The evaluator is in its own cluster only (TF2 coordinators hang when
+     * it is in theirs). */
+    if (strcmp(t->type, "evaluator") == 0) {
+        cJSON *e = cJSON_AddArrayToObject(own, "evaluator");
+
+        cJSON_AddItemToArray(e, cJSON_CreateString(addr));
+    }
+    cJSON_AddItemToObject(tf, "cluster", own);
+    cJSON_AddStringToObject(task, "type", t->type);
+    cJSON_AddNumberToObject(task, "index", t->index);
+    cJSON_AddItemToObject(tf, "task", task);
+    cJSON_AddStringToObject(tf, "environment", "cloud");
+    text = json_print(tf);
+    env_add(env, "TF_CONFIG", text);
+    free(text);
+    cJSON_Delete(tf);
+}
+
+/* An int member of object, or dflt when it is absent. */
+static int int_or(const cJSON *object, const char *key, int dflt)
+{
+    const cJSON *v = json_get(object, key);
+
+    return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+/* What torch.distributed.run (torchrun) sets for its workers (SPEC §4
+ * pytorch), with trainyard's run in the elastic agent's place: one role
+ * ("default") holding every rank, the run's attempt as the restart count,
+ * its max_retries as the restart limit, its id as the rendezvous id. No
+ * agent hosts a store: rank 0 does (TORCHELASTIC_USE_AGENT_STORE=False, as
+ * under torchrun's c10d rendezvous). OMP_NUM_THREADS and
+ * NCCL_ASYNC_ERROR_HANDLING keep the run's own value when it sets them. */
+static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task *tasks,
+                            int n_tasks, const struct group *groups, int ppn, const struct task *t)
+{
+    const cJSON *spec = json_get(run, "spec");
+    const cJSON *user = json_get(spec, "environment_variables");
+    const struct task *rank0 = &tasks[0];
+    /* The store always gives both; placement's own tests may leave them out. */
+    int attempt = int_or(run, "attempt", 1);
+    int node_count = n_tasks / ppn;
+
+    assert(ppn >= 1 && n_tasks % ppn == 0 && attempt >= 1);
+    env_add(env, "MASTER_ADDR", groups[rank0->group].node->host);
+    env_add_int(env, "MASTER_PORT", rank0->port);
+    env_add_int(env, "WORLD_SIZE", n_tasks);
+    env_add_int(env, "RANK", t->index);
+    env_add_int(env, "LOCAL_RANK", t->index % ppn);
+    env_add_int(env, "LOCAL_WORLD_SIZE", ppn);
+    env_add_int(env, "NODE_RANK", t->group);
+    env_add_int(env, "GROUP_RANK", t->group);
+    env_add_int(env, "GROUP_WORLD_SIZE", node_count);
+    env_add(env, "ROLE_NAME", "default");
+    env_add_int(env, "ROLE_RANK", t->index);
+    env_add_int(env, "ROLE_WORLD_SIZE", n_tasks);
+    env_add_int(env, "TORCHELASTIC_RESTART_COUNT", attempt - 1);
+    env_add_int(env, "TORCHELASTIC_MAX_RESTARTS", int_or(spec, "max_retries", 0));
+    env_add(env, "TORCHELASTIC_RUN_ID", json_get_string(run, "id"));
+    env_add(env, "TORCHELASTIC_USE_AGENT_STORE", "False");
+    if (json_get(user, "NCCL_ASYNC_ERROR_HANDLING") == NULL)
+        env_add(env, "NCCL_ASYNC_ERROR_HANDLING", "1");
+    if (ppn > 1 && json_get(user, "OMP_NUM_THREADS") == NULL)
+        env_add(env, "OMP_NUM_THREADS", "1");
+}
+
+/* Appends len bytes of s and a NUL to text; returns where they start. */
+static size_t text_add(struct buf *text, const char *s, size_t len)
+{
+    size_t off = text->len;
+
+    buf_add(text, s, len);
+    buf_addc(text, '\0');
+    return off;
+}
+
+/* Adds a placed run and its tasks to out; env is scratch. */
+void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups,
+               struct buf *env, struct sched_placements *out)
+{
+    const cJSON *spec = json_get(run, "spec");
+    const char *run_id = json_get_string(run, "id");
+    const char *backend = json_get_string(spec, "distributed_backend");
+    int ppn = json_get(spec, "process_count_per_node")->valueint;
+    struct sched_run_place *rp;
+    cJSON *cluster = NULL;
+    char *argv = run_argv(spec);
+    size_t argv_off = text_add(&out->text, argv, strlen(argv));
+    char secret[33] = "";
+    int i;
+
+    free(argv);
+    if (backend && strcmp(backend, "mpi") == 0)
+        crypto_random_hex(16, secret);
+    if (backend && strcmp(backend, "ps") == 0)
+        cluster = tf_cluster(tasks, n_tasks, groups);
+    if (out->n_runs == out->cap_runs) {
+        out->cap_runs = out->cap_runs ? 2 * out->cap_runs : 64;
+        out->runs = xrealloc(out->runs, out->cap_runs * sizeof(*out->runs));
+    }
+    if (out->n_tasks + (size_t)n_tasks > out->cap_tasks) {
+        out->cap_tasks = 2 * out->cap_tasks > out->n_tasks + (size_t)n_tasks
+                             ? 2 * out->cap_tasks
+                             : out->n_tasks + (size_t)n_tasks + 64;
+        out->tasks = xrealloc(out->tasks, out->cap_tasks * sizeof(*out->tasks));
+    }
+    rp = &out->runs[out->n_runs++];
+    rp->run = run_id;
+    rp->max_duration_s = 0;
+    if (cJSON_IsNumber(json_get(spec, "max_run_duration_seconds")))
+        rp->max_duration_s = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
+    rp->first = out->n_tasks;
+    rp->n = (size_t)n_tasks;
+    for (i = 0; i < n_tasks; i++) {
+        struct task *t = &tasks[i];
+        struct node *n = groups[t->group].node;
+        struct sched_task_place *p = &out->tasks[out->n_tasks++];
+        char addr[300] = "";
+        int k;
+
+        p->id = t->id;
+        p->node = n->name;
+        p->port = t->port;
+        p->cpus = t->cpus;
+        p->memory_mb = t->memory_mb;
+        p->argv = argv_off;
+        buf_reset(env);
+        buf_addc(env, '[');
+        for (k = 0; k < t->gpus; k++)
+            buf_printf(env, "%s%d", k ? "," : "", t->gpu_list[k]);
+        buf_addc(env, ']');
+        p->gpus = text_add(&out->text, env->data, env->len);
+        p->address = 0;
+        if (t->port) {
+            int len = snprintf(addr, sizeof(addr), "%s:%d", n->host, t->port);
+
+            p->address = text_add(&out->text, addr, (size_t)len);
+        }
+        buf_reset(env);
+        buf_addc(env, '{');
+        add_common_env(env, spec, run_id, t, n);
+        if (cluster) {
+            add_tf_config(env, cluster, t, addr);
+        } else if (backend && strcmp(backend, "pytorch") == 0) {
+            add_pytorch_env(env, run, tasks, n_tasks, groups, ppn, t);
+        } else if (backend && strcmp(backend, "mpi") == 0) {
+            add_mpi_env(env, tasks, n_tasks, groups, ppn, secret);
+        }
+        buf_addc(env, '}');
+        p->env = text_add(&out->text, env->data, env->len);
+    }
+    cJSON_Delete(cluster);
+}
