@@ -581,8 +581,30 @@ int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeo
                               int *ret_failed)
 {
     struct unschedulable u = { now_ms, timeout_ms, 0 };
-    int rc = store_write(store, unschedulable_fn, &u);
+    struct conn *c = store_reader(store);
+    sqlite3_stmt *st;
+    int rc;
 
+    /* Every pass asks; a write (a turn of the writer, with its commit)
+     * only when a run is due, which a read on the partial index tells. */
+    *ret_failed = 0;
+    if (c == NULL || conn_begin_read(c) < 0)
+        return ERR_INTERNAL;
+    st = conn_stmt(c, "SELECT 1 FROM runs WHERE unschedulable_since IS NOT NULL "
+                      "AND unschedulable_since <= ? AND status = 'queued' LIMIT 1");
+    if (st == NULL) {
+        conn_end_read(c);
+        return ERR_INTERNAL;
+    }
+    sqlite3_bind_int64(st, 1, now_ms - timeout_ms);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        rc = conn_fail(c, "unschedulable runs");
+    sqlite3_reset(st);
+    conn_end_read(c);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : rc;
+    rc = store_write(store, unschedulable_fn, &u);
     *ret_failed = rc < 0 ? 0 : u.failed;
     return rc;
 }
