@@ -152,7 +152,7 @@ def test_job_cannot_read_agent_secrets_or_other_runs(server_factory, agent_facto
     assert agent.token.encode() not in proc_file(agent.pid, "environ")
     # A victim run holding a secret in its directory, still running.
     sid = snapshot_of(srv, {"secret.txt": "victim-secret-%s\n" % uniq("s"),
-                            "wait.py": "import time\ntime.sleep(60)\n"})
+                            "wait.py": "import signal\nsignal.pause()\n"})
     victim = submit(srv, source=sid, entry_script="wait.py")
     run = wait_run(srv, victim["id"], "running")
     victim_task = run["tasks"][0]["id"]
@@ -389,7 +389,7 @@ GANG = """
             with open(os.path.join(pids_dir, me + "-daemon"), "w") as f:
                 f.write(str(os.getpid()))
             while True:
-                time.sleep(1)
+                signal.pause()  # until SIGKILL (SIGTERM is ignored)
     with open(os.path.join(pids_dir, me + ".tmp"), "w") as f:
         f.write(str(os.getpid()))
     os.rename(os.path.join(pids_dir, me + ".tmp"), os.path.join(pids_dir, me))
@@ -404,7 +404,7 @@ GANG = """
         os.rename(at + ".tmp", at)
         sys.exit(3)
     while True:
-        time.sleep(1)
+        signal.pause()  # until stopped
 """
 
 
