@@ -178,6 +178,13 @@ void api_runs_get(struct api_ctx *, struct api_request *, struct api_response *)
 void api_runs_cancel(struct api_ctx *, struct api_request *, struct api_response *);
 void api_runs_rerun(struct api_ctx *, struct api_request *, struct api_response *);
 void api_experiments_list(struct api_ctx *, struct api_request *, struct api_response *);
+/* Sweeps (api/sweeps.c). */
+void api_sweeps_create(struct api_ctx *, struct api_request *, struct api_response *);
+void api_sweeps_list(struct api_ctx *, struct api_request *, struct api_response *);
+void api_sweeps_get(struct api_ctx *, struct api_request *, struct api_response *);
+void api_sweeps_runs(struct api_ctx *, struct api_request *, struct api_response *);
+void api_sweeps_cancel(struct api_ctx *, struct api_request *, struct api_response *);
+void api_sweeps_events(struct api_ctx *, struct api_request *, struct api_response *);
 /* nodes.c */
 void api_nodes_register(struct api_ctx *, struct api_request *, struct api_response *);
 void api_nodes_heartbeat(struct api_ctx *, struct api_request *, struct api_response *);

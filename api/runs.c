@@ -257,6 +257,11 @@ void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_resp
                   "[A-Za-z0-9._-]");
         return;
     }
+    f.sweep = req->query(req->conn, "sweep");
+    if (f.sweep && !valid_name(f.sweep, 31)) {
+        api_error(resp, ERR_INVALID, "sweep", "sweep must be a sweep id such as swp-0123456789ab");
+        return;
+    }
     f.status = req->query(req->conn, "status");
     if (f.status) {
         const char *const *s;

@@ -1,7 +1,8 @@
 /*
  * scheduler.c - the scheduler thread: a libuv loop with a wake-up async,
  * a tick timer and an HTTP client to the agents. A pass: expire (node
- * timeouts, deadlines), place the queue, then empty the outbox (push
+ * timeouts, deadlines), a step of the sweeps (scheduler/sweeps.h: at most
+ * every 100 ms), place the queue, then empty the outbox (push
  * assignments, send stops). Passes coalesce: a kick during a pass runs
  * one more pass after it, never two at once.
  */
@@ -21,6 +22,7 @@
 #include "common/uvcurl.h"
 #include "common/xalloc.h"
 #include "scheduler/placement.h"
+#include "scheduler/sweeps.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -57,6 +59,9 @@ struct scheduler {
     size_t n_acked;
     size_t cap_acked;
     uv_timer_t ack_timer;
+    struct sweeps *sweeps;
+    int64_t last_sweep_ms; /* when the sweeps last took a step */
+    uv_timer_t sweep_timer; /* the next step while sweeps run */
     uint64_t last_pass; /* loop time of the last pass */
     uint64_t pass_ms; /* how long it took */
     bool stopping;
@@ -64,6 +69,9 @@ struct scheduler {
 
 /* Kicked passes run at most this often (ms). */
 #define PASS_GAP_MS 5
+/* Sweeps take a step at most this often (ms), and at least this often
+ * while one runs: a policy's verdict waits at most this long. */
+#define SWEEP_GAP_MS 100
 
 static void flight_free(struct flight *f);
 
@@ -285,6 +293,11 @@ static int64_t liveness_timeout(int64_t node_timeout_ms)
     return node_timeout_ms + ext;
 }
 
+static void on_sweep_timer(uv_timer_t *t)
+{
+    schedule_pass(t->data);
+}
+
 static void pass(struct scheduler *s)
 {
     int64_t now = time_now_ms();
@@ -300,6 +313,13 @@ static void pass(struct scheduler *s)
 
     timeout = liveness_timeout(s->cfg.node_timeout_ms);
     store_sched_expire(s->cfg.store, now, timeout, &changed);
+    /* Trials made here are placed by this pass. */
+    if (now - s->last_sweep_ms >= SWEEP_GAP_MS || now < s->last_sweep_ms) {
+        s->last_sweep_ms = now;
+        sweeps_step(s->sweeps, now);
+        if (sweeps_active(s->sweeps) && !uv_is_active((uv_handle_t *)&s->sweep_timer))
+            uv_timer_start(&s->sweep_timer, on_sweep_timer, SWEEP_GAP_MS, 0);
+    }
     if (store_sched_state(s->cfg.store, now, timeout, &state) == 0) {
         placement_pass(&state, &placements, &reasons);
         if (placements.n_runs > 0) {
@@ -387,6 +407,8 @@ static void on_wake(uv_async_t *a)
     }
     uv_timer_stop(&s->tick);
     uv_timer_stop(&s->soon);
+    uv_timer_stop(&s->sweep_timer);
+    uv_close((uv_handle_t *)&s->sweep_timer, on_closed);
     uv_close((uv_handle_t *)&s->tick, on_closed);
     uv_close((uv_handle_t *)&s->soon, on_closed);
     uv_close((uv_handle_t *)&s->ack_timer, on_closed);
@@ -419,6 +441,9 @@ int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sch
     s->soon.data = s;
     uv_timer_init(&s->loop, &s->ack_timer);
     s->ack_timer.data = s;
+    uv_timer_init(&s->loop, &s->sweep_timer);
+    s->sweep_timer.data = s;
+    s->sweeps = sweeps_new(s->cfg.store);
     s->http = uvcurl_new(&s->loop);
     if (s->http == NULL)
         goto err;
@@ -436,6 +461,7 @@ err:
     on_wake(&s->wake);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
+    sweeps_free(s->sweeps);
     free(s);
     return ERR_INTERNAL;
 }
@@ -449,6 +475,7 @@ void scheduler_free(struct scheduler *s)
     uv_thread_join(&s->thread);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("scheduler: loop closed with handles open");
+    sweeps_free(s->sweeps);
     free(s);
 }
 

@@ -4,7 +4,9 @@
  * nodes (all of a run's tasks at once or none), writes the placements,
  * pushes assignments and stops to the agents with libcurl (curl multi on
  * the same loop), and applies the time-driven rules (node timeouts, run
- * deadlines). The store is the truth: a pass reads it, decides, writes.
+ * deadlines); and it drives sweeps: samples their trials and stops what
+ * their early termination policy names. The store is the truth: a pass
+ * reads it, decides, writes.
  *
  * scheduler_new/free: main thread. scheduler_kick: any thread.
  */

@@ -40,6 +40,13 @@ static struct route routes[] = {
     { "GET", "/api/v1/runs/{id}/artifacts/{path*}", api_runs_artifact_get, READ, JSON, WORKER, 0 },
     { "GET", "/api/v1/experiments", api_experiments_list, READ, JSON, WORKER, 0 },
 
+    { "POST", "/api/v1/sweeps", api_sweeps_create, WRITE, JSON, WORKER, 0 },
+    { "GET", "/api/v1/sweeps", api_sweeps_list, READ, JSON, WORKER, 0 },
+    { "GET", "/api/v1/sweeps/{id}", api_sweeps_get, READ, JSON, WORKER, 0 },
+    { "GET", "/api/v1/sweeps/{id}/runs", api_sweeps_runs, READ, JSON, WORKER, 0 },
+    { "POST", "/api/v1/sweeps/{id}/cancel", api_sweeps_cancel, WRITE, JSON, WORKER, 0 },
+    { "GET", "/api/v1/sweeps/{id}/events", api_sweeps_events, READ, JSON, WORKER, 0 },
+
     { "POST", "/api/v1/nodes", api_nodes_register, ADMIN | AGENT, JSON, WORKER, 0 },
     { "GET", "/api/v1/nodes", api_nodes_list, READ, JSON, WORKER, 0 },
     { "GET", "/api/v1/nodes/{name}", api_nodes_get, READ, JSON, WORKER, 0 },

@@ -94,6 +94,11 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now);
 /* Appends a status event (with error, may be NULL) to a run's history. */
 int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status,
                      const char *error);
+/* Stores a queued run, as store_run_create(), inside a write. */
+int run_insert(struct conn *c, const struct store_new_run *run);
+/* Cancels a run that has not ended (the caller checked): status canceled
+ * with reason (NULL for none), its attempt's live tasks killed, an event. */
+int run_cancel_seq(struct conn *c, int64_t seq, int64_t attempt, int64_t now, const char *reason);
 /* Appends an event to a run's history. */
 int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, const cJSON *data);
 #endif

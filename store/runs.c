@@ -13,7 +13,8 @@ static const char *const run_statuses[] = { "queued",    "starting", "running",
 
 #define RUN_COLUMNS                                                                                \
     "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "        \
-    "reason, owner, truncated"
+    "reason, owner, truncated, (SELECT id FROM sweeps WHERE seq = runs.sweep_seq), trial, "         \
+    "parameters"
 
 /* ---- create ---- */
 
@@ -71,8 +72,8 @@ static int run_create_fn(struct conn *c, void *arg)
         return rc;
 
     st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, priority, "
-                      "created_at, attempt, reason, owner) "
-                      "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?)");
+                      "created_at, attempt, reason, owner, sweep_seq, trial, parameters) "
+                      "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)");
     if (st == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, r->id);
@@ -83,6 +84,15 @@ static int run_create_fn(struct conn *c, void *arg)
     sqlite3_bind_int64(st, 6, r->created_at);
     bind_text(st, 7, r->reason);
     bind_text(st, 8, r->owner);
+    if (r->sweep_seq > 0) {
+        sqlite3_bind_int64(st, 9, r->sweep_seq);
+        sqlite3_bind_int(st, 10, r->trial);
+        bind_text(st, 11, r->parameters);
+    } else {
+        sqlite3_bind_null(st, 9);
+        sqlite3_bind_null(st, 10);
+        sqlite3_bind_null(st, 11);
+    }
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
@@ -114,6 +124,11 @@ static int run_create_fn(struct conn *c, void *arg)
             return rc;
     }
     return run_status_event(c, seq, r->created_at, "queued", NULL);
+}
+
+int run_insert(struct conn *c, const struct store_new_run *run)
+{
+    return run_create_fn(c, (void *)run);
 }
 
 int store_run_create(struct store *store, const struct store_new_run *run)
@@ -154,6 +169,10 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
         cJSON_AddNullToObject(out, "reason");
     cJSON_AddFalseToObject(out, "log_truncated");
     cJSON_AddFalseToObject(out, "metrics_truncated");
+    /* Trials are created by the scheduler (scheduler/sweeps.c), not here. */
+    cJSON_AddNullToObject(out, "sweep_id");
+    cJSON_AddNullToObject(out, "trial");
+    cJSON_AddNullToObject(out, "parameters");
     cJSON_AddItemToObject(out, "tags", cJSON_Duplicate(run->tags, 1));
     tasks = cJSON_AddArrayToObject(out, "tasks");
     for (i = 0; i < run->n_tasks; i++) {
@@ -263,6 +282,16 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
     /* Set once a quota cut the run's log or metrics short (store/tasks.c). */
     cJSON_AddBoolToObject(run, "log_truncated", sqlite3_column_int(st, 12) & 1);
     cJSON_AddBoolToObject(run, "metrics_truncated", sqlite3_column_int(st, 12) & 2);
+    /* A sweep's trial: the sweep, its number and its parameter values. */
+    col_add_string(st, 13, run, "sweep_id");
+    if (sqlite3_column_type(st, 14) == SQLITE_NULL)
+        cJSON_AddNullToObject(run, "trial");
+    else
+        cJSON_AddNumberToObject(run, "trial", sqlite3_column_int(st, 14));
+    if (sqlite3_column_type(st, 15) == SQLITE_NULL)
+        cJSON_AddNullToObject(run, "parameters");
+    else
+        col_add_json(st, 15, run, "parameters");
     spec = json_get(run, "spec");
     cJSON_AddItemToObject(run, "tags", cJSON_Duplicate(json_get(spec, "tags"), 1));
     if ((rc = add_tasks(c, seq, attempt, run)) < 0 || (rc = add_metrics(c, seq, run)) < 0) {
@@ -271,6 +300,35 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
     }
     *ret_run = run;
     return 0;
+}
+
+/* The most events a run resource shows: the latest. */
+#define RUN_EVENTS_SHOWN 200
+
+/* What happened to the run (status changes, retries, quotas, early
+ * termination), oldest first: {"time", "type", "data"}. */
+static int add_events(struct conn *c, int64_t seq, cJSON *run)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT time, type, data FROM (SELECT seq, time, type, data "
+                                    "FROM run_events WHERE run_seq = ? ORDER BY seq DESC "
+                                    "LIMIT ?) ORDER BY seq");
+    cJSON *events = cJSON_AddArrayToObject(run, "events");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int(st, 2, RUN_EVENTS_SHOWN);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *e = cJSON_CreateObject();
+
+        col_add_time(st, 0, e, "time");
+        col_add_string(st, 1, e, "type");
+        col_add_json(st, 2, e, "data");
+        cJSON_AddItemToArray(events, e);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "read run events");
 }
 
 static int run_get(struct conn *c, const char *id, cJSON **ret_run)
@@ -282,9 +340,11 @@ static int run_get(struct conn *c, const char *id, cJSON **ret_run)
         return ERR_INTERNAL;
     bind_text(st, 1, id);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         rc = run_from_row(c, st, ret_run);
-    else
+        if (rc == 0 && (rc = add_events(c, sqlite3_column_int64(st, 0), *ret_run)) < 0)
+            cJSON_Delete(*ret_run);
+    } else
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get run");
     sqlite3_reset(st);
     return rc;
@@ -318,6 +378,7 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
                       "AND (?2 IS NULL OR experiment = ?2) AND (?3 IS NULL OR status = ?3) "
                       "AND (?4 IS NULL OR seq IN (SELECT run_seq FROM run_tags "
                       "WHERE key = ?4 AND value = ?5)) AND (?7 IS NULL OR owner = ?7) "
+                      "AND (?8 IS NULL OR sweep_seq = (SELECT seq FROM sweeps WHERE id = ?8)) "
                       "ORDER BY seq DESC LIMIT ?6");
     if (st == NULL) {
         conn_end_read(c);
@@ -331,6 +392,7 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
     /* One more than asked tells whether there is a next page. */
     sqlite3_bind_int(st, 6, f->limit + 1);
     bind_text(st, 7, f->owner);
+    bind_text(st, 8, f->sweep);
     list = list_new(&items);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *run;
@@ -362,6 +424,24 @@ int store_run_list(struct store *store, const struct store_run_filter *f, cJSON 
 }
 
 /* ---- cancel ---- */
+
+int run_cancel_seq(struct conn *c, int64_t seq, int64_t attempt, int64_t now, const char *reason)
+{
+    sqlite3_stmt *st = conn_stmt(c, "UPDATE runs SET status = 'canceled', ended_at = ?, "
+                                    "reason = ? WHERE seq = ?");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    sqlite3_bind_int64(st, 1, now);
+    bind_text(st, 2, reason);
+    sqlite3_bind_int64(st, 3, seq);
+    if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    if ((rc = tasks_kill_live(c, seq, attempt, now)) < 0)
+        return rc;
+    return run_status_event(c, seq, now, "canceled", NULL);
+}
 
 struct run_cancel {
     const char *id;
@@ -403,17 +483,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
     if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)
         return ERR_CONFLICT;
 
-    st = conn_stmt(c, "UPDATE runs SET status = 'canceled', ended_at = ?, reason = NULL "
-                      "WHERE seq = ?");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    sqlite3_bind_int64(st, 1, rc_arg->now);
-    sqlite3_bind_int64(st, 2, seq);
-    if ((rc = stmt_done(c, st)) < 0)
-        return rc;
-    if ((rc = tasks_kill_live(c, seq, attempt, rc_arg->now)) < 0)
-        return rc;
-    return run_status_event(c, seq, rc_arg->now, "canceled", NULL);
+    return run_cancel_seq(c, seq, attempt, rc_arg->now, NULL);
 }
 
 int store_run_cancel(struct store *store, const char *id, const char *owner, int64_t now_ms,

@@ -140,6 +140,10 @@ struct store_new_run {
     int64_t created_at;
     const struct store_new_task *tasks;
     int n_tasks;
+    /* A sweep's trial (store_sweep_add_trial()); 0 otherwise. */
+    int64_t sweep_seq;
+    int trial;
+    const char *parameters; /* JSON object of the trial's values */
 };
 
 /* Stores a queued run, its tags and its first attempt's pending tasks and
@@ -167,6 +171,7 @@ struct store_run_filter {
     const char *status;
     const char *tag_key;
     const char *tag_value;
+    const char *sweep; /* a sweep id: only its trials */
     int64_t before_seq; /* cursor: only runs older than this; 0 = newest */
     int limit;
 };
@@ -186,6 +191,100 @@ int store_run_cancel(struct store *store, const char *id, const char *owner, int
 int store_experiment_list(struct store *store, const struct store_page *page, cJSON **ret_list);
 /* Counts of runs per status, as {"queued": 3, ...} (every status present). */
 int store_run_counts(struct store *store, cJSON **ret_counts);
+
+/* ---- sweeps (issue 12; the sampler is scheduler/sweeps.c) ---- */
+
+struct store_new_sweep {
+    const char *id;
+    const char *experiment;
+    const char *owner;
+    const char *spec; /* normalised sweep spec (JSON text) */
+    int64_t seed;
+    int64_t created_at;
+};
+
+/* Stores a running sweep with no trials. ERR_CONFLICT when the id exists. */
+int store_sweep_create(struct store *store, const struct store_new_sweep *sweep);
+/*
+ * The sweep resource: its fields, spec, trial counts by status
+ * ({"created", "queued", ..., "canceled", "early_terminated"}) and
+ * best_run ({"id", "trial", "parameters", "value"} of the completed trial
+ * with the best last value of the primary metric, or null).
+ * ERR_NOT_FOUND when unknown.
+ */
+int store_sweep_get(struct store *store, const char *id, cJSON **ret_sweep);
+/* Sweeps newest first: {"items", "next_cursor"}; status may be NULL. */
+int store_sweep_list(struct store *store, const char *status, int64_t before_seq, int limit,
+                     cJSON **ret_list);
+/* How trials are ordered by store_sweep_runs(). */
+enum store_trial_sort { STORE_TRIAL_BY_NUMBER, STORE_TRIAL_BY_VALUE };
+/*
+ * A sweep's trials: {"items": [{"id", "trial", "status", "reason",
+ * "parameters", "value", "created_at", "started_at", "ended_at"}]}, by
+ * number or by value (trials without a value last), descending if desc.
+ */
+int store_sweep_runs(struct store *store, const char *id, enum store_trial_sort sort, bool desc,
+                     cJSON **ret_list);
+/* Cancels a running sweep and its unfinished trials; a canceled sweep is
+ * returned unchanged. owner as store_run_cancel(). ERR_CONFLICT when it
+ * ended otherwise, ERR_NOT_FOUND when unknown. *ret_sweep gets it. */
+int store_sweep_cancel(struct store *store, const char *id, const char *owner, int64_t now_ms,
+                       cJSON **ret_sweep);
+
+/* A running sweep as the sampler reads it. */
+struct store_sweep_row {
+    int64_t seq;
+    char id[32];
+    char *spec; /* JSON text, owned */
+    char *owner; /* may be NULL; owned */
+    int64_t seed;
+    int n_trials;
+    int64_t created_at;
+};
+/* The running sweeps; free with store_sweep_rows_free(). */
+int store_sweeps_running(struct store *store, struct store_sweep_row **ret_rows, int *ret_n);
+void store_sweep_rows_free(struct store_sweep_row *rows, int n);
+
+/* A trial as the sampler reads it. */
+struct store_trial_row {
+    int trial;
+    int64_t run_seq;
+    char run_id[32];
+    char status[16];
+    bool early_terminated;
+    char *parameters; /* JSON text, owned */
+};
+/* The trials of sweep seq by number; free with store_trial_rows_free(). */
+int store_sweep_trials(struct store *store, int64_t sweep_seq, struct store_trial_row **ret_rows,
+                       int *ret_n);
+void store_trial_rows_free(struct store_trial_row *rows, int n);
+
+/* A metric point of a trial, with its row id (arrival order). */
+struct store_trial_point {
+    int64_t rowid;
+    int64_t step;
+    double value;
+};
+/* The points of metric name of run run_seq after row after_rowid, in
+ * arrival order, at most max; *ret_points is freed with free(). */
+int store_trial_points(struct store *store, int64_t run_seq, const char *name,
+                       int64_t after_rowid, size_t max, struct store_trial_point **ret_points,
+                       size_t *ret_n);
+
+/* Stores run as trial run->trial of sweep run->sweep_seq, if the sweep is
+ * running and has exactly run->trial trials: ERR_CONFLICT otherwise (the
+ * trial exists, or the sweep ended). */
+int store_sweep_add_trial(struct store *store, const struct store_new_run *run);
+/* Cancels a trial that has not ended with reason "early_terminated" and
+ * an "early_terminated" event with data (the policy's numbers); a no-op
+ * for a trial that ended. */
+int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data,
+                           int64_t now_ms);
+/* Ends a running sweep with status (completed, failed or canceled) and
+ * error (may be NULL), canceling its unfinished trials; a no-op when it
+ * is no longer running. */
+int store_sweep_finish(struct store *store, int64_t sweep_seq, const char *status,
+                       const char *error, int64_t now_ms);
 
 /* ---- nodes ---- */
 
