@@ -76,17 +76,16 @@ static bool key_known(const char *const *keys, const char *key)
     return false;
 }
 
-/* A finite number > 0 (and <= max) into *ret; absent leaves *ret alone. */
-static int positive(const cJSON *in, const char *key, double max, double *ret,
-                    struct sweep_error *err)
+/* A number in (min, max] into *ret; absent leaves *ret alone. */
+static int number(const cJSON *in, const char *key, double min, double max, double *ret,
+                  struct sweep_error *err)
 {
     const cJSON *item = json_get(in, key);
 
     if (!item)
         return 0;
-    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble <= 0 ||
-        item->valuedouble > max)
-        return fail(err, key, "%s must be a number greater than 0 and at most %g", key, max);
+    if (!cJSON_IsNumber(item) || !(item->valuedouble > min && item->valuedouble <= max))
+        return fail(err, key, "%s must be a number greater than %g and at most %g", key, min, max);
     *ret = item->valuedouble;
     return 0;
 }
@@ -123,8 +122,8 @@ static int parse_bandit(const cJSON *in, struct es_policy *p, struct sweep_error
     double factor = 0;
     double amount = 0;
 
-    if (positive(in, "slack_factor", 1e9, &factor, err) ||
-        positive(in, "slack_amount", DBL_MAX, &amount, err))
+    if (number(in, "slack_factor", 0, 1e9, &factor, err) ||
+        number(in, "slack_amount", 0, 1e300, &amount, err))
         return ERR_INVALID;
     if (factor > 0 && amount > 0)
         return fail(err, "slack_amount", "bandit takes slack_factor or slack_amount, not both");
@@ -160,10 +159,11 @@ static int parse_asha(const cJSON *in, struct es_policy *p, struct sweep_error *
     double factor = 3;
 
     if (integer(in, "min_resource", 1, INT64_C(1) << 53, &min_resource, err) ||
-        positive(in, "reduction_factor", 100, &factor, err))
+        number(in, "reduction_factor", 1, 100, &factor, err))
         return ERR_INVALID;
+    /* Closer to 1, the rungs are too many to be of use. */
     if (factor < 1.01)
-        return fail(err, "reduction_factor", "reduction_factor must be a number from 1.01 to 100");
+        return fail(err, "reduction_factor", "reduction_factor must be at least 1.01");
     p->min_resource = min_resource;
     p->reduction_factor = factor;
     return 0;
@@ -627,11 +627,17 @@ static void asha(struct es_state *es, struct trial *t, int64_t step, double g, s
     int64_t index = rung_for(p, step);
     struct rung *r;
 
-    if (index <= t->rung)
+    if (index <= t->rung) {
+        snprintf(v->message, sizeof(v->message), "asha: step %lld reaches no new rung",
+                 (long long)step);
         return;
+    }
     t->rung = index;
     r = rung_at(es, index);
-    if (r->values.n > 0) {
+    if (r->values.n == 0) {
+        snprintf(v->message, sizeof(v->message), "asha: the first value at rung %.6g",
+                 rung_step(p, index));
+    } else {
         double cutoff = sorted_quantile(&r->values, 1 - 1 / p->reduction_factor);
 
         v->stop = g < cutoff;

@@ -452,6 +452,10 @@ static void asha_reduction_factor_2(void)
     RUN("{\"policy\": \"asha\", \"min_resource\": 1, \"reduction_factor\": 2}", true, script);
     v = report(es, 0, 4, 0.5);
     ASSERT_TRUE(isnan(v.threshold));
+    ASSERT_STR_EQ(v.message, "asha: the first value at rung 4");
+    v = report(es, 0, 7, 0.1);
+    ASSERT_TRUE(!v.stop);
+    ASSERT_STR_EQ(v.message, "asha: step 7 reaches no new rung");
     v = report(es, 1, 5, 0.25);
     ASSERT_TRUE(v.stop);
     ASSERT_TRUE(v.threshold == 0.5);
@@ -529,6 +533,185 @@ static void no_policy_and_nan(void)
     es_free(es);
 }
 
+/*
+ * The state's incremental arrays against the rules computed from scratch
+ * (every trial's history rescanned) on random curves fed in a random
+ * order, with trials ending by themselves now and then.
+ */
+#define REF_TRIALS 40
+#define REF_REPORTS 30
+
+struct ref {
+    double g[REF_TRIALS][REF_REPORTS]; /* goodness at each interval */
+    int k[REF_TRIALS];
+    char state[REF_TRIALS]; /* 'a' active, 's' stopped, 'e' ended */
+    int64_t rung_of[REF_TRIALS]; /* asha: last rung index, -1 */
+    double rung_g[64][REF_TRIALS * REF_REPORTS]; /* asha: by rung index */
+    int rung_n[64];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static double quantile(double *v, int n, double q)
+{
+    double pos = q * (n - 1);
+    int lo = (int)floor(pos);
+    int hi = lo + 1 < n ? lo + 1 : lo;
+
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return v[lo] * (1 - (pos - lo)) + v[hi] * (pos - lo);
+}
+
+/* The reference verdict for trial t's report (already in r): stop, and
+ * the threshold in goodness (NAN when no rule applied). */
+static bool ref_verdict(struct ref *r, const struct es_policy *p, int t, int64_t step,
+                        double *ret_threshold)
+{
+    static double v[REF_TRIALS * REF_REPORTS];
+    int k = r->k[t];
+    double g = r->g[t][k - 1];
+    bool due = k > p->delay_evaluation && k % p->evaluation_interval == 0;
+    int n = 0;
+    int u;
+    int j;
+
+    *ret_threshold = NAN;
+    if (p->kind == ES_BANDIT && due) {
+        double best = -INFINITY;
+
+        for (u = 0; u < REF_TRIALS; u++)
+            best = r->k[u] >= k && r->g[u][k - 1] > best ? r->g[u][k - 1] : best;
+        /* maximize only here: threshold = best - slack_amount */
+        *ret_threshold = best - p->slack_amount;
+        return g < *ret_threshold;
+    }
+    if (p->kind == ES_MEDIAN_STOPPING && due) {
+        double best = -INFINITY;
+
+        for (u = 0; u < REF_TRIALS; u++) {
+            double sum = 0;
+
+            if (u == t || r->k[u] < k)
+                continue;
+            for (j = 0; j < k; j++)
+                sum += r->g[u][j];
+            v[n++] = sum / k;
+        }
+        if (n == 0)
+            return false;
+        for (j = 0; j < k; j++)
+            best = r->g[t][j] > best ? r->g[t][j] : best;
+        *ret_threshold = quantile(v, n, 0.5);
+        return best < *ret_threshold;
+    }
+    if (p->kind == ES_TRUNCATION_SELECTION && due) {
+        int cut;
+
+        for (u = 0; u < REF_TRIALS; u++) {
+            if (r->k[u] >= k && !(p->exclude_finished_runs && r->state[u] == 'e'))
+                v[n++] = r->g[u][k - 1];
+        }
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        cut = (int)floor(n * p->truncation_percentage / 100);
+        *ret_threshold = v[cut < n ? cut : n - 1];
+        return cut > 0 && g < v[cut];
+    }
+    if (p->kind == ES_ASHA) {
+        int64_t i = -1;
+        double r_i = (double)p->min_resource;
+
+        while (r_i <= (double)step) {
+            i++;
+            r_i *= p->reduction_factor;
+        }
+        if (i <= r->rung_of[t])
+            return false;
+        r->rung_of[t] = i;
+        n = r->rung_n[i];
+        memcpy(v, r->rung_g[i], (size_t)n * sizeof(*v));
+        r->rung_g[i][r->rung_n[i]++] = g;
+        if (n == 0)
+            return false;
+        *ret_threshold = quantile(v, n, 1 - 1 / p->reduction_factor);
+        return g < *ret_threshold;
+    }
+    return false;
+}
+
+static void matches_the_rules_from_scratch(void)
+{
+    static const char *const policies[] = {
+        "{\"policy\": \"bandit\", \"slack_amount\": 0.15, \"delay_evaluation\": 3}",
+        "{\"policy\": \"median_stopping\", \"evaluation_interval\": 2, \"delay_evaluation\": 1}",
+        "{\"policy\": \"truncation_selection\", \"truncation_percentage\": 30}",
+        "{\"policy\": \"truncation_selection\", \"truncation_percentage\": 25, "
+        "\"exclude_finished_runs\": true}",
+        "{\"policy\": \"asha\", \"min_resource\": 2, \"reduction_factor\": 2}",
+        "{\"policy\": \"asha\", \"reduction_factor\": 3}",
+    };
+    static struct ref r;
+    size_t i;
+
+    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        struct es_policy p = parse_ok(policies[i]);
+        struct es_state *es = es_new(&p, true, REF_TRIALS);
+        unsigned seed = 1234;
+        int64_t step[REF_TRIALS] = { 0 };
+        int stops = 0;
+        int n;
+        int t;
+
+        memset(&r, 0, sizeof(r));
+        for (t = 0; t < REF_TRIALS; t++) {
+            r.state[t] = 'a';
+            r.rung_of[t] = -1;
+        }
+        for (n = 0; n < REF_TRIALS * REF_REPORTS; n++) {
+            struct es_verdict v;
+            double threshold;
+            double value;
+            bool want;
+
+            t = rand_r(&seed) % REF_TRIALS;
+            if (r.state[t] != 'a' || r.k[t] == REF_REPORTS)
+                continue;
+            if (rand_r(&seed) % 50 == 0) {
+                r.state[t] = 'e';
+                es_trial_ended(es, t);
+                continue;
+            }
+            /* A rising curve of the trial's own height, with noise. */
+            value = (0.5 + 0.5 * (t % 7) / 7.0) * (1 - exp(-(r.k[t] + 1) / 8.0)) +
+                    0.05 * rand_r(&seed) / RAND_MAX;
+            step[t] += 1 + rand_r(&seed) % 3;
+            r.g[t][r.k[t]++] = value;
+            want = ref_verdict(&r, &p, t, step[t], &threshold);
+            if (es_report(es, t, step[t], value, &v) != want)
+                UNIT_FAIL("%s: report %d (trial %d, interval %d): %s, the rule says %s (%s)",
+                          policies[i], n, t, r.k[t], v.stop ? "stopped" : "kept",
+                          want ? "stop" : "keep", v.message);
+            if (isnan(threshold) != isnan(v.threshold) ||
+                (!isnan(threshold) && fabs(threshold - v.threshold) > 1e-12))
+                UNIT_FAIL("%s: report %d: threshold %.17g, the rule says %.17g", policies[i], n,
+                          v.threshold, threshold);
+            if (want) {
+                r.state[t] = 's';
+                stops++;
+            }
+        }
+        /* The curves were made for the rules to bite, but not always. */
+        if (stops == 0 || stops == REF_TRIALS)
+            UNIT_FAIL("%s: %d of %d trials stopped", policies[i], stops, REF_TRIALS);
+        es_free(es);
+    }
+}
+
 UNIT_LIST(earlystop_tests) = {
     { "earlystop/parses_policies_with_defaults", parses_policies_with_defaults },
     { "earlystop/parse_errors_name_the_field", parse_errors_name_the_field },
@@ -549,5 +732,6 @@ UNIT_LIST(earlystop_tests) = {
     { "earlystop/asha_reduction_factor_2", asha_reduction_factor_2 },
     { "earlystop/asha_reduction_factor_3", asha_reduction_factor_3 },
     { "earlystop/no_policy_and_nan", no_policy_and_nan },
+    { "earlystop/matches_the_rules_from_scratch", matches_the_rules_from_scratch },
     { NULL, NULL },
 };
