@@ -1,7 +1,10 @@
 /* trainyard dashboard: a tiny hash router over the REST API, no framework.
- * Pages: #/login, #/runs, #/runs/ID, #/nodes, #/experiments, #/compute.
+ * Pages: #/login, #/runs, #/runs/ID, #/sweeps, #/sweeps/ID (sweeps.js),
+ * #/nodes, #/experiments, #/compute.
  * Every page fetches only what it shows (one page of runs, downsampled
  * metric series) and stops its timers and streams when left. */
+
+import { renderSweeps, renderSweep, trialSummaryItems, createHistory } from './sweeps.js';
 
 const TERMINAL = new Set(['completed', 'failed', 'canceled']);
 const RUN_STATUSES = ['queued', 'starting', 'running', 'completed', 'failed', 'canceled'];
@@ -322,15 +325,16 @@ async function readSSE(path, onEvent, signal) {
   }
 }
 
-/* Follows a run's events until it has ended, reconnecting after a drop. */
-async function followRun(id, onEvent, signal) {
+/* Follows an event stream until isEnd(event, data) says it has ended,
+ * reconnecting after a drop. */
+async function followStream(path, isEnd, onEvent, signal) {
   let ended = false;
   let delay = 1000;
   while (!signal.aborted && !ended) {
     try {
-      await readSSE(`/runs/${enc(id)}/events`, (ev, data) => {
+      await readSSE(path, (ev, data) => {
         delay = 1000;
-        if (ev === 'status' && TERMINAL.has(data.status)) ended = true;
+        if (isEnd(ev, data)) ended = true;
         onEvent(ev, data);
       }, signal);
     } catch (e) {
@@ -340,6 +344,11 @@ async function followRun(id, onEvent, signal) {
     await sleep(delay, signal);
     delay = Math.min(delay * 2, 15000);
   }
+}
+
+/* Follows a run's events until it has ended. */
+function followRun(id, onEvent, signal) {
+  return followStream(`/runs/${enc(id)}/events`, (ev, data) => ev === 'status' && TERMINAL.has(data.status), onEvent, signal);
 }
 
 /* ---------------------------------------------------------- page views */
@@ -403,7 +412,7 @@ async function route() {
     location.replace('#/login' + (location.hash && location.hash !== '#/' ? '?next=' + enc(location.hash) : ''));
     return;
   }
-  const key = page === 'runs' && parts[1] ? `run:${parts[1]}` : page;
+  const key = (page === 'runs' || page === 'sweeps') && parts[1] ? `${page}:${parts[1]}` : page;
   if (view && view.key === key && view.update) {
     view.update(query);
     return;
@@ -418,6 +427,8 @@ async function route() {
     if (page === 'login') renderLogin(main, v, query);
     else if (page === 'runs' && parts[1]) await renderRun(main, v, parts[1], query);
     else if (page === 'runs') renderRuns(main, v, query);
+    else if (page === 'sweeps' && parts[1]) await renderSweep(main, v, parts[1]);
+    else if (page === 'sweeps') renderSweeps(main, v, query);
     else if (page === 'nodes') renderNodes(main, v);
     else if (page === 'experiments') renderExperiments(main, v);
     else if (page === 'compute') renderCompute(main, v);
@@ -747,6 +758,27 @@ function commandText(spec) {
   return ['python', spec.entry_script, ...params, ...(spec.arguments || [])].join(' ');
 }
 
+/* A danger button that asks first: [label] -> "question [yes] [Keep it]"; run() on yes
+ * (an error is shown and the button may be pressed again). */
+function confirmedButton({ action, label, question, yes: yesLabel, run }) {
+  const yes = h('button', { type: 'button', class: 'danger solid', 'data-action': `confirm-${action}` }, yesLabel);
+  const no = h('button', { type: 'button' }, 'Keep it');
+  const confirmBox = h('span', { class: 'title-row', hidden: true }, h('span', { class: 'sub' }, question), yes, no);
+  const btn = h('button', { type: 'button', class: 'danger', 'data-action': action }, label);
+  btn.addEventListener('click', () => { btn.hidden = true; confirmBox.hidden = false; yes.focus(); });
+  no.addEventListener('click', () => { btn.hidden = false; confirmBox.hidden = true; btn.focus(); });
+  yes.addEventListener('click', async () => {
+    yes.disabled = true;
+    try {
+      await run();
+    } catch (e) {
+      toast(e.message, true);
+      yes.disabled = false;
+    }
+  });
+  return [btn, confirmBox];
+}
+
 async function renderRun(main, v, id, query) {
   document.title = `${id} · trainyard`;
   const st = { run: null, expanded: new Set(), compare: parseCompare(query) };
@@ -777,7 +809,8 @@ async function renderRun(main, v, id, query) {
     h('details', { class: 'spec' }, h('summary', { class: 'section-head' }, h('h2', {}, 'Spec'), h('span', { class: 'faint' }, 'as accepted, defaults filled in')),
       h('div', { class: 'section-body' }, specPre)));
 
-  main.append(crumbs, titleRow, alertBox, summary, metricsSection, tasksSection, logSection, artSection, specSection);
+  const history = createHistory();
+  main.append(crumbs, titleRow, alertBox, summary, metricsSection, tasksSection, history.section, logSection, artSection, specSection);
 
   let run;
   try {
@@ -789,6 +822,7 @@ async function renderRun(main, v, id, query) {
     return;
   }
   st.run = run;
+  if (run.sweep_id) crumbs.replaceChildren(h('a', { href: '#/sweeps' }, 'Sweeps'), ' / ', h('a', { href: `#/sweeps/${run.sweep_id}` }, run.sweep_id), ' / ');
   crumbs.append(h('a', { href: hashFor('/runs', { experiment: run.experiment }) }, run.experiment));
 
   /* ---- header, summary, tasks ---- */
@@ -797,24 +831,14 @@ async function renderRun(main, v, id, query) {
     statusBox.replaceChildren(h('span', { class: 'status-cell' }, badge(r.status), elapsedEl(r)));
     actions.replaceChildren();
     if (canCancel() && !TERMINAL.has(r.status)) {
-      const yes = h('button', { type: 'button', class: 'danger solid', 'data-action': 'confirm-cancel' }, 'Yes, cancel this run');
-      const no = h('button', { type: 'button' }, 'Keep it');
-      const confirmBox = h('span', { class: 'title-row', hidden: true }, h('span', { class: 'sub' }, 'Stop every task?'), yes, no);
-      const cancelBtn = h('button', { type: 'button', class: 'danger', 'data-action': 'cancel' }, 'Cancel run');
-      cancelBtn.addEventListener('click', () => { cancelBtn.hidden = true; confirmBox.hidden = false; yes.focus(); });
-      no.addEventListener('click', () => { cancelBtn.hidden = false; confirmBox.hidden = true; cancelBtn.focus(); });
-      yes.addEventListener('click', async () => {
-        yes.disabled = true;
-        try {
+      actions.append(...confirmedButton({
+        action: 'cancel', label: 'Cancel run', question: 'Stop every task?', yes: 'Yes, cancel this run',
+        async run() {
           const updated = await api(`/runs/${enc(id)}/cancel`, { method: 'POST' });
           toast(`${id} canceled`);
           onStatus(updated);
-        } catch (e) {
-          toast(e.message, true);
-          yes.disabled = false;
-        }
-      });
-      actions.append(cancelBtn, confirmBox);
+        },
+      }));
     }
     if (canCancel()) {
       /* A new run of the caller from this run's spec (POST /runs/{id}/rerun). */
@@ -854,6 +878,7 @@ async function renderRun(main, v, id, query) {
       item('Ended', fmtTime(r.ended_at), r.ended_at),
       item('Priority', String(s.priority ?? 0)),
       item('Tags', Object.keys(r.tags || {}).length ? Object.entries(r.tags).map(([k, val]) => h('span', { class: 'chip' }, `${k}:${val}`)) : '—'),
+      ...(trialSummaryItems(r) || []),
       h('div', { class: 'wide' }, h('dt', {}, s.command ? 'Command' : 'Entry script'),
         h('dd', { class: 'mono', title: commandText(s), style: { whiteSpace: 'pre', overflowX: 'auto' } }, commandText(s))));
     specPre.textContent = JSON.stringify(s, null, 2);
@@ -1034,6 +1059,7 @@ async function renderRun(main, v, id, query) {
     renderHead();
     renderSummary();
     renderTasks();
+    history.update(r);
     fillTaskSel();
     if (TERMINAL.has(r.status) && !TERMINAL.has(was)) {
       loadArtifacts();
@@ -1565,7 +1591,7 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'g') { gAt = Date.now(); return; }
   if (gAt && Date.now() - gAt < 1500) {
     gAt = 0;
-    const to = { r: '/runs', n: '/nodes', e: '/experiments', c: '/compute' }[e.key];
+    const to = { r: '/runs', s: '/sweeps', n: '/nodes', e: '/experiments', c: '/compute' }[e.key];
     if (to && session.token) { e.preventDefault(); location.hash = '#' + to; }
   }
 });
@@ -1580,3 +1606,8 @@ async function boot() {
   route();
 }
 boot();
+
+export {
+  $, h, add, api, toast, sleep, enc, hashFor, badge, elapsedEl, timeEl, ownerEl, fmtNum, fmtInt, fmtTime,
+  fmtDuration, followStream, confirmedButton, canCancel, isDark, cssVar, TERMINAL, LIST_POLL_MS, PALETTE_LIGHT, PALETTE_DARK,
+};

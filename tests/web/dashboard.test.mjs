@@ -442,13 +442,22 @@ t('dark mode renders every page', async () => {
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
-t('a viewer sees no action buttons, and the API refuses it anyway', async () => {
+/* fn(page) in a browser context of its own, signed in with the viewer token. */
+async function asViewer(fn) {
   const context = await browser.newContext({ viewport: { width: 1360, height: 860 } });
   try {
     const vp = await context.newPage();
     vp.setDefaultTimeout(10000);
     vp.on('pageerror', (e) => pageErrors.push(`viewer: ${e.message}`));
     await login(vp, viewerToken);
+    await fn(vp);
+  } finally {
+    await context.close();
+  }
+}
+
+t('a viewer sees no action buttons, and the API refuses it anyway', async () => {
+  await asViewer(async (vp) => {
     assert.equal(await vp.locator('.session .role').textContent(), 'viewer');
     await vp.locator(`tr[data-run="${runs.d}"]`).waitFor();
     assert.equal(await vp.locator('[data-action]').count(), 0);
@@ -466,11 +475,174 @@ t('a viewer sees no action buttons, and the API refuses it anyway', async () => 
       { method: 'POST', headers: { Authorization: `Bearer ${token}` } })).status, [runs.d, viewerToken]);
     assert.equal(refused, 403);
     assert.equal((await api('GET', `/runs/${runs.d}`)).body.status, 'running');
-  } finally {
-    await context.close();
-  }
+  });
   assert.equal((await api('POST', `/runs/${runs.d}/cancel`)).status, 200);
 });
+
+/* A sweep trial: reports the curve in $CURVE ("0.5,0.6"), one report a step, then stays alive a
+ * few seconds so that a policy's verdict (made within about a third of a second) finds it running. */
+const CURVE_TRIAL = `
+import json, os, time
+for i, v in enumerate(os.environ["CURVE"].split(",")):
+    print("##metric " + json.dumps({"acc": float(v), "step": i}), flush=True)
+    time.sleep(0.1)
+time.sleep(3)
+`;
+/* A trial that reports once and then runs until it is stopped. */
+const LR_TRIAL = `
+import json, os, signal
+print("##metric " + json.dumps({"acc": float(os.environ["LR"]) * 10, "step": 0}), flush=True)
+signal.pause()
+`;
+
+async function canvasInk(p, sel) {
+  return p.evaluate((s) => {
+    const c = document.querySelector(s);
+    if (!c) return 0;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  }, sel);
+}
+
+t('sweeps: the list, a sweep page with its trials, charts and a stopped trial, and cancel', async () => {
+  /* median stopping over scripted curves, one trial at a time: trial 2 (0.1 below the median 0.55
+   * of the others at interval 1) is stopped (tests/integration/test_sweeps.py has the rule) */
+  const curves = ['0.5,0.6,0.7', '0.6,0.7,0.8', '0.1,0.2,0.3', '0.9,0.9,0.8'];
+  const a = await api('POST', '/sweeps', {
+    run: { experiment: 'sweep-curves', command: ['/usr/bin/python3', '-c', CURVE_TRIAL] },
+    parameters: { 'env:CURVE': { choice: curves }, 'env:BATCH': { choice: [32] } },
+    sampling: 'grid', primary_metric: { name: 'acc', goal: 'maximize' },
+    max_total_runs: 4, max_concurrent_runs: 1, early_termination: { policy: 'median_stopping' },
+  });
+  assert.equal(a.status, 201, JSON.stringify(a.body));
+  const sweepA = a.body.id;
+
+  /* the list shows it and follows it live until it completes */
+  await page.evaluate(() => { location.hash = '#/sweeps'; window.__noReload = true; });
+  const rowA = page.locator(`#sweeps-table tr[data-sweep="${sweepA}"]`);
+  await rowA.waitFor();
+  assert.equal(await page.locator('#nav a[aria-current="page"]').textContent(), 'Sweeps');
+  assert.equal(await rowA.locator('td').nth(2).textContent(), 'sweep-curves');
+  assert.equal(await rowA.locator('td').nth(3).textContent(), 'admin');
+  await page.locator(`#sweeps-table tr[data-sweep="${sweepA}"][data-status="running"]`).waitFor();
+  assert.match(await rowA.locator('.trial-progress .tabular').textContent(), /^[0-4] \/ 4$/);
+  await shot(page, '14-sweeps-running');
+  await page.locator(`#sweeps-table tr[data-sweep="${sweepA}"][data-status="completed"]`).waitFor({ timeout: 90000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was reloaded');
+  await rowA.getByText('1 stopped early').waitFor();
+  const sa = (await api('GET', `/sweeps/${sweepA}`)).body;
+  assert.equal(sa.trials.early_terminated, 1, JSON.stringify(sa));
+  assert.match(await rowA.locator('td').nth(5).textContent(), new RegExp(`^${sa.best_run.value} acc ↑ · trial ${sa.best_run.trial}$`));
+
+  /* the sweep page */
+  await rowA.locator(`a[href="#/sweeps/${sweepA}"]`).click();
+  await page.locator('.title-row .badge.completed').waitFor();
+  const items = (await api('GET', `/sweeps/${sweepA}/runs`)).body.items;
+  assert.equal(items.length, 4);
+  const stopped = items.filter((x) => x.status === 'canceled' && x.reason === 'early_terminated');
+  assert.equal(stopped.length, 1, JSON.stringify(items));
+  const stoppedRun = (await api('GET', `/runs/${stopped[0].id}`)).body;
+  const message = stoppedRun.events.find((e) => e.type === 'early_terminated').data.message;
+  assert.ok(message);
+  const table = page.locator('#trials-table');
+  await table.locator('tbody tr').nth(3).waitFor();
+  assert.equal(await table.locator('tbody tr').count(), 4);
+  assert.deepEqual(await table.locator('thead th').evaluateAll((ths) => ths.map((th) => th.dataset.sort)),
+    ['trial', 'status', 'p:env:CURVE', 'p:env:BATCH', 'value', 'duration']);
+  const badgeEl = table.locator(`tr[data-run="${stopped[0].id}"] [data-stopped]`);
+  await page.waitForFunction(([id, msg]) => document.querySelector(`#trials-table tr[data-run="${id}"] [data-stopped]`)?.title === msg, [stopped[0].id, message]);
+  assert.equal(await badgeEl.textContent(), 'stopped early');
+  assert.equal(await table.locator('[data-stopped]').count(), 1);
+  assert.equal(await table.locator(`tr[data-run="${stopped[0].id}"] td[data-param="env:CURVE"]`).textContent(), curves[2]);
+  /* sorting: the metric column sorts best first, a second click flips it */
+  const values = () => table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.run));
+  const byValue = (desc) => [...items].sort((x, y) => (desc ? y.value - x.value : x.value - y.value)).map((x) => x.id);
+  await page.locator('#trials-table th[data-sort="value"] button').click();
+  assert.equal(await page.locator('#trials-table th[data-sort="value"]').getAttribute('aria-sort'), 'descending');
+  assert.deepEqual(await values(), byValue(true));
+  await page.locator('#trials-table th[data-sort="value"] button').click();
+  assert.equal(await page.locator('#trials-table th[data-sort="value"]').getAttribute('aria-sort'), 'ascending');
+  assert.deepEqual(await values(), byValue(false));
+  await page.locator('#trials-table th[data-sort="trial"] button').click();
+  assert.deepEqual(await values(), [...items].sort((x, y) => x.trial - y.trial).map((x) => x.id));
+  /* the summary: the policy and the best run */
+  await page.locator('[data-item="Early termination"] dd').getByText('median stopping').waitFor();
+  assert.equal(await page.locator('[data-item="Best run"] a.run-id').getAttribute('href'), `#/runs/${sa.best_run.id}`);
+  /* parallel coordinates: one line per trial over a categorical axis per parameter and the metric's */
+  await page.waitForFunction(() => document.querySelectorAll('#parcoords path.pc-line').length === 4);
+  assert.equal(await page.locator('#parcoords path.pc-line.stopped').count(), 1);
+  assert.equal(await page.locator('#parcoords g[data-axis="env:CURVE"]').getAttribute('data-scale'), 'categorical');
+  assert.equal(await page.locator('#parcoords g[data-axis="acc"]').getAttribute('data-scale'), 'metric');
+  for (const d of await page.locator('#parcoords path.pc-line').evaluateAll((ps) => ps.map((x) => x.getAttribute('d')))) {
+    assert.equal(d.split('L').length, 3, d); /* through both parameters and the metric */
+  }
+  /* best so far: the 3 completed trials; the curves: one series per trial, the stopped one dashed */
+  await page.waitForFunction(() => document.querySelector('#best-chart')?.dataset.points === '3' && document.querySelector('#curves-chart')?.dataset.series === '4');
+  assert.equal(await page.locator('#best-chart .u-legend .u-series').count(), 3);
+  assert.equal(await page.locator('#curves-chart .u-legend .u-series').count(), 5);
+  await page.locator('#curves-chart .u-legend').getByText(`trial ${stopped[0].trial} (stopped early)`).waitFor();
+  await waitFor(async () => (await canvasInk(page, '#best-chart canvas')) > 200, 5000, 'best-so-far drawn');
+  await waitFor(async () => (await canvasInk(page, '#curves-chart canvas')) > 200, 5000, 'curves drawn');
+  await shot(page, '15-sweep-completed');
+
+  /* a trial's run page: its sweep, its parameters and its history, early termination included */
+  await table.locator(`tr[data-run="${stopped[0].id}"] td[data-param="env:CURVE"]`).click();
+  await page.waitForURL(new RegExp(`#/runs/${stopped[0].id}$`));
+  await page.locator('#run-sweep').waitFor();
+  assert.equal(await page.locator('#run-sweep').getAttribute('href'), `#/sweeps/${sweepA}`);
+  assert.equal(await page.locator('#run-parameters [data-param="env:CURVE"]').textContent(), `env:CURVE=${curves[2]}`);
+  const early = page.locator('#run-history li[data-event="early_terminated"]');
+  await early.waitFor();
+  assert.ok((await early.textContent()).includes(message));
+  assert.ok(await page.locator('#run-history li[data-event="status"]').count() >= 2);
+  await shot(page, '16-trial-run-history');
+
+  /* another sweep, still running: log axes for loguniform, and cancel from its page */
+  const b = await api('POST', '/sweeps', {
+    run: { experiment: 'sweep-lr', command: ['/usr/bin/python3', '-c', LR_TRIAL] },
+    parameters: { 'env:LR': { loguniform: [-9, -2] }, 'env:HIDDEN': { choice: [32, 64, 128] } },
+    sampling: 'random', seed: 3, primary_metric: { name: 'acc', goal: 'maximize' },
+    max_total_runs: 6, max_concurrent_runs: 2,
+  });
+  assert.equal(b.status, 201, JSON.stringify(b.body));
+  const sweepB = b.body.id;
+  await waitFor(async () => (await api('GET', `/sweeps/${sweepB}`)).body.trials.running === 2, 20000, 'two trials running');
+  await asViewer(async (vp) => {
+    await vp.evaluate((id) => { location.hash = `#/sweeps/${id}`; }, sweepB);
+    await vp.locator('#trials-table tbody tr').first().waitFor();
+    assert.equal(await vp.locator('.title-row .badge.running').count(), 1);
+    assert.equal(await vp.locator('[data-action]').count(), 0, 'a viewer may not cancel a sweep');
+  });
+  await page.evaluate((id) => { location.hash = `#/sweeps/${id}`; }, sweepB);
+  await page.locator('.title-row .badge.running').waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#parcoords path.pc-line').length === 2);
+  assert.equal(await page.locator('#parcoords g[data-axis="env:LR"]').getAttribute('data-scale'), 'log');
+  assert.equal(await page.locator('#trials-table tbody tr[data-status="running"]').count(), 2);
+  await shot(page, '17-sweep-running');
+  await page.locator('[data-action="cancel-sweep"]').click();
+  await page.locator('[data-action="confirm-cancel-sweep"]').click();
+  await page.locator('.title-row .badge.canceled').waitFor();
+  assert.equal(await page.locator('[data-action="cancel-sweep"]').count(), 0);
+  const sb = (await api('GET', `/sweeps/${sweepB}`)).body;
+  assert.equal(sb.status, 'canceled');
+  assert.equal(sb.trials.created, 2);
+  await page.waitForFunction(() => document.querySelectorAll('#trials-table tbody tr[data-status="canceled"]').length === 2);
+  /* the list filters by status */
+  await page.evaluate(() => { location.hash = '#/sweeps?status=canceled'; });
+  await page.waitForFunction(([id]) => {
+    const rows = document.querySelectorAll('#sweeps-table tr[data-sweep]');
+    return rows.length === 1 && rows[0].dataset.sweep === id;
+  }, [sweepB]);
+  assert.equal(await page.locator('#f-sweep-status').inputValue(), 'canceled');
+  await waitFor(async () => (await api('GET', '/nodes')).body.items.every((n) => !n.tasks.length), 15000, 'nodes released');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.evaluate((id) => { location.hash = `#/sweeps/${id}`; }, sweepA);
+  await page.waitForFunction(() => document.querySelectorAll('#parcoords path.pc-line').length === 4 && document.querySelector('#curves-chart')?.dataset.series === '4');
+  await shot(page, '18-dark-sweep');
+  await page.emulateMedia({ colorScheme: 'light' });
+}, 150000);
 
 t('no script errors in the pages; server and agents stop cleanly, with no sanitizer reports', async () => {
   assert.deepEqual(pageErrors, []);
