@@ -157,6 +157,15 @@ static struct sweep *sweep_load(const struct store_sweep_row *row, char *why, si
                    ? json_get(s->spec, "max_duration_seconds")->valuedouble
                    : 0;
     s->deadline_ms = duration > 0 ? row->created_at + (int64_t)(duration * 1000) : 0;
+    if (s->sampling == SAMPLE_GRID) {
+        int64_t points = sweep_space_grid_size(&s->space, s->max_total);
+
+        if (points < 1) {
+            snprintf(why, size, "the grid of sweep %s does not fit max_total_runs", row->id);
+            goto fail;
+        }
+        s->max_total = (int)points; /* each point once */
+    }
     assert(s->max_total >= 1 && s->max_concurrent >= 1);
     s->es = es_new(&s->policy, s->maximize, s->max_total);
     s->trials = xcalloc((size_t)s->max_total, sizeof(*s->trials));
@@ -224,10 +233,10 @@ static bool sweep_observe(struct sweeps *sw, struct sweep *s, int64_t now)
                 log_warn("sweeps: trial %d of %s has parameters outside its space", row->trial,
                          s->id);
             cJSON_Delete(values);
-            t->run_seq = row->run_seq;
             if (row->trial >= s->n_trials)
                 s->n_trials = row->trial + 1;
         }
+        t->run_seq = row->run_seq;
         t->state = state_of(row);
         if (t->drained)
             continue;
@@ -252,7 +261,8 @@ static bool sweep_observe(struct sweeps *sw, struct sweep *s, int64_t now)
     store_trial_rows_free(rows, n);
 
     /* The policy sees reports in the order they arrived, across trials. */
-    qsort(arrivals, n_arrivals, sizeof(*arrivals), by_rowid);
+    if (n_arrivals > 0)
+        qsort(arrivals, n_arrivals, sizeof(*arrivals), by_rowid);
     for (j = 0; j < n_arrivals; j++) {
         struct trial *t = &s->trials[arrivals[j].trial];
         struct es_verdict v;
@@ -417,8 +427,8 @@ static int sweep_create_trial(struct sweeps *sw, struct sweep *s, int64_t now, c
         t->state = TRIAL_ACTIVE;
         log_info("sweeps: %s trial %d is %s %s", s->id, run.trial, id, params_text);
     } else {
-        log_warn("sweeps: cannot create trial %d of %s (%d); trying again later", run.trial,
-                 s->id, rc);
+        log_warn("sweeps: cannot create trial %d of %s (%d); trying again later", run.trial, s->id,
+                 rc);
     }
     free(x);
     free(tasks);
