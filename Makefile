@@ -247,13 +247,24 @@ build/bench/placement: bench/placement.c scheduler/placement.c $(REL_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O2 -o $@ bench/placement.c $(REL_OBJ) $(LDLIBS)
 
+build/bench/policy: bench/policy.c scheduler/earlystop.c $(REL_OBJ)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O2 -o $@ bench/policy.c $(REL_OBJ) $(LDLIBS)
+
 build/bench/spawn: bench/spawn.c common/spawn.c $(REL_OBJ)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O2 -o $@ bench/spawn.c $(REL_OBJ) $(LDLIBS)
 
+build/bench/sweep: bench/sweep.c $(REL_OBJ)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) -O2 -o $@ bench/sweep.c $(REL_OBJ) $(LDLIBS)
+
 # Benchmarks print figures (issue 6's table); they never pass or fail.
-bench: deps all build/bench/load build/bench/placement build/bench/spawn
+bench: deps all build/bench/load build/bench/placement build/bench/spawn build/bench/policy \
+		build/bench/sweep
 	@sh bench/run.sh
 
 run: deps all

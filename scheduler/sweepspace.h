@@ -14,6 +14,7 @@
 #define TRAINYARD_SCHEDULER_SWEEPSPACE_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,10 @@
 #define SWEEP_MAX_PARAMS 64
 /* The most values one choice may have. */
 #define SWEEP_MAX_CHOICES 1000
+/* Normal kinds are cut at mu +- this many sigmas (a draw past it has a
+ * probability below 1e-32), so that their values and the TPE's kernels
+ * stay finite and lognormal's exp() cannot overflow. */
+#define SWEEP_NORMAL_CUT 12.0
 
 enum sweep_expr {
     SWEEP_CHOICE, /* choice([v, ...]): numbers or strings */
@@ -51,7 +56,7 @@ struct sweep_space {
 
 /* Where a spec is wrong: the field ("parameters.--lr") and why. */
 struct sweep_error {
-    char field[128];
+    char field[160]; /* "parameters." and a name of up to 128 bytes */
     char message[256];
 };
 
@@ -81,8 +86,30 @@ void sweep_space_random_point(const struct sweep_space *space, uint64_t seed, in
  * numbers. */
 cJSON *sweep_space_to_json(const struct sweep_space *space, const double *x);
 /* The point of values (sweep_space_to_json()'s shape). ERR_INVALID when a
- * parameter is missing or its value is not one the space can take. */
+ * parameter is missing, a key is not a parameter, or a value is not one
+ * the space can take (a q-kind's value off its grid of q, a bounded
+ * kind's outside its bounds); *ret_x is written only on success. */
 int sweep_space_from_json(const struct sweep_space *space, const cJSON *values, double *ret_x);
+
+/* The expression's name ("loguniform"). */
+const char *sweep_expr_name(enum sweep_expr expr);
+/* loguniform, qloguniform, lognormal, qlognormal: sampled as exp(t). */
+bool sweep_expr_is_log(enum sweep_expr expr);
+/* normal, qnormal, lognormal, qlognormal: a = mu, b = sigma. */
+bool sweep_expr_is_normal(enum sweep_expr expr);
+/* The q-kinds. */
+bool sweep_expr_is_q(enum sweep_expr expr);
+/* round(v / q) * q through 15 significant digits (0.3, not
+ * 0.30000000000000004), never -0: every q-kind value goes through it. */
+double sweep_quantize(double v, double q);
+
+struct sweep_rng;
+/* One random value of p from its prior, as a point coordinate (choice:
+ * an index). */
+double sweep_param_sample(const struct sweep_param *p, struct sweep_rng *rng);
+/* The value of a non-choice, non-randint p for t, the variable its
+ * expression draws before exp() and rounding (uniform's or normal's). */
+double sweep_param_value(const struct sweep_param *p, double t);
 
 /* A deterministic 64-bit generator (splitmix64 seeding xoshiro256**). */
 struct sweep_rng {

@@ -20,10 +20,13 @@ extern const struct unit_test placement_tests[];
 extern const struct unit_test spawn_tests[];
 extern const struct unit_test limits_tests[];
 extern const struct unit_test coding_tests[];
+extern const struct unit_test earlystop_tests[];
+extern const struct unit_test sweep_tests[];
 
-static const struct unit_test *const lists[] = { common_tests, runspec_tests, store_tests,
-                                                 routes_tests, archive_tests, placement_tests,
-                                                 spawn_tests,  limits_tests,  coding_tests };
+static const struct unit_test *const lists[] = { common_tests,    runspec_tests, store_tests,
+                                                 routes_tests,    archive_tests, placement_tests,
+                                                 spawn_tests,     limits_tests,  coding_tests,
+                                                 earlystop_tests, sweep_tests };
 
 static int run_one(const struct unit_test *t)
 {

@@ -574,7 +574,73 @@ static void series_downsamples_keeping_extremes(void)
     store_free(s);
 }
 
+/* Trial numbers are allocated with the trial: a number is used once, in
+ * order, and only while the sweep runs; ending it cancels what is live. */
+static void sweep_trials_are_numbered_once(void)
+{
+    struct store *s;
+    struct store_new_task task = { "main", "main", 0 };
+    const char *spec_text = "{\"tags\": {}}";
+    const char *sweep_spec = "{\"primary_metric\": {\"name\": \"acc\", \"goal\": "
+                             "\"maximize\"}}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_sweep sweep = { "swp-1", "exp", "alice", sweep_spec, 7, 1000 };
+    struct store_sweep_row *rows;
+    struct store_trial_row *trials;
+    struct store_new_run run;
+    cJSON *got;
+    int n;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_sweep_create(s, &sweep), 0);
+    ASSERT_EQ(store_sweep_create(s, &sweep), ERR_CONFLICT);
+    ASSERT_EQ(store_sweeps_running(s, &rows, &n), 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(rows[0].seed, 7);
+    ASSERT_EQ(rows[0].n_trials, 0);
+    run = new_run("run-t0", spec_text, spec, &task, 1);
+    run.sweep_seq = rows[0].seq;
+    run.trial = 1; /* not the next number */
+    run.parameters = "{\"x\": 1}";
+    ASSERT_EQ(store_sweep_add_trial(s, &run), ERR_CONFLICT);
+    run.trial = 0;
+    ASSERT_EQ(store_sweep_add_trial(s, &run), 0);
+    run.id = "run-t0b"; /* the same number again */
+    ASSERT_EQ(store_sweep_add_trial(s, &run), ERR_CONFLICT);
+    run.id = "run-t1";
+    run.trial = 1;
+    ASSERT_EQ(store_sweep_add_trial(s, &run), 0);
+    ASSERT_EQ(store_run_get(s, "run-t0b", &got), ERR_NOT_FOUND);
+    ASSERT_EQ(store_sweep_trials(s, rows[0].seq, &trials, &n), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(trials[1].trial, 1);
+    ASSERT_STR_EQ(trials[1].status, "queued");
+    store_trial_rows_free(trials, n);
+    ASSERT_EQ(store_run_get(s, "run-t1", &got), 0);
+    ASSERT_STR_EQ(json_get_string(got, "sweep_id"), "swp-1");
+    ASSERT_EQ(json_get(json_get(got, "parameters"), "x")->valueint, 1);
+    cJSON_Delete(got);
+
+    ASSERT_EQ(store_sweep_finish(s, rows[0].seq, "completed", NULL, 2000), 0);
+    run.id = "run-t2";
+    run.trial = 2;
+    ASSERT_EQ(store_sweep_add_trial(s, &run), ERR_CONFLICT); /* it ended */
+    ASSERT_EQ(store_sweep_get(s, "swp-1", &got), 0);
+    ASSERT_STR_EQ(json_get_string(got, "status"), "completed");
+    ASSERT_EQ(json_get(json_get(got, "trials"), "created")->valueint, 2);
+    ASSERT_EQ(json_get(json_get(got, "trials"), "canceled")->valueint, 2);
+    cJSON_Delete(got);
+    ASSERT_EQ(store_sweep_cancel(s, "swp-1", NULL, 3000, &got), ERR_CONFLICT);
+    store_sweep_rows_free(rows, 1);
+    ASSERT_EQ(store_sweeps_running(s, &rows, &n), 0);
+    ASSERT_EQ(n, 0);
+    store_sweep_rows_free(rows, n);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 UNIT_LIST(store_tests) = {
+    { "store/sweep_trials_are_numbered_once", sweep_trials_are_numbered_once },
     { "store/series_downsamples_keeping_extremes", series_downsamples_keeping_extremes },
     { "store/migrates_and_reopens", migrates_and_reopens },
     { "store/quotas_count_old_runs_and_cut_logs", quotas_count_old_runs_and_cut_logs },
