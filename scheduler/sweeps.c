@@ -252,7 +252,8 @@ static bool sweep_observe(struct sweeps *sw, struct sweep *s, int64_t now)
     store_trial_rows_free(rows, n);
 
     /* The policy sees reports in the order they arrived, across trials. */
-    qsort(arrivals, n_arrivals, sizeof(*arrivals), by_rowid);
+    if (n_arrivals > 1) /* qsort's array may not be NULL, even when empty */
+        qsort(arrivals, n_arrivals, sizeof(*arrivals), by_rowid);
     for (j = 0; j < n_arrivals; j++) {
         struct trial *t = &s->trials[arrivals[j].trial];
         struct es_verdict v;
