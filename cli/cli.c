@@ -177,6 +177,19 @@ void cli_format_number(double v, char *out, size_t size)
     snprintf(out, size, "%.6g", v);
 }
 
+void cli_format_exact(double v, char *out, size_t size)
+{
+    int digits;
+
+    /* The fewest digits that read back as the same double. */
+    for (digits = 6; digits < 17; digits++) {
+        snprintf(out, size, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+    snprintf(out, size, "%.17g", v);
+}
+
 /* A one-line file of the server's data directory (server.url,
  * admin.token), or NULL when it is missing or not one line of text. */
 static char *data_file(const char *dir, const char *name)

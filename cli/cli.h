@@ -177,6 +177,9 @@ bool cli_parse_long(const char *s, long min, long max, long *ret);
 /* Writes v compactly ("0.25", "100", "1e-05") into out. */
 void cli_format_number(double v, char *out, size_t size);
 
+/* Writes v with the fewest digits that read back as v ("0.1", "0.00815371654", "1e-05"). */
+void cli_format_exact(double v, char *out, size_t size);
+
 /* ---- http.c: requests through libcurl's easy interface ----------------- */
 
 /* A response: the HTTP status and the body (at most CLI_MAX_BODY bytes). */
@@ -323,8 +326,9 @@ void cli_table_release(struct cli_table *t);
 char *cli_field_text(const cJSON *object, const char *key);
 
 /* "name=value name=value" of an object's numbers and strings, in its
- * order, or "-" when it has none; caller frees. object may be NULL. */
-char *cli_pairs_text(const cJSON *object);
+ * order, or "-" when it has none; numbers compact, or with exact in the
+ * fewest digits that read back the same. object may be NULL. Caller frees. */
+char *cli_pairs_text(const cJSON *object, bool exact);
 
 /*
  * GETs every page of the list at path (which has no query, or ends in one

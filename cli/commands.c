@@ -183,7 +183,7 @@ char *cli_field_text(const cJSON *object, const char *key)
     return xstrdup("-");
 }
 
-char *cli_pairs_text(const cJSON *object)
+char *cli_pairs_text(const cJSON *object, bool exact)
 {
     const cJSON *item;
     struct buf b;
@@ -195,7 +195,10 @@ char *cli_pairs_text(const cJSON *object)
         if (b.len)
             buf_addc(&b, ' ');
         if (cJSON_IsNumber(item)) {
-            cli_format_number(item->valuedouble, num, sizeof(num));
+            if (exact)
+                cli_format_exact(item->valuedouble, num, sizeof(num));
+            else
+                cli_format_number(item->valuedouble, num, sizeof(num));
             buf_printf(&b, "%s=%s", item->string, num);
         } else if (cJSON_IsString(item)) {
             buf_printf(&b, "%s=%s", item->string, item->valuestring);
@@ -374,7 +377,7 @@ static int runs_main(struct cli *c, int argc, char **argv)
         row[2] = cli_field_text(run, "owner");
         row[3] = cli_field_text(run, "status");
         row[4] = cli_field_text(run, "created_at");
-        row[5] = cli_pairs_text(json_get(run, "metrics"));
+        row[5] = cli_pairs_text(json_get(run, "metrics"), false);
         cli_table_add(&t, row);
     }
     cli_table_print(&t);

@@ -334,6 +334,8 @@ static int search_error(struct cli *c, const char *text, const char *why)
 static int add_search(struct cli *c, struct sweep *s, const char *text)
 {
     const char *eq = strchr(text, '=');
+    const char *text_start;
+    const char *name_end;
     struct call k;
     cJSON *args;
     cJSON *expr;
@@ -344,9 +346,14 @@ static int add_search(struct cli *c, struct sweep *s, const char *text)
 
     if (eq == NULL)
         return search_error(c, text, "no '='");
-    name = xstrndup(text, (size_t)(eq - text));
-    if (name[strspn(name, " \t")] == '\0' || strpbrk(name, " \t") != NULL ||
-        strcmp(name, "env:") == 0 || strspn(name, "-") == strlen(name)) {
+    /* Spaces around the name are allowed, not in it. */
+    text_start = skip_space(text);
+    name_end = eq;
+    while (name_end > text_start && (name_end[-1] == ' ' || name_end[-1] == '\t'))
+        name_end--;
+    name = xstrndup(text_start, (size_t)(name_end - text_start));
+    if (name[0] == '\0' || strpbrk(name, " \t") != NULL || strcmp(name, "env:") == 0 ||
+        strspn(name, "-") == strlen(name)) {
         free(name);
         return search_error(c, text, "the parameter's name is missing or has spaces");
     }
@@ -374,7 +381,9 @@ static int add_search(struct cli *c, struct sweep *s, const char *text)
         goto out;
     }
     if (!k.parens || k.n_args == 0) {
-        rc = search_error(c, text, "the expression needs its arguments in ()");
+        rc = search_error(c, text,
+                          k.parens ? "the expression has no arguments"
+                                   : "the expression needs its arguments in ()");
         goto out;
     }
     args = cJSON_CreateArray();
@@ -602,7 +611,7 @@ char *cli_search_text(const cJSON *parameters)
         buf_printf(&b, "%s%s=%s(", b.len ? " " : "", param->string, expr->string);
         cJSON_ArrayForEach(arg, expr) {
             if (cJSON_IsNumber(arg)) {
-                cli_format_number(arg->valuedouble, num, sizeof(num));
+                cli_format_exact(arg->valuedouble, num, sizeof(num));
                 buf_printf(&b, "%s%s", sep, num);
             } else if (cJSON_IsString(arg)) {
                 buf_printf(&b, "%s'%s'", sep, arg->valuestring);

@@ -93,7 +93,7 @@ static void trial_row(const cJSON *trial, struct cli_table *t)
     row[1] = trial_status_text(trial);
     row[2] = cli_field_text(trial, "value");
     row[3] = cli_field_text(trial, "id");
-    row[4] = cli_pairs_text(json_get(trial, "parameters"));
+    row[4] = cli_pairs_text(json_get(trial, "parameters"), true);
     cli_table_add(t, row);
 }
 
@@ -113,7 +113,7 @@ static char *best_text(const cJSON *sweep)
     trial = cli_field_text(best, "trial");
     id = cli_field_text(best, "id");
     value = cli_field_text(best, "value");
-    params = cli_pairs_text(json_get(best, "parameters"));
+    params = cli_pairs_text(json_get(best, "parameters"), true);
     text =
         xasprintf("trial %s (%s): %s=%s  %s", trial, id, sweep_metric(sweep, NULL), value, params);
     free(trial);
@@ -264,7 +264,7 @@ static void trial_line(const cJSON *before, const cJSON *trial, const char *metr
     if (old == NULL || strcmp(old, status) != 0) {
         n = cli_field_text(trial, "trial");
         value = cli_field_text(trial, "value");
-        params = cli_pairs_text(json_get(trial, "parameters"));
+        params = cli_pairs_text(json_get(trial, "parameters"), true);
         printf("trial %-4s %-16s %s=%-12s %s\n", n, status, metric, value, params);
         free(n);
         free(value);
@@ -681,11 +681,11 @@ static void print_sweep(const cJSON *sweep, const cJSON *trials)
     text = cli_search_text(json_get(spec, "parameters"));
     show_line("search:", text);
     free(text);
-    text = cli_field_text(spec, "seed");
-    more = xasprintf("%s (seed %s)", json_get_string(spec, "sampling"), text);
+    more = xasprintf("%s (seed %.0f)", json_get_string(spec, "sampling"),
+                     cJSON_IsNumber(json_get(spec, "seed")) ? json_get(spec, "seed")->valuedouble
+                                                            : 0.0);
     show_line("sampling:", more);
     free(more);
-    free(text);
     more = xasprintf("%s (%s)", metric, maximize ? "maximize" : "minimize");
     show_line("metric:", more);
     free(more);
