@@ -1,10 +1,11 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
- * logs, cancel, rerun, metrics, artifacts, download, experiments, nodes,
- * drain, tokens and completion. They talk to a server's REST API (SPEC §3)
- * with libcurl's easy interface and print tables, summaries or the server's
- * JSON. One table of struct cli_command (cli.c) drives dispatch, the
- * command list of 'trainyard --help' and the bash completion script.
+ * logs, cancel, rerun, metrics, artifacts, download, sweep, sweeps,
+ * sweep-show, sweep-cancel, experiments, nodes, drain, tokens and
+ * completion. They talk to a server's REST API (SPEC §3) with libcurl's
+ * easy interface and print tables, summaries or the server's JSON. One
+ * table of struct cli_command (cli.c) drives dispatch, the command list
+ * of 'trainyard --help' and the bash completion script.
  *
  * The module owns the process while a client command runs: cli_main()
  * initialises libcurl, resolves the server and token, runs one command and

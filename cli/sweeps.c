@@ -54,6 +54,14 @@ static const char *sweep_metric(const cJSON *sweep, bool *ret_maximize)
     return name ? name : "value";
 }
 
+/* True while the sweep's status is running (or unknown). */
+static bool sweep_running(const cJSON *sweep)
+{
+    const char *status = json_get_string(sweep, "status");
+
+    return status == NULL || strcmp(status, "running") == 0;
+}
+
 static double count_of(const cJSON *sweep, const char *status)
 {
     const cJSON *n = json_get(json_get(sweep, "trials"), status);
@@ -219,8 +227,7 @@ static void render(const struct follow *f, size_t max_rows, struct buf *out)
     }
     cli_table_format(&t, out);
     cli_table_release(&t);
-    buf_printf(out, "best%s: %s\n",
-               strcmp(json_get_string(f->sweep, "status"), "running") == 0 ? " so far" : "",
+    buf_printf(out, "best%s: %s\n", sweep_running(f->sweep) ? " so far" : "",
                best ? best : "none yet");
     free(best);
 }
@@ -461,7 +468,6 @@ int cli_sweep_follow(struct cli *c, const cJSON *sweep)
 {
     struct follow f;
     struct cli_response r;
-    const char *status;
     char *path;
     size_t copied;
     int rc = 0;
@@ -490,12 +496,10 @@ int cli_sweep_follow(struct cli *c, const cJSON *sweep)
         }
         /* The stream ends after the sweep does; else it dropped (a
          * restart): take it up again, the server sends every trial anew. */
-        status = json_get_string(f.sweep, "status");
-        if (status && strcmp(status, "running") != 0)
+        if (!sweep_running(f.sweep))
             break;
         rc = refresh(&f);
-        status = json_get_string(f.sweep, "status");
-        if (rc != 0 || (status && strcmp(status, "running") != 0))
+        if (rc != 0 || !sweep_running(f.sweep))
             break;
         sleep(FOLLOW_RETRY_S);
     }
