@@ -62,8 +62,7 @@ static bool int_field(const cJSON *in, const char *name, double lo, double hi, d
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
         v->valuedouble > hi) {
-        api_error(resp, ERR_INVALID, name, "%s must be an integer from %.0f to %.0f", name, lo,
-                  hi);
+        api_error(resp, ERR_INVALID, name, "%s must be an integer from %.0f to %.0f", name, lo, hi);
         return false;
     }
     *ret = v->valuedouble;
@@ -172,8 +171,7 @@ static bool sweep_validate(const cJSON *in, cJSON **ret_spec, struct api_respons
                       space.params[i].name);
         else
             api_error(resp, ERR_INVALID, "sampling",
-                      "the grid has more than %d points (max_total_runs' limit)",
-                      SWEEP_MAX_TRIALS);
+                      "the grid has more than %d points (max_total_runs' limit)", SWEEP_MAX_TRIALS);
         goto fail;
     }
     metric = json_get_string(pm, "name");
@@ -195,8 +193,8 @@ static bool sweep_validate(const cJSON *in, cJSON **ret_spec, struct api_respons
         goto fail;
     }
     /* A grid runs its points unless told to run fewer. */
-    if (!int_field(in, "max_total_runs", 1, SWEEP_MAX_TRIALS, grid > 0 ? (double)grid : 0,
-                   &total, resp))
+    if (!int_field(in, "max_total_runs", 1, SWEEP_MAX_TRIALS, grid > 0 ? (double)grid : 0, &total,
+                   resp))
         goto fail;
     if (total < 1) {
         api_error(resp, ERR_INVALID, "max_total_runs",
@@ -209,6 +207,8 @@ static bool sweep_validate(const cJSON *in, cJSON **ret_spec, struct api_respons
                   total);
         goto fail;
     }
+    if (grid > 0)
+        total = (double)grid; /* a grid runs each of its points once */
     if (!int_field(in, "max_concurrent_runs", 1, SWEEP_MAX_TRIALS, total, &concurrent, resp) ||
         !int_field(in, "max_duration_seconds", 1, 366 * 86400.0, 0, &duration, resp) ||
         !int_field(in, "seed", 0, SWEEP_MAX_SEED, -1, &seed, resp))

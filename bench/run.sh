@@ -176,6 +176,37 @@ taskset -c 1 "$PWD/build/bench/spawn"
 steal_note "B2, B11"
 fi
 
+if want "S1 S2 S3"; then
+steal_note "the set-up before it" >/dev/null
+# ---- S1-S3: sweeps (issue 12) ----
+if want "S1"; then
+echo "# S1 conditions: scheduler/tpe.c proposing with 1000 finished trials in a 10-parameter mixed space (CPU time); scheduler/earlystop.c, 1000 trials x 100 reports in lockstep, noisy rising curves, stopped trials report no more (CPU time, best of 3)"
+taskset -c 0 "$PWD/build/bench/sweep" s1
+taskset -c 0 "$PWD/build/bench/policy" 2>/dev/null
+echo "# S1 in-process S2: the same objectives without the server, 40 seeds (a 10-seed median moves by about 0.05 on Branin from seed noise alone)"
+taskset -c 0 "$PWD/build/bench/sweep" s2 40
+taskset -c 0 /usr/bin/python3 bench/sweep_optuna.py --seeds 40
+fi
+if want "S2 S3"; then
+start_server s2 --sync normal
+taskset -c 1 "$BIN" agent --server "$URL" --token "$TOKEN" --name sweep-node \
+    --listen 127.0.0.1:0 --work "$WORK/sweep-agent" --cpus 64 --log-level warn \
+    2>"$WORK/sweep-agent.log" &
+PIDS="$PIDS $!"
+i=0
+until api GET /api/v1/nodes/sweep-node 2>/dev/null | grep -q '"state":"ready"'; do
+    i=$((i + 1)); [ $i -gt 600 ] && { echo "bench: agent did not register" >&2; exit 1; }
+    sleep 0.1
+done
+S_WANT=""
+want "S2" && S_WANT="$S_WANT S2"
+want "S3" && S_WANT="$S_WANT S3"
+# shellcheck disable=SC2086
+/usr/bin/python3 bench/sweeps.py "$URL" "$TOKEN" $S_WANT
+fi
+steal_note "S1-S3"
+fi
+
 if want "B3 B4"; then
 steal_note "the set-up before it" >/dev/null
 echo "# B3 B4 conditions: scheduler/placement.c on synthetic state (1/10 of nodes 8 GPUs," \

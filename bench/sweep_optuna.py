@@ -60,16 +60,12 @@ FUNCTIONS = [("branin", branin, 0.397887), ("hartmann6", hartmann6, -3.32237),
              ("rosenbrock10", rosenbrock10, 0)]
 
 
-def main():
-    multivariate = "--multivariate" in sys.argv
-    random = "--random" in sys.argv
+def medians(seeds=SEEDS, multivariate=False, random=False):
+    """{function name: median best value} of Optuna on each function."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    seeds = SEEDS
-    if "--seeds" in sys.argv:
-        seeds = int(sys.argv[sys.argv.index("--seeds") + 1])
-    label = "random" if random else "tpe-multivariate" if multivariate else "tpe"
-    for name, f, optimum in FUNCTIONS:
+    out = {}
+    for name, f, _ in FUNCTIONS:
         bests = []
         for seed in range(seeds):
             if random:
@@ -79,8 +75,21 @@ def main():
             study = optuna.create_study(sampler=sampler)
             study.optimize(f, n_trials=TRIALS)
             bests.append(study.best_value)
+        out[name] = statistics.median(bests)
+    return out
+
+
+def main():
+    multivariate = "--multivariate" in sys.argv
+    random = "--random" in sys.argv
+    seeds = SEEDS
+    if "--seeds" in sys.argv:
+        seeds = int(sys.argv[sys.argv.index("--seeds") + 1])
+    label = "random" if random else "tpe-multivariate" if multivariate else "tpe"
+    med = medians(seeds, multivariate, random)
+    for name, _, optimum in FUNCTIONS:
         print("S2 in-process %s: optuna %s %.4f (median best of %d seeds x %d trials; "
-              "optimum %g)" % (name, label, statistics.median(bests), seeds, TRIALS, optimum))
+              "optimum %g)" % (name, label, med[name], seeds, TRIALS, optimum))
 
 
 if __name__ == "__main__":

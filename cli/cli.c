@@ -29,10 +29,11 @@
  * one place dispatch, the command list and the completion script read.
  */
 static const struct cli_command *const commands[] = {
-    &cli_cmd_submit,   &cli_cmd_runs,        &cli_cmd_run,     &cli_cmd_logs,
-    &cli_cmd_cancel,   &cli_cmd_rerun,       &cli_cmd_metrics, &cli_cmd_artifacts,
-    &cli_cmd_download, &cli_cmd_experiments, &cli_cmd_nodes,   &cli_cmd_drain,
-    &cli_cmd_tokens,   &cli_cmd_completion,
+    &cli_cmd_submit,       &cli_cmd_runs,        &cli_cmd_run,     &cli_cmd_logs,
+    &cli_cmd_cancel,       &cli_cmd_rerun,       &cli_cmd_metrics, &cli_cmd_artifacts,
+    &cli_cmd_download,     &cli_cmd_sweep,       &cli_cmd_sweeps,  &cli_cmd_sweep_show,
+    &cli_cmd_sweep_cancel, &cli_cmd_experiments, &cli_cmd_nodes,   &cli_cmd_drain,
+    &cli_cmd_tokens,       &cli_cmd_completion,
 };
 
 const struct cli_command *const *cli_commands(size_t *ret_count)
@@ -174,6 +175,19 @@ bool cli_parse_long(const char *s, long min, long max, long *ret)
 void cli_format_number(double v, char *out, size_t size)
 {
     snprintf(out, size, "%.6g", v);
+}
+
+void cli_format_exact(double v, char *out, size_t size)
+{
+    int digits;
+
+    /* The fewest digits that read back as the same double. */
+    for (digits = 6; digits < 17; digits++) {
+        snprintf(out, size, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+    snprintf(out, size, "%.17g", v);
 }
 
 /* A one-line file of the server's data directory (server.url,

@@ -1,10 +1,11 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
- * logs, cancel, rerun, metrics, artifacts, download, experiments, nodes,
- * drain, tokens and completion. They talk to a server's REST API (SPEC §3)
- * with libcurl's easy interface and print tables, summaries or the server's
- * JSON. One table of struct cli_command (cli.c) drives dispatch, the
- * command list of 'trainyard --help' and the bash completion script.
+ * logs, cancel, rerun, metrics, artifacts, download, sweep, sweeps,
+ * sweep-show, sweep-cancel, experiments, nodes, drain, tokens and
+ * completion. They talk to a server's REST API (SPEC §3) with libcurl's
+ * easy interface and print tables, summaries or the server's JSON. One
+ * table of struct cli_command (cli.c) drives dispatch, the command list
+ * of 'trainyard --help' and the bash completion script.
  *
  * The module owns the process while a client command runs: cli_main()
  * initialises libcurl, resolves the server and token, runs one command and
@@ -177,6 +178,9 @@ bool cli_parse_long(const char *s, long min, long max, long *ret);
 /* Writes v compactly ("0.25", "100", "1e-05") into out. */
 void cli_format_number(double v, char *out, size_t size);
 
+/* Writes v with the fewest digits that read back as v ("0.1", "0.00815371654", "1e-05"). */
+void cli_format_exact(double v, char *out, size_t size);
+
 /* ---- http.c: requests through libcurl's easy interface ----------------- */
 
 /* A response: the HTTP status and the body (at most CLI_MAX_BODY bytes). */
@@ -209,6 +213,15 @@ int cli_request(struct cli *c, const char *method, const char *path, const char 
  */
 int cli_stream(struct cli *c, const char *path, FILE *out, long timeout_ms, size_t *ret_bytes,
                struct cli_response *ret);
+
+/*
+ * cli_stream() with the 2xx body handed to sink(arg, data, len) piece by
+ * piece as it arrives instead; sink returns false (having printed why) to
+ * stop the transfer, which then fails with ERR_INTERNAL.
+ */
+int cli_stream_to(struct cli *c, const char *path, long timeout_ms,
+                  bool (*sink)(void *arg, const char *data, size_t len), void *arg,
+                  size_t *ret_bytes, struct cli_response *ret);
 
 /* True for 2xx. */
 bool cli_response_ok(const struct cli_response *r);
@@ -305,11 +318,18 @@ void cli_table_init(struct cli_table *t, size_t columns, const char *const *head
 /* Appends a row; takes the columns heap strings of row. */
 void cli_table_add(struct cli_table *t, char **row);
 void cli_table_print(const struct cli_table *t);
+/* Appends the table as cli_table_print() prints it to out. */
+void cli_table_format(const struct cli_table *t, struct buf *out);
 void cli_table_release(struct cli_table *t);
 
 /* A field as display text (caller frees): strings as they are, numbers
  * compact, booleans as words, else "-". object may be NULL. */
 char *cli_field_text(const cJSON *object, const char *key);
+
+/* "name=value name=value" of an object's numbers and strings, in its
+ * order, or "-" when it has none; numbers compact, or with exact in the
+ * fewest digits that read back the same. object may be NULL. Caller frees. */
+char *cli_pairs_text(const cJSON *object, bool exact);
 
 /*
  * GETs every page of the list at path (which has no query, or ends in one
@@ -319,6 +339,167 @@ char *cli_field_text(const cJSON *object, const char *key);
  */
 int cli_list_all(struct cli *c, const char *path, struct cli_table *t,
                  void (*row)(const cJSON *item, struct cli_table *t));
+
+/* ---- submit.c: the run options submit and sweep share ------------------- */
+
+/* getopt_long codes of the run options (CLI_RUN_LONGOPTS). */
+enum cli_run_opt {
+    CLI_RUN_OPT_ENTRY = CLI_OPT_FIRST_OWN,
+    CLI_RUN_OPT_PARAM,
+    CLI_RUN_OPT_ARG,
+    CLI_RUN_OPT_COMMAND,
+    CLI_RUN_OPT_EXPERIMENT,
+    CLI_RUN_OPT_NODES,
+    CLI_RUN_OPT_BACKEND,
+    CLI_RUN_OPT_PPN,
+    CLI_RUN_OPT_WORKERS,
+    CLI_RUN_OPT_PS,
+    CLI_RUN_OPT_CHIEF,
+    CLI_RUN_OPT_EVALUATOR,
+    CLI_RUN_OPT_GPU,
+    CLI_RUN_OPT_GPUS_PER_PROCESS,
+    CLI_RUN_OPT_CPUS,
+    CLI_RUN_OPT_MEMORY_MB,
+    CLI_RUN_OPT_POOL,
+    CLI_RUN_OPT_PIP,
+    CLI_RUN_OPT_CONDA,
+    CLI_RUN_OPT_ENV,
+    CLI_RUN_OPT_TAG,
+    CLI_RUN_OPT_NODE_SELECTOR,
+    CLI_RUN_OPT_MAX_RETRIES,
+    CLI_RUN_OPT_MAX_DURATION,
+    CLI_RUN_OPT_PRIORITY,
+    CLI_RUN_OPT_FOLLOW,
+    /* A command with the run options numbers its own from here. */
+    CLI_RUN_OPT_FIRST_OWN,
+};
+
+/* Entries for the option table of a command that describes a run. */
+#define CLI_RUN_LONGOPTS                                                                           \
+    { "entry", required_argument, NULL, CLI_RUN_OPT_ENTRY },                                       \
+        { "param", required_argument, NULL, CLI_RUN_OPT_PARAM },                                   \
+        { "arg", required_argument, NULL, CLI_RUN_OPT_ARG },                                       \
+        { "command", no_argument, NULL, CLI_RUN_OPT_COMMAND },                                     \
+        { "experiment", required_argument, NULL, CLI_RUN_OPT_EXPERIMENT },                         \
+        { "nodes", required_argument, NULL, CLI_RUN_OPT_NODES },                                   \
+        { "backend", required_argument, NULL, CLI_RUN_OPT_BACKEND },                               \
+        { "processes-per-node", required_argument, NULL, CLI_RUN_OPT_PPN },                        \
+        { "workers", required_argument, NULL, CLI_RUN_OPT_WORKERS },                               \
+        { "parameter-servers", required_argument, NULL, CLI_RUN_OPT_PS },                          \
+        { "chief", no_argument, NULL, CLI_RUN_OPT_CHIEF },                                         \
+        { "evaluator", no_argument, NULL, CLI_RUN_OPT_EVALUATOR },                                 \
+        { "gpu", no_argument, NULL, CLI_RUN_OPT_GPU },                                             \
+        { "gpus-per-process", required_argument, NULL, CLI_RUN_OPT_GPUS_PER_PROCESS },             \
+        { "cpus", required_argument, NULL, CLI_RUN_OPT_CPUS },                                     \
+        { "memory-mb", required_argument, NULL, CLI_RUN_OPT_MEMORY_MB },                           \
+        { "pool", required_argument, NULL, CLI_RUN_OPT_POOL },                                     \
+        { "pip", required_argument, NULL, CLI_RUN_OPT_PIP },                                       \
+        { "conda", required_argument, NULL, CLI_RUN_OPT_CONDA },                                   \
+        { "env", required_argument, NULL, CLI_RUN_OPT_ENV },                                       \
+        { "tag", required_argument, NULL, CLI_RUN_OPT_TAG },                                       \
+        { "node-selector", required_argument, NULL, CLI_RUN_OPT_NODE_SELECTOR },                   \
+        { "max-retries", required_argument, NULL, CLI_RUN_OPT_MAX_RETRIES },                       \
+        { "max-duration", required_argument, NULL, CLI_RUN_OPT_MAX_DURATION },                     \
+        { "priority", required_argument, NULL, CLI_RUN_OPT_PRIORITY },                             \
+    {                                                                                              \
+        "follow", no_argument, NULL, CLI_RUN_OPT_FOLLOW                                            \
+    }
+
+/* Help text of the run options but --max-duration and --follow (whose
+ * meaning differs between commands). */
+#define CLI_RUN_HELP                                                                               \
+    "What to run:\n"                                                                               \
+    "  --entry SCRIPT            script inside DIR, run with the node's Python\n"                  \
+    "  --param --NAME=VALUE      a script parameter, repeatable, in order: VALUE is sent as a\n"   \
+    "                            JSON number when it is one, true/false/null as those, else\n"     \
+    "                            as a string; --param --NAME alone is the bare flag (true)\n"      \
+    "  --arg X                   an extra argument after the parameters, repeatable; words\n"      \
+    "                            after '--' are added the same way\n"                              \
+    "  --command                 run the words after '--' instead of a script\n"                   \
+    "  --experiment E            experiment name, [A-Za-z0-9._-] (default: DIR's base name\n"      \
+    "                            with other characters replaced by '-', else 'default')\n"         \
+    "\n"                                                                                           \
+    "Where and how:\n"                                                                             \
+    "  --nodes N                 distinct nodes the run spans (default 1)\n"                       \
+    "  --backend mpi|ps|pytorch  distributed backend (default: a single process)\n"                \
+    "  --processes-per-node N    processes on each node, for mpi and pytorch\n"                    \
+    "  --workers N               worker tasks in all, for ps (default: --nodes)\n"                 \
+    "  --parameter-servers N     parameter server tasks, for ps (default 1)\n"                     \
+    "  --chief                   add a chief task, for ps\n"                                       \
+    "  --evaluator               add an evaluator task, for ps\n"                                  \
+    "  --gpu                     give each process GPUs\n"                                         \
+    "  --gpus-per-process N      GPUs per process with --gpu (default 1)\n"                        \
+    "  --cpus N                  CPUs per process (default 1)\n"                                   \
+    "  --memory-mb N             memory per process in MiB (default 0: no request)\n"              \
+    "  --pool P                  compute target, the node pool (default 'default')\n"              \
+    "  --pip PKG                 a pip package to install, repeatable\n"                           \
+    "  --conda PKG               a conda package to install, repeatable\n"                         \
+    "  --env K=V                 an environment variable for every task, repeatable\n"             \
+    "  --tag K=V                 a tag on the run, repeatable\n"                                   \
+    "  --node-selector K=V       run only on nodes with this --label, repeatable (all must\n"      \
+    "                            match)\n"                                                         \
+    "  --max-retries N           whole-run restarts after a failure (default 0)\n"                 \
+    "  --priority N              higher runs are placed first (default 0)\n"
+
+/*
+ * What the run options and a run command's words say (DIR, --entry or
+ * --command, the words after "--"); the JSON parts are built as options
+ * come. Embedded: cli_run_opts_init() / cli_run_opts_release().
+ */
+struct cli_run_opts {
+    const char *dir; /* borrowed from argv; NULL when not given */
+    const char *entry; /* borrowed */
+    const char *experiment; /* borrowed: --experiment */
+    bool command;
+    bool follow;
+    char **words; /* borrowed: the words after "--" */
+    int n_words;
+    char *experiment_name; /* owned: the experiment once checked */
+    cJSON *params; /* owned: script_params */
+    cJSON *arguments; /* owned */
+    cJSON *pip; /* owned */
+    cJSON *conda; /* owned */
+    cJSON *env; /* owned */
+    cJSON *tags; /* owned */
+    cJSON *selector; /* owned */
+    cJSON *resources; /* owned: scalar run fields by option, in option order */
+};
+
+void cli_run_opts_init(struct cli_run_opts *s);
+void cli_run_opts_release(struct cli_run_opts *s);
+
+/* Applies one run option (a CLI_RUN_OPT_* code); -1 to go on, else the exit code. */
+int cli_run_option(struct cli *c, struct cli_run_opts *s, int opt, const char *arg);
+
+/* Sets the run field to an integer option's value within [min, max];
+ * -1 to go on, else CLI_EXIT_USAGE with option named. */
+int cli_run_set_int(struct cli *c, struct cli_run_opts *s, const char *option, const char *field,
+                    const char *text, long min, long max);
+
+/*
+ * Parses a run command's words (c->cmd's options, [DIR], the words after
+ * "--"): each option that is not a common one goes to own(c, state, opt,
+ * arg), which handles its own and hands the rest to cli_run_option(); own
+ * NULL hands them all. Checks DIR, --entry / --command and the experiment,
+ * then resolves the server and token. Returns -1 to go on, else the exit
+ * code (help printed, or bad usage).
+ */
+int cli_run_parse(struct cli *c, struct cli_run_opts *s, int argc, char **argv,
+                  int (*own)(struct cli *c, void *state, int opt, const char *arg), void *state);
+
+/*
+ * Packs and uploads DIR (when given) and builds the run spec (SPEC §3.2)
+ * into *ret_spec (caller frees). Returns 0, or the exit code with the
+ * reason printed.
+ */
+int cli_run_build(struct cli *c, struct cli_run_opts *s, cJSON **ret_spec);
+
+/* Sets key in object to value (owned), replacing an earlier value in
+ * place; aborts when out of memory. */
+void cli_json_set(cJSON *object, const char *key, cJSON *value);
+
+/* True when s is exactly a JSON number that a double holds (see submit.c). */
+bool cli_is_json_number(const char *s);
 
 /* ---- commands ------------------------------------------------------------ */
 
@@ -336,6 +517,10 @@ extern const struct cli_command cli_cmd_nodes;
 extern const struct cli_command cli_cmd_drain;
 extern const struct cli_command cli_cmd_tokens;
 extern const struct cli_command cli_cmd_completion;
+extern const struct cli_command cli_cmd_sweep;
+extern const struct cli_command cli_cmd_sweeps;
+extern const struct cli_command cli_cmd_sweep_show;
+extern const struct cli_command cli_cmd_sweep_cancel;
 
 /*
  * Copies the logs of run_id (of one task when task is not NULL) to stdout.
@@ -344,6 +529,25 @@ extern const struct cli_command cli_cmd_completion;
  * 0, or CLI_EXIT_FAILED with the reason printed.
  */
 int cli_stream_logs(struct cli *c, const char *run_id, const char *task, bool follow);
+
+/* ---- sweep.c and sweeps.c ------------------------------------------------ */
+
+/* A sweep's early_termination (the API's JSON, or null) in --policy's
+ * syntax, "none" for null; caller frees. */
+char *cli_policy_text(const cJSON *policy);
+
+/* A sweep's parameters in --search's syntax, space-separated; caller frees. */
+char *cli_search_text(const cJSON *parameters);
+
+/*
+ * Shows the sweep (its resource as the server gave it) and its trials as
+ * they change, from the sweep's event stream, until it ends (taking the
+ * stream up again when it drops); then the trials and the best one. With
+ * c->json, one JSON object a line instead: each event as {"event",
+ * "data"}. Returns 0 when the sweep completed, else CLI_EXIT_FAILED with
+ * the reason printed.
+ */
+int cli_sweep_follow(struct cli *c, const cJSON *sweep);
 
 /* True for the statuses a run never leaves: completed, failed, canceled. */
 bool cli_run_status_final(const char *status);

@@ -124,6 +124,16 @@ void cli_table_add(struct cli_table *t, char **row)
 
 void cli_table_print(const struct cli_table *t)
 {
+    struct buf b;
+
+    buf_init(&b);
+    cli_table_format(t, &b);
+    fwrite(b.data, 1, b.len, stdout);
+    buf_release(&b);
+}
+
+void cli_table_format(const struct cli_table *t, struct buf *out)
+{
     size_t width[CLI_TABLE_MAX_COLUMNS] = { 0 };
     size_t r;
     size_t i;
@@ -141,9 +151,9 @@ void cli_table_print(const struct cli_table *t)
             const char *cell = t->cells[r * t->columns + i];
 
             if (i + 1 == t->columns)
-                printf("%s\n", cell);
+                buf_printf(out, "%s\n", cell);
             else
-                printf("%-*s  ", (int)width[i], cell);
+                buf_printf(out, "%-*s  ", (int)width[i], cell);
         }
     }
 }
@@ -173,8 +183,7 @@ char *cli_field_text(const cJSON *object, const char *key)
     return xstrdup("-");
 }
 
-/* "name=value name=value" of an object of numbers, or "-". */
-static char *pairs_text(const cJSON *object)
+char *cli_pairs_text(const cJSON *object, bool exact)
 {
     const cJSON *item;
     struct buf b;
@@ -186,7 +195,10 @@ static char *pairs_text(const cJSON *object)
         if (b.len)
             buf_addc(&b, ' ');
         if (cJSON_IsNumber(item)) {
-            cli_format_number(item->valuedouble, num, sizeof(num));
+            if (exact)
+                cli_format_exact(item->valuedouble, num, sizeof(num));
+            else
+                cli_format_number(item->valuedouble, num, sizeof(num));
             buf_printf(&b, "%s=%s", item->string, num);
         } else if (cJSON_IsString(item)) {
             buf_printf(&b, "%s=%s", item->string, item->valuestring);
@@ -365,7 +377,7 @@ static int runs_main(struct cli *c, int argc, char **argv)
         row[2] = cli_field_text(run, "owner");
         row[3] = cli_field_text(run, "status");
         row[4] = cli_field_text(run, "created_at");
-        row[5] = pairs_text(json_get(run, "metrics"));
+        row[5] = cli_pairs_text(json_get(run, "metrics"), false);
         cli_table_add(&t, row);
     }
     cli_table_print(&t);

@@ -13,21 +13,27 @@
 static const char *const other_commands[] = { "server", "agent", "version", "help" };
 
 /*
- * What an option's value completes to, by option name, for the options
- * whose values have a known shape: "@file", "@dir" or words. Other values
- * (names, numbers, URLs) complete to nothing.
+ * What an option's value completes to, by command (NULL: any command not
+ * named before) and option name, for the options whose values have a
+ * known shape: "@file", "@dir" or words. Other values (names, numbers,
+ * URLs) complete to nothing. The first match counts.
  */
 static const struct {
+    const char *command;
     const char *option;
     const char *value;
 } value_hints[] = {
-    { "token-file", "@file" },
-    { "ca", "@file" },
-    { "data", "@dir" },
-    { "output", "@dir" },
-    { "role", "admin user viewer agent" },
-    { "backend", "mpi ps pytorch" },
-    { "status", "queued starting running completed failed canceled" },
+    { NULL, "token-file", "@file" },
+    { NULL, "ca", "@file" },
+    { NULL, "data", "@dir" },
+    { NULL, "output", "@dir" },
+    { NULL, "role", "admin user viewer agent" },
+    { NULL, "backend", "mpi ps pytorch" },
+    { "sweeps", "status", "running completed canceled failed" },
+    { NULL, "status", "queued starting running completed failed canceled" },
+    { NULL, "sampling", "grid random bayesian" },
+    { NULL, "goal", "max min" },
+    { NULL, "sort", "trial value" },
 };
 
 static const char completion_usage[] =
@@ -47,12 +53,13 @@ static const struct option completion_opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-static const char *value_hint(const char *option)
+static const char *value_hint(const char *command, const char *option)
 {
     size_t i;
 
     for (i = 0; i < sizeof(value_hints) / sizeof(value_hints[0]); i++) {
-        if (strcmp(value_hints[i].option, option) == 0)
+        if ((value_hints[i].command == NULL || strcmp(value_hints[i].command, command) == 0) &&
+            strcmp(value_hints[i].option, option) == 0)
             return value_hints[i].value;
     }
     return NULL;
@@ -83,7 +90,7 @@ static void print_command(const struct cli_command *cmd)
 
         if (o->has_arg != required_argument)
             continue;
-        hint = value_hint(o->name);
+        hint = value_hint(cmd->name, o->name);
         printf("        --%s", o->name);
         if (o->val > 0 && o->val < 128)
             printf("|-%c", o->val);

@@ -22,8 +22,10 @@
 struct transfer {
     CURL *curl;
     struct cli_response *resp;
-    FILE *out; /* streaming: copy 2xx bodies here; NULL: keep them */
-    size_t copied; /* bytes written to out */
+    /* Streaming: 2xx bodies go to sink(sink_arg, ...); NULL: keep them. */
+    bool (*sink)(void *arg, const char *data, size_t len);
+    void *sink_arg;
+    size_t copied; /* bytes given to sink */
     bool too_big;
     bool write_failed;
 };
@@ -50,10 +52,10 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     long status = 0;
 
-    if (t->out) {
+    if (t->sink) {
         curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
         if (status >= 200 && status < 300) {
-            if (fwrite(data, 1, n, t->out) != n || fflush(t->out) != 0) {
+            if (!t->sink(t->sink_arg, data, n)) {
                 t->write_failed = true;
                 return 0;
             }
@@ -108,7 +110,8 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *header
 
 /* Runs one transfer; the shared core of cli_request() and cli_stream(). */
 static int perform(struct cli *c, const char *method, const char *path, const char *content_type,
-                   bool gzipped, const void *body, size_t body_len, long timeout_ms, FILE *out,
+                   bool gzipped, const void *body, size_t body_len, long timeout_ms,
+                   bool (*sink)(void *arg, const char *data, size_t len), void *sink_arg,
                    size_t *ret_copied, struct cli_response *ret)
 {
     char errbuf[CURL_ERROR_SIZE];
@@ -131,7 +134,8 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
     memset(&t, 0, sizeof(t));
     t.curl = c->curl;
     t.resp = ret;
-    t.out = out;
+    t.sink = sink;
+    t.sink_arg = sink_arg;
     ret->status = 0;
     buf_reset(&ret->body);
     errbuf[0] = '\0';
@@ -179,8 +183,8 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
         rc = ERR_UNAVAILABLE;
         cli_fail("the response from %s is larger than %zu MiB", url, CLI_MAX_BODY >> 20);
     } else if (t.write_failed) {
+        /* The sink said why. */
         rc = ERR_INTERNAL;
-        cli_fail("cannot write to stdout");
     } else if (res != CURLE_OK) {
         rc = ERR_UNAVAILABLE;
         cli_fail("cannot reach %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
@@ -248,24 +252,43 @@ int cli_request(struct cli *c, const char *method, const char *path, const char 
     if (body_len > CLI_GZIP_MIN && content_type && strcmp(content_type, "application/json") == 0 &&
         gzip_body(body, body_len, &gz)) {
         rc = perform(c, method, path, content_type, true, gz.data, gz.len, timeout_ms, NULL, NULL,
-                     ret);
+                     NULL, ret);
         buf_release(&gz);
         if (rc < 0 || !(ret->status == 415 || (ret->status == 400 && !error_has_field(ret))))
             return rc;
     }
     return perform(c, method, path, content_type, false, body, body_len, timeout_ms, NULL, NULL,
-                   ret);
+                   NULL, ret);
+}
+
+/* cli_stream()'s sink: the bytes go to a FILE as they come. */
+static bool file_sink(void *arg, const char *data, size_t len)
+{
+    FILE *out = arg;
+
+    if (fwrite(data, 1, len, out) != len || fflush(out) != 0) {
+        cli_fail("cannot write to %s", out == stdout ? "stdout" : "the file");
+        return false;
+    }
+    return true;
+}
+
+int cli_stream_to(struct cli *c, const char *path, long timeout_ms,
+                  bool (*sink)(void *arg, const char *data, size_t len), void *arg,
+                  size_t *ret_bytes, struct cli_response *ret)
+{
+    size_t copied = 0;
+    int rc;
+
+    rc = perform(c, "GET", path, NULL, false, NULL, 0, timeout_ms, sink, arg, &copied, ret);
+    *ret_bytes = copied;
+    return rc;
 }
 
 int cli_stream(struct cli *c, const char *path, FILE *out, long timeout_ms, size_t *ret_bytes,
                struct cli_response *ret)
 {
-    size_t copied = 0;
-    int rc;
-
-    rc = perform(c, "GET", path, NULL, false, NULL, 0, timeout_ms, out, &copied, ret);
-    *ret_bytes = copied;
-    return rc;
+    return cli_stream_to(c, path, timeout_ms, file_sink, out, ret_bytes, ret);
 }
 
 int cli_report_error(const struct cli *c, const struct cli_response *r)

@@ -3,6 +3,8 @@
  * snapshot, submits a run (SPEC §3.2) and prints its id; with --follow it
  * streams the run's logs and exits with the run's outcome. `trainyard rerun`
  * submits a run's spec again, with submit's --param, --priority and --follow.
+ * The run options and the packing are shared with `trainyard sweep`
+ * (cli_run_parse(), cli_run_build()).
  */
 #include <errno.h>
 #include <limits.h>
@@ -29,122 +31,17 @@ static const char usage[] =
     "in .gitignore syntax) as a snapshot, submits a run of SCRIPT in it and prints the\n"
     "run id. With --command the run executes PROG ARG... as is (no shell), in DIR's\n"
     "snapshot when DIR is given.\n"
-    "\n"
-    "What to run:\n"
-    "  --entry SCRIPT            script inside DIR, run with the node's Python\n"
-    "  --param --NAME=VALUE      a script parameter, repeatable, in order: VALUE is sent as a\n"
-    "                            JSON number when it is one, true/false/null as those, else\n"
-    "                            as a string; --param --NAME alone is the bare flag (true)\n"
-    "  --arg X                   an extra argument after the parameters, repeatable; words\n"
-    "                            after '--' are added the same way\n"
-    "  --command                 run the words after '--' instead of a script\n"
-    "  --experiment E            experiment name, [A-Za-z0-9._-] (default: DIR's base name\n"
-    "                            with other characters replaced by '-', else 'default')\n"
-    "\n"
-    "Where and how:\n"
-    "  --nodes N                 distinct nodes the run spans (default 1)\n"
-    "  --backend mpi|ps|pytorch  distributed backend (default: a single process)\n"
-    "  --processes-per-node N    processes on each node, for mpi and pytorch\n"
-    "  --workers N               worker tasks in all, for ps (default: --nodes)\n"
-    "  --parameter-servers N     parameter server tasks, for ps (default 1)\n"
-    "  --chief                   add a chief task, for ps\n"
-    "  --evaluator               add an evaluator task, for ps\n"
-    "  --gpu                     give each process GPUs\n"
-    "  --gpus-per-process N      GPUs per process with --gpu (default 1)\n"
-    "  --cpus N                  CPUs per process (default 1)\n"
-    "  --memory-mb N             memory per process in MiB (default 0: no request)\n"
-    "  --pool P                  compute target, the node pool (default 'default')\n"
-    "  --pip PKG                 a pip package to install, repeatable\n"
-    "  --conda PKG               a conda package to install, repeatable\n"
-    "  --env K=V                 an environment variable for every task, repeatable\n"
-    "  --tag K=V                 a tag on the run, repeatable\n"
-    "  --node-selector K=V       run only on nodes with this --label, repeatable (all must\n"
-    "                            match)\n"
-    "  --max-retries N           whole-run restarts after a failure (default 0)\n"
-    "  --max-duration S          fail the run after S seconds (default 0: none)\n"
-    "  --priority N              higher runs are placed first (default 0)\n"
+    "\n" CLI_RUN_HELP "  --max-duration S          fail the run after S seconds (default 0: none)\n"
     "\n"
     "Output:\n"
     "  --follow                  stream the run's logs, then exit 0 if it completed, else 1\n"
     "                            with its status and error on stderr\n"
     "\n" CLI_COMMON_HELP;
 
-enum submit_opt {
-    OPT_ENTRY = CLI_OPT_FIRST_OWN,
-    OPT_PARAM,
-    OPT_ARG,
-    OPT_COMMAND,
-    OPT_EXPERIMENT,
-    OPT_NODES,
-    OPT_BACKEND,
-    OPT_PPN,
-    OPT_WORKERS,
-    OPT_PS,
-    OPT_CHIEF,
-    OPT_EVALUATOR,
-    OPT_GPU,
-    OPT_GPUS_PER_PROCESS,
-    OPT_CPUS,
-    OPT_MEMORY_MB,
-    OPT_POOL,
-    OPT_PIP,
-    OPT_CONDA,
-    OPT_ENV,
-    OPT_TAG,
-    OPT_NODE_SELECTOR,
-    OPT_MAX_RETRIES,
-    OPT_MAX_DURATION,
-    OPT_PRIORITY,
-    OPT_FOLLOW,
-};
-
 static const struct option longopts[] = {
-    { "entry", required_argument, NULL, OPT_ENTRY },
-    { "param", required_argument, NULL, OPT_PARAM },
-    { "arg", required_argument, NULL, OPT_ARG },
-    { "command", no_argument, NULL, OPT_COMMAND },
-    { "experiment", required_argument, NULL, OPT_EXPERIMENT },
-    { "nodes", required_argument, NULL, OPT_NODES },
-    { "backend", required_argument, NULL, OPT_BACKEND },
-    { "processes-per-node", required_argument, NULL, OPT_PPN },
-    { "workers", required_argument, NULL, OPT_WORKERS },
-    { "parameter-servers", required_argument, NULL, OPT_PS },
-    { "chief", no_argument, NULL, OPT_CHIEF },
-    { "evaluator", no_argument, NULL, OPT_EVALUATOR },
-    { "gpu", no_argument, NULL, OPT_GPU },
-    { "gpus-per-process", required_argument, NULL, OPT_GPUS_PER_PROCESS },
-    { "cpus", required_argument, NULL, OPT_CPUS },
-    { "memory-mb", required_argument, NULL, OPT_MEMORY_MB },
-    { "pool", required_argument, NULL, OPT_POOL },
-    { "pip", required_argument, NULL, OPT_PIP },
-    { "conda", required_argument, NULL, OPT_CONDA },
-    { "env", required_argument, NULL, OPT_ENV },
-    { "tag", required_argument, NULL, OPT_TAG },
-    { "node-selector", required_argument, NULL, OPT_NODE_SELECTOR },
-    { "max-retries", required_argument, NULL, OPT_MAX_RETRIES },
-    { "max-duration", required_argument, NULL, OPT_MAX_DURATION },
-    { "priority", required_argument, NULL, OPT_PRIORITY },
-    { "follow", no_argument, NULL, OPT_FOLLOW },
+    CLI_RUN_LONGOPTS,
     CLI_COMMON_LONGOPTS,
     { NULL, 0, NULL, 0 },
-};
-
-/* What the options say; the JSON parts are built as options come. */
-struct submit {
-    const char *dir;
-    const char *entry;
-    const char *experiment;
-    bool command;
-    bool follow;
-    cJSON *spec; /* owned: the fields below in SPEC order, then merged */
-    cJSON *params; /* owned until merged into spec */
-    cJSON *arguments; /* owned */
-    cJSON *pip; /* owned */
-    cJSON *conda; /* owned */
-    cJSON *env; /* owned */
-    cJSON *tags; /* owned */
-    cJSON *selector; /* owned */
-    cJSON *resources; /* owned: scalar run fields by option, in option order */
 };
 
 /*
@@ -152,7 +49,7 @@ struct submit {
  * grammar, finite, and an integer of at most 15 digits (a longer one, a
  * seed say, would lose digits and is better sent as the text it is).
  */
-static bool is_json_number(const char *s)
+bool cli_is_json_number(const char *s)
 {
     const char *p = s;
     size_t int_digits = 0;
@@ -209,13 +106,12 @@ static cJSON *param_value(const char *v)
         return cJSON_CreateFalse();
     if (strcmp(v, "null") == 0)
         return cJSON_CreateNull();
-    if (is_json_number(v))
+    if (cli_is_json_number(v))
         return cJSON_CreateNumber(strtod(v, NULL));
     return cJSON_CreateString(v);
 }
 
-/* Sets key in object to value (owned), replacing an earlier value in place. */
-static void object_set(cJSON *object, const char *key, cJSON *value)
+void cli_json_set(cJSON *object, const char *key, cJSON *value)
 {
     if (value == NULL) {
         fprintf(stderr, "fatal: out of memory building JSON\n");
@@ -244,7 +140,7 @@ static void array_add_string(cJSON **array, const char *s)
 }
 
 /* --param --lr=0.01 / --param --flag: "--lr": 0.01 / "--flag": true. */
-static int add_param(struct cli *c, struct submit *s, const char *text)
+static int add_param(struct cli *c, struct cli_run_opts *s, const char *text)
 {
     const char *eq = strchr(text, '=');
     char *key;
@@ -252,7 +148,7 @@ static int add_param(struct cli *c, struct submit *s, const char *text)
     if (text[0] == '\0' || eq == text)
         return cli_usage_error(c, "--param needs a name, as in --param --lr=0.01");
     key = eq ? xstrndup(text, (size_t)(eq - text)) : xstrdup(text);
-    object_set(s->params, key, param_value(eq ? eq + 1 : NULL));
+    cli_json_set(s->params, key, param_value(eq ? eq + 1 : NULL));
     free(key);
     return -1;
 }
@@ -268,25 +164,24 @@ static int add_pair(struct cli *c, cJSON **map, const char *option, const char *
     if (*map == NULL)
         *map = cJSON_CreateObject();
     key = xstrndup(text, (size_t)(eq - text));
-    object_set(*map, key, cJSON_CreateString(eq + 1));
+    cli_json_set(*map, key, cJSON_CreateString(eq + 1));
     free(key);
     return -1;
 }
 
-/* An integer option within [min, max] as the run field named field. */
-static int add_int(struct cli *c, struct submit *s, const char *option, const char *field,
-                   const char *text, long min, long max)
+int cli_run_set_int(struct cli *c, struct cli_run_opts *s, const char *option, const char *field,
+                    const char *text, long min, long max)
 {
     long v;
 
     if (!cli_parse_long(text, min, max, &v))
         return cli_usage_error(c, "%s must be a whole number from %ld to %ld, not '%s'", option,
                                min, max, text);
-    object_set(s->resources, field, cJSON_CreateNumber((double)v));
+    cli_json_set(s->resources, field, cJSON_CreateNumber((double)v));
     return -1;
 }
 
-static int add_cpus(struct cli *c, struct submit *s, const char *text)
+static int add_cpus(struct cli *c, struct cli_run_opts *s, const char *text)
 {
     char *end;
     double v;
@@ -295,83 +190,85 @@ static int add_cpus(struct cli *c, struct submit *s, const char *text)
     v = strtod(text, &end);
     if (errno || *text == '\0' || *end != '\0' || !isfinite(v) || v <= 0 || v > 1e6)
         return cli_usage_error(c, "--cpus must be a positive number, not '%s'", text);
-    object_set(s->resources, "cpus_per_process", cJSON_CreateNumber(v));
+    cli_json_set(s->resources, "cpus_per_process", cJSON_CreateNumber(v));
     return -1;
 }
 
-static int add_backend(struct cli *c, struct submit *s, const char *text)
+static int add_backend(struct cli *c, struct cli_run_opts *s, const char *text)
 {
     if (strcmp(text, "mpi") != 0 && strcmp(text, "ps") != 0 && strcmp(text, "pytorch") != 0)
         return cli_usage_error(c, "--backend must be mpi, ps or pytorch, not '%s'", text);
-    object_set(s->resources, "distributed_backend", cJSON_CreateString(text));
+    cli_json_set(s->resources, "distributed_backend", cJSON_CreateString(text));
     return -1;
 }
 
-/* One option of submit's own; -1 to go on, else an exit code. */
-static int own_option(struct cli *c, struct submit *s, int opt, const char *arg)
+int cli_run_option(struct cli *c, struct cli_run_opts *s, int opt, const char *arg)
 {
     switch (opt) {
-    case OPT_ENTRY:
+    case CLI_RUN_OPT_ENTRY:
         s->entry = arg;
         return -1;
-    case OPT_PARAM:
+    case CLI_RUN_OPT_PARAM:
         return add_param(c, s, arg);
-    case OPT_ARG:
+    case CLI_RUN_OPT_ARG:
         array_add_string(&s->arguments, arg);
         return -1;
-    case OPT_COMMAND:
+    case CLI_RUN_OPT_COMMAND:
         s->command = true;
         return -1;
-    case OPT_EXPERIMENT:
+    case CLI_RUN_OPT_EXPERIMENT:
         s->experiment = arg;
         return -1;
-    case OPT_NODES:
-        return add_int(c, s, "--nodes", "node_count", arg, 1, INT_MAX);
-    case OPT_BACKEND:
+    case CLI_RUN_OPT_NODES:
+        return cli_run_set_int(c, s, "--nodes", "node_count", arg, 1, INT_MAX);
+    case CLI_RUN_OPT_BACKEND:
         return add_backend(c, s, arg);
-    case OPT_PPN:
-        return add_int(c, s, "--processes-per-node", "process_count_per_node", arg, 1, INT_MAX);
-    case OPT_WORKERS:
-        return add_int(c, s, "--workers", "worker_count", arg, 0, INT_MAX);
-    case OPT_PS:
-        return add_int(c, s, "--parameter-servers", "parameter_server_count", arg, 0, INT_MAX);
-    case OPT_CHIEF:
-        object_set(s->resources, "chief", cJSON_CreateTrue());
+    case CLI_RUN_OPT_PPN:
+        return cli_run_set_int(c, s, "--processes-per-node", "process_count_per_node", arg, 1,
+                               INT_MAX);
+    case CLI_RUN_OPT_WORKERS:
+        return cli_run_set_int(c, s, "--workers", "worker_count", arg, 0, INT_MAX);
+    case CLI_RUN_OPT_PS:
+        return cli_run_set_int(c, s, "--parameter-servers", "parameter_server_count", arg, 0,
+                               INT_MAX);
+    case CLI_RUN_OPT_CHIEF:
+        cli_json_set(s->resources, "chief", cJSON_CreateTrue());
         return -1;
-    case OPT_EVALUATOR:
-        object_set(s->resources, "evaluator", cJSON_CreateTrue());
+    case CLI_RUN_OPT_EVALUATOR:
+        cli_json_set(s->resources, "evaluator", cJSON_CreateTrue());
         return -1;
-    case OPT_GPU:
-        object_set(s->resources, "use_gpu", cJSON_CreateTrue());
+    case CLI_RUN_OPT_GPU:
+        cli_json_set(s->resources, "use_gpu", cJSON_CreateTrue());
         return -1;
-    case OPT_GPUS_PER_PROCESS:
-        return add_int(c, s, "--gpus-per-process", "gpus_per_process", arg, 1, INT_MAX);
-    case OPT_CPUS:
+    case CLI_RUN_OPT_GPUS_PER_PROCESS:
+        return cli_run_set_int(c, s, "--gpus-per-process", "gpus_per_process", arg, 1, INT_MAX);
+    case CLI_RUN_OPT_CPUS:
         return add_cpus(c, s, arg);
-    case OPT_MEMORY_MB:
-        return add_int(c, s, "--memory-mb", "memory_mb_per_process", arg, 0, LONG_MAX);
-    case OPT_POOL:
-        object_set(s->resources, "compute_target", cJSON_CreateString(arg));
+    case CLI_RUN_OPT_MEMORY_MB:
+        return cli_run_set_int(c, s, "--memory-mb", "memory_mb_per_process", arg, 0, LONG_MAX);
+    case CLI_RUN_OPT_POOL:
+        cli_json_set(s->resources, "compute_target", cJSON_CreateString(arg));
         return -1;
-    case OPT_PIP:
+    case CLI_RUN_OPT_PIP:
         array_add_string(&s->pip, arg);
         return -1;
-    case OPT_CONDA:
+    case CLI_RUN_OPT_CONDA:
         array_add_string(&s->conda, arg);
         return -1;
-    case OPT_ENV:
+    case CLI_RUN_OPT_ENV:
         return add_pair(c, &s->env, "--env", arg);
-    case OPT_TAG:
+    case CLI_RUN_OPT_TAG:
         return add_pair(c, &s->tags, "--tag", arg);
-    case OPT_NODE_SELECTOR:
+    case CLI_RUN_OPT_NODE_SELECTOR:
         return add_pair(c, &s->selector, "--node-selector", arg);
-    case OPT_MAX_RETRIES:
-        return add_int(c, s, "--max-retries", "max_retries", arg, 0, INT_MAX);
-    case OPT_MAX_DURATION:
-        return add_int(c, s, "--max-duration", "max_run_duration_seconds", arg, 0, LONG_MAX);
-    case OPT_PRIORITY:
-        return add_int(c, s, "--priority", "priority", arg, INT_MIN, INT_MAX);
-    case OPT_FOLLOW:
+    case CLI_RUN_OPT_MAX_RETRIES:
+        return cli_run_set_int(c, s, "--max-retries", "max_retries", arg, 0, INT_MAX);
+    case CLI_RUN_OPT_MAX_DURATION:
+        return cli_run_set_int(c, s, "--max-duration", "max_run_duration_seconds", arg, 0,
+                               LONG_MAX);
+    case CLI_RUN_OPT_PRIORITY:
+        return cli_run_set_int(c, s, "--priority", "priority", arg, INT_MIN, INT_MAX);
+    case CLI_RUN_OPT_FOLLOW:
         s->follow = true;
         return -1;
     default:
@@ -379,8 +276,8 @@ static int own_option(struct cli *c, struct submit *s, int opt, const char *arg)
     }
 }
 
-/* True when the word is a long option of ours that takes its value from the next word. */
-static bool takes_next_word(const char *word)
+/* True when the word is a long option of table that takes its value from the next word. */
+static bool takes_next_word(const struct option *table, const char *word)
 {
     const struct option *o;
     const struct option *found = NULL;
@@ -391,7 +288,7 @@ static bool takes_next_word(const char *word)
         return false;
     word += 2;
     len = strlen(word);
-    for (o = longopts; o->name; o++) {
+    for (o = table; o->name; o++) {
         if (strcmp(o->name, word) == 0) {
             found = o;
             matches = 1;
@@ -411,14 +308,14 @@ static bool takes_next_word(const char *word)
  * getopt_long will (so a "--" that is an option's value does not count),
  * or argc when there is none.
  */
-static int find_separator(int argc, char **argv)
+static int find_separator(const struct option *table, int argc, char **argv)
 {
     int i = 1;
 
     while (i < argc) {
         if (strcmp(argv[i], "--") == 0)
             return i;
-        i += takes_next_word(argv[i]) ? 2 : 1;
+        i += takes_next_word(table, argv[i]) ? 2 : 1;
     }
     return argc;
 }
@@ -456,20 +353,35 @@ static void move_into(cJSON *spec, const char *key, cJSON **item)
 {
     if (*item == NULL)
         return;
-    object_set(spec, key, *item);
+    cli_json_set(spec, key, *item);
     *item = NULL;
 }
 
-static void submit_init(struct submit *s)
+void cli_run_opts_init(struct cli_run_opts *s)
 {
     memset(s, 0, sizeof(*s));
     s->params = cJSON_CreateObject();
     s->resources = cJSON_CreateObject();
 }
 
-/* Parses the options in argv[1..argc-1] into *s; -1 to go on, else the
- * exit code (help printed, or a usage error). */
-static int parse_options(struct cli *c, struct submit *s, int argc, char **argv)
+void cli_run_opts_release(struct cli_run_opts *s)
+{
+    free(s->experiment_name);
+    cJSON_Delete(s->params);
+    cJSON_Delete(s->arguments);
+    cJSON_Delete(s->pip);
+    cJSON_Delete(s->conda);
+    cJSON_Delete(s->env);
+    cJSON_Delete(s->tags);
+    cJSON_Delete(s->selector);
+    cJSON_Delete(s->resources);
+}
+
+/* Parses the options in argv[1..argc-1] into *s (through own, when not
+ * NULL); -1 to go on, else the exit code (help printed, or a usage error). */
+static int parse_options(struct cli *c, struct cli_run_opts *s, int argc, char **argv,
+                         int (*own)(struct cli *c, void *state, int opt, const char *arg),
+                         void *state)
 {
     int rc = -1;
     int opt;
@@ -485,64 +397,61 @@ static int parse_options(struct cli *c, struct submit *s, int argc, char **argv)
             rc = CLI_EXIT_OK;
         } else if (opt == '?' || opt == ':') {
             rc = cli_bad_option(c, opt, argv);
+        } else if (own) {
+            rc = own(c, state, opt, optarg);
         } else {
-            rc = own_option(c, s, opt, optarg);
+            rc = cli_run_option(c, s, opt, optarg);
         }
     }
     return rc;
 }
 
-static void submit_release(struct submit *s)
+int cli_run_parse(struct cli *c, struct cli_run_opts *s, int argc, char **argv,
+                  int (*own)(struct cli *c, void *state, int opt, const char *arg), void *state)
 {
-    cJSON_Delete(s->spec);
-    cJSON_Delete(s->params);
-    cJSON_Delete(s->arguments);
-    cJSON_Delete(s->pip);
-    cJSON_Delete(s->conda);
-    cJSON_Delete(s->env);
-    cJSON_Delete(s->tags);
-    cJSON_Delete(s->selector);
-    cJSON_Delete(s->resources);
-}
+    struct stat st;
+    int sep;
+    int npos;
+    int rc;
 
-/* Builds s->spec from the options, in the order of SPEC §3.2. */
-static void build_spec(struct submit *s, const char *experiment, const char *source, char **command,
-                       int command_len)
-{
-    cJSON *item;
-    int i;
-
-    s->spec = cJSON_CreateObject();
-    object_set(s->spec, "experiment", cJSON_CreateString(experiment));
-    if (source)
-        object_set(s->spec, "source", cJSON_CreateString(source));
+    /* Options end at the first "--"; what follows is the command or arguments. */
+    sep = find_separator(c->cmd->longopts, argc, argv);
+    rc = parse_options(c, s, sep, argv, own, state);
+    if (rc >= 0)
+        return rc;
+    npos = sep - optind;
+    if (npos > 1)
+        return cli_usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+    s->dir = npos == 1 ? argv[optind] : NULL;
+    s->words = argv + sep + 1;
+    s->n_words = sep < argc ? argc - sep - 1 : 0;
     if (s->command) {
-        item = NULL;
-        for (i = 0; i < command_len; i++)
-            array_add_string(&item, command[i]);
-        move_into(s->spec, "command", &item);
+        if (s->n_words == 0)
+            return cli_usage_error(c, "--command needs the program after '--'");
+        if (s->entry)
+            return cli_usage_error(c, "give --entry or --command, not both");
+        if (cJSON_GetArraySize(s->params) > 0)
+            return cli_usage_error(c, "--param goes with --entry; put a command's arguments "
+                                      "after '--'");
     } else {
-        object_set(s->spec, "entry_script", cJSON_CreateString(s->entry));
-        move_into(s->spec, "script_params", &s->params);
-        for (i = 0; i < command_len; i++)
-            array_add_string(&s->arguments, command[i]);
+        if (s->dir == NULL)
+            return cli_usage_error(c, "a source directory is required (or use --command)");
+        if (s->entry == NULL || s->entry[0] == '\0')
+            return cli_usage_error(c, "--entry SCRIPT is required (or use --command)");
+        while (strncmp(s->entry, "./", 2) == 0)
+            s->entry += 2;
     }
-    move_into(s->spec, "arguments", &s->arguments);
-    /* Scalar fields in the order they were given on the command line. */
-    while (s->resources->child) {
-        const char *key = s->resources->child->string;
-
-        item = cJSON_DetachItemViaPointer(s->resources, s->resources->child);
-        if (json_get(s->spec, key))
-            cJSON_Delete(item);
-        else
-            cJSON_AddItemToObject(s->spec, key, item);
+    if (s->dir && (stat(s->dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return cli_usage_error(c, "'%s' is not a directory", s->dir);
+    free(s->experiment_name);
+    if (s->experiment) {
+        s->experiment_name = xstrdup(s->experiment);
+    } else {
+        s->experiment_name = s->dir ? experiment_from_dir(s->dir) : NULL;
+        if (s->experiment_name == NULL)
+            s->experiment_name = xstrdup("default");
     }
-    move_into(s->spec, "pip_packages", &s->pip);
-    move_into(s->spec, "conda_packages", &s->conda);
-    move_into(s->spec, "environment_variables", &s->env);
-    move_into(s->spec, "tags", &s->tags);
-    move_into(s->spec, "node_selector", &s->selector);
+    return cli_resolve(c) == 0 ? -1 : CLI_EXIT_USAGE;
 }
 
 /* Packs and uploads dir; *ret_id is the snapshot id (caller frees). */
@@ -587,6 +496,61 @@ out:
     cli_response_release(&r);
     buf_release(&tgz);
     return rc;
+}
+
+/* The run spec the options describe, in the order of SPEC §3.2. */
+static cJSON *build_spec(struct cli_run_opts *s, const char *source)
+{
+    cJSON *spec = cJSON_CreateObject();
+    cJSON *item;
+    int i;
+
+    cli_json_set(spec, "experiment", cJSON_CreateString(s->experiment_name));
+    if (source)
+        cli_json_set(spec, "source", cJSON_CreateString(source));
+    if (s->command) {
+        item = NULL;
+        for (i = 0; i < s->n_words; i++)
+            array_add_string(&item, s->words[i]);
+        move_into(spec, "command", &item);
+    } else {
+        cli_json_set(spec, "entry_script", cJSON_CreateString(s->entry));
+        move_into(spec, "script_params", &s->params);
+        for (i = 0; i < s->n_words; i++)
+            array_add_string(&s->arguments, s->words[i]);
+    }
+    move_into(spec, "arguments", &s->arguments);
+    /* Scalar fields in the order they were given on the command line. */
+    while (s->resources->child) {
+        const char *key = s->resources->child->string;
+
+        item = cJSON_DetachItemViaPointer(s->resources, s->resources->child);
+        if (json_get(spec, key))
+            cJSON_Delete(item);
+        else
+            cJSON_AddItemToObject(spec, key, item);
+    }
+    move_into(spec, "pip_packages", &s->pip);
+    move_into(spec, "conda_packages", &s->conda);
+    move_into(spec, "environment_variables", &s->env);
+    move_into(spec, "tags", &s->tags);
+    move_into(spec, "node_selector", &s->selector);
+    return spec;
+}
+
+int cli_run_build(struct cli *c, struct cli_run_opts *s, cJSON **ret_spec)
+{
+    char *snapshot = NULL;
+    int rc;
+
+    if (s->dir) {
+        rc = upload(c, s->dir, s->command ? NULL : s->entry, &snapshot);
+        if (rc != 0)
+            return rc;
+    }
+    *ret_spec = build_spec(s, snapshot);
+    free(snapshot);
+    return 0;
 }
 
 /* Sends a request; a 2xx JSON answer goes to *ret_json (caller frees). */
@@ -690,80 +654,24 @@ out:
 
 static int submit_main(struct cli *c, int argc, char **argv)
 {
-    struct submit s;
-    char *experiment = NULL;
-    char *snapshot = NULL;
+    struct cli_run_opts s;
+    cJSON *spec = NULL;
     char *text = NULL;
-    struct stat st;
-    int sep;
-    int npos;
     int rc;
 
-    submit_init(&s);
-    /* Options end at the first "--"; what follows is the command or arguments. */
-    sep = find_separator(argc, argv);
-    rc = parse_options(c, &s, sep, argv);
+    cli_run_opts_init(&s);
+    rc = cli_run_parse(c, &s, argc, argv, NULL, NULL);
     if (rc >= 0)
         goto out;
-    npos = sep - optind;
-    if (npos > 1) {
-        rc = cli_usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
-        goto out;
-    }
-    s.dir = npos == 1 ? argv[optind] : NULL;
-    if (s.command) {
-        if (sep + 1 >= argc) {
-            rc = cli_usage_error(c, "--command needs the program after '--'");
-            goto out;
-        }
-        if (s.entry) {
-            rc = cli_usage_error(c, "give --entry or --command, not both");
-            goto out;
-        }
-        if (cJSON_GetArraySize(s.params) > 0) {
-            rc = cli_usage_error(c, "--param goes with --entry; put a command's arguments "
-                                    "after '--'");
-            goto out;
-        }
-    } else {
-        if (s.dir == NULL) {
-            rc = cli_usage_error(c, "a source directory is required (or use --command)");
-            goto out;
-        }
-        if (s.entry == NULL || s.entry[0] == '\0') {
-            rc = cli_usage_error(c, "--entry SCRIPT is required (or use --command)");
-            goto out;
-        }
-        while (strncmp(s.entry, "./", 2) == 0)
-            s.entry += 2;
-    }
-    if (s.dir && (stat(s.dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        rc = cli_usage_error(c, "'%s' is not a directory", s.dir);
-        goto out;
-    }
-    if (s.experiment) {
-        experiment = xstrdup(s.experiment);
-    } else {
-        experiment = s.dir ? experiment_from_dir(s.dir) : NULL;
-        if (experiment == NULL)
-            experiment = xstrdup("default");
-    }
-    rc = cli_resolve(c);
+    rc = cli_run_build(c, &s, &spec);
     if (rc != 0)
         goto out;
-    if (s.dir) {
-        rc = upload(c, s.dir, s.command ? NULL : s.entry, &snapshot);
-        if (rc != 0)
-            goto out;
-    }
-    build_spec(&s, experiment, snapshot, argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
-    text = json_print(s.spec);
+    text = json_print(spec);
     rc = post_run(c, "/api/v1/runs", text, s.follow);
 out:
     free(text);
-    free(snapshot);
-    free(experiment);
-    submit_release(&s);
+    cJSON_Delete(spec);
+    cli_run_opts_release(&s);
     return rc;
 }
 
@@ -811,7 +719,7 @@ static int merged_params(struct cli *c, const char *path, const cJSON *changes, 
     params = json_get(json_get(run, "spec"), "script_params");
     merged = cJSON_IsObject(params) ? cJSON_Duplicate(params, 1) : cJSON_CreateObject();
     cJSON_ArrayForEach(p, changes) {
-        object_set(merged, p->string, cJSON_Duplicate(p, 1));
+        cli_json_set(merged, p->string, cJSON_Duplicate(p, 1));
     }
     cJSON_Delete(run);
     *ret = merged;
@@ -820,15 +728,15 @@ static int merged_params(struct cli *c, const char *path, const cJSON *changes, 
 
 static const struct option rerun_opts[] = {
     CLI_COMMON_LONGOPTS,
-    { "param", required_argument, NULL, OPT_PARAM },
-    { "priority", required_argument, NULL, OPT_PRIORITY },
-    { "follow", no_argument, NULL, OPT_FOLLOW },
+    { "param", required_argument, NULL, CLI_RUN_OPT_PARAM },
+    { "priority", required_argument, NULL, CLI_RUN_OPT_PRIORITY },
+    { "follow", no_argument, NULL, CLI_RUN_OPT_FOLLOW },
     { NULL, 0, NULL, 0 },
 };
 
 static int rerun_main(struct cli *c, int argc, char **argv)
 {
-    struct submit s;
+    struct cli_run_opts s;
     cJSON *overrides = cJSON_CreateObject();
     cJSON *params = NULL;
     char *esc = NULL;
@@ -836,9 +744,9 @@ static int rerun_main(struct cli *c, int argc, char **argv)
     char *text = NULL;
     int rc;
 
-    submit_init(&s);
+    cli_run_opts_init(&s);
     /* The same parsing as submit's --param, --priority and --follow. */
-    rc = parse_options(c, &s, argc, argv);
+    rc = parse_options(c, &s, argc, argv, NULL, NULL);
     if (rc >= 0)
         goto out;
     if (argc - optind != 1 || argv[optind][0] == '\0') {
@@ -855,10 +763,10 @@ static int rerun_main(struct cli *c, int argc, char **argv)
         rc = merged_params(c, path, s.params, &params);
         if (rc != 0)
             goto out;
-        object_set(overrides, "script_params", params);
+        cli_json_set(overrides, "script_params", params);
     }
     if (json_get(s.resources, "priority"))
-        object_set(overrides, "priority", cJSON_Duplicate(json_get(s.resources, "priority"), 1));
+        cli_json_set(overrides, "priority", cJSON_Duplicate(json_get(s.resources, "priority"), 1));
     free(path);
     path = xasprintf("/api/v1/runs/%s/rerun", esc);
     text = overrides->child ? json_print(overrides) : NULL;
@@ -868,7 +776,7 @@ out:
     free(text);
     free(path);
     free(esc);
-    submit_release(&s);
+    cli_run_opts_release(&s);
     return rc;
 }
 

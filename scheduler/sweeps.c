@@ -158,11 +158,13 @@ static struct sweep *sweep_load(const struct store_sweep_row *row, char *why, si
                    : 0;
     s->deadline_ms = duration > 0 ? row->created_at + (int64_t)(duration * 1000) : 0;
     if (s->sampling == SAMPLE_GRID) {
-        /* A grid runs each of its points once, even when max_total_runs allows more. */
         int64_t points = sweep_space_grid_size(&s->space, s->max_total);
 
-        if (points > 0 && points < s->max_total)
-            s->max_total = (int)points;
+        if (points < 1) {
+            snprintf(why, size, "the grid of sweep %s does not fit max_total_runs", row->id);
+            goto fail;
+        }
+        s->max_total = (int)points; /* each point once */
     }
     assert(s->max_total >= 1 && s->max_concurrent >= 1);
     s->es = es_new(&s->policy, s->maximize, s->max_total);
@@ -234,7 +236,6 @@ static bool sweep_observe(struct sweeps *sw, struct sweep *s, int64_t now)
             if (row->trial >= s->n_trials)
                 s->n_trials = row->trial + 1;
         }
-        /* Also for a trial this driver made: sweep_create_trial() does not know its seq. */
         t->run_seq = row->run_seq;
         t->state = state_of(row);
         if (t->drained)
@@ -260,7 +261,7 @@ static bool sweep_observe(struct sweeps *sw, struct sweep *s, int64_t now)
     store_trial_rows_free(rows, n);
 
     /* The policy sees reports in the order they arrived, across trials. */
-    if (n_arrivals > 1) /* none: arrivals is NULL, which qsort() may not be given */
+    if (n_arrivals > 0)
         qsort(arrivals, n_arrivals, sizeof(*arrivals), by_rowid);
     for (j = 0; j < n_arrivals; j++) {
         struct trial *t = &s->trials[arrivals[j].trial];

@@ -13,7 +13,7 @@ static const char *const run_statuses[] = { "queued",    "starting", "running",
 
 #define RUN_COLUMNS                                                                                \
     "seq, id, experiment, status, spec, created_at, started_at, ended_at, attempt, error, "        \
-    "reason, owner, truncated, (SELECT id FROM sweeps WHERE seq = runs.sweep_seq), trial, "         \
+    "reason, owner, truncated, (SELECT id FROM sweeps WHERE seq = runs.sweep_seq), trial, "        \
     "parameters"
 
 /* ---- create ---- */

@@ -267,9 +267,8 @@ struct store_trial_point {
 };
 /* The points of metric name of run run_seq after row after_rowid, in
  * arrival order, at most max; *ret_points is freed with free(). */
-int store_trial_points(struct store *store, int64_t run_seq, const char *name,
-                       int64_t after_rowid, size_t max, struct store_trial_point **ret_points,
-                       size_t *ret_n);
+int store_trial_points(struct store *store, int64_t run_seq, const char *name, int64_t after_rowid,
+                       size_t max, struct store_trial_point **ret_points, size_t *ret_n);
 
 /* Stores run as trial run->trial of sweep run->sweep_seq, if the sweep is
  * running and has exactly run->trial trials: ERR_CONFLICT otherwise (the
@@ -278,8 +277,7 @@ int store_sweep_add_trial(struct store *store, const struct store_new_run *run);
 /* Cancels a trial that has not ended with reason "early_terminated" and
  * an "early_terminated" event with data (the policy's numbers); a no-op
  * for a trial that ended. */
-int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data,
-                           int64_t now_ms);
+int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data, int64_t now_ms);
 /* Ends a running sweep with status (completed, failed or canceled) and
  * error (may be NULL), canceling its unfinished trials; a no-op when it
  * is no longer running. */

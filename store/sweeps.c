@@ -294,9 +294,9 @@ int store_sweeps_running(struct store *store, struct store_sweep_row **ret_rows,
     int cap = 0;
     int rc;
 
-    if (c == NULL || (st = conn_stmt(c, "SELECT seq, id, spec, owner, seed, n_trials, created_at "
-                                        "FROM sweeps WHERE status = 'running' ORDER BY seq")) ==
-                         NULL)
+    if (c == NULL ||
+        (st = conn_stmt(c, "SELECT seq, id, spec, owner, seed, n_trials, created_at "
+                           "FROM sweeps WHERE status = 'running' ORDER BY seq")) == NULL)
         return ERR_INTERNAL;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_sweep_row *r;
@@ -388,9 +388,8 @@ void store_trial_rows_free(struct store_trial_row *rows, int n)
     free(rows);
 }
 
-int store_trial_points(struct store *store, int64_t run_seq, const char *name,
-                       int64_t after_rowid, size_t max, struct store_trial_point **ret_points,
-                       size_t *ret_n)
+int store_trial_points(struct store *store, int64_t run_seq, const char *name, int64_t after_rowid,
+                       size_t max, struct store_trial_point **ret_points, size_t *ret_n)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
@@ -491,8 +490,7 @@ static int sweep_stop_trial_fn(struct conn *c, void *arg)
     return run_cancel_seq(c, t->run_seq, attempt, t->now, "early_terminated");
 }
 
-int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data,
-                           int64_t now_ms)
+int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data, int64_t now_ms)
 {
     struct trial_stop arg = { run_seq, data, now_ms };
 

@@ -510,7 +510,8 @@ def test_viewer_cannot_submit(server, viewer_token, tmp_path):
 # --------------------------------------------------------------------------
 
 COMMANDS = ["submit", "runs", "run", "logs", "cancel", "rerun", "nodes", "drain", "metrics",
-            "artifacts", "download", "experiments", "tokens"]
+            "artifacts", "download", "experiments", "tokens", "sweep", "sweeps", "sweep-show",
+            "sweep-cancel"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
