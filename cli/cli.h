@@ -78,7 +78,8 @@ enum cli_common_opt {
     "  --token-file F    read the API token from file F (one line)\n"                              \
     "  --data DIR        the server's data directory, DATA above (default ./var)\n"                \
     "  --ca FILE         CA certificates to check an https:// server with\n"                       \
-    "  --json            print the server's JSON instead of text\n"                                \
+    "  --json            print the server's JSON instead of text (logs and downloaded\n"           \
+    "                    files are not JSON: they come as they are)\n"                             \
     "  -h, --help        show this help\n"                                                         \
     "\n"                                                                                           \
     "Exit status: 0 ok, 1 the operation failed, 2 bad usage.\n"
