@@ -107,3 +107,23 @@ def test_dashboard_files(server):
     r = server.get("/static/logo.svg", token=None)
     assert r.status == 200 and r.headers["content-type"] == "image/svg+xml", r
     assert server.get("/static/" + uniq("nothing"), token=None).status == 404
+
+
+def test_agent_reports_answer_as_documented(server):
+    """The agent-report routes no other test calls through the helpers (the
+    agents in other tests are the C ones): a status report about a pending
+    task is 409, a metric batch is acknowledged once, a bad one is 400."""
+    run = server.create_run({"experiment": uniq("oa"), "command": ["true"]})
+    task = "/api/v1/agent/tasks/" + run["tasks"][0]["id"]
+    r = server.post(task + "/status", {"status": "running"})
+    assert r.status == 409 and r.body["error"]["code"] == "conflict", r
+    points = [{"name": "loss", "value": 0.5, "step": 0, "time": "2026-01-01T00:00:00Z"},
+              {"name": "loss", "value": 0.25, "step": 1, "time": None}]
+    batch = {"seq": 10, "points": points}
+    r = server.post(task + "/metrics", batch)
+    assert r.status == 200 and r.body == {"seq": 10, "duplicate": False}, r
+    r = server.post(task + "/metrics", batch)
+    assert r.status == 200 and r.body == {"seq": 10, "duplicate": True}, r
+    r = server.post(task + "/metrics", {"seq": 11, "points": [{"name": "loss", "value": "x",
+                                                               "step": 2}]})
+    assert r.status == 400 and r.body["error"]["field"] == "points", r
