@@ -501,6 +501,21 @@ def test_package_is_lazy_and_task_helper_unchanged(tmp_path):
     assert lines[2] == "AttributeError: module 'trainyard' has no attribute 'nothing'", lines
 
 
+def test_package_type_checks(tmp_path):
+    """mypy --strict finds the package (py.typed, annotations, the helper's
+    stub) and the README's example consistent."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    env["MYPYPATH"] = SDK_PATH
+    p = subprocess.run([PYTHON, "-m", "mypy", "--strict", "--python-version", "3.9",
+                        "--cache-dir", str(tmp_path / "cache"),
+                        os.path.join(SDK_PATH, "trainyard"),
+                        os.path.join(REPO, "examples", "python-client", "notebook.py")],
+                       env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
+    assert p.returncode == 0, p.stdout
+    assert p.stdout.startswith("Success: no issues found"), p.stdout
+
+
 def test_pip_installs_offline_into_a_venv(tmp_path):
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items()
@@ -528,7 +543,7 @@ def test_pip_installs_offline_into_a_venv(tmp_path):
     where, version, files, same = p.stdout.splitlines()
     assert where.startswith(str(venv)) and "site-packages" in where, where
     assert version == trainyard.__version__
-    for name in ("__init__.py", "client.py", "_snapshot.py", "py.typed"):
+    for name in ("__init__.py", "__init__.pyi", "client.py", "_snapshot.py", "py.typed"):
         assert name in files, files
     assert same == "True"
 

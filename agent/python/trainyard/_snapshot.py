@@ -36,7 +36,7 @@ import tarfile
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import IO, List, Optional, Pattern, Sequence
+from typing import IO, List, Optional, Pattern, Sequence, cast
 
 IGNORE_FILE = ".trainyardignore"
 IGNORE_FILE_MAX = 1 << 20
@@ -377,7 +377,8 @@ def pack(source_dir: str, must_have: Optional[str] = None) -> PackResult:
         # mtime=0 and no file name: no time stamp in the gzip header, so the
         # same tree gives the same bytes.
         with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT,
+            gz_io = cast(IO[bytes], gz)
+            with tarfile.open(fileobj=gz_io, mode="w", format=tarfile.PAX_FORMAT,
                               encoding="utf-8", errors="surrogateescape") as tar:
                 packer = _Packer(root.rstrip("/") or "/", tar, ignore, must_have)
                 packer.walk(packer.root, None, 0)

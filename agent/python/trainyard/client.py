@@ -43,18 +43,10 @@ from dataclasses import dataclass
 from typing import (IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence,
                     TextIO, Tuple, Union)
 
-from . import _snapshot
+from . import _CLIENT_NAMES, _snapshot
 
-__all__ = [
-    "Client",
-    "Run",
-    "TrainyardError",
-    "RunFailedError",
-    "MetricSummary",
-    "MetricSeries",
-    "Artifact",
-    "FINAL_STATUSES",
-]
+# What ``trainyard`` re-exports (on first use), and the statuses.
+__all__ = list(_CLIENT_NAMES) + ["FINAL_STATUSES"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 DEFAULT_DATA_DIR = "./var"
@@ -422,7 +414,7 @@ class Client:
         if sid != packed.id:
             raise TrainyardError(0, "internal", "the server stored the snapshot as %r, but its "
                                  "bytes hash to %s" % (sid, packed.id))
-        return sid
+        return packed.id
 
     def run_spec(self, source_dir: Optional[PathLike] = None, *,
                  entry_script: Optional[str] = None,
@@ -674,7 +666,8 @@ class Run:
         a multi-task run; or only the task named or numbered ``task``)."""
         with self.client._open("GET", self._path("/logs"), {"task": task},
                                timeout=_UPLOAD_TIMEOUT_S) as resp:
-            return resp.read().decode("utf-8", "replace")
+            text: str = resp.read().decode("utf-8", "replace")
+        return text
 
     def stream_logs(self, out: Optional[TextIO] = None, task: Optional[str] = None,
                     timeout: Optional[float] = None) -> None:
