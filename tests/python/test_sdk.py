@@ -2,8 +2,11 @@
 and real agents: submit and wait with the log streamed, metrics, series,
 artifacts, download, cancel, rerun, paging, errors, the CLI's packing rules
 and where the server and token come from; pip-installing the package into a
-fresh venv; the README's example (examples/python-client/notebook.py)."""
+fresh venv; the README's example (examples/python-client/notebook.py).
+Tasks here never read the test's tmp_path (sources are uploaded), so the
+harness's tmp_path hooks for root are not needed."""
 
+import importlib.util
 import io
 import json
 import os
@@ -16,7 +19,27 @@ import urllib.parse
 
 import pytest
 
-from trainyard_harness import BIN, PYTHON, REPO, RUN_ID, uniq, wait_for
+
+def _load_harness():
+    """tests/integration/conftest.py (real server, real agents) as the module
+    trainyard_harness: a conftest.py here would be a second module named
+    "conftest" and shadow it for the integration tests' imports."""
+    name = "trainyard_harness"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
+                            "conftest.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_harness = _load_harness()
+BIN, PYTHON, REPO, RUN_ID = _harness.BIN, _harness.PYTHON, _harness.REPO, _harness.RUN_ID
+uniq, wait_for = _harness.uniq, _harness.wait_for
+# The harness's fixture: a private server with two ready agents, per module.
+cluster = _harness.cluster
 
 SDK_PATH = os.path.join(REPO, "agent", "python")
 if SDK_PATH not in sys.path:
