@@ -6,7 +6,6 @@ fresh venv; the README's example (examples/python-client/notebook.py).
 Tasks here never read the test's tmp_path (sources are uploaded), so the
 harness's tmp_path hooks for root are not needed."""
 
-import importlib.util
 import io
 import json
 import os
@@ -19,23 +18,10 @@ import urllib.parse
 
 import pytest
 
-
-def _load_harness():
-    """tests/integration/conftest.py (real server, real agents) as the module
-    trainyard_harness: a conftest.py here would be a second module named
-    "conftest" and shadow it for the integration tests' imports."""
-    name = "trainyard_harness"
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
-                            "conftest.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import sdk_harness
 
 
-_harness = _load_harness()
+_harness = sdk_harness.load()
 BIN, PYTHON, REPO, RUN_ID = _harness.BIN, _harness.PYTHON, _harness.REPO, _harness.RUN_ID
 uniq, wait_for = _harness.uniq, _harness.wait_for
 # The harness's fixture: a private server with two ready agents, per module.
@@ -526,13 +512,14 @@ def test_package_is_lazy_and_task_helper_unchanged(tmp_path):
 
 def test_package_type_checks(tmp_path):
     """mypy --strict finds the package (py.typed, annotations, the helper's
-    stub) and the README's example consistent."""
+    stub) and the README's examples consistent."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
     env["MYPYPATH"] = SDK_PATH
     p = subprocess.run([PYTHON, "-m", "mypy", "--strict", "--python-version", "3.9",
                         "--cache-dir", str(tmp_path / "cache"),
                         os.path.join(SDK_PATH, "trainyard"),
-                        os.path.join(REPO, "examples", "python-client", "notebook.py")],
+                        os.path.join(REPO, "examples", "python-client", "notebook.py"),
+                        os.path.join(REPO, "examples", "python-client", "sweep.py")],
                        env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
     assert p.returncode == 0, p.stdout
@@ -566,7 +553,8 @@ def test_pip_installs_offline_into_a_venv(tmp_path):
     where, version, files, same = p.stdout.splitlines()
     assert where.startswith(str(venv)) and "site-packages" in where, where
     assert version == trainyard.__version__
-    for name in ("__init__.py", "__init__.pyi", "client.py", "_snapshot.py", "py.typed"):
+    for name in ("__init__.py", "__init__.pyi", "client.py", "sweeps.py", "_snapshot.py",
+                 "py.typed"):
         assert name in files, files
     assert same == "True"
 
@@ -574,13 +562,7 @@ def test_pip_installs_offline_into_a_venv(tmp_path):
 def test_readme_example_runs(cluster, tmp_path):
     """examples/python-client/notebook.py is the README's example, verbatim."""
     srv, _ = cluster
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
-    env.update(PYTHONPATH=SDK_PATH, TRAINYARD_SERVER=srv.url, TRAINYARD_TOKEN=srv.admin_token)
-    example = os.path.join(REPO, "examples", "python-client", "notebook.py")
-    p = subprocess.run([PYTHON, example], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, universal_newlines=True, timeout=240)
-    assert p.returncode == 0, p.stdout + p.stderr
-    out = p.stdout
+    out = sdk_harness.run_example(srv, "notebook.py", tmp_path)
     assert "trained: w=" in out and "\ncompleted\n" in out, out
     assert "['model.json']" in out, out
     assert "{'--lr': 0.05, '--epochs': 30}" in out, out

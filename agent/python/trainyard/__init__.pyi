@@ -10,10 +10,28 @@ from .client import MetricSummary as MetricSummary
 from .client import Run as Run
 from .client import RunFailedError as RunFailedError
 from .client import TrainyardError as TrainyardError
+from .sweeps import Sweep as Sweep
+from .sweeps import SweepFailedError as SweepFailedError
+from .sweeps import Trial as Trial
+from .sweeps import asha as asha
+from .sweeps import bandit as bandit
+from .sweeps import choice as choice
+from .sweeps import lognormal as lognormal
+from .sweeps import loguniform as loguniform
+from .sweeps import median_stopping as median_stopping
+from .sweeps import normal as normal
+from .sweeps import qlognormal as qlognormal
+from .sweeps import qloguniform as qloguniform
+from .sweeps import qnormal as qnormal
+from .sweeps import quniform as quniform
+from .sweeps import randint as randint
+from .sweeps import truncation_selection as truncation_selection
+from .sweeps import uniform as uniform
 
 __version__: str
 METRIC_PREFIX: str
 _CLIENT_NAMES: Tuple[str, ...]
+_SWEEP_NAMES: Tuple[str, ...]
 
 def log(name: str, value: Any, step: Optional[int] = ...) -> None: ...
 def log_many(metrics: Mapping[str, Any], step: Optional[int] = ...) -> None: ...

@@ -40,10 +40,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import (IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence,
-                    TextIO, Tuple, Union)
+from typing import (IO, TYPE_CHECKING, Any, Dict, Iterator, List, Literal, Mapping, Optional,
+                    Sequence, TextIO, Tuple, TypeVar, Union)
 
 from . import _CLIENT_NAMES, _snapshot
+
+if TYPE_CHECKING:
+    from .sweeps import Sweep
 
 # What ``trainyard`` re-exports (on first use), and the statuses.
 __all__ = list(_CLIENT_NAMES) + ["FINAL_STATUSES"]
@@ -542,15 +545,19 @@ class Client:
 
     def runs(self, experiment: Optional[str] = None, status: Optional[str] = None,
              tag: Union[str, Tuple[str, str], None] = None, owner: Optional[str] = None,
+             sweep: Union[str, "Sweep", None] = None,
              page_size: int = _PAGE_SIZE) -> Iterator["Run"]:
         """Runs, newest first, fetched page by page as the iterator goes.
 
-        tag: ``"key:value"`` or a ``(key, value)`` pair. page_size: runs per
-        request (1 to 1000).
+        tag: ``"key:value"`` or a ``(key, value)`` pair. sweep: only the
+        trials of this sweep (its id or the :class:`Sweep`). page_size: runs
+        per request (1 to 1000).
         """
         if isinstance(tag, tuple):
             tag = "%s:%s" % tag
-        query = {"experiment": experiment, "status": status, "tag": tag, "owner": owner}
+        sweep_id = sweep if sweep is None or isinstance(sweep, str) else sweep.id
+        query = {"experiment": experiment, "status": status, "tag": tag, "owner": owner,
+                 "sweep": sweep_id}
         for item in self._pages("/api/v1/runs", query, page_size):
             yield Run(self, item)
 
@@ -561,6 +568,85 @@ class Client:
     def experiments(self) -> List[Json]:
         """Every experiment: ``name``, run counts and last activity."""
         return list(self._pages("/api/v1/experiments", {}))
+
+    # ---- sweeps (trainyard.sweeps)
+
+    def sweep(self, source_dir: Optional[PathLike] = None, *,
+              parameters: Mapping[str, Mapping[str, Any]],
+              primary_metric: str,
+              goal: Literal["maximize", "minimize"],
+              sampling: Literal["random", "grid", "bayesian"] = "random",
+              max_total_runs: Optional[int] = None,
+              max_concurrent_runs: Optional[int] = None,
+              max_duration_seconds: Optional[int] = None,
+              early_termination: Optional[Mapping[str, Any]] = None,
+              seed: Optional[int] = None,
+              **run_fields: Any) -> "Sweep":
+        """Packs and uploads source_dir and starts a sweep of it; returns the
+        :class:`~trainyard.sweeps.Sweep`.
+
+        parameters: name -> expression, a name being a ``script_params`` key
+        (``"--lr"``) or ``"env:NAME"`` for an environment variable, an
+        expression ``trainyard.choice(16, 32)``, ``trainyard.loguniform(-9,
+        -2)`` ... (or the API's dict, ``{"choice": [16, 32]}``).
+        primary_metric, goal: the metric the trials report (``##metric``)
+        and whether to ``"maximize"`` or ``"minimize"`` it; a trial's value
+        is its last report. sampling: ``"random"``, ``"grid"`` (``choice``
+        only: every point of the product once) or ``"bayesian"`` (TPE).
+        max_total_runs: trials in all (1..10,000; required but for grid).
+        max_concurrent_runs: trials at a time (default all).
+        max_duration_seconds: then running trials are canceled and the sweep
+        completes. early_termination: ``trainyard.bandit(...)``,
+        ``median_stopping(...)``, ``truncation_selection(...)``,
+        ``asha(...)`` or None. seed: the same seed and space give the same
+        trials (random and grid).
+
+        run_fields: the template run, as :meth:`submit` takes it
+        (``entry_script``, ``script_params`` without the swept names,
+        ``command``, ``experiment``, ``node_count``, ``distributed_backend``,
+        ``use_gpu`` ...). Raises TrainyardError when the server refuses the
+        sweep, ``field`` naming what is wrong (``parameters.--lr``,
+        ``run.node_count``, ``early_termination.slack_factor`` ...).
+        """
+        if not isinstance(parameters, Mapping):
+            raise _arg_error("parameters", "parameters must be a dict of name -> expression")
+        if not isinstance(primary_metric, str):
+            raise _arg_error("primary_metric", "primary_metric must be the metric's name")
+        body: Json = {
+            "run": self.run_spec(source_dir, **run_fields),
+            "parameters": {k: dict(v) if isinstance(v, Mapping) else v
+                           for k, v in parameters.items()},
+            "sampling": sampling,
+            "primary_metric": {"name": primary_metric, "goal": goal},
+            "early_termination": None if early_termination is None else dict(early_termination),
+        }
+        for key, value in (("max_total_runs", max_total_runs),
+                           ("max_concurrent_runs", max_concurrent_runs),
+                           ("max_duration_seconds", max_duration_seconds), ("seed", seed)):
+            if value is not None:
+                body[key] = value
+        return self.sweep_spec(body)
+
+    def sweep_spec(self, body: Mapping[str, Any]) -> "Sweep":
+        """Starts a sweep from the API's body as is (``POST /api/v1/sweeps``:
+        ``run``, ``parameters``, ``sampling``, ``primary_metric`` ...), e.g.
+        a returned ``sweep.spec``."""
+        from .sweeps import Sweep
+        return Sweep(self, self._call("POST", "/api/v1/sweeps", obj=dict(body)))
+
+    def get_sweep(self, sweep_id: str) -> "Sweep":
+        """The sweep with this id (read now). (``client.sweep(...)`` starts one.)"""
+        from .sweeps import Sweep
+        return Sweep(self, self._call("GET", "/api/v1/sweeps/" + _quote(sweep_id)))
+
+    def sweeps(self, status: Optional[str] = None,
+               page_size: int = _PAGE_SIZE) -> Iterator["Sweep"]:
+        """Sweeps, newest first, fetched page by page as the iterator goes;
+        status: only those ``running``, ``completed``, ``canceled`` or
+        ``failed``."""
+        from .sweeps import Sweep
+        for item in self._pages("/api/v1/sweeps", {"status": status}, page_size):
+            yield Sweep(self, item)
 
 
 def _experiment_from_dir(source_dir: Optional[PathLike]) -> str:
@@ -576,23 +662,31 @@ def _experiment_from_dir(source_dir: Optional[PathLike]) -> str:
 # runs
 
 
-class Run:
-    """A submitted run. ``data`` is the run resource as last read (SPEC §3.2);
+_R = TypeVar("_R", bound="_Resource")
+
+
+class _Resource:
+    """What a run and a sweep share: ``data`` is the resource as last read;
     ``status`` reads it afresh, the other properties use the last read
     (:meth:`refresh` reads again)."""
 
+    _kind = "resource"
+    _collection = "/api/v1/"
+    client: Client
+    data: Json
+
     def __init__(self, client: Client, data: Json) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise TrainyardError(0, "internal", "the server's answer is not a run")
+            raise TrainyardError(0, "internal", "the server's answer is not a " + self._kind)
         self.client = client
-        self.data: Json = data
+        self.data = data
 
     def __repr__(self) -> str:
-        return "Run(id=%r, experiment=%r, status=%r)" % (
-            self.id, self.data.get("experiment"), self.data.get("status"))
+        return "%s(id=%r, experiment=%r, status=%r)" % (
+            type(self).__name__, self.id, self.data.get("experiment"), self.data.get("status"))
 
     def _path(self, suffix: str = "") -> str:
-        return "/api/v1/runs/" + _quote(self.id) + suffix
+        return self._collection + _quote(self.id) + suffix
 
     @property
     def id(self) -> str:
@@ -600,7 +694,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        """The run's status, read from the server now."""
+        """The status, read from the server now."""
         return str(self.refresh().data["status"])
 
     @property
@@ -613,22 +707,47 @@ class Run:
         return dict(self.data.get("spec") or {})
 
     @property
-    def tags(self) -> Dict[str, str]:
-        return dict(self.data.get("tags") or {})
-
-    @property
     def error(self) -> Optional[str]:
         """Why it failed (as last read)."""
         return self.data.get("error")
+
+    def refresh(self: _R) -> _R:
+        """Reads the resource again; returns self."""
+        self.data = self.client._call("GET", self._path())
+        return self
+
+
+class Run(_Resource):
+    """A submitted run. ``data`` is the run resource as last read (SPEC §3.2);
+    ``status`` reads it afresh, the other properties use the last read
+    (:meth:`refresh` reads again)."""
+
+    _kind = "run"
+    _collection = "/api/v1/runs/"
+
+    @property
+    def tags(self) -> Dict[str, str]:
+        return dict(self.data.get("tags") or {})
 
     @property
     def tasks(self) -> List[Json]:
         return list(self.data.get("tasks") or [])
 
-    def refresh(self) -> "Run":
-        """Reads the run again; returns self."""
-        self.data = self.client._call("GET", self._path())
-        return self
+    @property
+    def sweep_id(self) -> Optional[str]:
+        """The sweep this run is a trial of (None for other runs)."""
+        return self.data.get("sweep_id")
+
+    @property
+    def trial(self) -> Optional[int]:
+        """The trial's number in its sweep, from 0 (None for other runs)."""
+        return self.data.get("trial")
+
+    @property
+    def parameters(self) -> Optional[Dict[str, Any]]:
+        """A trial's swept parameters, name -> value (None for other runs)."""
+        params = self.data.get("parameters")
+        return dict(params) if isinstance(params, dict) else None
 
     def cancel(self) -> "Run":
         """Stops every task; the run ends ``canceled`` (idempotent). Returns self."""
