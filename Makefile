@@ -33,7 +33,7 @@ PYTHON := /usr/bin/python3
 Q := $(if $(V),,@)
 
 .PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench run \
-        stop deps check-style clean
+        stop deps check-style clean openapi-lint
 
 all: bin/trainyard
 
@@ -148,7 +148,7 @@ deps:
 	@sh .ci/install-deps
 
 test: deps all asan
-	@$(MAKE) --no-print-directory check-style unit fuzz-smoke integration web-test
+	@$(MAKE) --no-print-directory check-style openapi-lint unit fuzz-smoke integration web-test
 
 unit: build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -167,6 +167,23 @@ tsan-test: build/tsan/bin/trainyard
 	TRAINYARD_BIN=$(CURDIR)/build/tsan/bin/trainyard TSAN_OPTIONS=halt_on_error=0 \
 		setarch $$(uname -m) -R $(PYTHON) -m pytest -q -p no:cacheprovider \
 		tests/integration tests/python
+
+# api/openapi.json through Redocly's linter (tests/openapi/redocly.yaml: the
+# recommended rules, every warning an error), installed at test time from
+# tests/openapi/package-lock.json. The integration tests then check every
+# response they get against the document (tests/integration/openapi_check.py).
+OPENAPI_LINT := tests/openapi/node_modules/.installed
+
+$(OPENAPI_LINT): tests/openapi/package.json tests/openapi/package-lock.json
+	@echo "  NPM     tests/openapi/"
+	$(Q)cd tests/openapi && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+openapi-lint: $(OPENAPI_LINT)
+	@cd tests/openapi && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		./node_modules/.bin/redocly lint --config redocly.yaml --format=stylish \
+		../../api/openapi.json >lint.log 2>&1 || { grep -v '[║╔╚]' lint.log; exit 1; }; \
+		echo "openapi-lint: api/openapi.json is valid (Redocly, tests/openapi/redocly.yaml)"
 
 # Browser tests: playwright-core driving Debian's chromium against a real server.
 web-test: build/asan/bin/trainyard web/node_modules/.installed

@@ -9,6 +9,8 @@ BIN=$PWD/bin/trainyard
 LOAD=$PWD/build/bench/load
 SECONDS_EACH=${BENCH_SECONDS:-5}
 WORK=$(mktemp -d /tmp/trainyard-bench.XXXXXX)
+# Agents run tasks as users of their own, who must reach the work dirs under it.
+chmod 711 "$WORK"
 PIDS=""
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done

@@ -79,7 +79,8 @@ enum cli_common_opt {
     "  --token-file F    read the API token from file F (one line)\n"                              \
     "  --data DIR        the server's data directory, DATA above (default ./var)\n"                \
     "  --ca FILE         CA certificates to check an https:// server with\n"                       \
-    "  --json            print the server's JSON instead of text\n"                                \
+    "  --json            print the server's JSON instead of text (logs and downloaded\n"           \
+    "                    files are not JSON: they come as they are)\n"                             \
     "  -h, --help        show this help\n"                                                         \
     "\n"                                                                                           \
     "Exit status: 0 ok, 1 the operation failed, 2 bad usage.\n"
@@ -433,7 +434,8 @@ enum cli_run_opt {
     "  --memory-mb N             memory per process in MiB (default 0: no request)\n"              \
     "  --pool P                  compute target, the node pool (default 'default')\n"              \
     "  --pip PKG                 a pip package to install, repeatable\n"                           \
-    "  --conda PKG               a conda package to install, repeatable\n"                         \
+    "  --conda PKG               a conda package, repeatable: the run goes only to nodes\n"        \
+    "                            with conda (the agent does not install the packages yet)\n"       \
     "  --env K=V                 an environment variable for every task, repeatable\n"             \
     "  --tag K=V                 a tag on the run, repeatable\n"                                   \
     "  --node-selector K=V       run only on nodes with this --label, repeatable (all must\n"      \

@@ -714,7 +714,7 @@ static const char nodes_usage[] =
     "usage: trainyard nodes [options]\n"
     "\n"
     "Lists the registered nodes: NAME, POOL, STATE (ready, draining, down), CPUS, GPUS\n"
-    "and what is ALLOCATED to running tasks.\n"
+    "and what is ALLOCATED to its live (assigned, preparing or running) tasks.\n"
     "\n" CLI_COMMON_HELP;
 
 static char *allocated_text(const cJSON *node)

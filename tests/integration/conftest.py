@@ -28,6 +28,8 @@ from collections import namedtuple
 
 import pytest
 
+import openapi_check
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("TRAINYARD_BIN") or os.path.join(REPO, "bin", "trainyard")
 
@@ -68,6 +70,43 @@ def _decode(headers, data):
     return data
 
 
+# Every response a trainyard server gives these helpers is checked against
+# api/openapi.json (openapi_check.py): a mismatch fails the test that got it.
+# TRAINYARD_OPENAPI_REPORT=FILE records mismatches there instead (one JSON
+# line each) and lets the tests go on: to survey a change of the document.
+_SERVER_URLS = set()
+OPENAPI_REPORT = os.environ.get("TRAINYARD_OPENAPI_REPORT")
+
+
+def check_openapi(base_url, method, path, status, hdrs, data):
+    """Asserts that a trainyard server's response matches api/openapi.json;
+    responses from elsewhere (agents) pass unchecked."""
+    if base_url not in _SERVER_URLS:
+        return
+    problems = openapi_check.check_response(method, path, status, hdrs, data, record=True)
+    if not problems:
+        return
+    if OPENAPI_REPORT:
+        with open(OPENAPI_REPORT, "a") as f:
+            f.write(json.dumps({"request": "%s %s" % (method, path), "status": status,
+                                "problems": problems, "test":
+                                os.environ.get("PYTEST_CURRENT_TEST", "")}) + "\n")
+        return
+    raise AssertionError("the response to %s %s (%d, %s) does not match api/openapi.json:\n  %s"
+                         "\nbody: %r" % (method, path, status, hdrs.get("content-type"),
+                                         "\n  ".join(problems[:20]), data[:1000]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says which documented operations no test's response came from."""
+    missing, pairs = openapi_check.unexercised()
+    if not pairs:
+        return
+    terminalreporter.write_line("openapi: %d (operation, response) pairs checked against "
+                                "api/openapi.json; operations not exercised: %s" % (
+                                    pairs, ", ".join("%s %s" % m for m in missing) or "none"))
+
+
 def http_request(base_url, method, path, body=None, headers=None):
     u = urllib.parse.urlsplit(base_url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT_S)
@@ -79,6 +118,7 @@ def http_request(base_url, method, path, body=None, headers=None):
         r = conn.getresponse()
         data = r.read()
         hdrs = {k.lower(): v for k, v in r.getheaders()}
+        check_openapi(base_url, method, path, r.status, hdrs, data)
         return Resp(r.status, hdrs, _decode(hdrs, data))
     finally:
         conn.close()
@@ -155,6 +195,7 @@ def raw_request(base_url, method, path, headers, body, timeout=HTTP_TIMEOUT_S, c
             out += rest[:size]
             rest = rest[size + 2:]
         rest = out
+    check_openapi(base_url, method, path, status, hdrs, rest)
     return Resp(status, hdrs, _decode(hdrs, rest))
 
 
@@ -300,6 +341,7 @@ class Server(Process):
                 text = ""
             if text.endswith("\n") and text.strip().startswith("http"):
                 self.url = text.strip()
+                _SERVER_URLS.add(self.url)
                 break
             if time.monotonic() > deadline:
                 self.kill()
@@ -312,6 +354,14 @@ class Server(Process):
 
     def label(self):
         return "server"
+
+    def stop(self, timeout=None):
+        _SERVER_URLS.discard(self.url)
+        Process.stop(self, timeout)
+
+    def kill(self):
+        _SERVER_URLS.discard(self.url)
+        Process.kill(self)
 
     # -- HTTP --------------------------------------------------------------
     def req(self, method, path, json_body=DEFAULT, body=None, token=DEFAULT,

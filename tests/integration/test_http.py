@@ -13,7 +13,7 @@ import subprocess
 import urllib.parse
 import zlib
 
-from conftest import BIN, assert_error, make_tgz, sha256_id, uniq
+from conftest import BIN, assert_error, check_openapi, make_tgz, sha256_id, uniq
 
 JSON_LIMIT = 1024 * 1024
 
@@ -56,7 +56,10 @@ def raw_head(server, request):
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
-    return int(lines[0].split()[1]), hdrs, body
+    status = int(lines[0].split()[1])
+    method, target = request.split(b" ", 2)[:2]
+    check_openapi(server.url, method.decode(), target.decode(), status, hdrs, body)
+    return status, hdrs, body
 
 
 # --------------------------------------------------------------------------

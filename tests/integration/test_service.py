@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BAD_LOG_WORDS, BIN, Server, assert_error, uniq
+from conftest import BAD_LOG_WORDS, BIN, Server, assert_error, check_openapi, uniq
 
 # --------------------------------------------------------------------------
 # §3.6
@@ -174,6 +174,8 @@ def test_keep_alive_connection_reuse(server):
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()
             data = r.read()
+            check_openapi(server.url, method, path, r.status,
+                          {k.lower(): v for k, v in r.getheaders()}, data)
             assert r.status == want, (method, path, r.status, data[:300])
             if path.startswith("/api/v1/runs?"):
                 assert len(json.loads(data)["items"]) == 1

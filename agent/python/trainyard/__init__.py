@@ -50,6 +50,18 @@ are uploaded when the task ends and listed as the run's artifacts.
      "task_index": 0, "node": "..."}
 
 Values are ``None`` when the variable is not set (e.g. outside trainyard).
+
+Client
+------
+Installed as a package (``pip install ./agent/python``, Python 3.9 or later),
+``trainyard`` is also the client of a trainyard server: ``trainyard.Client``
+submits runs from a notebook or script, follows them and reads their metrics
+and artifacts (see ``trainyard.client``), and starts and follows
+hyperparameter sweeps (``trainyard.sweeps``: ``trainyard.choice``,
+``trainyard.loguniform``, ``trainyard.bandit`` ...).  It is imported on first use, so
+``import trainyard`` inside a task stays as cheap as before; the copy of this
+module a node agent puts on a task's ``PYTHONPATH`` has the functions above
+only.
 """
 
 import json
@@ -69,7 +81,7 @@ __all__ = [
     "METRIC_PREFIX",
 ]
 
-__version__ = "1.0"
+__version__ = "1.1"
 
 METRIC_PREFIX = "##metric "
 
@@ -338,3 +350,62 @@ def task():
         "task_index": index,
         "node": env.get("TRAINYARD_NODE") or None,
     }
+
+
+# --------------------------------------------------------------------------
+# the client (trainyard.client), imported on first use
+
+_CLIENT_NAMES = (
+    "Client",
+    "Run",
+    "TrainyardError",
+    "RunFailedError",
+    "MetricSummary",
+    "MetricSeries",
+    "Artifact",
+)
+
+# trainyard.sweeps: the sweep resource, HyperDrive's parameter expressions
+# and the early termination policies.
+_SWEEP_NAMES = (
+    "Sweep",
+    "Trial",
+    "SweepFailedError",
+    "choice",
+    "randint",
+    "uniform",
+    "quniform",
+    "loguniform",
+    "qloguniform",
+    "normal",
+    "qnormal",
+    "lognormal",
+    "qlognormal",
+    "bandit",
+    "median_stopping",
+    "truncation_selection",
+    "asha",
+)
+
+
+def __getattr__(name):
+    """trainyard.Client, trainyard.choice and friends, from trainyard.client
+    and trainyard.sweeps on first use (PEP 562)."""
+    if name in _CLIENT_NAMES or name in _SWEEP_NAMES:
+        try:
+            if name in _CLIENT_NAMES:
+                from . import client as module
+            else:
+                from . import sweeps as module
+        except ImportError as exc:
+            raise ImportError(
+                "trainyard.%s needs the trainyard package (pip install <repository>/agent/python);"
+                " the helper a node agent puts on a task's PYTHONPATH has only the in-run"
+                " functions (%s)" % (name, exc)
+            )
+        return getattr(module, name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_CLIENT_NAMES) | set(_SWEEP_NAMES))
