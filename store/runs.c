@@ -194,6 +194,15 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
         cJSON_AddItemToArray(tasks, t);
     }
     cJSON_AddObjectToObject(out, "metrics");
+    /* The one event run_create_fn() wrote, as add_events() reads it. */
+    {
+        cJSON *ev = cJSON_CreateObject();
+
+        json_add_time(ev, "time", run->created_at);
+        cJSON_AddStringToObject(ev, "type", "status");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(ev, "data"), "status", "queued");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(out, "events"), ev);
+    }
     return out;
 }
 
