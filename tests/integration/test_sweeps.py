@@ -11,13 +11,15 @@ about a third of a second) finds it running.
 
 import http.client
 import json
+import os
 import statistics
+import subprocess
 import textwrap
 import urllib.parse
 
 import pytest
 
-from conftest import PYTHON, assert_error, free_port, make_tgz, uniq, wait_for
+from conftest import BIN, PYTHON, assert_error, free_port, make_tgz, uniq, wait_for
 
 FINAL = ("completed", "failed", "canceled")
 SWEEP_TIMEOUT_S = 90
@@ -402,3 +404,27 @@ def test_event_stream_sends_trials_and_the_sweep(cluster):
         if k == "trial":
             last[d["trial"]] = d
     assert sorted(last) == [0, 1] and all(d["status"] == "completed" for d in last.values()), last
+
+
+# --------------------------------------------------------------------------
+# the example
+# --------------------------------------------------------------------------
+
+def test_digits_sweep_example_runs(cluster):
+    """examples/digits-sweep/sweep.sh, cut to 3 trials: the CLI packs
+    examples/digits, the trials train the PyTorch model and report
+    accuracy, and --follow ends with the best."""
+    srv = cluster
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    out = subprocess.run(
+        ["sh", os.path.join(root, "examples", "digits-sweep", "sweep.sh"), "--runs", "3",
+         "--concurrent", "3", "--server", srv.url, "--token", srv.admin_token],
+        env=dict(os.environ, TRAINYARD_BIN=BIN), capture_output=True, text=True,
+        timeout=300)
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
+    assert "best: trial" in out.stdout, out.stdout[-3000:]
+    [s] = [x for x in srv.list_all("/api/v1/sweeps")
+           if x["experiment"] == "digits-sweep"]
+    assert s["status"] == "completed" and s["trials"]["created"] == 3, s
+    assert 0 < s["best_run"]["value"] <= 1, s
+    assert set(s["best_run"]["parameters"]) == {"--lr", "--hidden", "--epochs"}, s
