@@ -428,3 +428,14 @@ def test_digits_sweep_example_runs(cluster):
     assert s["status"] == "completed" and s["trials"]["created"] == 3, s
     assert 0 < s["best_run"]["value"] <= 1, s
     assert set(s["best_run"]["parameters"]) == {"--lr", "--hidden", "--epochs"}, s
+
+
+def test_max_duration_ends_the_sweep_and_its_trials(cluster):
+    srv = cluster
+    s = create(srv, sweep_body({"command": ["sleep", "60"]}, {"env:X": {"uniform": [0, 1]}},
+                               max_total_runs=10, max_concurrent_runs=2, max_duration_seconds=2))
+    s = wait_sweep(srv, s["id"], timeout=30)
+    assert s["status"] == "completed", s
+    ts = trials(srv, s["id"])
+    assert len(ts) == 2 and all(t["status"] == "canceled" for t in ts), ts
+    assert s["best_run"] is None and s["trials"]["created"] == 2, s
