@@ -5,11 +5,13 @@
 #include <archive_entry.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/banned.h"
@@ -85,13 +87,19 @@ static int check_entry(struct archive_entry *e, char *why, size_t size)
     return 0;
 }
 
-static struct archive *open_reader(const char *path, char *why, size_t size, int *ret_rc)
+/* A reader of the archive open as fd (the caller's: libarchive does not
+ * close it). The file is opened here, not by libarchive, so that its
+ * descriptor's whole life is in our code, where ThreadSanitizer sees it:
+ * an open inside libarchive it did not see made a close on an unpack
+ * thread look like a race with the loop's reads of an older pipe of the
+ * same number. */
+static struct archive *open_reader(int fd, char *why, size_t size, int *ret_rc)
 {
     struct archive *a = archive_read_new();
 
     archive_read_support_filter_gzip(a);
     archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK) {
+    if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK) {
         *ret_rc = why_fail(why, size, ERR_INVALID, "not a gzip-compressed tar archive: %s",
                            archive_error_string(a));
         archive_read_free(a);
@@ -149,14 +157,22 @@ static int walk(const char *path, const char *dir, const struct archive_limits *
     int64_t cap;
     bool by_ratio;
     int rc = 0;
+    int fd;
     int r;
 
-    if (stat(path, &st) < 0)
-        return why_fail(why, size, ERR_INTERNAL, "cannot read '%s': %s", path, strerror(errno));
-    cap = unpacked_cap(limits, (int64_t)st.st_size, &by_ratio);
-    a = open_reader(path, why, size, &rc);
-    if (a == NULL)
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = why_fail(why, size, ERR_INTERNAL, "cannot read '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return rc;
+    }
+    cap = unpacked_cap(limits, (int64_t)st.st_size, &by_ratio);
+    a = open_reader(fd, why, size, &rc);
+    if (a == NULL) {
+        close(fd);
+        return rc;
+    }
     if (dir) {
         disk = archive_write_disk_new();
         /* libarchive's own guards as a second line behind check_entry()
@@ -239,6 +255,7 @@ out:
         archive_write_free(disk);
     }
     archive_read_free(a);
+    close(fd);
     return rc;
 }
 

@@ -87,6 +87,14 @@ def ip(*args, check=True):
 Host = namedtuple("Host", "index netns veth ip")
 
 
+def _bridge_nf_on():
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
 class HostNet:
     """N namespaces with `eth0` = <prefix>.N/24, a bridge <prefix>.254/24."""
 
@@ -120,6 +128,13 @@ class HostNet:
         self._made.append(("link", self.bridge))
         ip("addr", "add", self.gateway + "/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
+        # With br_netfilter loaded (a running dockerd loads it, and sets the
+        # FORWARD policy to DROP), frames between the bridge's ports go
+        # through iptables' FORWARD chain: let ours pass.
+        if _bridge_nf_on() and shutil.which("iptables"):
+            rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+            subprocess.run(["iptables", "-I"] + rule, check=True, capture_output=True)
+            self._made.append(("iptables", rule))
         for n in range(1, self.count + 1):
             host = Host(n, "ty%d%s" % (n, self.suffix), "tyv%d%s" % (n, self.suffix),
                         "%s.%d" % (self.prefix, n))
@@ -152,6 +167,8 @@ class HostNet:
         for kind, name in reversed(self._made):
             if kind == "link":
                 ip("link", "del", name, check=False)
+            elif kind == "iptables":
+                subprocess.run(["iptables", "-D"] + name, capture_output=True)
             else:
                 ip("netns", "del", name, check=False)
 
