@@ -164,7 +164,8 @@ integration: build/asan/bin/trainyard
 # randomisation (vm.mmap_rnd_bits 32), so the tests and every process they
 # start run with address randomisation off (setarch -R).
 tsan-test: build/tsan/bin/trainyard
-	TRAINYARD_BIN=$(CURDIR)/build/tsan/bin/trainyard TSAN_OPTIONS=halt_on_error=0 \
+	TRAINYARD_BIN=$(CURDIR)/build/tsan/bin/trainyard \
+	TSAN_OPTIONS="halt_on_error=0 suppressions=$(CURDIR)/tests/tsan.supp" \
 		setarch $$(uname -m) -R $(PYTHON) -m pytest -q -p no:cacheprovider \
 		tests/integration tests/python
 

@@ -89,10 +89,9 @@ static int check_entry(struct archive_entry *e, char *why, size_t size)
 
 /* A reader of the archive open as fd (the caller's: libarchive does not
  * close it). The file is opened here, not by libarchive, so that its
- * descriptor's whole life is in our code, where ThreadSanitizer sees it:
- * an open inside libarchive it did not see made a close on an unpack
- * thread look like a race with the loop's reads of an older pipe of the
- * same number. */
+ * descriptor's whole life is in our code, where ThreadSanitizer sees it
+ * (libarchive's own opens are fortified variants it does not intercept:
+ * tests/tsan.supp). */
 static struct archive *open_reader(int fd, char *why, size_t size, int *ret_rc)
 {
     struct archive *a = archive_read_new();
