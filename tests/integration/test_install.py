@@ -15,6 +15,7 @@ Installs bin/trainyard (the release build `make` makes), not $TRAINYARD_BIN."""
 
 import glob
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -93,15 +94,10 @@ def test_install_puts_the_files_in_place_with_their_modes(tmp_path):
         completion = f.read()
     assert completion == subprocess.run([exe, "completion", "bash"], capture_output=True,
                                         text=True, check=True).stdout
-    r = subprocess.run(["bash", "-c", "source %s && complete -p trainyard" % shlex_quote(
+    r = subprocess.run(["bash", "-c", "source %s && complete -p trainyard" % shlex.quote(
         os.path.join(dest, "usr/share/bash-completion/completions/trainyard"))],
         capture_output=True, text=True)
     assert r.returncode == 0 and "trainyard" in r.stdout, r
-
-
-def shlex_quote(s):
-    import shlex
-    return shlex.quote(s)
 
 
 def test_uninstall_removes_what_install_added_and_keeps_edited_options(tmp_path):
@@ -317,3 +313,66 @@ def test_server_and_agent_run_as_their_units_say(tmp_path):
         assert not glob.glob(os.path.join(data, "*.tmp"))
     finally:
         server.cleanup()
+
+
+PROBE = r"""
+import ctypes, errno, mmap, os, socket, sys
+state, elsewhere = sys.argv[1], sys.argv[2]
+out = {}
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+attempt("state", lambda: open(os.path.join(state, "probe"), "w").close())
+attempt("tmp", lambda: open(sys.argv[3], "w").close())
+attempt("elsewhere", lambda: open(os.path.join(elsewhere, "probe"), "w").close())
+attempt("etc", lambda: open("/etc/trainyard-probe", "w").close())
+attempt("root", lambda: os.listdir("/root"))
+attempt("wx", lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC))
+attempt("inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
+attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close())
+print(" ".join("%s=%s" % kv for kv in sorted(out.items())), flush=True)
+if len(sys.argv) > 4:  # swapoff(2) is not a @system-service call: the filter kills
+    ctypes.CDLL(None, use_errno=True).swapoff(b"/nonexistent")
+    print("survived swapoff", flush=True)
+"""
+
+
+@needs_root
+@needs_analyze
+def test_the_server_units_sandbox_restricts_what_it_says(tmp_path):
+    """What test_server_and_agent_run_as_their_units_say runs the server in
+    does restrict: a probe in the server unit's sandbox may write its state
+    directory and a private /tmp only, has no W+X memory and no netlink
+    socket, and dies on a system call outside @system-service."""
+    base = str(tmp_path / "sys")
+    os.makedirs(base)
+    os.chmod(base, 0o711)
+    dest = os.path.join(base, "dest")
+    install(dest)
+    unit = unitrun.parse_unit(os.path.join(dest, "usr/lib/systemd/system/trainyard-server.service"))
+    state_root = os.path.join(base, "var-lib")
+    state = os.path.join(state_root, "trainyard")
+    os.makedirs(state, 0o700)
+    sandbox = unitrun.Sandbox(unit, state, base)
+    os.chown(state, sandbox.uid, sandbox.uid)
+    env = unitrun.service_env(unit, state)
+
+    in_tmp = "/tmp/%s" % uniq("unit-probe")
+
+    def probe(*extra):
+        argv = ["/usr/bin/python3", "-c", PROBE, state, dest, in_tmp] + list(extra)
+        return subprocess.run(argv, env=env, preexec_fn=sandbox.preexec, capture_output=True,
+                              text=True, timeout=60)
+
+    r = probe()
+    assert r.returncode == 0, r
+    assert r.stdout.split() == ["elsewhere=EROFS", "etc=EROFS", "inet=ok",
+                                "netlink=EAFNOSUPPORT", "root=EACCES", "state=ok", "tmp=ok",
+                                "wx=EPERM"], r
+    assert os.path.exists(os.path.join(state, "probe"))
+    assert not os.path.exists(in_tmp)  # it was the sandbox's own /tmp
+    r = probe("swapoff")
+    assert r.returncode == -signal.SIGSYS and "survived" not in r.stdout, r
