@@ -33,7 +33,7 @@ PYTHON := /usr/bin/python3
 Q := $(if $(V),,@)
 
 .PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench run \
-        stop deps check-style clean openapi-lint
+        stop deps check-style clean openapi-lint install uninstall
 
 all: bin/trainyard
 
@@ -294,6 +294,56 @@ stop:
 	   while kill -0 $$(cat var/server.pid) 2>/dev/null; do sleep 0.1; done; \
 	   echo "stopped"; \
 	 else echo "no dev server is running"; fi; rm -f var/server.pid
+
+# Host installs without Docker: the binary, systemd units for the server and
+# the agent (deploy/systemd/), an options file per unit (installed only when
+# absent: an edited one is kept) and the bash completion. PREFIX (default
+# /usr/local) and DESTDIR as usual; the units go to PREFIX/lib/systemd/system,
+# which systemd reads for PREFIX /usr/local and /usr (for any other PREFIX,
+# set UNITDIR=/etc/systemd/system). SYSCONFDIR (default /etc, whatever the
+# PREFIX) holds default/trainyard-{server,agent} and trainyard/agent.token.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSCONFDIR ?= /etc
+UNITS := trainyard-server trainyard-agent
+SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+install: bin/trainyard
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/default
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/trainyard
+	install -m 0755 bin/trainyard $(DESTDIR)$(BINDIR)/trainyard
+	@set -e; for u in $(UNITS); do \
+	   $(SUBST) deploy/systemd/$$u.service >$(DESTDIR)$(UNITDIR)/$$u.service.tmp; \
+	   chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service.tmp; \
+	   mv $(DESTDIR)$(UNITDIR)/$$u.service.tmp $(DESTDIR)$(UNITDIR)/$$u.service; \
+	   echo "  UNIT    $(DESTDIR)$(UNITDIR)/$$u.service"; \
+	   f=$(DESTDIR)$(SYSCONFDIR)/default/$$u; \
+	   if [ -e $$f ]; then echo "  KEEP    $$f (exists; deploy/systemd/$$u.default not installed)"; \
+	   else $(SUBST) deploy/systemd/$$u.default >$$f.tmp && chmod 0644 $$f.tmp && mv $$f.tmp $$f; \
+	     echo "  CONFIG  $$f"; fi; \
+	 done
+	bin/trainyard completion bash >$(DESTDIR)$(BASHCOMPDIR)/trainyard.tmp
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/trainyard.tmp
+	mv $(DESTDIR)$(BASHCOMPDIR)/trainyard.tmp $(DESTDIR)$(BASHCOMPDIR)/trainyard
+	@echo "installed; then: systemctl daemon-reload && systemctl enable --now trainyard-server"
+	@echo "(an agent: its token in $(SYSCONFDIR)/trainyard/agent.token, --server in" \
+	      "$(SYSCONFDIR)/default/trainyard-agent, then systemctl enable --now trainyard-agent)"
+
+# Removes what install added; an options file that differs from the one
+# install writes (edited) is kept, and so are agent.token and the data in
+# /var/lib.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/trainyard $(DESTDIR)$(BASHCOMPDIR)/trainyard
+	@set -e; for u in $(UNITS); do \
+	   rm -f $(DESTDIR)$(UNITDIR)/$$u.service; \
+	   f=$(DESTDIR)$(SYSCONFDIR)/default/$$u; \
+	   if [ -e $$f ] && ! $(SUBST) deploy/systemd/$$u.default | cmp -s - $$f; then \
+	     echo "  KEEP    $$f (edited)"; else rm -f $$f; fi; \
+	 done
+	-@rmdir $(DESTDIR)$(SYSCONFDIR)/trainyard 2>/dev/null || true
 
 check-style:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
