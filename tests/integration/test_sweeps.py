@@ -30,7 +30,12 @@ def py(code):
 
 
 # A trial that reports the metric of the curve in $CURVE ("0.5,0.6"), one
-# report a step, then stays alive for $LINGER seconds.
+# report a step, then stays alive for $LINGER seconds: that is the trial's
+# work, not a wait of the test's (which polls, bounded, for the sweep's
+# end). A verdict comes within the agent's metric pump (0.25 s) and a
+# driver step (0.1 s) of the report; nothing a trial can observe says when
+# the driver has judged it, so a trial that must survive has to outlive
+# that window to show the policy let it be.
 CURVE_TRIAL = py("""
     import json, os, time
     for v in os.environ["CURVE"].split(","):

@@ -511,8 +511,9 @@ def test_package_is_lazy_and_task_helper_unchanged(tmp_path):
 
 
 def test_package_type_checks(tmp_path):
-    """mypy --strict finds the package (py.typed, annotations, the helper's
-    stub) and the README's examples consistent."""
+    """mypy --strict finds the package (py.typed, annotations, the in-run
+    helper's type declarations in __init__.pyi) and the README's examples
+    consistent."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
     env["MYPYPATH"] = SDK_PATH
     p = subprocess.run([PYTHON, "-m", "mypy", "--strict", "--python-version", "3.9",
