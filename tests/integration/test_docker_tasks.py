@@ -24,7 +24,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import uniq, wait_for
+from conftest import BIN, uniq, wait_for
 
 SOCKET = "/var/run/docker.sock"
 BASE_IMAGE = "debian:12"
@@ -224,6 +224,24 @@ def test_command_runs_in_the_image(docker_agent):
     assert containers("trainyard.run=" + run_id) == []
 
 
+def test_cli_submit_with_image_and_a_source_directory(docker_agent, tmp_path):
+    """`trainyard submit DIR --image`: the snapshot, unpacked on the node,
+    is the container's working directory."""
+    server, agent, pool = docker_agent
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "run.sh").write_text("echo from-snapshot $(cat data.txt); test -f /.dockerenv\n")
+    (src / "data.txt").write_text("42\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    p = subprocess.run([BIN, "submit", "--server", server.url, "--token", server.admin_token,
+                        str(src), "--image", BASE_IMAGE, "--pool", pool, "--command",
+                        "--follow", "--", "sh", "run.sh"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert p.returncode == 0, out
+    assert "from-snapshot 42" in out, out
+
+
 def test_cancel_stops_the_container_within_the_grace(docker_agent):
     server, agent, pool = docker_agent
     # One that leaves on SIGTERM, one that ignores it (SIGKILL after the grace).
@@ -304,6 +322,27 @@ def test_restarted_agent_removes_what_it_left(docker_agent):
              "the restarted agent to remove the container its predecessor left")
     run = _wait_done(server, run_id)
     assert run["status"] == "failed", run
+
+
+def test_stopping_agent_removes_its_containers(docker_agent):
+    server, agent, pool = docker_agent
+    run_id = _submit(server, pool, command=["sh", "-c", "echo started; sleep 300"])
+    wait_for(lambda: "started" in _logs(server, run_id), 60, "the container to start")
+    assert len(containers("trainyard.run=" + run_id)) == 1
+    agent.stop()  # SIGTERM: a clean, sanitizer-clean exit 0
+    assert containers("trainyard.run=" + run_id) == []
+
+
+def test_agent_refuses_to_start_without_a_daemon(server_factory, agent_factory, tmp_path):
+    """--runtime docker promises the feature: with no daemon the agent says
+    so and exits instead of registering without it."""
+    server = server_factory()
+    agent = agent_factory(server, uniq("nodaemon"), start=False)
+    with pytest.raises(AssertionError, match="does not answer"):
+        agent.start(server, extra_args=["--runtime", "docker", "--docker-socket",
+                                        str(tmp_path / "no.sock")])
+    assert agent.proc.wait(10) == 1
+    agent.proc = None
 
 
 def test_image_runs_need_a_docker_node(server_factory, agent_factory):
