@@ -24,10 +24,12 @@ import urllib.parse
 
 import pytest
 
-from conftest import BIN, uniq, wait_for
+from conftest import BIN, make_tgz, uniq, wait_for
 
 SOCKET = "/var/run/docker.sock"
 BASE_IMAGE = "debian:12"
+# debian:12 with python3, built here once and kept (about 30 s)
+PYTHON_IMAGE = "trainyard-test/python3:1"
 DONE = ("completed", "failed", "canceled")
 GRACE_S = 2
 
@@ -145,6 +147,20 @@ def docker_daemon(tmp_path_factory):
             started.wait(60)
 
 
+@pytest.fixture(scope="module")
+def python_image(docker_daemon, tmp_path_factory):
+    if docker_api("GET", "/images/%s/json" % PYTHON_IMAGE)[0] != 200:
+        d = tmp_path_factory.mktemp("pyimage")
+        (d / "Dockerfile").write_text(
+            "FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends "
+            "python3 && rm -rf /var/lib/apt/lists/*\n" % BASE_IMAGE)
+        p = subprocess.run(["docker", "build", "--network", "host", "-t", PYTHON_IMAGE, str(d)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
+                           env=dict(os.environ, DOCKER_BUILDKIT="0"))
+        assert p.returncode == 0, p.stdout.decode()[-3000:]
+    return PYTHON_IMAGE
+
+
 @pytest.fixture
 def docker_agent(docker_daemon, server_factory, agent_factory):
     """A server and one agent with --runtime docker; at the end no container
@@ -222,6 +238,34 @@ def test_command_runs_in_the_image(docker_agent):
     assert [m["name"] for m in metrics] == ["loss"], metrics
     assert task["status"] == "succeeded"
     assert containers("trainyard.run=" + run_id) == []
+
+
+def test_entry_script_runs_with_the_images_python(docker_agent, python_image):
+    """entry_script runs with the image's python3; the trainyard helper the
+    agent mounts is importable and its metrics arrive."""
+    server, agent, pool = docker_agent
+    tgz = make_tgz([("train.py", "file",
+                     b"import sys, trainyard\n"
+                     b"print('python', sys.executable, sys.argv[1:])\n"
+                     b"trainyard.log('loss', 0.25, step=3)\n")])
+    snapshot = server.upload_snapshot(tgz)["id"]
+    run_id = _submit(server, pool, image=python_image, source=snapshot,
+                     entry_script="train.py", script_params={"--lr": 0.1})
+    run = _wait_done(server, run_id)
+    logs = _logs(server, run_id)
+    assert run["status"] == "completed", (run, logs)
+    assert "python /usr/bin/python3 ['--lr', '0.1']" in logs, logs
+    metrics = server.get("/api/v1/runs/%s/metrics" % run_id).body["items"]
+    assert [(m["name"], m["last"], m["last_step"]) for m in metrics] == [("loss", 0.25, 3)]
+
+    # debian:12 (minbase) has no python3: exit 127, as for a process, and
+    # the container's init says why in the log
+    run_id = _submit(server, pool, source=snapshot, entry_script="train.py")
+    run = _wait_done(server, run_id)
+    logs = _logs(server, run_id)
+    print(logs)
+    assert run["status"] == "failed" and run["tasks"][0]["exit_code"] == 127, run
+    assert "exec python3 failed" in logs, logs
 
 
 def test_cli_submit_with_image_and_a_source_directory(docker_agent, tmp_path):
@@ -308,6 +352,22 @@ def test_pytorch_ranks_run_in_the_image(docker_agent):
     logs = _logs(server, run_id)
     assert run["status"] == "completed", (run, logs)
     assert "[rank-0] rank=0 of 2" in logs and "[rank-1] rank=1 of 2" in logs, logs
+
+
+def test_ps_tasks_run_in_the_image(docker_agent):
+    """ps: TF_CONFIG in every container; the run completes with its worker,
+    and the parameter server's container (which would run on) is stopped."""
+    server, agent, pool = docker_agent
+    script = ('echo "$TRAINYARD_TASK_TYPE tf=$TF_CONFIG"; '
+              'if [ "$TRAINYARD_TASK_TYPE" = ps ]; then exec sleep 300; fi')
+    run_id = _submit(server, pool, distributed_backend="ps", worker_count=1,
+                     parameter_server_count=1, command=["sh", "-c", script])
+    run = _wait_done(server, run_id)
+    logs = _logs(server, run_id)
+    assert run["status"] == "completed", (run, logs)
+    assert '[worker-0] worker tf={"cluster"' in logs and '[ps-0] ps tf={"cluster"' in logs, logs
+    wait_for(lambda: containers("trainyard.run=" + run_id) == [], GRACE_S + 8,
+             "the parameter server's container to be removed")
 
 
 def test_restarted_agent_removes_what_it_left(docker_agent):
