@@ -2,6 +2,7 @@
  * options.c - `trainyard agent`'s command line: its help, parsing, and
  * taking the token (then hiding it from /proc).
  */
+#include "agent/docker.h"
 #include "agent/internal.h"
 
 #include <getopt.h>
@@ -193,7 +194,7 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
     const char *task_user = NULL;
     bool uids_given = false;
     const char *runtime = "process";
-    const char *docker_socket = "/var/run/docker.sock";
+    const char *docker_socket = DOCKER_DEFAULT_SOCKET;
     long v;
     int c;
 

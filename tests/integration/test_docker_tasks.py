@@ -80,11 +80,15 @@ def containers(label):
 
 def _start_dockerd(log_path):
     """dockerd with its bridge and address pools inside 198.18.0.0/15 (the
-    benchmarking range), never Docker's default 172.17.0.0/16."""
+    benchmarking range), never Docker's default 172.17.0.0/16, and without
+    its iptables rules: with them it sets the FORWARD policy to DROP, and
+    with br_netfilter (which it loads) that drops the traffic of every other
+    bridge on the host, test_distributed.py's test hosts included. Tasks use
+    the host's network; nothing here needs Docker's NAT."""
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         ["dockerd", "--bip", "198.18.0.1/24",
-         "--default-address-pool", "base=198.19.0.0/16,size=24"],
+         "--default-address-pool", "base=198.19.0.0/16,size=24", "--iptables=false"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     log.close()
