@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/docker.h"
 #include "agent/exec.h"
 #include "agent/hollow.h"
 #include "agent/internal.h"
@@ -309,6 +310,8 @@ static void on_signal(uv_signal_t *h, int signum)
     uvcurl_free(a->http);
     a->http = NULL;
     task_stop_all(a);
+    docker_close(a->docker);
+    a->docker = NULL;
     uv_close((uv_handle_t *)&sigint_handle, on_closed);
     uv_close((uv_handle_t *)&sigterm_handle, on_closed);
     uv_mutex_lock(&call_mu);
@@ -435,6 +438,17 @@ int agent_main(int argc, char **argv)
     if (o->tls_cert && (file_read(o->tls_cert, 1 << 20, &a->tls_cert_pem) < 0 ||
                         file_read(o->tls_key, 1 << 20, &a->tls_key_pem) < 0))
         goto out;
+    if (a->docker_socket && o->hollow == 0) {
+        char why[512];
+
+        if (docker_ping(a->docker_socket, why, sizeof(why)) < 0) {
+            fprintf(stderr,
+                    "trainyard agent: --runtime docker: the Docker daemon at '%s' does not "
+                    "answer: %s\n",
+                    a->docker_socket, why);
+            goto out;
+        }
+    }
     if (o->hollow > 0) {
         struct hollow_opts ho;
 
@@ -524,6 +538,12 @@ int agent_main(int argc, char **argv)
         uvcurl_set_ca(a->http, a->ca);
 
     task_reap_leftovers(a);
+    if (a->docker_socket) {
+        a->docker = docker_open(a);
+        if (a->docker == NULL)
+            goto out_loop;
+        docker_reconcile(a->docker);
+    }
     daemon = start_api(a, host, port, &bound);
     if (daemon == NULL) {
         log_error("agent: cannot listen on '%s'", a->listen);
@@ -576,6 +596,7 @@ out:
     free(a->ca);
     free(a->tls_cert_pem);
     free(a->tls_key_pem);
+    free(a->docker_socket);
     cJSON_Delete(a->labels);
     return rc;
 }

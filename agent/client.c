@@ -220,6 +220,9 @@ static cJSON *detect_features(struct agent *a)
         cJSON_AddItemToArray(f, cJSON_CreateString("mpi"));
     if (command_works("command -v conda"))
         cJSON_AddItemToArray(f, cJSON_CreateString("conda"));
+    /* Answered its ping at start-up (agent.c). */
+    if (a->docker)
+        cJSON_AddItemToArray(f, cJSON_CreateString("docker"));
     return f;
 }
 

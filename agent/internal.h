@@ -15,6 +15,7 @@
 
 struct task;
 struct proc_cred;
+struct docker;
 
 #define AGENT_DEFAULT_GRACE_MS 3000
 /* Above systemd's ranges (containers end at 1879048191) and below 2^31,
@@ -73,6 +74,8 @@ struct agent {
     char *ca; /* --ca: CA file for HTTPS peers, or NULL */
     char *tls_cert_pem; /* --tls-cert/--tls-key contents, or NULL */
     char *tls_key_pem;
+    char *docker_socket; /* --runtime docker: the daemon's socket; NULL: processes */
+    struct docker *docker; /* its client (docker.c), while the agent runs */
     bool stopping;
 };
 

@@ -2,6 +2,7 @@
  * options.c - `trainyard agent`'s command line: its help, parsing, and
  * taking the token (then hiding it from /proc).
  */
+#include "agent/docker.h"
 #include "agent/internal.h"
 
 #include <getopt.h>
@@ -41,6 +42,11 @@ const char agent_usage[] =
     "  --python PATH       Python for entry scripts (default /usr/bin/python3)\n"
     "  --label K=V         a node label (repeatable)\n"
     "  --ports MIN-MAX     ports for tasks that need one (default 20000-29999)\n"
+    "  --runtime R         how tasks run: 'process' (default) or 'docker': runs with an image\n"
+    "                      run in containers through the Docker daemon (the node gets the\n"
+    "                      'docker' feature; the agent refuses to start if the daemon does\n"
+    "                      not answer)\n"
+    "  --docker-socket P   the Docker daemon's socket (default /var/run/docker.sock)\n"
     "  --grace S           seconds between SIGTERM and SIGKILL when stopping (default 3)\n"
     "  --max-snapshot-unpacked-mb N\n"
     "                      most a snapshot may unpack to, in MiB (default 4096)\n"
@@ -178,6 +184,8 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
         { "tls-key", required_argument, NULL, 'K' },
         { "ca", required_argument, NULL, 'A' },
         { "task-seconds", required_argument, NULL, 'S' },
+        { "runtime", required_argument, NULL, 'R' },
+        { "docker-socket", required_argument, NULL, 'D' },
         { NULL, 0, NULL, 0 },
     };
     char hostname[256] = "localhost";
@@ -185,6 +193,8 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
     const char *token_file = NULL;
     const char *task_user = NULL;
     bool uids_given = false;
+    const char *runtime = "process";
+    const char *docker_socket = DOCKER_DEFAULT_SOCKET;
     long v;
     int c;
 
@@ -338,6 +348,16 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
                 return 2;
             }
             break;
+        case 'R':
+            runtime = optarg;
+            if (strcmp(runtime, "process") != 0 && strcmp(runtime, "docker") != 0) {
+                fprintf(stderr, "trainyard agent: --runtime must be 'process' or 'docker'\n");
+                return 2;
+            }
+            break;
+        case 'D':
+            docker_socket = optarg;
+            break;
         case 'h':
             fputs(agent_usage, stdout);
             return 1;
@@ -347,6 +367,8 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
     }
     if (take_token(a, opt_token, token_file) != 0)
         return 2;
+    if (strcmp(runtime, "docker") == 0)
+        a->docker_socket = xstrdup(docker_socket);
     if (optind < argc) {
         fprintf(stderr, "trainyard agent: unexpected argument '%s'\n", argv[optind]);
         return 2;

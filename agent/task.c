@@ -5,6 +5,7 @@
  * line), and report (report.c: loses nothing and repeats nothing).
  */
 #include "agent/task.h"
+#include "agent/docker.h"
 #include "agent/metricline.h"
 
 #include <dirent.h>
@@ -143,6 +144,13 @@ static void flush_lines(struct stream_reader *r, bool all)
     }
 }
 
+void task_stream_feed(struct stream_reader *r, const char *data, size_t len, bool end)
+{
+    if (len > 0)
+        buf_add(&r->line, data, len);
+    flush_lines(r, end);
+}
+
 /* ---- child processes ---- */
 
 static void child_handle_closed(uv_handle_t *h)
@@ -217,7 +225,9 @@ static void on_child_exit(struct proc *p, int64_t exit_status, int term_signal)
     proc_close(p, child_handle_closed);
 }
 
-char **task_env(struct task *t, const cJSON *extra)
+/* The environment of t's processes; in a container (in_image) without
+ * the agent's own basics (PATH, LANG...: the image's apply). */
+static char **env_for(struct task *t, const cJSON *extra, bool in_image)
 {
     static const char *const inherit[] = {
         "PATH", "HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
@@ -229,7 +239,7 @@ char **task_env(struct task *t, const cJSON *extra)
     int n = 0;
     int i;
 
-    for (i = 0; inherit[i]; i++) {
+    for (i = 0; inherit[i] && !in_image; i++) {
         const char *v = getenv(inherit[i]);
         /* A task user has its own identity and home, not the agent's. */
         bool own =
@@ -253,6 +263,16 @@ char **task_env(struct task *t, const cJSON *extra)
                          pythonpath ? pythonpath : "");
     env[n] = NULL;
     return env;
+}
+
+char **task_env(struct task *t, const cJSON *extra)
+{
+    return env_for(t, extra, false);
+}
+
+char **task_image_env(struct task *t, const cJSON *extra)
+{
+    return env_for(t, extra, true);
 }
 
 void task_free_strv(char **v)
@@ -333,6 +353,10 @@ bool task_stop(struct agent *a, const char *id, const char *why)
         return true;
     t->stop_requested = true;
     log_info("agent: stopping task '%s' (%s)", id, why);
+    if (t->docker) {
+        docker_task_stop(t);
+        return true;
+    }
     task_kill_execs(t, SIGTERM);
     if (t->child_handles > 0 && !t->child_exited && t->pgid > 0) {
         kill(-t->pgid, SIGTERM);
@@ -527,6 +551,10 @@ void task_start_main(struct task *t, const char *python)
         task_finish(t, "failed", -1, "stopped before it started");
         return;
     }
+    if (json_get_string(t->assignment, "image") != NULL) {
+        docker_task_start(t);
+        return;
+    }
     if (cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
         /* Holds the node's slots; mpirun starts the ranks through /v1/exec. */
         t->holder = true;
@@ -649,6 +677,7 @@ static void task_free_cb(uv_handle_t *h)
         task_venv_end_build(t, dir);
         free(dir);
     }
+    docker_task_free(t);
     remove_tree(t->dir);
     buf_release(&t->out.line);
     buf_release(&t->err.line);
@@ -677,7 +706,7 @@ void task_release(struct task *t)
     struct task **p;
 
     if (t->freeing || !t->finished || task_reporting(t) || t->live_execs > 0 || t->work_pending ||
-        t->download_pending || (!t->final_acked && !t->a->stopping))
+        t->download_pending || docker_task_busy(t) || (!t->final_acked && !t->a->stopping))
         return;
     t->freeing = true;
     for (p = &t->a->tasks; *p; p = &(*p)->next) {
@@ -733,6 +762,11 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     if (snapshot && (strncmp(snapshot, "sha256:", 7) != 0 || strlen(snapshot) != 71 ||
                      strspn(snapshot + 7, "0123456789abcdef") != 64)) {
         *ret_error = "snapshot must be a snapshot id";
+        return 400;
+    }
+    x = json_get(assignment, "image");
+    if (x && !cJSON_IsNull(x) && !(cJSON_IsString(x) && docker_image_ok(x->valuestring))) {
+        *ret_error = "image must be a Docker image reference";
         return 400;
     }
     x = json_get(assignment, "pip_packages");
@@ -815,6 +849,8 @@ void task_stop_all(struct agent *a)
     for (t = a->tasks; t; t = next) {
         next = t->next;
         t->stop_requested = true;
+        if (t->docker)
+            docker_task_kill(t);
         task_kill_execs(t, SIGKILL);
         if (t->pgid > 0 && !t->child_exited)
             kill(-t->pgid, SIGKILL);

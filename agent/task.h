@@ -33,6 +33,8 @@ struct stream_reader {
     bool is_stderr;
 };
 
+struct docker_task;
+
 typedef void (*after_fn)(struct task *t, int64_t exit_status, int term_signal);
 
 struct task {
@@ -98,6 +100,9 @@ struct task {
     bool venv_cred; /* the venv build holds venv_build, a uid of its own */
     struct proc_cred venv_build;
 
+    /* in a container (docker.c), or NULL */
+    struct docker_task *docker;
+
     /* mpi: a worker holds its node's slots and runs what /v1/exec starts */
     bool holder;
     struct exec_ref {
@@ -120,6 +125,12 @@ void task_log_text(struct task *t, const char *text);
 /* The environment of a task's process: inherited basics, extra (the job's
  * variables), identity, helper path; room is left for 4 more entries. */
 char **task_env(struct task *t, const cJSON *extra);
+/* The same for a process in a container: without the agent's own PATH,
+ * LANG and the like (the image's apply). */
+char **task_image_env(struct task *t, const cJSON *extra);
+/* Feeds output of the task's process to r's lines (and metrics); end
+ * flushes a last unterminated line. */
+void task_stream_feed(struct stream_reader *r, const char *data, size_t len, bool end);
 void task_free_strv(char **v);
 /* Starts argv in cwd as cred in a new process group; its output becomes
  * log lines and metrics; after runs once it has exited and is drained. */

@@ -45,6 +45,8 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     }
     if (backend && strcmp(backend, "mpi") == 0)
         cJSON_AddItemToArray(features, cJSON_CreateString("mpi"));
+    if (json_get_string(spec, "image") != NULL)
+        cJSON_AddItemToArray(features, cJSON_CreateString("docker"));
     rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
     cJSON_Delete(features);
     if (rc < 0) {

@@ -12,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/imageref.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 #include "common/banned.h"
@@ -43,6 +44,7 @@ static const char *const known_fields[] = {
     "priority",
     "tags",
     "node_selector",
+    "image",
     NULL,
 };
 
@@ -523,6 +525,32 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     if ((rc = get_strings(in, "conda_packages", 256, 256, true, false, &arr, err)) < 0)
         return rc;
     cJSON_AddItemToObject(spec, "conda_packages", arr);
+
+    item = json_get(in, "image");
+    if (present(in, "image")) {
+        if (!cJSON_IsString(item) || !imageref_ok(item->valuestring))
+            return fail(err, "image",
+                        "image must be a Docker image reference such as 'debian:12' or "
+                        "'registry.example.com/team/train:1.0' (lowercase name, optional tag "
+                        "and @sha256 digest, at most 255 characters)");
+        /* Not built yet: a derived image per package set, mpirun across
+         * containers. Refused rather than run without them. */
+        if (cJSON_GetArraySize(json_get(spec, "pip_packages")) > 0)
+            return fail(err, "pip_packages",
+                        "pip_packages cannot be combined with image yet; install the packages "
+                        "in the image");
+        if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
+            return fail(err, "conda_packages",
+                        "conda_packages cannot be combined with image; install the packages in "
+                        "the image");
+        if (backend && strcmp(backend, "mpi") == 0)
+            return fail(
+                err, "distributed_backend",
+                "the mpi backend does not run in images yet; use ps, pytorch or no backend");
+        cJSON_AddStringToObject(spec, "image", item->valuestring);
+    } else {
+        cJSON_AddNullToObject(spec, "image");
+    }
 
     if (present(in, "environment_variables") &&
         (rc = check_env(json_get(in, "environment_variables"), err)) < 0)

@@ -362,6 +362,7 @@ enum cli_run_opt {
     CLI_RUN_OPT_CPUS,
     CLI_RUN_OPT_MEMORY_MB,
     CLI_RUN_OPT_POOL,
+    CLI_RUN_OPT_IMAGE,
     CLI_RUN_OPT_PIP,
     CLI_RUN_OPT_CONDA,
     CLI_RUN_OPT_ENV,
@@ -394,6 +395,7 @@ enum cli_run_opt {
         { "cpus", required_argument, NULL, CLI_RUN_OPT_CPUS },                                     \
         { "memory-mb", required_argument, NULL, CLI_RUN_OPT_MEMORY_MB },                           \
         { "pool", required_argument, NULL, CLI_RUN_OPT_POOL },                                     \
+        { "image", required_argument, NULL, CLI_RUN_OPT_IMAGE },                                   \
         { "pip", required_argument, NULL, CLI_RUN_OPT_PIP },                                       \
         { "conda", required_argument, NULL, CLI_RUN_OPT_CONDA },                                   \
         { "env", required_argument, NULL, CLI_RUN_OPT_ENV },                                       \
@@ -433,6 +435,8 @@ enum cli_run_opt {
     "  --cpus N                  CPUs per process (default 1)\n"                                   \
     "  --memory-mb N             memory per process in MiB (default 0: no request)\n"              \
     "  --pool P                  compute target, the node pool (default 'default')\n"              \
+    "  --image REF               run in containers of this Docker image (e.g. debian:12), on\n"    \
+    "                            nodes whose agent runs with --runtime docker\n"                   \
     "  --pip PKG                 a pip package to install, repeatable\n"                           \
     "  --conda PKG               a conda package, repeatable: the run goes only to nodes\n"        \
     "                            with conda (the agent does not install the packages yet)\n"       \

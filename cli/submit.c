@@ -249,6 +249,9 @@ int cli_run_option(struct cli *c, struct cli_run_opts *s, int opt, const char *a
     case CLI_RUN_OPT_POOL:
         cli_json_set(s->resources, "compute_target", cJSON_CreateString(arg));
         return -1;
+    case CLI_RUN_OPT_IMAGE:
+        cli_json_set(s->resources, "image", cJSON_CreateString(arg));
+        return -1;
     case CLI_RUN_OPT_PIP:
         array_add_string(&s->pip, arg);
         return -1;

@@ -31,6 +31,7 @@
 struct uvcurl {
     uv_loop_t *loop;
     const char *ca_file;
+    char *unix_socket;
     CURLM *multi;
     uv_timer_t timer;
     struct request *requests; /* in flight or waiting, for cancel at free */
@@ -55,6 +56,7 @@ struct request {
     struct buf resp;
     size_t max_body;
     bool too_big;
+    void (*on_data)(void *arg, const char *data, size_t len);
     uvcurl_cb cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
@@ -155,12 +157,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     struct request *r = userp;
     size_t n = size * nmemb;
 
-    if (r->download) {
+    if (r->download || r->on_data) {
         long status = 0;
 
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (status >= 200 && status < 300)
+        if (status >= 200 && status < 300 && r->download)
             return fwrite(data, 1, n, r->download);
+        if (status >= 200 && status < 300) {
+            r->on_data(r->arg, data, n);
+            return n;
+        }
     }
     if (r->resp.len + n > r->max_body) {
         r->too_big = true;
@@ -309,6 +315,7 @@ void uvcurl_free(struct uvcurl *uc)
         request_free(r);
     }
     curl_multi_cleanup(uc->multi);
+    free(uc->unix_socket);
     uv_timer_stop(&uc->timer);
     uv_close((uv_handle_t *)&uc->timer, timer_closed);
 }
@@ -316,6 +323,12 @@ void uvcurl_free(struct uvcurl *uc)
 void uvcurl_set_ca(struct uvcurl *uc, const char *file)
 {
     uc->ca_file = file;
+}
+
+void uvcurl_set_unix_socket(struct uvcurl *uc, const char *path)
+{
+    free(uc->unix_socket);
+    uc->unix_socket = xstrdup(path);
 }
 
 void uvcurl_set_max_connections(struct uvcurl *uc, long n)
@@ -347,6 +360,7 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
     r->cb = cb;
     r->arg = arg;
     r->max_body = req->max_body ? req->max_body : 16u << 20;
+    r->on_data = req->on_data;
     r->easy = e = curl_easy_init();
     if (e == NULL)
         goto err;
@@ -354,7 +368,12 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : 30000L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                     req->timeout_ms < 0 ? 0L
+                     : req->timeout_ms   ? req->timeout_ms
+                                         : 30000L);
+    if (uc->unix_socket)
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, uc->unix_socket);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);

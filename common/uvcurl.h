@@ -35,8 +35,11 @@ struct uvcurl_request {
     size_t body_len;
     const char *body_file; /* send this file's contents as the body instead */
     const char *download_file; /* write a 2xx body to this file (created 0600) */
-    long timeout_ms; /* whole request; 0 = 30 s */
+    long timeout_ms; /* whole request; 0 = 30 s; negative: no limit */
     size_t max_body; /* in-memory body cap; 0 = 16 MiB */
+    /* When set, a 2xx body is handed to on_data as it arrives (never
+     * buffered; resp->body is then empty); other bodies are buffered. */
+    void (*on_data)(void *arg, const char *data, size_t len);
 };
 
 /* A client on loop. Returns NULL if curl cannot start (logged). */
@@ -54,6 +57,9 @@ void uvcurl_set_ca(struct uvcurl *uc, const char *file);
 /* For a client of one host: up to n connections to it (default 8), and
  * at most 2n requests inside curl at once (more wait in order). */
 void uvcurl_set_max_connections(struct uvcurl *uc, long n);
+/* Connects to this Unix socket instead of the URL's host (the URL still
+ * names the path; e.g. http://localhost/_ping). path is copied. */
+void uvcurl_set_unix_socket(struct uvcurl *uc, const char *path);
 /* Requests in flight. */
 int uvcurl_active(const struct uvcurl *uc);
 

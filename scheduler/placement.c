@@ -43,7 +43,8 @@
 /* The features placement looks for, as bits. */
 #define FEATURE_MPI STORE_FEATURE_MPI
 #define FEATURE_CONDA STORE_FEATURE_CONDA
-#define FEATURE_MASKS 4
+#define FEATURE_DOCKER STORE_FEATURE_DOCKER
+#define FEATURE_MASKS 8
 
 /* What the nodes of a pool (with some features, or that a selector
  * selects) could hold: ready ones for waiting, all for unschedulable. */
@@ -598,10 +599,16 @@ static struct selector_count *selected_count(struct index *ix, const cJSON *spec
  * a run could use, for its reasons. */
 static void which_nodes(char *out, size_t size, const char *pool, unsigned need, bool selector)
 {
-    snprintf(out, size, "nodes of pool '%.200s'%s%s%s%s", pool, need ? " with" : "",
-             need & FEATURE_MPI ? " mpi" : "",
-             (need & FEATURE_MPI) && (need & FEATURE_CONDA) ? " and" : "",
-             need & FEATURE_CONDA ? " conda" : "");
+    static const char *const names[] = { "mpi", "conda", "docker" };
+    unsigned bit;
+    int i;
+
+    snprintf(out, size, "nodes of pool '%.200s'%s", pool, need ? " with" : "");
+    for (i = 0, bit = 1; i < 3; i++, bit <<= 1) {
+        if (need & bit)
+            snprintf(out + strlen(out), size - strlen(out), "%s %s",
+                     (need & (bit - 1)) ? " and" : "", names[i]);
+    }
     if (selector)
         snprintf(out + strlen(out), size - strlen(out), " that match its node_selector");
 }
@@ -673,6 +680,8 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
         need |= FEATURE_MPI;
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
         need |= FEATURE_CONDA;
+    if (json_get_string(spec, "image") != NULL)
+        need |= FEATURE_DOCKER;
     p = pool_of(ix, pool);
     selector_of(spec, &sel);
     if (p != NULL && sel.n > 0) {

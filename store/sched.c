@@ -76,6 +76,8 @@ static unsigned features_of(const char *json)
             mask |= STORE_FEATURE_MPI;
         if (cJSON_IsString(f) && strcmp(f->valuestring, "conda") == 0)
             mask |= STORE_FEATURE_CONDA;
+        if (cJSON_IsString(f) && strcmp(f->valuestring, "docker") == 0)
+            mask |= STORE_FEATURE_DOCKER;
     }
     cJSON_Delete(list);
     return mask;
@@ -655,6 +657,7 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
         }
         col_add_json(st, 9, a, "env");
         json_add_string_or_null(a, "snapshot", json_get_string(spec, "source"));
+        json_add_string_or_null(a, "image", json_get_string(spec, "image"));
         cJSON_AddItemToObject(a, "pip_packages",
                               cJSON_Duplicate(json_get(spec, "pip_packages"), 1));
         col_add_json(st, 4, a, "gpus");

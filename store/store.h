@@ -463,6 +463,7 @@ int store_run_log_next(struct store *store, const char *run_id, const char *task
 #define STORE_MAX_GPUS 64
 #define STORE_FEATURE_MPI 1u
 #define STORE_FEATURE_CONDA 2u
+#define STORE_FEATURE_DOCKER 4u
 
 struct sched_node {
     char *name;

@@ -1,0 +1,908 @@
+/*
+ * docker.c - tasks in container images over the Docker Engine API (see
+ * docker.h). One client per agent, on the agent's loop (common/uvcurl.c
+ * with CURLOPT_UNIX_SOCKET_PATH). A task's container goes through
+ *
+ *   inspect image -> (pull when missing) -> create -> start -> logs + wait
+ *   -> remove -> task_finish()
+ *
+ * each step a request whose callback starts the next. A stop while the
+ * container runs asks the daemon to stop it (SIGTERM to the container's
+ * init, SIGKILL after the grace); a stop before it runs ends the task at
+ * once, and the step in flight then only removes what it made. A task is
+ * freed only when no request about it is in flight (docker_task_busy).
+ */
+#include "agent/docker.h"
+#include "agent/task.h"
+
+#include <assert.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/imageref.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/uvcurl.h"
+#include "common/xalloc.h"
+#include "common/banned.h"
+
+/* A pull may take long; anything else answers quickly. */
+#define PULL_TIMEOUT_MS (30L * 60 * 1000)
+#define CALL_TIMEOUT_MS 60000L
+/* At agent stop, what is still in flight after this is canceled. */
+#define CLOSE_WAIT_MS 5000
+/* The daemon's progress lines and error bodies we keep. */
+#define MAX_PULL_LINE 4096
+
+struct docker {
+    struct agent *a;
+    struct uvcurl *http;
+    int pending; /* requests in flight */
+    bool closing;
+    uv_timer_t close_timer;
+};
+
+enum step { STEP_IMAGE, STEP_PULL, STEP_CREATE, STEP_START, STEP_RUN, STEP_DONE };
+
+struct docker_task {
+    struct docker *d;
+    enum step step;
+    char *container; /* its id once created */
+    int pending; /* requests about it in flight */
+    bool waited; /* the wait returned */
+    bool logs_ended; /* the log stream ended */
+    bool stop_sent;
+    bool remove_sent;
+    bool killed; /* removed by force at agent stop */
+    int exit_code;
+    /* the outcome, reported once the container is removed */
+    bool has_outcome;
+    char outcome_status[16];
+    int outcome_code;
+    char *outcome_message;
+    struct buf frames; /* log stream bytes not yet a whole frame */
+    struct buf pull_line; /* a pull progress line not yet ended */
+    char *pull_error; /* an error line of the pull's progress stream */
+};
+
+/* ---- requests ---- */
+
+static void url_escape(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            buf_addc(b, (char)ch);
+        } else {
+            buf_addc(b, '%');
+            buf_addc(b, hex[ch >> 4]);
+            buf_addc(b, hex[ch & 15]);
+        }
+    }
+}
+
+/* Starts a request about t (or about no task when t is NULL); 0, or -1
+ * when it cannot start (the client is closing: cb is then not called). */
+static int request(struct docker *d, struct task *t, const char *method, const char *path,
+                   const char *body, long timeout_ms,
+                   void (*on_data)(void *arg, const char *data, size_t len), uvcurl_cb cb)
+{
+    struct uvcurl_request req;
+    char *url;
+    int rc;
+
+    if (d->closing && d->http == NULL)
+        return -1;
+    url = xasprintf("http://docker" DOCKER_API "%s", path);
+    memset(&req, 0, sizeof(req));
+    req.method = method;
+    req.url = url;
+    req.content_type = body ? "application/json" : NULL;
+    req.body = body;
+    req.body_len = body ? strlen(body) : 0;
+    req.timeout_ms = timeout_ms;
+    req.max_body = 1u << 20;
+    req.on_data = on_data;
+    rc = uvcurl_start(d->http, &req, cb, t ? (void *)t : (void *)d);
+    free(url);
+    if (rc < 0)
+        return -1;
+    d->pending++;
+    if (t)
+        t->docker->pending++;
+    return 0;
+}
+
+static void close_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_close_timer(uv_timer_t *timer)
+{
+    struct docker *d = timer->data;
+    struct uvcurl *http = d->http;
+
+    /* Whatever is left is canceled: its callbacks run inside. */
+    d->http = NULL;
+    uvcurl_free(http);
+    uv_close((uv_handle_t *)&d->close_timer, close_timer_closed);
+}
+
+/* A request of d ended. */
+static void call_ended(struct docker *d)
+{
+    d->pending--;
+    if (d->closing && d->pending == 0 && d->http)
+        uv_timer_start(&d->close_timer, on_close_timer, 0, 0);
+}
+
+/* A request about t ended: t may be released once nothing is in flight. */
+static void task_call_ended(struct task *t)
+{
+    t->docker->pending--;
+    call_ended(t->docker->d);
+}
+
+static void settle(struct task *t)
+{
+    if (t->finished && t->docker->pending == 0)
+        task_release(t);
+}
+
+/* The daemon's error message from a reply ({"message": ...}), or the
+ * transport error, into out. */
+static void daemon_message(const struct uvcurl_response *resp, char *out, size_t size)
+{
+    cJSON *body = NULL;
+    const char *m = NULL;
+
+    if (resp->status == 0 || resp->status == UVCURL_CANCELED) {
+        snprintf(out, size, "cannot reach the Docker daemon: %s",
+                 resp->error ? resp->error : "no answer");
+        return;
+    }
+    if (resp->body && resp->body->len > 0)
+        body = json_parse(resp->body->data, resp->body->len);
+    m = json_get_string(body, "message");
+    if (m)
+        snprintf(out, size, "%s", m);
+    else
+        snprintf(out, size, "the Docker daemon answered HTTP %ld", resp->status);
+    cJSON_Delete(body);
+}
+
+/* ---- the end of a container ---- */
+
+static void finish_outcome(struct task *t)
+{
+    struct docker_task *k = t->docker;
+
+    k->step = STEP_DONE;
+    if (!t->finished && k->has_outcome)
+        task_finish(t, k->outcome_status, k->outcome_code, k->outcome_message);
+}
+
+static void on_removed(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    char msg[512];
+
+    task_call_ended(t);
+    if (resp->status != 204 && resp->status != 404) {
+        daemon_message(resp, msg, sizeof(msg));
+        log_warn("agent: task '%s': cannot remove container %.12s: %s", t->id, k->container, msg);
+    }
+    finish_outcome(t);
+    settle(t);
+}
+
+/* Removes t's container (if it made one), then reports the outcome. */
+static void remove_container(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    char path[256];
+
+    if (k->container == NULL || k->remove_sent) {
+        finish_outcome(t);
+        return;
+    }
+    k->remove_sent = true;
+    snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", k->container);
+    if (request(k->d, t, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_removed) < 0)
+        finish_outcome(t);
+}
+
+/* Ends t with this outcome once its container is gone. */
+static void end_task(struct task *t, const char *status, int code, const char *message)
+{
+    struct docker_task *k = t->docker;
+
+    if (!k->has_outcome) {
+        k->has_outcome = true;
+        snprintf(k->outcome_status, sizeof(k->outcome_status), "%s", status);
+        k->outcome_code = code;
+        k->outcome_message = message ? xstrdup(message) : NULL;
+    }
+    remove_container(t);
+}
+
+/* A step failed: t ends failed with "<what> '<image>': " and the
+ * daemon's message (or detail when given). */
+static void fail_step(struct task *t, const char *what, const struct uvcurl_response *resp,
+                      const char *detail)
+{
+    char msg[512];
+    char *why;
+
+    if (detail)
+        snprintf(msg, sizeof(msg), "%s", detail);
+    else
+        daemon_message(resp, msg, sizeof(msg));
+    why = xasprintf("%s '%s': %s", what, json_get_string(t->assignment, "image"), msg);
+    end_task(t, "failed", -1, why);
+    free(why);
+    settle(t);
+}
+
+/* The container has exited and its output is read. */
+static void maybe_exited(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    char msg[128];
+
+    if (!k->waited || !k->logs_ended)
+        return;
+    if (k->exit_code == 0) {
+        end_task(t, "succeeded", 0, NULL);
+    } else if (t->stop_requested) {
+        snprintf(msg, sizeof(msg), "stopped (the container exited with %d)", k->exit_code);
+        end_task(t, "failed", k->exit_code, msg);
+    } else {
+        end_task(t, "failed", k->exit_code, NULL);
+    }
+}
+
+/* ---- running: its output and its exit ---- */
+
+/* Docker's multiplexed stream: frames of an 8-byte header (stream 1
+ * stdout, 2 stderr; 3 bytes 0; a big-endian 32-bit length) and data. */
+static void on_log_data(void *arg, const char *data, size_t len)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    size_t at = 0;
+
+    buf_add(&k->frames, data, len);
+    while (k->frames.len - at >= 8) {
+        const unsigned char *h = (const unsigned char *)k->frames.data + at;
+        size_t n = (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
+
+        if (k->frames.len - at - 8 < n)
+            break;
+        task_stream_feed(h[0] == 2 ? &t->err : &t->out, (const char *)h + 8, n, false);
+        at += 8 + n;
+    }
+    if (at > 0) {
+        memmove(k->frames.data, k->frames.data + at, k->frames.len - at);
+        k->frames.len -= at;
+    }
+}
+
+static void on_logs(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    char msg[512];
+
+    task_call_ended(t);
+    if (resp->status != 200 && !t->finished) {
+        daemon_message(resp, msg, sizeof(msg));
+        log_warn("agent: task '%s': the container's log stream ended: %s", t->id, msg);
+    }
+    task_stream_feed(&t->out, NULL, 0, true);
+    task_stream_feed(&t->err, NULL, 0, true);
+    k->logs_ended = true;
+    maybe_exited(t);
+    settle(t);
+}
+
+static void on_wait(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    cJSON *body = NULL;
+    int64_t code = -1;
+    char msg[512];
+
+    task_call_ended(t);
+    if (resp->status == 200)
+        body = json_parse(resp->body->data, resp->body->len);
+    if (body == NULL || !json_int(json_get(body, "StatusCode"), -1, 255, &code)) {
+        daemon_message(resp, msg, sizeof(msg));
+        if (!t->finished)
+            log_warn("agent: task '%s': waiting for its container failed: %s", t->id, msg);
+        code = -1;
+    }
+    cJSON_Delete(body);
+    k->exit_code = (int)code;
+    k->waited = true;
+    maybe_exited(t);
+    settle(t);
+}
+
+static void on_started(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    char path[256];
+
+    task_call_ended(t);
+    if (t->finished) {
+        /* stopped (or the agent stops) meanwhile */
+        remove_container(t);
+        settle(t);
+        return;
+    }
+    if (resp->status != 204 && resp->status != 304) {
+        fail_step(t, "cannot start the container of image", resp, NULL);
+        return;
+    }
+    k->step = STEP_RUN;
+    t->status = "running";
+    t->main_started = true;
+    task_queue_status(t, "running", -1, NULL);
+    /* A container that has already exited still gives its whole log and
+     * its exit code: neither request can miss the end. */
+    snprintf(path, sizeof(path), "/containers/%s/logs?follow=1&stdout=1&stderr=1", k->container);
+    if (request(k->d, t, "GET", path, NULL, -1, on_log_data, on_logs) < 0)
+        k->logs_ended = true;
+    snprintf(path, sizeof(path), "/containers/%s/wait", k->container);
+    if (request(k->d, t, "POST", path, NULL, -1, NULL, on_wait) < 0) {
+        k->waited = true;
+        k->exit_code = -1;
+    }
+    maybe_exited(t);
+}
+
+/* ---- creating ---- */
+
+static void add_string_array(cJSON *obj, const char *key, char *const *v)
+{
+    cJSON *arr = cJSON_AddArrayToObject(obj, key);
+    int i;
+
+    for (i = 0; v && v[i]; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(v[i]));
+}
+
+cJSON *docker_create_body(const struct docker_create *c)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON *labels;
+    cJSON *host;
+    cJSON *binds;
+    const cJSON *g;
+    int i;
+
+    cJSON_AddStringToObject(body, "Image", c->image);
+    /* argv as is: the image's entrypoint and command do not apply. */
+    add_string_array(body, "Entrypoint", c->argv);
+    cJSON_AddItemToObject(body, "Cmd", cJSON_CreateArray());
+    add_string_array(body, "Env", c->env);
+    cJSON_AddStringToObject(body, "WorkingDir", c->workdir);
+    if (c->user)
+        cJSON_AddStringToObject(body, "User", c->user);
+    cJSON_AddBoolToObject(body, "Tty", false);
+    cJSON_AddBoolToObject(body, "OpenStdin", false);
+    labels = cJSON_AddObjectToObject(body, "Labels");
+    cJSON_AddStringToObject(labels, "trainyard.run", c->run);
+    cJSON_AddStringToObject(labels, "trainyard.task", c->task);
+    cJSON_AddStringToObject(labels, "trainyard.node", c->node);
+    host = cJSON_AddObjectToObject(body, "HostConfig");
+    /* The host's network: TF_CONFIG, MASTER_ADDR and ports stay valid. */
+    cJSON_AddStringToObject(host, "NetworkMode", "host");
+    binds = cJSON_AddArrayToObject(host, "Binds");
+    for (i = 0; c->binds && c->binds[i]; i++)
+        cJSON_AddItemToArray(binds, cJSON_CreateString(c->binds[i]));
+    /* docker-init as PID 1 passes SIGTERM on (a PID 1 without a handler
+     * would ignore it until the SIGKILL) and reaps what the task leaves. */
+    cJSON_AddBoolToObject(host, "Init", true);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(host, "SecurityOpt"),
+                         cJSON_CreateString("no-new-privileges"));
+    if (cJSON_GetArraySize(c->gpus) > 0) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON *ids = cJSON_AddArrayToObject(req, "DeviceIDs");
+        cJSON *caps = cJSON_AddArrayToObject(req, "Capabilities");
+
+        cJSON_AddStringToObject(req, "Driver", "nvidia");
+        cJSON_ArrayForEach(g, c->gpus) {
+            char id[32];
+
+            snprintf(id, sizeof(id), "%d", g->valueint);
+            cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+        }
+        cJSON_AddItemToArray(caps, cJSON_CreateArray());
+        cJSON_AddItemToArray(cJSON_GetArrayItem(caps, 0), cJSON_CreateString("gpu"));
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(host, "DeviceRequests"), req);
+    }
+    return body;
+}
+
+static void on_created(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    cJSON *body = NULL;
+    const char *id;
+    char path[256];
+
+    task_call_ended(t);
+    if (resp->status == 201)
+        body = json_parse(resp->body->data, resp->body->len);
+    id = json_get_string(body, "Id");
+    if (id && strlen(id) < 128 && strspn(id, "0123456789abcdef") == strlen(id))
+        k->container = xstrdup(id);
+    cJSON_Delete(body);
+    if (t->finished) {
+        remove_container(t);
+        settle(t);
+        return;
+    }
+    if (k->container == NULL) {
+        fail_step(t, "cannot create a container of image", resp, NULL);
+        return;
+    }
+    log_info("agent: task '%s' in container %.12s", t->id, k->container);
+    k->step = STEP_START;
+    snprintf(path, sizeof(path), "/containers/%s/start", k->container);
+    if (request(k->d, t, "POST", path, NULL, CALL_TIMEOUT_MS, NULL, on_started) < 0)
+        end_task(t, "failed", -1, "cannot start the container: the agent is stopping");
+}
+
+/* In the container the task's GPUs are numbered from 0. */
+static void renumber_gpus(char **env, int n_gpus)
+{
+    struct buf v;
+    int i;
+    int g;
+
+    for (i = 0; env[i]; i++) {
+        if (strncmp(env[i], "CUDA_VISIBLE_DEVICES=", 21) == 0)
+            break;
+    }
+    if (env[i] == NULL || n_gpus == 0)
+        return;
+    buf_init(&v);
+    buf_adds(&v, "CUDA_VISIBLE_DEVICES=");
+    for (g = 0; g < n_gpus; g++)
+        buf_printf(&v, "%s%d", g ? "," : "", g);
+    free(env[i]);
+    env[i] = xstrdup(v.data);
+    buf_release(&v);
+}
+
+static void create(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    const cJSON *argv_json = json_get(t->assignment, "argv");
+    const cJSON *arg;
+    struct docker_create c;
+    char user[64];
+    char *binds[3];
+    char **argv;
+    char **env;
+    char *text;
+    cJSON *body;
+    int n = 0;
+
+    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*argv));
+    /* The image's Python, found on its PATH. */
+    if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
+        argv[n++] = xstrdup("python3");
+    cJSON_ArrayForEach(arg, argv_json) {
+        argv[n++] = xstrdup(arg->valuestring);
+    }
+    env = task_image_env(t, json_get(t->assignment, "env"));
+    renumber_gpus(env, cJSON_GetArraySize(json_get(t->assignment, "gpus")));
+    binds[0] = xasprintf("%s:%s", t->src, t->src);
+    binds[1] = xasprintf("%s:%s:ro", t->a->helper_dir, t->a->helper_dir);
+    binds[2] = NULL;
+    memset(&c, 0, sizeof(c));
+    c.image = json_get_string(t->assignment, "image");
+    c.argv = argv;
+    c.env = env;
+    c.workdir = t->src;
+    if (t->has_cred) {
+        snprintf(user, sizeof(user), "%u:%u", (unsigned)t->cred.uid, (unsigned)t->cred.gid);
+        c.user = user;
+    }
+    c.binds = (const char *const *)binds;
+    c.run = t->run;
+    c.task = t->id;
+    c.node = t->a->name;
+    c.gpus = json_get(t->assignment, "gpus");
+    body = docker_create_body(&c);
+    text = json_print(body);
+    k->step = STEP_CREATE;
+    if (request(k->d, t, "POST", "/containers/create", text, CALL_TIMEOUT_MS, NULL, on_created) < 0)
+        end_task(t, "failed", -1, "cannot create the container: the agent is stopping");
+    free(text);
+    cJSON_Delete(body);
+    free(binds[0]);
+    free(binds[1]);
+    task_free_strv(argv);
+    task_free_strv(env);
+}
+
+/* ---- the image ---- */
+
+/* One line of the pull's progress: an error, or a step for the log. */
+static void pull_line(struct task *t, const char *line, size_t len)
+{
+    struct docker_task *k = t->docker;
+    cJSON *j = json_parse(line, len);
+    const char *error = json_get_string(j, "error");
+    const char *status = json_get_string(j, "status");
+    const char *id = json_get_string(j, "id");
+    char text[600];
+
+    if (error && k->pull_error == NULL)
+        k->pull_error = xstrdup(error);
+    /* Steps, not the byte counts of each layer's download. */
+    if (status && json_get(j, "progressDetail") == NULL) {
+        snprintf(text, sizeof(text), "trainyard: pull: %s%s%.200s\n", id ? id : "", id ? ": " : "",
+                 status);
+        task_log_text(t, text);
+    } else if (status && json_get(j, "progress") == NULL && id) {
+        snprintf(text, sizeof(text), "trainyard: pull: %.100s: %.200s\n", id, status);
+        task_log_text(t, text);
+    }
+    cJSON_Delete(j);
+}
+
+static void on_pull_data(void *arg, const char *data, size_t len)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+    char *nl;
+
+    buf_add(&k->pull_line, data, len);
+    while ((nl = memchr(k->pull_line.data, '\n', k->pull_line.len)) != NULL) {
+        size_t n = (size_t)(nl - k->pull_line.data);
+
+        pull_line(t, k->pull_line.data, n);
+        memmove(k->pull_line.data, nl + 1, k->pull_line.len - n - 1);
+        k->pull_line.len -= n + 1;
+    }
+    if (k->pull_line.len > MAX_PULL_LINE)
+        buf_reset(&k->pull_line);
+}
+
+static void on_pulled(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    struct docker_task *k = t->docker;
+
+    task_call_ended(t);
+    if (t->finished) {
+        settle(t);
+        return;
+    }
+    if (resp->status != 200 || k->pull_error) {
+        fail_step(t, "cannot pull image", resp, k->pull_error);
+        return;
+    }
+    create(t);
+}
+
+static void pull(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    const char *image = json_get_string(t->assignment, "image");
+    char name[IMAGEREF_MAX + 1];
+    char tag[IMAGEREF_MAX + 1];
+    char line[400];
+    struct buf path;
+
+    imageref_split(image, name, tag);
+    buf_init(&path);
+    buf_adds(&path, "/images/create?fromImage=");
+    url_escape(&path, name);
+    if (tag[0]) {
+        buf_adds(&path, "&tag=");
+        url_escape(&path, tag);
+    }
+    snprintf(line, sizeof(line), "trainyard: pulling image '%s'\n", image);
+    task_log_text(t, line);
+    k->step = STEP_PULL;
+    if (request(k->d, t, "POST", path.data, NULL, PULL_TIMEOUT_MS, on_pull_data, on_pulled) < 0)
+        end_task(t, "failed", -1, "cannot pull the image: the agent is stopping");
+    buf_release(&path);
+}
+
+static void on_inspected(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+
+    task_call_ended(t);
+    if (t->finished) {
+        settle(t);
+        return;
+    }
+    if (resp->status == 200) {
+        create(t);
+    } else if (resp->status == 404) {
+        pull(t);
+    } else {
+        fail_step(t, "cannot inspect image", resp, NULL);
+    }
+}
+
+bool docker_image_ok(const char *ref)
+{
+    return imageref_ok(ref);
+}
+
+void docker_task_start(struct task *t)
+{
+    struct docker_task *k;
+    const char *image = json_get_string(t->assignment, "image");
+    char path[IMAGEREF_MAX + 32];
+
+    assert(image != NULL && t->docker == NULL);
+    if (t->a->docker == NULL) {
+        task_finish(t, "failed", -1,
+                    "this node does not run tasks in images (its agent was not started with "
+                    "--runtime docker)");
+        return;
+    }
+    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher")) ||
+        cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
+        task_finish(t, "failed", -1, "the mpi backend does not run in images yet");
+        return;
+    }
+    k = xcalloc(1, sizeof(*k));
+    k->d = t->a->docker;
+    k->exit_code = -1;
+    buf_init(&k->frames);
+    buf_init(&k->pull_line);
+    t->docker = k;
+    t->out.task = t;
+    t->err.task = t;
+    t->err.is_stderr = true;
+    k->step = STEP_IMAGE;
+    /* imageref_ok: only [A-Za-z0-9._:/@-], nothing to escape in a path */
+    snprintf(path, sizeof(path), "/images/%s/json", image);
+    if (request(k->d, t, "GET", path, NULL, CALL_TIMEOUT_MS, NULL, on_inspected) < 0)
+        task_finish(t, "failed", -1, "the agent is stopping");
+}
+
+/* ---- stopping ---- */
+
+static void on_stop_sent(void *arg, const struct uvcurl_response *resp)
+{
+    struct task *t = arg;
+    char msg[512];
+
+    task_call_ended(t);
+    /* 204 stopped, 304 already stopped, 404 gone: the wait sees the end. */
+    if (resp->status != 204 && resp->status != 304 && resp->status != 404 &&
+        resp->status != UVCURL_CANCELED) {
+        daemon_message(resp, msg, sizeof(msg));
+        log_warn("agent: task '%s': cannot stop its container: %s", t->id, msg);
+    }
+    settle(t);
+}
+
+void docker_task_stop(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    char path[256];
+    long grace_s = (long)((t->a->grace_ms + 999) / 1000);
+
+    if (k->step != STEP_RUN) {
+        /* Nothing runs yet: the step in flight removes what it made. */
+        if (k->step != STEP_DONE && !k->has_outcome)
+            task_finish(t, "failed", -1, "stopped before it started");
+        return;
+    }
+    if (k->stop_sent)
+        return;
+    k->stop_sent = true;
+    /* SIGTERM (the image's stop signal), SIGKILL after grace_s. */
+    snprintf(path, sizeof(path), "/containers/%s/stop?t=%ld", k->container, grace_s);
+    request(k->d, t, "POST", path, NULL, grace_s * 1000 + CALL_TIMEOUT_MS, NULL, on_stop_sent);
+}
+
+void docker_task_kill(struct task *t)
+{
+    struct docker_task *k = t->docker;
+    char path[256];
+
+    if (k->container == NULL || k->remove_sent || k->killed)
+        return;
+    k->killed = true;
+    k->remove_sent = true;
+    snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", k->container);
+    request(k->d, t, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_removed);
+}
+
+bool docker_task_busy(const struct task *t)
+{
+    return t->docker && t->docker->pending > 0;
+}
+
+void docker_task_free(struct task *t)
+{
+    struct docker_task *k = t->docker;
+
+    if (k == NULL)
+        return;
+    assert(k->pending == 0);
+    free(k->container);
+    free(k->outcome_message);
+    free(k->pull_error);
+    buf_release(&k->frames);
+    buf_release(&k->pull_line);
+    free(k);
+    t->docker = NULL;
+}
+
+/* ---- the client ---- */
+
+static size_t discard(char *data, size_t size, size_t nmemb, void *userp)
+{
+    (void)data;
+    (void)userp;
+    return size * nmemb;
+}
+
+int docker_ping(const char *socket, char *err, size_t err_size)
+{
+    CURL *e = curl_easy_init();
+    char errbuf[CURL_ERROR_SIZE] = "";
+    long status = 0;
+    CURLcode rc;
+
+    if (e == NULL) {
+        snprintf(err, err_size, "curl_easy_init failed");
+        return -1;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, "http://docker" DOCKER_API "/_ping");
+    curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, socket);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    rc = curl_easy_perform(e);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    if (rc != CURLE_OK) {
+        snprintf(err, err_size, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        return -1;
+    }
+    if (status != 200) {
+        snprintf(err, err_size, "the daemon answered HTTP %ld to /_ping", status);
+        return -1;
+    }
+    return 0;
+}
+
+struct docker *docker_open(struct agent *a)
+{
+    struct docker *d = xcalloc(1, sizeof(*d));
+
+    d->a = a;
+    d->http = uvcurl_new(a->loop);
+    if (d->http == NULL) {
+        free(d);
+        return NULL;
+    }
+    uvcurl_set_unix_socket(d->http, a->docker_socket);
+    /* Each running container holds two requests open (logs, wait): no cap. */
+    uvcurl_set_max_connections(d->http, 0);
+    uv_timer_init(a->loop, &d->close_timer);
+    d->close_timer.data = d;
+    return d;
+}
+
+static void on_leftover_removed(void *arg, const struct uvcurl_response *resp)
+{
+    struct docker *d = arg;
+    char msg[512];
+
+    call_ended(d);
+    if (resp->status != 204 && resp->status != 404 && resp->status != UVCURL_CANCELED) {
+        daemon_message(resp, msg, sizeof(msg));
+        log_warn("agent: cannot remove a container an earlier agent left: %s", msg);
+    }
+}
+
+static bool task_known(struct agent *a, const char *id)
+{
+    struct task *t;
+
+    for (t = a->tasks; t; t = t->next) {
+        if (strcmp(t->id, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void on_listed(void *arg, const struct uvcurl_response *resp)
+{
+    struct docker *d = arg;
+    cJSON *list = NULL;
+    const cJSON *c;
+    char msg[512];
+
+    call_ended(d);
+    if (resp->status == 200)
+        list = json_parse(resp->body->data, resp->body->len);
+    if (!cJSON_IsArray(list)) {
+        if (resp->status != UVCURL_CANCELED) {
+            daemon_message(resp, msg, sizeof(msg));
+            log_warn("agent: cannot list the node's containers: %s", msg);
+        }
+        cJSON_Delete(list);
+        return;
+    }
+    cJSON_ArrayForEach(c, list) {
+        const char *id = json_get_string(c, "Id");
+        const char *task = json_get_string(json_get(c, "Labels"), "trainyard.task");
+        char path[256];
+
+        if (id == NULL || strlen(id) > 128 || strspn(id, "0123456789abcdef") != strlen(id) ||
+            (task && task_known(d->a, task)))
+            continue;
+        log_warn("agent: removing container %.12s (task '%s') that an earlier agent left", id,
+                 task ? task : "?");
+        snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", id);
+        request(d, NULL, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_leftover_removed);
+    }
+    cJSON_Delete(list);
+}
+
+void docker_reconcile(struct docker *d)
+{
+    struct buf path;
+    struct buf filter;
+
+    buf_init(&path);
+    buf_init(&filter);
+    buf_adds(&filter, "{\"label\":[");
+    {
+        struct buf label;
+
+        buf_init(&label);
+        buf_printf(&label, "trainyard.node=%s", d->a->name);
+        json_buf_string(&filter, label.data);
+        buf_release(&label);
+    }
+    buf_adds(&filter, "]}");
+    buf_adds(&path, "/containers/json?all=1&filters=");
+    url_escape(&path, filter.data);
+    if (request(d, NULL, "GET", path.data, NULL, CALL_TIMEOUT_MS, NULL, on_listed) < 0)
+        log_warn("agent: cannot list the node's containers");
+    buf_release(&filter);
+    buf_release(&path);
+}
+
+void docker_close(struct docker *d)
+{
+    if (d == NULL)
+        return;
+    d->closing = true;
+    uv_timer_start(&d->close_timer, on_close_timer, d->pending == 0 ? 0 : CLOSE_WAIT_MS, 0);
+}

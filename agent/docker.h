@@ -1,0 +1,70 @@
+/*
+ * docker.h - tasks in container images (`trainyard agent --runtime
+ * docker`): the agent drives the Docker Engine API over its Unix socket
+ * with libcurl (no docker CLI). A task of a run with an `image` is pulled
+ * when missing, created (host network, the task's environment, its
+ * directory and the Python helper mounted at the same paths, its uid:gid,
+ * labels trainyard.run/task/node, exactly its GPUs), started, its output
+ * read into the task's log, waited for, stopped on cancel (SIGTERM, the
+ * grace, SIGKILL) and removed. Loop thread only.
+ */
+#ifndef TRAINYARD_AGENT_DOCKER_H
+#define TRAINYARD_AGENT_DOCKER_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent/internal.h"
+
+/* The Engine API version the agent speaks (Docker 20.10 and later). */
+#define DOCKER_API "/v1.41"
+#define DOCKER_DEFAULT_SOCKET "/var/run/docker.sock"
+
+/* Asks the daemon at socket whether it answers (blocking, at start-up,
+ * before the loop runs). 0, or -1 with why in err. */
+int docker_ping(const char *socket, char *err, size_t err_size);
+
+/* The agent's client on a->loop for a->docker_socket; the caller then
+ * calls docker_reconcile(). */
+struct docker *docker_open(struct agent *a);
+/* Removes every container labelled with this node whose task the agent
+ * does not hold (what an earlier agent left). */
+void docker_reconcile(struct docker *d);
+/* At agent stop, after every task was killed: frees the client once its
+ * requests have ended (at most a few seconds later). */
+void docker_close(struct docker *d);
+
+/* Runs t's process in a container of its assignment's image; ends with
+ * task_finish() like a process does. */
+void docker_task_start(struct task *t);
+/* Stops t's container: SIGTERM, SIGKILL after the agent's grace. */
+void docker_task_stop(struct task *t);
+/* The agent is stopping: t's container goes at once. */
+void docker_task_kill(struct task *t);
+/* Whether a request about t is in flight (t must not be freed). */
+bool docker_task_busy(const struct task *t);
+/* Frees t's container state (task_free). */
+void docker_task_free(struct task *t);
+
+/* What a container is created with; every pointer borrowed. */
+struct docker_create {
+    const char *image;
+    char **argv; /* NULL-terminated */
+    char **env; /* NULL-terminated "K=V" */
+    const char *workdir;
+    const char *user; /* "uid:gid", or NULL: the image's user */
+    const char *const *binds; /* NULL-terminated "host:container[:ro]" */
+    const char *run;
+    const char *task;
+    const char *node;
+    const cJSON *gpus; /* the task's GPU indices (numbers), or NULL/empty */
+};
+
+/* The body of POST /containers/create (caller deletes). */
+cJSON *docker_create_body(const struct docker_create *c);
+
+/* Whether an assignment's image is a reference the agent will use. */
+bool docker_image_ok(const char *ref);
+
+#endif
