@@ -33,7 +33,7 @@ PYTHON := /usr/bin/python3
 Q := $(if $(V),,@)
 
 .PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench run \
-        stop deps check-style clean openapi-lint install uninstall
+        stop deps check-style clean openapi-lint install uninstall image
 
 all: bin/trainyard
 
@@ -146,6 +146,15 @@ build/release/web.o build/asan/web.o build/tsan/web.o: build/gen/web.S
 
 deps:
 	@sh .ci/install-deps
+
+# The container image docker-compose.yml runs (deploy/Dockerfile). The build
+# context carries the uPlot files npm installed here, so the image build
+# needs no npm; deploy/base-image makes debian:12 when no registry has it.
+IMAGE ?= trainyard:latest
+
+image: web/node_modules/.installed
+	@sh deploy/base-image
+	docker build --network host -f deploy/Dockerfile -t $(IMAGE) .
 
 test: deps all asan
 	@$(MAKE) --no-print-directory check-style openapi-lint unit fuzz-smoke integration web-test

@@ -42,6 +42,9 @@ enum api_role {
     API_ROLE_USER = 1 << 1,
     API_ROLE_VIEWER = 1 << 2,
     API_ROLE_AGENT = 1 << 3,
+    /* May only make agent tokens, each bound to a node name nobody has:
+     * the credential agents join a cluster with (server --join-token-file). */
+    API_ROLE_JOIN = 1 << 4,
 };
 
 #define API_ROLES_READ (API_ROLE_ADMIN | API_ROLE_USER | API_ROLE_VIEWER)
@@ -164,6 +167,13 @@ int api_bootstrap_admin(struct api_ctx *ctx);
  * ERR_INTERNAL (logged). Main thread; a running server may share the
  * database. */
 int api_reset_admin_token(struct api_ctx *ctx, char *ret_path, size_t size);
+/*
+ * --join-token-file: keeps a join token's secret in path (mode 0600). A
+ * file that holds the secret of a join token is kept; otherwise a new join
+ * token (named "join") is made and its secret written there, replacing the
+ * file. Returns 0 or ERR_INTERNAL (logged). Main thread, at start.
+ */
+int api_keep_join_token(struct api_ctx *ctx, const char *path);
 
 /* ---- handlers (one file per resource) ---- */
 

@@ -17,6 +17,7 @@
 #include "api/internal.h"
 #include "common/crypto.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "store/store.h"
@@ -92,6 +93,8 @@ static enum api_role role_from_name(const char *name)
         return API_ROLE_VIEWER;
     if (strcmp(name, "agent") == 0)
         return API_ROLE_AGENT;
+    if (strcmp(name, "join") == 0)
+        return API_ROLE_JOIN;
     return 0;
 }
 
@@ -139,14 +142,13 @@ bool api_authenticate(struct api_ctx *ctx, const char *authorization, unsigned r
 }
 
 /*
- * Makes a new admin token and writes its secret to <data>/admin.token
- * (0600). The file is written under a fresh name (O_EXCL, 0600) and
- * renamed into place: in a data directory others may write to, a link
- * planted as admin.token is replaced, never followed. The file comes first:
- * a token that is stored but was never written down would lock the admin
- * out.
+ * Makes a token of role (named as the role) and writes its secret to path
+ * (0600). The file is written under a fresh name next to it (O_EXCL, 0600)
+ * and renamed into place: in a directory others may write to, a link
+ * planted as path is replaced, never followed. The file comes first: a
+ * token that is stored but was never written down would lock its user out.
  */
-static int new_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
+static int new_token_file(struct api_ctx *ctx, const char *role, const char *path)
 {
     char secret[3 + 64 + 1];
     char hash[CRYPTO_SHA256_HEX_LEN];
@@ -160,27 +162,36 @@ static int new_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
     memcpy(id, "tok-", 4);
     crypto_random_hex(6, id + 4);
     crypto_sha256_hex(secret, strlen(secret), hash);
-    snprintf(ret_path, size, "%s/admin.token", ctx->data_dir);
-    snprintf(tmp, sizeof(tmp), "%s/admin.token.XXXXXX", ctx->data_dir);
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp)) {
+        log_error("server: the path '%s' is too long", path);
+        return ERR_INTERNAL;
+    }
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        log_error("server: cannot write '%s': %s", ret_path, strerror(errno));
+        log_error("server: cannot write '%s': %s", path, strerror(errno));
         return ERR_INTERNAL;
     }
     snprintf(line, sizeof(line), "%s\n", secret);
     if (fchmod(fd, 0600) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
-        fsync(fd) < 0 || rename(tmp, ret_path) < 0) {
-        log_error("server: cannot write '%s': %s", ret_path, strerror(errno));
+        fsync(fd) < 0 || rename(tmp, path) < 0) {
+        log_error("server: cannot write '%s': %s", path, strerror(errno));
         close(fd);
         unlink(tmp);
         return ERR_INTERNAL;
     }
     close(fd);
-    if (store_token_create(ctx->store, id, "admin", "admin", NULL, hash, time_now_ms()) < 0) {
-        unlink(ret_path);
+    if (store_token_create(ctx->store, id, role, role, NULL, hash, time_now_ms()) < 0) {
+        unlink(path);
         return ERR_INTERNAL;
     }
     return 0;
+}
+
+/* Makes a new admin token and writes its secret to <data>/admin.token. */
+static int new_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
+{
+    snprintf(ret_path, size, "%s/admin.token", ctx->data_dir);
+    return new_token_file(ctx, "admin", ret_path);
 }
 
 int api_bootstrap_admin(struct api_ctx *ctx)
@@ -204,4 +215,31 @@ int api_bootstrap_admin(struct api_ctx *ctx)
 int api_reset_admin_token(struct api_ctx *ctx, char *ret_path, size_t size)
 {
     return new_admin_token(ctx, ret_path, size);
+}
+
+int api_keep_join_token(struct api_ctx *ctx, const char *path)
+{
+    char why[512];
+    char *secret = file_read_secret(path, why, sizeof(why));
+
+    if (secret) {
+        char hash[CRYPTO_SHA256_HEX_LEN];
+        struct store_token token;
+        int rc;
+
+        crypto_sha256_hex(secret, strlen(secret), hash);
+        free(secret);
+        rc = store_token_lookup(ctx->store, hash, &token);
+        if (rc == 0 && strcmp(token.role, "join") == 0) {
+            log_info("server: the join token is in '%s'", path);
+            return 0;
+        }
+        if (rc < 0 && rc != ERR_NOT_FOUND)
+            return ERR_INTERNAL;
+        log_warn("server: '%s' holds no join token of this server; writing a new one", path);
+    }
+    if (new_token_file(ctx, "join", path) < 0)
+        return ERR_INTERNAL;
+    log_info("server: created a join token; it is in '%s' (mode 0600)", path);
+    return 0;
 }

@@ -1,4 +1,5 @@
 /* tokens.c - creating, listing and revoking API tokens (admin only). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@ void api_tokens_create(struct api_ctx *ctx, struct api_request *req, struct api_
     const char *name;
     const char *role;
     const char *node = NULL;
+    /* A join token makes only agent tokens for new node names (an agent
+     * joining the cluster); an admin makes any. */
+    bool joining = req->principal.role == API_ROLE_JOIN;
     const cJSON *item;
     cJSON *in;
     cJSON *out;
@@ -34,12 +38,18 @@ void api_tokens_create(struct api_ctx *ctx, struct api_request *req, struct api_
         goto out;
     }
     role = json_get_string(in, "role");
-    if (role == NULL || (strcmp(role, "admin") != 0 && strcmp(role, "user") != 0 &&
-                         strcmp(role, "viewer") != 0 && strcmp(role, "agent") != 0)) {
-        api_error(resp, ERR_INVALID, "role", "role must be admin, user, viewer or agent");
+    if (role == NULL ||
+        (strcmp(role, "admin") != 0 && strcmp(role, "user") != 0 && strcmp(role, "viewer") != 0 &&
+         strcmp(role, "agent") != 0 && strcmp(role, "join") != 0)) {
+        api_error(resp, ERR_INVALID, "role", "role must be admin, user, viewer, agent or join");
         goto out;
     }
     item = json_get(in, "node");
+    if (joining && (strcmp(role, "agent") != 0 || item == NULL || cJSON_IsNull(item))) {
+        api_error(resp, ERR_PERMISSION, "role",
+                  "a join token may only create agent tokens bound to a node");
+        goto out;
+    }
     if (item && !cJSON_IsNull(item)) {
         if (strcmp(role, "agent") != 0) {
             api_error(resp, ERR_INVALID, "node", "only an agent token is bound to a node");
@@ -56,7 +66,17 @@ void api_tokens_create(struct api_ctx *ctx, struct api_request *req, struct api_
     memcpy(id, "tok-", 4);
     crypto_random_hex(6, id + 4);
     crypto_sha256_hex(secret, strlen(secret), hash);
-    rc = store_token_create(ctx->store, id, name, role, node, hash, time_now_ms());
+    if (joining)
+        rc = store_token_claim(ctx->store, id, name, node, hash, time_now_ms());
+    else
+        rc = store_token_create(ctx->store, id, name, role, node, hash, time_now_ms());
+    if (rc == ERR_PERMISSION) {
+        api_error(resp, ERR_PERMISSION, "node",
+                  "node '%s' belongs to another token or exists already; a join token may "
+                  "only claim a new node name",
+                  node);
+        goto out;
+    }
     if (rc == 0)
         rc = store_token_get(ctx->store, id, &out);
     if (rc < 0) {

@@ -1,7 +1,8 @@
 /*
  * admin.c - the client commands over the server's other resources:
- * experiments (names, run counts, last activity) and tokens (list, create,
- * delete; admin only).
+ * experiments (names, run counts, last activity), tokens (list, create,
+ * delete; admin only) and health (the server's /healthz, for container
+ * health checks and scripts).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ static const char tokens_usage[] =
     "                  own: the secret is shown this once and cannot be read again\n"
     "  tokens delete   revokes one; requests with it fail from then on\n"
     "\n"
-    "  --role ROLE       the new token's role: admin, user, viewer or agent\n"
+    "  --role ROLE       the new token's role: admin, user, viewer, agent or join\n"
     "  --node NODE       bind an agent token to node NODE (else it is bound to the\n"
     "                    first node that registers with it)\n"
     "\n" CLI_COMMON_HELP;
@@ -198,7 +199,8 @@ static int tokens_main(struct cli *c, int argc, char **argv)
         if (pos[1] == NULL)
             return cli_usage_error(c, "tokens create needs the token's NAME");
         if (to.role == NULL)
-            return cli_usage_error(c, "tokens create needs --role (admin, user, viewer, agent)");
+            return cli_usage_error(c,
+                                   "tokens create needs --role (admin, user, viewer, agent, join)");
         return tokens_create(c, pos[1], &to);
     }
     if (to.role || to.node)
@@ -223,4 +225,58 @@ const struct cli_command cli_cmd_tokens = {
     .optstring = ":h",
     .operand = "list create delete",
     .run = tokens_main,
+};
+
+/* ---- health ----------------------------------------------------------------- */
+
+static const char health_usage[] =
+    "usage: trainyard health [options]\n"
+    "\n"
+    "Asks the server's /healthz (no token needed) and prints its status, version\n"
+    "and schema version; exits 0 when the server answers ok, else 1. Made for\n"
+    "health checks (the container image's HEALTHCHECK runs it) and scripts that\n"
+    "wait for a server.\n"
+    "\n" CLI_COMMON_HELP;
+
+static const struct option health_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int health_main(struct cli *c, int argc, char **argv)
+{
+    cJSON *out = NULL;
+    const char *status;
+    int rc;
+
+    rc = cli_parse_args(c, argc, argv, NULL, NULL, 0, 0, NULL, "");
+    if (rc >= 0)
+        return rc;
+    rc = cli_call(c, "GET", "/healthz", NULL, c->json ? NULL : &out);
+    if (rc != 0 || c->json)
+        return rc;
+    status = json_get_string(out, "status");
+    if (status == NULL || strcmp(status, "ok") != 0) {
+        rc = cli_fail("the server at %s is not healthy: status '%s'", c->server,
+                      status ? status : "(none)");
+    } else {
+        char *version = cli_field_text(out, "version");
+        char *schema = cli_field_text(out, "schema_version");
+
+        printf("ok %s (version %s, schema %s)\n", c->server, version, schema);
+        free(version);
+        free(schema);
+    }
+    cJSON_Delete(out);
+    return rc;
+}
+
+const struct cli_command cli_cmd_health = {
+    .name = "health",
+    .summary = "check that the server answers (its /healthz)",
+    .usage = health_usage,
+    .longopts = health_opts,
+    .optstring = ":h",
+    .operand = NULL,
+    .run = health_main,
 };

@@ -29,11 +29,11 @@
  * one place dispatch, the command list and the completion script read.
  */
 static const struct cli_command *const commands[] = {
-    &cli_cmd_submit,       &cli_cmd_runs,        &cli_cmd_run,     &cli_cmd_logs,
-    &cli_cmd_cancel,       &cli_cmd_rerun,       &cli_cmd_metrics, &cli_cmd_artifacts,
-    &cli_cmd_download,     &cli_cmd_sweep,       &cli_cmd_sweeps,  &cli_cmd_sweep_show,
-    &cli_cmd_sweep_cancel, &cli_cmd_experiments, &cli_cmd_nodes,   &cli_cmd_drain,
-    &cli_cmd_tokens,       &cli_cmd_completion,
+    &cli_cmd_submit,       &cli_cmd_runs,        &cli_cmd_run,        &cli_cmd_logs,
+    &cli_cmd_cancel,       &cli_cmd_rerun,       &cli_cmd_metrics,    &cli_cmd_artifacts,
+    &cli_cmd_download,     &cli_cmd_sweep,       &cli_cmd_sweeps,     &cli_cmd_sweep_show,
+    &cli_cmd_sweep_cancel, &cli_cmd_experiments, &cli_cmd_nodes,      &cli_cmd_drain,
+    &cli_cmd_tokens,       &cli_cmd_health,      &cli_cmd_completion,
 };
 
 const struct cli_command *const *cli_commands(size_t *ret_count)

@@ -1,7 +1,7 @@
 /*
  * cli.h - the client commands of the trainyard binary: submit, runs, run,
  * logs, cancel, rerun, metrics, artifacts, download, sweep, sweeps,
- * sweep-show, sweep-cancel, experiments, nodes, drain, tokens and
+ * sweep-show, sweep-cancel, experiments, nodes, drain, tokens, health and
  * completion. They talk to a server's REST API (SPEC §3) with libcurl's
  * easy interface and print tables, summaries or the server's JSON. One
  * table of struct cli_command (cli.c) drives dispatch, the command list
@@ -522,6 +522,7 @@ extern const struct cli_command cli_cmd_experiments;
 extern const struct cli_command cli_cmd_nodes;
 extern const struct cli_command cli_cmd_drain;
 extern const struct cli_command cli_cmd_tokens;
+extern const struct cli_command cli_cmd_health;
 extern const struct cli_command cli_cmd_completion;
 extern const struct cli_command cli_cmd_sweep;
 extern const struct cli_command cli_cmd_sweeps;

@@ -65,7 +65,7 @@ static struct route routes[] = {
     { "PUT", "/api/v1/agent/tasks/{task}/artifacts/{path*}", api_agent_artifact, ADMIN | AGENT,
       ROUTE_BODY_FILE, WORKER, 0 },
 
-    { "POST", "/api/v1/tokens", api_tokens_create, ADMIN, JSON, WORKER, 0 },
+    { "POST", "/api/v1/tokens", api_tokens_create, ADMIN | API_ROLE_JOIN, JSON, WORKER, 0 },
     { "GET", "/api/v1/tokens", api_tokens_list, ADMIN, JSON, WORKER, 0 },
     { "DELETE", "/api/v1/tokens/{id}", api_tokens_delete, ADMIN, JSON, WORKER, 0 },
 };

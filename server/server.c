@@ -66,6 +66,7 @@ struct server_opts {
     enum store_sync sync;
     bool dev;
     bool reset_admin_token;
+    const char *join_token_file;
     const char *tls_cert;
     const char *tls_key;
     const char *ca;
@@ -116,6 +117,10 @@ static const char usage[] =
     "  --dev                   also run a local agent for this machine\n"
     "  --reset-admin-token     recovery: write a new admin token to <data>/admin.token\n"
     "                          (mode 0600), say where, and exit; other tokens stay\n"
+    "  --join-token-file FILE  keep a join token in FILE (mode 0600; made at start when\n"
+    "                          FILE holds none): it may only create agent tokens, each\n"
+    "                          bound to a node name nobody has, so agents can join\n"
+    "                          without an admin token (docker-compose.yml uses it)\n"
     "  --tls-cert FILE         serve HTTPS with this certificate (PEM; with --tls-key)\n"
     "  --tls-key FILE          the certificate's private key (PEM)\n"
     "  --ca FILE               CA certificates to verify agents that serve HTTPS\n"
@@ -180,6 +185,7 @@ enum server_opt {
     OPT_SYNC,
     OPT_DEV,
     OPT_RESET_ADMIN_TOKEN,
+    OPT_JOIN_TOKEN_FILE,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_CA,
@@ -195,6 +201,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         { "sync", required_argument, NULL, OPT_SYNC },
         { "dev", no_argument, NULL, OPT_DEV },
         { "reset-admin-token", no_argument, NULL, OPT_RESET_ADMIN_TOKEN },
+        { "join-token-file", required_argument, NULL, OPT_JOIN_TOKEN_FILE },
         { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
         { "tls-key", required_argument, NULL, OPT_TLS_KEY },
         { "ca", required_argument, NULL, OPT_CA },
@@ -269,6 +276,9 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
             break;
         case OPT_RESET_ADMIN_TOKEN:
             o->reset_admin_token = true;
+            break;
+        case OPT_JOIN_TOKEN_FILE:
+            o->join_token_file = optarg;
             break;
         case OPT_TLS_CERT:
             o->tls_cert = optarg;
@@ -771,7 +781,8 @@ int server_main(int argc, char **argv)
     hard_conns = hard_conns < fit ? hard_conns : fit > o.max_conns ? fit : o.max_conns;
     hard_conns_per_ip = o.max_conns_per_ip * 2 > o.max_conns_per_ip + 16 ? o.max_conns_per_ip * 2
                                                                          : o.max_conns_per_ip + 16;
-    if (api_bootstrap_admin(&ctx) < 0) {
+    if (api_bootstrap_admin(&ctx) < 0 ||
+        (o.join_token_file && api_keep_join_token(&ctx, o.join_token_file) < 0)) {
         store_free(store);
         return 1;
     }

@@ -88,6 +88,11 @@ struct store_token {
 /* Adds a token. ERR_CONFLICT when the hash or id exists. */
 int store_token_create(struct store *store, const char *id, const char *name, const char *role,
                        const char *node, const char *hash, int64_t now_ms);
+/* Adds an agent token bound to node, only when node belongs to nobody (as
+ * store_token_bind decides): ERR_PERMISSION when it is taken, ERR_CONFLICT
+ * when the hash or id exists. One transaction: nothing is added on error. */
+int store_token_claim(struct store *store, const char *id, const char *name, const char *node,
+                      const char *hash, int64_t now_ms);
 /* Finds the token whose secret hashes to hash; ERR_NOT_FOUND when none. */
 int store_token_lookup(struct store *store, const char *hash, struct store_token *ret_token);
 /* Binds an unbound agent token to node; a no-op when already bound to it,

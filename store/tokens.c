@@ -1,4 +1,6 @@
 /* tokens.c - API tokens: only the SHA-256 of each secret is stored. */
+#include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,14 +12,51 @@
 struct token_create {
     const char *id, *name, *role, *node, *hash;
     int64_t now;
+    bool claim; /* the node must be free (store_token_claim) */
 };
+
+/*
+ * Whether node belongs to someone: a node of that name exists (registered
+ * by an admin, or by another token, even one since revoked) or a token
+ * other than except_id is bound to that name. ret_taken is written on
+ * success.
+ */
+static int node_taken(struct conn *c, const char *node, const char *except_id, bool *ret_taken)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT EXISTS (SELECT 1 FROM nodes WHERE name = ?1) OR "
+                                    "EXISTS (SELECT 1 FROM tokens WHERE node = ?1 AND id != ?2)");
+    int rc;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, node);
+    bind_text(st, 2, except_id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return conn_fail(c, "token node check");
+    }
+    *ret_taken = sqlite3_column_int(st, 0) != 0;
+    sqlite3_reset(st);
+    return 0;
+}
 
 static int token_create_fn(struct conn *c, void *arg)
 {
     struct token_create *t = arg;
-    sqlite3_stmt *st = conn_stmt(c, "INSERT INTO tokens(id, name, role, node, hash, created_at) "
-                                    "VALUES (?, ?, ?, ?, ?, ?)");
+    sqlite3_stmt *st;
 
+    if (t->claim) {
+        bool taken;
+        int rc = node_taken(c, t->node, t->id, &taken);
+
+        if (rc < 0)
+            return rc;
+        if (taken)
+            return ERR_PERMISSION;
+    }
+    st = conn_stmt(c, "INSERT INTO tokens(id, name, role, node, hash, created_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?)");
     if (st == NULL)
         return ERR_INTERNAL;
     bind_text(st, 1, t->id);
@@ -32,8 +71,17 @@ static int token_create_fn(struct conn *c, void *arg)
 int store_token_create(struct store *store, const char *id, const char *name, const char *role,
                        const char *node, const char *hash, int64_t now_ms)
 {
-    struct token_create t = { id, name, role, node, hash, now_ms };
+    struct token_create t = { id, name, role, node, hash, now_ms, false };
 
+    return store_write(store, token_create_fn, &t);
+}
+
+int store_token_claim(struct store *store, const char *id, const char *name, const char *node,
+                      const char *hash, int64_t now_ms)
+{
+    struct token_create t = { id, name, "agent", node, hash, now_ms, true };
+
+    assert(node != NULL);
     return store_write(store, token_create_fn, &t);
 }
 
@@ -74,6 +122,7 @@ static int token_bind_fn(struct conn *c, void *arg)
     struct token_bind *b = arg;
     sqlite3_stmt *st = conn_stmt(c, "SELECT node FROM tokens WHERE id = ?");
     const char *node;
+    bool taken;
     int rc;
 
     if (st == NULL)
@@ -91,25 +140,13 @@ static int token_bind_fn(struct conn *c, void *arg)
         return rc;
     }
     sqlite3_reset(st);
-    /* An unbound token claims only a name nobody has: a node that exists
-     * (registered by an admin, or by another token, even one since
-     * revoked) or a name another token is bound to belongs to someone
-     * else, and registering as it would take that node over. */
-    st = conn_stmt(c, "SELECT EXISTS (SELECT 1 FROM nodes WHERE name = ?1) OR "
-                      "EXISTS (SELECT 1 FROM tokens WHERE node = ?1 AND id != ?2)");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    bind_text(st, 1, b->node);
-    bind_text(st, 2, b->id);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return conn_fail(c, "token bind");
-    }
-    rc = sqlite3_column_int(st, 0) ? ERR_PERMISSION : 0;
-    sqlite3_reset(st);
+    /* An unbound token claims only a name nobody has: a node that belongs
+     * to someone else would be taken over by registering as it. */
+    rc = node_taken(c, b->node, b->id, &taken);
     if (rc < 0)
         return rc;
+    if (taken)
+        return ERR_PERMISSION;
     st = conn_stmt(c, "UPDATE tokens SET node = ? WHERE id = ?");
     if (st == NULL)
         return ERR_INTERNAL;

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import BAD_LOG_WORDS, BIN, RUN_ID, node_body, uniq
+from conftest import BAD_LOG_WORDS, BIN, RUN_ID, free_port, node_body, uniq
 
 CLI_TIMEOUT_S = 60
 
@@ -981,3 +981,19 @@ def test_download_when_several_tasks_wrote_the_same_path(cluster, tmp_path):
     ok(run_cli(["download", run_id, "rank.txt", "--task", tasks[1], "-o",
                 str(tmp_path / "e")], server))
     assert os.listdir(str(tmp_path / "e")) == ["rank.txt"]
+
+
+# --------------------------------------------------------------------------
+# health: the server's /healthz (the container image's HEALTHCHECK)
+# --------------------------------------------------------------------------
+
+def test_health_needs_no_token_and_fails_when_nothing_answers(server):
+    r = run_cli(["health"], server=server, token=False)
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("ok %s (version " % server.url), r.stdout
+    r = run_cli(["health", "--json"], server=server, token=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "ok", r
+    r = run_cli(["health", "--server", "http://127.0.0.1:%d" % free_port()])
+    assert r.returncode == 1 and "cannot reach" in r.stderr, r
+    r = run_cli(["health", "extra"], server=server)
+    assert r.returncode == 2, r

@@ -19,7 +19,7 @@ def test_admin_token_file(server):
     assert text.endswith("\n") and TOKEN_SECRET.match(text.strip()), repr(text)
 
 
-@pytest.mark.parametrize("role", ["admin", "user", "viewer", "agent"])
+@pytest.mark.parametrize("role", ["admin", "user", "viewer", "agent", "join"])
 def test_create_each_role(server, role):
     name = uniq("tok")
     r = server.post("/api/v1/tokens", {"name": name, "role": role})
@@ -29,8 +29,8 @@ def test_create_each_role(server, role):
     assert TOKEN_SECRET.match(t["secret"]), t
     assert t["name"] == name and t["role"] == role
     assert is_rfc3339_utc(t["created_at"])
-    # the secret authenticates (an agent is known but may not list runs)
-    if role == "agent":
+    # the secret authenticates (an agent or join token is known but may not list runs)
+    if role in ("agent", "join"):
         assert_error(server.get("/api/v1/runs", token=t["secret"]), 403, "permission_denied")
     else:
         assert server.get("/api/v1/runs", token=t["secret"]).status == 200
@@ -72,7 +72,7 @@ def test_list_has_no_secrets(server):
     assert server.admin_token not in text
     for item in items:
         assert "secret" not in item, item
-        assert item["role"] in ("admin", "user", "viewer", "agent")
+        assert item["role"] in ("admin", "user", "viewer", "agent", "join")
 
 
 def test_delete_revokes(server):
@@ -181,3 +181,83 @@ def test_create_rejects_invalid_utf8(server_factory):
     assert isinstance(lst.body, dict), "GET /api/v1/tokens is no longer valid JSON: %r" % (
         lst.body[:300],)
     assert_error(r, 400, "invalid_argument")
+
+
+# --------------------------------------------------------------------------
+# join tokens: server --join-token-file, how agents join without an admin token
+# --------------------------------------------------------------------------
+
+def read_secret(path):
+    with open(path) as f:
+        text = f.read()
+    assert text.endswith("\n") and TOKEN_SECRET.match(text.strip()), repr(text)
+    return text.strip()
+
+
+def test_join_token_file_made_kept_and_replaced(server_factory, tmp_path):
+    path = str(tmp_path / "join" / "join.token")
+    os.makedirs(os.path.dirname(path))
+    srv = server_factory(extra_args=["--join-token-file", path])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    secret = read_secret(path)
+    joins = [t for t in srv.list_all("/api/v1/tokens") if t["role"] == "join"]
+    assert len(joins) == 1 and joins[0]["name"] == "join" and joins[0]["node"] is None, joins
+    # a restart keeps the file and its token
+    srv.stop()
+    srv.start()
+    assert read_secret(path) == secret
+    # a file that holds no join token of this server (here, a user token) is replaced
+    user = srv.create_token("user")["secret"]
+    with open(path, "w") as f:
+        f.write(user + "\n")
+    srv.stop()
+    srv.start()
+    fresh = read_secret(path)
+    assert fresh not in (secret, user)
+    r = srv.post("/api/v1/tokens", {"name": "n1", "role": "agent", "node": uniq("n")}, token=fresh)
+    assert r.status == 201, r
+
+
+def test_join_token_makes_agent_tokens_for_new_nodes_only(server_factory, tmp_path):
+    path = str(tmp_path / "join.token")
+    srv = server_factory(extra_args=["--join-token-file", path])
+    join = read_secret(path)
+    node = uniq("node")
+    r = srv.post("/api/v1/tokens", {"name": node, "role": "agent", "node": node}, token=join)
+    assert r.status == 201, r
+    assert r.body["role"] == "agent" and r.body["node"] == node
+    agent = r.body["secret"]
+    # the agent token registers its node
+    r = srv.post("/api/v1/nodes", node_body(node, "default"), token=agent)
+    assert r.status == 201, r
+    # the same name again, or the name of a node that exists, belongs to someone
+    before = srv.list_all("/api/v1/tokens")
+    r = srv.post("/api/v1/tokens", {"name": node, "role": "agent", "node": node}, token=join)
+    assert_error(r, 403, "permission_denied", "node")
+    assert node in r.body["error"]["message"]
+    other = uniq("node")
+    assert srv.post("/api/v1/nodes", node_body(other, "default")).status == 201
+    r = srv.post("/api/v1/tokens", {"name": other, "role": "agent", "node": other}, token=join)
+    assert_error(r, 403, "permission_denied", "node")
+    # nothing else: no other role, no unbound agent token, no other endpoint
+    for body in ({"name": "x", "role": "admin"}, {"name": "x", "role": "user"},
+                 {"name": "x", "role": "join"}, {"name": "x", "role": "agent"},
+                 {"name": "x", "role": "agent", "node": None}):
+        assert_error(srv.post("/api/v1/tokens", body, token=join), 403, "permission_denied",
+                     "role")
+    assert srv.list_all("/api/v1/tokens") == before
+    assert_error(srv.get("/api/v1/tokens", token=join), 403, "permission_denied")
+    assert_error(srv.get("/api/v1/runs", token=join), 403, "permission_denied")
+    assert_error(srv.post("/api/v1/nodes", node_body(uniq("node"), "default"), token=join),
+                 403, "permission_denied")
+    # bad input is still named
+    assert_error(srv.post("/api/v1/tokens", {"name": "x", "role": "agent", "node": "a b"},
+                          token=join), 400, "invalid_argument", "node")
+    # revoked, it is refused, and the next start writes a new one
+    jid = [t["id"] for t in srv.list_all("/api/v1/tokens") if t["role"] == "join"][0]
+    assert srv.delete("/api/v1/tokens/" + jid).status == 204
+    assert_error(srv.post("/api/v1/tokens", {"name": "y", "role": "agent", "node": uniq("n")},
+                          token=join), 401, "unauthenticated")
+    srv.stop()
+    srv.start()
+    assert read_secret(path) != join
