@@ -28,6 +28,7 @@ from collections import namedtuple
 
 import pytest
 
+import dockerd
 import openapi_check
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -565,6 +566,16 @@ def sha256_id(data):
 # --------------------------------------------------------------------------
 
 _SESSION = {}
+
+
+@pytest.fixture(scope="session")
+def docker_daemon():
+    """The Docker daemon of the container tests (dockerd.py), with debian:12."""
+    d = dockerd.start()
+    try:
+        yield d
+    finally:
+        d.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,20 @@
 """docker-compose.yml and deploy/Dockerfile: the whole cluster in containers.
 
-Real daemon, real image, real compose: the test uses the Docker daemon that
-is running, or starts one (root only) with its own socket, data root (kept
-under /var/lib/trainyard-test/docker, so the base image and the build's
-layers are cached between runs) and addresses inside 198.18.0.0/15, and
-stops it at the end. With no registry reachable, debian:12 is made by
-deploy/base-image (debootstrap) when the daemon lacks it. Then it builds
+Real daemon, real image, real compose: the Docker daemon the container
+tests share (dockerd.py: the running one, or one started here with its
+addresses inside 198.18.0.0/15 and its data root kept, so debian:12 and
+the build's layers are cached between runs). The test builds
 the project's image, brings the cluster up under a project name of its own
 on a free port, submits a command job and a two-node ps job from the host
 with the CLI, brings the cluster down and up again, reads the same runs,
 artifacts and tokens back, and removes what it made (`down -v`).
 
-Skipped only where no daemon can run: not root and no daemon reachable.
+Skipped only where no daemon can run (dockerd.py says why).
 """
 
-import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -32,14 +28,6 @@ IMAGE = "trainyard-test:latest"
 BUILD_STAGE = "trainyard-test:build"
 COMPOSE_FILE = os.path.join(REPO, "docker-compose.yml")
 AGENTS = 3
-DATA_ROOT = "/var/lib/trainyard-test/docker"
-SOCKET = "/run/trainyard-test-docker.sock"
-EXEC_ROOT = "/run/trainyard-test-docker"
-PIDFILE = "/run/trainyard-test-docker.pid"
-# Inside 198.18.0.0/15 (benchmarking addresses, RFC 2544), apart from what
-# another daemon on this machine may use, never Docker's 172.17.0.0/16.
-BIP = "198.18.252.1/24"
-ADDRESS_POOL = "base=198.18.128.0/18,size=24"
 BUILD_TIMEOUT_S = 1800
 UPLOT = os.path.join(REPO, "web", "node_modules", "uplot", "dist", "uPlot.iife.min.js")
 
@@ -55,76 +43,13 @@ def run(argv, env=None, timeout=600, check=True, input=None):
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
-def daemon_answers(env):
-    try:
-        return run(["docker", "info", "--format", "{{.ServerVersion}}"], env=env, timeout=20,
-                   check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-class Daemon:
-    """The Docker daemon the test talks to: env for the docker commands, and
-    the process when the test started it."""
-
-    def __init__(self):
-        self.env = dict(os.environ)
-        self.proc = None
-        self.log = None
-
-    def start_own(self):
-        os.makedirs(DATA_ROOT, exist_ok=True)
-        self.env["DOCKER_HOST"] = "unix://" + SOCKET
-        self.log = open("/var/lib/trainyard-test/dockerd.log", "ab")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--host", "unix://" + SOCKET, "--data-root", DATA_ROOT,
-             "--exec-root", EXEC_ROOT, "--pidfile", PIDFILE, "--bip", BIP,
-             "--default-address-pool", ADDRESS_POOL],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-
-        def up():
-            return self.proc.poll() is not None or daemon_answers(self.env)
-        wait_for(up, 60, "dockerd to answer on " + SOCKET, interval=0.5)
-        if self.proc.poll() is not None:
-            # This machine cannot run a daemon (a container without the
-            # privileges, no overlay file system...): dockerd says why.
-            self.log.close()
-            with open("/var/lib/trainyard-test/dockerd.log", "rb") as f:
-                tail = f.read()[-600:].decode("utf-8", "replace")
-            self.proc = None
-            pytest.skip("dockerd cannot run on this machine (it exited with its log ending: "
-                        "%s)" % tail.strip())
-
-    def stop(self):
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
-def docker():
-    d = Daemon()
-    if not daemon_answers(d.env):
-        if os.geteuid() != 0:
-            pytest.skip("no Docker daemon answers and dockerd needs root to run "
-                        "(running as uid %d)" % os.geteuid())
-        if shutil.which("dockerd") is None:
-            pytest.fail("dockerd is not installed: `make deps` (.ci/install-deps) installs "
-                        "Debian's docker.io")
-        d.start_own()
-    for tool in ("docker-compose", "debootstrap"):
-        if shutil.which(tool) is None:
-            pytest.fail("%s is not installed: `make deps` (.ci/install-deps) installs it" % tool)
-    try:
-        yield d
-    finally:
-        d.stop()
+def docker(docker_daemon):
+    """The shared daemon (dockerd.py), and docker-compose."""
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is not installed: `make deps` (.ci/install-deps) "
+                    "installs it")
+    return docker_daemon
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +57,6 @@ def image(docker):
     """The project's image, built from deploy/Dockerfile (layers cached)."""
     assert os.path.exists(UPLOT), "%s is missing: run `make` first (it installs " \
         "web/node_modules, which the image embeds)" % UPLOT
-    run(["sh", os.path.join(REPO, "deploy", "base-image")], env=docker.env,
-        timeout=BUILD_TIMEOUT_S)
     before = run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE], env=docker.env,
                  check=False).stdout.strip()
     for target, tag in (("build", BUILD_STAGE), (None, IMAGE)):

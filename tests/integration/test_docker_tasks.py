@@ -1,158 +1,51 @@
 """Runs with an `image` run in containers (issue 13 item 3).
 
-A real Docker daemon (started here when none runs, on 198.18.0.0/15 only),
-a real debian:12 image (made with debootstrap when missing, and kept for
-later runs: no registry is reachable), real agents started with
+A real Docker daemon and a real debian:12 image (dockerd.py: the daemon
+the container tests share, started here when none runs), real agents started with
 `--runtime docker`, which drive the Engine API over the daemon's socket.
 The tests read the daemon's state through the same API to check what the
 agent made and removed.
 
-They skip, saying why, only where no daemon can run: not root, or no
-`dockerd`, or the daemon does not come up (its log is in the reason).
+They skip, saying why, only where no daemon can run (dockerd.py).
 """
 
-import http.client
-import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
-import urllib.parse
 
 import pytest
 
 from conftest import BIN, make_tgz, uniq, wait_for
+from dockerd import BASE_IMAGE
 
-SOCKET = "/var/run/docker.sock"
-BASE_IMAGE = "debian:12"
 # debian:12 with python3, built here once and kept (about 30 s)
 PYTHON_IMAGE = "trainyard-test/python3:1"
 DONE = ("completed", "failed", "canceled")
 GRACE_S = 2
+_daemon = []
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=60):
-        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self._path = path
+@pytest.fixture(scope="module")
+def daemon(docker_daemon):
+    """The shared daemon (dockerd.py), for the helpers below."""
+    _daemon[:] = [docker_daemon]
+    return docker_daemon
 
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
+
+def runtime_args(d):
+    return ["--runtime", "docker", "--docker-socket", d.socket]
 
 
 def docker_api(method, path, body=None, timeout=60):
-    """(status, parsed JSON or text) from the daemon's Engine API."""
-    conn = _UnixConnection(SOCKET, timeout)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(raw) if raw else None
-    except ValueError:
-        return resp.status, raw.decode("utf-8", "replace")
-
-
-def daemon_answers():
-    try:
-        return docker_api("GET", "/_ping", timeout=5)[0] == 200
-    except OSError:
-        return False
+    return _daemon[0].api(method, path, body, timeout)
 
 
 def containers(label):
-    """Containers (running or not) with the label `k=v` (or key `k`)."""
-    filters = urllib.parse.quote(json.dumps({"label": [label]}))
-    status, body = docker_api("GET", "/containers/json?all=1&filters=" + filters)
-    assert status == 200, body
-    return body
-
-
-def _start_dockerd(log_path):
-    """dockerd with its bridge and address pools inside 198.18.0.0/15 (the
-    benchmarking range), never Docker's default 172.17.0.0/16, and without
-    its iptables rules: with them it sets the FORWARD policy to DROP, and
-    with br_netfilter (which it loads) that drops the traffic of every other
-    bridge on the host, test_distributed.py's test hosts included. Tasks use
-    the host's network; nothing here needs Docker's NAT."""
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        ["dockerd", "--bip", "198.18.0.1/24",
-         "--default-address-pool", "base=198.19.0.0/16,size=24", "--iptables=false"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if daemon_answers():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(30)
-    with open(log_path, "rb") as f:
-        tail = f.read()[-1500:].decode("utf-8", "replace")
-    pytest.skip("the Docker daemon cannot run here (dockerd did not answer within 60 s): "
-                + tail)
-
-
-def _make_base_image():
-    """debian:12 from debootstrap (about 40 s), unless the daemon has it."""
-    if docker_api("GET", "/images/%s/json" % BASE_IMAGE)[0] == 200:
-        return
-    if shutil.which("debootstrap") is None:
-        pytest.fail("%s is missing and debootstrap is not installed (.ci/install-deps "
-                    "installs it)" % BASE_IMAGE)
-    root = tempfile.mkdtemp(prefix="ty-debootstrap-", dir="/var/tmp")
-    try:
-        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       timeout=900)
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True,
-                       stdout=subprocess.DEVNULL, timeout=600)
-        tar.stdout.close()
-        assert tar.wait() == 0
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    assert docker_api("GET", "/images/%s/json" % BASE_IMAGE)[0] == 200
+    return _daemon[0].containers(label)
 
 
 @pytest.fixture(scope="module")
-def docker_daemon(tmp_path_factory):
-    """The daemon at /var/run/docker.sock: the one running, or one started
-    here (and stopped by its pid at the end); with debian:12."""
-    started = None
-    if not daemon_answers():
-        if os.geteuid() != 0:
-            pytest.skip("no Docker daemon answers at %s and only root can start one" % SOCKET)
-        if shutil.which("dockerd") is None:
-            pytest.skip("no Docker daemon answers at %s and dockerd is not installed "
-                        "(Debian's docker.io; .ci/install-deps installs it)" % SOCKET)
-        started = _start_dockerd(str(tmp_path_factory.mktemp("dockerd") / "dockerd.log"))
-    try:
-        _make_base_image()
-        yield
-    finally:
-        if started is not None:
-            os.kill(started.pid, signal.SIGTERM)
-            started.wait(60)
-
-
-@pytest.fixture(scope="module")
-def python_image(docker_daemon, tmp_path_factory):
+def python_image(daemon, tmp_path_factory):
     if docker_api("GET", "/images/%s/json" % PYTHON_IMAGE)[0] != 200:
         d = tmp_path_factory.mktemp("pyimage")
         (d / "Dockerfile").write_text(
@@ -160,19 +53,19 @@ def python_image(docker_daemon, tmp_path_factory):
             "python3 && rm -rf /var/lib/apt/lists/*\n" % BASE_IMAGE)
         p = subprocess.run(["docker", "build", "--network", "host", "-t", PYTHON_IMAGE, str(d)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
-                           env=dict(os.environ, DOCKER_BUILDKIT="0"))
+                           env=dict(daemon.env, DOCKER_BUILDKIT="0"))
         assert p.returncode == 0, p.stdout.decode()[-3000:]
     return PYTHON_IMAGE
 
 
 @pytest.fixture
-def docker_agent(docker_daemon, server_factory, agent_factory):
+def docker_agent(daemon, server_factory, agent_factory):
     """A server and one agent with --runtime docker; at the end no container
     of that node is left."""
     server = server_factory(extra_args=["--unschedulable-timeout", "0"])
     pool = uniq("dpool")
     agent = agent_factory(server, uniq("dnode"),
-                          extra_args=["--pool", pool, "--runtime", "docker"], grace=GRACE_S)
+                          extra_args=["--pool", pool] + runtime_args(daemon), grace=GRACE_S)
     yield server, agent, pool
     agent.stop()
     assert containers("trainyard.node=" + agent.name) == []
@@ -330,14 +223,14 @@ def test_bad_image_fails_with_the_daemons_message(docker_agent):
     assert r.status == 400 and r.body["error"]["field"] == "image", r.body
 
 
-def test_gpus_are_requested_from_the_daemon(docker_daemon, server_factory, agent_factory):
+def test_gpus_are_requested_from_the_daemon(daemon, server_factory, agent_factory):
     """No GPU here: the daemon refuses the task's device request for the
     nvidia driver, which shows the request was made (its exact indices
     are in tests/unit/test_docker.c)."""
     server = server_factory()
     pool = uniq("gpool")
     agent = agent_factory(server, uniq("gnode"), gpus=2,
-                          extra_args=["--pool", pool, "--runtime", "docker"])
+                          extra_args=["--pool", pool] + runtime_args(daemon))
     run_id = _submit(server, pool, use_gpu=True, command=["true"])
     run = _wait_done(server, run_id)
     print(run["error"])
@@ -381,7 +274,7 @@ def test_restarted_agent_removes_what_it_left(docker_agent):
     agent.kill()
     left = containers("trainyard.run=" + run_id)
     assert len(left) == 1, left
-    agent.start(server, extra_args=["--pool", pool, "--runtime", "docker"], grace=GRACE_S)
+    agent.start(server, extra_args=["--pool", pool] + runtime_args(_daemon[0]), grace=GRACE_S)
     wait_for(lambda: containers("trainyard.run=" + run_id) == [], 30,
              "the restarted agent to remove the container its predecessor left")
     run = _wait_done(server, run_id)

@@ -444,7 +444,8 @@ class Client:
                  node_selector: Optional[Mapping[str, str]] = None,
                  max_run_duration_seconds: Optional[int] = None,
                  max_retries: Optional[int] = None,
-                 priority: Optional[int] = None) -> Json:
+                 priority: Optional[int] = None,
+                 image: Optional[str] = None) -> Json:
         """Builds a run spec (SPEC §3.2) as :meth:`submit` sends it, uploading
         source_dir's snapshot; arguments left None are left to the server's
         defaults. Useful to inspect a spec, or as the template of a sweep."""
@@ -504,6 +505,7 @@ class Client:
             ("max_run_duration_seconds", max_run_duration_seconds),
             ("max_retries", max_retries),
             ("priority", priority),
+            ("image", image),
         )
         for key, value in fields:
             if value is not None:
@@ -527,7 +529,8 @@ class Client:
         ``gpus_per_process``, ``cpus_per_process``,
         ``memory_mb_per_process``, ``pip_packages``, ``conda_packages``,
         ``environment_variables``, ``tags``, ``node_selector``,
-        ``max_run_duration_seconds``, ``max_retries``, ``priority``.
+        ``max_run_duration_seconds``, ``max_retries``, ``priority``,
+        ``image`` (a Docker image the tasks run in).
 
         The directory is packed without ``.git/``, ``__pycache__/`` and what
         its ``.trainyardignore`` excludes. Raises TrainyardError when the
