@@ -40,8 +40,8 @@ static void reply_task_error(const struct api_ctx *ctx, struct api_response *res
 /* A status report waiting on its commit. */
 struct report_job {
     struct api_job job;
-    cJSON *in; /* status and message point into it */
-    const char *status;
+    cJSON *in; /* message points into it */
+    enum task_status status;
     const char *message;
     int exit_code;
     int64_t now;
@@ -83,7 +83,7 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
 {
     static const char *const fields[] = { "status", "exit_code", "message", NULL };
     struct report_job *r;
-    const char *status;
+    int status;
     const char *message;
     const cJSON *item;
     int64_t exit_code = -1;
@@ -93,9 +93,8 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
         return;
     if (!only_known_fields(in, fields, resp))
         goto bad;
-    status = json_get_string(in, "status");
-    if (status == NULL || (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
-                           strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)) {
+    status = task_status_parse(json_get_string(in, "status"));
+    if (status < 0 || !task_status_is_reportable((enum task_status)status)) {
         api_error(resp, ERR_INVALID, "status",
                   "status must be preparing, running, succeeded or failed");
         goto bad;
@@ -125,7 +124,7 @@ void api_agent_status(struct api_ctx *ctx, struct api_request *req, struct api_r
     r->job.req = req;
     r->job.kick = true;
     r->in = in;
-    r->status = status;
+    r->status = (enum task_status)status;
     r->message = message;
     r->exit_code = (int)exit_code;
     r->now = time_now_ms();

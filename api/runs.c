@@ -6,6 +6,7 @@
 #include "api/cache.h"
 #include "api/internal.h"
 #include "api/runspec.h"
+#include "common/backend.h"
 #include "common/crypto.h"
 #include "common/err.h"
 #include "common/json.h"
@@ -18,22 +19,20 @@
 /* The tag a rerun gets, naming the run it repeats (docs/API-NOTES.md). */
 #define RUN_TAG_RERUN_OF "trainyard/rerun_of"
 
-static const char *const run_statuses[] = { "queued", "starting", "running", "completed",
-                                            "failed", "canceled", NULL };
-
 /* Why a new run will wait, in words, or a plain "waiting" line. */
 static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
                         char *reason, size_t size)
 {
     const char *pool = json_get_string(spec, "compute_target");
-    const char *backend = json_get_string(spec, "distributed_backend");
     int64_t nodes = (int64_t)json_get(spec, "node_count")->valuedouble;
     int64_t now = time_now_ms();
     int64_t with;
+    unsigned need = spec_features(spec);
     cJSON *features = cJSON_CreateArray();
     int rc;
+    int i;
 
-    if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0) {
+    if (need & FEATURE_CONDA) {
         cJSON_AddItemToArray(features, cJSON_CreateString("conda"));
         rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, 1, &with);
         if (rc == 0 && with == 0) {
@@ -43,10 +42,10 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
             return ERR_INVALID;
         }
     }
-    if (backend && strcmp(backend, "mpi") == 0)
-        cJSON_AddItemToArray(features, cJSON_CreateString("mpi"));
-    if (json_get_string(spec, "image") != NULL)
-        cJSON_AddItemToArray(features, cJSON_CreateString("docker"));
+    for (i = 0; i < FEATURE_COUNT; i++) {
+        if ((need & ~FEATURE_CONDA) & (1u << i))
+            cJSON_AddItemToArray(features, cJSON_CreateString(feature_name(i)));
+    }
     rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
     cJSON_Delete(features);
     if (rc < 0) {
@@ -266,14 +265,7 @@ void api_runs_list(struct api_ctx *ctx, struct api_request *req, struct api_resp
     }
     f.status = req->query(req->conn, "status");
     if (f.status) {
-        const char *const *s;
-        bool known = false;
-
-        for (s = run_statuses; *s; s++) {
-            if (strcmp(*s, f.status) == 0)
-                known = true;
-        }
-        if (!known) {
+        if (run_status_parse(f.status) < 0) {
             api_error(resp, ERR_INVALID, "status",
                       "status must be one of queued, starting, running, completed, failed, "
                       "canceled");

@@ -5,11 +5,13 @@
  */
 #include "api/runspec.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/backend.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/imageref.h"
@@ -327,6 +329,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     int64_t node_count, ppn, workers, ps, gpp, mem, duration, retries, priority;
     double cpus = 1;
     bool use_gpu, chief, evaluator, is_ps;
+    enum backend kind;
     cJSON *arr;
     int64_t tasks;
     int rc;
@@ -457,9 +460,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
 
     item = json_get(in, "distributed_backend");
     if (present(in, "distributed_backend")) {
-        if (!cJSON_IsString(item) ||
-            (strcmp(item->valuestring, "ps") != 0 && strcmp(item->valuestring, "mpi") != 0 &&
-             strcmp(item->valuestring, "pytorch") != 0))
+        if (!cJSON_IsString(item) || backend_parse(item->valuestring) <= BACKEND_NONE)
             return fail(err, "distributed_backend",
                         "distributed_backend must be null, \"ps\", \"mpi\" or \"pytorch\"");
         backend = item->valuestring;
@@ -467,15 +468,16 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     } else {
         cJSON_AddNullToObject(spec, "distributed_backend");
     }
-    is_ps = backend && strcmp(backend, "ps") == 0;
+    kind = (enum backend)backend_parse(backend);
+    is_ps = kind == BACKEND_PS;
 
     if ((rc = get_int(in, "node_count", 1, 10000, 1, &node_count, err)) < 0)
         return rc;
-    if (node_count > 1 && backend == NULL)
+    if (node_count > 1 && kind == BACKEND_NONE)
         return fail(err, "node_count", "node_count above 1 needs a distributed_backend");
     cJSON_AddNumberToObject(spec, "node_count", (double)node_count);
 
-    if (given(in, "process_count_per_node", 1) && (backend == NULL || is_ps))
+    if (given(in, "process_count_per_node", 1) && (kind == BACKEND_NONE || is_ps))
         return fail(err, "process_count_per_node",
                     "process_count_per_node goes with the mpi and pytorch backends");
     if ((rc = get_int(in, "process_count_per_node", 1, 1024, 1, &ppn, err)) < 0)
@@ -500,8 +502,18 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
         (rc = get_bool(in, "chief", &chief, err)) < 0 ||
         (rc = get_bool(in, "evaluator", &evaluator, err)) < 0)
         return rc;
+    {
+        struct run_shape shape = { .backend = kind,
+                                   .node_count = (int)node_count,
+                                   .process_count_per_node = (int)ppn,
+                                   .worker_count = (int)workers,
+                                   .parameter_server_count = (int)ps,
+                                   .chief = chief,
+                                   .evaluator = evaluator };
+
+        tasks = backend_rules(kind)->task_count(&shape);
+    }
     if (is_ps) {
-        tasks = workers + ps + chief + evaluator;
         if (tasks < node_count)
             return fail(err, "node_count",
                         "node_count %lld is more than the run's %lld tasks; each node needs one",
@@ -509,7 +521,6 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
         cJSON_AddNumberToObject(spec, "worker_count", (double)workers);
         cJSON_AddNumberToObject(spec, "parameter_server_count", (double)ps);
     } else {
-        tasks = backend == NULL ? 1 : node_count * ppn + (strcmp(backend, "mpi") == 0);
         cJSON_AddNullToObject(spec, "worker_count");
         cJSON_AddNullToObject(spec, "parameter_server_count");
     }
@@ -596,78 +607,43 @@ int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *er
 
 /* ---- tasks ---- */
 
-struct task_list {
-    struct store_new_task *tasks;
-    int n;
-    struct buf names;
-    size_t *offsets;
-};
-
-static void add_task(struct task_list *l, const char *type, const char *name, int index)
-{
-    l->tasks[l->n].type = type;
-    l->tasks[l->n].index = index;
-    l->offsets[l->n] = l->names.len;
-    if (name)
-        buf_adds(&l->names, name);
-    else
-        buf_printf(&l->names, "%s-%d", type, index);
-    buf_addc(&l->names, '\0');
-    l->n++;
-}
-
 int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **ret_names,
                   int *ret_count)
 {
-    const char *backend = json_get_string(spec, "distributed_backend");
-    int nodes = json_get(spec, "node_count")->valueint;
-    int ppn = json_get(spec, "process_count_per_node")->valueint;
-    struct task_list l;
+    struct run_shape shape;
+    const struct backend_rules *rules;
+    struct store_new_task *tasks;
+    size_t *offsets;
+    struct buf names;
     int total;
     int i;
 
-    if (backend == NULL) {
-        total = 1;
-    } else if (strcmp(backend, "ps") == 0) {
-        total = json_get(spec, "worker_count")->valueint +
-                json_get(spec, "parameter_server_count")->valueint +
-                cJSON_IsTrue(json_get(spec, "chief")) + cJSON_IsTrue(json_get(spec, "evaluator"));
-    } else if (strcmp(backend, "mpi") == 0) {
-        total = 1 + nodes;
-    } else {
-        total = nodes * ppn;
-    }
-    l.tasks = xcalloc((size_t)total, sizeof(*l.tasks));
-    l.offsets = xcalloc((size_t)total, sizeof(*l.offsets));
-    l.n = 0;
-    buf_init(&l.names);
+    run_shape_of(spec, &shape);
+    rules = backend_rules(shape.backend);
+    total = rules->task_count(&shape);
+    assert(total >= 1 && total <= RUNSPEC_MAX_TASKS);
+    tasks = xcalloc((size_t)total, sizeof(*tasks));
+    offsets = xcalloc((size_t)total, sizeof(*offsets));
+    buf_init(&names);
+    for (i = 0; i < total; i++) {
+        struct task_slot slot;
+        char name[64];
 
-    if (backend == NULL) {
-        add_task(&l, "main", "main", 0);
-    } else if (strcmp(backend, "ps") == 0) {
-        if (cJSON_IsTrue(json_get(spec, "chief")))
-            add_task(&l, "chief", "chief", 0);
-        for (i = 0; i < json_get(spec, "parameter_server_count")->valueint; i++)
-            add_task(&l, "ps", NULL, i);
-        for (i = 0; i < json_get(spec, "worker_count")->valueint; i++)
-            add_task(&l, "worker", NULL, i);
-        if (cJSON_IsTrue(json_get(spec, "evaluator")))
-            add_task(&l, "evaluator", "evaluator", 0);
-    } else if (strcmp(backend, "mpi") == 0) {
-        add_task(&l, "launcher", "launcher", 0);
-        for (i = 0; i < nodes; i++)
-            add_task(&l, "worker", NULL, i);
-    } else {
-        for (i = 0; i < total; i++)
-            add_task(&l, "rank", NULL, i);
+        rules->slot(&shape, i, &slot);
+        task_name(slot.type, slot.index, name, sizeof(name));
+        tasks[i].type = task_type_name(slot.type);
+        tasks[i].index = slot.index;
+        offsets[i] = names.len;
+        buf_adds(&names, name);
+        buf_addc(&names, '\0');
     }
     /* Names were appended to one buffer that may have moved: point at it last. */
-    *ret_names = buf_detach(&l.names, NULL);
-    for (i = 0; i < l.n; i++)
-        l.tasks[i].name = *ret_names + l.offsets[i];
-    free(l.offsets);
-    buf_release(&l.names);
-    *ret_tasks = l.tasks;
-    *ret_count = l.n;
+    *ret_names = buf_detach(&names, NULL);
+    for (i = 0; i < total; i++)
+        tasks[i].name = *ret_names + offsets[i];
+    free(offsets);
+    buf_release(&names);
+    *ret_tasks = tasks;
+    *ret_count = total;
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/backend.h"
 #include "common/buf.h"
 #include "store/store.h"
 
@@ -43,6 +44,7 @@ struct task {
     const char *id;
     const char *name;
     const char *type;
+    enum task_type kind;
     int index;
     int group;
     double cpus;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/backend.h"
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/json.h"
@@ -40,11 +41,8 @@
 #include "scheduler/ports.h"
 #include "common/banned.h"
 
-/* The features placement looks for, as bits. */
-#define FEATURE_MPI STORE_FEATURE_MPI
-#define FEATURE_CONDA STORE_FEATURE_CONDA
-#define FEATURE_DOCKER STORE_FEATURE_DOCKER
-#define FEATURE_MASKS 8
+/* Sets of the features placement looks for (FEATURE_* bits). */
+#define FEATURE_MASKS (1 << FEATURE_COUNT)
 
 /* What the nodes of a pool (with some features, or that a selector
  * selects) could hold: ready ones for waiting, all for unschedulable. */
@@ -178,43 +176,26 @@ static void load_nodes(struct sched_state *state, const struct port_spaces *ps, 
     *ret_n = state->n_nodes;
 }
 
-/* Node i of a node_count-node run gets which group of the task list. */
-static void assign_groups(const cJSON *spec, struct task *tasks, int n_tasks, int node_count)
+/* Each task's group (which of the run's nodes), resources and port, by
+ * its backend's rule (common/backend.c). */
+static void assign_groups(const struct run_shape *shape, struct task *tasks, int n_tasks)
 {
-    const char *backend = json_get_string(spec, "distributed_backend");
-    int ppn = json_get(spec, "process_count_per_node")->valueint;
-    double cpus = json_get(spec, "cpus_per_process")->valuedouble;
-    int64_t mem = (int64_t)json_get(spec, "memory_mb_per_process")->valuedouble;
-    int gpus = json_get(spec, "gpus_per_process")->valueint;
+    const struct backend_rules *rules = backend_rules(shape->backend);
     int i;
 
+    assert(n_tasks == rules->task_count(shape));
     for (i = 0; i < n_tasks; i++) {
         struct task *t = &tasks[i];
+        struct task_slot slot;
 
-        t->cpus = cpus;
-        t->memory_mb = mem;
-        t->gpus = gpus;
-        if (backend == NULL) {
-            t->group = 0;
-        } else if (strcmp(backend, "ps") == 0) {
-            t->group = i % node_count;
-            t->needs_port = true;
-        } else if (strcmp(backend, "pytorch") == 0) {
-            t->group = t->index / ppn;
-            t->needs_port = t->index == 0;
-        } else if (strcmp(t->type, "launcher") == 0) {
-            /* mpirun itself: it waits on the ranks and holds nothing. */
-            t->group = 0;
-            t->cpus = 0;
-            t->memory_mb = 0;
-            t->gpus = 0;
-        } else {
-            /* An mpi worker holds its node's slots: ppn processes. */
-            t->group = t->index;
-            t->cpus = cpus * ppn;
-            t->memory_mb = mem * ppn;
-            t->gpus = gpus * ppn;
-        }
+        rules->slot(shape, i, &slot);
+        assert(slot.index == t->index && strcmp(task_type_name(slot.type), t->type) == 0);
+        t->kind = slot.type;
+        t->group = slot.group;
+        t->needs_port = slot.needs_port;
+        t->cpus = slot.cpus;
+        t->memory_mb = slot.memory_mb;
+        t->gpus = slot.gpus;
     }
 }
 
@@ -599,15 +580,14 @@ static struct selector_count *selected_count(struct index *ix, const cJSON *spec
  * a run could use, for its reasons. */
 static void which_nodes(char *out, size_t size, const char *pool, unsigned need, bool selector)
 {
-    static const char *const names[] = { "mpi", "conda", "docker" };
     unsigned bit;
     int i;
 
     snprintf(out, size, "nodes of pool '%.200s'%s", pool, need ? " with" : "");
-    for (i = 0, bit = 1; i < 3; i++, bit <<= 1) {
+    for (i = 0, bit = 1; i < FEATURE_COUNT; i++, bit <<= 1) {
         if (need & bit)
             snprintf(out + strlen(out), size - strlen(out), "%s %s",
-                     (need & (bit - 1)) ? " and" : "", names[i]);
+                     (need & (bit - 1)) ? " and" : "", feature_name(i));
     }
     if (selector)
         snprintf(out + strlen(out), size - strlen(out), " that match its node_selector");
@@ -660,28 +640,26 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
 {
     const cJSON *spec = json_get(run, "spec");
     const char *pool = json_get_string(spec, "compute_target");
-    const char *backend = json_get_string(spec, "distributed_backend");
-    int node_count = json_get(spec, "node_count")->valueint;
-    unsigned need = 0;
+    struct run_shape shape;
+    int node_count;
+    unsigned need;
     struct pool_index *p;
     int n_tasks = cJSON_GetArraySize(json_get(run, "tasks"));
     struct task *tasks;
     struct group *groups;
     struct group **order;
     cJSON *t;
-    bool mpi = backend && strcmp(backend, "mpi") == 0;
+    bool mpi;
     struct selector sel;
     char which[320];
     struct selector_count *memo = NULL;
     struct capacity cap;
     int i;
 
-    if (mpi)
-        need |= FEATURE_MPI;
-    if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
-        need |= FEATURE_CONDA;
-    if (json_get_string(spec, "image") != NULL)
-        need |= FEATURE_DOCKER;
+    run_shape_of(spec, &shape);
+    node_count = shape.node_count;
+    mpi = shape.backend == BACKEND_MPI;
+    need = spec_features(spec);
     p = pool_of(ix, pool);
     selector_of(spec, &sel);
     if (p != NULL && sel.n > 0) {
@@ -712,7 +690,7 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
         tasks[i].index = json_get(t, "index")->valueint;
         i++;
     }
-    assign_groups(spec, tasks, n_tasks, node_count);
+    assign_groups(&shape, tasks, n_tasks);
     for (i = 0; i < n_tasks; i++) {
         struct group *g = &groups[tasks[i].group];
 

@@ -66,7 +66,7 @@ static void add_common_env(struct buf *env, const cJSON *spec, const char *run_i
 /* TF_CONFIG's cluster: chief, ps, worker addresses in index order. */
 static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
 {
-    static const char *const kinds[] = { "chief", "ps", "worker" };
+    static const enum task_type kinds[] = { TASK_CHIEF, TASK_PS, TASK_WORKER };
     cJSON *cluster = cJSON_CreateObject();
     size_t k;
     int i;
@@ -77,10 +77,10 @@ static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
         for (i = 0; i < n_tasks; i++) {
             char addr[300];
 
-            if (strcmp(tasks[i].type, kinds[k]) != 0)
+            if (tasks[i].kind != kinds[k])
                 continue;
             if (list == NULL)
-                list = cJSON_AddArrayToObject(cluster, kinds[k]);
+                list = cJSON_AddArrayToObject(cluster, task_type_name(kinds[k]));
             snprintf(addr, sizeof(addr), "%s:%d", groups[tasks[i].group].node->host, tasks[i].port);
             cJSON_AddItemToArray(list, cJSON_CreateString(addr));
         }
@@ -142,7 +142,7 @@ static void add_mpi_env(struct buf *env, struct task *tasks, int n_tasks, struct
     for (i = 0; i < n_tasks; i++) {
         struct node *n = groups[tasks[i].group].node;
 
-        if (strcmp(tasks[i].type, "worker") != 0)
+        if (tasks[i].kind != TASK_WORKER)
             continue;
         buf_printf(&hosts, "%s%s:%d", hosts.len ? "," : "", n->host, ppn);
         if (json_get(agents, n->host) == NULL)
@@ -170,7 +170,7 @@ static void add_tf_config(struct buf *env, const cJSON *cluster, const struct ta
 
     /* The evaluator is in its own cluster only (TF2 coordinators hang when
      * it is in theirs). */
-    if (strcmp(t->type, "evaluator") == 0) {
+    if (t->kind == TASK_EVALUATOR) {
         cJSON *e = cJSON_AddArrayToObject(own, "evaluator");
 
         cJSON_AddItemToArray(e, cJSON_CreateString(addr));
@@ -234,6 +234,67 @@ static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task
         env_add(env, "OMP_NUM_THREADS", "1");
 }
 
+/*
+ * The environment part of the backends' table (common/backend.h): what a
+ * placed run's tasks get beyond the common variables. begin() prepares
+ * what the run's tasks share, task() adds one task's variables, end()
+ * frees what begin() made; each may be NULL.
+ */
+struct gang_env {
+    const cJSON *run;
+    struct task *tasks;
+    int n_tasks;
+    struct group *groups;
+    int ppn;
+    cJSON *cluster; /* ps: TF_CONFIG's cluster */
+    char secret[33]; /* mpi: this attempt's exec secret */
+};
+
+static void ps_begin(struct gang_env *g)
+{
+    g->cluster = tf_cluster(g->tasks, g->n_tasks, g->groups);
+}
+
+static void ps_task(struct buf *env, struct gang_env *g, const struct task *t, const char *addr)
+{
+    add_tf_config(env, g->cluster, t, addr);
+}
+
+static void ps_end(struct gang_env *g)
+{
+    cJSON_Delete(g->cluster);
+}
+
+static void pytorch_task(struct buf *env, struct gang_env *g, const struct task *t,
+                         const char *addr)
+{
+    (void)addr;
+    add_pytorch_env(env, g->run, g->tasks, g->n_tasks, g->groups, g->ppn, t);
+}
+
+static void mpi_begin(struct gang_env *g)
+{
+    crypto_random_hex(16, g->secret);
+}
+
+static void mpi_task(struct buf *env, struct gang_env *g, const struct task *t, const char *addr)
+{
+    (void)t;
+    (void)addr;
+    add_mpi_env(env, g->tasks, g->n_tasks, g->groups, g->ppn, g->secret);
+}
+
+static const struct {
+    void (*begin)(struct gang_env *g);
+    void (*task)(struct buf *env, struct gang_env *g, const struct task *t, const char *addr);
+    void (*end)(struct gang_env *g);
+} env_rules[BACKEND_COUNT] = {
+    [BACKEND_NONE] = { NULL, NULL, NULL },
+    [BACKEND_PS] = { ps_begin, ps_task, ps_end },
+    [BACKEND_PYTORCH] = { NULL, pytorch_task, NULL },
+    [BACKEND_MPI] = { mpi_begin, mpi_task, NULL },
+};
+
 /* Appends len bytes of s and a NUL to text; returns where they start. */
 static size_t text_add(struct buf *text, const char *s, size_t len)
 {
@@ -250,20 +311,21 @@ void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *
 {
     const cJSON *spec = json_get(run, "spec");
     const char *run_id = json_get_string(run, "id");
-    const char *backend = json_get_string(spec, "distributed_backend");
-    int ppn = json_get(spec, "process_count_per_node")->valueint;
+    int b = backend_parse(json_get_string(spec, "distributed_backend"));
+    struct gang_env g = { .run = run,
+                          .tasks = tasks,
+                          .n_tasks = n_tasks,
+                          .groups = groups,
+                          .ppn = json_get(spec, "process_count_per_node")->valueint };
     struct sched_run_place *rp;
-    cJSON *cluster = NULL;
     char *argv = run_argv(spec);
     size_t argv_off = text_add(&out->text, argv, strlen(argv));
-    char secret[33] = "";
     int i;
 
+    assert(b >= 0);
     free(argv);
-    if (backend && strcmp(backend, "mpi") == 0)
-        crypto_random_hex(16, secret);
-    if (backend && strcmp(backend, "ps") == 0)
-        cluster = tf_cluster(tasks, n_tasks, groups);
+    if (env_rules[b].begin)
+        env_rules[b].begin(&g);
     if (out->n_runs == out->cap_runs) {
         out->cap_runs = out->cap_runs ? 2 * out->cap_runs : 64;
         out->runs = xrealloc(out->runs, out->cap_runs * sizeof(*out->runs));
@@ -309,15 +371,11 @@ void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *
         buf_reset(env);
         buf_addc(env, '{');
         add_common_env(env, spec, run_id, t, n);
-        if (cluster) {
-            add_tf_config(env, cluster, t, addr);
-        } else if (backend && strcmp(backend, "pytorch") == 0) {
-            add_pytorch_env(env, run, tasks, n_tasks, groups, ppn, t);
-        } else if (backend && strcmp(backend, "mpi") == 0) {
-            add_mpi_env(env, tasks, n_tasks, groups, ppn, secret);
-        }
+        if (env_rules[b].task)
+            env_rules[b].task(env, &g, t, addr);
         buf_addc(env, '}');
         p->env = text_add(&out->text, env->data, env->len);
     }
-    cJSON_Delete(cluster);
+    if (env_rules[b].end)
+        env_rules[b].end(&g);
 }

@@ -2,6 +2,7 @@
  * main.c - the trainyard binary: one program, subcommands like nomad or
  * consul. Dispatches to the module that owns each command.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,11 @@ static void print_usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* File names are UTF-8 whatever the caller's locale: libarchive
+     * converts names through the locale's charset, and in the C locale it
+     * refuses every non-ASCII one. Only LC_CTYPE: numbers keep C's format. */
+    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+        setlocale(LC_CTYPE, "");
     if (argc < 2) {
         print_usage(stderr);
         return 2;

@@ -26,8 +26,7 @@ static int run_seq_of(struct conn *c, const char *run_id, int64_t *ret_seq, bool
 
         *ret_seq = sqlite3_column_int64(st, 0);
         if (ret_ended)
-            *ret_ended = strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                         strcmp(status, "canceled") == 0;
+            *ret_ended = run_status_is_final((enum run_status)run_status_parse(status));
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "find run");

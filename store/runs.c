@@ -1,4 +1,5 @@
 /* runs.c - runs, their tasks, tags and experiments. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,7 +466,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
     const char *owner;
     int64_t seq;
     int64_t attempt;
-    char status[16];
+    int status;
     int rc;
 
     if (st == NULL)
@@ -477,7 +478,7 @@ static int run_cancel_fn(struct conn *c, void *arg)
         return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "cancel run");
     }
     seq = sqlite3_column_int64(st, 0);
-    snprintf(status, sizeof(status), "%s", sqlite3_column_text(st, 1));
+    status = run_status_parse((const char *)sqlite3_column_text(st, 1));
     attempt = sqlite3_column_int64(st, 2);
     owner = (const char *)sqlite3_column_text(st, 3);
     /* Checked here, in the write, so that whose run it is and the cancel
@@ -487,9 +488,10 @@ static int run_cancel_fn(struct conn *c, void *arg)
     if (rc < 0)
         return rc;
 
-    if (strcmp(status, "canceled") == 0)
+    assert(status >= 0); /* only this program writes it */
+    if (status == RUN_CANCELED)
         return 0;
-    if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)
+    if (run_status_is_final((enum run_status)status))
         return ERR_CONFLICT;
 
     return run_cancel_seq(c, seq, attempt, rc_arg->now, NULL);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/xalloc.h"
@@ -65,20 +66,12 @@ void sched_node_use_port(struct sched_node *n, int port)
     n->used_ports[n->n_used_ports++] = port;
 }
 
-static unsigned features_of(const char *json)
+/* The FEATURE_* bits of a node's features (JSON text). */
+static unsigned node_features(const char *json)
 {
     cJSON *list = json_parse_trusted(json ? json : "[]");
-    const cJSON *f;
-    unsigned mask = 0;
+    unsigned mask = features_of(list);
 
-    cJSON_ArrayForEach(f, list) {
-        if (cJSON_IsString(f) && strcmp(f->valuestring, "mpi") == 0)
-            mask |= STORE_FEATURE_MPI;
-        if (cJSON_IsString(f) && strcmp(f->valuestring, "conda") == 0)
-            mask |= STORE_FEATURE_CONDA;
-        if (cJSON_IsString(f) && strcmp(f->valuestring, "docker") == 0)
-            mask |= STORE_FEATURE_DOCKER;
-    }
     cJSON_Delete(list);
     return mask;
 }
@@ -157,7 +150,7 @@ static int load_nodes(struct conn *c, int64_t now, int64_t timeout, const char *
                 n->gpus[n->n_gpus++] = (int)json_get(g, "index")->valuedouble;
         }
         cJSON_Delete(gpus);
-        n->features = features_of((const char *)sqlite3_column_text(st, 6));
+        n->features = node_features((const char *)sqlite3_column_text(st, 6));
         n->port_min = sqlite3_column_int(st, 9);
         n->port_max = sqlite3_column_int(st, 10);
         load_labels(n, (const char *)sqlite3_column_text(st, 11));
@@ -648,12 +641,11 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
         cJSON_AddBoolToObject(a, "use_python", json_get_string(spec, "entry_script") != NULL);
         /* mpi: the launcher runs mpirun; each worker holds its node's
          * slots and runs what mpirun starts there through /v1/exec. */
-        if (json_get_string(spec, "distributed_backend") &&
-            strcmp(json_get_string(spec, "distributed_backend"), "mpi") == 0) {
-            const char *type = (const char *)sqlite3_column_text(st, 2);
+        if (backend_parse(json_get_string(spec, "distributed_backend")) == BACKEND_MPI) {
+            int type = task_type_parse((const char *)sqlite3_column_text(st, 2));
 
-            cJSON_AddBoolToObject(a, "mpi_launcher", strcmp(type, "launcher") == 0);
-            cJSON_AddBoolToObject(a, "mpi_worker", strcmp(type, "worker") == 0);
+            cJSON_AddBoolToObject(a, "mpi_launcher", type == TASK_LAUNCHER);
+            cJSON_AddBoolToObject(a, "mpi_worker", type == TASK_WORKER);
         }
         col_add_json(st, 9, a, "env");
         json_add_string_or_null(a, "snapshot", json_get_string(spec, "source"));

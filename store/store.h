@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/backend.h"
 #include "common/buf.h"
 
 struct store;
@@ -352,9 +353,6 @@ int store_node_counts(struct store *store, int64_t now_ms, int64_t node_timeout_
 
 /* ---- tasks: what agents report, and the run rules (SPEC §4 gang rule) ---- */
 
-/* Task statuses in which a task holds resources on its node. */
-bool store_task_status_live(const char *status);
-
 /*
  * Records a task status reported by the agent of node ("" for an admin):
  * preparing, running, succeeded or failed, with exit_code (or -1) and
@@ -365,13 +363,13 @@ bool store_task_status_live(const char *status);
  * report.
  */
 int store_task_report(struct store *store, const char *task_id, const char *node,
-                      const char *status, int exit_code, const char *message, int64_t now_ms);
+                      enum task_status status, int exit_code, const char *message, int64_t now_ms);
 /* The same without waiting, as store_run_create_async(); the strings must
  * live until done. So for the _async forms of logs and metrics below, and
  * their data, points and ret_ pointers, which are written before done. */
 int store_task_report_async(struct store *store, const char *task_id, const char *node,
-                            const char *status, int exit_code, const char *message, int64_t now_ms,
-                            store_done_fn done, void *done_arg);
+                            enum task_status status, int exit_code, const char *message,
+                            int64_t now_ms, store_done_fn done, void *done_arg);
 /*
  * Appends log bytes data[0..len) that start at byte offset of the task's
  * log. Bytes already received are skipped, so a retry is harmless.
@@ -466,9 +464,6 @@ int store_run_log_next(struct store *store, const char *run_id, const char *task
 
 /* A ready node as placement sees it, with what its held tasks use. */
 #define STORE_MAX_GPUS 64
-#define STORE_FEATURE_MPI 1u
-#define STORE_FEATURE_CONDA 2u
-#define STORE_FEATURE_DOCKER 4u
 
 struct sched_node {
     char *name;
@@ -487,7 +482,7 @@ struct sched_node {
     int *used_ports;
     int n_used_ports;
     int cap_used_ports;
-    unsigned features; /* STORE_FEATURE_* */
+    unsigned features; /* FEATURE_* (common/backend.h) */
     /* Its --label pairs: labels[2i] is a key, labels[2i + 1] its value. */
     char **labels;
     int n_labels;

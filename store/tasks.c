@@ -5,10 +5,12 @@
  * one task fails or is lost every other task is stopped and the run is
  * retried from scratch while max_retries allows, else failed.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/backend.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
@@ -19,18 +21,6 @@
 
 #define LIVE_STATUSES "('assigned', 'preparing', 'running')"
 #define ENDED_STATUSES "('succeeded', 'failed', 'killed', 'lost')"
-
-bool store_task_status_live(const char *status)
-{
-    return strcmp(status, "assigned") == 0 || strcmp(status, "preparing") == 0 ||
-           strcmp(status, "running") == 0;
-}
-
-static bool task_ended(const char *status)
-{
-    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "killed") == 0 || strcmp(status, "lost") == 0;
-}
 
 int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now)
 {
@@ -123,7 +113,8 @@ enum task_stopping {
 };
 
 /* Asks the run's live tasks to stop; completes the run when none is live.
- * hosts_succeed: the run is an mpi run, whose workers end succeeded. */
+ * hosts_succeed: its backend's live_tasks_succeed (mpi: the workers end
+ * succeeded). */
 static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attempt, int64_t now,
                                  bool hosts_succeed)
 {
@@ -176,20 +167,13 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
     char run_id[64];
     char run_status[16];
     char error[512] = "";
-    const char *backend;
+    struct run_shape shape;
+    const struct backend_rules *rules;
+    struct task_tally tally;
     cJSON *spec;
     int64_t attempt;
     int64_t max_retries;
-    bool has_chief;
-    bool done;
     bool all_running = true;
-    bool chief_ok = false;
-    bool launcher_ok = false;
-    int n_workers = 0;
-    int workers_ok = 0;
-    int n_ranks = 0;
-    int ranks_ok = 0;
-    bool main_ok = false;
     int rc;
 
     if (st == NULL)
@@ -208,27 +192,27 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         cJSON_Delete(spec);
         return 0;
     }
-    backend = json_get_string(spec, "distributed_backend");
+    run_shape_of(spec, &shape);
+    rules = backend_rules(shape.backend);
     max_retries = (int64_t)json_get(spec, "max_retries")->valuedouble;
-    has_chief = cJSON_IsTrue(json_get(spec, "chief"));
+    cJSON_Delete(spec);
 
     st = conn_stmt(c, "SELECT name, type, status, exit_code, message FROM tasks "
                       "WHERE run_seq = ? AND attempt = ? ORDER BY ord");
-    if (st == NULL) {
-        cJSON_Delete(spec);
+    if (st == NULL)
         return ERR_INTERNAL;
-    }
     sqlite3_bind_int64(st, 1, run_seq);
     sqlite3_bind_int64(st, 2, attempt);
+    memset(&tally, 0, sizeof(tally));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        const char *type = (const char *)sqlite3_column_text(st, 1);
+        int type = task_type_parse((const char *)sqlite3_column_text(st, 1));
         const char *status = (const char *)sqlite3_column_text(st, 2);
         const char *message = (const char *)sqlite3_column_text(st, 4);
         bool ok = strcmp(status, "succeeded") == 0;
 
-        /* The evaluator neither decides completion nor fails the gang. */
-        if (strcmp(type, "evaluator") == 0)
+        assert(type >= 0);
+        if (!task_type_decides((enum task_type)type))
             continue;
         if (error[0] == '\0' && (strcmp(status, "failed") == 0 || strcmp(status, "lost") == 0)) {
             if (strcmp(status, "lost") == 0)
@@ -243,45 +227,20 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         }
         if (strcmp(status, "running") != 0 && !ok)
             all_running = false;
-        if (strcmp(type, "main") == 0)
-            main_ok = ok;
-        else if (strcmp(type, "chief") == 0)
-            chief_ok = ok;
-        else if (strcmp(type, "launcher") == 0)
-            launcher_ok = ok;
-        else if (strcmp(type, "worker") == 0) {
-            n_workers++;
-            workers_ok += ok;
-        } else if (strcmp(type, "rank") == 0) {
-            n_ranks++;
-            ranks_ok += ok;
-        }
+        tally.n[type]++;
+        tally.succeeded[type] += ok;
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        cJSON_Delete(spec);
+    if (rc != SQLITE_DONE)
         return conn_fail(c, "evaluate run");
-    }
 
-    if (backend == NULL)
-        done = main_ok;
-    else if (strcmp(backend, "ps") == 0)
-        done = has_chief ? chief_ok : (n_workers > 0 && workers_ok == n_workers);
-    else if (strcmp(backend, "mpi") == 0)
-        done = launcher_ok;
-    else
-        done = n_ranks > 0 && ranks_ok == n_ranks;
-    if (done) {
+    if (rules->done(&shape, &tally)) {
         /* The run is done once the tasks still running (parameter servers,
          * mpi workers, an evaluator) have been stopped and have delivered
          * what they wrote: the run completes when the last one has ended. */
-        bool mpi = backend && strcmp(backend, "mpi") == 0;
-
-        cJSON_Delete(spec); /* backend pointed into it */
-        return complete_when_stopped(c, run_seq, attempt, now, mpi);
+        return complete_when_stopped(c, run_seq, attempt, now, rules->live_tasks_succeed);
     }
     if (error[0]) {
-        cJSON_Delete(spec);
         if (attempt <= max_retries) {
             if ((rc = tasks_kill_live(c, run_seq, attempt, now)) < 0)
                 return rc;
@@ -289,7 +248,6 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         }
         return finish_run(c, run_seq, attempt, now, "failed", error);
     }
-    cJSON_Delete(spec); /* backend pointed into it */
     if (strcmp(run_status, "starting") == 0 && all_running) {
         st = conn_stmt(c, "UPDATE runs SET status = 'running' WHERE seq = ?");
         if (st == NULL)
@@ -308,7 +266,7 @@ struct task_ref {
     int64_t seq;
     int64_t run_seq;
     int64_t attempt;
-    char status[16];
+    enum task_status status;
     bool has_exit;
     int64_t log_size;
     int64_t metrics_seq;
@@ -338,7 +296,9 @@ static int load_task(struct conn *c, const char *id, const char *node, struct ta
     }
     t->run_seq = sqlite3_column_int64(st, 0);
     t->attempt = sqlite3_column_int64(st, 1);
-    snprintf(t->status, sizeof(t->status), "%s", sqlite3_column_text(st, 2));
+    rc = task_status_parse((const char *)sqlite3_column_text(st, 2));
+    assert(rc >= 0); /* only this program writes it */
+    t->status = (enum task_status)rc;
     t->has_exit = sqlite3_column_type(st, 4) != SQLITE_NULL;
     t->log_size = sqlite3_column_int64(st, 5);
     t->metrics_seq = sqlite3_column_int64(st, 6);
@@ -350,7 +310,9 @@ static int load_task(struct conn *c, const char *id, const char *node, struct ta
 }
 
 struct report {
-    const char *id, *node, *status, *message;
+    const char *id, *node;
+    enum task_status status;
+    const char *message;
     int exit_code;
     int64_t now;
 };
@@ -360,14 +322,14 @@ static int report_fn(struct conn *c, void *arg)
     struct report *r = arg;
     struct task_ref t;
     sqlite3_stmt *st;
-    bool final = strcmp(r->status, "succeeded") == 0 || strcmp(r->status, "failed") == 0;
+    bool final = task_status_is_ended(r->status);
     int rc;
 
     if ((rc = load_task(c, r->id, r->node, &t)) < 0)
         return rc;
-    if (strcmp(t.status, "pending") == 0)
+    if (t.status == TASK_PENDING)
         return ERR_CONFLICT;
-    if (task_ended(t.status)) {
+    if (task_status_is_ended(t.status)) {
         /* Stopped by the server first: keep its status, record the exit;
          * the agent has let go of it, so its resources are free. */
         if (final) {
@@ -385,8 +347,8 @@ static int report_fn(struct conn *c, void *arg)
      * (it may also have finished on its own first): killed, or succeeded
      * for an mpi worker, whose ranks succeeded (SPEC §3: killed is for
      * cancel, deadline and the gang rule). */
-    if (final && t.stopping != TASK_STOPPING_NO && strcmp(r->status, "failed") == 0)
-        r->status = t.stopping == TASK_STOPPING_SUCCEEDED ? "succeeded" : "killed";
+    if (final && t.stopping != TASK_STOPPING_NO && r->status == TASK_FAILED)
+        r->status = t.stopping == TASK_STOPPING_SUCCEEDED ? TASK_SUCCEEDED : TASK_KILLED;
     st = conn_stmt(c, "UPDATE tasks SET status = ?1, pushed = 1, "
                       "started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 "
                       "ELSE started_at END, "
@@ -396,7 +358,7 @@ static int report_fn(struct conn *c, void *arg)
                       "message = COALESCE(?5, message) WHERE id = ?6");
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, r->status);
+    bind_text(st, 1, task_status_name(r->status));
     sqlite3_bind_int64(st, 2, r->now);
     sqlite3_bind_int(st, 3, final);
     sqlite3_bind_int(st, 4, r->exit_code);
@@ -408,24 +370,22 @@ static int report_fn(struct conn *c, void *arg)
 }
 
 int store_task_report(struct store *store, const char *task_id, const char *node,
-                      const char *status, int exit_code, const char *message, int64_t now_ms)
+                      enum task_status status, int exit_code, const char *message, int64_t now_ms)
 {
     struct report r = { task_id, node, status, message, exit_code, now_ms };
 
-    if (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
-        strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)
+    if (!task_status_is_reportable(status))
         return ERR_INVALID;
     return store_write(store, report_fn, &r);
 }
 
 int store_task_report_async(struct store *store, const char *task_id, const char *node,
-                            const char *status, int exit_code, const char *message, int64_t now_ms,
-                            store_done_fn done, void *done_arg)
+                            enum task_status status, int exit_code, const char *message,
+                            int64_t now_ms, store_done_fn done, void *done_arg)
 {
     struct report r = { task_id, node, status, message, exit_code, now_ms };
 
-    if (strcmp(status, "preparing") != 0 && strcmp(status, "running") != 0 &&
-        strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0)
+    if (!task_status_is_reportable(status))
         return ERR_INVALID;
     return store_write_async(store, report_fn, &r, sizeof(r), done, done_arg);
 }

@@ -705,45 +705,10 @@ function renderRuns(main, v, query) {
 
 /* ----------------------------------------------------------- run detail */
 
-function tfConfigFor(run, task) {
-  const cluster = {};
-  for (const type of ['chief', 'ps', 'worker']) {
-    const tasks = run.tasks.filter((t) => t.type === type).sort((a, b) => a.index - b.index);
-    if (tasks.length) cluster[type] = tasks.map((t) => t.address || '?');
-  }
-  if (task.type === 'evaluator') cluster.evaluator = [task.address || '?'];
-  return { cluster, task: { type: task.type, index: task.index }, environment: 'cloud' };
-}
-
-/* The environment the task was given (the server records it at placement);
- * for an older server, what the run resource implies. */
-function taskEnv(run, task) {
-  if (task.env && typeof task.env === 'object') return Object.entries(task.env);
-  return expectedEnv(run, task);
-}
-
-function expectedEnv(run, task) {
-  const spec = run.spec || {};
-  const env = [
-    ['TRAINYARD_RUN_ID', run.id],
-    ['TRAINYARD_EXPERIMENT', run.experiment],
-    ['TRAINYARD_TASK_TYPE', task.type],
-    ['TRAINYARD_TASK_INDEX', String(task.index)],
-    ['TRAINYARD_NODE', task.node || '(not placed)'],
-    ['CUDA_VISIBLE_DEVICES', (task.gpus || []).join(',')],
-  ];
-  if (spec.distributed_backend === 'ps') env.push(['TF_CONFIG', JSON.stringify(tfConfigFor(run, task))]);
-  if (spec.distributed_backend === 'pytorch') {
-    const r0 = run.tasks.find((t) => t.type === 'rank' && t.index === 0);
-    const addr = r0?.address || '';
-    const c = addr.lastIndexOf(':');
-    const ranks = run.tasks.filter((t) => t.type === 'rank').length;
-    const ppn = spec.process_count_per_node || 1;
-    env.push(['MASTER_ADDR', c > 0 ? addr.slice(0, c) : (r0?.node || '?')], ['MASTER_PORT', c > 0 ? addr.slice(c + 1) : '?'],
-      ['WORLD_SIZE', String(ranks)], ['RANK', String(task.index)], ['LOCAL_WORLD_SIZE', String(ppn)]);
-  }
-  for (const [k, val] of Object.entries(spec.environment_variables || {})) env.push([k, val]);
-  return env;
+/* The environment the server gave the task at placement (the backend's
+ * rules live in the server only). */
+function taskEnv(task) {
+  return task.env && typeof task.env === 'object' ? Object.entries(task.env) : [];
 }
 
 function commandText(spec) {
@@ -907,7 +872,7 @@ async function renderRun(main, v, id, query) {
         h('td', {}, toggle)));
       if (open) {
         rows.push(h('tr', { class: 'env-row' }, h('td', { colspan: 9 },
-          h('pre', { class: 'env', 'data-env': t.name }, t.env || t.node ? taskEnv(r, t).map(([k, val]) => `${k}=${val}`).join('\n')
+          h('pre', { class: 'env', 'data-env': t.name }, t.env ? taskEnv(t).map(([k, val]) => `${k}=${val}`).join('\n')
             : 'Not placed yet: the environment is set when the scheduler places the task.'))));
       }
     }

@@ -610,6 +610,26 @@ def test_logs_of_a_finished_run(cluster, tmp_path):
     assert res.stdout == "line one\nline two\n"
 
 
+def test_non_ascii_file_names_reach_the_task(cluster, tmp_path):
+    """UTF-8 names are packed, checked, unpacked and uploaded as artifacts
+    under the names they have (whatever the caller's locale)."""
+    server = cluster[0]
+    root = make_project(tmp_path / "p")
+    write(root, "données/entrée.txt", "é\n")
+    write(root, "train.py",
+          "import os\n"
+          "print(open('données/entrée.txt', encoding='utf-8').read().strip(), flush=True)\n"
+          "open(os.path.join(os.environ['TRAINYARD_OUTPUT_DIR'], 'résultat.txt'), 'w')"
+          ".write('ok')\n")
+    env = dict(os.environ, LANG="C", LC_ALL="C")
+    res = run_cli(["submit", root, "--entry", "train.py", "--follow"], server, env=env)
+    assert res.returncode == 0, res
+    run_id = res.stdout.splitlines()[0]
+    assert "é" in res.stdout, res.stdout
+    paths = [a["path"] for a in server.get("/api/v1/runs/%s/artifacts" % run_id).body["items"]]
+    assert "résultat.txt" in paths, paths
+
+
 def test_submit_follow_exit_codes(cluster, tmp_path):
     server = cluster[0]
     root = make_project(tmp_path / "p")

@@ -380,7 +380,7 @@ FILES = [
     "sub/data2/data/e.csv", "x/cache/c.bin", "cache/z.txt", "secret1.txt", "a.bin", "b.bin",
     "out/a.txt", "out/deep/b.txt", ".git/HEAD", ".git/objects/ab/cd", "__pycache__/m.pyc",
     "lib/__pycache__/n.pyc", "trailing.txt", "#hash.txt", "!bang.txt", "sp ace.txt ",
-    "aq.txt", "yq.txt", "a/deep.txt", "a/b/c/deep.txt", "b/a/deep.txt",
+    "aq.txt", "yq.txt", "a/deep.txt", "a/b/c/deep.txt", "b/a/deep.txt", "données/é.txt",
 ]
 
 

@@ -118,6 +118,15 @@ static cJSON *run(const char *id, const char *spec_text, const char *const *name
     ", \"compute_target\": \"default\", \"conda_packages\": [], \"environment_variables\": {}, "   \
     "\"script_params\": {}, \"arguments\": []}"
 
+/* One parameter server and one worker on one node, no GPU. */
+#define PS_SPEC                                                                                    \
+    "{\"experiment\": \"e\", \"command\": [\"x\"], \"distributed_backend\": \"ps\", "              \
+    "\"node_count\": 1, \"process_count_per_node\": 1, \"worker_count\": 1, "                      \
+    "\"parameter_server_count\": 1, \"chief\": false, \"evaluator\": false, "                      \
+    "\"cpus_per_process\": 1, \"memory_mb_per_process\": 0, \"gpus_per_process\": 0, "             \
+    "\"compute_target\": \"default\", \"conda_packages\": [], \"environment_variables\": {}, "     \
+    "\"script_params\": {}, \"arguments\": []}"
+
 static void gpus_are_disjoint_and_ports_unique(void)
 {
     const char *names[] = { "main" };
@@ -137,7 +146,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
     cJSON_AddItemToArray(runs, run("r1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r2", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
     cJSON_AddItemToArray(runs, run("r3", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("r4", SPEC("\"ps\"", 1, 1, 1, 0), pnames, ptypes, pidx, 2));
+    cJSON_AddItemToArray(runs, run("r4", PS_SPEC, pnames, ptypes, pidx, 2));
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 2);
     a = json_get_string(
