@@ -62,6 +62,7 @@ static struct agent agent;
 static uv_async_t call_async;
 static uv_signal_t sigint_handle;
 static uv_signal_t sigterm_handle;
+static uv_timer_t shutdown_timer;
 static uv_mutex_t call_mu;
 static uv_cond_t call_cv;
 static struct call *calls;
@@ -297,12 +298,12 @@ static void on_closed(uv_handle_t *h)
     (void)h;
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* Everything stops: what the grace left running is killed, the server is
+ * no longer called, the handles close and the loop ends. */
+static void stop_now(struct agent *a)
 {
-    struct agent *a = h->data;
-
-    log_info("agent: %s received; stopping tasks", strsignal(signum));
-    a->stopping = true;
+    uv_timer_stop(&shutdown_timer);
+    uv_close((uv_handle_t *)&shutdown_timer, on_closed);
     uv_timer_stop(&a->heartbeat);
     uv_timer_stop(&a->register_retry);
     uv_close((uv_handle_t *)&a->heartbeat, on_closed);
@@ -320,6 +321,37 @@ static void on_signal(uv_signal_t *h, int signum)
     /* Answer calls that raced with the stop, then close the async. */
     on_calls(&call_async);
     uv_close((uv_handle_t *)&call_async, on_closed);
+}
+
+static void on_shutdown_timer(uv_timer_t *h)
+{
+    stop_now(h->data);
+}
+
+/* SIGTERM or SIGINT: the tasks get SIGTERM and the grace to end (to save
+ * a checkpoint, say), as when a run is canceled; then the agent stops. A
+ * second signal stops it at once. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct agent *a = h->data;
+
+    if (a->stopping) {
+        log_info("agent: %s received again; stopping now", strsignal(signum));
+        stop_now(a);
+        return;
+    }
+    log_info("agent: %s received; stopping tasks (SIGKILL after %lld ms)", strsignal(signum),
+             (long long)a->grace_ms);
+    a->stopping = true;
+    uv_timer_stop(&a->heartbeat);
+    uv_timer_stop(&a->register_retry);
+    task_stop_each(a, "the agent is stopping");
+    if (a->tasks == NULL) {
+        stop_now(a);
+        return;
+    }
+    /* A little past the tasks' own SIGKILL, so their ends are seen. */
+    uv_timer_start(&shutdown_timer, on_shutdown_timer, (uint64_t)a->grace_ms + 500, 0);
 }
 
 /* Gives a directory of the agent's its mode (whatever the umask or an
@@ -531,6 +563,8 @@ int agent_main(int argc, char **argv)
     uv_signal_init(a->loop, &sigterm_handle);
     sigint_handle.data = a;
     sigterm_handle.data = a;
+    uv_timer_init(a->loop, &shutdown_timer);
+    shutdown_timer.data = a;
     uv_signal_start(&sigint_handle, on_signal, SIGINT);
     uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
     a->http = uvcurl_new(a->loop);

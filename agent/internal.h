@@ -92,8 +92,10 @@ bool task_stop(struct agent *a, const char *id, const char *why);
 cJSON *task_list(struct agent *a, bool all);
 /* Kills what a previous agent left running in the work directory. */
 void task_reap_leftovers(struct agent *a);
-/* Stops every task and frees them once they have exited and reported, or
- * at once when force is set. */
+/* task_stop() for each task: SIGTERM now, SIGKILL after the grace. */
+void task_stop_each(struct agent *a, const char *why);
+/* Kills every task (SIGKILL) and frees each once nothing refers to it:
+ * the end of the agent's stop. */
 void task_stop_all(struct agent *a);
 /* Number of tasks still held. */
 int task_count(struct agent *a);

@@ -841,6 +841,17 @@ cJSON *task_list(struct agent *a, bool all)
     return list;
 }
 
+void task_stop_each(struct agent *a, const char *why)
+{
+    struct task *t;
+    struct task *next;
+
+    for (t = a->tasks; t; t = next) {
+        next = t->next;
+        task_stop(a, t->id, why);
+    }
+}
+
 void task_stop_all(struct agent *a)
 {
     struct task *t;

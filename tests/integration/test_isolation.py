@@ -439,6 +439,47 @@ def test_gang_with_a_sigterm_ignorer_is_gone_within_5s(server_factory, agent_fac
     assert gone_after < 5.0, gone_after
 
 
+STOPPABLE = """
+    import os, signal, sys, time
+    out = sys.argv[1]
+    me = os.environ["TRAINYARD_TASK_TYPE"] + "-" + os.environ["TRAINYARD_TASK_INDEX"]
+    def on_term(signum, frame):
+        with open(os.path.join(out, me + ".term"), "w") as f:
+            f.write("saved a checkpoint")
+        sys.exit(0)
+    if me == "worker-0":
+        signal.signal(signal.SIGTERM, on_term)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL ends it
+    with open(os.path.join(out, me + ".pid.tmp"), "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(os.path.join(out, me + ".pid.tmp"), os.path.join(out, me + ".pid"))
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_agent_stop_gives_tasks_the_grace(server_factory, agent_factory, tmp_path):
+    """SIGTERM to the agent: its tasks get SIGTERM and the grace period (to
+    save a checkpoint), as on cancel; one that ignores SIGTERM is killed
+    after it, and the agent exits."""
+    srv = server_factory()
+    agent = agent_factory(srv, uniq("graceful"), grace=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    if ROOT:
+        open_to_tasks(out)
+    run = submit(srv, distributed_backend="ps", node_count=1, worker_count=2,
+                 parameter_server_count=0, command=py(STOPPABLE) + [str(out)])
+    wait_for(lambda: (out / "worker-0.pid").exists() and (out / "worker-1.pid").exists(), 60,
+             lambda: "both workers to start; " + describe(srv, run["id"]))
+    ignorer = int((out / "worker-1.pid").read_text())
+    agent.stop()  # asserts a clean exit within the harness's bound
+    assert (out / "worker-0.term").read_text() == "saved a checkpoint"
+    assert not (out / "worker-1.term").exists()
+    wait_for(lambda: not pid_alive(ignorer), 5, "the SIGTERM ignorer to be killed")
+
+
 @needs_root
 def test_task_user_runs_every_task_as_that_user(server_factory, agent_factory):
     try:
