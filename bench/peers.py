@@ -8,12 +8,15 @@
 P2 submits N jobs over REST one after another; each job's command writes
 the time it started (bash's $EPOCHREALTIME, no fork) into TS_DIR, and the
 figure is that time minus the client's clock just before the POST. The next
-job is submitted once the last has finished. P3 does the same through each
+job is submitted once the last has finished. For trainyard, B2's figure (the
+run's created_at to its task's started_at, the server's clock) goes to
+stderr. P3 does the same through each
 system's command line: `trainyard submit --command --follow` against
 `srun`, the command printing $EPOCHREALTIME; it also gives the time until
 the command line returns. Prints one line of milliseconds: p50 p99 and, for
 P3, the round trip's p50 p99.
 """
+import datetime
 import http.client
 import json
 import os
@@ -67,8 +70,13 @@ class Client:
         return r.status, json.loads(data) if data else None
 
 
+def iso(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
 def p2(kind, url, secret, ts_dir, n):
     out = []
+    b2 = []
     if kind == "trainyard":
         with open(secret) as f:
             c = Client(url, {"Authorization": "Bearer " + f.read().strip()})
@@ -94,7 +102,12 @@ def p2(kind, url, secret, ts_dir, n):
                     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
         out.append((wait_until(lambda: read_ts(path)) - t0) * 1000)
         wait_until(done, pause=0.005)
+        if kind == "trainyard":
+            d = c.call("GET", "/api/v1/runs/" + run["id"])[1]
+            b2.append((iso(d["tasks"][0]["started_at"]) - iso(d["created_at"])).total_seconds() * 1000)
     print("%.1f %.1f" % (pct(out, 0.5), pct(out, 0.99)))
+    if b2:
+        print("%.1f %.1f" % (pct(b2, 0.5), pct(b2, 0.99)), file=sys.stderr)
 
 
 def p3(kind, argv, n):

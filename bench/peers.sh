@@ -251,9 +251,11 @@ print(label + "; ".join(parts))' "$1" "$2" "$3"
 }
 
 # ---- P2: REST submit -> the job's command starts ----
-t=$(taskset -c 1 /usr/bin/python3 bench/peers.py p2 trainyard "$URL" "$TOKEN_FILE" "$WORK/ts" "$N_LATENCY")
+t=$(taskset -c 1 /usr/bin/python3 bench/peers.py p2 trainyard "$URL" "$TOKEN_FILE" "$WORK/ts" \
+    "$N_LATENCY" 2>"$WORK/b2.txt")
 s=$(taskset -c 1 /usr/bin/python3 bench/peers.py p2 slurm "$REST" "$JWT" "$WORK/ts" "$N_LATENCY")
-ratio_line "P2 REST submit->start, $N_LATENCY jobs one after another (POST to the command's own clock), " "$t" "$s"
+echo "$(ratio_line "P2 REST submit->start, $N_LATENCY jobs one after another (POST to the command's own clock), " \
+    "$t" "$s"); trainyard's B2 (created_at->started_at) p50/p99 $(tr ' ' / <"$WORK/b2.txt") ms"
 
 # ---- P3: the command line: trainyard submit --follow against srun ----
 t=$(taskset -c 1 /usr/bin/python3 bench/peers.py p3 trainyard "$BIN" "$URL" "$TOKEN_FILE" "$N_LATENCY")
@@ -285,3 +287,4 @@ t2=$(date +%s.%N)
 /usr/bin/python3 -c "
 t, s = $N_BURST / ($t1 - $t0), $N_BURST / ($t2 - $t1)
 print('P4 burst of $N_BURST jobs of \`true\` over REST (16 clients) until all are done: trainyard %.0f jobs/s (%.1f s), Slurm %.0f jobs/s (%.1f s), ratio %.1f' % (t, $t1 - $t0, s, $t2 - $t1, t / s))"
+echo "# bench-peers: load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
