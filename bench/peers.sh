@@ -18,6 +18,10 @@ N_LATENCY=${PEERS_LATENCY_N:-50}
 N_BURST=${PEERS_BURST_N:-1000}
 CPUS=64
 PACKAGES="munge slurmctld slurmd slurmrestd slurm-client slurm-wlm-jwt-plugin"
+if [ "$(id -u)" != 0 ]; then
+    echo "bench-peers: needs root (apt-get, slurmd and slurmctld as root, slurmrestd -u nobody)" >&2
+    exit 1
+fi
 
 # ---- packages (not in .ci/install-deps: make test does not need them) ----
 missing=""
