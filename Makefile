@@ -32,7 +32,7 @@ PYTHON := /usr/bin/python3
 # make V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench run \
+.PHONY: all asan test unit integration web-test tsan-test fuzz fuzz-smoke fuzz-build bench bench-peers run \
         stop deps check-style clean openapi-lint install uninstall image
 
 all: bin/trainyard
@@ -293,6 +293,10 @@ build/bench/sweep: bench/sweep.c $(REL_OBJ)
 bench: deps all build/bench/load build/bench/placement build/bench/spawn build/bench/policy \
 		build/bench/sweep
 	@sh bench/run.sh
+
+# trainyard beside Debian's Slurm on this machine (bench/peers.sh installs it).
+bench-peers: deps all build/bench/load
+	@sh bench/peers.sh
 
 run: deps all
 	@sh .ci/dev-run

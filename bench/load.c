@@ -6,6 +6,10 @@
  *
  *   load --url URL --token T [--method POST] [--body FILE] [--type CT]
  *        [--conns 32] [--requests N | --seconds S] [--label B1]
+ *        [--header 'Name: value']...
+ *
+ * --header adds a request header (repeatable): Slurm's slurmrestd takes its
+ * JWT as X-SLURM-USER-NAME and X-SLURM-USER-TOKEN (bench/peers.sh).
  *
  * Prints one line: "<label> <req/s> req/s p50=<ms>ms p95=<ms>ms p99=<ms>ms ok=<n>
  * err=<n>". An answer counts as ok when its status is 2xx.
@@ -157,6 +161,8 @@ int main(int argc, char **argv)
             tasks_file = argv[i + 1];
         else if (strcmp(argv[i], "--points") == 0)
             points = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--header") == 0)
+            headers = curl_slist_append(headers, argv[i + 1]);
         else {
             fprintf(stderr, "load: unknown option %s\n", argv[i]);
             return 2;
@@ -164,7 +170,8 @@ int main(int argc, char **argv)
     }
     if (url == NULL || conns < 1) {
         fprintf(stderr, "usage: load --url URL [--token T] [--method M] [--body FILE] "
-                        "[--conns N] [--requests N | --seconds S] [--label L]\n");
+                        "[--conns N] [--requests N | --seconds S] [--label L] "
+                        "[--header 'Name: value']...\n");
         return 2;
     }
     if (body_file)
