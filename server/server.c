@@ -756,6 +756,7 @@ int server_main(int argc, char **argv)
         return 1;
     store_set_quotas(
         store, &(struct store_quotas){ (int64_t)o.max_log_mb * 1024 * 1024, o.max_metric_points });
+    store_on_commit(store, stream_wake, NULL);
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.store = store;

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,8 +15,13 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-/* How often suspended streams look for news, in microseconds. */
+/* How often suspended streams look for news when nothing is committed,
+ * and the least time between two looks after commits, in microseconds:
+ * news reaches a follower within about STREAM_GAP_US, and a steady stream
+ * of commits costs each suspended stream at most 1 s / STREAM_GAP_US
+ * polls a second. */
 #define STREAM_POLL_US 200000
+#define STREAM_GAP_US 20000
 
 struct stream_conn {
     struct api_stream *stream;
@@ -31,6 +37,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct stream_conn *suspended;
 static bool running;
+static bool news; /* a commit since the last round */
+static uint64_t wakes; /* stream_wake() calls */
 static pthread_t thread;
 
 static void resume_all_locked(void)
@@ -44,24 +52,68 @@ static void resume_all_locked(void)
     suspended = NULL;
 }
 
+static struct timespec after(const struct timespec *t, long us)
+{
+    struct timespec r = *t;
+
+    r.tv_nsec += us * 1000L;
+    while (r.tv_nsec >= 1000000000L) {
+        r.tv_sec++;
+        r.tv_nsec -= 1000000000L;
+    }
+    return r;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Waits on cv until deadline (or the stop); with any_news, also until a
+ * commit. */
+static void wait_locked(const struct timespec *deadline, bool any_news)
+{
+    struct timespec now;
+
+    for (;;) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (!running || !before(&now, deadline) || (any_news && news))
+            return;
+        pthread_cond_timedwait(&cv, &mu, deadline);
+    }
+}
+
 static void *resume_main(void *arg)
 {
-    struct timespec ts;
+    struct timespec last;
+    struct timespec t;
 
     (void)arg;
     pthread_mutex_lock(&mu);
+    clock_gettime(CLOCK_REALTIME, &last);
     while (running) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += STREAM_POLL_US * 1000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&cv, &mu, &ts);
+        t = after(&last, STREAM_POLL_US);
+        wait_locked(&t, true);
+        t = after(&last, STREAM_GAP_US);
+        wait_locked(&t, false);
+        news = false;
         resume_all_locked();
+        clock_gettime(CLOCK_REALTIME, &last);
     }
     pthread_mutex_unlock(&mu);
     return NULL;
+}
+
+void stream_wake(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&mu);
+    wakes++;
+    if (!news) {
+        news = true;
+        pthread_cond_signal(&cv);
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 int stream_start(void)
@@ -127,12 +179,17 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 
 static ssize_t read_next(struct stream_conn *sc, char *out, size_t max)
 {
+    uint64_t wakes_before;
+
     if (sc->off < sc->pending.len)
         return take_pending(sc, out, max);
     if (sc->done)
         return MHD_CONTENT_READER_END_OF_STREAM;
     buf_reset(&sc->pending);
     sc->off = 0;
+    pthread_mutex_lock(&mu);
+    wakes_before = wakes;
+    pthread_mutex_unlock(&mu);
     if (sc->stream->next(sc->stream, &sc->pending, &sc->done) < 0)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     if (sc->pending.len > 0)
@@ -142,13 +199,19 @@ static ssize_t read_next(struct stream_conn *sc, char *out, size_t max)
     if (peer_gone(sc->conn))
         return MHD_CONTENT_READER_END_WITH_ERROR;
     /* Nothing new: park the connection until the resume thread's next
-     * round, instead of being called again at once. */
+     * round, instead of being called again at once. A commit that came
+     * while it looked may have been missed: the next round is then the
+     * one after that commit. */
     pthread_mutex_lock(&mu);
     if (running) {
         MHD_suspend_connection(sc->conn);
         sc->suspended = true;
         sc->next = suspended;
         suspended = sc;
+        if (wakes != wakes_before && !news) {
+            news = true;
+            pthread_cond_signal(&cv);
+        }
     }
     pthread_mutex_unlock(&mu);
     return 0;

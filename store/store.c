@@ -59,6 +59,8 @@ struct store {
     size_t seen_dirty; /* atomic: entries not yet written */
 
     uint64_t generation; /* atomic: committed batches (store_generation) */
+    void (*on_commit)(void *arg); /* set before the first write */
+    void *on_commit_arg;
     int64_t seen_flushed_ms; /* writer thread only */
     struct store_quotas quotas; /* set before the first write */
 };
@@ -283,6 +285,12 @@ struct conn *store_reader(struct store *store)
 int store_migration_count(void)
 {
     return migrations_count;
+}
+
+void store_on_commit(struct store *store, void (*fn)(void *arg), void *arg)
+{
+    store->on_commit = fn;
+    store->on_commit_arg = arg;
 }
 
 void store_set_quotas(struct store *store, const struct store_quotas *quotas)
@@ -553,6 +561,8 @@ static void *writer_main(void *arg)
         /* Before any writer returns: a read after a write sees a new
          * generation. */
         __atomic_add_fetch(&store->generation, 1, __ATOMIC_RELEASE);
+        if (ops && store->on_commit)
+            store->on_commit(store->on_commit_arg);
 
         /* Each caller is woken alone: a broadcast woke every waiting
          * HTTP thread at every commit. Asynchronous writes are told after

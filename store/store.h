@@ -58,6 +58,10 @@ int store_schema_version(struct store *store);
  * current for as long as store_generation() still returns g.
  */
 uint64_t store_generation(struct store *store);
+/* fn(arg) is called on the writer thread after each commit of writes (so
+ * that readers waiting for news look now); it must be quick and must not
+ * use the store. Call before any write, from the thread that opened it. */
+void store_on_commit(struct store *store, void (*fn)(void *arg), void *arg);
 /* Number of migrations built into this binary. */
 int store_migration_count(void);
 
