@@ -29,6 +29,7 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     int64_t with;
     unsigned need = spec_features(spec);
     cJSON *features = cJSON_CreateArray();
+    char with_text[64] = "";
     int rc;
     int i;
 
@@ -45,6 +46,9 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
     for (i = 0; i < FEATURE_COUNT; i++) {
         if ((need & ~FEATURE_CONDA) & (1u << i))
             cJSON_AddItemToArray(features, cJSON_CreateString(feature_name(i)));
+        if (need & (1u << i))
+            snprintf(with_text + strlen(with_text), sizeof(with_text) - strlen(with_text), "%s%s",
+                     with_text[0] ? " and " : ", with ", feature_name(i));
     }
     rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
     cJSON_Delete(features);
@@ -53,8 +57,9 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
         return rc;
     }
     if (with < nodes)
-        snprintf(reason, size, "pool '%s' has %lld ready node(s) that suit this run; it needs %lld",
-                 pool, (long long)with, (long long)nodes);
+        snprintf(reason, size,
+                 "pool '%s' has %lld ready node(s) that suit this run; it needs %lld%s", pool,
+                 (long long)with, (long long)nodes, with_text);
     else
         snprintf(reason, size, "waiting to be scheduled");
     return 0;

@@ -5,12 +5,15 @@
  * callbacks; a poll error reaches curl as CURL_CSELECT_ERR; the timer
  * callback only arms a uv timer.
  *
- * A client that talks to one host (an agent, hollow nodes) caps what is
- * inside curl at once (uvcurl_set_max_connections); the rest wait here in
- * order. curl (7.88) walks its list of transfers waiting for a connection
- * on every removal, which made each completion cost the length of the
- * backlog. A client of many hosts (the scheduler) has no cap: requests to
- * an unreachable host must not hold up the others.
+ * What is inside curl at once is capped per host (scheme://host:port, or
+ * the Unix socket): twice the connections curl may open to it
+ * (uvcurl_set_max_connections, default 8); the rest wait here, in order,
+ * per host. curl (7.88) walks its list of transfers waiting for a
+ * connection on every removal, which made each completion cost the
+ * length of the backlog (tens of thousands of pushes to hollow nodes
+ * sharing a host timed out waiting inside curl); and a request's timeout
+ * now starts when it is handed to curl. Per host, so requests to an
+ * unreachable agent hold up only that agent's.
  */
 #include "common/uvcurl.h"
 
@@ -18,6 +21,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,16 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
+/* The requests of one host: how many are inside curl, and those waiting
+ * to be (oldest first). Freed when it has neither. */
+struct host {
+    char *key;
+    int in_curl;
+    struct request *wait_head;
+    struct request *wait_tail;
+    struct host *next; /* in its bucket */
+};
+
 struct uvcurl {
     uv_loop_t *loop;
     const char *ca_file;
@@ -35,11 +49,11 @@ struct uvcurl {
     CURLM *multi;
     uv_timer_t timer;
     struct request *requests; /* in flight or waiting, for cancel at free */
-    struct request *wait_head; /* not yet handed to curl, oldest first */
-    struct request *wait_tail;
+    struct host **buckets; /* hosts by key; n_buckets a power of two */
+    size_t n_buckets;
+    size_t n_hosts;
     int active;
-    int in_curl;
-    int max_in_curl; /* 0: no cap */
+    int max_in_curl; /* per host */
     bool freeing;
 };
 
@@ -62,6 +76,7 @@ struct request {
     char errbuf[CURL_ERROR_SIZE];
     struct request *prev;
     struct request *next;
+    struct host *host;
     struct request *next_waiting;
     bool waiting;
 };
@@ -73,6 +88,97 @@ struct poll_ctx {
 };
 
 static void check_done(struct uvcurl *uc);
+
+/* ---- hosts ---- */
+
+static size_t key_hash(const char *key, size_t len)
+{
+    size_t h = 1469598103934665603ull; /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The host part of url (scheme://authority), or the socket for a client
+ * of a Unix socket: *ret_len bytes from the returned pointer. */
+static const char *host_key(const struct uvcurl *uc, const char *url, size_t *ret_len)
+{
+    const char *p;
+
+    if (uc->unix_socket) {
+        *ret_len = strlen(uc->unix_socket);
+        return uc->unix_socket;
+    }
+    p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    *ret_len = (size_t)(p - url) + strcspn(p, "/?#");
+    return url;
+}
+
+static void hosts_grow(struct uvcurl *uc)
+{
+    size_t n = uc->n_buckets ? 2 * uc->n_buckets : 64;
+    struct host **b = xcalloc(n, sizeof(*b));
+    size_t i;
+
+    for (i = 0; i < uc->n_buckets; i++) {
+        struct host *h;
+
+        while ((h = uc->buckets[i]) != NULL) {
+            size_t k = key_hash(h->key, strlen(h->key)) & (n - 1);
+
+            uc->buckets[i] = h->next;
+            h->next = b[k];
+            b[k] = h;
+        }
+    }
+    free(uc->buckets);
+    uc->buckets = b;
+    uc->n_buckets = n;
+}
+
+static struct host *host_get(struct uvcurl *uc, const char *url)
+{
+    size_t len;
+    const char *key = host_key(uc, url, &len);
+    struct host *h;
+    size_t k;
+
+    if (uc->n_hosts >= uc->n_buckets)
+        hosts_grow(uc);
+    k = key_hash(key, len) & (uc->n_buckets - 1);
+    for (h = uc->buckets[k]; h; h = h->next) {
+        if (strlen(h->key) == len && memcmp(h->key, key, len) == 0)
+            return h;
+    }
+    h = xcalloc(1, sizeof(*h));
+    h->key = xstrndup(key, len);
+    h->next = uc->buckets[k];
+    uc->buckets[k] = h;
+    uc->n_hosts++;
+    return h;
+}
+
+/* Frees h when nothing of it is inside curl or waiting. */
+static void host_put(struct uvcurl *uc, struct host *h)
+{
+    struct host **p;
+
+    if (h->in_curl > 0 || h->wait_head)
+        return;
+    for (p = &uc->buckets[key_hash(h->key, strlen(h->key)) & (uc->n_buckets - 1)]; *p;
+         p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            break;
+        }
+    }
+    uc->n_hosts--;
+    free(h->key);
+    free(h);
+}
 
 static void poll_closed(uv_handle_t *h)
 {
@@ -193,7 +299,7 @@ static void request_free(struct request *r)
 static void unlink_request(struct uvcurl *uc, struct request *r)
 {
     if (!r->waiting)
-        uc->in_curl--;
+        r->host->in_curl--;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -227,6 +333,27 @@ static void finish(struct request *r, CURLcode result)
     request_free(r);
 }
 
+/* Hands h's waiting requests to curl while it has room; frees h when it
+ * has nothing left. */
+static void host_refill(struct uvcurl *uc, struct host *h)
+{
+    while (h->wait_head && h->in_curl < uc->max_in_curl && !uc->freeing) {
+        struct request *r = h->wait_head;
+
+        h->wait_head = r->next_waiting;
+        if (h->wait_head == NULL)
+            h->wait_tail = NULL;
+        r->waiting = false;
+        h->in_curl++;
+        if (curl_multi_add_handle(uc->multi, r->easy) != CURLM_OK) {
+            unlink_request(uc, r);
+            finish(r, CURLE_FAILED_INIT);
+        }
+    }
+    if (!uc->freeing)
+        host_put(uc, h);
+}
+
 static void check_done(struct uvcurl *uc)
 {
     CURLMsg *msg;
@@ -243,22 +370,8 @@ static void check_done(struct uvcurl *uc)
         /* msg is invalid after remove_handle: its fields were copied. */
         curl_multi_remove_handle(uc->multi, easy);
         unlink_request(uc, r);
+        host_refill(uc, r->host);
         finish(r, result);
-    }
-    /* Hand waiting requests to curl as room frees up. */
-    while (uc->wait_head && (uc->max_in_curl == 0 || uc->in_curl < uc->max_in_curl) &&
-           !uc->freeing) {
-        struct request *r = uc->wait_head;
-
-        uc->wait_head = r->next_waiting;
-        if (uc->wait_head == NULL)
-            uc->wait_tail = NULL;
-        r->waiting = false;
-        uc->in_curl++;
-        if (curl_multi_add_handle(uc->multi, r->easy) != CURLM_OK) {
-            unlink_request(uc, r);
-            finish(r, CURLE_FAILED_INIT);
-        }
     }
 }
 
@@ -280,6 +393,7 @@ struct uvcurl *uvcurl_new(uv_loop_t *loop)
     curl_multi_setopt(uc->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
     curl_multi_setopt(uc->multi, CURLMOPT_TIMERDATA, uc);
     curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    uc->max_in_curl = 2 * 8;
     /* Idle connections kept for reuse. curl's default follows the number
      * of transfers at hand, so a lull closed connections a burst then
      * opened again (hundreds a second under heartbeat load). */
@@ -297,6 +411,7 @@ static void timer_closed(uv_handle_t *h)
 void uvcurl_free(struct uvcurl *uc)
 {
     struct uvcurl_response resp;
+    size_t i;
 
     if (uc == NULL)
         return;
@@ -315,6 +430,16 @@ void uvcurl_free(struct uvcurl *uc)
         request_free(r);
     }
     curl_multi_cleanup(uc->multi);
+    for (i = 0; i < uc->n_buckets; i++) {
+        struct host *h;
+
+        while ((h = uc->buckets[i]) != NULL) {
+            uc->buckets[i] = h->next;
+            free(h->key);
+            free(h);
+        }
+    }
+    free(uc->buckets);
     free(uc->unix_socket);
     uv_timer_stop(&uc->timer);
     uv_close((uv_handle_t *)&uc->timer, timer_closed);
@@ -334,7 +459,7 @@ void uvcurl_set_unix_socket(struct uvcurl *uc, const char *path)
 void uvcurl_set_max_connections(struct uvcurl *uc, long n)
 {
     curl_multi_setopt(uc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
-    uc->max_in_curl = (int)(2 * n);
+    uc->max_in_curl = n > 0 ? (int)(2 * n) : INT_MAX;
 }
 
 int uvcurl_active(const struct uvcurl *uc)
@@ -424,17 +549,19 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
             goto err;
         }
     }
-    if (uc->max_in_curl > 0 && uc->in_curl >= uc->max_in_curl) {
+    r->host = host_get(uc, req->url);
+    if (r->host->in_curl >= uc->max_in_curl) {
         r->waiting = true;
-        if (uc->wait_tail)
-            uc->wait_tail->next_waiting = r;
+        if (r->host->wait_tail)
+            r->host->wait_tail->next_waiting = r;
         else
-            uc->wait_head = r;
-        uc->wait_tail = r;
+            r->host->wait_head = r;
+        r->host->wait_tail = r;
     } else if (curl_multi_add_handle(uc->multi, e) != CURLM_OK) {
+        host_put(uc, r->host);
         goto err;
     } else {
-        uc->in_curl++;
+        r->host->in_curl++;
     }
     r->next = uc->requests;
     if (uc->requests)

@@ -54,8 +54,9 @@ int uvcurl_start(struct uvcurl *uc, const struct uvcurl_request *req, uvcurl_cb 
 /* Verifies HTTPS peers against the CA certificates in file (borrowed;
  * must outlive uc). Without it the system's CAs are used. */
 void uvcurl_set_ca(struct uvcurl *uc, const char *file);
-/* For a client of one host: up to n connections to it (default 8), and
- * at most 2n requests inside curl at once (more wait in order). */
+/* Up to n connections to each host (default 8), and at most 2n requests
+ * to it inside curl at once; more wait in order, their timeouts not yet
+ * running. 0: no limit (a client whose requests stay open). */
 void uvcurl_set_max_connections(struct uvcurl *uc, long n);
 /* Connects to this Unix socket instead of the URL's host (the URL still
  * names the path; e.g. http://localhost/_ping). path is copied. */

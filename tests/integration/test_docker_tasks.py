@@ -311,7 +311,9 @@ def test_image_runs_need_a_docker_node(server_factory, agent_factory):
     run_id = _submit(server, pool, command=["true"])
     run = server.get("/api/v1/runs/" + run_id).body
     assert "docker" not in server.get("/api/v1/nodes").body["items"][0]["features"]
-    assert "0 ready node(s) that suit this run" in (run["reason"] or ""), run
+    # At submission, or already the pass's verdict.
+    assert ("0 ready node(s) that suit this run" in (run["reason"] or "") or
+            "with docker, ready or not: 0" in (run["reason"] or run["error"] or "")), run
     run = _wait_done(server, run_id)
     assert run["status"] == "failed", run
     assert "unschedulable: nodes of pool '%s' with docker, ready or not: 0" % pool in \
