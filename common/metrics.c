@@ -47,6 +47,7 @@ static const char *const phase_names[METRICS_N_PHASES] = { "expire", "sweeps",  
 static _Atomic uint64_t placed_runs_total;
 static _Atomic uint64_t placed_tasks_total;
 static _Atomic uint64_t pushed_tasks_total;
+static _Atomic uint64_t push_failures_total;
 static _Atomic uint64_t nodes_lost_total;
 
 static const char *slot_method(int i)
@@ -141,6 +142,11 @@ void metrics_sched_pushed(uint64_t tasks)
     atomic_fetch_add_explicit(&pushed_tasks_total, tasks, memory_order_relaxed);
 }
 
+void metrics_sched_push_failed(void)
+{
+    atomic_fetch_add_explicit(&push_failures_total, 1, memory_order_relaxed);
+}
+
 void metrics_nodes_lost(uint64_t nodes)
 {
     atomic_fetch_add_explicit(&nodes_lost_total, nodes, memory_order_relaxed);
@@ -191,6 +197,10 @@ static void write_sched(struct buf *out)
                   load(&placed_tasks_total));
     write_counter(out, "trainyard_scheduler_pushed_tasks_total",
                   "Assignments their agents accepted.", load(&pushed_tasks_total));
+    write_counter(out, "trainyard_scheduler_push_failures_total",
+                  "Pushes of assignments that failed (refused, unreachable, timed out); each is "
+                  "tried again.",
+                  load(&push_failures_total));
     write_counter(out, "trainyard_nodes_lost_total",
                   "Nodes marked down because their heartbeats stopped.", load(&nodes_lost_total));
 }

@@ -51,6 +51,8 @@ void metrics_sched_phase(enum metrics_sched_phase phase, int64_t duration_us);
 void metrics_sched_pass(int64_t duration_us, uint64_t placed_runs, uint64_t placed_tasks);
 /* Counts assignments agents accepted. */
 void metrics_sched_pushed(uint64_t tasks);
+/* Counts pushes that failed (refused, unreachable, timed out). */
+void metrics_sched_push_failed(void);
 /* Counts nodes marked down because their heartbeats stopped. */
 void metrics_nodes_lost(uint64_t nodes);
 

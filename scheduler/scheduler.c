@@ -203,6 +203,7 @@ static void on_pushed(void *arg, const struct uvcurl_response *resp)
         else
             snprintf(error, sizeof(error), "cannot reach the agent: %s", resp->error);
         log_warn("scheduler: push of task '%s' failed: %s", f->task_id, error);
+        metrics_sched_push_failed();
         store_sched_push_failed(s->cfg.store, f->task_id, error, time_now_ms());
         schedule_pass(s);
         flight_backoff(f);

@@ -201,7 +201,8 @@ def test_metrics_scheduler_passes_and_placements(server_factory, agent_factory):
     for name in ("trainyard_scheduler_pass_seconds_count", "trainyard_scheduler_pass_seconds_sum",
                  'trainyard_scheduler_pass_seconds_bucket{le="+Inf"}',
                  "trainyard_scheduler_placed_runs_total", "trainyard_scheduler_placed_tasks_total",
-                 "trainyard_scheduler_pushed_tasks_total", "trainyard_nodes_lost_total"):
+                 "trainyard_scheduler_pushed_tasks_total",
+                 "trainyard_scheduler_push_failures_total", "trainyard_nodes_lost_total"):
         assert name in m, (name, sorted(m))
     for phase in ("expire", "sweeps", "read", "place", "commit", "reasons", "outbox", "ack"):
         assert 'trainyard_scheduler_phase_seconds_total{phase="%s"}' % phase in m, phase
@@ -230,6 +231,22 @@ def test_metrics_scheduler_passes_and_placements(server_factory, agent_factory):
     for phase in ("read", "commit", "outbox", "ack"):
         assert m['trainyard_scheduler_phase_seconds_total{phase="%s"}' % phase] > 0, phase
     assert m["trainyard_nodes_lost_total"] == 0
+    assert m["trainyard_scheduler_push_failures_total"] == 0
+
+
+def test_metrics_count_push_failures(server_factory):
+    srv = server_factory()
+    pool = uniq("pool")
+    # Nothing listens on port 1: every push of the task fails.
+    srv.register_node(uniq("node"), pool, agent_url="http://127.0.0.1:1")
+    r = srv.post("/api/v1/runs", {"experiment": "pushes", "command": ["true"],
+                                  "compute_target": pool})
+    assert r.status == 201, r
+    wait_for(lambda: _samples(srv)["trainyard_scheduler_push_failures_total"] >= 1, 20,
+             "a failed push counted")
+    m = _samples(srv)
+    assert m["trainyard_scheduler_placed_tasks_total"] == 1, m
+    assert m["trainyard_scheduler_pushed_tasks_total"] == 0, m
 
 
 def test_metrics_count_nodes_lost(server_factory):
