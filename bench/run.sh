@@ -426,6 +426,7 @@ lost() { curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" |
 LOST0=$(lost)
 sleep 2
 kill -USR1 "$HOLLOW_PID" # the round trips until now (joining, quiet) are left out
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" >"$WORK/b12-before.txt"
 # Submissions go to a pool without nodes (as in B1): the heartbeats share
 # the server with users, not with placements onto the hollow nodes.
 echo '{"experiment": "bench", "command": ["true"], "compute_target": "b12-none"}' >"$WORK/run12.json"
@@ -456,6 +457,28 @@ rates = [float(re.search(r" ([0-9.]+) req/s", l).group(1)) for l in open(sys.arg
 print("# B12 log reads: %.0f req/s over %d clients" % (sum(rates), len(rates)))
 PY
 LOST1=$(lost)
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" >"$WORK/b12-after.txt"
+/usr/bin/python3 - "$WORK/b12-before.txt" "$WORK/b12-after.txt" <<'PY'
+import re, sys
+# The server's own view: its heartbeat handling time over the window.
+def buckets(path):
+    out = {}
+    for l in open(path):
+        m = re.match(r'trainyard_http_request_duration_seconds_bucket\{method="POST",'
+                     r'route="/api/v1/nodes/\{name\}/heartbeat",le="([^"]+)"\} (\d+)', l)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+a, b = buckets(sys.argv[1]), buckets(sys.argv[2])
+d = [(k, b[k] - a.get(k, 0)) for k in b]
+n = dict(d).get("+Inf", 0)
+def q(p):
+    for k, c in d:
+        if c >= p * n:
+            return k
+print("# B12 the server's heartbeat handling over the window: %d heartbeats, p50 <= %s s,"
+      " p99 <= %s s (histogram bounds)" % (n, q(0.5), q(0.99)))
+PY
 /usr/bin/python3 - "$WORK/beats12.txt" "$((${LOST1:-0} - ${LOST0:-0}))" "$(ready_nodes)" <<'PY'
 import re, sys
 line = open(sys.argv[1]).read().splitlines()[1]
