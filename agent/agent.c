@@ -496,6 +496,7 @@ int agent_main(int argc, char **argv)
         ho.cpus = a->cpus;
         ho.gpus = a->gpus_declared > 0 ? a->gpus_declared : 0;
         ho.task_seconds = o->task_seconds;
+        ho.heartbeat_stats = o->heartbeat_stats;
         signal(SIGPIPE, SIG_IGN);
         rc = hollow_main(&ho);
         goto out;

@@ -43,6 +43,7 @@ struct hnode {
     char *secret; /* guarded by h->mu (the MHD thread reads it) */
     bool registered;
     bool beat_in_flight;
+    uint64_t beat_sent_us; /* when the heartbeat in flight was sent (uv_hrtime) */
     uv_timer_t timer; /* registration retries, then heartbeats */
     struct htask *tasks;
 };
@@ -55,12 +56,26 @@ struct event {
     struct event *next;
 };
 
+/* Heartbeat round trips since the last report: 10 µs buckets below
+ * 100 ms, 10 ms buckets above (the last one: 60 s and more). */
+#define FINE_BUCKETS 10000
+#define COARSE_BUCKETS 6000
+struct beat_stats {
+    uint64_t fine[FINE_BUCKETS];
+    uint64_t coarse[COARSE_BUCKETS + 1];
+    uint64_t n;
+    uint64_t failed; /* answered other than 200, or not at all */
+    uint64_t max_us;
+};
+
 struct hollow {
     const struct hollow_opts *o;
     uv_loop_t loop;
     uv_async_t async;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_signal_t sigusr1;
+    struct beat_stats *stats;
     struct uvcurl *http;
     struct hnode *nodes;
     char *base_url;
@@ -187,6 +202,73 @@ static void task_step(struct htask *t)
     }
 }
 
+/* ---- heartbeat round trips ---- */
+
+static void stats_record(struct beat_stats *s, uint64_t us, bool ok)
+{
+    if (us < (uint64_t)FINE_BUCKETS * 10)
+        s->fine[us / 10]++;
+    else
+        s->coarse[us / 10000 < COARSE_BUCKETS ? us / 10000 : COARSE_BUCKETS]++;
+    s->n++;
+    if (!ok)
+        s->failed++;
+    if (us > s->max_us)
+        s->max_us = us;
+}
+
+/* The upper bound (ms) of the bucket holding the q-quantile. */
+static double stats_quantile(const struct beat_stats *s, double q)
+{
+    uint64_t want = (uint64_t)(q * (double)s->n);
+    uint64_t seen = 0;
+    int i;
+
+    if (want == 0)
+        want = 1;
+    for (i = 0; i < FINE_BUCKETS; i++) {
+        seen += s->fine[i];
+        if (seen >= want)
+            return (double)(i + 1) * 0.01;
+    }
+    for (i = 0; i <= COARSE_BUCKETS; i++) {
+        seen += s->coarse[i];
+        if (seen >= want)
+            return (double)(i + 1) * 10.0;
+    }
+    return (double)s->max_us / 1000.0;
+}
+
+/* Appends a line of the round trips since the last one to
+ * --heartbeat-stats FILE, and starts counting anew. */
+static void stats_report(struct hollow *h, const char *why)
+{
+    struct beat_stats *s = h->stats;
+    FILE *f;
+
+    if (s == NULL)
+        return;
+    f = fopen(h->o->heartbeat_stats, "a");
+    if (f == NULL) {
+        log_warn("hollow: cannot open %s", h->o->heartbeat_stats);
+        return;
+    }
+    fprintf(f,
+            "heartbeats n=%llu failed=%llu p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms "
+            "(%d nodes, %s)\n",
+            (unsigned long long)s->n, (unsigned long long)s->failed, stats_quantile(s, 0.5),
+            stats_quantile(s, 0.9), stats_quantile(s, 0.99), (double)s->max_us / 1000.0,
+            h->o->nodes, why);
+    fclose(f);
+    memset(s, 0, sizeof(*s));
+}
+
+static void on_sigusr1(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    stats_report(sig->data, "SIGUSR1");
+}
+
 /* ---- nodes ---- */
 
 static void on_node_timer(uv_timer_t *timer)
@@ -201,6 +283,10 @@ static void on_heartbeat(void *arg, const struct uvcurl_response *resp)
     const cJSON *id;
 
     n->beat_in_flight = false;
+    if (resp->status == UVCURL_CANCELED)
+        return;
+    if (n->h->stats)
+        stats_record(n->h->stats, uv_hrtime() / 1000 - n->beat_sent_us, resp->status == 200);
     if (resp->status != 200)
         return;
     body = json_parse(resp->body->data, resp->body->len);
@@ -272,6 +358,7 @@ static void node_send(struct hnode *n)
                        t == n->tasks ? "" : ", ", t->id);
         buf_adds(&body, "]}");
         snprintf(path, sizeof(path), "/api/v1/nodes/%s/heartbeat", n->name);
+        n->beat_sent_us = uv_hrtime() / 1000;
         n->beat_in_flight = request(h, "POST", path, body.data, on_heartbeat, n) == 0;
     }
     buf_release(&body);
@@ -477,6 +564,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&h->async, on_closed);
     uv_close((uv_handle_t *)&h->sigint, on_closed);
     uv_close((uv_handle_t *)&h->sigterm, on_closed);
+    uv_close((uv_handle_t *)&h->sigusr1, on_closed);
 }
 
 int hollow_main(const struct hollow_opts *o)
@@ -522,6 +610,12 @@ int hollow_main(const struct hollow_opts *o)
     h.sigterm.data = &h;
     uv_signal_start(&h.sigint, on_signal, SIGINT);
     uv_signal_start(&h.sigterm, on_signal, SIGTERM);
+    uv_signal_init(&h.loop, &h.sigusr1);
+    h.sigusr1.data = &h;
+    if (o->heartbeat_stats) {
+        h.stats = xcalloc(1, sizeof(*h.stats));
+        uv_signal_start(&h.sigusr1, on_sigusr1, SIGUSR1);
+    }
     h.http = uvcurl_new(&h.loop);
     uvcurl_set_max_connections(h.http, 64);
     h.nodes = xcalloc((size_t)o->nodes, sizeof(*h.nodes));
@@ -539,6 +633,8 @@ int hollow_main(const struct hollow_opts *o)
     uv_run(&h.loop, UV_RUN_DEFAULT);
     MHD_stop_daemon(d);
     uv_loop_close(&h.loop);
+    stats_report(&h, "exit");
+    free(h.stats);
     while (h.events) {
         struct event *e = h.events;
 

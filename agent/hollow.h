@@ -22,6 +22,9 @@ struct hollow_opts {
     double cpus;
     int gpus;
     double task_seconds; /* mean duration of a task (exponential) */
+    /* Appended one line of heartbeat round-trip percentiles on SIGUSR1
+     * and at exit, or NULL. */
+    const char *heartbeat_stats;
 };
 
 /* Runs until SIGINT/SIGTERM; returns the exit code. */

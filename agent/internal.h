@@ -164,6 +164,7 @@ struct agent_opts {
     const char *tls_cert;
     const char *tls_key;
     double task_seconds;
+    const char *heartbeat_stats; /* --heartbeat-stats FILE, or NULL */
     char *host; /* from --listen, allocated */
     unsigned port;
 };

@@ -62,6 +62,9 @@ const char agent_usage[] =
     "                      register as NAME-00000.., accept tasks and \"run\" them without\n"
     "                      spawning anything\n"
     "  --task-seconds S    with --hollow: mean task duration (default 1)\n"
+    "  --heartbeat-stats FILE  with --hollow: on SIGUSR1 and at exit, append a line to FILE\n"
+    "                      with the heartbeats' round-trip times since the last line\n"
+    "                      (count, failures, p50, p90, p99, max)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Isolation: run as root, the agent starts each run's tasks on this node under a uid and\n"
@@ -184,6 +187,7 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
         { "tls-key", required_argument, NULL, 'K' },
         { "ca", required_argument, NULL, 'A' },
         { "task-seconds", required_argument, NULL, 'S' },
+        { "heartbeat-stats", required_argument, NULL, 'B' },
         { "runtime", required_argument, NULL, 'R' },
         { "docker-socket", required_argument, NULL, 'D' },
         { NULL, 0, NULL, 0 },
@@ -347,6 +351,9 @@ int parse_options(struct agent *a, struct agent_opts *o, int argc, char **argv)
                 fprintf(stderr, "trainyard agent: --task-seconds must be >= 0\n");
                 return 2;
             }
+            break;
+        case 'B':
+            o->heartbeat_stats = optarg;
             break;
         case 'R':
             runtime = optarg;

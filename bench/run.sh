@@ -217,6 +217,111 @@ taskset -c 0 "$PWD/build/bench/placement"
 steal_note "B3, B4"
 fi
 
+# ---- B3 (server): a real placement of 100,000 queued tasks onto 10,000 hollow nodes ----
+if want "B3"; then
+steal_note "the set-up before it" >/dev/null
+start_server b3s --sync full --node-timeout 30
+SERVER_PID=$(echo $PIDS | awk '{ print $NF }')
+# The queue first, with no node at all: a pass then reads nothing. Gangs
+# and 1-GPU runs head the queue, the CPU runs follow; everything fits.
+echo '{"experiment": "bench-b3", "command": ["true"], "distributed_backend": "pytorch", "process_count_per_node": 8, "use_gpu": true}' >"$WORK/b3gang.json"
+echo '{"experiment": "bench-b3", "command": ["true"], "use_gpu": true}' >"$WORK/b3gpu.json"
+echo '{"experiment": "bench-b3", "command": ["true"]}' >"$WORK/b3cpu.json"
+for kind in gang:500 gpu:4000 cpu:92000; do
+    taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+        --body "$WORK/b3${kind%:*}.json" --conns 32 --requests "${kind#*:}" --label "B3-submit" >/dev/null
+done
+b3_metrics() { # FILE: /metrics, stamped with the time it was read
+    { date +%s.%N; curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics"; } >"$1"
+}
+b3_value() { # FILE NAME
+    awk -v n="$2" '$1 == n { print $2 }' "$1"
+}
+b3_metrics "$WORK/b3-before.txt"
+echo "# B3 (server) conditions: 96,500 queued runs (500 8-rank gangs of 8 GPUs, 4,000 1-GPU," \
+     "92,000 CPU runs: 100,000 tasks) submitted with no node; then 10,000 hollow nodes join" \
+     "(1,000 with 8 GPUs and 64 CPUs, 4,500 with 1 GPU, 4,500 with none, 16 CPUs; on core 1);" \
+     "from their start (the kick) to the last task placed and to the last assignment accepted" \
+     "by its node (/metrics polled every 0.1 s); synchronous=full"
+# BENCH_PERF=1: the server's profile over the window (perf, call graphs).
+if [ -n "${BENCH_PERF:-}" ]; then
+    perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/b3.perf" 2>/dev/null &
+    PERF_PID=$!
+fi
+KICK=$(date +%s.%N)
+for spec in h8:1000:8:64 h1:4500:1:16 h0:4500:0:16; do
+    IFS=: read -r prefix count gpus cpus <<EOF_SPEC
+$spec
+EOF_SPEC
+    taskset -c 1 "$BIN" agent --hollow "$count" --server "$URL" --token "$TOKEN" --name "$prefix" \
+        --listen 127.0.0.1:0 --cpus "$cpus" --gpus "$gpus" --task-seconds 3600 --log-level warn \
+        2>"$WORK/hollow3-$prefix.log" &
+    PIDS="$PIDS $!"
+done
+READY_AT=""
+PLACED_AT=""
+# Bounded: at this size the push path may not finish (see bench/README.md).
+B3_LIMIT=${BENCH_B3_LIMIT:-300}
+while :; do
+    b3_metrics "$WORK/b3-now.txt"
+    now=$(head -n 1 "$WORK/b3-now.txt")
+    if [ -z "$READY_AT" ] && [ "$(b3_value "$WORK/b3-now.txt" 'trainyard_nodes{state="ready"}')" = 10000 ]; then
+        READY_AT=$now
+    fi
+    placed=$(b3_value "$WORK/b3-now.txt" trainyard_scheduler_placed_tasks_total)
+    if [ -z "$PLACED_AT" ] && [ "${placed:-0}" -ge 100000 ]; then
+        PLACED_AT=$now
+    fi
+    pushed=$(b3_value "$WORK/b3-now.txt" trainyard_scheduler_pushed_tasks_total)
+    [ "${pushed:-0}" -ge 100000 ] && break
+    awk -v now="$now" -v kick="$KICK" -v l="$B3_LIMIT" 'BEGIN { exit !(now - kick >= l) }' && break
+    sleep 0.1
+done
+/usr/bin/python3 - "$WORK/b3-before.txt" "$WORK/b3-now.txt" "$KICK" "${READY_AT:-0}" "${PLACED_AT:-0}" <<'PY'
+import sys
+def read(path):
+    lines = open(path).read().splitlines()
+    vals = {}
+    for l in lines[1:]:
+        if l and not l.startswith("#"):
+            k, v = l.rsplit(" ", 1)
+            vals[k] = float(v)
+    return float(lines[0]), vals
+_, a = read(sys.argv[1])
+end, b = read(sys.argv[2])
+kick, ready, placed = (float(x) for x in sys.argv[3:6])
+d = lambda k: b.get(k, 0) - a.get(k, 0)
+passes = d("trainyard_scheduler_pass_seconds_count")
+total = d("trainyard_scheduler_pass_seconds_sum")
+phases = ["read", "place", "commit", "reasons", "outbox", "expire", "ack"]
+split = ", ".join("%s %.2f" % (p, d('trainyard_scheduler_phase_seconds_total{phase="%s"}' % p))
+                  for p in phases)
+tasks = d("trainyard_scheduler_placed_tasks_total")
+pushed = d("trainyard_scheduler_pushed_tasks_total")
+failed = d("trainyard_scheduler_push_failures_total")
+if pushed >= 100000:
+    end_text = "last assignment accepted %.2f s after" % (end - kick)
+else:
+    end_text = "not all accepted when it stopped looking, %.0f s after" % (end - kick)
+print("B3 (server) %d of 100000 tasks placed, %d accepted by 10000 hollow nodes: last placement "
+      "committed %s after the kick, %s; %d passes, %.2f s in passes (%.0f ms each on average); "
+      "the scheduler thread's seconds: %s; %d failed pushes; all nodes ready %s after the kick"
+      % (tasks, pushed, "%.2f s" % (placed - kick) if placed else "never", end_text, passes,
+         total, total * 1000 / max(passes, 1), split, failed,
+         "%.2f s" % (ready - kick) if ready else "never"))
+PY
+if [ -n "${BENCH_PERF:-}" ]; then
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID" || true
+    echo "# B3 (server) profile: the server's top functions (perf report --no-children)"
+    perf report -i "$WORK/b3.perf" --no-children --percent-limit 1.5 --stdio -g none \
+        --sort symbol 2>/dev/null | grep '%' | head -25 | sed 's/^/# /'
+fi
+# The server and its three hollow agents are done.
+for p in $(echo $PIDS | awk '{ print $(NF-3), $(NF-2), $(NF-1), $NF }'); do kill "$p" 2>/dev/null || true; done
+steal_note "B3 (server)"
+fi
+
 # ---- B5, B10, B9: hollow nodes (trainyard agent --hollow N) ----
 ready_nodes() {
     curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" |
@@ -287,4 +392,101 @@ import os
 if os.environ.get('BENCH_SMAPS'): print(open('/proc/$SERVER_PID/smaps_rollup').read()); os.system('awk \'/^[0-9a-f]+-/ {m=\$6} /^Rss:/ {r[m]+=\$2} END {for (k in r) print r[k], k}\' /proc/$SERVER_PID/smaps | sort -rn | head -8')
 print('B9 server RSS %.1f MiB (10000 nodes, %s running runs, %s queued runs of 5 tasks)' % (int(rss) / 1024, '$(runs_with running)', '$(runs_with queued)'))"
 steal_note "B10, B9"
+fi
+
+if want "B12"; then
+steal_note "the set-up before it" >/dev/null
+# ---- B12: heartbeats under user load ----
+B12_SECONDS=${BENCH_B12_SECONDS:-20}
+start_server b12 --sync full --node-timeout 6
+taskset -c 1 "$BIN" agent --hollow 10000 --server "$URL" --token "$TOKEN" --name h \
+    --listen 127.0.0.1:0 --cpus 4 --task-seconds 3600 --heartbeat-stats "$WORK/beats12.txt" \
+    --log-level warn 2>"$WORK/hollow12.log" &
+HOLLOW_PID=$!
+PIDS="$PIDS $HOLLOW_PID"
+wait_ready 10000 120
+# Eight running runs with 64 KiB of log each, for the readers.
+: >"$WORK/logruns.txt"
+head -c 65536 /dev/zero | tr '\0' 'x' | fold -w 63 >"$WORK/log.txt"
+for i in $(seq 8); do
+    api POST /api/v1/runs '{"experiment": "bench-b12-logs", "command": ["true"]}' |
+        json 'd["id"] + " " + d["tasks"][0]["id"]' >>"$WORK/logruns.txt"
+done
+while read -r run task; do
+    j=0
+    until api GET "/api/v1/runs/$run" | json 'd["status"]' | grep -q running; do
+        j=$((j + 1)); [ $j -gt 300 ] && break
+        sleep 0.1
+    done
+    curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/plain' \
+        --data-binary @"$WORK/log.txt" "$URL/api/v1/agent/tasks/$task/logs?offset=0" >/dev/null
+done <"$WORK/logruns.txt"
+lost() { curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" |
+    awk '$1 == "trainyard_nodes_lost_total" { print $2 }'; }
+LOST0=$(lost)
+sleep 2
+kill -USR1 "$HOLLOW_PID" # the round trips until now (joining, quiet) are left out
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" >"$WORK/b12-before.txt"
+# Submissions go to a pool without nodes (as in B1): the heartbeats share
+# the server with users, not with placements onto the hollow nodes.
+echo '{"experiment": "bench", "command": ["true"], "compute_target": "b12-none"}' >"$WORK/run12.json"
+echo "# B12 conditions: 10000 hollow nodes heartbeating every 2 s (--node-timeout 6; one hollow" \
+     "process, 64 connections) while 32 clients submit flat out (B1's spec, to a pool without" \
+     "nodes) and 8 clients read 64 KiB logs of 8 running runs, ${B12_SECONDS} s; round trips" \
+     "as the hollow agent sees them (its own queueing included)"
+taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
+    --body "$WORK/run12.json" --conns 32 --seconds "$B12_SECONDS" --label "# B12 submissions" \
+    >"$WORK/b12-submit.txt" &
+LOADS=$!
+while read -r run task; do
+    taskset -c 1 "$LOAD" --url "$URL/api/v1/runs/$run/logs" --token "$TOKEN" --conns 1 \
+        --seconds "$B12_SECONDS" --label "# B12 log reads ($run)" >>"$WORK/b12-logs.txt" &
+    LOADS="$LOADS $!"
+done <"$WORK/logruns.txt"
+for p in $LOADS; do wait "$p"; done
+kill -USR1 "$HOLLOW_PID"
+j=0
+until [ "$(wc -l <"$WORK/beats12.txt")" -ge 2 ]; do
+    j=$((j + 1)); [ $j -gt 100 ] && break
+    sleep 0.1
+done
+cat "$WORK/b12-submit.txt"
+/usr/bin/python3 - "$WORK/b12-logs.txt" <<'PY'
+import re, sys
+rates = [float(re.search(r" ([0-9.]+) req/s", l).group(1)) for l in open(sys.argv[1]) if "req/s" in l]
+print("# B12 log reads: %.0f req/s over %d clients" % (sum(rates), len(rates)))
+PY
+LOST1=$(lost)
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/metrics" >"$WORK/b12-after.txt"
+/usr/bin/python3 - "$WORK/b12-before.txt" "$WORK/b12-after.txt" <<'PY'
+import re, sys
+# The server's own view: its heartbeat handling time over the window.
+def buckets(path):
+    out = {}
+    for l in open(path):
+        m = re.match(r'trainyard_http_request_duration_seconds_bucket\{method="POST",'
+                     r'route="/api/v1/nodes/\{name\}/heartbeat",le="([^"]+)"\} (\d+)', l)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+a, b = buckets(sys.argv[1]), buckets(sys.argv[2])
+d = [(k, b[k] - a.get(k, 0)) for k in b]
+n = dict(d).get("+Inf", 0)
+def q(p):
+    for k, c in d:
+        if c >= p * n:
+            return k
+print("# B12 the server's heartbeat handling over the window: %d heartbeats, p50 <= %s s,"
+      " p99 <= %s s (histogram bounds)" % (n, q(0.5), q(0.99)))
+PY
+/usr/bin/python3 - "$WORK/beats12.txt" "$((${LOST1:-0} - ${LOST0:-0}))" "$(ready_nodes)" <<'PY'
+import re, sys
+line = open(sys.argv[1]).read().splitlines()[1]
+m = re.match(r"heartbeats n=(\d+) failed=(\d+) p50=([0-9.]+)ms p90=([0-9.]+)ms p99=([0-9.]+)ms "
+             r"max=([0-9.]+)ms", line)
+print("B12 heartbeats under user load: p50=%sms p99=%sms max=%sms (n=%s, failed=%s); nodes lost: %s,"
+      " %s of 10000 ready at the end" % (m.group(3), m.group(5), m.group(6), m.group(1), m.group(2),
+                                        sys.argv[2], sys.argv[3]))
+PY
+steal_note "B12"
 fi

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/stall.h"
 #include "common/timeutil.h"
 #include "common/uvcurl.h"
@@ -137,16 +138,28 @@ static void flight_free(struct flight *f)
     free(f);
 }
 
+/* Adds the time since *t to phase and moves *t to now. */
+static void phase_done(enum metrics_sched_phase phase, int64_t *t)
+{
+    int64_t now = time_mono_us();
+
+    metrics_sched_phase(phase, now - *t);
+    *t = now;
+}
+
 /* Writes the accepted pushes at hand, then lets their flights go. */
 static void on_ack_timer(uv_timer_t *t)
 {
     struct scheduler *s = t->data;
     const char **ids = xcalloc(s->n_acked + 1, sizeof(*ids));
+    int64_t start = time_mono_us();
     size_t i;
 
     for (i = 0; i < s->n_acked; i++)
         ids[i] = s->acked[i]->task_id;
     store_sched_pushed_ok(s->cfg.store, ids, s->n_acked);
+    metrics_sched_pushed(s->n_acked);
+    phase_done(METRICS_PHASE_ACK, &start);
     for (i = 0; i < s->n_acked; i++)
         flight_free(s->acked[i]);
     s->n_acked = 0;
@@ -190,6 +203,7 @@ static void on_pushed(void *arg, const struct uvcurl_response *resp)
         else
             snprintf(error, sizeof(error), "cannot reach the agent: %s", resp->error);
         log_warn("scheduler: push of task '%s' failed: %s", f->task_id, error);
+        metrics_sched_push_failed();
         store_sched_push_failed(s->cfg.store, f->task_id, error, time_now_ms());
         schedule_pass(s);
         flight_backoff(f);
@@ -301,6 +315,8 @@ static void on_sweep_timer(uv_timer_t *t)
 static void pass(struct scheduler *s)
 {
     int64_t now = time_now_ms();
+    int64_t start_us = time_mono_us();
+    int64_t t = start_us;
 
     uv_update_time(&s->loop);
     s->last_pass = uv_now(&s->loop);
@@ -310,9 +326,13 @@ static void pass(struct scheduler *s)
     bool changed = false;
     int64_t timeout;
     int failed = 0;
+    size_t placed_runs = 0;
+    size_t placed_tasks = 0;
+    int rc;
 
     timeout = liveness_timeout(s->cfg.node_timeout_ms);
     store_sched_expire(s->cfg.store, now, timeout, &changed);
+    phase_done(METRICS_PHASE_EXPIRE, &t);
     /* Trials made here are placed by this pass. */
     if (now - s->last_sweep_ms >= SWEEP_GAP_MS || now < s->last_sweep_ms) {
         s->last_sweep_ms = now;
@@ -320,12 +340,20 @@ static void pass(struct scheduler *s)
         if (sweeps_active(s->sweeps) && !uv_is_active((uv_handle_t *)&s->sweep_timer))
             uv_timer_start(&s->sweep_timer, on_sweep_timer, SWEEP_GAP_MS, 0);
     }
-    if (store_sched_state(s->cfg.store, now, timeout, &state) == 0) {
+    phase_done(METRICS_PHASE_SWEEPS, &t);
+    rc = store_sched_state(s->cfg.store, now, timeout, &state);
+    phase_done(METRICS_PHASE_READ, &t);
+    if (rc == 0) {
         placement_pass(&state, &placements, &reasons);
+        phase_done(METRICS_PHASE_PLACE, &t);
         if (placements.n_runs > 0) {
-            store_sched_place(s->cfg.store, &placements, now);
+            if (store_sched_place(s->cfg.store, &placements, now) == 0) {
+                placed_runs = placements.n_runs;
+                placed_tasks = placements.n_tasks;
+            }
             log_info("scheduler: placed %zu run(s)", placements.n_runs);
         }
+        phase_done(METRICS_PHASE_COMMIT, &t);
         store_sched_reasons(s->cfg.store, reasons, now);
         sched_placements_release(&placements);
         cJSON_Delete(reasons);
@@ -335,7 +363,10 @@ static void pass(struct scheduler *s)
             0 &&
         failed > 0)
         log_info("scheduler: failed %d unschedulable run(s)", failed);
+    phase_done(METRICS_PHASE_REASONS, &t);
     send_outbox(s);
+    phase_done(METRICS_PHASE_OUTBOX, &t);
+    metrics_sched_pass(t - start_us, placed_runs, placed_tasks);
     uv_update_time(&s->loop);
     s->pass_ms = uv_now(&s->loop) - s->last_pass;
 }

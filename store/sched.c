@@ -10,6 +10,7 @@
 #include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/metrics.h"
 #include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
@@ -860,6 +861,7 @@ struct expire {
     struct store *store;
     int64_t now, timeout;
     bool changed;
+    int lost; /* nodes marked down */
 };
 
 static int expire_fn(struct conn *c, void *arg)
@@ -881,6 +883,7 @@ static int expire_fn(struct conn *c, void *arg)
     sqlite3_bind_int64(st, 1, e->now - e->timeout);
     if ((rc = stmt_done(c, st)) < 0)
         return rc;
+    e->lost = sqlite3_changes(c->db);
     /* Every down node that still has live tasks, one at a time, however
      * many went down at once. */
     for (;;) {
@@ -961,11 +964,14 @@ again:
 int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
                        bool *ret_changed)
 {
-    struct expire e = { store, now_ms, node_timeout_ms, false };
+    struct expire e = { store, now_ms, node_timeout_ms, false, 0 };
     int rc = store_write(store, expire_fn, &e);
 
-    if (rc == 0)
+    if (rc == 0) {
         *ret_changed = e.changed;
+        if (e.lost > 0)
+            metrics_nodes_lost((uint64_t)e.lost);
+    }
     return rc;
 }
 

@@ -1,5 +1,8 @@
 """Hollow nodes (`trainyard agent --hollow N`): simulated nodes that go
 through the real registration, heartbeat, agent API and report paths."""
+import os
+import re
+import signal
 import urllib.error
 import urllib.request
 import uuid
@@ -9,10 +12,10 @@ import pytest
 from conftest import Spawned, wait_for
 
 
-def start_hollow(srv, n, prefix, log_path, task_seconds="0.05", cpus="2"):
+def start_hollow(srv, n, prefix, log_path, task_seconds="0.05", cpus="2", extra=()):
     return Spawned(["agent", "--hollow", str(n), "--server", srv.url, "--token",
                     srv.admin_token, "--name", prefix, "--listen", "127.0.0.1:0", "--cpus", cpus,
-                    "--task-seconds", task_seconds], log_path, "hollow agent")
+                    "--task-seconds", task_seconds] + list(extra), log_path, "hollow agent")
 
 
 def ready_nodes(srv, prefix):
@@ -78,3 +81,41 @@ def test_cancel_reaches_hollow_nodes(server_factory, tmp_path):
             proc.stop()
         finally:
             proc.cleanup()
+
+
+STATS_LINE = re.compile(r"^heartbeats n=(\d+) failed=(\d+) p50=([0-9.]+)ms p90=([0-9.]+)ms "
+                        r"p99=([0-9.]+)ms max=([0-9.]+)ms \(3 nodes, (SIGUSR1|exit)\)$")
+
+
+def test_hollow_heartbeat_stats(server_factory, tmp_path):
+    # --node-timeout 3: a heartbeat a second per node.
+    srv = server_factory(["--node-timeout", "3"])
+    prefix = "s" + uuid.uuid4().hex[:6]
+    stats = str(tmp_path / "beats.txt")
+    proc = start_hollow(srv, 3, prefix, str(tmp_path / "hollow.log"),
+                        extra=["--heartbeat-stats", stats])
+    try:
+        wait_for(lambda: len(ready_nodes(srv, prefix)) == 3, 30, "3 hollow nodes ready")
+        # Each SIGUSR1 appends the round trips since the last line: until
+        # one holds a heartbeat.
+        seen = []
+
+        def a_line_with_beats():
+            proc.proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: os.path.exists(stats) and
+                     len(open(stats).read().splitlines()) > len(seen), 10, "a stats line")
+            seen[:] = open(stats).read().splitlines()
+            return int(STATS_LINE.match(seen[-1]).group(1)) > 0
+        wait_for(a_line_with_beats, 20, "a stats line counting heartbeats")
+        m = STATS_LINE.match(seen[-1])
+        assert m.group(7) == "SIGUSR1" and m.group(2) == "0", seen
+        p50, p90, p99, top = (float(m.group(i)) for i in (3, 4, 5, 6))
+        assert 0 < p50 <= p90 <= p99 and top > 0, seen
+    finally:
+        try:
+            proc.stop()
+        finally:
+            proc.cleanup()
+    lines = open(stats).read().splitlines()
+    assert all(STATS_LINE.match(l) for l in lines), lines
+    assert STATS_LINE.match(lines[-1]).group(7) == "exit", lines

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BAD_LOG_WORDS, BIN, Server, assert_error, check_openapi, uniq
+from conftest import BAD_LOG_WORDS, BIN, Server, assert_error, check_openapi, uniq, wait_for
 
 # --------------------------------------------------------------------------
 # §3.6
@@ -181,3 +181,83 @@ def test_keep_alive_connection_reuse(server):
                 assert len(json.loads(data)["items"]) == 1
     finally:
         conn.close()
+
+
+def _samples(srv):
+    """/metrics as {sample name with labels: value}."""
+    r = srv.get("/metrics")
+    assert r.status == 200, r
+    out = {}
+    for line in r.body.decode("utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_scheduler_passes_and_placements(server_factory, agent_factory):
+    srv = server_factory()
+    m = _samples(srv)
+    for name in ("trainyard_scheduler_pass_seconds_count", "trainyard_scheduler_pass_seconds_sum",
+                 'trainyard_scheduler_pass_seconds_bucket{le="+Inf"}',
+                 "trainyard_scheduler_placed_runs_total", "trainyard_scheduler_placed_tasks_total",
+                 "trainyard_scheduler_pushed_tasks_total",
+                 "trainyard_scheduler_push_failures_total", "trainyard_nodes_lost_total"):
+        assert name in m, (name, sorted(m))
+    for phase in ("expire", "sweeps", "read", "place", "commit", "reasons", "outbox", "ack"):
+        assert 'trainyard_scheduler_phase_seconds_total{phase="%s"}' % phase in m, phase
+    assert m["trainyard_scheduler_placed_tasks_total"] == 0
+    assert m["trainyard_scheduler_pushed_tasks_total"] == 0
+    passes = m["trainyard_scheduler_pass_seconds_count"]
+
+    agent_factory(srv, uniq("node"))
+    # Two tasks (pytorch, two processes on one node): one run, two assignments.
+    r = srv.post("/api/v1/runs", {"experiment": "passes", "command": ["true"],
+                                  "distributed_backend": "pytorch", "process_count_per_node": 2})
+    assert r.status == 201, r
+    run_id = r.body["id"]
+    wait_for(lambda: srv.get("/api/v1/runs/" + run_id).body["status"] == "completed", 30,
+             "the run completed")
+    wait_for(lambda: _samples(srv)["trainyard_scheduler_pushed_tasks_total"] == 2, 10,
+             "both assignments counted as accepted")
+    m = _samples(srv)
+    assert m["trainyard_scheduler_placed_runs_total"] == 1, m
+    assert m["trainyard_scheduler_placed_tasks_total"] == 2, m
+    assert m["trainyard_scheduler_pass_seconds_count"] > passes
+    assert m['trainyard_scheduler_pass_seconds_bucket{le="+Inf"}'] == \
+        m["trainyard_scheduler_pass_seconds_count"]
+    assert m["trainyard_scheduler_pass_seconds_sum"] > 0
+    # A placement was read, decided, written and pushed, the push's ack written.
+    for phase in ("read", "commit", "outbox", "ack"):
+        assert m['trainyard_scheduler_phase_seconds_total{phase="%s"}' % phase] > 0, phase
+    assert m["trainyard_nodes_lost_total"] == 0
+    assert m["trainyard_scheduler_push_failures_total"] == 0
+
+
+def test_metrics_count_push_failures(server_factory):
+    srv = server_factory()
+    pool = uniq("pool")
+    # Nothing listens on port 1: every push of the task fails.
+    srv.register_node(uniq("node"), pool, agent_url="http://127.0.0.1:1")
+    r = srv.post("/api/v1/runs", {"experiment": "pushes", "command": ["true"],
+                                  "compute_target": pool})
+    assert r.status == 201, r
+    wait_for(lambda: _samples(srv)["trainyard_scheduler_push_failures_total"] >= 1, 20,
+             "a failed push counted")
+    m = _samples(srv)
+    assert m["trainyard_scheduler_placed_tasks_total"] == 1, m
+    assert m["trainyard_scheduler_pushed_tasks_total"] == 0, m
+
+
+def test_metrics_count_nodes_lost(server_factory):
+    srv = server_factory(["--node-timeout", "1"])
+    srv.register_node(uniq("node"), uniq("pool"))
+    srv.register_node(uniq("node"), uniq("pool"))
+    wait_for(lambda: _samples(srv)["trainyard_nodes_lost_total"] == 2, 10,
+             "two nodes counted lost")
+    # Nodes already down are not counted again by later passes.
+    passes = _samples(srv)["trainyard_scheduler_pass_seconds_count"]
+    wait_for(lambda: _samples(srv)["trainyard_scheduler_pass_seconds_count"] >= passes + 2, 10,
+             "two more passes")
+    m = _samples(srv)
+    assert m["trainyard_nodes_lost_total"] == 2, m
