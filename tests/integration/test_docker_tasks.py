@@ -565,6 +565,35 @@ def test_tasks_needing_one_derived_image_build_it_once(docker_agent, pip_image,
             docker_api("DELETE", "/images/%s" % tag)
 
 
+def test_cancel_during_a_build(docker_agent, pip_image, package_index):
+    """A run canceled while its derived image is built ends at once; the
+    build runs on in the daemon and its image is there for the next run."""
+    server, agent, pool = docker_agent
+    url, add = package_index
+    name = uniq("typkg").replace("-", "_")
+    add(name, 1)
+    run_id = _submit(server, pool, image=pip_image, pip_packages=[name],
+                     environment_variables={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url},
+                     command=["sleep", "300"])  # canceled whether the build has ended or not
+    holder = {}
+
+    def building():
+        holder["run"] = server.get("/api/v1/runs/" + run_id).body
+        return any(m.startswith("building image") for m in _progress(holder["run"]))
+
+    wait_for(building, 120, lambda: "the build to start: %s" % holder.get("run"))
+    tag = _derived_tags(holder["run"]).pop()
+    try:
+        assert server.post("/api/v1/runs/%s/cancel" % run_id, {}).status == 200
+        run = _wait_done(server, run_id)
+        assert run["status"] == "canceled", run
+        assert containers("trainyard.run=" + run_id) == []
+        wait_for(lambda: _daemon[0].has_image(tag), 300, "the build to end with its image")
+    finally:
+        wait_for(lambda: docker_api("DELETE", "/images/%s" % tag)[0] in (200, 404), 300,
+                 "the derived image to be removable")
+
+
 def test_failed_builds_end_the_run_with_their_message(docker_agent, pip_image, package_index):
     server, agent, pool = docker_agent
     url, _ = package_index
