@@ -235,7 +235,7 @@ static void on_inspected(void *arg, const struct uvcurl_response *resp)
     struct docker_task *k = t->docker;
     cJSON *body = NULL;
     const char *id;
-    char line[400];
+    char line[700];
 
     docker_task_call_ended(t);
     if (t->finished) {
