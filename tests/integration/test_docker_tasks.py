@@ -353,8 +353,12 @@ def test_image_runs_need_a_docker_node(server_factory, agent_factory):
 
 
 def _progress(run):
-    """The messages of a run's progress events, oldest first."""
-    return [e["data"]["message"] for e in run["events"] if e["type"] == "progress"]
+    """The messages of a run's progress events, oldest first (printed with
+    their times)."""
+    events = [e for e in run["events"] if e["type"] in ("progress", "status")]
+    print("\n".join("%s %s" % (e["time"], e["data"].get("message") or e["data"]["status"])
+                    for e in events))
+    return [e["data"]["message"] for e in events if e["type"] == "progress"]
 
 
 @pytest.fixture(scope="module")
