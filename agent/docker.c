@@ -3,8 +3,8 @@
  * docker.h). One client per agent, on the agent's loop (common/uvcurl.c
  * with CURLOPT_UNIX_SOCKET_PATH). A task's container goes through
  *
- *   inspect image -> (pull when missing) -> create -> start -> logs + wait
- *   -> remove -> task_finish()
+ *   its image (dockerimage.c: inspect, pull, derived image) -> create ->
+ *   start -> logs + wait -> remove -> task_finish()
  *
  * each step a request whose callback starts the next. A stop while the
  * container runs asks the daemon to stop it (SIGTERM to the container's
@@ -12,8 +12,7 @@
  * once, and the step in flight then only removes what it made. A task is
  * freed only when no request about it is in flight (docker_task_busy).
  */
-#include "agent/docker.h"
-#include "agent/task.h"
+#include "agent/dockerint.h"
 
 #include <assert.h>
 #include <curl/curl.h>
@@ -29,48 +28,12 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-/* A pull may take long; anything else answers quickly. */
-#define PULL_TIMEOUT_MS (30L * 60 * 1000)
-#define CALL_TIMEOUT_MS 60000L
 /* At agent stop, what is still in flight after this is canceled. */
 #define CLOSE_WAIT_MS 5000
-/* The daemon's progress lines and error bodies we keep. */
-#define MAX_PULL_LINE 4096
-
-struct docker {
-    struct agent *a;
-    struct uvcurl *http;
-    int pending; /* requests in flight */
-    bool closing;
-    uv_timer_t close_timer;
-};
-
-enum step { STEP_IMAGE, STEP_PULL, STEP_CREATE, STEP_START, STEP_RUN, STEP_DONE };
-
-struct docker_task {
-    struct docker *d;
-    enum step step;
-    char *container; /* its id once created */
-    int pending; /* requests about it in flight */
-    bool waited; /* the wait returned */
-    bool logs_ended; /* the log stream ended */
-    bool stop_sent;
-    bool remove_sent;
-    bool killed; /* removed by force at agent stop */
-    int exit_code;
-    /* the outcome, reported once the container is removed */
-    bool has_outcome;
-    char outcome_status[16];
-    int outcome_code;
-    char *outcome_message;
-    struct buf frames; /* log stream bytes not yet a whole frame */
-    struct buf pull_line; /* a pull progress line not yet ended */
-    char *pull_error; /* an error line of the pull's progress stream */
-};
 
 /* ---- requests ---- */
 
-static void url_escape(struct buf *b, const char *s)
+void docker_url_escape(struct buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
 
@@ -88,11 +51,10 @@ static void url_escape(struct buf *b, const char *s)
     }
 }
 
-/* Starts a request about t (or about no task when t is NULL); 0, or -1
- * when it cannot start (the client is closing: cb is then not called). */
-static int request(struct docker *d, struct task *t, const char *method, const char *path,
-                   const char *body, long timeout_ms,
-                   void (*on_data)(void *arg, const char *data, size_t len), uvcurl_cb cb)
+int docker_request(struct docker *d, struct task *t, void *arg, const char *method,
+                   const char *path, const char *content_type, const void *body, size_t body_len,
+                   long timeout_ms, void (*on_data)(void *arg, const char *data, size_t len),
+                   uvcurl_cb cb)
 {
     struct uvcurl_request req;
     char *url;
@@ -104,13 +66,15 @@ static int request(struct docker *d, struct task *t, const char *method, const c
     memset(&req, 0, sizeof(req));
     req.method = method;
     req.url = url;
-    req.content_type = body ? "application/json" : NULL;
+    req.content_type = body ? content_type : NULL;
     req.body = body;
-    req.body_len = body ? strlen(body) : 0;
+    req.body_len = body ? body_len : 0;
     req.timeout_ms = timeout_ms;
     req.max_body = 1u << 20;
     req.on_data = on_data;
-    rc = uvcurl_start(d->http, &req, cb, t ? (void *)t : (void *)d);
+    if (arg == NULL)
+        arg = t ? (void *)t : (void *)d;
+    rc = uvcurl_start(d->http, &req, cb, arg);
     free(url);
     if (rc < 0)
         return -1;
@@ -118,6 +82,15 @@ static int request(struct docker *d, struct task *t, const char *method, const c
     if (t)
         t->docker->pending++;
     return 0;
+}
+
+/* A request with a JSON body (or none) about t, or about no task. */
+static int request(struct docker *d, struct task *t, const char *method, const char *path,
+                   const char *body, long timeout_ms,
+                   void (*on_data)(void *arg, const char *data, size_t len), uvcurl_cb cb)
+{
+    return docker_request(d, t, NULL, method, path, "application/json", body,
+                          body ? strlen(body) : 0, timeout_ms, on_data, cb);
 }
 
 static void close_timer_closed(uv_handle_t *h)
@@ -136,30 +109,26 @@ static void on_close_timer(uv_timer_t *timer)
     uv_close((uv_handle_t *)&d->close_timer, close_timer_closed);
 }
 
-/* A request of d ended. */
-static void call_ended(struct docker *d)
+void docker_call_ended(struct docker *d)
 {
     d->pending--;
     if (d->closing && d->pending == 0 && d->http)
         uv_timer_start(&d->close_timer, on_close_timer, 0, 0);
 }
 
-/* A request about t ended: t may be released once nothing is in flight. */
-static void task_call_ended(struct task *t)
+void docker_task_call_ended(struct task *t)
 {
     t->docker->pending--;
-    call_ended(t->docker->d);
+    docker_call_ended(t->docker->d);
 }
 
-static void settle(struct task *t)
+void docker_settle(struct task *t)
 {
     if (t->finished && t->docker->pending == 0)
         task_release(t);
 }
 
-/* The daemon's error message from a reply ({"message": ...}), or the
- * transport error, into out. */
-static void daemon_message(const struct uvcurl_response *resp, char *out, size_t size)
+void docker_daemon_message(const struct uvcurl_response *resp, char *out, size_t size)
 {
     cJSON *body = NULL;
     const char *m = NULL;
@@ -196,13 +165,13 @@ static void on_removed(void *arg, const struct uvcurl_response *resp)
     struct docker_task *k = t->docker;
     char msg[512];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     if (resp->status != 204 && resp->status != 404) {
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
         log_warn("agent: task '%s': cannot remove container %.12s: %s", t->id, k->container, msg);
     }
     finish_outcome(t);
-    settle(t);
+    docker_settle(t);
 }
 
 /* Removes t's container (if it made one), then reports the outcome. */
@@ -217,12 +186,11 @@ static void remove_container(struct task *t)
     }
     k->remove_sent = true;
     snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", k->container);
-    if (request(k->d, t, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_removed) < 0)
+    if (request(k->d, t, "DELETE", path, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_removed) < 0)
         finish_outcome(t);
 }
 
-/* Ends t with this outcome once its container is gone. */
-static void end_task(struct task *t, const char *status, int code, const char *message)
+void docker_end_task(struct task *t, const char *status, int code, const char *message)
 {
     struct docker_task *k = t->docker;
 
@@ -235,22 +203,20 @@ static void end_task(struct task *t, const char *status, int code, const char *m
     remove_container(t);
 }
 
-/* A step failed: t ends failed with "<what> '<image>': " and the
- * daemon's message (or detail when given). */
-static void fail_step(struct task *t, const char *what, const struct uvcurl_response *resp,
+void docker_fail_step(struct task *t, const char *what, const struct uvcurl_response *resp,
                       const char *detail)
 {
-    char msg[512];
+    char msg[1500];
     char *why;
 
     if (detail)
         snprintf(msg, sizeof(msg), "%s", detail);
     else
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
     why = xasprintf("%s '%s': %s", what, json_get_string(t->assignment, "image"), msg);
-    end_task(t, "failed", -1, why);
+    docker_end_task(t, "failed", -1, why);
     free(why);
-    settle(t);
+    docker_settle(t);
 }
 
 /* The container has exited and its output is read. */
@@ -262,12 +228,12 @@ static void maybe_exited(struct task *t)
     if (!k->waited || !k->logs_ended)
         return;
     if (k->exit_code == 0) {
-        end_task(t, "succeeded", 0, NULL);
+        docker_end_task(t, "succeeded", 0, NULL);
     } else if (t->stop_requested) {
         snprintf(msg, sizeof(msg), "stopped (the container exited with %d)", k->exit_code);
-        end_task(t, "failed", k->exit_code, msg);
+        docker_end_task(t, "failed", k->exit_code, msg);
     } else {
-        end_task(t, "failed", k->exit_code, NULL);
+        docker_end_task(t, "failed", k->exit_code, NULL);
     }
 }
 
@@ -303,16 +269,16 @@ static void on_logs(void *arg, const struct uvcurl_response *resp)
     struct docker_task *k = t->docker;
     char msg[512];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     if (resp->status != 200 && !t->finished) {
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
         log_warn("agent: task '%s': the container's log stream ended: %s", t->id, msg);
     }
     task_stream_feed(&t->out, NULL, 0, true);
     task_stream_feed(&t->err, NULL, 0, true);
     k->logs_ended = true;
     maybe_exited(t);
-    settle(t);
+    docker_settle(t);
 }
 
 static void on_wait(void *arg, const struct uvcurl_response *resp)
@@ -323,11 +289,11 @@ static void on_wait(void *arg, const struct uvcurl_response *resp)
     int64_t code = -1;
     char msg[512];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     if (resp->status == 200)
         body = json_parse(resp->body->data, resp->body->len);
     if (body == NULL || !json_int(json_get(body, "StatusCode"), -1, 255, &code)) {
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
         if (!t->finished)
             log_warn("agent: task '%s': waiting for its container failed: %s", t->id, msg);
         code = -1;
@@ -336,7 +302,7 @@ static void on_wait(void *arg, const struct uvcurl_response *resp)
     k->exit_code = (int)code;
     k->waited = true;
     maybe_exited(t);
-    settle(t);
+    docker_settle(t);
 }
 
 static void on_started(void *arg, const struct uvcurl_response *resp)
@@ -345,15 +311,15 @@ static void on_started(void *arg, const struct uvcurl_response *resp)
     struct docker_task *k = t->docker;
     char path[256];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     if (t->finished) {
         /* stopped (or the agent stops) meanwhile */
         remove_container(t);
-        settle(t);
+        docker_settle(t);
         return;
     }
     if (resp->status != 204 && resp->status != 304) {
-        fail_step(t, "cannot start the container of image", resp, NULL);
+        docker_fail_step(t, "cannot start the container of image", resp, NULL);
         return;
     }
     k->step = STEP_RUN;
@@ -445,7 +411,7 @@ static void on_created(void *arg, const struct uvcurl_response *resp)
     const char *id;
     char path[256];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     if (resp->status == 201)
         body = json_parse(resp->body->data, resp->body->len);
     id = json_get_string(body, "Id");
@@ -454,18 +420,18 @@ static void on_created(void *arg, const struct uvcurl_response *resp)
     cJSON_Delete(body);
     if (t->finished) {
         remove_container(t);
-        settle(t);
+        docker_settle(t);
         return;
     }
     if (k->container == NULL) {
-        fail_step(t, "cannot create a container of image", resp, NULL);
+        docker_fail_step(t, "cannot create a container of image", resp, NULL);
         return;
     }
     log_info("agent: task '%s' in container %.12s", t->id, k->container);
     k->step = STEP_START;
     snprintf(path, sizeof(path), "/containers/%s/start", k->container);
-    if (request(k->d, t, "POST", path, NULL, CALL_TIMEOUT_MS, NULL, on_started) < 0)
-        end_task(t, "failed", -1, "cannot start the container: the agent is stopping");
+    if (request(k->d, t, "POST", path, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_started) < 0)
+        docker_end_task(t, "failed", -1, "cannot start the container: the agent is stopping");
 }
 
 /* In the container the task's GPUs are numbered from 0. */
@@ -490,7 +456,7 @@ static void renumber_gpus(char **env, int n_gpus)
     buf_release(&v);
 }
 
-static void create(struct task *t)
+void docker_create_container(struct task *t)
 {
     struct docker_task *k = t->docker;
     const cJSON *argv_json = json_get(t->assignment, "argv");
@@ -517,7 +483,7 @@ static void create(struct task *t)
     binds[1] = xasprintf("%s:%s:ro", t->a->helper_dir, t->a->helper_dir);
     binds[2] = NULL;
     memset(&c, 0, sizeof(c));
-    c.image = json_get_string(t->assignment, "image");
+    c.image = k->run_image;
     c.argv = argv;
     c.env = env;
     c.workdir = t->src;
@@ -533,118 +499,15 @@ static void create(struct task *t)
     body = docker_create_body(&c);
     text = json_print(body);
     k->step = STEP_CREATE;
-    if (request(k->d, t, "POST", "/containers/create", text, CALL_TIMEOUT_MS, NULL, on_created) < 0)
-        end_task(t, "failed", -1, "cannot create the container: the agent is stopping");
+    if (request(k->d, t, "POST", "/containers/create", text, DOCKER_CALL_TIMEOUT_MS, NULL,
+                on_created) < 0)
+        docker_end_task(t, "failed", -1, "cannot create the container: the agent is stopping");
     free(text);
     cJSON_Delete(body);
     free(binds[0]);
     free(binds[1]);
     task_free_strv(argv);
     task_free_strv(env);
-}
-
-/* ---- the image ---- */
-
-/* One line of the pull's progress: an error, or a step for the log. */
-static void pull_line(struct task *t, const char *line, size_t len)
-{
-    struct docker_task *k = t->docker;
-    cJSON *j = json_parse(line, len);
-    const char *error = json_get_string(j, "error");
-    const char *status = json_get_string(j, "status");
-    const char *id = json_get_string(j, "id");
-    char text[600];
-
-    if (error && k->pull_error == NULL)
-        k->pull_error = xstrdup(error);
-    /* Steps, not the byte counts of each layer's download. */
-    if (status && json_get(j, "progressDetail") == NULL) {
-        snprintf(text, sizeof(text), "trainyard: pull: %s%s%.200s\n", id ? id : "", id ? ": " : "",
-                 status);
-        task_log_text(t, text);
-    } else if (status && json_get(j, "progress") == NULL && id) {
-        snprintf(text, sizeof(text), "trainyard: pull: %.100s: %.200s\n", id, status);
-        task_log_text(t, text);
-    }
-    cJSON_Delete(j);
-}
-
-static void on_pull_data(void *arg, const char *data, size_t len)
-{
-    struct task *t = arg;
-    struct docker_task *k = t->docker;
-    char *nl;
-
-    buf_add(&k->pull_line, data, len);
-    while ((nl = memchr(k->pull_line.data, '\n', k->pull_line.len)) != NULL) {
-        size_t n = (size_t)(nl - k->pull_line.data);
-
-        pull_line(t, k->pull_line.data, n);
-        memmove(k->pull_line.data, nl + 1, k->pull_line.len - n - 1);
-        k->pull_line.len -= n + 1;
-    }
-    if (k->pull_line.len > MAX_PULL_LINE)
-        buf_reset(&k->pull_line);
-}
-
-static void on_pulled(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-    struct docker_task *k = t->docker;
-
-    task_call_ended(t);
-    if (t->finished) {
-        settle(t);
-        return;
-    }
-    if (resp->status != 200 || k->pull_error) {
-        fail_step(t, "cannot pull image", resp, k->pull_error);
-        return;
-    }
-    create(t);
-}
-
-static void pull(struct task *t)
-{
-    struct docker_task *k = t->docker;
-    const char *image = json_get_string(t->assignment, "image");
-    char name[IMAGEREF_MAX + 1];
-    char tag[IMAGEREF_MAX + 1];
-    char line[400];
-    struct buf path;
-
-    imageref_split(image, name, tag);
-    buf_init(&path);
-    buf_adds(&path, "/images/create?fromImage=");
-    url_escape(&path, name);
-    if (tag[0]) {
-        buf_adds(&path, "&tag=");
-        url_escape(&path, tag);
-    }
-    snprintf(line, sizeof(line), "trainyard: pulling image '%s'\n", image);
-    task_log_text(t, line);
-    k->step = STEP_PULL;
-    if (request(k->d, t, "POST", path.data, NULL, PULL_TIMEOUT_MS, on_pull_data, on_pulled) < 0)
-        end_task(t, "failed", -1, "cannot pull the image: the agent is stopping");
-    buf_release(&path);
-}
-
-static void on_inspected(void *arg, const struct uvcurl_response *resp)
-{
-    struct task *t = arg;
-
-    task_call_ended(t);
-    if (t->finished) {
-        settle(t);
-        return;
-    }
-    if (resp->status == 200) {
-        create(t);
-    } else if (resp->status == 404) {
-        pull(t);
-    } else {
-        fail_step(t, "cannot inspect image", resp, NULL);
-    }
 }
 
 bool docker_image_ok(const char *ref)
@@ -656,7 +519,6 @@ void docker_task_start(struct task *t)
 {
     struct docker_task *k;
     const char *image = json_get_string(t->assignment, "image");
-    char path[IMAGEREF_MAX + 32];
 
     assert(image != NULL && t->docker == NULL);
     if (t->a->docker == NULL) {
@@ -680,10 +542,7 @@ void docker_task_start(struct task *t)
     t->err.task = t;
     t->err.is_stderr = true;
     k->step = STEP_IMAGE;
-    /* imageref_ok: only [A-Za-z0-9._:/@-], nothing to escape in a path */
-    snprintf(path, sizeof(path), "/images/%s/json", image);
-    if (request(k->d, t, "GET", path, NULL, CALL_TIMEOUT_MS, NULL, on_inspected) < 0)
-        task_finish(t, "failed", -1, "the agent is stopping");
+    docker_image_start(t);
 }
 
 /* ---- stopping ---- */
@@ -693,14 +552,14 @@ static void on_stop_sent(void *arg, const struct uvcurl_response *resp)
     struct task *t = arg;
     char msg[512];
 
-    task_call_ended(t);
+    docker_task_call_ended(t);
     /* 204 stopped, 304 already stopped, 404 gone: the wait sees the end. */
     if (resp->status != 204 && resp->status != 304 && resp->status != 404 &&
         resp->status != UVCURL_CANCELED) {
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
         log_warn("agent: task '%s': cannot stop its container: %s", t->id, msg);
     }
-    settle(t);
+    docker_settle(t);
 }
 
 void docker_task_stop(struct task *t)
@@ -720,7 +579,8 @@ void docker_task_stop(struct task *t)
     k->stop_sent = true;
     /* SIGTERM (the image's stop signal), SIGKILL after grace_s. */
     snprintf(path, sizeof(path), "/containers/%s/stop?t=%ld", k->container, grace_s);
-    request(k->d, t, "POST", path, NULL, grace_s * 1000 + CALL_TIMEOUT_MS, NULL, on_stop_sent);
+    request(k->d, t, "POST", path, NULL, grace_s * 1000 + DOCKER_CALL_TIMEOUT_MS, NULL,
+            on_stop_sent);
 }
 
 void docker_task_kill(struct task *t)
@@ -733,7 +593,7 @@ void docker_task_kill(struct task *t)
     k->killed = true;
     k->remove_sent = true;
     snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", k->container);
-    request(k->d, t, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_removed);
+    request(k->d, t, "DELETE", path, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_removed);
 }
 
 bool docker_task_busy(const struct task *t)
@@ -748,9 +608,11 @@ void docker_task_free(struct task *t)
     if (k == NULL)
         return;
     assert(k->pending == 0);
+    docker_image_forget(t);
     free(k->container);
     free(k->outcome_message);
-    free(k->pull_error);
+    free(k->pull.error);
+    free(k->run_image);
     buf_release(&k->frames);
     buf_release(&k->pull_line);
     free(k);
@@ -822,9 +684,9 @@ static void on_leftover_removed(void *arg, const struct uvcurl_response *resp)
     struct docker *d = arg;
     char msg[512];
 
-    call_ended(d);
+    docker_call_ended(d);
     if (resp->status != 204 && resp->status != 404 && resp->status != UVCURL_CANCELED) {
-        daemon_message(resp, msg, sizeof(msg));
+        docker_daemon_message(resp, msg, sizeof(msg));
         log_warn("agent: cannot remove a container an earlier agent left: %s", msg);
     }
 }
@@ -847,12 +709,12 @@ static void on_listed(void *arg, const struct uvcurl_response *resp)
     const cJSON *c;
     char msg[512];
 
-    call_ended(d);
+    docker_call_ended(d);
     if (resp->status == 200)
         list = json_parse(resp->body->data, resp->body->len);
     if (!cJSON_IsArray(list)) {
         if (resp->status != UVCURL_CANCELED) {
-            daemon_message(resp, msg, sizeof(msg));
+            docker_daemon_message(resp, msg, sizeof(msg));
             log_warn("agent: cannot list the node's containers: %s", msg);
         }
         cJSON_Delete(list);
@@ -869,7 +731,7 @@ static void on_listed(void *arg, const struct uvcurl_response *resp)
         log_warn("agent: removing container %.12s (task '%s') that an earlier agent left", id,
                  task ? task : "?");
         snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", id);
-        request(d, NULL, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, on_leftover_removed);
+        request(d, NULL, "DELETE", path, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_leftover_removed);
     }
     cJSON_Delete(list);
 }
@@ -892,8 +754,8 @@ void docker_reconcile(struct docker *d)
     }
     buf_adds(&filter, "]}");
     buf_adds(&path, "/containers/json?all=1&filters=");
-    url_escape(&path, filter.data);
-    if (request(d, NULL, "GET", path.data, NULL, CALL_TIMEOUT_MS, NULL, on_listed) < 0)
+    docker_url_escape(&path, filter.data);
+    if (request(d, NULL, "GET", path.data, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_listed) < 0)
         log_warn("agent: cannot list the node's containers");
     buf_release(&filter);
     buf_release(&path);

@@ -14,6 +14,9 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
 
 #include "agent/internal.h"
 
@@ -66,5 +69,46 @@ cJSON *docker_create_body(const struct docker_create *c);
 
 /* Whether an assignment's image is a reference the agent will use. */
 bool docker_image_ok(const char *ref);
+
+/* ---- a pull's progress (POST /images/create streams JSON lines) ---- */
+
+#define DOCKER_PULL_LAYERS 128
+
+struct docker_pull_layer {
+    char id[72];
+    int64_t current; /* bytes downloaded */
+    int64_t total; /* its size; 0 while unknown */
+    bool done; /* downloaded (or already there) */
+};
+
+struct docker_pull {
+    struct docker_pull_layer layers[DOCKER_PULL_LAYERS];
+    int n_layers;
+    char digest[80]; /* "sha256:...", once the daemon said it */
+    char *error; /* the first error line's text (caller frees) */
+};
+
+/* Feeds one line of the stream: byte counts, digest, error. A step worth
+ * a log line (not a layer's byte counts) goes to log_line, else "". */
+void docker_pull_feed(struct docker_pull *p, const char *line, size_t len, char *log_line,
+                      size_t log_size);
+/* "pulled 12.5 of 40.0 MiB (2 of 5 layers)" */
+void docker_pull_summary(const struct docker_pull *p, char *out, size_t size);
+
+/* ---- an image derived for pip_packages ---- */
+
+/* "trainyard-derived:<16 hex>": a hash of the base image's id and the
+ * sorted, distinct package set (caller frees). */
+char *docker_derived_tag(const char *image_id, const cJSON *packages);
+/* The Dockerfile: FROM base, an ARG per name in args (NULL-terminated;
+ * pip's settings from the run's environment), and a pip install of the
+ * sorted, distinct packages (caller frees). */
+char *docker_dockerfile(const char *base, const cJSON *packages, const char *const *args);
+/* A tar holding only this Dockerfile, the build's context, into out. 0 or -1. */
+int docker_build_context(const char *dockerfile, struct buf *out);
+/* One line of a build's output stream: its text for the log into
+ * log_line ("" when none); an error line's text into *error (the first
+ * one; caller frees). */
+void docker_build_feed(const char *line, size_t len, char *log_line, size_t log_size, char **error);
 
 #endif

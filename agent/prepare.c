@@ -250,7 +250,9 @@ static void prepared(struct task *t)
         task_finish(t, "failed", -1, "cannot give the task directory to the task's user");
         return;
     }
-    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0)
+    /* In an image the packages go into a derived image (dockerimage.c). */
+    if (cJSON_GetArraySize(json_get(t->assignment, "pip_packages")) > 0 &&
+        json_get_string(t->assignment, "image") == NULL)
         prepare_venv(t);
     else
         task_start_main(t, t->a->python);

@@ -544,16 +544,14 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
                         "image must be a Docker image reference such as 'debian:12' or "
                         "'registry.example.com/team/train:1.0' (lowercase name, optional tag "
                         "and @sha256 digest, at most 255 characters)");
-        /* Not built yet: a derived image per package set, mpirun across
-         * containers. Refused rather than run without them. */
-        if (cJSON_GetArraySize(json_get(spec, "pip_packages")) > 0)
-            return fail(err, "pip_packages",
-                        "pip_packages cannot be combined with image yet; install the packages "
-                        "in the image");
+        /* pip_packages go into an image derived from it on the node
+         * (agent/dockerimage.c). conda has no such step: refused rather
+         * than run without the packages. */
         if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
             return fail(err, "conda_packages",
-                        "conda_packages cannot be combined with image; install the packages in "
-                        "the image");
+                        "conda_packages cannot be combined with image: the agent installs no "
+                        "conda packages in images; install them in the image, or use "
+                        "pip_packages");
         if (backend && strcmp(backend, "mpi") == 0)
             return fail(
                 err, "distributed_backend",

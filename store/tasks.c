@@ -317,6 +317,20 @@ struct report {
     int64_t now;
 };
 
+/* {"task", "status", "message"}: what the agent is doing for a task. */
+static int progress_event(struct conn *c, int64_t run_seq, const struct report *r)
+{
+    cJSON *data = cJSON_CreateObject();
+    int rc;
+
+    cJSON_AddStringToObject(data, "task", r->id);
+    cJSON_AddStringToObject(data, "status", r->status);
+    cJSON_AddStringToObject(data, "message", r->message);
+    rc = run_event(c, run_seq, r->now, "progress", data);
+    cJSON_Delete(data);
+    return rc;
+}
+
 static int report_fn(struct conn *c, void *arg)
 {
     struct report *r = arg;
@@ -362,9 +376,14 @@ static int report_fn(struct conn *c, void *arg)
     sqlite3_bind_int64(st, 2, r->now);
     sqlite3_bind_int(st, 3, final);
     sqlite3_bind_int(st, 4, r->exit_code);
-    bind_text(st, 5, r->message);
+    /* The message of a report before the end is a step the agent took
+     * (pulling an image, building one): an event of the run, not the
+     * task's message, which says why it ended. */
+    bind_text(st, 5, final ? r->message : NULL);
     bind_text(st, 6, r->id);
     if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+    if (!final && r->message && (rc = progress_event(c, t.run_seq, r)) < 0)
         return rc;
     return run_evaluate(c, t.run_seq, r->now);
 }

@@ -728,6 +728,7 @@ function eventText(e) {
   case 'retry': return [`retried: attempt ${d.attempt ?? '?'}`, d.error ? h('span', { class: 'faint' }, ` after: ${d.error}`) : null];
   case 'early_terminated': return [h('span', { class: 'badge canceled stopped' }, 'stopped early'), h('span', {}, d.message || (d.policy || '').replace(/_/g, ' ')), /* the message names the policy */
     h('span', { class: 'faint' }, ` (interval ${d.interval ?? '?'}, step ${d.step ?? '?'}, value ${fmtNum(d.value)}, threshold ${fmtNum(d.threshold)})`)];
+  case 'progress': return [d.message || '', d.task ? h('span', { class: 'faint mono' }, ` ${d.task}`) : null]; /* what the agent did for a task: pulling or building its image */
   case 'log_truncated': return [`log cut at ${fmtInt(d.limit)} bytes`, d.task ? h('span', { class: 'faint mono' }, ` ${d.task}`) : null];
   case 'metrics_truncated': return [`metrics cut at ${fmtInt(d.limit)} points`, d.task ? h('span', { class: 'faint mono' }, ` ${d.task}`) : null];
   default: return [e.type.replace(/_/g, ' '), ' ', h('span', { class: 'faint mono' }, JSON.stringify(d))];

@@ -1,8 +1,8 @@
 """The one Docker daemon the container tests share (test_docker_tasks.py,
 test_compose.py), started at most once per session.
 
-The daemon used is the one answering at /var/run/docker.sock, or else one
-started here (root only) with its own socket, exec root and data root. The
+The daemon used is the one answering at /var/run/docker.sock, or the one
+another test session started (at OWN_SOCKET), or else one started here (root only) with its own socket, exec root and data root. The
 data root is kept under /var/lib/trainyard-test/docker, so debian:12 (made
 with debootstrap: no registry is reachable), the test images and the
 project image's build layers are cached between runs.
@@ -150,7 +150,10 @@ def start():
         if shutil.which(tool) is None:
             pytest.fail("%s is not installed: `make deps` (.ci/install-deps) installs it" % tool)
     d = Daemon(SYSTEM_SOCKET)
-    if not d.answers():
+    if not d.answers() and Daemon(OWN_SOCKET).answers():
+        # another test session's (it stops it when that session ends)
+        d = Daemon(OWN_SOCKET)
+    elif not d.answers():
         if os.geteuid() != 0:
             pytest.skip("no Docker daemon answers at %s and only root can start one "
                         "(running as uid %d)" % (SYSTEM_SOCKET, os.geteuid()))

@@ -9,17 +9,27 @@ agent made and removed.
 They skip, saying why, only where no daemon can run (dockerd.py).
 """
 
+import base64
+import hashlib
+import http.server
+import io
 import os
+import shutil
 import subprocess
+import threading
 import time
+import urllib.request
+import zipfile
 
 import pytest
 
-from conftest import BIN, make_tgz, uniq, wait_for
+from conftest import BIN, free_port, make_tgz, uniq, wait_for
 from dockerd import BASE_IMAGE
 
 # debian:12 with python3, built here once and kept (about 30 s)
 PYTHON_IMAGE = "trainyard-test/python3:1"
+# and with pip (about 60 s)
+PIP_IMAGE = "trainyard-test/python3-pip:1"
 DONE = ("completed", "failed", "canceled")
 GRACE_S = 2
 _daemon = []
@@ -44,18 +54,35 @@ def containers(label):
     return _daemon[0].containers(label)
 
 
+def _build_image(daemon, tmp_path_factory, tag, dockerfile, **files):
+    d = tmp_path_factory.mktemp("image")
+    (d / "Dockerfile").write_text(dockerfile)
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    p = subprocess.run(["docker", "build", "--network", "host", "-t", tag, str(d)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
+                       env=dict(daemon.env, DOCKER_BUILDKIT="0"))
+    assert p.returncode == 0, p.stdout.decode()[-3000:]
+
+
+def _debian_image(daemon, tmp_path_factory, tag, packages):
+    """debian:12 with these Debian packages, built once and kept."""
+    if docker_api("GET", "/images/%s/json" % tag)[0] != 200:
+        _build_image(daemon, tmp_path_factory, tag,
+                     "FROM %s\nRUN apt-get update && apt-get install -y "
+                     "--no-install-recommends %s && rm -rf /var/lib/apt/lists/*\n"
+                     % (BASE_IMAGE, packages))
+    return tag
+
+
 @pytest.fixture(scope="module")
 def python_image(daemon, tmp_path_factory):
-    if docker_api("GET", "/images/%s/json" % PYTHON_IMAGE)[0] != 200:
-        d = tmp_path_factory.mktemp("pyimage")
-        (d / "Dockerfile").write_text(
-            "FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends "
-            "python3 && rm -rf /var/lib/apt/lists/*\n" % BASE_IMAGE)
-        p = subprocess.run(["docker", "build", "--network", "host", "-t", PYTHON_IMAGE, str(d)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
-                           env=dict(daemon.env, DOCKER_BUILDKIT="0"))
-        assert p.returncode == 0, p.stdout.decode()[-3000:]
-    return PYTHON_IMAGE
+    return _debian_image(daemon, tmp_path_factory, PYTHON_IMAGE, "python3")
+
+
+@pytest.fixture(scope="module")
+def pip_image(daemon, tmp_path_factory):
+    return _debian_image(daemon, tmp_path_factory, PIP_IMAGE, "python3 python3-pip")
 
 
 @pytest.fixture
@@ -217,6 +244,13 @@ def test_bad_image_fails_with_the_daemons_message(docker_agent):
     # the daemon's own words follow ours
     assert len(run["error"]) > len("cannot pull image '%s': " % image) + 10, run
     assert "trainyard: pulling image '%s'" % image in _logs(server, run_id)
+    # the run's events: the pull began, then the run failed with its error
+    events = [(e["type"], e["data"].get("message") or e["data"].get("status"))
+              for e in run["events"]]
+    pulling = events.index(("progress", "pulling image '%s'" % image))
+    assert events.index(("status", "failed")) > pulling, events
+    assert [e for e in run["events"] if e["type"] == "progress"][0]["data"]["task"] == \
+        run["tasks"][0]["id"]
 
     r = server.post("/api/v1/runs", {"experiment": "e", "command": ["true"],
                                      "image": "Not An Image"})
@@ -318,3 +352,285 @@ def test_image_runs_need_a_docker_node(server_factory, agent_factory):
     assert run["status"] == "failed", run
     assert "unschedulable: nodes of pool '%s' with docker, ready or not: 0" % pool in \
         run["error"], run
+
+
+def _progress(run):
+    """The messages of a run's progress events, oldest first (printed with
+    their times)."""
+    events = [e for e in run["events"] if e["type"] in ("progress", "status")]
+    print("\n".join("%s %s" % (e["time"], e["data"].get("message") or e["data"]["status"])
+                    for e in events))
+    return [e["data"]["message"] for e in events if e["type"] == "progress"]
+
+
+@pytest.fixture(scope="module")
+def registry(daemon, tmp_path_factory):
+    """A real image registry on 127.0.0.1 (Debian's docker-registry): no
+    other can be reached here. The daemon pushes to and pulls from it
+    without TLS (loopback registries are insecure by default)."""
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        pytest.fail("docker-registry is not installed: `make deps` (.ci/install-deps) "
+                    "installs it")
+    d = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    (d / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+        "http:\n  addr: 127.0.0.1:%d\n" % (d / "data", port))
+    with open(d / "log", "wb") as log:
+        proc = subprocess.Popen([exe, "serve", str(d / "config.yml")], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def answers():
+        try:
+            return urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=2).status
+        except OSError:
+            return proc.poll() is not None  # ended: fail below
+    try:
+        wait_for(answers, 30, "the registry to answer")
+        assert proc.poll() is None, (d / "log").read_text()
+        yield "127.0.0.1:%d" % port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_pull_progress_in_the_runs_events(docker_agent, registry, tmp_path_factory):
+    """An image the daemon lacks is pulled from a registry: the run's events
+    say so (pulling, pulled with its digest and size), the log has the
+    steps, and the run runs in it."""
+    server, agent, pool = docker_agent
+    image = "%s/trainyard-test/pulled:%s" % (registry, uniq("v"))
+    # a layer of its own (3 MiB), so the pull downloads something
+    _build_image(_daemon[0], tmp_path_factory, image,
+                 "FROM %s\nCOPY blob /blob\n" % BASE_IMAGE, blob=os.urandom(3 << 20))
+    p = subprocess.run(["docker", "push", image], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=300, env=_daemon[0].env)
+    assert p.returncode == 0, p.stdout.decode()[-3000:]
+    assert docker_api("DELETE", "/images/%s" % image)[0] == 200
+    assert not _daemon[0].has_image(image)
+    try:
+        run_id = _submit(server, pool, image=image, command=["sh", "-c", "wc -c < /blob"])
+        run = _wait_done(server, run_id, timeout=120)
+        logs = _logs(server, run_id)
+        progress = _progress(run)
+        print(progress, logs)
+        assert run["status"] == "completed", (run, logs)
+        assert "3145728" in logs, logs
+        assert progress[0] == "pulling image '%s'" % image, progress
+        pulled = [m for m in progress if m.startswith("pulled image")]
+        assert len(pulled) == 1, progress
+        # its digest and what came down: the new layer, about 3 MiB
+        assert pulled[0].startswith("pulled image '%s' (sha256:" % image), pulled
+        assert " of 3.0 MiB" in pulled[0] or " of 3.1 MiB" in pulled[0], pulled
+        assert "trainyard: pull: " in logs and "Pull complete" in logs, logs
+    finally:
+        docker_api("DELETE", "/images/%s?force=1" % image)
+
+
+# ---- pip_packages in images ----
+
+def _wheel(name, value):
+    """A pure-Python wheel of module `name` (VALUE = value), made here:
+    nothing can be fetched from PyPI."""
+    dist = name.replace("-", "_")
+    files = {"%s/__init__.py" % dist: ("VALUE = %r\n" % value).encode(),
+             "%s-0.1.dist-info/METADATA" % dist:
+                 ("Metadata-Version: 2.1\nName: %s\nVersion: 0.1\n" % name).encode(),
+             "%s-0.1.dist-info/WHEEL" % dist:
+                 b"Wheel-Version: 1.0\nGenerator: trainyard-test\nRoot-Is-Purelib: true\n"
+                 b"Tag: py3-none-any\n"}
+    record = ""
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += "%s,sha256=%s,%d\n" % (path, digest, len(data))
+    record += "%s-0.1.dist-info/RECORD,,\n" % dist
+    files["%s-0.1.dist-info/RECORD" % dist] = record.encode()
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return "%s-0.1-py3-none-any.whl" % dist, raw.getvalue()
+
+
+@pytest.fixture(scope="module")
+def package_index(tmp_path_factory):
+    """A directory of wheels served on 127.0.0.1 (pip's --find-links):
+    the builds reach it through the host's network, as they would an
+    index the node reaches. Yields (url, add(name, value))."""
+    d = tmp_path_factory.mktemp("wheels")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(d), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def add(name, value):
+        fname, data = _wheel(name, value)
+        (d / fname).write_bytes(data)
+
+    try:
+        yield "http://127.0.0.1:%d/" % httpd.server_address[1], add
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _derived_tags(run):
+    tags = set()
+    for m in _progress(run):
+        for word in m.split():
+            if word.startswith("trainyard-derived:"):
+                tags.add(word.rstrip(":"))
+    return tags
+
+
+def test_pip_packages_build_a_derived_image_once(docker_agent, pip_image, package_index):
+    """pip_packages with an image: a derived image is built (pip from the
+    run's PIP_* settings, through the host's network), tagged by the image
+    and package set, and the next run with the same set uses it as is."""
+    server, agent, pool = docker_agent
+    url, add = package_index
+    name = uniq("typkg").replace("-", "_")
+    add(name, 42)
+    env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
+    command = ["python3", "-c", "import %s as m; print('typkg says', m.VALUE)" % name]
+    tags = set()
+    try:
+        first = _submit(server, pool, image=pip_image, pip_packages=[name],
+                        environment_variables=env, command=command)
+        run = _wait_done(server, first, timeout=300)
+        logs = _logs(server, first)
+        progress = _progress(run)
+        tags |= _derived_tags(run)
+        print(progress)
+        assert run["status"] == "completed", (run, logs)
+        assert "typkg says 42" in logs, logs
+        assert len(tags) == 1, progress
+        tag = tags.pop()
+        tags.add(tag)
+        assert "building image %s: pip_packages on '%s'" % (tag, pip_image) in progress
+        assert "built image %s (pip_packages on '%s')" % (tag, pip_image) in progress
+        assert "Successfully installed %s-0.1" % name.replace("_", "-") in logs or \
+            "Successfully installed %s-0.1" % name in logs, logs
+        status, img = docker_api("GET", "/images/%s/json" % tag)
+        assert status == 200 and img["Config"]["Labels"]["trainyard.base"] == pip_image, img
+
+        # the same image and packages (in another order, repeated): no build
+        second = _submit(server, pool, image=pip_image, pip_packages=[name, name],
+                         environment_variables=env, command=command)
+        run = _wait_done(server, second, timeout=120)
+        progress = _progress(run)
+        assert run["status"] == "completed", run
+        assert "typkg says 42" in _logs(server, second)
+        assert "using the cached image %s (pip_packages on '%s')" % (tag, pip_image) \
+            in progress, progress
+        assert not any(m.startswith("building image") for m in progress), progress
+        assert docker_api("GET", "/images/%s/json" % tag)[1]["Created"] == img["Created"]
+        assert containers("trainyard.run=" + second) == []
+    finally:
+        for tag in tags:
+            docker_api("DELETE", "/images/%s" % tag)
+
+
+def test_tasks_needing_one_derived_image_build_it_once(docker_agent, pip_image,
+                                                        package_index):
+    """Two ranks of one run on one node need the same derived image at the
+    same time: one builds it, the other waits for that build."""
+    server, agent, pool = docker_agent
+    url, add = package_index
+    name = uniq("typkg").replace("-", "_")
+    add(name, 7)
+    run_id = _submit(server, pool, image=pip_image, pip_packages=[name],
+                     distributed_backend="pytorch", process_count_per_node=2,
+                     environment_variables={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url},
+                     command=["python3", "-c", "import os, %s as m; print('rank', "
+                              "os.environ['RANK'], m.VALUE)" % name])
+    run = _wait_done(server, run_id, timeout=300)
+    tags = _derived_tags(run)
+    try:
+        logs = _logs(server, run_id)
+        progress = _progress(run)
+        print(progress)
+        assert run["status"] == "completed", (run, logs)
+        assert "rank 0 7" in logs and "rank 1 7" in logs, logs
+        # one build event per waiting task, of one build: the daemon ran it once
+        assert len(tags) == 1, progress
+        assert logs.count("Successfully installed") == 2, logs  # its output, in both logs
+        assert "waiting for another task's build of the same image" in logs, logs
+        built = [m for m in progress if m.startswith("built image")]
+        assert len(built) == 2, progress
+    finally:
+        for tag in tags:
+            docker_api("DELETE", "/images/%s" % tag)
+
+
+def test_cancel_during_a_build(docker_agent, pip_image, package_index):
+    """A run canceled while its derived image is built ends at once; the
+    build runs on in the daemon and its image is there for the next run."""
+    server, agent, pool = docker_agent
+    url, add = package_index
+    name = uniq("typkg").replace("-", "_")
+    add(name, 1)
+    run_id = _submit(server, pool, image=pip_image, pip_packages=[name],
+                     environment_variables={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url},
+                     command=["sleep", "300"])  # canceled whether the build has ended or not
+    holder = {}
+
+    def building():
+        holder["run"] = server.get("/api/v1/runs/" + run_id).body
+        return any(m.startswith("building image") for m in _progress(holder["run"]))
+
+    wait_for(building, 120, lambda: "the build to start: %s" % holder.get("run"))
+    tag = _derived_tags(holder["run"]).pop()
+    try:
+        assert server.post("/api/v1/runs/%s/cancel" % run_id, {}).status == 200
+        run = _wait_done(server, run_id)
+        assert run["status"] == "canceled", run
+        assert containers("trainyard.run=" + run_id) == []
+        wait_for(lambda: _daemon[0].has_image(tag), 300, "the build to end with its image")
+    finally:
+        wait_for(lambda: docker_api("DELETE", "/images/%s" % tag)[0] in (200, 404), 300,
+                 "the derived image to be removable")
+
+
+def test_failed_builds_end_the_run_with_their_message(docker_agent, pip_image, package_index):
+    server, agent, pool = docker_agent
+    url, _ = package_index
+    missing = uniq("nosuchpkg")
+    run_id = _submit(server, pool, image=pip_image, pip_packages=[missing],
+                     environment_variables={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url},
+                     command=["true"])
+    run = _wait_done(server, run_id, timeout=300)
+    print(run["error"])
+    assert run["status"] == "failed", run
+    assert "cannot install pip_packages in image '%s': the build of trainyard-derived:" \
+        % pip_image in run["error"], run
+    # the build's error and pip's own last words
+    assert "returned a non-zero code: 1" in run["error"], run
+    assert "its last output: ERROR: No matching distribution found for %s" % missing \
+        in run["error"], run
+
+    # an image without python3: the same, with the shell's words
+    run_id = _submit(server, pool, pip_packages=[missing], command=["true"])
+    run = _wait_done(server, run_id, timeout=300)
+    print(run["error"])
+    assert run["status"] == "failed", run
+    assert "cannot install pip_packages in image '%s'" % BASE_IMAGE in run["error"], run
+    assert "returned a non-zero code: 127; its last output: env: 'python3': No such file " \
+        "or directory" in run["error"], run
+    assert containers("trainyard.run=" + run_id) == []
+
+
+def test_conda_packages_with_an_image_are_refused(server_factory):
+    server = server_factory()
+    r = server.post("/api/v1/runs", {"experiment": "e", "command": ["true"],
+                                     "image": BASE_IMAGE, "conda_packages": ["numpy"]})
+    assert r.status == 400 and r.body["error"]["field"] == "conda_packages", r.body
+    assert "install them in the image" in r.body["error"]["message"], r.body
