@@ -324,7 +324,7 @@ static int progress_event(struct conn *c, int64_t run_seq, const struct report *
     int rc;
 
     cJSON_AddStringToObject(data, "task", r->id);
-    cJSON_AddStringToObject(data, "status", r->status);
+    cJSON_AddStringToObject(data, "status", task_status_name(r->status));
     cJSON_AddStringToObject(data, "message", r->message);
     rc = run_event(c, run_seq, r->now, "progress", data);
     cJSON_Delete(data);
