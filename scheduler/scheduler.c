@@ -232,6 +232,15 @@ static void on_stopped(void *arg, const struct uvcurl_response *resp)
     flight_free(f);
 }
 
+/* Is a request about this task already on its way? (For a stop, a push
+ * counts too: the agent would answer 404 first and run the task after.) */
+static bool on_the_way(void *arg, const char *task_id, bool is_stop)
+{
+    struct scheduler *s = arg;
+
+    return in_flight(s, task_id, is_stop) || (is_stop && in_flight(s, task_id, false));
+}
+
 static void send_outbox(struct scheduler *s)
 {
     cJSON *push;
@@ -239,7 +248,7 @@ static void send_outbox(struct scheduler *s)
     const cJSON *item;
     char url[2048];
 
-    if (store_sched_outbox(s->cfg.store, &push, &stop) < 0)
+    if (store_sched_outbox(s->cfg.store, on_the_way, s, &push, &stop) < 0)
         return;
     cJSON_ArrayForEach(item, push) {
         const cJSON *task = json_get(item, "task");
@@ -248,8 +257,6 @@ static void send_outbox(struct scheduler *s)
         struct flight *f;
         char *body;
 
-        if (in_flight(s, id, false))
-            continue;
         snprintf(url, sizeof(url), "%s/v1/tasks", json_get_string(item, "url"));
         body = json_print(task);
         memset(&req, 0, sizeof(req));
@@ -270,10 +277,6 @@ static void send_outbox(struct scheduler *s)
         struct uvcurl_request req;
         struct flight *f;
 
-        /* Never a stop while the push of the same task is on its way: the
-         * agent would answer 404 first and run the task after. */
-        if (in_flight(s, id, true) || in_flight(s, id, false))
-            continue;
         snprintf(url, sizeof(url), "%s/v1/tasks/%s", json_get_string(item, "url"), id);
         memset(&req, 0, sizeof(req));
         req.method = "DELETE";

@@ -605,7 +605,9 @@ int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeo
     return rc;
 }
 
-int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
+int store_sched_outbox(struct store *store,
+                       bool (*skip)(void *arg, const char *task_id, bool is_stop), void *arg,
+                       cJSON **ret_push, cJSON **ret_stop)
 {
     struct conn *c = store_reader(store);
     sqlite3_stmt *st;
@@ -627,9 +629,15 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *item = cJSON_CreateObject();
-        cJSON *a = cJSON_AddObjectToObject(item, "task");
-        cJSON *spec = json_parse_trusted((const char *)sqlite3_column_text(st, 13));
+        cJSON *item;
+        cJSON *a;
+        cJSON *spec;
+
+        if (skip(arg, (const char *)sqlite3_column_text(st, 0), false))
+            continue;
+        item = cJSON_CreateObject();
+        a = cJSON_AddObjectToObject(item, "task");
+        spec = json_parse_trusted((const char *)sqlite3_column_text(st, 13));
 
         col_add_string(st, 0, a, "id");
         col_add_string(st, 10, a, "run_id");
@@ -679,8 +687,11 @@ int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop)
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *item = cJSON_CreateObject();
+        cJSON *item;
 
+        if (skip(arg, (const char *)sqlite3_column_text(st, 0), true))
+            continue;
+        item = cJSON_CreateObject();
         col_add_string(st, 0, item, "task");
         col_add_string(st, 1, item, "url");
         col_add_string(st, 2, item, "secret");

@@ -573,9 +573,14 @@ int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeo
 /*
  * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]
  * for assigned tasks not yet accepted by their agent, and stops to send:
- * [{"task", "url", "secret"}].
+ * [{"task", "url", "secret"}]. Those for which skip(arg, task id, is_stop)
+ * is true (the caller's requests already on their way) are left out
+ * before anything of them is built: a backlog of assignments waiting for
+ * their agents costs a row each, not an assignment each, per pass.
  */
-int store_sched_outbox(struct store *store, cJSON **ret_push, cJSON **ret_stop);
+int store_sched_outbox(struct store *store,
+                       bool (*skip)(void *arg, const char *task_id, bool is_stop), void *arg,
+                       cJSON **ret_push, cJSON **ret_stop);
 /* The agent refused or was unreachable for an assignment; after a few
  * failures the task fails and the run rules apply. */
 int store_sched_push_failed(struct store *store, const char *task_id, const char *error,
