@@ -180,6 +180,7 @@ int api_keep_join_token(struct api_ctx *ctx, const char *path);
 /* service.c */
 void api_healthz(struct api_ctx *, struct api_request *, struct api_response *);
 void api_prometheus(struct api_ctx *, struct api_request *, struct api_response *);
+void api_scheduler_get(struct api_ctx *, struct api_request *, struct api_response *);
 void api_openapi(struct api_ctx *, struct api_request *, struct api_response *);
 /* runs.c */
 void api_runs_create(struct api_ctx *, struct api_request *, struct api_response *);

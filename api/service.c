@@ -1,4 +1,5 @@
-/* service.c - /healthz, /metrics (Prometheus text) and the OpenAPI document. */
+/* service.c - /healthz, /metrics (Prometheus text), the scheduler's state
+ * and the OpenAPI document. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/timeutil.h"
+#include "scheduler/scheduler.h"
 #include "store/store.h"
 #include "common/banned.h"
 
@@ -62,6 +64,48 @@ void api_prometheus(struct api_ctx *ctx, struct api_request *req, struct api_res
     cJSON_Delete(nodes);
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+void api_scheduler_get(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)
+{
+    const char *check = req->query(req->conn, "check");
+    struct scheduler_view v;
+    cJSON *out;
+    cJSON *list;
+    int rc;
+
+    if (check && strcmp(check, "true") != 0 && strcmp(check, "false") != 0) {
+        api_error(resp, ERR_INVALID, "check", "check must be true or false");
+        return;
+    }
+    rc = scheduler_view(ctx->sched, check && strcmp(check, "true") == 0, &v);
+    if (rc < 0) {
+        api_error(resp, rc, NULL, "the scheduler did not answer; try again");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "nodes", (double)v.nodes);
+    cJSON_AddNumberToObject(out, "runs", (double)v.runs);
+    cJSON_AddNumberToObject(out, "queued", (double)v.queued);
+    cJSON_AddNumberToObject(out, "tasks", (double)v.tasks);
+    cJSON_AddNumberToObject(out, "held", (double)v.held);
+    cJSON_AddNumberToObject(out, "outbox", (double)v.outbox);
+    cJSON_AddNumberToObject(out, "stops", (double)v.stops);
+    cJSON_AddBoolToObject(out, "checked", v.checked);
+    list = cJSON_AddArrayToObject(out, "differences");
+    if (v.differences) {
+        char *line = v.differences;
+        char *end;
+
+        while ((end = strchr(line, '\n')) != NULL) {
+            *end = '\0';
+            cJSON_AddItemToArray(list, cJSON_CreateString(line));
+            line = end + 1;
+        }
+    }
+    cJSON_AddNumberToObject(out, "n_differences", v.n_differences);
+    scheduler_view_release(&v);
+    reply_json(resp, 200, out);
 }
 
 void api_openapi(struct api_ctx *ctx, struct api_request *req, struct api_response *resp)

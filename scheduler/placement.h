@@ -1,6 +1,6 @@
 /*
  * placement.h - deciding where a run's tasks go, as a pure function of the
- * cluster state (store_sched_state()): which distinct nodes, which
+ * cluster state (a sched_state, store/store.h): which distinct nodes, which
  * GPUs and ports, and each task's argv and environment (SPEC §4).
  * Any thread; no I/O.
  */

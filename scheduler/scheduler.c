@@ -8,6 +8,7 @@
  */
 #include "scheduler/scheduler.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "common/timeutil.h"
 #include "common/uvcurl.h"
 #include "common/xalloc.h"
+#include "scheduler/mirror.h"
 #include "scheduler/placement.h"
 #include "scheduler/sweeps.h"
 #include "store/store.h"
@@ -63,6 +65,12 @@ struct scheduler {
     struct sweeps *sweeps;
     int64_t last_sweep_ms; /* when the sweeps last took a step */
     uv_timer_t sweep_timer; /* the next step while sweeps run */
+    struct mirror *mirror; /* read at the first pass */
+    /* A view asked for by another thread (scheduler_view), one at a time. */
+    pthread_mutex_t view_lock; /* held by the asking thread for the whole call */
+    pthread_mutex_t view_mu;
+    pthread_cond_t view_cv;
+    struct view_request *view;
     uint64_t last_pass; /* loop time of the last pass */
     uint64_t pass_ms; /* how long it took */
     bool stopping;
@@ -248,8 +256,7 @@ static void send_outbox(struct scheduler *s)
     const cJSON *item;
     char url[2048];
 
-    if (store_sched_outbox(s->cfg.store, on_the_way, s, &push, &stop) < 0)
-        return;
+    mirror_outbox(s->mirror, on_the_way, s, &push, &stop);
     cJSON_ArrayForEach(item, push) {
         const cJSON *task = json_get(item, "task");
         const char *id = json_get_string(task, "id");
@@ -315,7 +322,19 @@ static void on_sweep_timer(uv_timer_t *t)
     schedule_pass(t->data);
 }
 
-static void pass(struct scheduler *s)
+/* The state in memory, read whole at the first pass and then kept by
+ * what each commit changed. */
+static bool mirror_ready(struct scheduler *s)
+{
+    if (s->mirror == NULL && mirror_new(s->cfg.store, &s->mirror) < 0)
+        return false;
+    return mirror_sync(s->mirror) == 0;
+}
+
+/* A pass. The time-driven rules run on ticks only: a kicked pass (a
+ * heartbeat, a report) must not write for them, or late nodes' heartbeats
+ * feed passes that write again (B12), and only when something is due. */
+static void pass(struct scheduler *s, bool tick)
 {
     int64_t now = time_now_ms();
     int64_t start_us = time_mono_us();
@@ -331,10 +350,15 @@ static void pass(struct scheduler *s)
     int failed = 0;
     size_t placed_runs = 0;
     size_t placed_tasks = 0;
-    int rc;
 
+    if (!mirror_ready(s)) {
+        log_warn("scheduler: cannot read the state; trying again at the next pass");
+        return;
+    }
+    phase_done(METRICS_PHASE_READ, &t);
     timeout = liveness_timeout(s->cfg.node_timeout_ms);
-    store_sched_expire(s->cfg.store, now, timeout, &changed);
+    if (tick && mirror_expire_due(s->mirror, now, timeout))
+        store_sched_expire(s->cfg.store, now, timeout, &changed);
     phase_done(METRICS_PHASE_EXPIRE, &t);
     /* Trials made here are placed by this pass. */
     if (now - s->last_sweep_ms >= SWEEP_GAP_MS || now < s->last_sweep_ms) {
@@ -344,9 +368,10 @@ static void pass(struct scheduler *s)
             uv_timer_start(&s->sweep_timer, on_sweep_timer, SWEEP_GAP_MS, 0);
     }
     phase_done(METRICS_PHASE_SWEEPS, &t);
-    rc = store_sched_state(s->cfg.store, now, timeout, &state);
-    phase_done(METRICS_PHASE_READ, &t);
-    if (rc == 0) {
+    /* What the rules and the sweeps wrote. */
+    mirror_sync(s->mirror);
+    if (mirror_state(s->mirror, now, timeout, &state) == 0) {
+        phase_done(METRICS_PHASE_READ, &t);
         placement_pass(&state, &placements, &reasons);
         phase_done(METRICS_PHASE_PLACE, &t);
         if (placements.n_runs > 0) {
@@ -360,13 +385,16 @@ static void pass(struct scheduler *s)
         store_sched_reasons(s->cfg.store, reasons, now);
         sched_placements_release(&placements);
         cJSON_Delete(reasons);
-        store_sched_state_release(&state);
     }
+    mirror_state_release(&state);
     if (store_sched_unschedulable(s->cfg.store, now, s->cfg.unschedulable_timeout_ms, &failed) ==
             0 &&
         failed > 0)
         log_info("scheduler: failed %d unschedulable run(s)", failed);
     phase_done(METRICS_PHASE_REASONS, &t);
+    /* What this pass placed, for the outbox. */
+    mirror_sync(s->mirror);
+    phase_done(METRICS_PHASE_READ, &t);
     send_outbox(s);
     phase_done(METRICS_PHASE_OUTBOX, &t);
     metrics_sched_pass(t - start_us, placed_runs, placed_tasks);
@@ -376,7 +404,7 @@ static void pass(struct scheduler *s)
 
 static void on_soon(uv_timer_t *t)
 {
-    pass(t->data);
+    pass(t->data, false);
 }
 
 /* Runs a pass soon, coalescing kicks: at once when the last pass started
@@ -410,7 +438,100 @@ static void on_tick(uv_timer_t *t)
     if (s->last_tick_ms > 0)
         stall_record(s->last_tick_ms + s->cfg.tick_ms, now);
     s->last_tick_ms = now;
-    pass(s);
+    pass(s, true);
+}
+
+/* ---- views for other threads ---- */
+
+struct view_request {
+    bool check;
+    struct scheduler_view *out;
+    int rc;
+    bool taken; /* by the scheduler thread: the asker waits for it */
+    bool done;
+};
+
+/* Compares until a comparison saw the store stand still (heartbeats and
+ * reports go on while it reads). */
+#define VIEW_TRIES 20
+
+static void answer_view(struct scheduler *s, struct view_request *v)
+{
+    struct mirror_counts c;
+    struct buf diff;
+    int tries;
+    int n = 0;
+
+    buf_init(&diff);
+    v->rc = mirror_ready(s) ? 0 : ERR_INTERNAL;
+    for (tries = 0; v->rc == 0 && v->check; tries++) {
+        uint64_t gen = store_generation(s->cfg.store);
+
+        buf_reset(&diff);
+        n = mirror_compare(s->mirror, &diff);
+        if (n == 0 || (n > 0 && store_generation(s->cfg.store) == gen))
+            break;
+        if (n < 0 || tries == VIEW_TRIES) {
+            v->rc = ERR_UNAVAILABLE;
+            break;
+        }
+        mirror_sync(s->mirror);
+    }
+    if (v->rc == 0) {
+        mirror_counts(s->mirror, &c);
+        *v->out = (struct scheduler_view){ c.nodes,  c.runs,  c.queued, c.tasks, c.held,
+                                           c.outbox, c.stops, v->check, n,       NULL };
+        if (n > 0)
+            v->out->differences = xstrdup(diff.data);
+    }
+    buf_release(&diff);
+}
+
+static void take_view(struct scheduler *s)
+{
+    struct view_request *v;
+
+    pthread_mutex_lock(&s->view_mu);
+    v = s->view;
+    if (v)
+        v->taken = true;
+    pthread_mutex_unlock(&s->view_mu);
+    if (v == NULL)
+        return;
+    answer_view(s, v);
+    pthread_mutex_lock(&s->view_mu);
+    v->done = true;
+    s->view = NULL;
+    pthread_cond_signal(&s->view_cv);
+    pthread_mutex_unlock(&s->view_mu);
+}
+
+int scheduler_view(struct scheduler *s, bool check, struct scheduler_view *ret_view)
+{
+    struct view_request v = { check, ret_view, ERR_UNAVAILABLE, false, false };
+    struct timespec until;
+    int64_t deadline = time_now_ms() + 30000;
+
+    memset(ret_view, 0, sizeof(*ret_view));
+    until.tv_sec = (time_t)(deadline / 1000);
+    until.tv_nsec = (long)(deadline % 1000) * 1000000;
+    pthread_mutex_lock(&s->view_lock);
+    pthread_mutex_lock(&s->view_mu);
+    s->view = &v;
+    uv_async_send(&s->wake);
+    while (!v.done && (pthread_cond_timedwait(&s->view_cv, &s->view_mu, &until) == 0 || v.taken))
+        ;
+    if (!v.done)
+        s->view = NULL; /* not taken in time: no longer asked */
+    pthread_mutex_unlock(&s->view_mu);
+    pthread_mutex_unlock(&s->view_lock);
+    return v.done ? v.rc : ERR_UNAVAILABLE;
+}
+
+void scheduler_view_release(struct scheduler_view *view)
+{
+    free(view->differences);
+    view->differences = NULL;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -424,6 +545,7 @@ static void on_wake(uv_async_t *a)
     size_t i;
 
     if (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
+        take_view(s);
         schedule_pass(s);
         return;
     }
@@ -478,6 +600,9 @@ int scheduler_new(const struct scheduler_config *cfg, struct scheduler **ret_sch
     uv_timer_init(&s->loop, &s->sweep_timer);
     s->sweep_timer.data = s;
     s->sweeps = sweeps_new(s->cfg.store);
+    pthread_mutex_init(&s->view_lock, NULL);
+    pthread_mutex_init(&s->view_mu, NULL);
+    pthread_cond_init(&s->view_cv, NULL);
     s->http = uvcurl_new(&s->loop);
     if (s->http == NULL)
         goto err;
@@ -496,6 +621,9 @@ err:
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     sweeps_free(s->sweeps);
+    pthread_mutex_destroy(&s->view_lock);
+    pthread_mutex_destroy(&s->view_mu);
+    pthread_cond_destroy(&s->view_cv);
     free(s);
     return ERR_INTERNAL;
 }
@@ -510,6 +638,10 @@ void scheduler_free(struct scheduler *s)
     if (uv_loop_close(&s->loop) != 0)
         log_warn("scheduler: loop closed with handles open");
     sweeps_free(s->sweeps);
+    mirror_free(s->mirror);
+    pthread_mutex_destroy(&s->view_lock);
+    pthread_mutex_destroy(&s->view_mu);
+    pthread_cond_destroy(&s->view_cv);
     free(s);
 }
 

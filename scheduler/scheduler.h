@@ -5,14 +5,16 @@
  * pushes assignments and stops to the agents with libcurl (curl multi on
  * the same loop), and applies the time-driven rules (node timeouts, run
  * deadlines); and it drives sweeps: samples their trials and stops what
- * their early termination policy names. The store is the truth: a pass
- * reads it, decides, writes.
+ * their early termination policy names. The store is the truth: the
+ * thread keeps its state in memory (scheduler/mirror.h), kept by what each
+ * commit changed; a pass reads what changed, decides, writes.
  *
  * scheduler_new/free: main thread. scheduler_kick: any thread.
  */
 #ifndef TRAINYARD_SCHEDULER_H
 #define TRAINYARD_SCHEDULER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct store;
@@ -35,5 +37,19 @@ void scheduler_free(struct scheduler *sched);
 /* Something changed (a run submitted or canceled, a task reported, a node
  * joined): run a pass soon. Calls coalesce. */
 void scheduler_kick(struct scheduler *sched);
+
+/* What the scheduler holds in memory and, when checked, each way it
+ * differs from a fresh read of the store (one line each). */
+struct scheduler_view {
+    int64_t nodes, runs, queued, tasks, held, outbox, stops;
+    bool checked;
+    int n_differences;
+    char *differences; /* NULL when none */
+};
+/* Asks the scheduler thread, and waits (at most 30 s): 0, or
+ * ERR_UNAVAILABLE when it does not answer or, checking, the store never
+ * stood still long enough to compare. Any thread. */
+int scheduler_view(struct scheduler *sched, bool check, struct scheduler_view *ret_view);
+void scheduler_view_release(struct scheduler_view *view);
 
 #endif

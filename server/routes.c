@@ -55,6 +55,7 @@ static struct route routes[] = {
     { "POST", "/api/v1/nodes/{name}/drain", api_nodes_drain, ADMIN, JSON, WORKER, 0 },
     { "DELETE", "/api/v1/nodes/{name}", api_nodes_delete, ADMIN, JSON, WORKER, 0 },
     { "GET", "/api/v1/compute", api_compute_list, READ, JSON, WORKER, 0 },
+    { "GET", "/api/v1/scheduler", api_scheduler_get, ADMIN, JSON, WORKER, 0 },
 
     { "POST", "/api/v1/agent/tasks/{task}/status", api_agent_status, ADMIN | AGENT, JSON, QUICK,
       0 },

@@ -63,6 +63,13 @@ struct store {
     void *on_commit_arg;
     int64_t seen_flushed_ms; /* writer thread only */
     struct store_quotas quotas; /* set before the first write */
+
+    /* The rows a batch changes (SQLite's update hook on the writer),
+     * published to changes after its commit (store_changes_take). */
+    struct store_changes batch_changes; /* writer thread only */
+    bool changes_muted; /* writer thread only: during the heartbeat flush */
+    pthread_mutex_t changes_mu;
+    struct store_changes changes;
 };
 
 struct seen {
@@ -455,11 +462,14 @@ int store_seen_flush(struct store *store, struct conn *c)
     pthread_mutex_unlock(&store->seen_mu);
     st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?1 WHERE name = ?2 "
                       "AND last_heartbeat < ?1");
+    /* Not a change for the mirror: it asks store_node_seen(). */
+    store->changes_muted = true;
     for (i = 0; i < n && st && rc == 0; i++) {
         sqlite3_bind_int64(st, 1, pending[i].ms);
         bind_text(st, 2, pending[i].name);
         rc = stmt_done(c, st);
     }
+    store->changes_muted = false;
     if (st == NULL || rc < 0) {
         /* Not written: pending again, for the next flush. */
         for (i = 0; i < n; i++)
@@ -473,6 +483,85 @@ int store_seen_flush(struct store *store, struct conn *c)
 static int seen_flush_fn(struct conn *c, void *arg)
 {
     return store_seen_flush(arg, c);
+}
+
+/* ---- what commits changed, for the scheduler's mirror ---- */
+
+/* More changed rows than this between two takes: the taker reads all. */
+#define MAX_CHANGES (1u << 20)
+
+static void changes_add(struct store_changes *ch, enum store_table t, int64_t rowid)
+{
+    if (ch->overflow)
+        return;
+    if (ch->n[t] == ch->cap[t]) {
+        if (ch->cap[t] >= MAX_CHANGES) {
+            store_changes_release(ch);
+            ch->overflow = true;
+            return;
+        }
+        ch->cap[t] = ch->cap[t] ? 2 * ch->cap[t] : 256;
+        ch->rows[t] = xrealloc(ch->rows[t], ch->cap[t] * sizeof(int64_t));
+    }
+    ch->rows[t][ch->n[t]++] = rowid;
+}
+
+static void on_update(void *arg, int op, const char *db, const char *table, sqlite3_int64 rowid)
+{
+    struct store *store = arg;
+
+    (void)op;
+    (void)db;
+    if (strcmp(table, "tasks") == 0)
+        changes_add(&store->batch_changes, STORE_TASKS, rowid);
+    else if (strcmp(table, "runs") == 0)
+        changes_add(&store->batch_changes, STORE_RUNS, rowid);
+    else if (strcmp(table, "nodes") == 0 && !store->changes_muted)
+        changes_add(&store->batch_changes, STORE_NODES, rowid);
+}
+
+/* After a batch's commit (or rollback: naming rows that did not change is
+ * harmless): its changes become the taker's. */
+static void changes_publish(struct store *store)
+{
+    struct store_changes *b = &store->batch_changes;
+    size_t t;
+    size_t i;
+
+    pthread_mutex_lock(&store->changes_mu);
+    if (b->overflow) {
+        store_changes_release(&store->changes);
+        store->changes.overflow = true;
+    }
+    for (t = 0; t < 3; t++) {
+        for (i = 0; i < b->n[t]; i++)
+            changes_add(&store->changes, (enum store_table)t, b->rows[t][i]);
+        b->n[t] = 0;
+    }
+    b->overflow = false;
+    pthread_mutex_unlock(&store->changes_mu);
+}
+
+void store_changes_take(struct store *store, struct store_changes *ret)
+{
+    pthread_mutex_lock(&store->changes_mu);
+    *ret = store->changes;
+    memset(&store->changes, 0, sizeof(store->changes));
+    pthread_mutex_unlock(&store->changes_mu);
+}
+
+void store_changes_release(struct store_changes *ch)
+{
+    size_t t;
+
+    for (t = 0; t < 3; t++)
+        free(ch->rows[t]);
+    memset(ch, 0, sizeof(*ch));
+}
+
+int64_t store_node_seen(struct store *store, const char *name)
+{
+    return store_seen_get(store, name);
 }
 
 /* ---- the writer ---- */
@@ -556,8 +645,10 @@ static void *writer_main(void *arg)
             flush.next = ops;
             ops = &flush;
         }
-        if (ops)
+        if (ops) {
             run_batch(store, ops);
+            changes_publish(store);
+        }
         /* Before any writer returns: a read after a write sees a new
          * generation. */
         __atomic_add_fetch(&store->generation, 1, __ATOMIC_RELEASE);
@@ -680,12 +771,14 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
     pthread_cond_init(&store->work_cv, NULL);
     pthread_mutex_init(&store->conns_mu, NULL);
     pthread_mutex_init(&store->seen_mu, NULL);
+    pthread_mutex_init(&store->changes_mu, NULL);
     if (pthread_key_create(&store->reader_key, NULL) != 0)
         goto err_free;
     if (conn_open(path, sync, true, &store->writer_conn) < 0)
         goto err_key;
     if (migrate(store->writer_conn, &store->schema_version) < 0)
         goto err_close;
+    sqlite3_update_hook(store->writer_conn->db, on_update, store);
     /* Generations of stores opened one after another in a process never
      * overlap, so a cache keyed by them cannot mistake an old store's. */
     {
@@ -709,6 +802,7 @@ err_free:
     pthread_cond_destroy(&store->work_cv);
     pthread_mutex_destroy(&store->conns_mu);
     pthread_mutex_destroy(&store->seen_mu);
+    pthread_mutex_destroy(&store->changes_mu);
     free(store->path);
     free(store);
     return ERR_INTERNAL;
@@ -742,6 +836,9 @@ void store_free(struct store *store)
         free(store->seen[i].name);
     free(store->seen);
     pthread_mutex_destroy(&store->seen_mu);
+    store_changes_release(&store->batch_changes);
+    store_changes_release(&store->changes);
+    pthread_mutex_destroy(&store->changes_mu);
     free(store->path);
     free(store);
 }

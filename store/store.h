@@ -505,7 +505,8 @@ struct sched_host_port {
  * head wants, as C structs, and that head (at most 1,000 queued runs in
  * priority order, higher first, then older) as JSON: [{id, seq, attempt,
  * spec, reason, tasks: [{id, name, type, index}]}]; and the ports held on
- * other nodes, by host.
+ * other nodes, by host. The scheduler builds it from its state in memory
+ * (mirror_state() in scheduler/mirror.h).
  */
 struct sched_state {
     struct sched_node *nodes;
@@ -520,8 +521,7 @@ struct sched_state {
     int n_absent;
 };
 
-int store_sched_state(struct store *store, int64_t now_ms, int64_t node_timeout_ms,
-                      struct sched_state *ret_state);
+/* Frees a state whose strings and runs it owns (one built by hand). */
 void store_sched_state_release(struct sched_state *state);
 /* Records port as used on n. */
 void sched_node_use_port(struct sched_node *n, int port);
@@ -570,17 +570,6 @@ int store_sched_reasons(struct store *store, const cJSON *reasons, int64_t now_m
  * how many. */
 int store_sched_unschedulable(struct store *store, int64_t now_ms, int64_t timeout_ms,
                               int *ret_failed);
-/*
- * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]
- * for assigned tasks not yet accepted by their agent, and stops to send:
- * [{"task", "url", "secret"}]. Those for which skip(arg, task id, is_stop)
- * is true (the caller's requests already on their way) are left out
- * before anything of them is built: a backlog of assignments waiting for
- * their agents costs a row each, not an assignment each, per pass.
- */
-int store_sched_outbox(struct store *store,
-                       bool (*skip)(void *arg, const char *task_id, bool is_stop), void *arg,
-                       cJSON **ret_push, cJSON **ret_stop);
 /* The agent refused or was unreachable for an assignment; after a few
  * failures the task fails and the run rules apply. */
 int store_sched_push_failed(struct store *store, const char *task_id, const char *error,
@@ -599,6 +588,90 @@ int store_sched_expire(struct store *store, int64_t now_ms, int64_t node_timeout
                        bool *ret_changed);
 /* A node (re-)registered: the tasks its agent had are lost to it. */
 int store_node_restarted(struct store *store, const char *name, int64_t now_ms);
+
+/* ---- the scheduler's state in memory (scheduler/mirror.c) ---- */
+
+/*
+ * The rows of runs, tasks and nodes (their rowids) that commits changed
+ * since the last store_changes_take(): SQLite's update hook on the writer
+ * tells them, and they are published once their batch has committed, so
+ * a read begun after the take sees every change the take names. A row
+ * named may be unchanged (a rolled-back savepoint), never the reverse.
+ * overflow: more than the store keeps were changed; read everything.
+ * The heartbeat times kept in memory (store_seen_*) are not changes: read
+ * them with store_node_seen().
+ */
+struct store_changes {
+    int64_t *rows[3]; /* by enum store_table */
+    size_t n[3], cap[3];
+    bool overflow;
+};
+enum store_table { STORE_RUNS, STORE_TASKS, STORE_NODES };
+void store_changes_take(struct store *store, struct store_changes *ret);
+void store_changes_release(struct store_changes *ch);
+/* The last heartbeat of a node, in memory or written (0 when unknown). */
+int64_t store_node_seen(struct store *store, const char *name);
+
+/* Rows as the scheduler keeps them. Strings are valid during the callback. */
+struct store_run_row {
+    int64_t seq;
+    const char *id;
+    const char *experiment;
+    enum run_status status;
+    int64_t priority;
+    int64_t attempt;
+    const char *pool;
+    const char *reason; /* NULL: none */
+    int64_t unschedulable_since; /* 0: not unschedulable */
+    int64_t deadline; /* 0: none */
+};
+struct store_task_row {
+    int64_t seq;
+    const char *id;
+    int64_t run_seq;
+    int64_t attempt;
+    int ord;
+    const char *name;
+    enum task_type type;
+    int index;
+    const char *node; /* NULL: not placed */
+    const char *address;
+    double cpus;
+    int64_t memory_mb;
+    const char *gpus; /* JSON array of indices */
+    int port; /* 0: none */
+    const char *argv, *env; /* JSON, NULL before placement */
+    enum task_status status;
+    bool pushed, stop_pending, stopping, held;
+};
+struct store_node_row {
+    int64_t seq;
+    const char *name, *pool, *agent_url, *secret;
+    const char *gpus, *labels, *features; /* JSON */
+    const char *state; /* ready, draining, down */
+    double cpus;
+    int64_t memory_mb;
+    int port_min, port_max;
+    int64_t last_heartbeat;
+};
+/* Called for each row read; row NULL: the row with that rowid is gone. */
+struct store_mirror_fns {
+    void *arg;
+    void (*run)(void *arg, int64_t rowid, const struct store_run_row *row);
+    void (*task)(void *arg, int64_t rowid, const struct store_task_row *row);
+    void (*node)(void *arg, int64_t rowid, const struct store_node_row *row);
+};
+/*
+ * Reads, in one snapshot, the rows which names (nodes first, then runs,
+ * then tasks), or with which NULL every row the scheduler keeps: every
+ * node, the runs not ended, and the tasks that are not ended, hold
+ * resources or wait for a stop.
+ */
+int store_mirror_read(struct store *store, const struct store_changes *which,
+                      const struct store_mirror_fns *fns);
+/* Calls fn with the spec (JSON text) of each run of seqs that exists. */
+int store_run_specs(struct store *store, const int64_t *seqs, size_t n,
+                    void (*fn)(void *arg, int64_t seq, const char *spec), void *arg);
 
 /*
  * Metric points of a run added after row after_id, at most limit, as

@@ -356,7 +356,23 @@ class Server(Process):
     def label(self):
         return "server"
 
+    def check_scheduler_state(self):
+        """The scheduler's state in memory equals a fresh read of the database
+        (GET /api/v1/scheduler?check=true). Every server a test stops is checked.
+        A server that cannot answer (its admin token gone, TLS, stopped) is not."""
+        try:
+            r = self.get("/api/v1/scheduler?check=true")
+        except Exception:  # noqa: BLE001 - a server that cannot be asked
+            return None
+        if r.status != 200 or not isinstance(r.body, dict):
+            return None
+        assert r.body["checked"] and r.body["n_differences"] == 0, (
+            "the scheduler's state in memory differs from the database: %r" % (r.body,))
+        return r.body
+
     def stop(self, timeout=None):
+        if self.alive() and self.url and self.admin_token:
+            self.check_scheduler_state()
         _SERVER_URLS.discard(self.url)
         Process.stop(self, timeout)
 

@@ -1,0 +1,677 @@
+/*
+ * mirror.c - the scheduler's state in memory (mirror.h, mirrorint.h): its
+ * rows, kept by what each commit changed, and the check against a fresh
+ * read of the store.
+ */
+#include "scheduler/mirror.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/backend.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "scheduler/mirrorint.h"
+#include "common/banned.h"
+
+/* ---- rows ---- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* The host part of an agent URL ("http://host:port/..." -> "host"). */
+static char *url_host(const char *url)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+
+    p = p ? p + 3 : url;
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+
+        n = end ? (size_t)(end - p - 1) : strlen(p + 1);
+        p++;
+    } else {
+        n = strcspn(p, ":/");
+    }
+    return xstrndup(p, n);
+}
+
+static void node_strings_free(struct mnode *n)
+{
+    int k;
+
+    free(n->name);
+    free(n->pool);
+    free(n->host);
+    free(n->url);
+    free(n->secret);
+    free(n->gpus_json);
+    free(n->labels_json);
+    free(n->features_json);
+    for (k = 0; k < 2 * n->n_labels; k++)
+        free(n->labels[k]);
+    free(n->labels);
+}
+
+static void node_fill(struct mnode *n, const struct store_node_row *row)
+{
+    cJSON *gpus = json_parse_trusted(row->gpus);
+    cJSON *labels = json_parse_trusted(row->labels);
+    cJSON *features = json_parse_trusted(row->features);
+    const cJSON *g;
+    int i = 0;
+
+    n->name = xstrdup(row->name);
+    n->pool = xstrdup(row->pool);
+    n->host = url_host(row->agent_url);
+    n->url = xstrdup(row->agent_url);
+    n->secret = xstrdup(row->secret);
+    n->gpus_json = xstrdup(row->gpus);
+    n->labels_json = xstrdup(row->labels);
+    n->features_json = xstrdup(row->features);
+    n->cpus = row->cpus;
+    n->memory_mb = row->memory_mb;
+    n->n_gpus = 0;
+    cJSON_ArrayForEach(g, gpus) {
+        if (n->n_gpus < STORE_MAX_GPUS)
+            n->gpus[n->n_gpus++] = (int)json_get(g, "index")->valuedouble;
+    }
+    n->features = features_of(features);
+    n->labels = xcalloc((size_t)cJSON_GetArraySize(labels) * 2 + 1, sizeof(char *));
+    cJSON_ArrayForEach(g, labels) {
+        if (!cJSON_IsString(g))
+            continue;
+        n->labels[2 * i] = xstrdup(g->string);
+        n->labels[2 * i + 1] = xstrdup(g->valuestring);
+        i++;
+    }
+    n->n_labels = i;
+    n->port_min = row->port_min;
+    n->port_max = row->port_max;
+    n->state = strcmp(row->state, "ready") == 0      ? NODE_READY
+               : strcmp(row->state, "draining") == 0 ? NODE_DRAINING
+                                                     : NODE_DOWN;
+    n->last_heartbeat = row->last_heartbeat;
+    cJSON_Delete(gpus);
+    cJSON_Delete(labels);
+    cJSON_Delete(features);
+}
+
+static void node_remove(struct mirror *m, struct mnode *n)
+{
+    HASH_DELETE(hh, m->nodes, n);
+    HASH_DELETE(hn, m->nodes_by_name, n);
+    node_strings_free(n);
+    free(n);
+    m->sorted_stale = true;
+}
+
+static void on_node(void *arg, int64_t rowid, const struct store_node_row *row)
+{
+    struct mirror *m = arg;
+    struct mnode *n;
+
+    HASH_FIND(hh, m->nodes, &rowid, sizeof(rowid), n);
+    if (n)
+        node_remove(m, n);
+    if (row == NULL)
+        return;
+    /* A name is unique: a row that took it over replaces the old one. */
+    HASH_FIND(hn, m->nodes_by_name, row->name, strlen(row->name), n);
+    if (n)
+        node_remove(m, n);
+    n = xcalloc(1, sizeof(*n));
+    n->rowid = rowid;
+    node_fill(n, row);
+    HASH_ADD(hh, m->nodes, rowid, sizeof(n->rowid), n);
+    HASH_ADD_KEYPTR(hn, m->nodes_by_name, n->name, strlen(n->name), n);
+    m->sorted_stale = true;
+}
+
+struct mpush *mirror_push_of(const cJSON *spec)
+{
+    struct mpush *p = xcalloc(1, sizeof(*p));
+    const cJSON *pip = json_get(spec, "pip_packages");
+
+    p->use_python = json_get_string(spec, "entry_script") != NULL;
+    p->backend = (enum backend)backend_parse(json_get_string(spec, "distributed_backend"));
+    p->snapshot = dup_or_null(json_get_string(spec, "source"));
+    p->image = dup_or_null(json_get_string(spec, "image"));
+    p->pip_packages = pip ? json_print(pip) : NULL;
+    return p;
+}
+
+static void push_free(struct mpush *p)
+{
+    if (p == NULL)
+        return;
+    free(p->snapshot);
+    free(p->image);
+    free(p->pip_packages);
+    free(p);
+}
+
+/* Placement's view of a run is built again when it changes. */
+static void run_changed(struct mrun *r)
+{
+    cJSON_Delete(r->json);
+    r->json = NULL;
+}
+
+static void run_strings_free(struct mrun *r)
+{
+    free(r->id);
+    free(r->experiment);
+    free(r->pool);
+    free(r->reason);
+}
+
+static void queue_add(struct mirror *m, struct mrun *r)
+{
+    if (r->in_queue)
+        return;
+    if (m->n_adds == m->cap_adds) {
+        m->cap_adds = m->cap_adds ? 2 * m->cap_adds : 256;
+        m->adds = xrealloc(m->adds, m->cap_adds * sizeof(*m->adds));
+    }
+    m->adds[m->n_adds++] = (struct qent){ r->priority, r->seq };
+    r->in_queue = true;
+}
+
+static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
+{
+    struct mirror *m = arg;
+    struct mrun *r;
+    struct mtask *t;
+
+    HASH_FIND(hh, m->runs, &rowid, sizeof(rowid), r);
+    if (row == NULL || run_status_is_final(row->status)) {
+        /* Ended: its tasks stay while they hold something or wait for a
+         * stop; its queue entry is dropped when a pass meets it. */
+        if (r == NULL)
+            return;
+        DL_FOREACH2(r->tasks, t, rnext)
+        {
+            t->run = NULL;
+            m->n_orphans++;
+        }
+        HASH_DELETE(hh, m->runs, r);
+        run_strings_free(r);
+        cJSON_Delete(r->spec);
+        cJSON_Delete(r->json);
+        push_free(r->push);
+        free(r);
+        return;
+    }
+    if (r == NULL) {
+        r = xcalloc(1, sizeof(*r));
+        r->seq = rowid;
+        HASH_ADD(hh, m->runs, seq, sizeof(r->seq), r);
+        if (m->n_orphans > 0) {
+            struct mtask *tmp;
+
+            HASH_ITER(hh, m->tasks, t, tmp)
+            {
+                if (t->run == NULL && t->row.run_seq == rowid) {
+                    t->run = r;
+                    DL_APPEND2(r->tasks, t, rprev, rnext);
+                    m->n_orphans--;
+                }
+            }
+        }
+    } else {
+        run_strings_free(r);
+    }
+    r->id = xstrdup(row->id);
+    r->experiment = xstrdup(row->experiment);
+    r->pool = xstrdup(row->pool);
+    r->reason = dup_or_null(row->reason);
+    r->status = row->status;
+    r->priority = row->priority;
+    r->attempt = row->attempt;
+    r->unschedulable_since = row->unschedulable_since;
+    r->deadline = row->deadline;
+    run_changed(r);
+    if (r->status == RUN_QUEUED) {
+        queue_add(m, r);
+    } else if (r->spec) {
+        /* Out of the queue: keep what its pushes need. */
+        push_free(r->push);
+        r->push = mirror_push_of(r->spec);
+        cJSON_Delete(r->spec);
+        r->spec = NULL;
+    }
+}
+
+/* Does the mirror keep a task in this state? */
+static bool task_kept(const struct store_task_row *row)
+{
+    return !task_status_is_ended(row->status) || row->held || row->stop_pending;
+}
+
+static void task_row_free(struct store_task_row *row)
+{
+    free((char *)row->id);
+    free((char *)row->name);
+    free((char *)row->node);
+    free((char *)row->address);
+    free((char *)row->gpus);
+    free((char *)row->argv);
+    free((char *)row->env);
+}
+
+/* Takes a task out of every list it is in. */
+static void task_unlink(struct mirror *m, struct mtask *t)
+{
+    if (t->run) {
+        DL_DELETE2(t->run->tasks, t, rprev, rnext);
+        run_changed(t->run);
+        t->run = NULL;
+    } else {
+        m->n_orphans--;
+    }
+    if (t->holds) {
+        DL_DELETE2(t->holds->tasks, t, hprev, hnext);
+        if (t->holds->tasks == NULL) {
+            HASH_DELETE(hh, m->holds, t->holds);
+            free(t->holds->node);
+            free(t->holds);
+        }
+        t->holds = NULL;
+    }
+    if (t->in_outbox)
+        DL_DELETE2(m->outbox, t, oprev, onext);
+    if (t->in_stops)
+        DL_DELETE2(m->stops, t, oprev, onext);
+    t->in_outbox = t->in_stops = false;
+}
+
+/* Puts a task in the lists its row says. */
+static void task_link(struct mirror *m, struct mtask *t)
+{
+    const struct store_task_row *row = &t->row;
+
+    HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), t->run);
+    if (t->run) {
+        DL_APPEND2(t->run->tasks, t, rprev, rnext);
+        run_changed(t->run);
+    } else {
+        m->n_orphans++;
+    }
+    if (row->held && row->node) {
+        struct mholds *h;
+        cJSON *gpus = json_parse_trusted(row->gpus);
+        const cJSON *g;
+
+        HASH_FIND(hh, m->holds, row->node, strlen(row->node), h);
+        if (h == NULL) {
+            h = xcalloc(1, sizeof(*h));
+            h->node = xstrdup(row->node);
+            HASH_ADD_KEYPTR(hh, m->holds, h->node, strlen(h->node), h);
+        }
+        DL_APPEND2(h->tasks, t, hprev, hnext);
+        t->holds = h;
+        t->n_held_gpus = 0;
+        cJSON_ArrayForEach(g, gpus) {
+            if (t->n_held_gpus < STORE_MAX_GPUS)
+                t->held_gpus[t->n_held_gpus++] = g->valueint;
+        }
+        cJSON_Delete(gpus);
+    }
+    /* Waiting for a push (its run not done), or for a stop. */
+    if (row->status == TASK_ASSIGNED && !row->pushed && !row->stopping && row->node) {
+        DL_APPEND2(m->outbox, t, oprev, onext);
+        t->in_outbox = true;
+    } else if (row->stop_pending && row->node) {
+        DL_APPEND2(m->stops, t, oprev, onext);
+        t->in_stops = true;
+    }
+}
+
+static void on_task(void *arg, int64_t rowid, const struct store_task_row *row)
+{
+    struct mirror *m = arg;
+    struct mtask *t;
+
+    HASH_FIND(hh, m->tasks, &rowid, sizeof(rowid), t);
+    if (t) {
+        task_unlink(m, t);
+        task_row_free(&t->row);
+    }
+    if (row == NULL || !task_kept(row)) {
+        if (t) {
+            HASH_DELETE(hh, m->tasks, t);
+            free(t);
+        }
+        return;
+    }
+    if (t == NULL) {
+        t = xcalloc(1, sizeof(*t));
+        t->rowid = rowid;
+        HASH_ADD(hh, m->tasks, rowid, sizeof(t->rowid), t);
+    }
+    t->row = *row;
+    t->row.id = xstrdup(row->id);
+    t->row.name = xstrdup(row->name);
+    t->row.node = dup_or_null(row->node);
+    t->row.address = dup_or_null(row->address);
+    t->row.gpus = xstrdup(row->gpus);
+    t->row.argv = dup_or_null(row->argv);
+    t->row.env = dup_or_null(row->env);
+    task_link(m, t);
+}
+
+/* ---- life ---- */
+
+static const struct store_mirror_fns *fns_of(struct mirror *m, struct store_mirror_fns *fns)
+{
+    fns->arg = m;
+    fns->run = on_run;
+    fns->task = on_task;
+    fns->node = on_node;
+    return fns;
+}
+
+static void clear(struct mirror *m)
+{
+    struct mnode *n, *ntmp;
+    struct mrun *r, *rtmp;
+    struct mtask *t, *ttmp;
+
+    HASH_ITER(hh, m->tasks, t, ttmp)
+    {
+        task_unlink(m, t);
+        task_row_free(&t->row);
+        HASH_DELETE(hh, m->tasks, t);
+        free(t);
+    }
+    HASH_ITER(hh, m->runs, r, rtmp)
+    {
+        struct store_run_row gone = { .status = RUN_CANCELED };
+
+        on_run(m, r->seq, &gone);
+    }
+    HASH_ITER(hh, m->nodes, n, ntmp)
+    {
+        node_remove(m, n);
+    }
+    assert(m->holds == NULL && m->outbox == NULL && m->stops == NULL && m->n_orphans == 0);
+    free(m->sorted);
+    m->sorted = NULL;
+    m->n_sorted = 0;
+    m->n_queue = 0;
+    m->n_adds = 0;
+}
+
+/* Reads everything: at start, and after a failed sync or an overflow. */
+static int reload(struct mirror *m)
+{
+    struct store_mirror_fns fns;
+    struct store_changes ch;
+    int rc;
+
+    clear(m);
+    /* Changes from here on are the next sync's (some are read twice). */
+    store_changes_take(m->store, &ch);
+    store_changes_release(&ch);
+    rc = store_mirror_read(m->store, NULL, fns_of(m, &fns));
+    m->broken = rc < 0;
+    return rc;
+}
+
+int mirror_new(struct store *store, struct mirror **ret_mirror)
+{
+    struct mirror *m = xcalloc(1, sizeof(*m));
+
+    m->store = store;
+    if (reload(m) < 0) {
+        mirror_free(m);
+        return ERR_INTERNAL;
+    }
+    *ret_mirror = m;
+    return 0;
+}
+
+void mirror_free(struct mirror *m)
+{
+    if (m == NULL)
+        return;
+    clear(m);
+    free(m->queue);
+    free(m->adds);
+    free(m);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a;
+    int64_t y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+void mirror_dedup(int64_t *rows, size_t *n)
+{
+    size_t i;
+    size_t k = 0;
+
+    if (*n == 0)
+        return;
+    qsort(rows, *n, sizeof(*rows), cmp_i64);
+    for (i = 0; i < *n; i++) {
+        if (k == 0 || rows[k - 1] != rows[i])
+            rows[k++] = rows[i];
+    }
+    *n = k;
+}
+
+int mirror_sync(struct mirror *m)
+{
+    struct store_changes ch;
+    struct store_mirror_fns fns;
+    int t;
+    int rc;
+
+    if (m->broken)
+        return reload(m);
+    store_changes_take(m->store, &ch);
+    if (ch.overflow) {
+        store_changes_release(&ch);
+        log_info("scheduler: more changes than kept; reading the whole state again");
+        return reload(m);
+    }
+    for (t = 0; t < 3; t++)
+        mirror_dedup(ch.rows[t], &ch.n[t]);
+    rc = store_mirror_read(m->store, &ch, fns_of(m, &fns));
+    store_changes_release(&ch);
+    if (rc < 0)
+        m->broken = true;
+    return rc;
+}
+
+static int by_queue_order(const void *a, const void *b)
+{
+    const struct qent *x = a;
+    const struct qent *y = b;
+
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+void mirror_queue_merge(struct mirror *m)
+{
+    struct qent *out;
+    size_t i = 0;
+    size_t j = 0;
+    size_t k = 0;
+
+    if (m->n_adds == 0)
+        return;
+    qsort(m->adds, m->n_adds, sizeof(*m->adds), by_queue_order);
+    out = xmalloc((m->n_queue + m->n_adds) * sizeof(*out));
+    while (i < m->n_queue || j < m->n_adds) {
+        if (j == m->n_adds || (i < m->n_queue && by_queue_order(&m->queue[i], &m->adds[j]) <= 0))
+            out[k++] = m->queue[i++];
+        else
+            out[k++] = m->adds[j++];
+    }
+    free(m->queue);
+    m->queue = out;
+    m->n_queue = k;
+    m->cap_queue = k;
+    m->n_adds = 0;
+}
+
+/* ---- checking the mirror against the store ---- */
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static void differ(struct buf *out, int *count, const char *what, int64_t key, const char *field)
+{
+    if (*count < 100)
+        buf_printf(out, "%s %lld: %s differs\n", what, (long long)key, field);
+    (*count)++;
+}
+
+static void compare_nodes(const struct mirror *m, const struct mirror *f, struct buf *out,
+                          int *count)
+{
+    const struct mnode *a;
+    const struct mnode *b;
+
+    for (b = f->nodes; b; b = b->hh.next) {
+        HASH_FIND(hh, m->nodes, &b->rowid, sizeof(b->rowid), a);
+        if (a == NULL) {
+            differ(out, count, "node", b->rowid, "presence (missing in memory)");
+            continue;
+        }
+        if (!same_str(a->name, b->name) || !same_str(a->pool, b->pool) ||
+            !same_str(a->url, b->url) || !same_str(a->secret, b->secret))
+            differ(out, count, "node", b->rowid, "name, pool, url or secret");
+        if (!same_str(a->gpus_json, b->gpus_json) || !same_str(a->labels_json, b->labels_json) ||
+            !same_str(a->features_json, b->features_json))
+            differ(out, count, "node", b->rowid, "gpus, labels or features");
+        if (a->state != b->state || a->cpus != b->cpus || a->memory_mb != b->memory_mb ||
+            a->port_min != b->port_min || a->port_max != b->port_max)
+            differ(out, count, "node", b->rowid, "state, resources or ports");
+    }
+    if (HASH_CNT(hh, m->nodes) != HASH_CNT(hh, f->nodes))
+        differ(out, count, "nodes", (int64_t)HASH_CNT(hh, m->nodes), "count");
+}
+
+static void compare_runs(const struct mirror *m, const struct mirror *f, struct buf *out,
+                         int *count)
+{
+    const struct mrun *a;
+    const struct mrun *b;
+
+    for (b = f->runs; b; b = b->hh.next) {
+        HASH_FIND(hh, m->runs, &b->seq, sizeof(b->seq), a);
+        if (a == NULL) {
+            differ(out, count, "run", b->seq, "presence (missing in memory)");
+            continue;
+        }
+        if (!same_str(a->id, b->id) || !same_str(a->experiment, b->experiment) ||
+            !same_str(a->pool, b->pool) || !same_str(a->reason, b->reason))
+            differ(out, count, "run", b->seq, "id, experiment, pool or reason");
+        if (a->status != b->status || a->priority != b->priority || a->attempt != b->attempt ||
+            a->unschedulable_since != b->unschedulable_since || a->deadline != b->deadline)
+            differ(out, count, "run", b->seq, "status, priority, attempt or times");
+    }
+    if (HASH_CNT(hh, m->runs) != HASH_CNT(hh, f->runs))
+        differ(out, count, "runs", (int64_t)HASH_CNT(hh, m->runs), "count");
+}
+
+static void compare_tasks(const struct mirror *m, const struct mirror *f, struct buf *out,
+                          int *count)
+{
+    const struct mtask *a;
+    const struct mtask *b;
+
+    for (b = f->tasks; b; b = b->hh.next) {
+        const struct store_task_row *x;
+        const struct store_task_row *y = &b->row;
+
+        HASH_FIND(hh, m->tasks, &b->rowid, sizeof(b->rowid), a);
+        if (a == NULL) {
+            differ(out, count, "task", b->rowid, "presence (missing in memory)");
+            continue;
+        }
+        x = &a->row;
+        if (!same_str(x->id, y->id) || !same_str(x->name, y->name) || !same_str(x->node, y->node) ||
+            !same_str(x->address, y->address) || !same_str(x->gpus, y->gpus) ||
+            !same_str(x->argv, y->argv) || !same_str(x->env, y->env))
+            differ(out, count, "task", b->rowid, "id, name, node, address, gpus, argv or env");
+        if (x->run_seq != y->run_seq || x->attempt != y->attempt || x->ord != y->ord ||
+            x->type != y->type || x->index != y->index || x->cpus != y->cpus ||
+            x->memory_mb != y->memory_mb || x->port != y->port || x->status != y->status)
+            differ(out, count, "task", b->rowid, "run, type, resources, port or status");
+        if (x->pushed != y->pushed || x->stop_pending != y->stop_pending ||
+            x->stopping != y->stopping || x->held != y->held)
+            differ(out, count, "task", b->rowid, "pushed, stop_pending, stopping or held");
+        if ((a->run == NULL) != (b->run == NULL) || (a->holds == NULL) != (b->holds == NULL) ||
+            a->in_outbox != b->in_outbox || a->in_stops != b->in_stops)
+            differ(out, count, "task", b->rowid, "its run, holds, outbox or stops link");
+    }
+    if (HASH_CNT(hh, m->tasks) != HASH_CNT(hh, f->tasks))
+        differ(out, count, "tasks", (int64_t)HASH_CNT(hh, m->tasks), "count");
+}
+
+/* The next queued run of m's queue from *i on, without changing m. */
+static const struct mrun *next_queued(struct mirror *m, size_t *i)
+{
+    for (; *i < m->n_queue; (*i)++) {
+        const struct mrun *r;
+
+        HASH_FIND(hh, m->runs, &m->queue[*i].seq, sizeof(m->queue[*i].seq), r);
+        if (r && r->status == RUN_QUEUED)
+            return m->queue[(*i)++].seq == r->seq ? r : NULL;
+    }
+    return NULL;
+}
+
+static void compare_queues(struct mirror *m, struct mirror *f, struct buf *out, int *count)
+{
+    size_t i = 0;
+    size_t j = 0;
+
+    mirror_queue_merge(m);
+    mirror_queue_merge(f);
+    for (;;) {
+        const struct mrun *a = next_queued(m, &i);
+        const struct mrun *b = next_queued(f, &j);
+
+        if (a == NULL && b == NULL)
+            return;
+        if (a == NULL || b == NULL || a->seq != b->seq) {
+            differ(out, count, "queue at run", b ? b->seq : a->seq, "order");
+            return;
+        }
+    }
+}
+
+int mirror_compare(struct mirror *m, struct buf *out)
+{
+    struct mirror *fresh;
+    int count = 0;
+
+    if (m->broken || mirror_new(m->store, &fresh) < 0)
+        return ERR_INTERNAL;
+    compare_nodes(m, fresh, out, &count);
+    compare_runs(m, fresh, out, &count);
+    compare_tasks(m, fresh, out, &count);
+    compare_queues(m, fresh, out, &count);
+    mirror_free(fresh);
+    return count;
+}

@@ -1,0 +1,67 @@
+/*
+ * mirror.h - the scheduler's state in memory: every node, the runs not
+ * ended and their tasks, the tasks that hold resources and those waiting
+ * for a push or a stop, as C structs owned by the scheduler thread. It is
+ * read whole from the store at start and then kept by the rows each
+ * commit changed (store_changes_take()): a pass reads what changed, not
+ * the queue. SQLite stays the durable log; the mirror is what a fresh read
+ * of it would give (mirror_compare() checks that).
+ *
+ * One thread (the scheduler's).
+ */
+#ifndef TRAINYARD_SCHEDULER_MIRROR_H
+#define TRAINYARD_SCHEDULER_MIRROR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "store/store.h"
+
+struct mirror;
+
+/* Reads the store's state. 0 or ERR_INTERNAL (logged). */
+int mirror_new(struct store *store, struct mirror **ret_mirror);
+void mirror_free(struct mirror *m);
+/* Applies what commits changed since the last sync. 0 or ERR_INTERNAL
+ * (then the next sync reads everything again). */
+int mirror_sync(struct mirror *m);
+
+/*
+ * The input of a placement pass: at most 1,000 queued runs from the head
+ * of the queue (priority, then age) and the nodes of the pools they want,
+ * ready or absent as of now with node_timeout_ms. It borrows from the
+ * mirror: valid until the next mirror_sync(); release it with
+ * mirror_state_release().
+ */
+int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
+                 struct sched_state *ret_state);
+void mirror_state_release(struct sched_state *state);
+
+/*
+ * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]
+ * for assigned tasks not yet accepted by their agent, and stops to send:
+ * [{"task", "url", "secret"}]. Those for which skip(arg, task id, is_stop)
+ * is true (the caller's requests already on their way) are left out
+ * before anything of them is built.
+ */
+void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id, bool is_stop),
+                   void *arg, cJSON **ret_push, cJSON **ret_stop);
+
+/* Is a time-driven rule due (store_sched_expire): a node silent past its
+ * timeout or down with live tasks, or a run past its deadline? */
+bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms);
+
+/* What the mirror holds. */
+struct mirror_counts {
+    int64_t nodes, runs, queued, tasks, held, outbox, stops;
+};
+void mirror_counts(const struct mirror *m, struct mirror_counts *ret);
+
+/* Compares the mirror with a fresh read of the store: appends one line
+ * per difference to out and returns how many (or ERR_INTERNAL). */
+int mirror_compare(struct mirror *m, struct buf *out);
+
+#endif

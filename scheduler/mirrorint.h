@@ -1,0 +1,130 @@
+/*
+ * mirrorint.h - what the files of the scheduler's state in memory share
+ * (mirror.c: rows, sync and the check; mirrorpass.c: what a pass reads
+ * from it). Not for other modules; scheduler thread only.
+ *
+ * Nodes, runs and tasks are hashed by their rowid (uthash); nodes also by
+ * name, in a name-sorted array (placement's order), and in per-node lists
+ * of the tasks that hold resources there. The queue is an array of
+ * (priority, seq) kept sorted: new queued runs are merged in at the next
+ * pass, runs that left the queue are dropped when a pass walks past them.
+ * A queued run's spec is read and parsed when it reaches the head of the
+ * queue, and let go when it leaves the queue, keeping only what its
+ * pushes need: a queue of 100,000 runs costs their rows, not their specs.
+ */
+#ifndef TRAINYARD_SCHEDULER_MIRRORINT_H
+#define TRAINYARD_SCHEDULER_MIRRORINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/backend.h"
+#include "common/xalloc.h"
+#include "scheduler/mirror.h"
+
+#define uthash_malloc(sz) xmalloc(sz)
+#include <uthash.h>
+#include <utlist.h>
+
+/* How many queued runs a pass looks at (the head of the queue). */
+#define HEAD_RUNS 1000
+
+enum node_state { NODE_READY, NODE_DRAINING, NODE_DOWN };
+
+struct mtask;
+
+struct mnode {
+    int64_t rowid;
+    char *name, *pool, *host, *url, *secret;
+    char *gpus_json, *labels_json, *features_json; /* as stored, for mirror_compare */
+    double cpus;
+    int64_t memory_mb;
+    int n_gpus;
+    int gpus[STORE_MAX_GPUS];
+    unsigned features;
+    char **labels; /* key, value, ... */
+    int n_labels;
+    int port_min, port_max;
+    enum node_state state; /* as stored */
+    int64_t last_heartbeat; /* as read; store_node_seen() knows later ones */
+    bool in_state; /* in the sched_state being built */
+    UT_hash_handle hh; /* by rowid */
+    UT_hash_handle hn; /* by name */
+};
+
+/* The tasks holding resources on a node (by name: a task may hold on a
+ * node that is gone). */
+struct mholds {
+    char *node;
+    struct mtask *tasks;
+    UT_hash_handle hh;
+};
+
+/* What the pushes of a run's tasks need from its spec. */
+struct mpush {
+    bool use_python;
+    enum backend backend;
+    char *snapshot, *image;
+    char *pip_packages; /* JSON, or NULL */
+};
+
+struct mrun {
+    int64_t seq;
+    char *id, *experiment, *pool, *reason;
+    enum run_status status;
+    int64_t priority, attempt, unschedulable_since, deadline;
+    struct mtask *tasks; /* its tasks in the mirror */
+    bool in_queue; /* an entry of the queue array names it */
+    cJSON *spec; /* while queued, once it reached the head */
+    struct mpush *push; /* once it left the queue */
+    cJSON *json; /* placement's view of it, while queued, once built */
+    UT_hash_handle hh;
+};
+
+struct mtask {
+    int64_t rowid;
+    struct store_task_row row; /* its strings owned */
+    struct mrun *run; /* NULL: its run is not in the mirror */
+    struct mholds *holds; /* NULL: holds nothing */
+    int n_held_gpus;
+    int held_gpus[STORE_MAX_GPUS];
+    bool in_outbox, in_stops;
+    struct mtask *rnext, *rprev; /* in run->tasks */
+    struct mtask *hnext, *hprev; /* in holds->tasks */
+    struct mtask *onext, *oprev; /* in outbox or stops */
+    UT_hash_handle hh;
+};
+
+struct qent {
+    int64_t priority, seq;
+};
+
+struct mirror {
+    struct store *store;
+    struct mnode *nodes; /* by rowid */
+    struct mnode *nodes_by_name;
+    struct mnode **sorted; /* by name */
+    int n_sorted;
+    bool sorted_stale;
+    struct mholds *holds;
+    struct mrun *runs;
+    struct mtask *tasks;
+    int64_t n_orphans; /* tasks whose run is not in the mirror */
+    struct mtask *outbox, *stops;
+    struct qent *queue; /* sorted: priority desc, seq asc */
+    size_t n_queue, cap_queue;
+    struct qent *adds; /* queued since the last merge, unsorted */
+    size_t n_adds, cap_adds;
+    bool broken; /* a sync failed: the next one reads everything */
+};
+
+/* What the pushes of a run need from its spec. */
+struct mpush *mirror_push_of(const cJSON *spec);
+/* Sorts rowids and drops repeats. */
+void mirror_dedup(int64_t *rows, size_t *n);
+/* Merges the runs queued since the last pass into the sorted queue. */
+void mirror_queue_merge(struct mirror *m);
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * mirrorpass.c - what a pass reads from the state in memory: the input of
+ * placement (the head of the queue and the nodes it wants), the outbox,
+ * whether a time-driven rule is due, and counts.
+ */
+#include "scheduler/mirror.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/backend.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "scheduler/mirrorint.h"
+#include "common/banned.h"
+
+/* ---- the pass's input ---- */
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(struct mnode *const *)a)->name, (*(struct mnode *const *)b)->name);
+}
+
+static void sort_nodes(struct mirror *m)
+{
+    struct mnode *n;
+    int i = 0;
+
+    if (!m->sorted_stale)
+        return;
+    m->n_sorted = (int)HASH_CNT(hn, m->nodes_by_name);
+    m->sorted = xrealloc(m->sorted, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted));
+    for (n = m->nodes_by_name; n; n = n->hn.next)
+        m->sorted[i++] = n;
+    qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_name);
+    m->sorted_stale = false;
+}
+
+/* A queue entry still names a queued run: that run, else NULL. */
+static struct mrun *queued_run(struct mirror *m, const struct qent *e)
+{
+    struct mrun *r;
+
+    HASH_FIND(hh, m->runs, &e->seq, sizeof(e->seq), r);
+    if (r && r->status == RUN_QUEUED)
+        return r;
+    if (r)
+        r->in_queue = false;
+    return NULL;
+}
+
+static void spec_loaded(void *arg, int64_t seq, const char *spec)
+{
+    struct mirror *m = arg;
+    struct mrun *r;
+
+    HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
+    if (r && r->spec == NULL)
+        r->spec = json_parse_trusted(spec);
+}
+
+/* Reads the specs of the runs of seqs that have none. */
+static void load_specs(struct mirror *m, int64_t *seqs, size_t n)
+{
+    if (n > 0 && store_run_specs(m->store, seqs, n, spec_loaded, m) < 0)
+        m->broken = true;
+}
+
+static int by_ord(const void *a, const void *b)
+{
+    const struct mtask *x = *(struct mtask *const *)a;
+    const struct mtask *y = *(struct mtask *const *)b;
+
+    return (x->row.ord > y->row.ord) - (x->row.ord < y->row.ord);
+}
+
+/* {id, seq, attempt, spec, reason, tasks: [{id, name, type, index}]}, the
+ * spec by reference. */
+static cJSON *run_json(struct mrun *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tasks;
+    struct mtask **list;
+    struct mtask *t;
+    size_t n = 0;
+    size_t i;
+
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+    cJSON_AddNumberToObject(o, "attempt", (double)r->attempt);
+    cJSON_AddItemToObject(o, "spec", cJSON_CreateObjectReference(r->spec->child));
+    json_add_string_or_null(o, "reason", r->reason);
+    tasks = cJSON_AddArrayToObject(o, "tasks");
+    DL_COUNT2(r->tasks, t, n, rnext);
+    list = xcalloc(n + 1, sizeof(*list));
+    n = 0;
+    DL_FOREACH2(r->tasks, t, rnext)
+    {
+        if (t->row.attempt == r->attempt && t->row.status == TASK_PENDING)
+            list[n++] = t;
+    }
+    qsort(list, n, sizeof(*list), by_ord);
+    for (i = 0; i < n; i++) {
+        cJSON *j = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(j, "id", list[i]->row.id);
+        cJSON_AddStringToObject(j, "name", list[i]->row.name);
+        cJSON_AddStringToObject(j, "type", task_type_name(list[i]->row.type));
+        cJSON_AddNumberToObject(j, "index", list[i]->row.index);
+        cJSON_AddItemToArray(tasks, j);
+    }
+    free(list);
+    return o;
+}
+
+/* The head of the queue: at most HEAD_RUNS queued runs, in order, with
+ * their specs; entries of runs no longer queued before the last one taken
+ * are dropped. */
+static size_t queue_head(struct mirror *m, struct mrun **head)
+{
+    int64_t *missing = xcalloc(HEAD_RUNS, sizeof(*missing));
+    size_t n_missing = 0;
+    size_t n = 0;
+    size_t i;
+    size_t k = 0;
+
+    mirror_queue_merge(m);
+    for (i = 0; i < m->n_queue && n < HEAD_RUNS; i++) {
+        struct mrun *r = queued_run(m, &m->queue[i]);
+
+        if (r == NULL)
+            continue;
+        m->queue[k++] = m->queue[i];
+        head[n++] = r;
+        if (r->spec == NULL)
+            missing[n_missing++] = r->seq;
+    }
+    if (k < i) {
+        memmove(&m->queue[k], &m->queue[i], (m->n_queue - i) * sizeof(*m->queue));
+        m->n_queue -= i - k;
+    }
+    load_specs(m, missing, n_missing);
+    free(missing);
+    return n;
+}
+
+static bool node_ready(struct mirror *m, const struct mnode *n, int64_t now, int64_t timeout)
+{
+    int64_t seen;
+
+    if (n->state != NODE_READY)
+        return false;
+    if (n->last_heartbeat >= now - timeout)
+        return true;
+    seen = store_node_seen(m->store, n->name);
+    return seen >= now - timeout;
+}
+
+static bool wanted(const char *const *pools, size_t n, const char *pool)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(pools[i], pool) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A node's entry as placement sees it: borrowed strings, what its held
+ * tasks use (ports in an array of its own). */
+static void node_view(struct mirror *m, struct mnode *n, struct sched_node *s)
+{
+    struct mholds *h;
+    struct mtask *t;
+    int i;
+    int k;
+
+    memset(s, 0, sizeof(*s));
+    s->name = n->name;
+    s->pool = n->pool;
+    s->host = n->host;
+    s->agent_url = n->url;
+    s->cpus = n->cpus;
+    s->memory_mb = n->memory_mb;
+    s->n_gpus = n->n_gpus;
+    memcpy(s->gpus, n->gpus, sizeof(s->gpus));
+    s->port_min = n->port_min;
+    s->port_max = n->port_max;
+    s->features = n->features;
+    s->labels = n->labels;
+    s->n_labels = n->n_labels;
+    HASH_FIND(hh, m->holds, n->name, strlen(n->name), h);
+    if (h == NULL)
+        return;
+    DL_FOREACH2(h->tasks, t, hnext)
+    {
+        s->used_cpus += t->row.cpus;
+        s->used_memory_mb += t->row.memory_mb;
+        for (i = 0; i < t->n_held_gpus; i++) {
+            for (k = 0; k < s->n_gpus; k++) {
+                if (s->gpus[k] == t->held_gpus[i])
+                    s->gpu_used[k] = true;
+            }
+        }
+        if (t->row.port)
+            sched_node_use_port(s, t->row.port);
+    }
+}
+
+static void *grow(void *p, int n, int *cap, size_t size)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? 2 * *cap : 64;
+    return xrealloc(p, (size_t)*cap * size);
+}
+
+int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
+                 struct sched_state *ret_state)
+{
+    struct sched_state state = { NULL, 0, NULL, NULL, 0, NULL, 0 };
+    struct mrun **head = xcalloc(HEAD_RUNS, sizeof(*head));
+    const char **pools = xcalloc(HEAD_RUNS, sizeof(*pools));
+    size_t n_pools = 0;
+    size_t n_head;
+    bool any_ready = false;
+    int cap = 0;
+    int cap_absent = 0;
+    int cap_other = 0;
+    struct mholds *h;
+    size_t i;
+    int k;
+
+    state.runs = cJSON_CreateArray();
+    sort_nodes(m);
+    /* With no ready node nothing can be placed: the queue is not looked
+     * at (queued runs keep the reasons they have). */
+    for (k = 0; k < m->n_sorted && !any_ready; k++)
+        any_ready = node_ready(m, m->sorted[k], now_ms, node_timeout_ms);
+    n_head = any_ready ? queue_head(m, head) : 0;
+    for (i = 0; i < n_head; i++) {
+        struct mrun *r = head[i];
+
+        if (r->spec == NULL) /* its row is gone meanwhile: the next sync tells */
+            continue;
+        if (r->json == NULL)
+            r->json = run_json(r);
+        cJSON_AddItemToArray(state.runs, cJSON_CreateObjectReference(r->json->child));
+        if (!wanted(pools, n_pools, r->pool))
+            pools[n_pools++] = r->pool;
+    }
+    /* Only the pools the head wants: with nothing queued, no node. */
+    for (k = 0; n_pools > 0 && k < m->n_sorted; k++) {
+        struct mnode *n = m->sorted[k];
+
+        n->in_state = false;
+        if (!wanted(pools, n_pools, n->pool))
+            continue;
+        n->in_state = true;
+        if (node_ready(m, n, now_ms, node_timeout_ms)) {
+            state.nodes = grow(state.nodes, state.n_nodes, &cap, sizeof(*state.nodes));
+            node_view(m, n, &state.nodes[state.n_nodes++]);
+        } else {
+            /* Not placed on, but what it could hold counts. */
+            state.absent = grow(state.absent, state.n_absent, &cap_absent, sizeof(*state.absent));
+            node_view(m, n, &state.absent[state.n_absent]);
+            free(state.absent[state.n_absent].used_ports);
+            state.absent[state.n_absent].used_ports = NULL;
+            state.absent[state.n_absent].n_used_ports = 0;
+            state.n_absent++;
+        }
+    }
+    /* Ports held on nodes not in the state: nodes at the same host share
+     * one port space. */
+    for (h = m->holds; n_pools > 0 && h; h = h->hh.next) {
+        struct mnode *n;
+        struct mtask *t;
+
+        HASH_FIND(hn, m->nodes_by_name, h->node, strlen(h->node), n);
+        if (n == NULL || n->in_state)
+            continue;
+        DL_FOREACH2(h->tasks, t, hnext)
+        {
+            if (t->row.port == 0)
+                continue;
+            state.other_ports = grow(state.other_ports, state.n_other_ports, &cap_other,
+                                     sizeof(*state.other_ports));
+            state.other_ports[state.n_other_ports].host = n->host;
+            state.other_ports[state.n_other_ports++].port = t->row.port;
+        }
+    }
+    free(head);
+    free(pools);
+    *ret_state = state;
+    return m->broken ? ERR_INTERNAL : 0;
+}
+
+void mirror_state_release(struct sched_state *state)
+{
+    int i;
+
+    for (i = 0; i < state->n_nodes; i++)
+        free(state->nodes[i].used_ports);
+    free(state->nodes);
+    free(state->absent);
+    free(state->other_ports);
+    cJSON_Delete(state->runs);
+    memset(state, 0, sizeof(*state));
+}
+
+/* ---- the outbox ---- */
+
+/* Reads the specs, for their pushes, of the runs of the outbox that have
+ * neither (they left the queue before this mirror saw their spec). */
+static void load_pushes(struct mirror *m, bool (*skip)(void *, const char *, bool), void *arg)
+{
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    size_t i;
+    struct mtask *t;
+
+    DL_FOREACH2(m->outbox, t, onext)
+    {
+        if (t->run == NULL || t->run->push || t->run->spec || skip(arg, t->row.id, false))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            seqs = xrealloc(seqs, cap * sizeof(*seqs));
+        }
+        seqs[n++] = t->run->seq;
+    }
+    mirror_dedup(seqs, &n);
+    load_specs(m, seqs, n);
+    for (i = 0; i < n; i++) {
+        struct mrun *r;
+
+        HASH_FIND(hh, m->runs, &seqs[i], sizeof(seqs[i]), r);
+        if (r && r->spec && r->status != RUN_QUEUED) {
+            r->push = mirror_push_of(r->spec);
+            cJSON_Delete(r->spec);
+            r->spec = NULL;
+        }
+    }
+    free(seqs);
+}
+
+static cJSON *raw_or_null(const char *json)
+{
+    return json ? cJSON_CreateRaw(json) : cJSON_CreateNull();
+}
+
+/* {"task": {assignment}, "url", "secret", "node"}: the body of the
+ * agent's POST /v1/tasks and where it goes. */
+static cJSON *push_item(const struct mtask *t, const struct mnode *n)
+{
+    const struct store_task_row *row = &t->row;
+    const struct mrun *r = t->run;
+    const struct mpush *p = r->push;
+    cJSON *item = cJSON_CreateObject();
+    cJSON *a = cJSON_AddObjectToObject(item, "task");
+
+    cJSON_AddStringToObject(a, "id", row->id);
+    cJSON_AddStringToObject(a, "run_id", r->id);
+    cJSON_AddStringToObject(a, "experiment", r->experiment);
+    cJSON_AddNumberToObject(a, "attempt", (double)r->attempt);
+    cJSON_AddStringToObject(a, "name", row->name);
+    cJSON_AddStringToObject(a, "type", task_type_name(row->type));
+    cJSON_AddNumberToObject(a, "index", row->index);
+    cJSON_AddItemToObject(a, "argv", raw_or_null(row->argv));
+    cJSON_AddBoolToObject(a, "use_python", p->use_python);
+    /* mpi: the launcher runs mpirun; each worker holds its node's slots
+     * and runs what mpirun starts there through /v1/exec. */
+    if (p->backend == BACKEND_MPI) {
+        cJSON_AddBoolToObject(a, "mpi_launcher", row->type == TASK_LAUNCHER);
+        cJSON_AddBoolToObject(a, "mpi_worker", row->type == TASK_WORKER);
+    }
+    cJSON_AddItemToObject(a, "env", raw_or_null(row->env));
+    json_add_string_or_null(a, "snapshot", p->snapshot);
+    json_add_string_or_null(a, "image", p->image);
+    if (p->pip_packages)
+        cJSON_AddItemToObject(a, "pip_packages", cJSON_CreateRaw(p->pip_packages));
+    cJSON_AddItemToObject(a, "gpus", cJSON_CreateRaw(row->gpus));
+    cJSON_AddNumberToObject(a, "cpus", row->cpus);
+    cJSON_AddNumberToObject(a, "memory_mb", (double)row->memory_mb);
+    if (row->port)
+        cJSON_AddNumberToObject(a, "port", row->port);
+    else
+        cJSON_AddNullToObject(a, "port");
+    json_add_string_or_null(a, "address", row->address);
+    cJSON_AddStringToObject(item, "url", n->url);
+    cJSON_AddStringToObject(item, "secret", n->secret);
+    cJSON_AddStringToObject(item, "node", n->name);
+    return item;
+}
+
+void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id, bool is_stop),
+                   void *arg, cJSON **ret_push, cJSON **ret_stop)
+{
+    cJSON *push = cJSON_CreateArray();
+    cJSON *stop = cJSON_CreateArray();
+    struct mtask *t;
+
+    load_pushes(m, skip, arg);
+    DL_FOREACH2(m->outbox, t, onext)
+    {
+        struct mnode *n;
+
+        HASH_FIND(hn, m->nodes_by_name, t->row.node, strlen(t->row.node), n);
+        if (n == NULL || t->run == NULL || t->run->push == NULL || skip(arg, t->row.id, false))
+            continue;
+        cJSON_AddItemToArray(push, push_item(t, n));
+    }
+    DL_FOREACH2(m->stops, t, onext)
+    {
+        struct mnode *n;
+        cJSON *item;
+
+        HASH_FIND(hn, m->nodes_by_name, t->row.node, strlen(t->row.node), n);
+        if (n == NULL || skip(arg, t->row.id, true))
+            continue;
+        item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "task", t->row.id);
+        cJSON_AddStringToObject(item, "url", n->url);
+        cJSON_AddStringToObject(item, "secret", n->secret);
+        cJSON_AddItemToArray(stop, item);
+    }
+    *ret_push = push;
+    *ret_stop = stop;
+}
+
+/* ---- time-driven rules ---- */
+
+bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms)
+{
+    struct mnode *n;
+    struct mrun *r;
+
+    for (n = m->nodes; n; n = n->hh.next) {
+        struct mholds *h;
+        struct mtask *t;
+
+        if (n->state != NODE_DOWN) {
+            if (n->last_heartbeat < now_ms - node_timeout_ms &&
+                store_node_seen(m->store, n->name) < now_ms - node_timeout_ms)
+                return true;
+            continue;
+        }
+        HASH_FIND(hh, m->holds, n->name, strlen(n->name), h);
+        DL_FOREACH2(h ? h->tasks : NULL, t, hnext)
+        {
+            if (task_status_is_live(t->row.status))
+                return true;
+        }
+    }
+    for (r = m->runs; r; r = r->hh.next) {
+        if ((r->status == RUN_STARTING || r->status == RUN_RUNNING) && r->deadline > 0 &&
+            r->deadline < now_ms)
+            return true;
+    }
+    return false;
+}
+
+void mirror_counts(const struct mirror *m, struct mirror_counts *ret)
+{
+    const struct mtask *t;
+    const struct mrun *r;
+    const struct mholds *h;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->nodes = (int64_t)HASH_CNT(hh, m->nodes);
+    ret->runs = (int64_t)HASH_CNT(hh, m->runs);
+    ret->tasks = (int64_t)HASH_CNT(hh, m->tasks);
+    for (r = m->runs; r; r = r->hh.next)
+        ret->queued += r->status == RUN_QUEUED;
+    for (h = m->holds; h; h = h->hh.next) {
+        DL_FOREACH2(h->tasks, t, hnext)
+        {
+            ret->held++;
+        }
+    }
+    DL_FOREACH2(m->outbox, t, onext)
+    {
+        ret->outbox++;
+    }
+    DL_FOREACH2(m->stops, t, onext)
+    {
+        ret->stops++;
+    }
+}
