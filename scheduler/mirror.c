@@ -286,11 +286,14 @@ static void task_unlink(struct mirror *m, struct mtask *t)
         }
         t->holds = NULL;
     }
-    if (t->in_outbox)
+    if (t->box == MBOX_PUSH)
         DL_DELETE2(m->outbox, t, oprev, onext);
-    if (t->in_stops)
+    else if (t->box == MBOX_STOP)
         DL_DELETE2(m->stops, t, oprev, onext);
-    t->in_outbox = t->in_stops = false;
+    else if (t->box == MBOX_PUSH_SENT || t->box == MBOX_STOP_SENT)
+        m->n_sent[t->box == MBOX_STOP_SENT]--;
+    t->box = MBOX_NONE;
+    HASH_DELETE(hid, m->tasks_by_id, t);
 }
 
 /* Puts a task in the lists its row says. */
@@ -298,6 +301,7 @@ static void task_link(struct mirror *m, struct mtask *t)
 {
     const struct store_task_row *row = &t->row;
 
+    HASH_ADD_KEYPTR(hid, m->tasks_by_id, row->id, strlen(row->id), t);
     HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), t->run);
     if (t->run) {
         DL_APPEND2(t->run->tasks, t, rprev, rnext);
@@ -328,10 +332,10 @@ static void task_link(struct mirror *m, struct mtask *t)
     /* Waiting for a push (its run not done), or for a stop. */
     if (row->status == TASK_ASSIGNED && !row->pushed && !row->stopping && row->node) {
         DL_APPEND2(m->outbox, t, oprev, onext);
-        t->in_outbox = true;
+        t->box = MBOX_PUSH;
     } else if (row->stop_pending && row->node) {
         DL_APPEND2(m->stops, t, oprev, onext);
-        t->in_stops = true;
+        t->box = MBOX_STOP;
     }
 }
 
@@ -366,6 +370,28 @@ static void on_task(void *arg, int64_t rowid, const struct store_task_row *row)
     t->row.argv = dup_or_null(row->argv);
     t->row.env = dup_or_null(row->env);
     task_link(m, t);
+}
+
+void mirror_task_sent(struct mirror *m, struct mtask *t)
+{
+    assert(t->box == MBOX_PUSH || t->box == MBOX_STOP);
+    if (t->box == MBOX_PUSH)
+        DL_DELETE2(m->outbox, t, oprev, onext);
+    else
+        DL_DELETE2(m->stops, t, oprev, onext);
+    t->box = t->box == MBOX_PUSH ? MBOX_PUSH_SENT : MBOX_STOP_SENT;
+    m->n_sent[t->box == MBOX_STOP_SENT]++;
+}
+
+void mirror_again(struct mirror *m, const char *task_id)
+{
+    struct mtask *t;
+
+    HASH_FIND(hid, m->tasks_by_id, task_id, strlen(task_id), t);
+    if (t && (t->box == MBOX_PUSH_SENT || t->box == MBOX_STOP_SENT)) {
+        task_unlink(m, t);
+        task_link(m, t);
+    }
 }
 
 /* ---- life ---- */
@@ -410,8 +436,10 @@ static void clear(struct mirror *m)
     m->n_adds = 0;
 }
 
-/* Reads everything: at start, and after a failed sync or an overflow. */
-static int reload(struct mirror *m)
+/* Reads everything: at start, and after a failed sync or an overflow.
+ * own: the scheduler's mirror, which takes the changes (a copy made for
+ * mirror_compare() leaves them to it). */
+static int reload(struct mirror *m, bool own)
 {
     struct store_mirror_fns fns;
     struct store_changes ch;
@@ -419,24 +447,31 @@ static int reload(struct mirror *m)
 
     clear(m);
     /* Changes from here on are the next sync's (some are read twice). */
-    store_changes_take(m->store, &ch);
-    store_changes_release(&ch);
+    if (own) {
+        store_changes_take(m->store, &ch);
+        store_changes_release(&ch);
+    }
     rc = store_mirror_read(m->store, NULL, fns_of(m, &fns));
     m->broken = rc < 0;
     return rc;
 }
 
-int mirror_new(struct store *store, struct mirror **ret_mirror)
+static int mirror_read(struct store *store, bool own, struct mirror **ret_mirror)
 {
     struct mirror *m = xcalloc(1, sizeof(*m));
 
     m->store = store;
-    if (reload(m) < 0) {
+    if (reload(m, own) < 0) {
         mirror_free(m);
         return ERR_INTERNAL;
     }
     *ret_mirror = m;
     return 0;
+}
+
+int mirror_new(struct store *store, struct mirror **ret_mirror)
+{
+    return mirror_read(store, true, ret_mirror);
 }
 
 void mirror_free(struct mirror *m)
@@ -480,12 +515,12 @@ int mirror_sync(struct mirror *m)
     int rc;
 
     if (m->broken)
-        return reload(m);
+        return reload(m, true);
     store_changes_take(m->store, &ch);
     if (ch.overflow) {
         store_changes_release(&ch);
         log_info("scheduler: more changes than kept; reading the whole state again");
-        return reload(m);
+        return reload(m, true);
     }
     for (t = 0; t < 3; t++)
         mirror_dedup(ch.rows[t], &ch.n[t]);
@@ -593,6 +628,12 @@ static void compare_runs(const struct mirror *m, const struct mirror *f, struct 
         differ(out, count, "runs", (int64_t)HASH_CNT(hh, m->runs), "count");
 }
 
+/* The list a task is in, or would be in had it not been sent. */
+static enum mbox listed(const struct mtask *t)
+{
+    return t->box == MBOX_PUSH_SENT ? MBOX_PUSH : t->box == MBOX_STOP_SENT ? MBOX_STOP : t->box;
+}
+
 static void compare_tasks(const struct mirror *m, const struct mirror *f, struct buf *out,
                           int *count)
 {
@@ -621,7 +662,7 @@ static void compare_tasks(const struct mirror *m, const struct mirror *f, struct
             x->stopping != y->stopping || x->held != y->held)
             differ(out, count, "task", b->rowid, "pushed, stop_pending, stopping or held");
         if ((a->run == NULL) != (b->run == NULL) || (a->holds == NULL) != (b->holds == NULL) ||
-            a->in_outbox != b->in_outbox || a->in_stops != b->in_stops)
+            listed(a) != b->box)
             differ(out, count, "task", b->rowid, "its run, holds, outbox or stops link");
     }
     if (HASH_CNT(hh, m->tasks) != HASH_CNT(hh, f->tasks))
@@ -661,17 +702,37 @@ static void compare_queues(struct mirror *m, struct mirror *f, struct buf *out, 
     }
 }
 
+struct compare {
+    struct mirror *m;
+    struct mirror *fresh;
+    int rc;
+};
+
+/* While the store is quiet: the mirror takes every change made so far,
+ * and the fresh read sees exactly those commits. */
+static void read_both(void *arg)
+{
+    struct compare *c = arg;
+
+    c->rc = mirror_sync(c->m);
+    if (c->rc == 0)
+        c->rc = mirror_read(c->m->store, false, &c->fresh);
+}
+
 int mirror_compare(struct mirror *m, struct buf *out)
 {
-    struct mirror *fresh;
+    struct compare c = { m, NULL, 0 };
     int count = 0;
 
-    if (m->broken || mirror_new(m->store, &fresh) < 0)
+    store_quiet(m->store, read_both, &c);
+    if (c.rc < 0 || m->broken) {
+        mirror_free(c.fresh);
         return ERR_INTERNAL;
-    compare_nodes(m, fresh, out, &count);
-    compare_runs(m, fresh, out, &count);
-    compare_tasks(m, fresh, out, &count);
-    compare_queues(m, fresh, out, &count);
-    mirror_free(fresh);
+    }
+    compare_nodes(m, c.fresh, out, &count);
+    compare_runs(m, c.fresh, out, &count);
+    compare_tasks(m, c.fresh, out, &count);
+    compare_queues(m, c.fresh, out, &count);
+    mirror_free(c.fresh);
     return count;
 }

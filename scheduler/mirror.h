@@ -50,6 +50,13 @@ void mirror_state_release(struct sched_state *state);
 void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id, bool is_stop),
                    void *arg, cJSON **ret_push, cJSON **ret_stop);
 
+/* The outbox hands each task it gives out once: it is not given again
+ * until its row changes (the push was accepted, refused, the task ended,
+ * a stop went through), or the caller says, when its request ended
+ * without changing the row (a stop that failed, a request that could not
+ * start), that the task should be looked at again. */
+void mirror_again(struct mirror *m, const char *task_id);
+
 /* Is a time-driven rule due (store_sched_expire): a node silent past its
  * timeout or down with live tasks, or a run past its deadline? */
 bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms);

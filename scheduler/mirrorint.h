@@ -83,6 +83,15 @@ struct mrun {
     UT_hash_handle hh;
 };
 
+/* Where a task stands with its agent, as far as the mirror knows. */
+enum mbox {
+    MBOX_NONE,
+    MBOX_PUSH, /* in m->outbox: to push */
+    MBOX_STOP, /* in m->stops: to stop */
+    MBOX_PUSH_SENT, /* handed to the scheduler: out of the list until its row */
+    MBOX_STOP_SENT, /* changes or mirror_again() */
+};
+
 struct mtask {
     int64_t rowid;
     struct store_task_row row; /* its strings owned */
@@ -90,11 +99,12 @@ struct mtask {
     struct mholds *holds; /* NULL: holds nothing */
     int n_held_gpus;
     int held_gpus[STORE_MAX_GPUS];
-    bool in_outbox, in_stops;
+    enum mbox box;
     struct mtask *rnext, *rprev; /* in run->tasks */
     struct mtask *hnext, *hprev; /* in holds->tasks */
     struct mtask *onext, *oprev; /* in outbox or stops */
-    UT_hash_handle hh;
+    UT_hash_handle hh; /* by rowid */
+    UT_hash_handle hid; /* by id */
 };
 
 struct qent {
@@ -111,8 +121,10 @@ struct mirror {
     struct mholds *holds;
     struct mrun *runs;
     struct mtask *tasks;
+    struct mtask *tasks_by_id;
     int64_t n_orphans; /* tasks whose run is not in the mirror */
     struct mtask *outbox, *stops;
+    int64_t n_sent[2]; /* tasks in MBOX_PUSH_SENT, MBOX_STOP_SENT */
     struct qent *queue; /* sorted: priority desc, seq asc */
     size_t n_queue, cap_queue;
     struct qent *adds; /* queued since the last merge, unsorted */
@@ -126,5 +138,7 @@ struct mpush *mirror_push_of(const cJSON *spec);
 void mirror_dedup(int64_t *rows, size_t *n);
 /* Merges the runs queued since the last pass into the sorted queue. */
 void mirror_queue_merge(struct mirror *m);
+/* Takes a task of the outbox or stops out of its list: sent. */
+void mirror_task_sent(struct mirror *m, struct mtask *t);
 
 #endif

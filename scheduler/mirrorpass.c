@@ -403,9 +403,10 @@ void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id
     cJSON *push = cJSON_CreateArray();
     cJSON *stop = cJSON_CreateArray();
     struct mtask *t;
+    struct mtask *tmp;
 
     load_pushes(m, skip, arg);
-    DL_FOREACH2(m->outbox, t, onext)
+    DL_FOREACH_SAFE2(m->outbox, t, tmp, onext)
     {
         struct mnode *n;
 
@@ -413,8 +414,9 @@ void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id
         if (n == NULL || t->run == NULL || t->run->push == NULL || skip(arg, t->row.id, false))
             continue;
         cJSON_AddItemToArray(push, push_item(t, n));
+        mirror_task_sent(m, t);
     }
-    DL_FOREACH2(m->stops, t, onext)
+    DL_FOREACH_SAFE2(m->stops, t, tmp, onext)
     {
         struct mnode *n;
         cJSON *item;
@@ -427,6 +429,7 @@ void mirror_outbox(struct mirror *m, bool (*skip)(void *arg, const char *task_id
         cJSON_AddStringToObject(item, "url", n->url);
         cJSON_AddStringToObject(item, "secret", n->secret);
         cJSON_AddItemToArray(stop, item);
+        mirror_task_sent(m, t);
     }
     *ret_push = push;
     *ret_stop = stop;

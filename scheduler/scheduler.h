@@ -46,9 +46,11 @@ struct scheduler_view {
     int n_differences;
     char *differences; /* NULL when none */
 };
-/* Asks the scheduler thread, and waits (at most 30 s): 0, or
- * ERR_UNAVAILABLE when it does not answer or, checking, the store never
- * stood still long enough to compare. Any thread. */
+/* Asks the scheduler thread, and waits (at most 30 s for it to start
+ * answering): 0, ERR_UNAVAILABLE when it does not answer, ERR_INTERNAL
+ * when the store cannot be read. Checking holds the store's commits
+ * while the state in memory takes in what changed and the database is
+ * read afresh, so the two are compared at one point. Any thread. */
 int scheduler_view(struct scheduler *sched, bool check, struct scheduler_view *ret_view);
 void scheduler_view_release(struct scheduler_view *view);
 

@@ -70,6 +70,9 @@ struct store {
     bool changes_muted; /* writer thread only: during the heartbeat flush */
     pthread_mutex_t changes_mu;
     struct store_changes changes;
+    /* Held by the writer from a batch's start to its changes' publishing:
+     * store_quiet() holds it to see commits and their changes as one. */
+    pthread_mutex_t commit_mu;
 };
 
 struct seen {
@@ -559,6 +562,13 @@ void store_changes_release(struct store_changes *ch)
     memset(ch, 0, sizeof(*ch));
 }
 
+void store_quiet(struct store *store, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&store->commit_mu);
+    fn(arg);
+    pthread_mutex_unlock(&store->commit_mu);
+}
+
 int64_t store_node_seen(struct store *store, const char *name)
 {
     return store_seen_get(store, name);
@@ -646,8 +656,10 @@ static void *writer_main(void *arg)
             ops = &flush;
         }
         if (ops) {
+            pthread_mutex_lock(&store->commit_mu);
             run_batch(store, ops);
             changes_publish(store);
+            pthread_mutex_unlock(&store->commit_mu);
         }
         /* Before any writer returns: a read after a write sees a new
          * generation. */
@@ -772,6 +784,7 @@ int store_open(const char *path, enum store_sync sync, struct store **ret_store)
     pthread_mutex_init(&store->conns_mu, NULL);
     pthread_mutex_init(&store->seen_mu, NULL);
     pthread_mutex_init(&store->changes_mu, NULL);
+    pthread_mutex_init(&store->commit_mu, NULL);
     if (pthread_key_create(&store->reader_key, NULL) != 0)
         goto err_free;
     if (conn_open(path, sync, true, &store->writer_conn) < 0)
@@ -803,6 +816,7 @@ err_free:
     pthread_mutex_destroy(&store->conns_mu);
     pthread_mutex_destroy(&store->seen_mu);
     pthread_mutex_destroy(&store->changes_mu);
+    pthread_mutex_destroy(&store->commit_mu);
     free(store->path);
     free(store);
     return ERR_INTERNAL;
@@ -839,6 +853,7 @@ void store_free(struct store *store)
     store_changes_release(&store->batch_changes);
     store_changes_release(&store->changes);
     pthread_mutex_destroy(&store->changes_mu);
+    pthread_mutex_destroy(&store->commit_mu);
     free(store->path);
     free(store);
 }

@@ -609,6 +609,10 @@ struct store_changes {
 enum store_table { STORE_RUNS, STORE_TASKS, STORE_NODES };
 void store_changes_take(struct store *store, struct store_changes *ret);
 void store_changes_release(struct store_changes *ch);
+/* Runs fn(arg) while no batch commits: every commit a read made inside fn
+ * sees is named by a store_changes_take() made inside it (to compare a
+ * state kept by changes with a fresh read). fn must not write. */
+void store_quiet(struct store *store, void (*fn)(void *arg), void *arg);
 /* The last heartbeat of a node, in memory or written (0 when unknown). */
 int64_t store_node_seen(struct store *store, const char *name);
 

@@ -359,7 +359,7 @@ class Server(Process):
     def check_scheduler_state(self):
         """The scheduler's state in memory equals a fresh read of the database
         (GET /api/v1/scheduler?check=true). Every server a test stops is checked.
-        A server that cannot answer (its admin token gone, TLS, stopped) is not."""
+        A server that cannot be asked (its admin token gone, TLS, stopped) is not."""
         try:
             r = self.get("/api/v1/scheduler?check=true")
         except Exception:  # noqa: BLE001 - a server that cannot be asked
