@@ -48,7 +48,7 @@ struct mnode {
     int n_labels;
     int port_min, port_max;
     enum node_state state; /* as stored */
-    int64_t last_heartbeat; /* as read; store_node_seen() knows later ones */
+    int64_t last_heartbeat; /* as read, or later as store_nodes_seen() said */
     bool in_state; /* in the sched_state being built */
     UT_hash_handle hh; /* by rowid */
     UT_hash_handle hn; /* by name */
@@ -116,6 +116,8 @@ struct mirror {
     struct mnode *nodes; /* by rowid */
     struct mnode *nodes_by_name;
     struct mnode **sorted; /* by name */
+    const char **sorted_names; /* the same, for store_nodes_seen() */
+    int64_t *seen; /* scratch for store_nodes_seen() */
     int n_sorted;
     bool sorted_stale;
     struct mholds *holds;
@@ -138,6 +140,9 @@ struct mpush *mirror_push_of(const cJSON *spec);
 void mirror_dedup(int64_t *rows, size_t *n);
 /* Merges the runs queued since the last pass into the sorted queue. */
 void mirror_queue_merge(struct mirror *m);
+/* Sorts the nodes by name when they changed, and brings their last
+ * heartbeats up to date with the store's times in memory. */
+void mirror_nodes_refresh(struct mirror *m);
 /* Takes a task of the outbox or stops out of its list: sent. */
 void mirror_task_sent(struct mirror *m, struct mtask *t);
 

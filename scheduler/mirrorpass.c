@@ -23,19 +23,29 @@ static int by_name(const void *a, const void *b)
     return strcmp((*(struct mnode *const *)a)->name, (*(struct mnode *const *)b)->name);
 }
 
-static void sort_nodes(struct mirror *m)
+void mirror_nodes_refresh(struct mirror *m)
 {
     struct mnode *n;
     int i = 0;
 
-    if (!m->sorted_stale)
-        return;
-    m->n_sorted = (int)HASH_CNT(hn, m->nodes_by_name);
-    m->sorted = xrealloc(m->sorted, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted));
-    for (n = m->nodes_by_name; n; n = n->hn.next)
-        m->sorted[i++] = n;
-    qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_name);
-    m->sorted_stale = false;
+    if (m->sorted_stale) {
+        m->n_sorted = (int)HASH_CNT(hn, m->nodes_by_name);
+        m->sorted = xrealloc(m->sorted, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted));
+        m->sorted_names =
+            xrealloc(m->sorted_names, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted_names));
+        m->seen = xrealloc(m->seen, ((size_t)m->n_sorted + 1) * sizeof(*m->seen));
+        for (n = m->nodes_by_name; n; n = n->hn.next)
+            m->sorted[i++] = n;
+        qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_name);
+        for (i = 0; i < m->n_sorted; i++)
+            m->sorted_names[i] = m->sorted[i]->name;
+        m->sorted_stale = false;
+    }
+    store_nodes_seen(m->store, m->sorted_names, (size_t)m->n_sorted, m->seen);
+    for (i = 0; i < m->n_sorted; i++) {
+        if (m->seen[i] > m->sorted[i]->last_heartbeat)
+            m->sorted[i]->last_heartbeat = m->seen[i];
+    }
 }
 
 /* A queue entry still names a queued run: that run, else NULL. */
@@ -146,16 +156,10 @@ static size_t queue_head(struct mirror *m, struct mrun **head)
     return n;
 }
 
-static bool node_ready(struct mirror *m, const struct mnode *n, int64_t now, int64_t timeout)
+/* Ready as of now (after mirror_nodes_refresh()). */
+static bool node_ready(const struct mnode *n, int64_t now, int64_t timeout)
 {
-    int64_t seen;
-
-    if (n->state != NODE_READY)
-        return false;
-    if (n->last_heartbeat >= now - timeout)
-        return true;
-    seen = store_node_seen(m->store, n->name);
-    return seen >= now - timeout;
+    return n->state == NODE_READY && n->last_heartbeat >= now - timeout;
 }
 
 static bool wanted(const char *const *pools, size_t n, const char *pool)
@@ -235,11 +239,11 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     int k;
 
     state.runs = cJSON_CreateArray();
-    sort_nodes(m);
+    mirror_nodes_refresh(m);
     /* With no ready node nothing can be placed: the queue is not looked
      * at (queued runs keep the reasons they have). */
     for (k = 0; k < m->n_sorted && !any_ready; k++)
-        any_ready = node_ready(m, m->sorted[k], now_ms, node_timeout_ms);
+        any_ready = node_ready(m->sorted[k], now_ms, node_timeout_ms);
     n_head = any_ready ? queue_head(m, head) : 0;
     for (i = 0; i < n_head; i++) {
         struct mrun *r = head[i];
@@ -260,7 +264,7 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
         if (!wanted(pools, n_pools, n->pool))
             continue;
         n->in_state = true;
-        if (node_ready(m, n, now_ms, node_timeout_ms)) {
+        if (node_ready(n, now_ms, node_timeout_ms)) {
             state.nodes = grow(state.nodes, state.n_nodes, &cap, sizeof(*state.nodes));
             node_view(m, n, &state.nodes[state.n_nodes++]);
         } else {
@@ -442,13 +446,13 @@ bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms
     struct mnode *n;
     struct mrun *r;
 
+    mirror_nodes_refresh(m);
     for (n = m->nodes; n; n = n->hh.next) {
         struct mholds *h;
         struct mtask *t;
 
         if (n->state != NODE_DOWN) {
-            if (n->last_heartbeat < now_ms - node_timeout_ms &&
-                store_node_seen(m->store, n->name) < now_ms - node_timeout_ms)
+            if (n->last_heartbeat < now_ms - node_timeout_ms)
                 return true;
             continue;
         }

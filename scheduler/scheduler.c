@@ -49,7 +49,7 @@ struct flight {
 /* Accepted pushes are written at most this long after the first of a
  * batch is answered: each write waits for its commit (an fsync with
  * synchronous=full), and B3's 100,000 answers came a few at a time. */
-#define ACK_BATCH_MS 10
+#define ACK_BATCH_MS 50
 
 /* A failed push or stop is tried again after this long. */
 #define RETRY_MS 1000

@@ -465,7 +465,7 @@ int store_seen_flush(struct store *store, struct conn *c)
     pthread_mutex_unlock(&store->seen_mu);
     st = conn_stmt(c, "UPDATE nodes SET last_heartbeat = ?1 WHERE name = ?2 "
                       "AND last_heartbeat < ?1");
-    /* Not a change for the mirror: it asks store_node_seen(). */
+    /* Not a change for the mirror: it asks store_nodes_seen(). */
     store->changes_muted = true;
     for (i = 0; i < n && st && rc == 0; i++) {
         sqlite3_bind_int64(st, 1, pending[i].ms);
@@ -569,9 +569,18 @@ void store_quiet(struct store *store, void (*fn)(void *arg), void *arg)
     pthread_mutex_unlock(&store->commit_mu);
 }
 
-int64_t store_node_seen(struct store *store, const char *name)
+void store_nodes_seen(struct store *store, const char *const *names, size_t n, int64_t *ret_ms)
 {
-    return store_seen_get(store, name);
+    size_t i;
+
+    pthread_mutex_lock(&store->seen_mu);
+    for (i = 0; i < n; i++) {
+        const struct seen *e =
+            store->seen_cap ? seen_slot(store->seen, store->seen_cap, names[i]) : NULL;
+
+        ret_ms[i] = e && e->name ? e->ms : 0;
+    }
+    pthread_mutex_unlock(&store->seen_mu);
 }
 
 /* ---- the writer ---- */

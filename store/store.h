@@ -599,7 +599,7 @@ int store_node_restarted(struct store *store, const char *name, int64_t now_ms);
  * named may be unchanged (a rolled-back savepoint), never the reverse.
  * overflow: more than the store keeps were changed; read everything.
  * The heartbeat times kept in memory (store_seen_*) are not changes: read
- * them with store_node_seen().
+ * them with store_nodes_seen().
  */
 struct store_changes {
     int64_t *rows[3]; /* by enum store_table */
@@ -613,8 +613,9 @@ void store_changes_release(struct store_changes *ch);
  * sees is named by a store_changes_take() made inside it (to compare a
  * state kept by changes with a fresh read). fn must not write. */
 void store_quiet(struct store *store, void (*fn)(void *arg), void *arg);
-/* The last heartbeat of a node, in memory or written (0 when unknown). */
-int64_t store_node_seen(struct store *store, const char *name);
+/* The last heartbeat kept in memory of each of n nodes (0 when none),
+ * under one lock: the scheduler asks for 10,000 nodes at a time. */
+void store_nodes_seen(struct store *store, const char *const *names, size_t n, int64_t *ret_ms);
 
 /* Rows as the scheduler keeps them. Strings are valid during the callback. */
 struct store_run_row {
