@@ -7,7 +7,6 @@
 #include "api/internal.h"
 #include "api/runspec.h"
 #include "common/backend.h"
-#include "common/crypto.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/timeutil.h"
@@ -73,7 +72,7 @@ struct submission {
     char *names;
     char *spec_text;
     cJSON *spec;
-    char id[4 + 12 + 1];
+    char id[STORE_RUN_ID_SIZE]; /* written by the store */
     char owner[sizeof(((struct api_principal *)0)->name)];
     char reason[256];
 };
@@ -87,14 +86,6 @@ static void submission_free(struct submission *s)
     free(s);
 }
 
-/* 48 random bits: a clash is rare enough that two more tries cover it. */
-static void submission_new_id(struct submission *s)
-{
-    memcpy(s->id, "run-", 4);
-    crypto_random_hex(6, s->id + 4);
-    s->run.id = s->id;
-}
-
 static int submission_store(struct api_job *job)
 {
     struct submission *s = (struct submission *)job;
@@ -106,25 +97,20 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
                               struct api_response *resp, void *arg)
 {
     struct submission *s = arg;
-    int tries;
 
     (void)req;
     if (resp == NULL) {
         submission_free(s);
         return;
     }
-    /* An id clash (48 random bits) is retried here, waiting on the commit
-     * on this HTTP thread: rare enough not to park again. */
-    for (tries = 0; s->job.rc == ERR_CONFLICT && tries < 2; tries++) {
-        submission_new_id(s);
-        s->job.rc = store_run_create(ctx->store, &s->run);
-        if (s->job.rc == 0)
-            scheduler_kick(ctx->sched);
-    }
-    if (s->job.rc < 0)
+    if (s->job.rc < 0) {
         reply_store_error(ctx, resp, s->job.rc, "run", s->id);
-    else /* The run as it was stored (queued): a pass may already be placing it. */
+    } else {
+        /* The run as it was stored (queued), under the id the store chose:
+         * a pass may already be placing it. */
+        s->run.id = s->id;
         reply_json(resp, 201, store_run_created(&s->run, s->spec));
+    }
     submission_free(s);
 }
 
@@ -180,7 +166,7 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
     s->run.created_at = time_now_ms();
     s->run.tasks = s->tasks;
     s->run.n_tasks = n_tasks;
-    submission_new_id(s);
+    s->run.new_id = s->id;
     api_job_start(&s->job, resp, submission_answer, submission_store);
 }
 

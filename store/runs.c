@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -52,32 +53,70 @@ int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *s
     return rc;
 }
 
-static int run_create_fn(struct conn *c, void *arg)
+/* The last id chosen by any store of the process: chosen ids only grow. */
+static uint64_t run_id_last;
+
+#define RUN_ID_MASK ((UINT64_C(1) << 48) - 1)
+
+/* The next id above both the last one and floor, at least the second of
+ * now_ms followed by a zero count. */
+static uint64_t run_id_next(int64_t now_ms, uint64_t floor)
 {
-    const struct store_new_run *r = arg;
-    const cJSON *tag;
-    sqlite3_stmt *st;
-    int64_t seq;
-    char task_id[256];
-    int rc;
-    int i;
+    uint64_t base = (uint64_t)(now_ms / 1000) << 16;
+    uint64_t last = __atomic_load_n(&run_id_last, __ATOMIC_RELAXED);
+    uint64_t v;
 
-    st = conn_stmt(c, "INSERT INTO experiments(name, created_at, last_activity, run_count) "
-                      "VALUES (?1, ?2, ?2, 1) ON CONFLICT(name) DO UPDATE SET "
-                      "run_count = run_count + 1, last_activity = ?2");
+    do {
+        v = last + 1 > base ? last + 1 : base;
+        if (v <= floor)
+            v = floor + 1;
+    } while (!__atomic_compare_exchange_n(&run_id_last, &last, v, false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return v & RUN_ID_MASK;
+}
+
+static void run_id_format(uint64_t v, char *out)
+{
+    snprintf(out, STORE_RUN_ID_SIZE, "run-%012llx", (unsigned long long)v);
+}
+
+/* After a chosen id was taken (a store written by another process, whose
+ * clock ran ahead): the highest id within 2^32 above it, which the next
+ * choice must pass; false when there is none (the clash was not the id). */
+static bool run_id_taken_up_to(struct conn *c, uint64_t taken, uint64_t *ret_floor)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT max(id) FROM runs WHERE id >= ? AND id < ?");
+    uint64_t top = taken + (UINT64_C(1) << 32);
+    char lo[STORE_RUN_ID_SIZE];
+    char hi[STORE_RUN_ID_SIZE];
+    const char *max;
+    bool found = false;
+
+    if (st == NULL)
+        return false;
+    run_id_format(taken, lo);
+    run_id_format(top > RUN_ID_MASK ? RUN_ID_MASK : top, hi);
+    bind_text(st, 1, lo);
+    bind_text(st, 2, hi);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        (max = (const char *)sqlite3_column_text(st, 0)) != NULL && strlen(max) == 16) {
+        *ret_floor = strtoull(max + 4, NULL, 16);
+        found = true;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static int run_row_insert(struct conn *c, const struct store_new_run *r, const char *id)
+{
+    sqlite3_stmt *st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, "
+                                    "priority, created_at, attempt, reason, owner, sweep_seq, "
+                                    "trial, parameters) "
+                                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)");
+
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, r->experiment);
-    sqlite3_bind_int64(st, 2, r->created_at);
-    if ((rc = stmt_done(c, st)) < 0)
-        return rc;
-
-    st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, priority, "
-                      "created_at, attempt, reason, owner, sweep_seq, trial, parameters) "
-                      "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    bind_text(st, 1, r->id);
+    bind_text(st, 1, id);
     bind_text(st, 2, r->experiment);
     bind_text(st, 3, r->spec);
     bind_text(st, 4, r->pool);
@@ -94,7 +133,60 @@ static int run_create_fn(struct conn *c, void *arg)
         sqlite3_bind_null(st, 10);
         sqlite3_bind_null(st, 11);
     }
+    return stmt_done(c, st);
+}
+
+/* Inserts the run's row under its given id, or under one chosen here
+ * (written to r->new_id). */
+static int run_row_insert_id(struct conn *c, const struct store_new_run *r, const char **ret_id)
+{
+    uint64_t floor = 0;
+    uint64_t v;
+    int tries;
+    int rc;
+
+    if (r->id) {
+        *ret_id = r->id;
+        return run_row_insert(c, r, r->id);
+    }
+    assert(r->new_id != NULL);
+    for (tries = 0; tries < 3; tries++) {
+        v = run_id_next(r->created_at, floor);
+        run_id_format(v, r->new_id);
+        rc = run_row_insert(c, r, r->new_id);
+        if (rc != ERR_CONFLICT) {
+            *ret_id = r->new_id;
+            return rc;
+        }
+        if (!run_id_taken_up_to(c, v, &floor))
+            break;
+    }
+    log_error("store: no free run id after %s", r->new_id);
+    return ERR_INTERNAL;
+}
+
+static int run_create_fn(struct conn *c, void *arg)
+{
+    const struct store_new_run *r = arg;
+    const cJSON *tag;
+    const char *id;
+    sqlite3_stmt *st;
+    int64_t seq;
+    char task_id[256];
+    int rc;
+    int i;
+
+    st = conn_stmt(c, "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                      "VALUES (?1, ?2, ?2, 1) ON CONFLICT(name) DO UPDATE SET "
+                      "run_count = run_count + 1, last_activity = ?2");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, r->experiment);
+    sqlite3_bind_int64(st, 2, r->created_at);
     if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+
+    if ((rc = run_row_insert_id(c, r, &id)) < 0)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
 
@@ -114,7 +206,7 @@ static int run_create_fn(struct conn *c, void *arg)
                           "VALUES (?, ?, 1, ?, ?, ?, ?, 'pending')");
         if (st == NULL)
             return ERR_INTERNAL;
-        snprintf(task_id, sizeof(task_id), "%s-a1-%s", r->id, r->tasks[i].name);
+        snprintf(task_id, sizeof(task_id), "%s-a1-%s", id, r->tasks[i].name);
         bind_text(st, 1, task_id);
         sqlite3_bind_int64(st, 2, seq);
         sqlite3_bind_int(st, 3, i);

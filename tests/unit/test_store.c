@@ -403,6 +403,48 @@ static void duplicate_run_id_writes_nothing(void)
     store_free(s);
 }
 
+/* Ids the store chooses grow with time and step over ids already taken
+ * (a database written by another process whose clock ran ahead). */
+static void chosen_run_ids_grow_and_skip_taken(void)
+{
+    struct store *s;
+    struct store_new_task task = { "main", "main", 0 };
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run run = { 0 };
+    /* Far ahead of any other test's created_at: this second's ids are free. */
+    const int64_t second = INT64_C(3000000000);
+    char taken[32];
+    char want[64];
+    char first[STORE_RUN_ID_SIZE];
+    char second_id[STORE_RUN_ID_SIZE];
+    cJSON *got = NULL;
+    int i;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    for (i = 0; i < 3; i++) {
+        snprintf(taken, sizeof(taken), "run-%012llx",
+                 (unsigned long long)((second << 16) + i));
+        run = new_run(taken, spec_text, spec, &task, 1);
+        ASSERT_EQ(store_run_create(s, &run), 0);
+    }
+    run = new_run(NULL, spec_text, spec, &task, 1);
+    run.new_id = first;
+    run.created_at = second * 1000 + 500;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    snprintf(want, sizeof(want), "run-%012llx", (unsigned long long)((second << 16) + 3));
+    ASSERT_STR_EQ(first, want);
+    run.new_id = second_id;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    ASSERT_TRUE(strcmp(second_id, first) > 0);
+    ASSERT_EQ(store_run_get(s, second_id, &got), 0);
+    snprintf(want, sizeof(want), "%s-a1-main", second_id);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(got, "tasks"), 0), "id"), want);
+    cJSON_Delete(got);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 static void cancel_is_idempotent(void)
 {
     struct store *s;
@@ -650,6 +692,7 @@ UNIT_LIST(store_tests) = {
     { "store/async_write_reports_after_commit", async_write_reports_after_commit },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
+    { "store/chosen_run_ids_grow_and_skip_taken", chosen_run_ids_grow_and_skip_taken },
     { "store/cancel_is_idempotent", cancel_is_idempotent },
     { "store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat },
     { "store/token_binds_once", token_binds_once },
