@@ -216,7 +216,9 @@ static int run_create_fn(struct conn *c, void *arg)
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
     }
-    return run_status_event(c, seq, r->created_at, "queued", NULL);
+    /* The first event, "queued" at created_at, is not stored: add_events()
+     * derives it from the run's row (migration 0011 removed the stored ones). */
+    return 0;
 }
 
 int run_insert(struct conn *c, const struct store_new_run *run)
@@ -233,6 +235,17 @@ int store_run_create_async(struct store *store, const struct store_new_run *run,
                            void *done_arg)
 {
     return store_write_async(store, run_create_fn, run, sizeof(*run), done, done_arg);
+}
+
+/* A run's first event, its creation, which is not stored (add_events()). */
+static cJSON *queued_event(int64_t created_at)
+{
+    cJSON *ev = cJSON_CreateObject();
+
+    json_add_time(ev, "time", created_at);
+    cJSON_AddStringToObject(ev, "type", "status");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(ev, "data"), "status", "queued");
+    return ev;
 }
 
 cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
@@ -287,15 +300,8 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
         cJSON_AddItemToArray(tasks, t);
     }
     cJSON_AddObjectToObject(out, "metrics");
-    /* The one event run_create_fn() wrote, as add_events() reads it. */
-    {
-        cJSON *ev = cJSON_CreateObject();
-
-        json_add_time(ev, "time", run->created_at);
-        cJSON_AddStringToObject(ev, "type", "status");
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(ev, "data"), "status", "queued");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(out, "events"), ev);
-    }
+    /* Its creation, as add_events() derives it. */
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(out, "events"), queued_event(run->created_at));
     return out;
 }
 
@@ -408,19 +414,22 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
 #define RUN_EVENTS_SHOWN 200
 
 /* What happened to the run (status changes, retries, quotas, early
- * termination), oldest first: {"time", "type", "data"}. */
-static int add_events(struct conn *c, int64_t seq, cJSON *run)
+ * termination), oldest first: {"time", "type", "data"}. The first, its
+ * creation ("queued" at created_at), comes from the run's row. */
+static int add_events(struct conn *c, int64_t seq, int64_t created_at, cJSON *run)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT time, type, data FROM (SELECT seq, time, type, data "
                                     "FROM run_events WHERE run_seq = ? ORDER BY seq DESC "
                                     "LIMIT ?) ORDER BY seq");
     cJSON *events = cJSON_AddArrayToObject(run, "events");
+    int n = 0;
     int rc;
 
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int(st, 2, RUN_EVENTS_SHOWN);
+    cJSON_AddItemToArray(events, queued_event(created_at));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *e = cJSON_CreateObject();
 
@@ -428,8 +437,13 @@ static int add_events(struct conn *c, int64_t seq, cJSON *run)
         col_add_string(st, 1, e, "type");
         col_add_json(st, 2, e, "data");
         cJSON_AddItemToArray(events, e);
+        n++;
     }
     sqlite3_reset(st);
+    /* The latest RUN_EVENTS_SHOWN: the creation is among them only while
+     * fewer are stored. */
+    if (n == RUN_EVENTS_SHOWN)
+        cJSON_DeleteItemFromArray(events, 0);
     return rc == SQLITE_DONE ? 0 : conn_fail(c, "read run events");
 }
 
@@ -444,7 +458,8 @@ static int run_get(struct conn *c, const char *id, cJSON **ret_run)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         rc = run_from_row(c, st, ret_run);
-        if (rc == 0 && (rc = add_events(c, sqlite3_column_int64(st, 0), *ret_run)) < 0)
+        if (rc == 0 && (rc = add_events(c, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 5),
+                                        *ret_run)) < 0)
             cJSON_Delete(*ret_run);
     } else
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get run");

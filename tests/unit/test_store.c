@@ -423,8 +423,7 @@ static void chosen_run_ids_grow_and_skip_taken(void)
 
     ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
     for (i = 0; i < 3; i++) {
-        snprintf(taken, sizeof(taken), "run-%012llx",
-                 (unsigned long long)((second << 16) + i));
+        snprintf(taken, sizeof(taken), "run-%012llx", (unsigned long long)((second << 16) + i));
         run = new_run(taken, spec_text, spec, &task, 1);
         ASSERT_EQ(store_run_create(s, &run), 0);
     }
@@ -442,6 +441,80 @@ static void chosen_run_ids_grow_and_skip_taken(void)
     ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(got, "tasks"), 0), "id"), want);
     cJSON_Delete(got);
     cJSON_Delete(spec);
+    store_free(s);
+}
+
+/* Runs stored before migration 0011 kept their "queued" creation event; it
+ * is derived now, and shows once, before the ones still stored. */
+static void stored_creation_events_show_once(void)
+{
+    char *path = temp_db();
+    sqlite3 *db;
+    struct store *s;
+    cJSON *run;
+    cJSON *events;
+    int i;
+
+    ASSERT_TRUE(migrations_count >= 11);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    for (i = 0; i < 10; i++)
+        ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 10;"
+                           "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                           "VALUES ('exp', 1, 1, 1);"
+                           "INSERT INTO runs(seq, id, experiment, status, spec, pool, priority, "
+                           "created_at) VALUES (3, 'run-old', 'exp', 'running', "
+                           "'{\"tags\": {}}', 'default', 0, 7000);"
+                           "INSERT INTO run_events(run_seq, time, type, data) VALUES "
+                           "(3, 7000, 'status', '{\"status\":\"queued\"}'),"
+                           "(3, 8000, 'status', '{\"status\":\"running\"}'),"
+                           "(3, 9000, 'status', '{\"status\":\"queued\"}');",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 3);
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 0), "data"), "status"),
+                  "queued");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(events, 0), "time"),
+                  json_get_string(run, "created_at"));
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 1), "data"), "status"),
+                  "running");
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 2), "data"), "status"),
+                  "queued");
+    cJSON_Delete(run);
+
+    /* The latest 200: with 199 stored the creation is the first; with 200
+     * it is left out like any older event. */
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                           "WHERE i < 197) INSERT INTO run_events(run_seq, time, type, data) "
+                           "SELECT 3, 10000 + i, 'progress', '{}' FROM n;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 200);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(events, 0), "time"),
+                  json_get_string(run, "created_at"));
+    cJSON_Delete(run);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "INSERT INTO run_events(run_seq, time, type, data) "
+                           "VALUES (3, 20000, 'progress', '{}');",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 200);
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 0), "data"), "status"),
+                  "running");
+    cJSON_Delete(run);
     store_free(s);
 }
 
@@ -693,6 +766,7 @@ UNIT_LIST(store_tests) = {
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
     { "store/chosen_run_ids_grow_and_skip_taken", chosen_run_ids_grow_and_skip_taken },
+    { "store/stored_creation_events_show_once", stored_creation_events_show_once },
     { "store/cancel_is_idempotent", cancel_is_idempotent },
     { "store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat },
     { "store/token_binds_once", token_binds_once },
