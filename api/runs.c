@@ -18,6 +18,56 @@
 /* The tag a rerun gets, naming the run it repeats (docs/API-NOTES.md). */
 #define RUN_TAG_RERUN_OF "trainyard/rerun_of"
 
+/* How many suitable ready nodes a pool has, as the last submission on this
+ * thread found, while the store is at the same generation (no commit since)
+ * and for at most POOL_COUNT_TTL_MS: a burst of submissions asks the same
+ * question between two commits, and each answer was a read transaction. */
+#define POOL_COUNT_TTL_MS 5
+#define POOL_COUNT_CACHED 4
+
+struct pool_count {
+    uint64_t generation;
+    int64_t at_ms;
+    char pool[65];
+    int64_t limit;
+    int64_t with;
+};
+
+static __thread struct pool_count pool_counts[POOL_COUNT_CACHED];
+static __thread unsigned pool_count_next;
+
+static int pool_nodes_cached(struct api_ctx *ctx, const char *pool, const cJSON *features,
+                             int64_t now, int64_t limit, int64_t *ret_with)
+{
+    uint64_t gen = store_generation(ctx->store);
+    struct pool_count *e;
+    int rc;
+    int i;
+
+    /* Only the plain question (no features) is kept: it is the common one. */
+    if (cJSON_GetArraySize(features) > 0 || strlen(pool) >= sizeof(pool_counts[0].pool))
+        return store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, limit,
+                                ret_with);
+    for (i = 0; i < POOL_COUNT_CACHED; i++) {
+        e = &pool_counts[i];
+        if (e->generation == gen && e->limit == limit && now - e->at_ms <= POOL_COUNT_TTL_MS &&
+            now >= e->at_ms && strcmp(e->pool, pool) == 0) {
+            *ret_with = e->with;
+            return 0;
+        }
+    }
+    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, limit, ret_with);
+    if (rc < 0)
+        return rc;
+    e = &pool_counts[pool_count_next++ % POOL_COUNT_CACHED];
+    e->generation = gen;
+    e->at_ms = now;
+    snprintf(e->pool, sizeof(e->pool), "%s", pool);
+    e->limit = limit;
+    e->with = *ret_with;
+    return 0;
+}
+
 /* Why a new run will wait, in words, or a plain "waiting" line. */
 static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
                         char *reason, size_t size)
@@ -49,7 +99,7 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
             snprintf(with_text + strlen(with_text), sizeof(with_text) - strlen(with_text), "%s%s",
                      with_text[0] ? " and " : ", with ", feature_name(i));
     }
-    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
+    rc = pool_nodes_cached(ctx, pool, features, now, nodes, &with);
     cJSON_Delete(features);
     if (rc < 0) {
         api_error(resp, ERR_INTERNAL, NULL, "cannot read pool '%s'", pool);
@@ -109,7 +159,7 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
         /* The run as it was stored (queued), under the id the store chose:
          * a pass may already be placing it. */
         s->run.id = s->id;
-        reply_json(resp, 201, store_run_created(&s->run, s->spec));
+        reply_json(resp, 201, store_run_created(&s->run));
     }
     submission_free(s);
 }

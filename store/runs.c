@@ -248,7 +248,7 @@ static cJSON *queued_event(int64_t created_at)
     return ev;
 }
 
-cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
+cJSON *store_run_created(const struct store_new_run *run)
 {
     cJSON *out = cJSON_CreateObject();
     cJSON *tasks;
@@ -263,7 +263,8 @@ cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
     else
         cJSON_AddNullToObject(out, "owner");
     cJSON_AddStringToObject(out, "status", "queued");
-    cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
+    /* The text stored, as it is: not a tree copied and printed again. */
+    cJSON_AddRawToObject(out, "spec", run->spec);
     json_add_time(out, "created_at", run->created_at);
     cJSON_AddNullToObject(out, "started_at");
     cJSON_AddNullToObject(out, "ended_at");

@@ -179,9 +179,9 @@ typedef void (*store_done_fn)(void *arg, int rc);
 int store_run_create_async(struct store *store, const struct store_new_run *run, store_done_fn done,
                            void *done_arg);
 /* The resource of a run store_run_create() just stored, as
- * store_run_get() would return it then, built without reading it back
- * (spec: the spec run->spec was printed from). */
-cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec);
+ * store_run_get() would return it then, built without reading it back;
+ * its spec is run->spec's text, as a raw item. */
+cJSON *store_run_created(const struct store_new_run *run);
 /* The run resource. ERR_NOT_FOUND when unknown. */
 int store_run_get(struct store *store, const char *id, cJSON **ret_run);
 
