@@ -159,7 +159,11 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
         /* The run as it was stored (queued), under the id the store chose:
          * a pass may already be placing it. */
         s->run.id = s->id;
-        reply_json(resp, 201, store_run_created(&s->run));
+        resp->status = 201;
+        resp->content_type = "application/json";
+        buf_reset(&resp->body);
+        store_run_created_json(&s->run, &resp->body);
+        buf_addc(&resp->body, '\n');
     }
     submission_free(s);
 }

@@ -4,9 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -248,62 +250,74 @@ static cJSON *queued_event(int64_t created_at)
     return ev;
 }
 
-cJSON *store_run_created(const struct store_new_run *run)
+/* A string member, or null. */
+static void put_string(struct buf *out, const char *key, const char *value)
 {
-    cJSON *out = cJSON_CreateObject();
-    cJSON *tasks;
+    buf_printf(out, ",\"%s\":", key);
+    if (value)
+        json_buf_string(out, value);
+    else
+        buf_adds(out, "null");
+}
+
+/* A time as json_add_time() gives it: RFC 3339 text, or null for 0. */
+static void put_time_value(struct buf *out, int64_t ms)
+{
+    char when[TIME_RFC3339_LEN];
+
+    if (ms == 0) {
+        buf_adds(out, "null");
+        return;
+    }
+    time_format_rfc3339(ms, when);
+    buf_printf(out, "\"%s\"", when);
+}
+
+static void put_time(struct buf *out, const char *key, int64_t ms)
+{
+    buf_printf(out, ",\"%s\":", key);
+    put_time_value(out, ms);
+}
+
+void store_run_created_json(const struct store_new_run *run, struct buf *out)
+{
     char task_id[256];
     int i;
 
-    /* The fields and order of run_from_row(), for a run just stored. */
-    cJSON_AddStringToObject(out, "id", run->id);
-    cJSON_AddStringToObject(out, "experiment", run->experiment);
-    if (run->owner)
-        cJSON_AddStringToObject(out, "owner", run->owner);
-    else
-        cJSON_AddNullToObject(out, "owner");
-    cJSON_AddStringToObject(out, "status", "queued");
+    assert(run->id != NULL && run->tags != NULL);
+    /* The fields and order of run_from_row() and add_events(), printed as
+     * json_print() prints them, for a run just stored. */
+    buf_adds(out, "{\"id\":");
+    json_buf_string(out, run->id);
+    put_string(out, "experiment", run->experiment);
+    put_string(out, "owner", run->owner);
     /* The text stored, as it is: not a tree copied and printed again. */
-    cJSON_AddRawToObject(out, "spec", run->spec);
-    json_add_time(out, "created_at", run->created_at);
-    cJSON_AddNullToObject(out, "started_at");
-    cJSON_AddNullToObject(out, "ended_at");
-    cJSON_AddNumberToObject(out, "attempt", 1);
-    cJSON_AddNullToObject(out, "error");
-    if (run->reason)
-        cJSON_AddStringToObject(out, "reason", run->reason);
-    else
-        cJSON_AddNullToObject(out, "reason");
-    cJSON_AddFalseToObject(out, "log_truncated");
-    cJSON_AddFalseToObject(out, "metrics_truncated");
+    buf_adds(out, ",\"status\":\"queued\",\"spec\":");
+    buf_adds(out, run->spec);
+    put_time(out, "created_at", run->created_at);
+    buf_adds(out, ",\"started_at\":null,\"ended_at\":null,\"attempt\":1,\"error\":null");
+    put_string(out, "reason", run->reason);
     /* Trials are created by the scheduler (scheduler/sweeps.c), not here. */
-    cJSON_AddNullToObject(out, "sweep_id");
-    cJSON_AddNullToObject(out, "trial");
-    cJSON_AddNullToObject(out, "parameters");
-    cJSON_AddItemToObject(out, "tags", cJSON_Duplicate(run->tags, 1));
-    tasks = cJSON_AddArrayToObject(out, "tasks");
+    buf_adds(out, ",\"log_truncated\":false,\"metrics_truncated\":false,\"sweep_id\":null,"
+                  "\"trial\":null,\"parameters\":null,\"tags\":");
+    json_buf_value(out, run->tags);
+    buf_adds(out, ",\"tasks\":[");
     for (i = 0; i < run->n_tasks; i++) {
-        cJSON *t = cJSON_CreateObject();
-
         snprintf(task_id, sizeof(task_id), "%s-a1-%s", run->id, run->tasks[i].name);
-        cJSON_AddStringToObject(t, "id", task_id);
-        cJSON_AddStringToObject(t, "name", run->tasks[i].name);
-        cJSON_AddStringToObject(t, "type", run->tasks[i].type);
-        cJSON_AddNumberToObject(t, "index", run->tasks[i].index);
-        cJSON_AddNullToObject(t, "node");
-        cJSON_AddNullToObject(t, "address");
-        cJSON_AddArrayToObject(t, "gpus");
-        cJSON_AddStringToObject(t, "status", "pending");
-        cJSON_AddNullToObject(t, "exit_code");
-        cJSON_AddNullToObject(t, "started_at");
-        cJSON_AddNullToObject(t, "ended_at");
-        cJSON_AddNullToObject(t, "env");
-        cJSON_AddItemToArray(tasks, t);
+        buf_adds(out, i ? ",{\"id\":" : "{\"id\":");
+        json_buf_string(out, task_id);
+        put_string(out, "name", run->tasks[i].name);
+        put_string(out, "type", run->tasks[i].type);
+        buf_printf(out,
+                   ",\"index\":%d,\"node\":null,\"address\":null,\"gpus\":[],"
+                   "\"status\":\"pending\",\"exit_code\":null,\"started_at\":null,"
+                   "\"ended_at\":null,\"env\":null}",
+                   run->tasks[i].index);
     }
-    cJSON_AddObjectToObject(out, "metrics");
-    /* Its creation, as add_events() derives it. */
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(out, "events"), queued_event(run->created_at));
-    return out;
+    /* Its creation, as add_events() derives it (queued_event()). */
+    buf_adds(out, "],\"metrics\":{},\"events\":[{\"time\":");
+    put_time_value(out, run->created_at);
+    buf_adds(out, ",\"type\":\"status\",\"data\":{\"status\":\"queued\"}}]}");
 }
 
 /* ---- read ---- */

@@ -178,10 +178,11 @@ typedef void (*store_done_fn)(void *arg, int rc);
  * the writer gathers a larger batch. */
 int store_run_create_async(struct store *store, const struct store_new_run *run, store_done_fn done,
                            void *done_arg);
-/* The resource of a run store_run_create() just stored, as
- * store_run_get() would return it then, built without reading it back;
- * its spec is run->spec's text, as a raw item. */
-cJSON *store_run_created(const struct store_new_run *run);
+/* Appends the resource of a run store_run_create() just stored, as
+ * store_run_get() would return it then, printed as json_print() prints it,
+ * without reading it back or building a tree; the spec is run->spec's
+ * text as it is. run->id and run->tags must be set. */
+void store_run_created_json(const struct store_new_run *run, struct buf *out);
 /* The run resource. ERR_NOT_FOUND when unknown. */
 int store_run_get(struct store *store, const char *id, cJSON **ret_run);
 

@@ -518,6 +518,42 @@ static void stored_creation_events_show_once(void)
     store_free(s);
 }
 
+/* The 201 of a submission is printed without reading the run back: it is
+ * byte for byte what a read of the run prints then. */
+static void created_run_prints_as_read(void)
+{
+    struct store *s;
+    struct store_new_task tasks[2] = { { "worker-0", "worker", 0 }, { "ps-0", "ps", 0 } };
+    const char *spec_text = "{\"experiment\":\"exp\",\"tags\":{\"k\":\"v \\\"q\\\"\"},"
+                            "\"node_count\":2}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run run = { 0 };
+    char id[STORE_RUN_ID_SIZE];
+    struct buf created;
+    cJSON *got = NULL;
+    char *read;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run = new_run(NULL, spec_text, spec, tasks, 2);
+    run.new_id = id;
+    run.owner = "alice";
+    run.reason = "pool 'default' has 0 ready node(s)";
+    run.created_at = 1700000000123;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    run.id = id;
+    buf_init(&created);
+    store_run_created_json(&run, &created);
+    buf_addc(&created, '\0');
+    ASSERT_EQ(store_run_get(s, id, &got), 0);
+    read = json_print(got);
+    ASSERT_STR_EQ(created.data, read);
+    free(read);
+    cJSON_Delete(got);
+    buf_release(&created);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 static void cancel_is_idempotent(void)
 {
     struct store *s;
@@ -767,6 +803,7 @@ UNIT_LIST(store_tests) = {
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
     { "store/chosen_run_ids_grow_and_skip_taken", chosen_run_ids_grow_and_skip_taken },
     { "store/stored_creation_events_show_once", stored_creation_events_show_once },
+    { "store/created_run_prints_as_read", created_run_prints_as_read },
     { "store/cancel_is_idempotent", cancel_is_idempotent },
     { "store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat },
     { "store/token_binds_once", token_binds_once },
