@@ -251,9 +251,16 @@ static cJSON *queued_event(int64_t created_at)
 }
 
 /* A string member, or null. */
+static void put_key(struct buf *out, const char *key)
+{
+    buf_adds(out, ",\"");
+    buf_adds(out, key);
+    buf_adds(out, "\":");
+}
+
 static void put_string(struct buf *out, const char *key, const char *value)
 {
-    buf_printf(out, ",\"%s\":", key);
+    put_key(out, key);
     if (value)
         json_buf_string(out, value);
     else
@@ -270,12 +277,14 @@ static void put_time_value(struct buf *out, int64_t ms)
         return;
     }
     time_format_rfc3339(ms, when);
-    buf_printf(out, "\"%s\"", when);
+    buf_addc(out, '"');
+    buf_adds(out, when);
+    buf_addc(out, '"');
 }
 
 static void put_time(struct buf *out, const char *key, int64_t ms)
 {
-    buf_printf(out, ",\"%s\":", key);
+    put_key(out, key);
     put_time_value(out, ms);
 }
 
@@ -285,6 +294,8 @@ void store_run_created_json(const struct store_new_run *run, struct buf *out)
     int i;
 
     assert(run->id != NULL && run->tags != NULL);
+    /* One allocation for the whole text in the common case. */
+    buf_grow(out, strlen(run->spec) + 1024 + 256 * (size_t)run->n_tasks);
     /* The fields and order of run_from_row() and add_events(), printed as
      * json_print() prints them, for a run just stored. */
     buf_adds(out, "{\"id\":");
