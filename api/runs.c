@@ -7,7 +7,6 @@
 #include "api/internal.h"
 #include "api/runspec.h"
 #include "common/backend.h"
-#include "common/crypto.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/timeutil.h"
@@ -18,6 +17,56 @@
 
 /* The tag a rerun gets, naming the run it repeats (docs/API-NOTES.md). */
 #define RUN_TAG_RERUN_OF "trainyard/rerun_of"
+
+/* How many suitable ready nodes a pool has, as the last submission on this
+ * thread found, while the store is at the same generation (no commit since)
+ * and for at most POOL_COUNT_TTL_MS: a burst of submissions asks the same
+ * question between two commits, and each answer was a read transaction. */
+#define POOL_COUNT_TTL_MS 5
+#define POOL_COUNT_CACHED 4
+
+struct pool_count {
+    uint64_t generation;
+    int64_t at_ms;
+    char pool[65];
+    int64_t limit;
+    int64_t with;
+};
+
+static __thread struct pool_count pool_counts[POOL_COUNT_CACHED];
+static __thread unsigned pool_count_next;
+
+static int pool_nodes_cached(struct api_ctx *ctx, const char *pool, const cJSON *features,
+                             int64_t now, int64_t limit, int64_t *ret_with)
+{
+    uint64_t gen = store_generation(ctx->store);
+    struct pool_count *e;
+    int rc;
+    int i;
+
+    /* Only the plain question (no features) is kept: it is the common one. */
+    if (cJSON_GetArraySize(features) > 0 || strlen(pool) >= sizeof(pool_counts[0].pool))
+        return store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, limit,
+                                ret_with);
+    for (i = 0; i < POOL_COUNT_CACHED; i++) {
+        e = &pool_counts[i];
+        if (e->generation == gen && e->limit == limit && now - e->at_ms <= POOL_COUNT_TTL_MS &&
+            now >= e->at_ms && strcmp(e->pool, pool) == 0) {
+            *ret_with = e->with;
+            return 0;
+        }
+    }
+    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, limit, ret_with);
+    if (rc < 0)
+        return rc;
+    e = &pool_counts[pool_count_next++ % POOL_COUNT_CACHED];
+    e->generation = gen;
+    e->at_ms = now;
+    snprintf(e->pool, sizeof(e->pool), "%s", pool);
+    e->limit = limit;
+    e->with = *ret_with;
+    return 0;
+}
 
 /* Why a new run will wait, in words, or a plain "waiting" line. */
 static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
@@ -50,7 +99,7 @@ static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_respo
             snprintf(with_text + strlen(with_text), sizeof(with_text) - strlen(with_text), "%s%s",
                      with_text[0] ? " and " : ", with ", feature_name(i));
     }
-    rc = store_pool_nodes(ctx->store, pool, features, now, ctx->node_timeout_ms, nodes, &with);
+    rc = pool_nodes_cached(ctx, pool, features, now, nodes, &with);
     cJSON_Delete(features);
     if (rc < 0) {
         api_error(resp, ERR_INTERNAL, NULL, "cannot read pool '%s'", pool);
@@ -73,7 +122,7 @@ struct submission {
     char *names;
     char *spec_text;
     cJSON *spec;
-    char id[4 + 12 + 1];
+    char id[STORE_RUN_ID_SIZE]; /* written by the store */
     char owner[sizeof(((struct api_principal *)0)->name)];
     char reason[256];
 };
@@ -87,14 +136,6 @@ static void submission_free(struct submission *s)
     free(s);
 }
 
-/* 48 random bits: a clash is rare enough that two more tries cover it. */
-static void submission_new_id(struct submission *s)
-{
-    memcpy(s->id, "run-", 4);
-    crypto_random_hex(6, s->id + 4);
-    s->run.id = s->id;
-}
-
 static int submission_store(struct api_job *job)
 {
     struct submission *s = (struct submission *)job;
@@ -106,25 +147,24 @@ static void submission_answer(struct api_ctx *ctx, struct api_request *req,
                               struct api_response *resp, void *arg)
 {
     struct submission *s = arg;
-    int tries;
 
     (void)req;
     if (resp == NULL) {
         submission_free(s);
         return;
     }
-    /* An id clash (48 random bits) is retried here, waiting on the commit
-     * on this HTTP thread: rare enough not to park again. */
-    for (tries = 0; s->job.rc == ERR_CONFLICT && tries < 2; tries++) {
-        submission_new_id(s);
-        s->job.rc = store_run_create(ctx->store, &s->run);
-        if (s->job.rc == 0)
-            scheduler_kick(ctx->sched);
-    }
-    if (s->job.rc < 0)
+    if (s->job.rc < 0) {
         reply_store_error(ctx, resp, s->job.rc, "run", s->id);
-    else /* The run as it was stored (queued): a pass may already be placing it. */
-        reply_json(resp, 201, store_run_created(&s->run, s->spec));
+    } else {
+        /* The run as it was stored (queued), under the id the store chose:
+         * a pass may already be placing it. */
+        s->run.id = s->id;
+        resp->status = 201;
+        resp->content_type = "application/json";
+        buf_reset(&resp->body);
+        store_run_created_json(&s->run, &resp->body);
+        buf_addc(&resp->body, '\n');
+    }
     submission_free(s);
 }
 
@@ -180,7 +220,7 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
     s->run.created_at = time_now_ms();
     s->run.tasks = s->tasks;
     s->run.n_tasks = n_tasks;
-    submission_new_id(s);
+    s->run.new_id = s->id;
     api_job_start(&s->job, resp, submission_answer, submission_store);
 }
 

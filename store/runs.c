@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -52,32 +55,70 @@ int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *s
     return rc;
 }
 
-static int run_create_fn(struct conn *c, void *arg)
+/* The last id chosen by any store of the process: chosen ids only grow. */
+static uint64_t run_id_last;
+
+#define RUN_ID_MASK ((UINT64_C(1) << 48) - 1)
+
+/* The next id above both the last one and floor, at least the second of
+ * now_ms followed by a zero count. */
+static uint64_t run_id_next(int64_t now_ms, uint64_t floor)
 {
-    const struct store_new_run *r = arg;
-    const cJSON *tag;
-    sqlite3_stmt *st;
-    int64_t seq;
-    char task_id[256];
-    int rc;
-    int i;
+    uint64_t base = (uint64_t)(now_ms / 1000) << 16;
+    uint64_t last = __atomic_load_n(&run_id_last, __ATOMIC_RELAXED);
+    uint64_t v;
 
-    st = conn_stmt(c, "INSERT INTO experiments(name, created_at, last_activity, run_count) "
-                      "VALUES (?1, ?2, ?2, 1) ON CONFLICT(name) DO UPDATE SET "
-                      "run_count = run_count + 1, last_activity = ?2");
+    do {
+        v = last + 1 > base ? last + 1 : base;
+        if (v <= floor)
+            v = floor + 1;
+    } while (!__atomic_compare_exchange_n(&run_id_last, &last, v, false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return v & RUN_ID_MASK;
+}
+
+static void run_id_format(uint64_t v, char *out)
+{
+    snprintf(out, STORE_RUN_ID_SIZE, "run-%012llx", (unsigned long long)v);
+}
+
+/* After a chosen id was taken (a store written by another process, whose
+ * clock ran ahead): the highest id within 2^32 above it, which the next
+ * choice must pass; false when there is none (the clash was not the id). */
+static bool run_id_taken_up_to(struct conn *c, uint64_t taken, uint64_t *ret_floor)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT max(id) FROM runs WHERE id >= ? AND id < ?");
+    uint64_t top = taken + (UINT64_C(1) << 32);
+    char lo[STORE_RUN_ID_SIZE];
+    char hi[STORE_RUN_ID_SIZE];
+    const char *max;
+    bool found = false;
+
+    if (st == NULL)
+        return false;
+    run_id_format(taken, lo);
+    run_id_format(top > RUN_ID_MASK ? RUN_ID_MASK : top, hi);
+    bind_text(st, 1, lo);
+    bind_text(st, 2, hi);
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        (max = (const char *)sqlite3_column_text(st, 0)) != NULL && strlen(max) == 16) {
+        *ret_floor = strtoull(max + 4, NULL, 16);
+        found = true;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static int run_row_insert(struct conn *c, const struct store_new_run *r, const char *id)
+{
+    sqlite3_stmt *st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, "
+                                    "priority, created_at, attempt, reason, owner, sweep_seq, "
+                                    "trial, parameters) "
+                                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)");
+
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, r->experiment);
-    sqlite3_bind_int64(st, 2, r->created_at);
-    if ((rc = stmt_done(c, st)) < 0)
-        return rc;
-
-    st = conn_stmt(c, "INSERT INTO runs(id, experiment, status, spec, pool, priority, "
-                      "created_at, attempt, reason, owner, sweep_seq, trial, parameters) "
-                      "VALUES (?, ?, 'queued', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)");
-    if (st == NULL)
-        return ERR_INTERNAL;
-    bind_text(st, 1, r->id);
+    bind_text(st, 1, id);
     bind_text(st, 2, r->experiment);
     bind_text(st, 3, r->spec);
     bind_text(st, 4, r->pool);
@@ -94,7 +135,60 @@ static int run_create_fn(struct conn *c, void *arg)
         sqlite3_bind_null(st, 10);
         sqlite3_bind_null(st, 11);
     }
+    return stmt_done(c, st);
+}
+
+/* Inserts the run's row under its given id, or under one chosen here
+ * (written to r->new_id). */
+static int run_row_insert_id(struct conn *c, const struct store_new_run *r, const char **ret_id)
+{
+    uint64_t floor = 0;
+    uint64_t v;
+    int tries;
+    int rc;
+
+    if (r->id) {
+        *ret_id = r->id;
+        return run_row_insert(c, r, r->id);
+    }
+    assert(r->new_id != NULL);
+    for (tries = 0; tries < 3; tries++) {
+        v = run_id_next(r->created_at, floor);
+        run_id_format(v, r->new_id);
+        rc = run_row_insert(c, r, r->new_id);
+        if (rc != ERR_CONFLICT) {
+            *ret_id = r->new_id;
+            return rc;
+        }
+        if (!run_id_taken_up_to(c, v, &floor))
+            break;
+    }
+    log_error("store: no free run id after %s", r->new_id);
+    return ERR_INTERNAL;
+}
+
+static int run_create_fn(struct conn *c, void *arg)
+{
+    const struct store_new_run *r = arg;
+    const cJSON *tag;
+    const char *id;
+    sqlite3_stmt *st;
+    int64_t seq;
+    char task_id[256];
+    int rc;
+    int i;
+
+    st = conn_stmt(c, "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                      "VALUES (?1, ?2, ?2, 1) ON CONFLICT(name) DO UPDATE SET "
+                      "run_count = run_count + 1, last_activity = ?2");
+    if (st == NULL)
+        return ERR_INTERNAL;
+    bind_text(st, 1, r->experiment);
+    sqlite3_bind_int64(st, 2, r->created_at);
     if ((rc = stmt_done(c, st)) < 0)
+        return rc;
+
+    if ((rc = run_row_insert_id(c, r, &id)) < 0)
         return rc;
     seq = sqlite3_last_insert_rowid(c->db);
 
@@ -114,7 +208,7 @@ static int run_create_fn(struct conn *c, void *arg)
                           "VALUES (?, ?, 1, ?, ?, ?, ?, 'pending')");
         if (st == NULL)
             return ERR_INTERNAL;
-        snprintf(task_id, sizeof(task_id), "%s-a1-%s", r->id, r->tasks[i].name);
+        snprintf(task_id, sizeof(task_id), "%s-a1-%s", id, r->tasks[i].name);
         bind_text(st, 1, task_id);
         sqlite3_bind_int64(st, 2, seq);
         sqlite3_bind_int(st, 3, i);
@@ -124,7 +218,9 @@ static int run_create_fn(struct conn *c, void *arg)
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
     }
-    return run_status_event(c, seq, r->created_at, "queued", NULL);
+    /* The first event, "queued" at created_at, is not stored: add_events()
+     * derives it from the run's row (migration 0012 removed the stored ones). */
+    return 0;
 }
 
 int run_insert(struct conn *c, const struct store_new_run *run)
@@ -143,68 +239,96 @@ int store_run_create_async(struct store *store, const struct store_new_run *run,
     return store_write_async(store, run_create_fn, run, sizeof(*run), done, done_arg);
 }
 
-cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec)
+/* A run's first event, its creation, which is not stored (add_events()). */
+static cJSON *queued_event(int64_t created_at)
 {
-    cJSON *out = cJSON_CreateObject();
-    cJSON *tasks;
+    cJSON *ev = cJSON_CreateObject();
+
+    json_add_time(ev, "time", created_at);
+    cJSON_AddStringToObject(ev, "type", "status");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(ev, "data"), "status", "queued");
+    return ev;
+}
+
+/* A string member, or null. */
+static void put_key(struct buf *out, const char *key)
+{
+    buf_adds(out, ",\"");
+    buf_adds(out, key);
+    buf_adds(out, "\":");
+}
+
+static void put_string(struct buf *out, const char *key, const char *value)
+{
+    put_key(out, key);
+    if (value)
+        json_buf_string(out, value);
+    else
+        buf_adds(out, "null");
+}
+
+/* A time as json_add_time() gives it: RFC 3339 text, or null for 0. */
+static void put_time_value(struct buf *out, int64_t ms)
+{
+    char when[TIME_RFC3339_LEN];
+
+    if (ms == 0) {
+        buf_adds(out, "null");
+        return;
+    }
+    time_format_rfc3339(ms, when);
+    buf_addc(out, '"');
+    buf_adds(out, when);
+    buf_addc(out, '"');
+}
+
+static void put_time(struct buf *out, const char *key, int64_t ms)
+{
+    put_key(out, key);
+    put_time_value(out, ms);
+}
+
+void store_run_created_json(const struct store_new_run *run, struct buf *out)
+{
     char task_id[256];
     int i;
 
-    /* The fields and order of run_from_row(), for a run just stored. */
-    cJSON_AddStringToObject(out, "id", run->id);
-    cJSON_AddStringToObject(out, "experiment", run->experiment);
-    if (run->owner)
-        cJSON_AddStringToObject(out, "owner", run->owner);
-    else
-        cJSON_AddNullToObject(out, "owner");
-    cJSON_AddStringToObject(out, "status", "queued");
-    cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
-    json_add_time(out, "created_at", run->created_at);
-    cJSON_AddNullToObject(out, "started_at");
-    cJSON_AddNullToObject(out, "ended_at");
-    cJSON_AddNumberToObject(out, "attempt", 1);
-    cJSON_AddNullToObject(out, "error");
-    if (run->reason)
-        cJSON_AddStringToObject(out, "reason", run->reason);
-    else
-        cJSON_AddNullToObject(out, "reason");
-    cJSON_AddFalseToObject(out, "log_truncated");
-    cJSON_AddFalseToObject(out, "metrics_truncated");
+    assert(run->id != NULL && run->tags != NULL);
+    /* One allocation for the whole text in the common case. */
+    buf_grow(out, strlen(run->spec) + 1024 + 256 * (size_t)run->n_tasks);
+    /* The fields and order of run_from_row() and add_events(), printed as
+     * json_print() prints them, for a run just stored. */
+    buf_adds(out, "{\"id\":");
+    json_buf_string(out, run->id);
+    put_string(out, "experiment", run->experiment);
+    put_string(out, "owner", run->owner);
+    /* The text stored, as it is: not a tree copied and printed again. */
+    buf_adds(out, ",\"status\":\"queued\",\"spec\":");
+    buf_adds(out, run->spec);
+    put_time(out, "created_at", run->created_at);
+    buf_adds(out, ",\"started_at\":null,\"ended_at\":null,\"attempt\":1,\"error\":null");
+    put_string(out, "reason", run->reason);
     /* Trials are created by the scheduler (scheduler/sweeps.c), not here. */
-    cJSON_AddNullToObject(out, "sweep_id");
-    cJSON_AddNullToObject(out, "trial");
-    cJSON_AddNullToObject(out, "parameters");
-    cJSON_AddItemToObject(out, "tags", cJSON_Duplicate(run->tags, 1));
-    tasks = cJSON_AddArrayToObject(out, "tasks");
+    buf_adds(out, ",\"log_truncated\":false,\"metrics_truncated\":false,\"sweep_id\":null,"
+                  "\"trial\":null,\"parameters\":null,\"tags\":");
+    json_buf_value(out, run->tags);
+    buf_adds(out, ",\"tasks\":[");
     for (i = 0; i < run->n_tasks; i++) {
-        cJSON *t = cJSON_CreateObject();
-
         snprintf(task_id, sizeof(task_id), "%s-a1-%s", run->id, run->tasks[i].name);
-        cJSON_AddStringToObject(t, "id", task_id);
-        cJSON_AddStringToObject(t, "name", run->tasks[i].name);
-        cJSON_AddStringToObject(t, "type", run->tasks[i].type);
-        cJSON_AddNumberToObject(t, "index", run->tasks[i].index);
-        cJSON_AddNullToObject(t, "node");
-        cJSON_AddNullToObject(t, "address");
-        cJSON_AddArrayToObject(t, "gpus");
-        cJSON_AddStringToObject(t, "status", "pending");
-        cJSON_AddNullToObject(t, "exit_code");
-        cJSON_AddNullToObject(t, "started_at");
-        cJSON_AddNullToObject(t, "ended_at");
-        cJSON_AddNullToObject(t, "env");
-        cJSON_AddItemToArray(tasks, t);
+        buf_adds(out, i ? ",{\"id\":" : "{\"id\":");
+        json_buf_string(out, task_id);
+        put_string(out, "name", run->tasks[i].name);
+        put_string(out, "type", run->tasks[i].type);
+        buf_printf(out,
+                   ",\"index\":%d,\"node\":null,\"address\":null,\"gpus\":[],"
+                   "\"status\":\"pending\",\"exit_code\":null,\"started_at\":null,"
+                   "\"ended_at\":null,\"env\":null}",
+                   run->tasks[i].index);
     }
-    cJSON_AddObjectToObject(out, "metrics");
-    /* The one event run_create_fn() wrote, as add_events() reads it. */
-    {
-        cJSON *ev = cJSON_CreateObject();
-
-        json_add_time(ev, "time", run->created_at);
-        cJSON_AddStringToObject(ev, "type", "status");
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(ev, "data"), "status", "queued");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(out, "events"), ev);
-    }
-    return out;
+    /* Its creation, as add_events() derives it (queued_event()). */
+    buf_adds(out, "],\"metrics\":{},\"events\":[{\"time\":");
+    put_time_value(out, run->created_at);
+    buf_adds(out, ",\"type\":\"status\",\"data\":{\"status\":\"queued\"}}]}");
 }
 
 /* ---- read ---- */
@@ -316,19 +440,22 @@ static int run_from_row(struct conn *c, sqlite3_stmt *st, cJSON **ret_run)
 #define RUN_EVENTS_SHOWN 200
 
 /* What happened to the run (status changes, retries, quotas, early
- * termination), oldest first: {"time", "type", "data"}. */
-static int add_events(struct conn *c, int64_t seq, cJSON *run)
+ * termination), oldest first: {"time", "type", "data"}. The first, its
+ * creation ("queued" at created_at), comes from the run's row. */
+static int add_events(struct conn *c, int64_t seq, int64_t created_at, cJSON *run)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT time, type, data FROM (SELECT seq, time, type, data "
                                     "FROM run_events WHERE run_seq = ? ORDER BY seq DESC "
                                     "LIMIT ?) ORDER BY seq");
     cJSON *events = cJSON_AddArrayToObject(run, "events");
+    int n = 0;
     int rc;
 
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int(st, 2, RUN_EVENTS_SHOWN);
+    cJSON_AddItemToArray(events, queued_event(created_at));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *e = cJSON_CreateObject();
 
@@ -336,8 +463,13 @@ static int add_events(struct conn *c, int64_t seq, cJSON *run)
         col_add_string(st, 1, e, "type");
         col_add_json(st, 2, e, "data");
         cJSON_AddItemToArray(events, e);
+        n++;
     }
     sqlite3_reset(st);
+    /* The latest RUN_EVENTS_SHOWN: the creation is among them only while
+     * fewer are stored. */
+    if (n == RUN_EVENTS_SHOWN)
+        cJSON_DeleteItemFromArray(events, 0);
     return rc == SQLITE_DONE ? 0 : conn_fail(c, "read run events");
 }
 
@@ -352,7 +484,8 @@ static int run_get(struct conn *c, const char *id, cJSON **ret_run)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         rc = run_from_row(c, st, ret_run);
-        if (rc == 0 && (rc = add_events(c, sqlite3_column_int64(st, 0), *ret_run)) < 0)
+        if (rc == 0 && (rc = add_events(c, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 5),
+                                        *ret_run)) < 0)
             cJSON_Delete(*ret_run);
     } else
         rc = rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "get run");

@@ -138,8 +138,14 @@ struct store_new_task {
     int index;
 };
 
+/* "run-" and 12 hex digits, and a NUL. */
+#define STORE_RUN_ID_SIZE 17
+
 struct store_new_run {
+    /* NULL: the store chooses the id (store_run_create) and writes it to
+     * new_id, STORE_RUN_ID_SIZE bytes that must live until the write ends. */
     const char *id;
+    char *new_id;
     const char *experiment;
     const char *owner; /* name of the submitting token */
     const char *spec; /* normalised spec (JSON text), defaults filled */
@@ -157,7 +163,11 @@ struct store_new_run {
 };
 
 /* Stores a queued run, its tags and its first attempt's pending tasks and
- * creates the experiment on first use. ERR_CONFLICT when the id exists. */
+ * creates the experiment on first use. ERR_CONFLICT when the given id
+ * exists. An id the store chooses is new: "run-" and 48 bits that grow with
+ * time (the Unix second, then a count within it), so that new entries in
+ * the indexes of run and task ids go to their end, not to a random page
+ * each (half of what a submission wrote to the WAL). */
 int store_run_create(struct store *store, const struct store_new_run *run);
 /* Told on the writer thread how an asynchronous write ended (0 or an ERR_*
  * code, as the waiting call would return). */
@@ -168,10 +178,11 @@ typedef void (*store_done_fn)(void *arg, int rc);
  * the writer gathers a larger batch. */
 int store_run_create_async(struct store *store, const struct store_new_run *run, store_done_fn done,
                            void *done_arg);
-/* The resource of a run store_run_create() just stored, as
- * store_run_get() would return it then, built without reading it back
- * (spec: the spec run->spec was printed from). */
-cJSON *store_run_created(const struct store_new_run *run, const cJSON *spec);
+/* Appends the resource of a run store_run_create() just stored, as
+ * store_run_get() would return it then, printed as json_print() prints it,
+ * without reading it back or building a tree; the spec is run->spec's
+ * text as it is. run->id and run->tags must be set. */
+void store_run_created_json(const struct store_new_run *run, struct buf *out);
 /* The run resource. ERR_NOT_FOUND when unknown. */
 int store_run_get(struct store *store, const char *id, cJSON **ret_run);
 

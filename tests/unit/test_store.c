@@ -403,6 +403,157 @@ static void duplicate_run_id_writes_nothing(void)
     store_free(s);
 }
 
+/* Ids the store chooses grow with time and step over ids already taken
+ * (a database written by another process whose clock ran ahead). */
+static void chosen_run_ids_grow_and_skip_taken(void)
+{
+    struct store *s;
+    struct store_new_task task = { "main", "main", 0 };
+    const char *spec_text = "{\"tags\": {}}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run run = { 0 };
+    /* Far ahead of any other test's created_at: this second's ids are free. */
+    const int64_t second = INT64_C(3000000000);
+    char taken[32];
+    char want[64];
+    char first[STORE_RUN_ID_SIZE];
+    char second_id[STORE_RUN_ID_SIZE];
+    cJSON *got = NULL;
+    int i;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    for (i = 0; i < 3; i++) {
+        snprintf(taken, sizeof(taken), "run-%012llx", (unsigned long long)((second << 16) + i));
+        run = new_run(taken, spec_text, spec, &task, 1);
+        ASSERT_EQ(store_run_create(s, &run), 0);
+    }
+    run = new_run(NULL, spec_text, spec, &task, 1);
+    run.new_id = first;
+    run.created_at = second * 1000 + 500;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    snprintf(want, sizeof(want), "run-%012llx", (unsigned long long)((second << 16) + 3));
+    ASSERT_STR_EQ(first, want);
+    run.new_id = second_id;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    ASSERT_TRUE(strcmp(second_id, first) > 0);
+    ASSERT_EQ(store_run_get(s, second_id, &got), 0);
+    snprintf(want, sizeof(want), "%s-a1-main", second_id);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(json_get(got, "tasks"), 0), "id"), want);
+    cJSON_Delete(got);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
+/* Runs stored before migration 0012 kept their "queued" creation event; it
+ * is derived now, and shows once, before the ones still stored. */
+static void stored_creation_events_show_once(void)
+{
+    char *path = temp_db();
+    sqlite3 *db;
+    struct store *s;
+    cJSON *run;
+    cJSON *events;
+    int i;
+
+    ASSERT_TRUE(migrations_count >= 12);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    for (i = 0; i < 11; i++)
+        ASSERT_EQ(sqlite3_exec(db, migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 11;"
+                           "INSERT INTO experiments(name, created_at, last_activity, run_count) "
+                           "VALUES ('exp', 1, 1, 1);"
+                           "INSERT INTO runs(seq, id, experiment, status, spec, pool, priority, "
+                           "created_at) VALUES (3, 'run-old', 'exp', 'running', "
+                           "'{\"tags\": {}}', 'default', 0, 7000);"
+                           "INSERT INTO run_events(run_seq, time, type, data) VALUES "
+                           "(3, 7000, 'status', '{\"status\":\"queued\"}'),"
+                           "(3, 8000, 'status', '{\"status\":\"running\"}'),"
+                           "(3, 9000, 'status', '{\"status\":\"queued\"}');",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+
+    ASSERT_EQ(store_open(path, STORE_SYNC_NORMAL, &s), 0);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 3);
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 0), "data"), "status"),
+                  "queued");
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(events, 0), "time"),
+                  json_get_string(run, "created_at"));
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 1), "data"), "status"),
+                  "running");
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 2), "data"), "status"),
+                  "queued");
+    cJSON_Delete(run);
+
+    /* The latest 200: with 199 stored the creation is the first; with 200
+     * it is left out like any older event. */
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                           "WHERE i < 197) INSERT INTO run_events(run_seq, time, type, data) "
+                           "SELECT 3, 10000 + i, 'progress', '{}' FROM n;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 200);
+    ASSERT_STR_EQ(json_get_string(cJSON_GetArrayItem(events, 0), "time"),
+                  json_get_string(run, "created_at"));
+    cJSON_Delete(run);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "INSERT INTO run_events(run_seq, time, type, data) "
+                           "VALUES (3, 20000, 'progress', '{}');",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ(store_run_get(s, "run-old", &run), 0);
+    events = json_get(run, "events");
+    ASSERT_EQ(cJSON_GetArraySize(events), 200);
+    ASSERT_STR_EQ(json_get_string(json_get(cJSON_GetArrayItem(events, 0), "data"), "status"),
+                  "running");
+    cJSON_Delete(run);
+    store_free(s);
+}
+
+/* The 201 of a submission is printed without reading the run back: it is
+ * byte for byte what a read of the run prints then. */
+static void created_run_prints_as_read(void)
+{
+    struct store *s;
+    struct store_new_task tasks[2] = { { "worker-0", "worker", 0 }, { "ps-0", "ps", 0 } };
+    const char *spec_text = "{\"experiment\":\"exp\",\"tags\":{\"k\":\"v \\\"q\\\"\"},"
+                            "\"node_count\":2}";
+    cJSON *spec = cJSON_Parse(spec_text);
+    struct store_new_run run = { 0 };
+    char id[STORE_RUN_ID_SIZE];
+    struct buf created;
+    cJSON *got = NULL;
+    char *read;
+
+    ASSERT_EQ(store_open(temp_db(), STORE_SYNC_NORMAL, &s), 0);
+    run = new_run(NULL, spec_text, spec, tasks, 2);
+    run.new_id = id;
+    run.owner = "alice";
+    run.reason = "pool 'default' has 0 ready node(s)";
+    run.created_at = 1700000000123;
+    ASSERT_EQ(store_run_create(s, &run), 0);
+    run.id = id;
+    buf_init(&created);
+    store_run_created_json(&run, &created);
+    buf_addc(&created, '\0');
+    ASSERT_EQ(store_run_get(s, id, &got), 0);
+    read = json_print(got);
+    ASSERT_STR_EQ(created.data, read);
+    free(read);
+    cJSON_Delete(got);
+    buf_release(&created);
+    cJSON_Delete(spec);
+    store_free(s);
+}
+
 static void cancel_is_idempotent(void)
 {
     struct store *s;
@@ -650,6 +801,9 @@ UNIT_LIST(store_tests) = {
     { "store/async_write_reports_after_commit", async_write_reports_after_commit },
     { "store/concurrent_writers_all_commit", concurrent_writers_all_commit },
     { "store/duplicate_run_id_writes_nothing", duplicate_run_id_writes_nothing },
+    { "store/chosen_run_ids_grow_and_skip_taken", chosen_run_ids_grow_and_skip_taken },
+    { "store/stored_creation_events_show_once", stored_creation_events_show_once },
+    { "store/created_run_prints_as_read", created_run_prints_as_read },
     { "store/cancel_is_idempotent", cancel_is_idempotent },
     { "store/node_goes_down_without_heartbeat", node_goes_down_without_heartbeat },
     { "store/token_binds_once", token_binds_once },
