@@ -114,6 +114,7 @@ char *rsh_body(int argc, char *const *argv)
     struct buf cmd;
     struct buf body;
     char **words;
+    char *text;
     int i;
 
     buf_init(&cmd);
@@ -136,7 +137,9 @@ char *rsh_body(int argc, char *const *argv)
     }
     free(words);
     buf_adds(&body, "]}");
-    return buf_detach(&body, NULL);
+    text = buf_detach(&body, NULL);
+    buf_release(&body);
+    return text;
 }
 
 void rsh_sink_init(struct rsh_sink *s)

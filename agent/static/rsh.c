@@ -15,6 +15,7 @@
  * idles while mpirun's daemons run in the container (docker exec), and on
  * SIGTERM passes it to every process of the container, then exits once
  * they are gone (the daemon's SIGKILL after the grace does the rest).
+ * Outside a container of its own it only waits for SIGTERM.
  *
  * Built by the Makefile with -static from this file, agent/rshwire.c,
  * common/buf.c and common/xalloc.c; embedded in bin/trainyard.
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,8 @@
 #include "common/banned.h"
 
 #define CONNECT_TIMEOUT_MS 10000
+/* The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO). */
+#define PROC_PID_INIT_INO 0xEFFFFFFCu
 #define MAX_HEAD (64 * 1024)
 
 static const char *me = "trainyard-rsh";
@@ -54,6 +58,19 @@ static void on_term(int sig)
     stopping = 1;
 }
 
+/*
+ * Whether this process is the first child of a pid namespace of its own
+ * (under a container's docker-init), where "every process" is the
+ * container's. Anywhere else (run by hand on a host) kill(-1) would reach
+ * every process the user may signal: --hold then only waits.
+ */
+static bool in_a_container(void)
+{
+    struct stat st;
+
+    return getppid() == 1 && stat("/proc/self/ns/pid", &st) == 0 && st.st_ino != PROC_PID_INIT_INO;
+}
+
 static int hold(void)
 {
     struct sigaction sa;
@@ -65,6 +82,8 @@ static int hold(void)
     sigaction(SIGINT, &sa, NULL);
     while (!stopping)
         pause();
+    if (!in_a_container())
+        return 0;
     /* Everything else in the container (mpirun's daemons and their ranks)
      * gets the stop too; the container ends when this process does. */
     kill(-1, SIGTERM);
