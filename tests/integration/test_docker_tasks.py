@@ -731,6 +731,9 @@ def test_mpi_ranks_run_in_containers_on_both_nodes(mpi_nodes, mpi_image):
     assert run["status"] == "completed", (run, logs)
     tasks = {t["name"]: t for t in run["tasks"]}
     assert sorted(tasks) == ["launcher", "worker-0", "worker-1"], tasks
+    # the workers' containers only held their nodes: stopped once the
+    # launcher is done, they end succeeded, as on hosts
+    assert {t["status"] for t in tasks.values()} == {"succeeded"}, tasks
     assert tasks["launcher"]["node"] == tasks["worker-0"]["node"] != tasks["worker-1"]["node"]
     work = {a.name: a.work for a in agents}
     ranks = _rank_infos(_task_logs(server, run_id, "launcher"))
