@@ -276,7 +276,7 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     }
     env = task_exec_env(t);
     if (task_in_container(t)) {
-        /* In the worker's container, through the daemon (dockerexec.c). */
+        /* In the worker's container, through the daemon (dockermpi.c). */
         *ret_stream = exec_stream_new();
         task_exec_started(t, *ret_stream);
         docker_exec_start(t, argv, env, *ret_stream);

@@ -802,6 +802,25 @@ def test_mpi_cancel_leaves_no_container_nor_process(mpi_nodes, mpi_image):
     assert {t["status"] for t in run["tasks"]} == {"killed"}, run["tasks"]
 
 
+def test_mpi_agent_stop_removes_its_containers(mpi_nodes, mpi_image):
+    """An agent stopping while orted runs in its worker's container (an exec
+    in flight) removes its containers and exits cleanly; the gang rule then
+    ends the run and the other node's containers go too."""
+    server, agents, pool = mpi_nodes
+    run_id = _submit_mpi(server, pool, mpi_image, "--sleep")
+    wait_for(lambda: "rank 1 sleeps" in _task_logs(server, run_id, "launcher"), 180,
+             lambda: "both ranks to run: %s" % _logs(server, run_id))
+    run = server.get("/api/v1/runs/" + run_id).body
+    worker1 = [t for t in run["tasks"] if t["name"] == "worker-1"][0]
+    other = [a for a in agents if a.name == worker1["node"]][0]
+    other.stop()  # SIGTERM: a clean, sanitizer-clean exit 0
+    assert containers("trainyard.node=" + other.name) == []
+    run = _wait_done(server, run_id)
+    assert run["status"] == "failed", run
+    wait_for(lambda: containers("trainyard.run=" + run_id) == [], GRACE_S + 8,
+             "the other node's containers to be removed")
+
+
 def test_mpi_with_an_image_is_accepted(server_factory, agent_factory):
     """Submission no longer refuses the mpi backend with an image: the run
     has its launcher and one worker per node, and needs nodes with docker
