@@ -89,8 +89,30 @@ build/gen/migrations.c: $(MIGRATIONS) Makefile
 	   echo 'const int migrations_count = sizeof(migrations) / sizeof(migrations[0]);'; \
 	 } > $@
 
+# The remote shell mpirun runs inside a run's image (agent/static/rsh.c):
+# static, libc only (Debian's libc6-dev has libc.a), so it runs in any
+# image; embedded below, written by the agent beside the Python helper.
+# Without sanitizers: it runs in containers, not under the tests' ASan.
+# glibc's warning about getaddrinfo in static programs is left out: only
+# agent names (not addresses) use it, through glibc's built-in files and
+# dns lookups (glibc 2.34 and later).
+RSH_STATIC := build/static/trainyard-rsh
+RSH_STATIC_SRC := agent/static/rsh.c agent/rshwire.c common/buf.c common/xalloc.c
+
+build/static/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC stat $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -O2 -c -o $@ $<
+
+$(RSH_STATIC): $(patsubst %.c,build/static/%.o,$(RSH_STATIC_SRC))
+	@echo "  LD      $@ (static)"
+	$(Q)$(CC) -static -s -O2 -o $@ $^ 2>$@.log; rc=$$?; \
+		grep -v -e "statically linked applications requires" -e "in function .main" $@.log >&2; \
+		exit $$rc
+
 # Static files are embedded with the assembler's .incbin.
-EMBEDDED := openapi_json:api/openapi.json python_helper:agent/python/trainyard/__init__.py
+EMBEDDED := openapi_json:api/openapi.json python_helper:agent/python/trainyard/__init__.py \
+            rsh_static:$(RSH_STATIC)
 
 $(EMBED): $(foreach e,$(EMBEDDED),$(word 2,$(subst :, ,$(e)))) Makefile
 	@mkdir -p $(@D)

@@ -41,6 +41,9 @@
 /* agent/python/trainyard/__init__.py, embedded by the build. */
 extern const char embed_python_helper[];
 extern const char embed_python_helper_end[];
+/* build/static/trainyard-rsh (agent/static/rsh.c), embedded by the build. */
+extern const char embed_rsh_static[];
+extern const char embed_rsh_static_end[];
 
 /* ---- calls from the API thread to the loop ---- */
 
@@ -365,35 +368,49 @@ static int set_mode(const char *dir, mode_t mode)
     return 0;
 }
 
+static int write_file(const char *path, const char *data, size_t len, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    int rc = 0;
+
+    if (f == NULL || fwrite(data, 1, len, f) != len || fchmod(fileno(f), mode) != 0)
+        rc = ERR_INTERNAL;
+    if (f && fclose(f) != 0)
+        rc = ERR_INTERNAL;
+    return rc;
+}
+
 /*
  * Writes the embedded Python helper under the work directory, afresh:
  * whatever else is in that directory (a sitecustomize.py an earlier
  * agent's task wrote, when tasks could) goes. It is on every task's
- * PYTHONPATH, so it is root's and read-only to tasks.
+ * PYTHONPATH, so it is root's and read-only to tasks. Beside it goes
+ * trainyard-rsh, the static remote shell of mpi runs in images (the
+ * directory is mounted into every container).
  */
 static int install_helper(struct agent *a)
 {
     char *dir = xasprintf("%s/python/trainyard", a->work);
     char *file = xasprintf("%s/__init__.py", dir);
     char *parent = xasprintf("%s/python", a->work);
-    size_t len = (size_t)(embed_python_helper_end - embed_python_helper);
+    char *rsh = xasprintf("%s/" AGENT_RSH_STATIC, parent);
     mode_t mode = a->ident == TASK_IDENT_SELF ? 0700 : 0755;
-    FILE *f;
     int rc = 0;
 
     remove_tree(parent);
     if (mkdir(parent, mode) < 0 || chmod(parent, mode) < 0 || mkdir(dir, mode) < 0 ||
         chmod(dir, mode) < 0)
         rc = ERR_INTERNAL;
-    f = rc == 0 ? fopen(file, "w") : NULL;
-    if (f == NULL || fwrite(embed_python_helper, 1, len, f) != len ||
-        fchmod(fileno(f), mode & 0644) != 0)
-        rc = ERR_INTERNAL;
-    if (f && fclose(f) != 0)
-        rc = ERR_INTERNAL;
+    if (rc == 0)
+        rc = write_file(file, embed_python_helper,
+                        (size_t)(embed_python_helper_end - embed_python_helper), mode & 0644);
+    if (rc == 0)
+        rc = write_file(rsh, embed_rsh_static, (size_t)(embed_rsh_static_end - embed_rsh_static),
+                        mode);
     a->helper_dir = parent;
     free(dir);
     free(file);
+    free(rsh);
     return rc;
 }
 
@@ -546,7 +563,7 @@ int agent_main(int argc, char **argv)
         a->self_exe = xstrdup(len > 0 ? exe : "trainyard");
     }
     if (install_helper(a) < 0) {
-        log_error("agent: cannot write the Python helper under '%s'", a->work);
+        log_error("agent: cannot write the Python helper and trainyard-rsh under '%s'", a->work);
         goto out;
     }
 

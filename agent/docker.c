@@ -227,7 +227,10 @@ static void maybe_exited(struct task *t)
 
     if (!k->waited || !k->logs_ended)
         return;
-    if (k->exit_code == 0) {
+    if (t->holder && t->stop_requested) {
+        /* An mpi worker ends as on a host: stopped (docker_task_stop). */
+        docker_end_task(t, "failed", -1, "stopped");
+    } else if (k->exit_code == 0) {
         docker_end_task(t, "succeeded", 0, NULL);
     } else if (t->stop_requested) {
         snprintf(msg, sizeof(msg), "stopped (the container exited with %d)", k->exit_code);
@@ -241,26 +244,39 @@ static void maybe_exited(struct task *t)
 
 /* Docker's multiplexed stream: frames of an 8-byte header (stream 1
  * stdout, 2 stderr; 3 bytes 0; a big-endian 32-bit length) and data. */
-static void on_log_data(void *arg, const char *data, size_t len)
+void docker_demux(struct buf *frames, const char *data, size_t len, docker_frame_fn fn, void *arg)
 {
-    struct task *t = arg;
-    struct docker_task *k = t->docker;
     size_t at = 0;
 
-    buf_add(&k->frames, data, len);
-    while (k->frames.len - at >= 8) {
-        const unsigned char *h = (const unsigned char *)k->frames.data + at;
+    buf_add(frames, data, len);
+    while (frames->len - at >= 8) {
+        const unsigned char *h = (const unsigned char *)frames->data + at;
         size_t n = (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
 
-        if (k->frames.len - at - 8 < n)
+        if (frames->len - at - 8 < n)
             break;
-        task_stream_feed(h[0] == 2 ? &t->err : &t->out, (const char *)h + 8, n, false);
+        fn(arg, h[0] == 2, (const char *)h + 8, n);
         at += 8 + n;
     }
     if (at > 0) {
-        memmove(k->frames.data, k->frames.data + at, k->frames.len - at);
-        k->frames.len -= at;
+        memmove(frames->data, frames->data + at, frames->len - at);
+        frames->len -= at;
+        frames->data[frames->len] = '\0';
     }
+}
+
+static void on_log_frame(void *arg, bool is_stderr, const char *data, size_t len)
+{
+    struct task *t = arg;
+
+    task_stream_feed(is_stderr ? &t->err : &t->out, data, len, false);
+}
+
+static void on_log_data(void *arg, const char *data, size_t len)
+{
+    struct task *t = arg;
+
+    docker_demux(&t->docker->frames, data, len, on_log_frame, t);
 }
 
 static void on_logs(void *arg, const struct uvcurl_response *resp)
@@ -325,6 +341,8 @@ static void on_started(void *arg, const struct uvcurl_response *resp)
     k->step = STEP_RUN;
     t->status = "running";
     t->main_started = true;
+    /* An mpi worker's container now takes /v1/exec's orted (dockermpi.c). */
+    t->holder = cJSON_IsTrue(json_get(t->assignment, "mpi_worker"));
     task_queue_status(t, "running", -1, NULL);
     /* A container that has already exited still gives its whole log and
      * its exit code: neither request can miss the end. */
@@ -434,8 +452,7 @@ static void on_created(void *arg, const struct uvcurl_response *resp)
         docker_end_task(t, "failed", -1, "cannot start the container: the agent is stopping");
 }
 
-/* In the container the task's GPUs are numbered from 0. */
-static void renumber_gpus(char **env, int n_gpus)
+void docker_renumber_gpus(char **env, int n_gpus)
 {
     struct buf v;
     int i;
@@ -456,46 +473,64 @@ static void renumber_gpus(char **env, int n_gpus)
     buf_release(&v);
 }
 
+void docker_spec_release(struct docker_spec *spec)
+{
+    int i;
+
+    task_free_strv(spec->argv);
+    task_free_strv(spec->env);
+    for (i = 0; spec->binds[i]; i++)
+        free(spec->binds[i]);
+}
+
+/* A task's own command, in its directory, with its GPUs. */
+static void plain_spec(struct task *t, struct docker_spec *spec)
+{
+    const cJSON *argv_json = json_get(t->assignment, "argv");
+    const cJSON *arg;
+    int n = 0;
+
+    spec->argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*spec->argv));
+    /* The image's Python, found on its PATH. */
+    if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
+        spec->argv[n++] = xstrdup("python3");
+    cJSON_ArrayForEach(arg, argv_json) {
+        spec->argv[n++] = xstrdup(arg->valuestring);
+    }
+    spec->env = task_image_env(t, json_get(t->assignment, "env"));
+    docker_renumber_gpus(spec->env, cJSON_GetArraySize(json_get(t->assignment, "gpus")));
+    spec->binds[0] = xasprintf("%s:%s", t->src, t->src);
+    spec->binds[1] = xasprintf("%s:%s:ro", t->a->helper_dir, t->a->helper_dir);
+    spec->workdir = t->src;
+    spec->gpus = json_get(t->assignment, "gpus");
+}
+
 void docker_create_container(struct task *t)
 {
     struct docker_task *k = t->docker;
-    const cJSON *argv_json = json_get(t->assignment, "argv");
-    const cJSON *arg;
+    struct docker_spec spec;
     struct docker_create c;
     char user[64];
-    char *binds[3];
-    char **argv;
-    char **env;
     char *text;
     cJSON *body;
-    int n = 0;
 
-    argv = xcalloc((size_t)cJSON_GetArraySize(argv_json) + 2, sizeof(*argv));
-    /* The image's Python, found on its PATH. */
-    if (cJSON_IsTrue(json_get(t->assignment, "use_python")))
-        argv[n++] = xstrdup("python3");
-    cJSON_ArrayForEach(arg, argv_json) {
-        argv[n++] = xstrdup(arg->valuestring);
-    }
-    env = task_image_env(t, json_get(t->assignment, "env"));
-    renumber_gpus(env, cJSON_GetArraySize(json_get(t->assignment, "gpus")));
-    binds[0] = xasprintf("%s:%s", t->src, t->src);
-    binds[1] = xasprintf("%s:%s:ro", t->a->helper_dir, t->a->helper_dir);
-    binds[2] = NULL;
+    memset(&spec, 0, sizeof(spec));
+    if (!docker_mpi_spec(t, &spec))
+        plain_spec(t, &spec);
     memset(&c, 0, sizeof(c));
     c.image = k->run_image;
-    c.argv = argv;
-    c.env = env;
-    c.workdir = t->src;
+    c.argv = spec.argv;
+    c.env = spec.env;
+    c.workdir = spec.workdir;
     if (t->has_cred) {
         snprintf(user, sizeof(user), "%u:%u", (unsigned)t->cred.uid, (unsigned)t->cred.gid);
         c.user = user;
     }
-    c.binds = (const char *const *)binds;
+    c.binds = (const char *const *)spec.binds;
     c.run = t->run;
     c.task = t->id;
     c.node = t->a->name;
-    c.gpus = json_get(t->assignment, "gpus");
+    c.gpus = spec.gpus;
     body = docker_create_body(&c);
     text = json_print(body);
     k->step = STEP_CREATE;
@@ -504,10 +539,7 @@ void docker_create_container(struct task *t)
         docker_end_task(t, "failed", -1, "cannot create the container: the agent is stopping");
     free(text);
     cJSON_Delete(body);
-    free(binds[0]);
-    free(binds[1]);
-    task_free_strv(argv);
-    task_free_strv(env);
+    docker_spec_release(&spec);
 }
 
 bool docker_image_ok(const char *ref)
@@ -525,11 +557,6 @@ void docker_task_start(struct task *t)
         task_finish(t, "failed", -1,
                     "this node does not run tasks in images (its agent was not started with "
                     "--runtime docker)");
-        return;
-    }
-    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher")) ||
-        cJSON_IsTrue(json_get(t->assignment, "mpi_worker"))) {
-        task_finish(t, "failed", -1, "the mpi backend does not run in images yet");
         return;
     }
     k = xcalloc(1, sizeof(*k));

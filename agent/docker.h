@@ -6,7 +6,9 @@
  * directory and the Python helper mounted at the same paths, its uid:gid,
  * labels trainyard.run/task/node, exactly its GPUs), started, its output
  * read into the task's log, waited for, stopped on cancel (SIGTERM, the
- * grace, SIGKILL) and removed. Loop thread only.
+ * grace, SIGKILL) and removed. The mpi backend's launcher runs mpirun in
+ * such a container, and each worker holds one that /v1/exec starts orted
+ * in (dockermpi.c). Loop thread only.
  */
 #ifndef TRAINYARD_AGENT_DOCKER_H
 #define TRAINYARD_AGENT_DOCKER_H
@@ -23,6 +25,8 @@
 /* The Engine API version the agent speaks (Docker 20.10 and later). */
 #define DOCKER_API "/v1.41"
 #define DOCKER_DEFAULT_SOCKET "/var/run/docker.sock"
+/* Where mpi containers have the agent's static trainyard-rsh (read-only). */
+#define DOCKER_RSH_PATH "/usr/local/libexec/trainyard-rsh"
 
 /* Asks the daemon at socket whether it answers (blocking, at start-up,
  * before the loop runs). 0, or -1 with why in err. */
@@ -49,6 +53,24 @@ void docker_task_kill(struct task *t);
 bool docker_task_busy(const struct task *t);
 /* Frees t's container state (task_free). */
 void docker_task_free(struct task *t);
+
+/* In a container the task's GPUs are numbered from 0: rewrites env's
+ * CUDA_VISIBLE_DEVICES (when set) to 0..n_gpus-1. */
+void docker_renumber_gpus(char **env, int n_gpus);
+
+struct exec_stream;
+/*
+ * /v1/exec for an mpi worker in a container (dockermpi.c): runs argv
+ * (orted) in t's container with env, t's directory and user (POST
+ * /containers/{id}/exec, then /exec/{id}/start, its multiplexed output
+ * relayed into stream and t's log), and ends stream with its exit code
+ * (GET /exec/{id}/json), then task_exec_ended(). Takes the loop's
+ * reference to stream; argv and env are borrowed. An exec cannot be
+ * signalled through the Engine API: it ends with the container (a stop
+ * of t, or the agent's), or by itself.
+ */
+void docker_exec_start(struct task *t, char *const *argv, char *const *env,
+                       struct exec_stream *stream);
 
 /* What a container is created with; every pointer borrowed. */
 struct docker_create {

@@ -7,6 +7,7 @@
 #define TRAINYARD_AGENT_DOCKERINT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "agent/docker.h"
@@ -89,6 +90,28 @@ void docker_fail_step(struct task *t, const char *what, const struct uvcurl_resp
 void docker_end_task(struct task *t, const char *status, int code, const char *message);
 /* The image is there (t->docker->run_image): creates the container. */
 void docker_create_container(struct task *t);
+
+/* What a task's container runs; owned, docker_spec_release() frees. */
+struct docker_spec {
+    char **argv; /* NULL-terminated */
+    char **env; /* NULL-terminated "K=V" */
+    char *binds[6]; /* NULL-terminated "host:container[:ro]" */
+    const char *workdir; /* borrowed */
+    const cJSON *gpus; /* borrowed: the GPU indices it gets */
+};
+
+void docker_spec_release(struct docker_spec *spec);
+
+/* A frame of Docker's multiplexed stream (stdout or stderr). */
+typedef void (*docker_frame_fn)(void *arg, bool is_stderr, const char *data, size_t len);
+/* Feeds bytes of a multiplexed stream (logs, an exec's output): each
+ * whole frame goes to fn, a partial one waits in frames. */
+void docker_demux(struct buf *frames, const char *data, size_t len, docker_frame_fn fn, void *arg);
+
+/* dockermpi.c: fills spec for an mpi launcher (mpirun, in its node's
+ * worker-0 directory and environment) or an mpi worker (an idle holder
+ * for /v1/exec) and returns true; false for any other task. */
+bool docker_mpi_spec(struct task *t, struct docker_spec *spec);
 
 /* dockerimage.c: the first step of a task, ending in
  * docker_create_container() or a failure. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/docker.h"
 #include "agent/internal.h"
 #include "common/buf.h"
 #include "common/crypto.h"
@@ -47,9 +48,25 @@ static void stream_unref_locked(struct exec_stream *s)
     free(s);
 }
 
+struct exec_stream *exec_stream_new(void)
+{
+    struct exec_stream *s = xcalloc(1, sizeof(*s));
+
+    s->last_was_newline = true;
+    uv_mutex_init(&s->mu);
+    buf_init(&s->data);
+    s->refs = 2;
+    return s;
+}
+
+void exec_stream_unref(struct exec_stream *s)
+{
+    uv_mutex_lock(&s->mu);
+    stream_unref_locked(s);
+}
+
 /* Loop thread: more output, or the end. */
-static void stream_feed(struct exec_stream *s, const char *data, size_t len, bool done,
-                        int exit_code)
+void exec_stream_feed(struct exec_stream *s, const char *data, size_t len, bool done, int exit_code)
 {
     uv_mutex_lock(&s->mu);
     if (len)
@@ -127,6 +144,15 @@ struct MHD_Response *exec_response(struct MHD_Connection *conn, struct exec_stre
 
 /* ---- loop side ---- */
 
+static void free_strv(char **v)
+{
+    int i;
+
+    for (i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
 struct exec {
     struct proc proc;
     uv_pipe_t out;
@@ -144,11 +170,10 @@ static void exec_closed(uv_handle_t *h)
 
     if (--e->handles > 0)
         return;
-    stream_feed(e->stream, NULL, 0, true,
-                e->term_signal ? 128 + e->term_signal : (int)e->exit_status);
+    exec_stream_feed(e->stream, NULL, 0, true,
+                     e->term_signal ? 128 + e->term_signal : (int)e->exit_status);
     task_exec_ended(e->task, e->stream);
-    uv_mutex_lock(&e->stream->mu);
-    stream_unref_locked(e->stream);
+    exec_stream_unref(e->stream);
     free(e);
 }
 
@@ -165,7 +190,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct exec *e = s->data;
 
     if (n > 0) {
-        stream_feed(e->stream, b->base, (size_t)n, false, 0);
+        exec_stream_feed(e->stream, b->base, (size_t)n, false, 0);
         task_log_bytes(e->task, b->base, (size_t)n);
     }
     free(b->base);
@@ -217,6 +242,12 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     int n = 0;
     int rc;
 
+    if (t == NULL && task_exec_pending(a, secret)) {
+        /* Its snapshot, image or container is on its way: the client
+         * asks again (rsh.h). */
+        *ret_error = "the mpi worker task of this run is not running on this node yet";
+        return RSH_NOT_READY;
+    }
     if (t == NULL) {
         *ret_error = "no mpi task of this agent has that exec secret";
         return 403;
@@ -243,14 +274,20 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
     cJSON_ArrayForEach(arg, argv_json) {
         argv[n++] = xstrdup(arg->valuestring);
     }
+    env = task_exec_env(t);
+    if (task_in_container(t)) {
+        /* In the worker's container, through the daemon (dockermpi.c). */
+        *ret_stream = exec_stream_new();
+        task_exec_started(t, *ret_stream);
+        docker_exec_start(t, argv, env, *ret_stream);
+        log_info("agent: exec '%s' for task '%s' in its container", argv[0], task_id(t));
+        free_strv(argv);
+        free_strv(env);
+        return 200;
+    }
     e = xcalloc(1, sizeof(*e));
     e->task = t;
-    e->stream = xcalloc(1, sizeof(*e->stream));
-    e->stream->last_was_newline = true;
-    uv_mutex_init(&e->stream->mu);
-    buf_init(&e->stream->data);
-    e->stream->refs = 2;
-    env = task_exec_env(t);
+    e->stream = exec_stream_new();
     uv_pipe_init(a->loop, &e->out, 0);
     uv_pipe_init(a->loop, &e->err, 0);
     e->out.data = e;
@@ -264,7 +301,7 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
         char msg[300];
 
         snprintf(msg, sizeof(msg), "cannot start '%s': %s\n", argv[0], uv_strerror(rc));
-        stream_feed(e->stream, msg, strlen(msg), false, 0);
+        exec_stream_feed(e->stream, msg, strlen(msg), false, 0);
         e->exit_status = 127;
         e->handles = 2;
         uv_close((uv_handle_t *)&e->out, exec_closed);
@@ -275,12 +312,8 @@ int exec_start(struct agent *a, const char *secret, const cJSON *argv_json,
         uv_read_start((uv_stream_t *)&e->err, on_alloc, on_read);
     }
     log_info("agent: exec '%s' for task '%s'", argv[0], task_id(t));
-    for (n = 0; argv[n]; n++)
-        free(argv[n]);
-    free(argv);
-    for (n = 0; env[n]; n++)
-        free(env[n]);
-    free(env);
+    free_strv(argv);
+    free_strv(env);
     *ret_stream = e->stream;
     return 200;
 }

@@ -18,6 +18,8 @@ struct proc_cred;
 struct docker;
 
 #define AGENT_DEFAULT_GRACE_MS 3000
+/* The static remote shell of mpi runs in images, in helper_dir. */
+#define AGENT_RSH_STATIC "trainyard-rsh"
 /* Above systemd's ranges (containers end at 1879048191) and below 2^31,
  * which some tools still treat as signed: no account lives there. */
 #define AGENT_DEFAULT_UID_FIRST 2000000000u
@@ -68,7 +70,8 @@ struct agent {
     uv_timer_t register_retry;
     bool heartbeat_in_flight;
     struct task *tasks;
-    char *helper_dir; /* holds the trainyard Python helper, put on PYTHONPATH */
+    char *helper_dir; /* holds the trainyard Python helper (put on PYTHONPATH) and
+                       * AGENT_RSH_STATIC; mounted into every container */
     char *python_version;
     char *self_exe; /* this program, for mpirun's rsh agent */
     char *ca; /* --ca: CA file for HTTPS peers, or NULL */
@@ -104,7 +107,13 @@ int task_count(struct agent *a);
 struct exec_stream;
 /* The live mpi worker task whose exec secret is secret, or NULL. */
 struct task *task_for_exec(struct agent *a, const char *secret);
-/* Its environment (caller frees each string and the array) and directory. */
+/* Whether an mpi worker task with that secret is here but not running
+ * yet (preparing, or its container on its way). */
+bool task_exec_pending(struct agent *a, const char *secret);
+/* Whether the task runs in a container (its execs go there: docker.h). */
+bool task_in_container(struct task *t);
+/* Its environment (caller frees each string and the array; in its
+ * image's terms when in a container) and directory. */
 char **task_exec_env(struct task *t);
 const char *task_exec_cwd(struct task *t);
 /* Who its processes run as; NULL: as the agent. */

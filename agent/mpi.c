@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/docker.h"
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/json.h"
@@ -44,6 +45,25 @@ struct task *task_for_exec(struct agent *a, const char *secret)
             return t;
     }
     return NULL;
+}
+
+bool task_exec_pending(struct agent *a, const char *secret)
+{
+    struct task *t;
+
+    for (t = a->tasks; t; t = t->next) {
+        const char *mine = json_get_string(json_get(t->assignment, "env"), "TRAINYARD_MPI_SECRET");
+
+        if (!t->holder && !t->finished && !t->stop_requested && mine && secret &&
+            cJSON_IsTrue(json_get(t->assignment, "mpi_worker")) && crypto_equal(mine, secret))
+            return true;
+    }
+    return false;
+}
+
+bool task_in_container(struct task *t)
+{
+    return t->docker != NULL;
 }
 
 const char *task_id(struct task *t)
@@ -110,7 +130,12 @@ char **task_exec_env(struct task *t)
     cJSON_DeleteItemFromObjectCaseSensitive(env, "HOME");
     cJSON_AddStringToObject(env, "HOME", t->src);
     task_mpi_defaults(t, env);
-    out = task_env(t, env);
+    if (t->docker) {
+        out = task_image_env(t, env);
+        docker_renumber_gpus(out, cJSON_GetArraySize(json_get(t->assignment, "gpus")));
+    } else {
+        out = task_env(t, env);
+    }
     cJSON_Delete(env);
     return out;
 }
@@ -120,6 +145,7 @@ char **task_exec_env(struct task *t)
 void task_mpi_defaults(struct task *t, cJSON *env)
 {
     const char *hosts = json_get_string(env, "TRAINYARD_MPI_HOSTS");
+    bool in_image = json_get_string(t->assignment, "image") != NULL;
     struct buf nets;
     char *list = xstrdup(hosts ? hosts : "");
     char *save = NULL;
@@ -136,14 +162,16 @@ void task_mpi_defaults(struct task *t, cJSON *env)
                 buf_printf(&nets, "%s%s", nets.len ? "," : "", net);
         }
     }
+    /* In an image, the static trainyard-rsh the container has (the host's
+     * binary needs the host's libraries). */
     if (json_get(env, "OMPI_MCA_plm_rsh_agent") == NULL) {
-        char *rsh = xasprintf("%s rsh", t->a->self_exe);
+        char *rsh = in_image ? xstrdup(DOCKER_RSH_PATH) : xasprintf("%s rsh", t->a->self_exe);
 
         cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_agent", rsh);
         free(rsh);
     }
     /* trainyard rsh verifies agents that serve HTTPS with the same CA. */
-    if (t->a->ca && json_get(env, "TRAINYARD_CA") == NULL)
+    if (t->a->ca && !in_image && json_get(env, "TRAINYARD_CA") == NULL)
         cJSON_AddStringToObject(env, "TRAINYARD_CA", t->a->ca);
     if (json_get(env, "OMPI_MCA_plm_rsh_no_tree_spawn") == NULL)
         cJSON_AddStringToObject(env, "OMPI_MCA_plm_rsh_no_tree_spawn", "1");

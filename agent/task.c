@@ -542,6 +542,8 @@ void task_start_main(struct task *t, const char *python)
     cJSON *env_json = json_get(t->assignment, "env");
     cJSON *ranks_env = NULL;
     struct task *ranks_task = t;
+    bool in_image = json_get_string(t->assignment, "image") != NULL;
+    bool launcher = cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"));
     const cJSON *arg;
     char **argv;
     char **env;
@@ -551,7 +553,7 @@ void task_start_main(struct task *t, const char *python)
         task_finish(t, "failed", -1, "stopped before it started");
         return;
     }
-    if (json_get_string(t->assignment, "image") != NULL) {
+    if (in_image && !launcher) {
         docker_task_start(t);
         return;
     }
@@ -562,7 +564,7 @@ void task_start_main(struct task *t, const char *python)
         task_queue_status(t, "running", -1, NULL);
         return;
     }
-    if (cJSON_IsTrue(json_get(t->assignment, "mpi_launcher"))) {
+    if (launcher) {
         /* mpirun starts this node's ranks itself, not through /v1/exec:
          * run it in worker-0's environment and directory, so those ranks
          * are worker-0's like every other node's ranks are their worker's
@@ -571,6 +573,11 @@ void task_start_main(struct task *t, const char *python)
         ranks_task = task_local_worker(t);
         if (ranks_task == NULL && t->venv_wait++ < 300) {
             uv_timer_start(&t->kill_timer, launcher_retry, 100, 0);
+            return;
+        }
+        if (in_image) {
+            /* mpirun in a container of the image (docker.c) */
+            docker_task_start(t);
             return;
         }
         if (ranks_task == NULL)

@@ -552,10 +552,6 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
                         "conda_packages cannot be combined with image: the agent installs no "
                         "conda packages in images; install them in the image, or use "
                         "pip_packages");
-        if (backend && strcmp(backend, "mpi") == 0)
-            return fail(
-                err, "distributed_backend",
-                "the mpi backend does not run in images yet; use ps, pytorch or no backend");
         cJSON_AddStringToObject(spec, "image", item->valuestring);
     } else {
         cJSON_AddNullToObject(spec, "image");

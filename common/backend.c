@@ -189,8 +189,10 @@ unsigned spec_features(const cJSON *spec)
     need = table[b].features;
     if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
         need |= FEATURE_CONDA;
+    /* In an image, mpirun and orted are the image's: the host's (the mpi
+     * feature) are not needed. */
     if (json_get_string(spec, "image") != NULL)
-        need |= FEATURE_DOCKER;
+        need = (need & ~(unsigned)FEATURE_MPI) | FEATURE_DOCKER;
     return need;
 }
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import http.server
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -634,3 +635,207 @@ def test_conda_packages_with_an_image_are_refused(server_factory):
                                      "image": BASE_IMAGE, "conda_packages": ["numpy"]})
     assert r.status == 400 and r.body["error"]["field"] == "conda_packages", r.body
     assert "install them in the image" in r.body["error"]["message"], r.body
+
+
+# ---- the mpi backend in images ----
+
+# debian:12 with Open MPI, python3 and mpi4py, built here once and kept
+# (about 90 s)
+MPI_IMAGE = "trainyard-test/openmpi:1"
+
+# Each rank says where it runs: /.dockerenv exists only in a container, its
+# PID 1 is docker-init with the container's command (mpirun in the
+# launcher's, trainyard-rsh --hold in a worker's), and its mounts show
+# whose task directories it has.
+MPI_RANKS = b"""\
+import json, os, sys, time
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+with open("/proc/1/cmdline", "rb") as f:
+    init = f.read().replace(b"\\0", b" ").decode()
+info = {"rank": comm.Get_rank(), "size": comm.Get_size(),
+        "sum": comm.allreduce(comm.Get_rank(), op=MPI.SUM),
+        "dockerenv": os.path.exists("/.dockerenv"), "init": init, "uid": os.getuid(),
+        "node": os.environ.get("TRAINYARD_NODE"),
+        "task": "%s-%s" % (os.environ.get("TRAINYARD_TASK_TYPE"),
+                           os.environ.get("TRAINYARD_TASK_INDEX")),
+        "output_dir": os.environ.get("TRAINYARD_OUTPUT_DIR")}
+with open("/proc/self/mountinfo") as f:  # task directories mounted in its container
+    info["mounts"] = sorted({ln.split()[4] for ln in f if "/tasks/" in ln.split()[4]})
+with open(os.path.join(os.environ["TRAINYARD_OUTPUT_DIR"], "rank-%d.txt" % comm.Get_rank()),
+          "w") as f:
+    f.write("rank %d\\n" % comm.Get_rank())
+os.write(1, ("RANKINFO %s\\n" % json.dumps(info)).encode())  # one write: ranks share a pipe
+comm.Barrier()
+if "--sleep" in sys.argv:
+    os.write(1, b"rank %d sleeps\\n" % comm.Get_rank())
+    time.sleep(300)
+"""
+
+
+@pytest.fixture(scope="module")
+def mpi_image(daemon, tmp_path_factory):
+    return _debian_image(daemon, tmp_path_factory, MPI_IMAGE,
+                         "openmpi-bin python3 python3-mpi4py")
+
+
+@pytest.fixture
+def mpi_nodes(daemon, server_factory, agent_factory):
+    """A server and two agents with --runtime docker at distinct hosts on
+    loopback, 127.0.0.2 and 127.0.0.3. Open MPI takes a host whose address
+    is one of this machine's (127.0.0.1) for mpirun's own and starts its
+    ranks itself; neither of these is, so mpirun (in the launcher's
+    container) reaches both through trainyard-rsh and /v1/exec, and where
+    each rank runs shows which agent started it. The image brings Open
+    MPI. At the end no container of either node is left."""
+    server = server_factory(extra_args=["--unschedulable-timeout", "0"])
+    pool = uniq("mpool")
+    agents = [agent_factory(server, uniq("mnode"), cpus=2, grace=GRACE_S,
+                            extra_args=["--pool", pool, "--listen", host] + runtime_args(daemon))
+              for host in ("127.0.0.2:0", "127.0.0.3:0")]
+    yield server, agents, pool
+    for a in agents:
+        a.stop()
+        assert containers("trainyard.node=" + a.name) == []
+
+
+def _task_logs(server, run_id, task):
+    text = server.get("/api/v1/runs/%s/logs?task=%s" % (run_id, task)).body
+    return text.decode() if isinstance(text, bytes) else text
+
+
+def _rank_infos(logs):
+    return {i["rank"]: i for i in (json.loads(ln.split("RANKINFO ", 1)[1])
+                                   for ln in logs.splitlines() if "RANKINFO " in ln)}
+
+
+def _submit_mpi(server, pool, image, *params):
+    snapshot = server.upload_snapshot(make_tgz([("ranks.py", "file", MPI_RANKS)]))["id"]
+    return _submit(server, pool, image=image, source=snapshot, entry_script="ranks.py",
+                   distributed_backend="mpi", node_count=2, process_count_per_node=1,
+                   script_params={p: "" for p in params} if params else None)
+
+
+def test_mpi_ranks_run_in_containers_on_both_nodes(mpi_nodes, mpi_image):
+    """mpirun runs in the launcher's container and reaches each node through
+    the static trainyard-rsh, whose /v1/exec starts orted in that node's
+    worker container (docker exec): rank r runs in worker-r's container,
+    with worker-r's environment, as the run's uid. Both ranks' output is in
+    the launcher's log, their files in the run's artifacts, and every
+    container is removed."""
+    server, agents, pool = mpi_nodes
+    run_id = _submit_mpi(server, pool, mpi_image)
+    run = _wait_done(server, run_id, timeout=180)
+    logs = _logs(server, run_id)
+    print(logs)
+    assert run["status"] == "completed", (run, logs)
+    tasks = {t["name"]: t for t in run["tasks"]}
+    assert sorted(tasks) == ["launcher", "worker-0", "worker-1"], tasks
+    # the workers' containers only held their nodes: stopped once the
+    # launcher is done, they end succeeded, as on hosts
+    assert {t["status"] for t in tasks.values()} == {"succeeded"}, tasks
+    assert tasks["launcher"]["node"] == tasks["worker-0"]["node"] != tasks["worker-1"]["node"]
+    work = {a.name: a.work for a in agents}
+    ranks = _rank_infos(_task_logs(server, run_id, "launcher"))
+    assert sorted(ranks) == [0, 1], logs
+    for r, info in ranks.items():
+        worker = tasks["worker-%d" % r]
+        assert info["size"] == 2 and info["sum"] == 1, info
+        assert info["dockerenv"], info  # in a container, not on the host
+        assert info["uid"] != 0, info  # as the run's own uid, as on a host
+        assert info["task"] == "worker-%d" % r, info  # node r's worker task
+        assert info["node"] == worker["node"], info
+        assert "%s/tasks/%s/src/outputs" % (work[worker["node"]], worker["id"]) == \
+            info["output_dir"], info
+        # in the worker's container (its holder is PID 1's child), which has
+        # that worker's directory and no other
+        assert info["init"].startswith("/sbin/docker-init -- /usr/local/libexec/trainyard-rsh "
+                                       "--hold"), info
+        assert info["mounts"] == ["%s/tasks/%s/src" % (work[worker["node"]], worker["id"])], info
+    items = server.get("/api/v1/runs/%s/artifacts" % run_id).body["items"]
+    assert sorted(i["path"] for i in items) == ["rank-0.txt", "rank-1.txt"], items
+    # orted's own words reach the worker's log (none here but the stop)
+    assert "[worker-1] trainyard: stopped" in logs, logs
+    wait_for(lambda: containers("trainyard.run=" + run_id) == [], GRACE_S + 8,
+             "the run's containers to be removed")
+
+
+def _processes_with(marker):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_mpi_cancel_leaves_no_container_nor_process(mpi_nodes, mpi_image):
+    server, agents, pool = mpi_nodes
+    marker = "--" + uniq("sleep").replace("-", "")
+    run_id = _submit_mpi(server, pool, mpi_image, "--sleep", marker)
+
+    def both_sleep():
+        text = _task_logs(server, run_id, "launcher")
+        return "rank 0 sleeps" in text and "rank 1 sleeps" in text
+
+    wait_for(both_sleep, 180, lambda: "both ranks to run: %s" % _logs(server, run_id))
+    running = containers("trainyard.run=" + run_id)
+    assert sorted(c["State"] for c in running) == ["running"] * 3, running
+    by_node = [c["Labels"]["trainyard.node"] for c in running]
+    # the launcher's and worker-0's on one node, worker-1's on the other
+    assert sorted(by_node.count(a.name) for a in agents) == [1, 2], by_node
+    # seen from the host: the two ranks, mpirun and the launcher's init
+    assert len(_processes_with(marker)) == 4, _processes_with(marker)
+    t0 = time.monotonic()
+    assert server.post("/api/v1/runs/%s/cancel" % run_id, {}).status == 200
+    wait_for(lambda: containers("trainyard.run=" + run_id) == [], GRACE_S + 8,
+             "the canceled run's containers to be removed")
+    print("containers gone %.2f s after cancel" % (time.monotonic() - t0))
+    assert _processes_with(marker) == []
+    run = _wait_done(server, run_id)
+    assert run["status"] == "canceled", run
+    assert {t["status"] for t in run["tasks"]} == {"killed"}, run["tasks"]
+
+
+def test_mpi_agent_stop_removes_its_containers(mpi_nodes, mpi_image):
+    """An agent stopping while orted runs in its worker's container (an exec
+    in flight) removes its containers and exits cleanly; the gang rule then
+    ends the run and the other node's containers go too."""
+    server, agents, pool = mpi_nodes
+    run_id = _submit_mpi(server, pool, mpi_image, "--sleep")
+    wait_for(lambda: "rank 1 sleeps" in _task_logs(server, run_id, "launcher"), 180,
+             lambda: "both ranks to run: %s" % _logs(server, run_id))
+    run = server.get("/api/v1/runs/" + run_id).body
+    worker1 = [t for t in run["tasks"] if t["name"] == "worker-1"][0]
+    other = [a for a in agents if a.name == worker1["node"]][0]
+    other.stop()  # SIGTERM: a clean, sanitizer-clean exit 0
+    assert containers("trainyard.node=" + other.name) == []
+    run = _wait_done(server, run_id)
+    assert run["status"] == "failed", run
+    wait_for(lambda: containers("trainyard.run=" + run_id) == [], GRACE_S + 8,
+             "the other node's containers to be removed")
+
+
+def test_mpi_with_an_image_is_accepted(server_factory, agent_factory):
+    """Submission no longer refuses the mpi backend with an image: the run
+    has its launcher and one worker per node, and needs nodes with docker
+    only (the image brings Open MPI): a pool whose node has the host's
+    mpirun but no docker cannot run it, and the error names docker alone."""
+    server = server_factory(extra_args=["--unschedulable-timeout", "0"])
+    pool = uniq("plain")
+    agent_factory(server, uniq("pnode"), extra_args=["--pool", pool])
+    r = server.post("/api/v1/runs", {"experiment": uniq("mpi"), "command": ["true"],
+                                     "image": BASE_IMAGE, "distributed_backend": "mpi",
+                                     "node_count": 1, "compute_target": pool})
+    assert r.status == 201, r.body
+    run = server.get("/api/v1/runs/" + r.body["id"]).body
+    assert sorted(t["name"] for t in run["tasks"]) == ["launcher", "worker-0"], run["tasks"]
+    run = _wait_done(server, r.body["id"])
+    assert run["status"] == "failed", run
+    assert "unschedulable: nodes of pool '%s' with docker, ready or not: 0" % pool in \
+        run["error"], run["error"]

@@ -589,6 +589,53 @@ def test_agent_api_refuses_other_callers(cluster):
     assert_error(http_request(url, "GET", "/v1/nothing"), 401, "unauthenticated")
 
 
+def test_rsh_clients_report_refusals(cluster):
+    """Both clients of /v1/exec, `trainyard rsh` and the static trainyard-rsh
+    the agent writes beside its Python helper (for mpi runs in images),
+    say why an agent refused and exit 255, as ssh does when it cannot run
+    the command; the static one has no TLS and says so for an https agent."""
+    srv, agents = cluster
+    static = os.path.join(agents[0].work, "python", "trainyard-rsh")
+    assert os.access(static, os.X_OK), static
+    with open(static, "rb") as f:
+        assert f.read(4) == b"\x7fELF"
+    env = dict(os.environ, TRAINYARD_MPI_SECRET="not-a-secret",
+               TRAINYARD_MPI_AGENTS=json.dumps({"nodehost": agents[0].url}))
+    for client in ([BIN, "rsh"], [static]):
+        p = subprocess.run(client + ["-x", "nodehost", "orted --version"], env=env,
+                           capture_output=True, timeout=30)
+        assert p.returncode == 255, p
+        assert b"the agent refused (HTTP 403)" in p.stderr, p.stderr
+        assert b"no mpi task of this agent has that exec secret" in p.stderr, p.stderr
+        p = subprocess.run(client + ["otherhost", "orted"], env=env, capture_output=True,
+                           timeout=30)
+        assert p.returncode == 255 and b"host 'otherhost' is not a node of this run" in \
+            p.stderr, p.stderr
+    p = subprocess.run([static, "h", "orted"], capture_output=True, timeout=30,
+                       env=dict(env, TRAINYARD_MPI_AGENTS='{"h": "https://127.0.0.1:1"}'))
+    assert p.returncode == 255 and b"needs agents serving plain http" in p.stderr, p.stderr
+    # --hold (a worker container's command) idles until SIGTERM, then exits
+    # 0; outside a container of its own (here) it signals nothing else.
+    hold = subprocess.Popen([static, "--hold"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        def catches_term():
+            with open("/proc/%d/status" % hold.pid) as f:
+                caught = [ln.split()[1] for ln in f if ln.startswith("SigCgt:")]
+            return caught and int(caught[0], 16) & (1 << (signal.SIGTERM - 1))
+
+        wait_for(catches_term, 10, "trainyard-rsh --hold to handle SIGTERM")
+        assert hold.poll() is None
+        hold.terminate()
+        assert hold.wait(10) == 0
+        assert bystander.poll() is None
+    finally:
+        for p in (hold, bystander):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 @pytest.mark.parametrize("entry", ["../train.py", "/etc/passwd", "a/../../train.py", "..",
                                    "a/.."])
 def test_entry_script_outside_snapshot_rejected(cluster, entry):

@@ -24,12 +24,13 @@ extern const struct unit_test earlystop_tests[];
 extern const struct unit_test sweep_tests[];
 extern const struct unit_test docker_tests[];
 extern const struct unit_test backend_tests[];
+extern const struct unit_test rsh_tests[];
 
 static const struct unit_test *const lists[] = { common_tests,    runspec_tests, store_tests,
                                                  routes_tests,    archive_tests, placement_tests,
                                                  spawn_tests,     limits_tests,  coding_tests,
                                                  earlystop_tests, sweep_tests,   docker_tests,
-                                                 backend_tests };
+                                                 backend_tests,   rsh_tests };
 
 static int run_one(const struct unit_test *t)
 {

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "agent/docker.h"
+#include "agent/dockerint.h"
+#include "common/backend.h"
 #include "api/runspec.h"
 #include "common/err.h"
 #include "common/imageref.h"
@@ -107,10 +109,77 @@ static void spec_image_field(void)
                              "\"debian:12\", \"conda_packages\": [\"numpy\"]}",
                              NULL, 0),
                   "conda_packages");
+    /* mpi runs in images (agent/dockermpi.c): mpirun and orted are the
+     * image's, so the nodes need docker, not the host's mpi feature. */
     ASSERT_STR_EQ(spec_field("{\"experiment\": \"e\", \"command\": [\"true\"], \"image\": "
                              "\"debian:12\", \"distributed_backend\": \"mpi\"}",
-                             NULL, 0),
-                  "distributed_backend");
+                             image, sizeof(image)),
+                  "");
+    ASSERT_STR_EQ(image, "debian:12");
+}
+
+static unsigned features_needed(const char *text)
+{
+    cJSON *in = cJSON_Parse(text);
+    cJSON *spec = NULL;
+    struct runspec_error err;
+    unsigned need;
+
+    ASSERT_EQ(runspec_validate(in, &spec, &err), 0);
+    need = spec_features(spec);
+    cJSON_Delete(in);
+    cJSON_Delete(spec);
+    return need;
+}
+
+static void mpi_in_an_image_needs_docker_only(void)
+{
+    ASSERT_EQ(features_needed("{\"experiment\": \"e\", \"command\": [\"true\"], "
+                              "\"distributed_backend\": \"mpi\"}"),
+              FEATURE_MPI);
+    ASSERT_EQ(features_needed("{\"experiment\": \"e\", \"command\": [\"true\"], "
+                              "\"distributed_backend\": \"mpi\", \"image\": \"debian:12\"}"),
+              FEATURE_DOCKER);
+}
+
+struct frames_seen {
+    char text[256];
+    int n;
+};
+
+static void on_frame(void *arg, bool is_stderr, const char *data, size_t len)
+{
+    struct frames_seen *seen = arg;
+
+    snprintf(seen->text + strlen(seen->text), sizeof(seen->text) - strlen(seen->text), "%s:%.*s|",
+             is_stderr ? "err" : "out", (int)len, data);
+    seen->n++;
+}
+
+/* Docker's multiplexed stream, cut anywhere (headers included): whole
+ * frames only, in order, each with its stream. */
+static void demux_frames(void)
+{
+    static const char stream[] = "\x01\0\0\0\0\0\0\x06hello\n"
+                                 "\x02\0\0\0\0\0\0\x04oops"
+                                 "\x01\0\0\0\0\0\0\x00"
+                                 "\x01\0\0\0\0\0\0\x03\0b\n";
+    size_t len = sizeof(stream) - 1;
+    size_t cut;
+
+    for (cut = 0; cut <= len; cut++) {
+        struct frames_seen seen;
+        struct buf frames;
+
+        memset(&seen, 0, sizeof(seen));
+        buf_init(&frames);
+        docker_demux(&frames, stream, cut, on_frame, &seen);
+        docker_demux(&frames, stream + cut, len - cut, on_frame, &seen);
+        ASSERT_EQ(seen.n, 4);
+        ASSERT_EQ(frames.len, 0);
+        ASSERT_STR_EQ(seen.text, "out:hello\n|err:oops|out:|out:|");
+        buf_release(&frames);
+    }
 }
 
 /* Exactly the task's GPUs, by index, for the nvidia driver; none without. */
@@ -354,5 +423,7 @@ UNIT_LIST(docker_tests) = {
     { "docker/image_references", image_references },
     { "docker/spec_image_field", spec_image_field },
     { "docker/create_body", create_body },
+    { "docker/mpi_in_an_image_needs_docker_only", mpi_in_an_image_needs_docker_only },
+    { "docker/demux_frames", demux_frames },
     { NULL, NULL },
 };
