@@ -153,28 +153,28 @@ def test_kill_9_under_load_rebuilds_the_same_state(server_factory, tmp_path):
         agent.cleanup()
 
 
+def set_priority_behind(srv, run_id, priority):
+    """Writes with a connection of its own, not the server's writer."""
+    db = sqlite3.connect(os.path.join(srv.data_dir, "trainyard.db"), timeout=10)
+    try:
+        db.execute("UPDATE runs SET priority = ? WHERE id = ?", (priority, run_id))
+        db.commit()
+    finally:
+        db.close()
+
+
 def test_a_write_behind_the_servers_back_is_a_difference(server_factory):
     """The comparison can fail: a row changed by another connection (not
     the server's writer) is not in the state in memory."""
     srv = server_factory()
     run = srv.create_run({"experiment": "behind", "command": ["true"]})
     assert checked(srv)["queued"] == 1
-    db = sqlite3.connect(os.path.join(srv.data_dir, "trainyard.db"), timeout=10)
-    try:
-        db.execute("UPDATE runs SET priority = 42 WHERE id = ?", (run["id"],))
-        db.commit()
-    finally:
-        db.close()
+    set_priority_behind(srv, run["id"], 42)
     body = state(srv, check=True)
     assert body["n_differences"] >= 1, body
     assert any("status, priority" in d for d in body["differences"]), body
     # Put back, so the check at the server's stop passes.
-    db = sqlite3.connect(os.path.join(srv.data_dir, "trainyard.db"), timeout=10)
-    try:
-        db.execute("UPDATE runs SET priority = 0 WHERE id = ?", (run["id"],))
-        db.commit()
-    finally:
-        db.close()
+    set_priority_behind(srv, run["id"], 0)
     assert checked(srv)["n_differences"] == 0
 
 
