@@ -6,6 +6,7 @@
 #include "scheduler/mirror.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,11 +107,29 @@ static void node_fill(struct mnode *n, const struct store_node_row *row)
 
 static void node_remove(struct mirror *m, struct mnode *n)
 {
+    if (n->holds)
+        n->holds->row = NULL;
     HASH_DELETE(hh, m->nodes, n);
     HASH_DELETE(hn, m->nodes_by_name, n);
     node_strings_free(n);
     free(n);
     m->sorted_stale = true;
+}
+
+/* Adds (sign 1) or takes away (-1) what a held task uses on its node. */
+static void holds_apply(struct mnode *n, const struct mtask *t, int sign)
+{
+    int i;
+    int k;
+
+    n->used_cpus += sign * t->row.cpus;
+    n->used_memory_mb += sign * t->row.memory_mb;
+    for (i = 0; i < t->n_held_gpus; i++) {
+        for (k = 0; k < n->n_gpus; k++) {
+            if (n->gpus[k] == t->held_gpus[i])
+                n->gpu_holds[k] += sign;
+        }
+    }
 }
 
 static void on_node(void *arg, int64_t rowid, const struct store_node_row *row)
@@ -133,6 +152,17 @@ static void on_node(void *arg, int64_t rowid, const struct store_node_row *row)
     HASH_ADD(hh, m->nodes, rowid, sizeof(n->rowid), n);
     HASH_ADD_KEYPTR(hn, m->nodes_by_name, n->name, strlen(n->name), n);
     m->sorted_stale = true;
+    /* Tasks may hold resources here already (a node's row changed). */
+    HASH_FIND(hh, m->holds, n->name, strlen(n->name), n->holds);
+    if (n->holds) {
+        struct mtask *t;
+
+        n->holds->row = n;
+        DL_FOREACH2(n->holds->tasks, t, hnext)
+        {
+            holds_apply(n, t, 1);
+        }
+    }
 }
 
 struct mpush *mirror_push_of(const cJSON *spec)
@@ -278,8 +308,19 @@ static void task_unlink(struct mirror *m, struct mtask *t)
         m->n_orphans--;
     }
     if (t->holds) {
+        struct mnode *n = t->holds->row;
+
         DL_DELETE2(t->holds->tasks, t, hprev, hnext);
+        if (n)
+            holds_apply(n, t, -1);
         if (t->holds->tasks == NULL) {
+            if (n) {
+                /* Exactly nothing, whatever the rounding on the way. */
+                n->holds = NULL;
+                n->used_cpus = 0;
+                n->used_memory_mb = 0;
+                memset(n->gpu_holds, 0, sizeof(n->gpu_holds));
+            }
             HASH_DELETE(hh, m->holds, t->holds);
             free(t->holds->node);
             free(t->holds);
@@ -319,6 +360,9 @@ static void task_link(struct mirror *m, struct mtask *t)
             h = xcalloc(1, sizeof(*h));
             h->node = xstrdup(row->node);
             HASH_ADD_KEYPTR(hh, m->holds, h->node, strlen(h->node), h);
+            HASH_FIND(hn, m->nodes_by_name, h->node, strlen(h->node), h->row);
+            if (h->row)
+                h->row->holds = h;
         }
         DL_APPEND2(h->tasks, t, hprev, hnext);
         t->holds = h;
@@ -328,6 +372,8 @@ static void task_link(struct mirror *m, struct mtask *t)
                 t->held_gpus[t->n_held_gpus++] = g->valueint;
         }
         cJSON_Delete(gpus);
+        if (h->row)
+            holds_apply(h->row, t, 1);
     }
     /* Waiting for a push (its run not done), or for a stop. */
     if (row->status == TASK_ASSIGNED && !row->pushed && !row->stopping && row->node) {
@@ -605,6 +651,9 @@ static void compare_nodes(const struct mirror *m, const struct mirror *f, struct
         if (a->state != b->state || a->cpus != b->cpus || a->memory_mb != b->memory_mb ||
             a->port_min != b->port_min || a->port_max != b->port_max)
             differ(out, count, "node", b->rowid, "state, resources or ports");
+        if (fabs(a->used_cpus - b->used_cpus) > 1e-6 || a->used_memory_mb != b->used_memory_mb ||
+            memcmp(a->gpu_holds, b->gpu_holds, sizeof(a->gpu_holds)) != 0)
+            differ(out, count, "node", b->rowid, "what its tasks use");
     }
     if (HASH_CNT(hh, m->nodes) != HASH_CNT(hh, f->nodes))
         differ(out, count, "nodes", (int64_t)HASH_CNT(hh, m->nodes), "count");

@@ -50,6 +50,12 @@ struct mnode {
     enum node_state state; /* as stored */
     int64_t last_heartbeat; /* as read, or later as store_nodes_seen() said */
     bool in_state; /* in the sched_state being built */
+    /* What the tasks holding resources here use, kept as they come and go
+     * (placement's view of a node is then a copy, not a walk). */
+    struct mholds *holds; /* NULL: none */
+    double used_cpus;
+    int64_t used_memory_mb;
+    int gpu_holds[STORE_MAX_GPUS]; /* tasks holding gpus[k] */
     UT_hash_handle hh; /* by rowid */
     UT_hash_handle hn; /* by name */
 };
@@ -58,6 +64,7 @@ struct mnode {
  * node that is gone). */
 struct mholds {
     char *node;
+    struct mnode *row; /* that node, NULL while it has no row */
     struct mtask *tasks;
     UT_hash_handle hh;
 };

@@ -175,11 +175,9 @@ static bool wanted(const char *const *pools, size_t n, const char *pool)
 
 /* A node's entry as placement sees it: borrowed strings, what its held
  * tasks use (ports in an array of its own). */
-static void node_view(struct mirror *m, struct mnode *n, struct sched_node *s)
+static void node_view(const struct mnode *n, struct sched_node *s)
 {
-    struct mholds *h;
-    struct mtask *t;
-    int i;
+    const struct mtask *t;
     int k;
 
     memset(s, 0, sizeof(*s));
@@ -188,27 +186,20 @@ static void node_view(struct mirror *m, struct mnode *n, struct sched_node *s)
     s->host = n->host;
     s->agent_url = n->url;
     s->cpus = n->cpus;
+    s->used_cpus = n->used_cpus;
     s->memory_mb = n->memory_mb;
+    s->used_memory_mb = n->used_memory_mb;
     s->n_gpus = n->n_gpus;
     memcpy(s->gpus, n->gpus, sizeof(s->gpus));
+    for (k = 0; k < n->n_gpus; k++)
+        s->gpu_used[k] = n->gpu_holds[k] > 0;
     s->port_min = n->port_min;
     s->port_max = n->port_max;
     s->features = n->features;
     s->labels = n->labels;
     s->n_labels = n->n_labels;
-    HASH_FIND(hh, m->holds, n->name, strlen(n->name), h);
-    if (h == NULL)
-        return;
-    DL_FOREACH2(h->tasks, t, hnext)
+    DL_FOREACH2(n->holds ? n->holds->tasks : NULL, t, hnext)
     {
-        s->used_cpus += t->row.cpus;
-        s->used_memory_mb += t->row.memory_mb;
-        for (i = 0; i < t->n_held_gpus; i++) {
-            for (k = 0; k < s->n_gpus; k++) {
-                if (s->gpus[k] == t->held_gpus[i])
-                    s->gpu_used[k] = true;
-            }
-        }
         if (t->row.port)
             sched_node_use_port(s, t->row.port);
     }
@@ -266,11 +257,11 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
         n->in_state = true;
         if (node_ready(n, now_ms, node_timeout_ms)) {
             state.nodes = grow(state.nodes, state.n_nodes, &cap, sizeof(*state.nodes));
-            node_view(m, n, &state.nodes[state.n_nodes++]);
+            node_view(n, &state.nodes[state.n_nodes++]);
         } else {
             /* Not placed on, but what it could hold counts. */
             state.absent = grow(state.absent, state.n_absent, &cap_absent, sizeof(*state.absent));
-            node_view(m, n, &state.absent[state.n_absent]);
+            node_view(n, &state.absent[state.n_absent]);
             free(state.absent[state.n_absent].used_ports);
             state.absent[state.n_absent].used_ports = NULL;
             state.absent[state.n_absent].n_used_ports = 0;
@@ -280,10 +271,9 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     /* Ports held on nodes not in the state: nodes at the same host share
      * one port space. */
     for (h = m->holds; n_pools > 0 && h; h = h->hh.next) {
-        struct mnode *n;
+        struct mnode *n = h->row;
         struct mtask *t;
 
-        HASH_FIND(hn, m->nodes_by_name, h->node, strlen(h->node), n);
         if (n == NULL || n->in_state)
             continue;
         DL_FOREACH2(h->tasks, t, hnext)
