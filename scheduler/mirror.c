@@ -476,10 +476,12 @@ static void clear(struct mirror *m)
     }
     assert(m->holds == NULL && m->outbox == NULL && m->stops == NULL && m->n_orphans == 0);
     free(m->sorted);
-    free(m->sorted_names);
+    free(m->asked);
+    free(m->asked_names);
     free(m->seen);
     m->sorted = NULL;
-    m->sorted_names = NULL;
+    m->asked = NULL;
+    m->asked_names = NULL;
     m->seen = NULL;
     m->sorted_stale = true;
     m->n_sorted = 0;

@@ -123,8 +123,9 @@ struct mirror {
     struct mnode *nodes; /* by rowid */
     struct mnode *nodes_by_name;
     struct mnode **sorted; /* by name */
-    const char **sorted_names; /* the same, for store_nodes_seen() */
-    int64_t *seen; /* scratch for store_nodes_seen() */
+    struct mnode **asked; /* scratch for store_nodes_seen(): the nodes, */
+    const char **asked_names; /* their names */
+    int64_t *seen; /* and their times */
     int n_sorted;
     bool sorted_stale;
     struct mholds *holds;
@@ -147,9 +148,10 @@ struct mpush *mirror_push_of(const cJSON *spec);
 void mirror_dedup(int64_t *rows, size_t *n);
 /* Merges the runs queued since the last pass into the sorted queue. */
 void mirror_queue_merge(struct mirror *m);
-/* Sorts the nodes by name when they changed, and brings their last
- * heartbeats up to date with the store's times in memory. */
-void mirror_nodes_refresh(struct mirror *m);
+/* Sorts the nodes by name when they changed, and brings the last
+ * heartbeats that may matter (older than half the timeout) up to date
+ * with the store's times in memory. */
+void mirror_nodes_refresh(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms);
 /* Takes a task of the outbox or stops out of its list: sent. */
 void mirror_task_sent(struct mirror *m, struct mtask *t);
 

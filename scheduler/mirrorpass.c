@@ -23,28 +23,37 @@ static int by_name(const void *a, const void *b)
     return strcmp((*(struct mnode *const *)a)->name, (*(struct mnode *const *)b)->name);
 }
 
-void mirror_nodes_refresh(struct mirror *m)
+void mirror_nodes_refresh(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms)
 {
     struct mnode *n;
+    size_t n_ask = 0;
+    size_t j;
     int i = 0;
 
     if (m->sorted_stale) {
         m->n_sorted = (int)HASH_CNT(hn, m->nodes_by_name);
         m->sorted = xrealloc(m->sorted, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted));
-        m->sorted_names =
-            xrealloc(m->sorted_names, ((size_t)m->n_sorted + 1) * sizeof(*m->sorted_names));
+        m->asked = xrealloc(m->asked, ((size_t)m->n_sorted + 1) * sizeof(*m->asked));
+        m->asked_names =
+            xrealloc(m->asked_names, ((size_t)m->n_sorted + 1) * sizeof(*m->asked_names));
         m->seen = xrealloc(m->seen, ((size_t)m->n_sorted + 1) * sizeof(*m->seen));
         for (n = m->nodes_by_name; n; n = n->hn.next)
             m->sorted[i++] = n;
         qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_name);
-        for (i = 0; i < m->n_sorted; i++)
-            m->sorted_names[i] = m->sorted[i]->name;
         m->sorted_stale = false;
     }
-    store_nodes_seen(m->store, m->sorted_names, (size_t)m->n_sorted, m->seen);
+    /* Only the nodes heard from more than half a timeout ago: the others
+     * are ready either way, and B3's passes asked for 10,000 nodes each. */
     for (i = 0; i < m->n_sorted; i++) {
-        if (m->seen[i] > m->sorted[i]->last_heartbeat)
-            m->sorted[i]->last_heartbeat = m->seen[i];
+        if (m->sorted[i]->last_heartbeat < now_ms - node_timeout_ms / 2) {
+            m->asked[n_ask] = m->sorted[i];
+            m->asked_names[n_ask++] = m->sorted[i]->name;
+        }
+    }
+    store_nodes_seen(m->store, m->asked_names, n_ask, m->seen);
+    for (j = 0; j < n_ask; j++) {
+        if (m->seen[j] > m->asked[j]->last_heartbeat)
+            m->asked[j]->last_heartbeat = m->seen[j];
     }
 }
 
@@ -230,7 +239,7 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     int k;
 
     state.runs = cJSON_CreateArray();
-    mirror_nodes_refresh(m);
+    mirror_nodes_refresh(m, now_ms, node_timeout_ms);
     /* With no ready node nothing can be placed: the queue is not looked
      * at (queued runs keep the reasons they have). */
     for (k = 0; k < m->n_sorted && !any_ready; k++)
@@ -436,7 +445,7 @@ bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms
     struct mnode *n;
     struct mrun *r;
 
-    mirror_nodes_refresh(m);
+    mirror_nodes_refresh(m, now_ms, node_timeout_ms);
     for (n = m->nodes; n; n = n->hh.next) {
         struct mholds *h;
         struct mtask *t;
