@@ -215,6 +215,12 @@ static void queue_add(struct mirror *m, struct mrun *r)
     r->in_queue = true;
 }
 
+/* Queued and found unschedulable (its clock runs). */
+static int unschedulable(const struct mrun *r)
+{
+    return r->status == RUN_QUEUED && r->unschedulable_since > 0;
+}
+
 static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
 {
     struct mirror *m = arg;
@@ -222,6 +228,8 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     struct mtask *t;
 
     HASH_FIND(hh, m->runs, &rowid, sizeof(rowid), r);
+    if (r)
+        m->n_unschedulable -= unschedulable(r);
     if (row == NULL || run_status_is_final(row->status)) {
         /* Ended: its tasks stay while they hold something or wait for a
          * stop; its queue entry is dropped when a pass meets it. */
@@ -268,6 +276,7 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     r->attempt = row->attempt;
     r->unschedulable_since = row->unschedulable_since;
     r->deadline = row->deadline;
+    m->n_unschedulable += unschedulable(r);
     run_changed(r);
     if (r->status == RUN_QUEUED) {
         queue_add(m, r);
@@ -789,6 +798,8 @@ int mirror_compare(struct mirror *m, struct buf *out)
     compare_runs(m, c.fresh, out, &count);
     compare_tasks(m, c.fresh, out, &count);
     compare_queues(m, c.fresh, out, &count);
+    if (m->n_unschedulable != c.fresh->n_unschedulable)
+        differ(out, &count, "unschedulable runs", m->n_unschedulable, "count");
     mirror_free(c.fresh);
     return count;
 }

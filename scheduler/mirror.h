@@ -61,6 +61,10 @@ void mirror_again(struct mirror *m, const char *task_id);
  * timeout or down with live tasks, or a run past its deadline? */
 bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms);
 
+/* Is any queued run unschedulable (its clock running)? Only then can
+ * store_sched_unschedulable() have a run to fail. */
+bool mirror_any_unschedulable(const struct mirror *m);
+
 /* What the mirror holds. */
 struct mirror_counts {
     int64_t nodes, runs, queued, tasks, held, outbox, stops;

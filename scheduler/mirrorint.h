@@ -134,6 +134,7 @@ struct mirror {
     struct mtask *tasks_by_id;
     int64_t n_orphans; /* tasks whose run is not in the mirror */
     struct mtask *outbox, *stops;
+    int64_t n_unschedulable; /* queued runs with unschedulable_since set */
     int64_t n_sent[2]; /* tasks in MBOX_PUSH_SENT, MBOX_STOP_SENT */
     struct qent *queue; /* sorted: priority desc, seq asc */
     size_t n_queue, cap_queue;

@@ -470,6 +470,11 @@ bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms
     return false;
 }
 
+bool mirror_any_unschedulable(const struct mirror *m)
+{
+    return m->n_unschedulable > 0;
+}
+
 void mirror_counts(const struct mirror *m, struct mirror_counts *ret)
 {
     const struct mtask *t;

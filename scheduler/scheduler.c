@@ -407,14 +407,15 @@ static void pass(struct scheduler *s, bool tick)
         cJSON_Delete(reasons);
     }
     mirror_state_release(&state);
-    if (store_sched_unschedulable(s->cfg.store, now, s->cfg.unschedulable_timeout_ms, &failed) ==
+    /* What this pass placed (for the outbox) and the reasons it wrote
+     * (which runs are unschedulable). */
+    mirror_sync(s->mirror);
+    if (mirror_any_unschedulable(s->mirror) &&
+        store_sched_unschedulable(s->cfg.store, now, s->cfg.unschedulable_timeout_ms, &failed) ==
             0 &&
         failed > 0)
         log_info("scheduler: failed %d unschedulable run(s)", failed);
     phase_done(METRICS_PHASE_REASONS, &t);
-    /* What this pass placed, for the outbox. */
-    mirror_sync(s->mirror);
-    phase_done(METRICS_PHASE_READ, &t);
     send_outbox(s);
     phase_done(METRICS_PHASE_OUTBOX, &t);
     metrics_sched_pass(t - start_us, placed_runs, placed_tasks);

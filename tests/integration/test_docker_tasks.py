@@ -648,7 +648,7 @@ MPI_IMAGE = "trainyard-test/openmpi:1"
 # launcher's, trainyard-rsh --hold in a worker's), and its mounts show
 # whose task directories it has.
 MPI_RANKS = b"""\
-import json, os, sys, time
+import json, os, signal, sys
 from mpi4py import MPI
 comm = MPI.COMM_WORLD
 with open("/proc/1/cmdline", "rb") as f:
@@ -669,7 +669,7 @@ os.write(1, ("RANKINFO %s\\n" % json.dumps(info)).encode())  # one write: ranks 
 comm.Barrier()
 if "--sleep" in sys.argv:
     os.write(1, b"rank %d sleeps\\n" % comm.Get_rank())
-    time.sleep(300)
+    signal.pause()  # until the cancel's SIGTERM
 """
 
 

@@ -440,7 +440,7 @@ def test_gang_with_a_sigterm_ignorer_is_gone_within_5s(server_factory, agent_fac
 
 
 STOPPABLE = """
-    import os, signal, sys, time
+    import os, signal, sys
     out = sys.argv[1]
     me = os.environ["TRAINYARD_TASK_TYPE"] + "-" + os.environ["TRAINYARD_TASK_INDEX"]
     def on_term(signum, frame):
@@ -455,7 +455,7 @@ STOPPABLE = """
         f.write(str(os.getpid()))
     os.rename(os.path.join(out, me + ".pid.tmp"), os.path.join(out, me + ".pid"))
     while True:
-        time.sleep(0.05)
+        signal.pause()  # until the agent's SIGTERM (worker-0) or SIGKILL
 """
 
 
