@@ -69,14 +69,14 @@ static int pool_nodes_cached(struct api_ctx *ctx, const char *pool, const cJSON 
 }
 
 /* Why a new run will wait, in words, or a plain "waiting" line. */
-static int queue_reason(struct api_ctx *ctx, const cJSON *spec, struct api_response *resp,
+static int queue_reason(struct api_ctx *ctx, const struct run_spec *spec, struct api_response *resp,
                         char *reason, size_t size)
 {
-    const char *pool = json_get_string(spec, "compute_target");
-    int64_t nodes = (int64_t)json_get(spec, "node_count")->valuedouble;
+    const char *pool = spec->compute_target;
+    int64_t nodes = spec->shape.node_count;
     int64_t now = time_now_ms();
     int64_t with;
-    unsigned need = spec_features(spec);
+    unsigned need = spec->features;
     cJSON *features = cJSON_CreateArray();
     char with_text[64] = "";
     int rc;
@@ -121,7 +121,7 @@ struct submission {
     struct store_new_task *tasks;
     char *names;
     char *spec_text;
-    cJSON *spec;
+    struct run_spec spec;
     char id[STORE_RUN_ID_SIZE]; /* written by the store */
     char owner[sizeof(((struct api_principal *)0)->name)];
     char reason[256];
@@ -132,7 +132,7 @@ static void submission_free(struct submission *s)
     free(s->tasks);
     free(s->names);
     free(s->spec_text);
-    cJSON_Delete(s->spec);
+    run_spec_release(&s->spec);
     free(s);
 }
 
@@ -174,7 +174,7 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
 {
     struct runspec_error err;
     struct submission *s;
-    cJSON *spec = NULL;
+    struct run_spec spec;
     const char *source;
     int n_tasks;
     int rc;
@@ -185,7 +185,7 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
         api_error(resp, ERR_INVALID, err.field[0] ? err.field : NULL, "%s", err.message);
         return;
     }
-    source = json_get_string(spec, "source");
+    source = spec.source;
     if (source && (rc = store_snapshot_get(ctx->store, source, NULL)) < 0) {
         if (rc == ERR_NOT_FOUND)
             api_error(resp, ERR_INVALID, "source",
@@ -194,7 +194,7 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
                       source);
         else
             reply_store_error(ctx, resp, rc, "snapshot", source);
-        cJSON_Delete(spec);
+        run_spec_release(&spec);
         return;
     }
     s = xcalloc(1, sizeof(*s));
@@ -202,20 +202,20 @@ static void submit(struct api_ctx *ctx, struct api_request *req, struct api_resp
     s->job.req = req;
     s->job.kick = true;
     s->spec = spec;
-    if (queue_reason(ctx, spec, resp, s->reason, sizeof(s->reason)) < 0) {
+    if (queue_reason(ctx, &s->spec, resp, s->reason, sizeof(s->reason)) < 0) {
         submission_free(s);
         return;
     }
-    runspec_tasks(spec, &s->tasks, &s->names, &n_tasks);
-    s->spec_text = json_print(spec);
-    s->run.experiment = json_get_string(spec, "experiment");
+    runspec_tasks(&s->spec, &s->tasks, &s->names, &n_tasks);
+    s->spec_text = json_print(s->spec.json);
+    s->run.experiment = s->spec.experiment;
     /* Known from authentication: no read here. */
     snprintf(s->owner, sizeof(s->owner), "%s", req->principal.name);
     s->run.owner = s->owner;
     s->run.spec = s->spec_text;
-    s->run.tags = json_get(spec, "tags");
-    s->run.pool = json_get_string(spec, "compute_target");
-    s->run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
+    s->run.tags = json_get(s->spec.json, "tags");
+    s->run.pool = s->spec.compute_target;
+    s->run.priority = s->spec.priority;
     s->run.reason = s->reason;
     s->run.created_at = time_now_ms();
     s->run.tasks = s->tasks;

@@ -582,7 +582,7 @@ static int validate(const cJSON *in, cJSON *spec, struct runspec_error *err)
     return 0;
 }
 
-int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *err)
+int runspec_validate(const cJSON *in, struct run_spec *out, struct runspec_error *err)
 {
     cJSON *spec;
     int rc;
@@ -595,16 +595,17 @@ int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *er
         cJSON_Delete(spec);
         return rc;
     }
-    *ret_spec = spec;
-    return 0;
+    rc = run_spec_read(spec, out);
+    assert(rc == 0); /* the canonical form is what run_spec_read() reads */
+    return rc;
 }
 
 /* ---- tasks ---- */
 
-int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **ret_names,
+int runspec_tasks(const struct run_spec *spec, struct store_new_task **ret_tasks, char **ret_names,
                   int *ret_count)
 {
-    struct run_shape shape;
+    const struct run_shape *shape = &spec->shape;
     const struct backend_rules *rules;
     struct store_new_task *tasks;
     size_t *offsets;
@@ -612,9 +613,8 @@ int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **r
     int total;
     int i;
 
-    run_shape_of(spec, &shape);
-    rules = backend_rules(shape.backend);
-    total = rules->task_count(&shape);
+    rules = backend_rules(shape->backend);
+    total = rules->task_count(shape);
     assert(total >= 1 && total <= RUNSPEC_MAX_TASKS);
     tasks = xcalloc((size_t)total, sizeof(*tasks));
     offsets = xcalloc((size_t)total, sizeof(*offsets));
@@ -623,7 +623,7 @@ int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **r
         struct task_slot slot;
         char name[64];
 
-        rules->slot(&shape, i, &slot);
+        rules->slot(shape, i, &slot);
         task_name(slot.type, slot.index, name, sizeof(name));
         tasks[i].type = task_type_name(slot.type);
         tasks[i].index = slot.index;

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/spec.h"
 #include "store/store.h"
 
 /* The most tasks one run may have. */
@@ -21,19 +22,20 @@ struct runspec_error {
 };
 
 /*
- * Checks in (the request body) and builds *ret_spec: every field
- * validated, defaults filled, in a fixed order. Returns 0, or ERR_INVALID
- * with *err filled and nothing allocated. The caller deletes *ret_spec.
+ * Checks in (the request body) and fills *out: every field validated, and
+ * out->json the canonical spec (defaults filled, members in a fixed
+ * order) that the store keeps. Returns 0, or ERR_INVALID with *err filled
+ * and nothing allocated. The caller releases *out (run_spec_release()).
  * Existence checks against the store (snapshot, pool) are the caller's.
  */
-int runspec_validate(const cJSON *in, cJSON **ret_spec, struct runspec_error *err);
+int runspec_validate(const cJSON *in, struct run_spec *out, struct runspec_error *err);
 
 /*
  * The tasks of a validated spec, in order. *ret_tasks is an array the
  * caller frees with free(); the names point into *ret_names, which the
  * caller frees with free() too.
  */
-int runspec_tasks(const cJSON *spec, struct store_new_task **ret_tasks, char **ret_names,
+int runspec_tasks(const struct run_spec *spec, struct store_new_task **ret_tasks, char **ret_names,
                   int *ret_count);
 
 #endif

@@ -123,6 +123,7 @@ static bool sweep_validate(const cJSON *in, cJSON **ret_spec, struct api_respons
     const char *sampling = "random";
     const char *metric;
     const char *goal;
+    struct run_spec valid;
     cJSON *run = NULL;
     cJSON *spec;
     int64_t grid = -1;
@@ -137,13 +138,15 @@ static bool sweep_validate(const cJSON *in, cJSON **ret_spec, struct api_respons
         api_error(resp, ERR_INVALID, "run", "run must be a run spec object (as for POST /runs)");
         return false;
     }
-    if (runspec_validate(json_get(in, "run"), &run, &rerr) < 0) {
+    if (runspec_validate(json_get(in, "run"), &valid, &rerr) < 0) {
         char field[96];
 
         snprintf(field, sizeof(field), "run%s%s", rerr.field[0] ? "." : "", rerr.field);
         api_error(resp, ERR_INVALID, field, "%s", rerr.message);
         return false;
     }
+    /* The sweep keeps the canonical run spec as its trials' template. */
+    run = run_spec_take_json(&valid);
     if (json_get(in, "sampling") && !cJSON_IsNull(json_get(in, "sampling"))) {
         sampling = json_get_string(in, "sampling");
         if (sampling == NULL || !one_of(sampling, samplings)) {

@@ -1,9 +1,10 @@
 /*
  * placement.c (bench) - B3 and B4: the cost of one placement pass, with
  * the scheduler's own code (scheduler/placement.c) on a synthetic cluster
- * state in the form store_sched_state() produces (nodes as C structs, the
- * queue as JSON). Reading that state from SQLite is not included; the
- * line says so.
+ * state in the form the scheduler's state in memory gives placement
+ * (nodes and the queue's head as C structs, each run's spec validated as
+ * POST /runs validates it). Building that state is not included; the line
+ * says so.
  *
  *   B3: N queued single-task runs (a mix of 1-GPU, CPU-only and 8-GPU
  *       8-rank gangs) onto M nodes; growth shown for 10k/100k tasks and
@@ -67,35 +68,23 @@ static void add_node(struct sched_state *st, int i, int gpus)
     n->n_labels = 2;
 }
 
-/* A queued run of kind: 0 = CPU-only, 1 = one GPU, 2 = an 8-rank gang of
- * 8-GPU nodes (pytorch, 8 processes on one node). */
-static cJSON *make_run(int i, int kind, bool selector, int *ret_tasks)
+/* Adds queued run i of kind: 0 = CPU-only, 1 = one GPU, 2 = an 8-rank
+ * gang of 8-GPU nodes (pytorch, 8 processes on one node); returns its
+ * task count. */
+static int add_run(struct sched_state *state, int i, int kind, bool selector)
 {
-    cJSON *r = cJSON_CreateObject();
     cJSON *spec = cJSON_CreateObject();
-    cJSON *tasks = cJSON_CreateArray();
     int n = kind == 2 ? 8 : 1;
-    int k;
     char id[48];
 
     snprintf(id, sizeof(id), "run-%06d", i);
-    cJSON_AddStringToObject(r, "id", id);
     cJSON_AddStringToObject(spec, "experiment", "bench");
     cJSON_AddItemToObject(spec, "command", cJSON_CreateStringArray((const char *[]){ "x" }, 1));
     if (kind == 2)
         cJSON_AddStringToObject(spec, "distributed_backend", "pytorch");
-    else
-        cJSON_AddNullToObject(spec, "distributed_backend");
-    cJSON_AddNumberToObject(spec, "node_count", 1);
-    cJSON_AddNumberToObject(spec, "process_count_per_node", n);
-    cJSON_AddNumberToObject(spec, "cpus_per_process", 1);
-    cJSON_AddNumberToObject(spec, "memory_mb_per_process", 0);
-    cJSON_AddNumberToObject(spec, "gpus_per_process", kind == 0 ? 0 : 1);
-    cJSON_AddStringToObject(spec, "compute_target", "default");
-    cJSON_AddArrayToObject(spec, "conda_packages");
-    cJSON_AddObjectToObject(spec, "environment_variables");
-    cJSON_AddObjectToObject(spec, "script_params");
-    cJSON_AddArrayToObject(spec, "arguments");
+    if (kind == 2)
+        cJSON_AddNumberToObject(spec, "process_count_per_node", n);
+    cJSON_AddBoolToObject(spec, "use_gpu", kind != 0);
     if (selector) {
         /* Every run picks a zone (a quarter of the nodes); one in ten
          * also a rack (a hundredth). */
@@ -109,36 +98,18 @@ static cJSON *make_run(int i, int kind, bool selector, int *ret_tasks)
             cJSON_AddStringToObject(sel, "rack", v);
         }
     }
-    cJSON_AddItemToObject(r, "spec", spec);
-    for (k = 0; k < n; k++) {
-        cJSON *t = cJSON_CreateObject();
-        char tid[96];
-        char name[16];
-
-        snprintf(name, sizeof(name), kind == 2 ? "rank-%d" : "main", k);
-        snprintf(tid, sizeof(tid), "%s-a1-%s", id, name);
-        cJSON_AddStringToObject(t, "id", tid);
-        cJSON_AddStringToObject(t, "name", name);
-        cJSON_AddStringToObject(t, "type", kind == 2 ? "rank" : "main");
-        cJSON_AddNumberToObject(t, "index", k);
-        cJSON_AddItemToArray(tasks, t);
+    if (placement_add_run(state, id, 1, spec, NULL) != 0) {
+        fprintf(stderr, "bench/placement: run %s is not valid\n", id);
+        exit(1);
     }
-    cJSON_AddItemToObject(r, "tasks", tasks);
-    *ret_tasks = n;
-    return r;
+    cJSON_Delete(spec);
+    return n;
 }
 
 static void b3(int n_nodes, int n_tasks, bool selector)
 {
-    struct sched_state state = { xcalloc((size_t)n_nodes, sizeof(struct sched_node)),
-                                 0,
-                                 cJSON_CreateArray(),
-                                 NULL,
-                                 0,
-                                 NULL,
-                                 0 };
+    struct sched_state state = { .nodes = xcalloc((size_t)n_nodes, sizeof(struct sched_node)) };
     struct sched_placements placements;
-    cJSON *reasons;
     int tasks = 0;
     int placed_tasks;
     int i;
@@ -150,15 +121,11 @@ static void b3(int n_nodes, int n_tasks, bool selector)
     /* A tenth of the nodes have 8 GPUs, the rest 1 GPU or none. */
     for (i = 0; i < n_nodes; i++)
         add_node(&state, i, i % 10 == 0 ? 8 : i % 2);
-    for (i = 0; tasks < n_tasks; i++) {
-        int t;
-
-        cJSON_AddItemToArray(state.runs, make_run(i, i % 50 == 0 ? 2 : i % 2, selector, &t));
-        tasks += t;
-    }
+    for (i = 0; tasks < n_tasks; i++)
+        tasks += add_run(&state, i, i % 50 == 0 ? 2 : i % 2, selector);
     t0 = now_s();
     c0 = cpu_s();
-    placement_pass(&state, &placements, &reasons);
+    placement_pass(&state, &placements);
     c1 = cpu_s();
     t1 = now_s();
     placed_tasks = (int)placements.n_tasks;
@@ -168,7 +135,6 @@ static void b3(int n_nodes, int n_tasks, bool selector)
            selector ? " (every run a zone selector, 1 in 10 a rack too)" : "", (t1 - t0) * 1000,
            (c1 - c0) * 1000, placed_tasks, placed_tasks / (t1 - t0));
     sched_placements_release(&placements);
-    cJSON_Delete(reasons);
     store_sched_state_release(&state);
 }
 
@@ -187,48 +153,28 @@ static void b4(void)
     int k;
 
     for (i = 0; i < 200; i++) {
-        struct sched_state state = {
-            xcalloc(10000, sizeof(struct sched_node)), 0, cJSON_CreateArray(), NULL, 0, NULL, 0
-        };
-        cJSON *run = cJSON_CreateObject();
-        cJSON *spec;
-        cJSON *tasks;
+        struct sched_state state = { .nodes = xcalloc(10000, sizeof(struct sched_node)) };
         struct sched_placements placements;
-        cJSON *reasons;
+        cJSON *spec;
         double t0;
 
         for (k = 0; k < 10000; k++)
             add_node(&state, k, 8);
         /* 64 ranks: 8 nodes x 8 processes, one GPU each. */
-        cJSON_AddStringToObject(run, "id", "gang");
         spec = cJSON_Parse("{\"experiment\": \"b\", \"command\": [\"x\"], "
                            "\"distributed_backend\": \"pytorch\", \"node_count\": 8, "
-                           "\"process_count_per_node\": 8, \"cpus_per_process\": 1, "
-                           "\"memory_mb_per_process\": 0, \"gpus_per_process\": 1, "
-                           "\"compute_target\": \"default\", \"conda_packages\": [], "
-                           "\"environment_variables\": {}, \"script_params\": {}, "
-                           "\"arguments\": []}");
-        cJSON_AddItemToObject(run, "spec", spec);
-        tasks = cJSON_AddArrayToObject(run, "tasks");
-        for (k = 0; k < 64; k++) {
-            cJSON *t = cJSON_CreateObject();
-            char name[16];
-
-            snprintf(name, sizeof(name), "rank-%d", k);
-            cJSON_AddStringToObject(t, "id", name);
-            cJSON_AddStringToObject(t, "name", name);
-            cJSON_AddStringToObject(t, "type", "rank");
-            cJSON_AddNumberToObject(t, "index", k);
-            cJSON_AddItemToArray(tasks, t);
+                           "\"process_count_per_node\": 8, \"use_gpu\": true}");
+        if (placement_add_run(&state, "gang", 1, spec, NULL) != 0) {
+            fprintf(stderr, "B4: the gang's spec is not valid\n");
+            exit(1);
         }
-        cJSON_AddItemToArray(state.runs, run);
+        cJSON_Delete(spec);
         t0 = now_s();
-        placement_pass(&state, &placements, &reasons);
+        placement_pass(&state, &placements);
         lat[i] = now_s() - t0;
         if (placements.n_runs != 1)
             fprintf(stderr, "B4: the gang was not placed\n");
         sched_placements_release(&placements);
-        cJSON_Delete(reasons);
         store_sched_state_release(&state);
     }
     qsort(lat, 200, sizeof(lat[0]), cmp_double);

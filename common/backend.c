@@ -154,48 +154,6 @@ unsigned features_of(const cJSON *list)
     return mask;
 }
 
-/* A count that is null (or absent) where its backend has none. */
-static int count_or_zero(const cJSON *spec, const char *key)
-{
-    const cJSON *v = json_get(spec, key);
-
-    return cJSON_IsNumber(v) ? v->valueint : 0;
-}
-
-void run_shape_of(const cJSON *spec, struct run_shape *out)
-{
-    int b = backend_parse(json_get_string(spec, "distributed_backend"));
-
-    assert(b >= 0);
-    out->backend = (enum backend)b;
-    out->node_count = json_get(spec, "node_count")->valueint;
-    out->process_count_per_node = json_get(spec, "process_count_per_node")->valueint;
-    /* null unless the backend is ps */
-    out->worker_count = count_or_zero(spec, "worker_count");
-    out->parameter_server_count = count_or_zero(spec, "parameter_server_count");
-    out->chief = cJSON_IsTrue(json_get(spec, "chief"));
-    out->evaluator = cJSON_IsTrue(json_get(spec, "evaluator"));
-    out->cpus_per_process = json_get(spec, "cpus_per_process")->valuedouble;
-    out->memory_mb_per_process = (int64_t)json_get(spec, "memory_mb_per_process")->valuedouble;
-    out->gpus_per_process = json_get(spec, "gpus_per_process")->valueint;
-}
-
-unsigned spec_features(const cJSON *spec)
-{
-    int b = backend_parse(json_get_string(spec, "distributed_backend"));
-    unsigned need;
-
-    assert(b >= 0);
-    need = table[b].features;
-    if (cJSON_GetArraySize(json_get(spec, "conda_packages")) > 0)
-        need |= FEATURE_CONDA;
-    /* In an image, mpirun and orted are the image's: the host's (the mpi
-     * feature) are not needed. */
-    if (json_get_string(spec, "image") != NULL)
-        need = (need & ~(unsigned)FEATURE_MPI) | FEATURE_DOCKER;
-    return need;
-}
-
 /* A task holding one process's share. */
 static void one_process(const struct run_shape *r, enum task_type type, int index, int group,
                         bool needs_port, struct task_slot *out)

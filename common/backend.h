@@ -84,10 +84,6 @@ const char *feature_name(int i);
 /* The FEATURE_* bits of a features list (JSON array of names). */
 unsigned features_of(const cJSON *list);
 
-/* The FEATURE_* bits the nodes of a validated spec's run need: its
- * backend's, conda for conda_packages, docker for an image. */
-unsigned spec_features(const cJSON *spec);
-
 /* What of a validated run spec decides its tasks and where they go. */
 struct run_shape {
     enum backend backend;
@@ -101,9 +97,6 @@ struct run_shape {
     int64_t memory_mb_per_process;
     int gpus_per_process;
 };
-
-/* The shape of a spec that runspec_validate() accepted. */
-void run_shape_of(const cJSON *spec, struct run_shape *out);
 
 /* Task i of a run, as its backend lays it out. */
 struct task_slot {

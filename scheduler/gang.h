@@ -9,8 +9,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <cjson/cJSON.h>
-
 #include "common/backend.h"
 #include "common/buf.h"
 #include "store/store.h"
@@ -40,10 +38,8 @@ struct node {
 };
 
 struct task {
-    cJSON *json;
     const char *id;
     const char *name;
-    const char *type;
     enum task_type kind;
     int index;
     int group;
@@ -67,7 +63,7 @@ struct group {
 /* Adds a placed run (its tasks on groups' nodes, GPUs and ports decided)
  * to out, with each task's argv and environment (SPEC §4); env is
  * scratch. */
-void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups,
+void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, struct group *groups,
                struct buf *env, struct sched_placements *out);
 
 #endif

@@ -165,17 +165,24 @@ static void on_node(void *arg, int64_t rowid, const struct store_node_row *row)
     }
 }
 
-struct mpush *mirror_push_of(const cJSON *spec)
+struct mpush *mirror_push_of(const struct run_spec *spec)
 {
     struct mpush *p = xcalloc(1, sizeof(*p));
-    const cJSON *pip = json_get(spec, "pip_packages");
 
-    p->use_python = json_get_string(spec, "entry_script") != NULL;
-    p->backend = (enum backend)backend_parse(json_get_string(spec, "distributed_backend"));
-    p->snapshot = dup_or_null(json_get_string(spec, "source"));
-    p->image = dup_or_null(json_get_string(spec, "image"));
-    p->pip_packages = pip ? json_print(pip) : NULL;
+    p->use_python = spec->use_python;
+    p->backend = spec->shape.backend;
+    p->snapshot = dup_or_null(spec->source);
+    p->image = dup_or_null(spec->image);
+    p->pip_packages = json_print(spec->pip_packages);
     return p;
+}
+
+static void spec_free(struct mrun *r)
+{
+    if (r->spec)
+        run_spec_release(r->spec);
+    free(r->spec);
+    r->spec = NULL;
 }
 
 static void push_free(struct mpush *p)
@@ -191,8 +198,18 @@ static void push_free(struct mpush *p)
 /* Placement's view of a run is built again when it changes. */
 static void run_changed(struct mrun *r)
 {
-    cJSON_Delete(r->json);
-    r->json = NULL;
+    free(r->view);
+    r->view = NULL;
+    r->n_view = 0;
+}
+
+void mirror_spec_done(struct mrun *r)
+{
+    if (r->spec && r->status != RUN_QUEUED) {
+        push_free(r->push);
+        r->push = mirror_push_of(r->spec);
+    }
+    spec_free(r);
 }
 
 static void run_strings_free(struct mrun *r)
@@ -242,8 +259,8 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
         }
         HASH_DELETE(hh, m->runs, r);
         run_strings_free(r);
-        cJSON_Delete(r->spec);
-        cJSON_Delete(r->json);
+        spec_free(r);
+        run_changed(r);
         push_free(r->push);
         free(r);
         return;
@@ -280,12 +297,9 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     run_changed(r);
     if (r->status == RUN_QUEUED) {
         queue_add(m, r);
-    } else if (r->spec) {
+    } else {
         /* Out of the queue: keep what its pushes need. */
-        push_free(r->push);
-        r->push = mirror_push_of(r->spec);
-        cJSON_Delete(r->spec);
-        r->spec = NULL;
+        mirror_spec_done(r);
     }
 }
 

@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/backend.h"
+#include "common/spec.h"
 #include "common/xalloc.h"
 #include "scheduler/mirror.h"
 
@@ -84,9 +85,11 @@ struct mrun {
     int64_t priority, attempt, unschedulable_since, deadline;
     struct mtask *tasks; /* its tasks in the mirror */
     bool in_queue; /* an entry of the queue array names it */
-    cJSON *spec; /* while queued, once it reached the head */
+    struct run_spec *spec; /* while queued, once it reached the head */
+    bool bad_spec; /* its stored spec is not one (logged once): never placed */
     struct mpush *push; /* once it left the queue */
-    cJSON *json; /* placement's view of it, while queued, once built */
+    struct sched_task_in *view; /* placement's view of its tasks, once built */
+    int n_view;
     UT_hash_handle hh;
 };
 
@@ -144,7 +147,10 @@ struct mirror {
 };
 
 /* What the pushes of a run need from its spec. */
-struct mpush *mirror_push_of(const cJSON *spec);
+struct mpush *mirror_push_of(const struct run_spec *spec);
+/* Frees a run's spec, keeping what its pushes need when it has left the
+ * queue. */
+void mirror_spec_done(struct mrun *r);
 /* Sorts rowids and drops repeats. */
 void mirror_dedup(int64_t *rows, size_t *n);
 /* Merges the runs queued since the last pass into the sorted queue. */

@@ -12,6 +12,7 @@
 #include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 #include "scheduler/mirrorint.h"
 #include "common/banned.h"
@@ -76,8 +77,17 @@ static void spec_loaded(void *arg, int64_t seq, const char *spec)
     struct mrun *r;
 
     HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
-    if (r && r->spec == NULL)
-        r->spec = json_parse_trusted(spec);
+    if (r == NULL || r->spec != NULL || r->bad_spec)
+        return;
+    r->spec = xcalloc(1, sizeof(*r->spec));
+    if (run_spec_parse(spec, r->spec) < 0) {
+        /* Written behind the server's back: the run waits, and says why. */
+        log_error("scheduler: run %s has a stored spec that is not a run spec; it is not placed",
+                  r->id);
+        free(r->spec);
+        r->spec = NULL;
+        r->bad_spec = true;
+    }
 }
 
 /* Reads the specs of the runs of seqs that have none. */
@@ -95,23 +105,14 @@ static int by_ord(const void *a, const void *b)
     return (x->row.ord > y->row.ord) - (x->row.ord < y->row.ord);
 }
 
-/* {id, seq, attempt, spec, reason, tasks: [{id, name, type, index}]}, the
- * spec by reference. */
-static cJSON *run_json(struct mrun *r)
+/* Placement's view of a queued run's tasks: its attempt's, in order. */
+static void run_view(struct mrun *r)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *tasks;
     struct mtask **list;
     struct mtask *t;
     size_t n = 0;
     size_t i;
 
-    cJSON_AddStringToObject(o, "id", r->id);
-    cJSON_AddNumberToObject(o, "seq", (double)r->seq);
-    cJSON_AddNumberToObject(o, "attempt", (double)r->attempt);
-    cJSON_AddItemToObject(o, "spec", cJSON_CreateObjectReference(r->spec->child));
-    json_add_string_or_null(o, "reason", r->reason);
-    tasks = cJSON_AddArrayToObject(o, "tasks");
     DL_COUNT2(r->tasks, t, n, rnext);
     list = xcalloc(n + 1, sizeof(*list));
     n = 0;
@@ -121,17 +122,15 @@ static cJSON *run_json(struct mrun *r)
             list[n++] = t;
     }
     qsort(list, n, sizeof(*list), by_ord);
+    r->view = xcalloc(n + 1, sizeof(*r->view));
+    r->n_view = (int)n;
     for (i = 0; i < n; i++) {
-        cJSON *j = cJSON_CreateObject();
-
-        cJSON_AddStringToObject(j, "id", list[i]->row.id);
-        cJSON_AddStringToObject(j, "name", list[i]->row.name);
-        cJSON_AddStringToObject(j, "type", task_type_name(list[i]->row.type));
-        cJSON_AddNumberToObject(j, "index", list[i]->row.index);
-        cJSON_AddItemToArray(tasks, j);
+        r->view[i].id = list[i]->row.id;
+        r->view[i].name = list[i]->row.name;
+        r->view[i].type = list[i]->row.type;
+        r->view[i].index = list[i]->row.index;
     }
     free(list);
-    return o;
 }
 
 /* The head of the queue: at most HEAD_RUNS queued runs, in order, with
@@ -153,7 +152,7 @@ static size_t queue_head(struct mirror *m, struct mrun **head)
             continue;
         m->queue[k++] = m->queue[i];
         head[n++] = r;
-        if (r->spec == NULL)
+        if (r->spec == NULL && !r->bad_spec)
             missing[n_missing++] = r->seq;
     }
     if (k < i) {
@@ -225,7 +224,7 @@ static void *grow(void *p, int n, int *cap, size_t size)
 int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
                  struct sched_state *ret_state)
 {
-    struct sched_state state = { NULL, 0, NULL, NULL, 0, NULL, 0 };
+    struct sched_state state;
     struct mrun **head = xcalloc(HEAD_RUNS, sizeof(*head));
     const char **pools = xcalloc(HEAD_RUNS, sizeof(*pools));
     size_t n_pools = 0;
@@ -238,7 +237,8 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     size_t i;
     int k;
 
-    state.runs = cJSON_CreateArray();
+    memset(&state, 0, sizeof(state));
+    state.runs = xcalloc(HEAD_RUNS, sizeof(*state.runs));
     mirror_nodes_refresh(m, now_ms, node_timeout_ms);
     /* With no ready node nothing can be placed: the queue is not looked
      * at (queued runs keep the reasons they have). */
@@ -248,11 +248,25 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     for (i = 0; i < n_head; i++) {
         struct mrun *r = head[i];
 
-        if (r->spec == NULL) /* its row is gone meanwhile: the next sync tells */
+        struct sched_run *sr;
+
+        /* Its row is gone meanwhile (the next sync tells), or its spec is
+         * none: not placed. */
+        if (r->spec == NULL)
             continue;
-        if (r->json == NULL)
-            r->json = run_json(r);
-        cJSON_AddItemToArray(state.runs, cJSON_CreateObjectReference(r->json->child));
+        if (r->view == NULL)
+            run_view(r);
+        /* Its attempt's tasks come with it in one commit; a run with
+         * others (rows changed behind the server's back) is not placed. */
+        if (r->n_view != backend_rules(r->spec->shape.backend)->task_count(&r->spec->shape))
+            continue;
+        sr = &state.runs[state.n_runs++];
+        sr->id = r->id;
+        sr->reason = r->reason;
+        sr->attempt = r->attempt;
+        sr->spec = r->spec;
+        sr->tasks = r->view;
+        sr->n_tasks = r->n_view;
         if (!wanted(pools, n_pools, r->pool))
             pools[n_pools++] = r->pool;
     }
@@ -310,7 +324,7 @@ void mirror_state_release(struct sched_state *state)
     free(state->nodes);
     free(state->absent);
     free(state->other_ports);
-    cJSON_Delete(state->runs);
+    free(state->runs);
     memset(state, 0, sizeof(*state));
 }
 
@@ -342,11 +356,8 @@ static void load_pushes(struct mirror *m, bool (*skip)(void *, const char *, boo
         struct mrun *r;
 
         HASH_FIND(hh, m->runs, &seqs[i], sizeof(seqs[i]), r);
-        if (r && r->spec && r->status != RUN_QUEUED) {
-            r->push = mirror_push_of(r->spec);
-            cJSON_Delete(r->spec);
-            r->spec = NULL;
-        }
+        if (r && r->status != RUN_QUEUED)
+            mirror_spec_done(r);
     }
     free(seqs);
 }

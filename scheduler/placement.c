@@ -32,10 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/runspec.h"
 #include "common/backend.h"
 #include "common/buf.h"
 #include "common/crypto.h"
+#include "common/err.h"
 #include "common/json.h"
+#include "common/spec.h"
 #include "common/xalloc.h"
 #include "scheduler/gang.h"
 #include "scheduler/ports.h"
@@ -69,11 +72,9 @@ struct pool_index {
  * than this many scans (later runs wait, or backfill free nodes). */
 #define MAX_RESERVING 16
 
-/* A run's node_selector, borrowed from its spec: key i is sel[2i], its
- * value sel[2i + 1]. */
-#define MAX_SELECTOR 32
+/* A run's node_selector, borrowed from its spec. */
 struct selector {
-    const char *sel[2 * MAX_SELECTOR];
+    const struct spec_pair *sel;
     int n;
 };
 
@@ -119,10 +120,10 @@ static bool selected(const struct sched_node *s, const struct selector *sel)
 
     for (i = 0; i < sel->n; i++) {
         for (k = 0; k < s->n_labels; k++) {
-            if (strcmp(s->labels[2 * k], sel->sel[2 * i]) == 0)
+            if (strcmp(s->labels[2 * k], sel->sel[i].key) == 0)
                 break;
         }
-        if (k == s->n_labels || strcmp(s->labels[2 * k + 1], sel->sel[2 * i + 1]) != 0)
+        if (k == s->n_labels || strcmp(s->labels[2 * k + 1], sel->sel[i].value) != 0)
             return false;
     }
     return true;
@@ -189,8 +190,7 @@ static void assign_groups(const struct run_shape *shape, struct task *tasks, int
         struct task_slot slot;
 
         rules->slot(shape, i, &slot);
-        assert(slot.index == t->index && strcmp(task_type_name(slot.type), t->type) == 0);
-        t->kind = slot.type;
+        assert(slot.index == t->index && slot.type == t->kind);
         t->group = slot.group;
         t->needs_port = slot.needs_port;
         t->cpus = slot.cpus;
@@ -523,32 +523,24 @@ static bool covers(const struct group *g, const struct group *f)
            g->ports >= f->ports;
 }
 
-static void selector_of(const cJSON *spec, struct selector *sel)
-{
-    const cJSON *e;
-
-    sel->n = 0;
-    cJSON_ArrayForEach(e, json_get(spec, "node_selector")) {
-        assert(sel->n < MAX_SELECTOR && cJSON_IsString(e)); /* runspec_validate */
-        sel->sel[2 * sel->n] = e->string;
-        sel->sel[2 * sel->n + 1] = e->valuestring;
-        sel->n++;
-    }
-}
-
 /* The ready nodes of pool with the features need that sel selects: one
  * scan of the nodes per distinct (pool, need, selector) in a pass. */
-static struct selector_count *selected_count(struct index *ix, const cJSON *spec, const char *pool,
-                                             unsigned need, const struct selector *sel)
+static struct selector_count *selected_count(struct index *ix, const char *pool, unsigned need,
+                                             const struct selector *sel)
 {
-    char *text = json_print(json_get(spec, "node_selector"));
     struct buf key;
     struct capacity cap;
     int i;
 
     buf_init(&key);
-    buf_printf(&key, "%u %s %s", need, pool, text);
-    free(text);
+    buf_printf(&key, "%u ", need);
+    json_buf_string(&key, pool);
+    for (i = 0; i < sel->n; i++) {
+        buf_addc(&key, ' ');
+        json_buf_string(&key, sel->sel[i].key);
+        buf_addc(&key, '=');
+        json_buf_string(&key, sel->sel[i].value);
+    }
     for (i = 0; i < ix->n_counts; i++) {
         if (strcmp(ix->counts[i].key, key.data) == 0) {
             buf_release(&key);
@@ -635,35 +627,29 @@ static bool too_big(struct group **order, int n_groups, const struct capacity *c
     return false;
 }
 
-static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, struct buf *env,
-                      struct sched_placements *out, char *reason, size_t reason_size)
+static bool place_run(const struct sched_run *run, struct scratch *sc, struct index *ix,
+                      struct buf *env, struct sched_placements *out, char *reason,
+                      size_t reason_size)
 {
-    const cJSON *spec = json_get(run, "spec");
-    const char *pool = json_get_string(spec, "compute_target");
-    struct run_shape shape;
-    int node_count;
-    unsigned need;
-    struct pool_index *p;
-    int n_tasks = cJSON_GetArraySize(json_get(run, "tasks"));
+    const struct run_spec *spec = run->spec;
+    const char *pool = spec->compute_target;
+    const struct run_shape *shape = &spec->shape;
+    int node_count = shape->node_count;
+    unsigned need = spec->features;
+    struct pool_index *p = pool_of(ix, pool);
+    int n_tasks = run->n_tasks;
     struct task *tasks;
     struct group *groups;
     struct group **order;
-    cJSON *t;
-    bool mpi;
-    struct selector sel;
+    bool mpi = shape->backend == BACKEND_MPI;
+    struct selector sel = { spec->selector, spec->n_selector };
     char which[320];
     struct selector_count *memo = NULL;
     struct capacity cap;
     int i;
 
-    run_shape_of(spec, &shape);
-    node_count = shape.node_count;
-    mpi = shape.backend == BACKEND_MPI;
-    need = spec_features(spec);
-    p = pool_of(ix, pool);
-    selector_of(spec, &sel);
     if (p != NULL && sel.n > 0) {
-        memo = selected_count(ix, spec, pool, need, &sel);
+        memo = selected_count(ix, pool, need, &sel);
         cap = memo->cap;
     } else if (p != NULL) {
         cap = p->hold[need];
@@ -681,16 +667,13 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     tasks = sc->tasks;
     groups = sc->groups;
     order = sc->order;
-    i = 0;
-    cJSON_ArrayForEach(t, json_get(run, "tasks")) {
-        tasks[i].json = t;
-        tasks[i].id = json_get_string(t, "id");
-        tasks[i].name = json_get_string(t, "name");
-        tasks[i].type = json_get_string(t, "type");
-        tasks[i].index = json_get(t, "index")->valueint;
-        i++;
+    for (i = 0; i < n_tasks; i++) {
+        tasks[i].id = run->tasks[i].id;
+        tasks[i].name = run->tasks[i].name;
+        tasks[i].kind = run->tasks[i].type;
+        tasks[i].index = run->tasks[i].index;
     }
-    assign_groups(&shape, tasks, n_tasks);
+    assign_groups(shape, tasks, n_tasks);
     for (i = 0; i < n_tasks; i++) {
         struct group *g = &groups[tasks[i].group];
 
@@ -768,32 +751,47 @@ static bool place_run(const cJSON *run, struct scratch *sc, struct index *ix, st
     return true;
 }
 
-void placement_pass(struct sched_state *state, struct sched_placements *ret_placements,
-                    cJSON **ret_reasons)
+/* Records why run waits, when that is news. */
+static void add_reason(struct sched_placements *out, const struct sched_run *run,
+                       const char *reason)
+{
+    struct sched_reason *r;
+
+    if (run->reason != NULL && strcmp(run->reason, reason) == 0)
+        return;
+    if (out->n_reasons == out->cap_reasons) {
+        out->cap_reasons = out->cap_reasons ? 2 * out->cap_reasons : 64;
+        out->reasons = xrealloc(out->reasons, out->cap_reasons * sizeof(*out->reasons));
+    }
+    r = &out->reasons[out->n_reasons++];
+    r->run = run->id;
+    r->reason = out->text.len;
+    buf_adds(&out->text, reason);
+    buf_addc(&out->text, '\0');
+}
+
+void placement_pass(struct sched_state *state, struct sched_placements *out)
 {
     struct node *nodes;
     int n_nodes;
-    cJSON *reasons = cJSON_CreateObject();
-    const cJSON *run;
     char reason[512];
     struct index ix = { NULL, 0, NULL, 0, NULL, 0, NULL, 0 };
     struct scratch sc = { NULL, NULL, NULL, 0, 0 };
     struct buf env;
     struct port_spaces ps;
 
-    sched_placements_init(ret_placements);
+    int i;
+
+    sched_placements_init(out);
     buf_init(&env);
     port_spaces_build(&ps, state);
     load_nodes(state, &ps, &nodes, &n_nodes);
     index_build(&ix, nodes, n_nodes, state->absent, state->n_absent);
-    cJSON_ArrayForEach(run, state->runs) {
-        const char *had;
+    for (i = 0; i < state->n_runs; i++) {
+        const struct sched_run *run = &state->runs[i];
 
-        if (place_run(run, &sc, &ix, &env, ret_placements, reason, sizeof(reason)))
-            continue;
-        had = json_get_string(run, "reason");
-        if (had == NULL || strcmp(had, reason) != 0)
-            cJSON_AddStringToObject(reasons, json_get_string(run, "id"), reason);
+        if (!place_run(run, &sc, &ix, &env, out, reason, sizeof(reason)))
+            add_reason(out, run, reason);
     }
     index_free(&ix);
     port_spaces_release(&ps);
@@ -802,5 +800,81 @@ void placement_pass(struct sched_state *state, struct sched_placements *ret_plac
     free(sc.tasks);
     free(sc.groups);
     free(sc.order);
-    *ret_reasons = reasons;
+}
+
+/* ---- states built by hand ---- */
+
+struct hand_run {
+    struct run_spec spec;
+    char *id;
+    struct sched_task_in *tasks;
+    char *strings; /* the tasks' names and ids */
+};
+
+static void hand_run_release(void *owned)
+{
+    struct hand_run *h = owned;
+
+    run_spec_release(&h->spec);
+    free(h->id);
+    free(h->tasks);
+    free(h->strings);
+    free(h);
+}
+
+int placement_add_run(struct sched_state *state, const char *id, int64_t attempt,
+                      const cJSON *spec_input, struct runspec_error *err)
+{
+    struct runspec_error own;
+    struct hand_run *h = xcalloc(1, sizeof(*h));
+    struct store_new_task *tasks;
+    char *names;
+    size_t *offsets;
+    struct buf text;
+    struct sched_run *r;
+    int n;
+    int i;
+
+    if (runspec_validate(spec_input, &h->spec, err ? err : &own) < 0) {
+        free(h);
+        return ERR_INVALID;
+    }
+    runspec_tasks(&h->spec, &tasks, &names, &n);
+    h->id = xstrdup(id);
+    h->tasks = xcalloc((size_t)n, sizeof(*h->tasks));
+    offsets = xcalloc(2 * (size_t)n, sizeof(*offsets));
+    buf_init(&text);
+    for (i = 0; i < n; i++) {
+        int type = task_type_parse(tasks[i].type);
+
+        assert(type >= 0);
+        h->tasks[i].type = (enum task_type)type;
+        h->tasks[i].index = tasks[i].index;
+        offsets[2 * i] = text.len;
+        buf_adds(&text, tasks[i].name);
+        buf_addc(&text, '\0');
+        offsets[2 * i + 1] = text.len;
+        buf_printf(&text, "%s-%s", id, tasks[i].name);
+        buf_addc(&text, '\0');
+    }
+    /* The text may have moved while it grew: point into it last. */
+    h->strings = buf_detach(&text, NULL);
+    for (i = 0; i < n; i++) {
+        h->tasks[i].name = h->strings + offsets[2 * i];
+        h->tasks[i].id = h->strings + offsets[2 * i + 1];
+    }
+    free(offsets);
+    free(tasks);
+    free(names);
+    state->runs = xrealloc(state->runs, (size_t)(state->n_runs + 1) * sizeof(*state->runs));
+    r = &state->runs[state->n_runs++];
+    memset(r, 0, sizeof(*r));
+    r->id = h->id;
+    r->attempt = attempt;
+    r->spec = &h->spec;
+    r->tasks = h->tasks;
+    r->n_tasks = n;
+    r->owned = h;
+    r->release = hand_run_release;
+    return 0;
 }

@@ -364,7 +364,6 @@ static void pass(struct scheduler *s, bool tick)
     s->last_pass = uv_now(&s->loop);
     struct sched_state state;
     struct sched_placements placements;
-    cJSON *reasons;
     bool changed = false;
     int64_t timeout;
     int failed = 0;
@@ -392,7 +391,7 @@ static void pass(struct scheduler *s, bool tick)
     mirror_sync(s->mirror);
     if (mirror_state(s->mirror, now, timeout, &state) == 0) {
         phase_done(METRICS_PHASE_READ, &t);
-        placement_pass(&state, &placements, &reasons);
+        placement_pass(&state, &placements);
         phase_done(METRICS_PHASE_PLACE, &t);
         if (placements.n_runs > 0) {
             if (store_sched_place(s->cfg.store, &placements, now) == 0) {
@@ -402,9 +401,8 @@ static void pass(struct scheduler *s, bool tick)
             log_info("scheduler: placed %zu run(s)", placements.n_runs);
         }
         phase_done(METRICS_PHASE_COMMIT, &t);
-        store_sched_reasons(s->cfg.store, reasons, now);
+        store_sched_reasons(s->cfg.store, &placements, now);
         sched_placements_release(&placements);
-        cJSON_Delete(reasons);
     }
     mirror_state_release(&state);
     /* What this pass placed (for the outbox) and the reasons it wrote

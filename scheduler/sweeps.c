@@ -178,13 +178,16 @@ fail:
 
 static enum trial_state state_of(const struct store_trial_row *row)
 {
-    if (strcmp(row->status, "completed") == 0)
+    switch (row->status) {
+    case RUN_COMPLETED:
         return TRIAL_COMPLETED;
-    if (strcmp(row->status, "failed") == 0)
+    case RUN_FAILED:
         return TRIAL_FAILED;
-    if (strcmp(row->status, "canceled") == 0)
+    case RUN_CANCELED:
         return row->early_terminated ? TRIAL_EARLY : TRIAL_CANCELED;
-    return TRIAL_ACTIVE;
+    default:
+        return TRIAL_ACTIVE;
+    }
 }
 
 /* A point read for the policy: which trial, and the point. */
@@ -381,7 +384,7 @@ static int sweep_create_trial(struct sweeps *sw, struct sweep *s, int64_t now, c
     char id[4 + 12 + 1];
     cJSON *values;
     cJSON *in;
-    cJSON *spec = NULL;
+    struct run_spec spec;
     double *x = xcalloc((size_t)s->space.n_params + 1, sizeof(double));
     int n_tasks = 0;
     int rc;
@@ -398,19 +401,19 @@ static int sweep_create_trial(struct sweeps *sw, struct sweep *s, int64_t now, c
         free(x);
         return rc;
     }
-    runspec_tasks(spec, &tasks, &names, &n_tasks);
-    spec_text = json_print(spec);
+    runspec_tasks(&spec, &tasks, &names, &n_tasks);
+    spec_text = json_print(spec.json);
     params_text = json_print(values);
     memset(&run, 0, sizeof(run));
     memcpy(id, "run-", 4);
     crypto_random_hex(6, id + 4);
     run.id = id;
-    run.experiment = json_get_string(spec, "experiment");
+    run.experiment = spec.experiment;
     run.owner = s->owner;
     run.spec = spec_text;
-    run.tags = json_get(spec, "tags");
-    run.pool = json_get_string(spec, "compute_target");
-    run.priority = (int64_t)json_get(spec, "priority")->valuedouble;
+    run.tags = json_get(spec.json, "tags");
+    run.pool = spec.compute_target;
+    run.priority = spec.priority;
     run.reason = "waiting to be scheduled";
     run.created_at = now;
     run.tasks = tasks;
@@ -435,7 +438,7 @@ static int sweep_create_trial(struct sweeps *sw, struct sweep *s, int64_t now, c
     free(names);
     free(spec_text);
     free(params_text);
-    cJSON_Delete(spec);
+    run_spec_release(&spec);
     cJSON_Delete(values);
     return rc;
 }

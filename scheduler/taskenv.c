@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "common/crypto.h"
 #include "common/json.h"
+#include "common/spec.h"
 #include "common/xalloc.h"
 #include "scheduler/gang.h"
 #include "scheduler/ports.h"
@@ -40,19 +41,17 @@ static void env_add_int(struct buf *b, const char *key, int value)
     env_add(b, key, num);
 }
 
-static void add_common_env(struct buf *env, const cJSON *spec, const char *run_id,
+static void add_common_env(struct buf *env, const struct run_spec *spec, const char *run_id,
                            const struct task *t, const struct node *n)
 {
     char gpus[MAX_GPUS * 4 + 1] = "";
-    const cJSON *e;
     int i;
 
-    cJSON_ArrayForEach(e, json_get(spec, "environment_variables")) {
-        env_add(env, e->string, e->valuestring);
-    }
+    for (i = 0; i < spec->n_env; i++)
+        env_add(env, spec->env[i].key, spec->env[i].value);
     env_add(env, "TRAINYARD_RUN_ID", run_id);
-    env_add(env, "TRAINYARD_EXPERIMENT", json_get_string(spec, "experiment"));
-    env_add(env, "TRAINYARD_TASK_TYPE", t->type);
+    env_add(env, "TRAINYARD_EXPERIMENT", spec->experiment);
+    env_add(env, "TRAINYARD_TASK_TYPE", task_type_name(t->kind));
     env_add_int(env, "TRAINYARD_TASK_INDEX", t->index);
     env_add(env, "TRAINYARD_NODE", n->name);
     for (i = 0; i < t->gpus; i++) {
@@ -86,42 +85,6 @@ static cJSON *tf_cluster(struct task *tasks, int n_tasks, struct group *groups)
         }
     }
     return cluster;
-}
-
-/* The run's argv, the same for each of its tasks, as JSON text. */
-static char *run_argv(const cJSON *spec)
-{
-    const cJSON *command = json_get(spec, "command");
-    const cJSON *p;
-    const cJSON *a;
-    cJSON *argv;
-    char *text;
-
-    if (cJSON_IsArray(command))
-        return json_print(command);
-    argv = cJSON_CreateArray();
-    cJSON_AddItemToArray(argv, cJSON_CreateString(json_get_string(spec, "entry_script")));
-    /* SPEC §3.2: each key then its value; true or null = the flag alone;
-     * false = omitted. Numbers print as JSON does (0.01 -> "0.01"). */
-    cJSON_ArrayForEach(p, json_get(spec, "script_params")) {
-        if (cJSON_IsFalse(p))
-            continue;
-        cJSON_AddItemToArray(argv, cJSON_CreateString(p->string));
-        if (cJSON_IsString(p)) {
-            cJSON_AddItemToArray(argv, cJSON_CreateString(p->valuestring));
-        } else if (cJSON_IsNumber(p)) {
-            char *num = json_print(p);
-
-            cJSON_AddItemToArray(argv, cJSON_CreateString(num));
-            free(num);
-        }
-    }
-    cJSON_ArrayForEach(a, json_get(spec, "arguments")) {
-        cJSON_AddItemToArray(argv, cJSON_CreateString(a->valuestring));
-    }
-    text = json_print(argv);
-    cJSON_Delete(argv);
-    return text;
 }
 
 /*
@@ -176,7 +139,7 @@ static void add_tf_config(struct buf *env, const cJSON *cluster, const struct ta
         cJSON_AddItemToArray(e, cJSON_CreateString(addr));
     }
     cJSON_AddItemToObject(tf, "cluster", own);
-    cJSON_AddStringToObject(task, "type", t->type);
+    cJSON_AddStringToObject(task, "type", task_type_name(t->kind));
     cJSON_AddNumberToObject(task, "index", t->index);
     cJSON_AddItemToObject(tf, "task", task);
     cJSON_AddStringToObject(tf, "environment", "cloud");
@@ -186,14 +149,6 @@ static void add_tf_config(struct buf *env, const cJSON *cluster, const struct ta
     cJSON_Delete(tf);
 }
 
-/* An int member of object, or dflt when it is absent. */
-static int int_or(const cJSON *object, const char *key, int dflt)
-{
-    const cJSON *v = json_get(object, key);
-
-    return cJSON_IsNumber(v) ? v->valueint : dflt;
-}
-
 /* What torch.distributed.run (torchrun) sets for its workers (SPEC §4
  * pytorch), with trainyard's run in the elastic agent's place: one role
  * ("default") holding every rank, the run's attempt as the restart count,
@@ -201,14 +156,12 @@ static int int_or(const cJSON *object, const char *key, int dflt)
  * agent hosts a store: rank 0 does (TORCHELASTIC_USE_AGENT_STORE=False, as
  * under torchrun's c10d rendezvous). OMP_NUM_THREADS and
  * NCCL_ASYNC_ERROR_HANDLING keep the run's own value when it sets them. */
-static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task *tasks,
+static void add_pytorch_env(struct buf *env, const struct sched_run *run, const struct task *tasks,
                             int n_tasks, const struct group *groups, int ppn, const struct task *t)
 {
-    const cJSON *spec = json_get(run, "spec");
-    const cJSON *user = json_get(spec, "environment_variables");
+    const struct run_spec *spec = run->spec;
     const struct task *rank0 = &tasks[0];
-    /* The store always gives both; placement's own tests may leave them out. */
-    int attempt = int_or(run, "attempt", 1);
+    int attempt = (int)run->attempt;
     int node_count = n_tasks / ppn;
 
     assert(ppn >= 1 && n_tasks % ppn == 0 && attempt >= 1);
@@ -225,12 +178,12 @@ static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task
     env_add_int(env, "ROLE_RANK", t->index);
     env_add_int(env, "ROLE_WORLD_SIZE", n_tasks);
     env_add_int(env, "TORCHELASTIC_RESTART_COUNT", attempt - 1);
-    env_add_int(env, "TORCHELASTIC_MAX_RESTARTS", int_or(spec, "max_retries", 0));
-    env_add(env, "TORCHELASTIC_RUN_ID", json_get_string(run, "id"));
+    env_add_int(env, "TORCHELASTIC_MAX_RESTARTS", (int)spec->max_retries);
+    env_add(env, "TORCHELASTIC_RUN_ID", run->id);
     env_add(env, "TORCHELASTIC_USE_AGENT_STORE", "False");
-    if (json_get(user, "NCCL_ASYNC_ERROR_HANDLING") == NULL)
+    if (run_spec_env(spec, "NCCL_ASYNC_ERROR_HANDLING") == NULL)
         env_add(env, "NCCL_ASYNC_ERROR_HANDLING", "1");
-    if (ppn > 1 && json_get(user, "OMP_NUM_THREADS") == NULL)
+    if (ppn > 1 && run_spec_env(spec, "OMP_NUM_THREADS") == NULL)
         env_add(env, "OMP_NUM_THREADS", "1");
 }
 
@@ -241,7 +194,7 @@ static void add_pytorch_env(struct buf *env, const cJSON *run, const struct task
  * frees what begin() made; each may be NULL.
  */
 struct gang_env {
-    const cJSON *run;
+    const struct sched_run *run;
     struct task *tasks;
     int n_tasks;
     struct group *groups;
@@ -306,24 +259,31 @@ static size_t text_add(struct buf *text, const char *s, size_t len)
 }
 
 /* Adds a placed run and its tasks to out; env is scratch. */
-void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *groups,
+void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, struct group *groups,
                struct buf *env, struct sched_placements *out)
 {
-    const cJSON *spec = json_get(run, "spec");
-    const char *run_id = json_get_string(run, "id");
-    int b = backend_parse(json_get_string(spec, "distributed_backend"));
+    const struct run_spec *spec = run->spec;
+    const char *run_id = run->id;
+    enum backend b = spec->shape.backend;
     struct gang_env g = { .run = run,
                           .tasks = tasks,
                           .n_tasks = n_tasks,
                           .groups = groups,
-                          .ppn = json_get(spec, "process_count_per_node")->valueint };
+                          .ppn = spec->shape.process_count_per_node };
     struct sched_run_place *rp;
-    char *argv = run_argv(spec);
-    size_t argv_off = text_add(&out->text, argv, strlen(argv));
+    size_t argv_off;
     int i;
 
-    assert(b >= 0);
-    free(argv);
+    assert(run->attempt >= 1);
+    buf_reset(env);
+    buf_addc(env, '[');
+    for (i = 0; i < spec->argc; i++) {
+        if (i > 0)
+            buf_addc(env, ',');
+        json_buf_string(env, spec->argv[i]);
+    }
+    buf_addc(env, ']');
+    argv_off = text_add(&out->text, env->data, env->len);
     if (env_rules[b].begin)
         env_rules[b].begin(&g);
     if (out->n_runs == out->cap_runs) {
@@ -338,9 +298,7 @@ void gang_emit(const cJSON *run, struct task *tasks, int n_tasks, struct group *
     }
     rp = &out->runs[out->n_runs++];
     rp->run = run_id;
-    rp->max_duration_s = 0;
-    if (cJSON_IsNumber(json_get(spec, "max_run_duration_seconds")))
-        rp->max_duration_s = (int64_t)json_get(spec, "max_run_duration_seconds")->valuedouble;
+    rp->max_duration_s = spec->max_run_duration_s;
     rp->first = out->n_tasks;
     rp->n = (size_t)n_tasks;
     for (i = 0; i < n_tasks; i++) {

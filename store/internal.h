@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/backend.h"
 #include "store/store.h"
 
 #define CONN_MAX_STMTS 96
@@ -91,8 +92,11 @@ int tasks_kill_live(struct conn *c, int64_t run_seq, int64_t attempt, int64_t no
 /* Applies the run rules after its tasks changed: running, completed, gang
  * failure with retry or failure. */
 int run_evaluate(struct conn *c, int64_t run_seq, int64_t now);
+/* A run's stored status; one that is no status (written behind the
+ * server's back) reads as failed. */
+enum run_status run_status_of(const char *text);
 /* Appends a status event (with error, may be NULL) to a run's history. */
-int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status,
+int run_status_event(struct conn *c, int64_t run_seq, int64_t now, enum run_status status,
                      const char *error);
 /* Stores a queued run, as store_run_create(), inside a write. */
 int run_insert(struct conn *c, const struct store_new_run *run);

@@ -29,12 +29,11 @@ static const char *text(sqlite3_stmt *st, int col)
 
 static void run_row(sqlite3_stmt *st, const struct store_mirror_fns *fns)
 {
-    int status = run_status_parse(text(st, 3));
     struct store_run_row r = {
         .seq = sqlite3_column_int64(st, 0),
         .id = text(st, 1),
         .experiment = text(st, 2),
-        .status = status < 0 ? RUN_FAILED : (enum run_status)status,
+        .status = run_status_of(text(st, 3)),
         .priority = sqlite3_column_int64(st, 4),
         .attempt = sqlite3_column_int64(st, 5),
         .pool = text(st, 6),
@@ -43,7 +42,6 @@ static void run_row(sqlite3_stmt *st, const struct store_mirror_fns *fns)
         .deadline = sqlite3_column_int64(st, 9),
     };
 
-    assert(status >= 0);
     fns->run(fns->arg, r.seq, &r);
 }
 

@@ -41,13 +41,20 @@ int run_event(struct conn *c, int64_t run_seq, int64_t now, const char *type, co
     return rc;
 }
 
-int run_status_event(struct conn *c, int64_t run_seq, int64_t now, const char *status,
+enum run_status run_status_of(const char *text)
+{
+    int status = run_status_parse(text);
+
+    return status < 0 ? RUN_FAILED : (enum run_status)status;
+}
+
+int run_status_event(struct conn *c, int64_t run_seq, int64_t now, enum run_status status,
                      const char *error)
 {
     cJSON *data = cJSON_CreateObject();
     int rc;
 
-    cJSON_AddStringToObject(data, "status", status);
+    cJSON_AddStringToObject(data, "status", run_status_name(status));
     if (error)
         cJSON_AddStringToObject(data, "error", error);
     rc = run_event(c, run_seq, now, "status", data);
@@ -583,7 +590,7 @@ int run_cancel_seq(struct conn *c, int64_t seq, int64_t attempt, int64_t now, co
         return rc;
     if ((rc = tasks_kill_live(c, seq, attempt, now)) < 0)
         return rc;
-    return run_status_event(c, seq, now, "canceled", NULL);
+    return run_status_event(c, seq, now, RUN_CANCELED, NULL);
 }
 
 struct run_cancel {

@@ -58,10 +58,15 @@ void store_sched_state_release(struct sched_state *state)
     free(state->other_ports);
     state->other_ports = NULL;
     state->n_other_ports = 0;
-    cJSON_Delete(state->runs);
+    for (i = 0; i < state->n_runs; i++) {
+        if (state->runs[i].release)
+            state->runs[i].release(state->runs[i].owned);
+    }
+    free(state->runs);
     state->nodes = NULL;
     state->n_nodes = 0;
     state->runs = NULL;
+    state->n_runs = 0;
 }
 
 void sched_placements_init(struct sched_placements *p)
@@ -74,6 +79,7 @@ void sched_placements_release(struct sched_placements *p)
 {
     free(p->runs);
     free(p->tasks);
+    free(p->reasons);
     buf_release(&p->text);
     memset(p, 0, sizeof(*p));
 }
@@ -172,17 +178,18 @@ int store_sched_place(struct store *store, const struct sched_placements *placem
 }
 
 struct reasons {
-    const cJSON *reasons;
+    const struct sched_placements *p;
     int64_t now;
 };
 
 static int reasons_fn(struct conn *c, void *arg)
 {
     const struct reasons *rs = arg;
-    const cJSON *r;
+    size_t i;
     int rc;
 
-    cJSON_ArrayForEach(r, rs->reasons) {
+    for (i = 0; i < rs->p->n_reasons; i++) {
+        const struct sched_reason *r = &rs->p->reasons[i];
         /* unschedulable_since: kept while the run stays unschedulable
          * (whatever the words), cleared when it merely waits. */
         sqlite3_stmt *st = conn_stmt(
@@ -192,8 +199,8 @@ static int reasons_fn(struct conn *c, void *arg)
 
         if (st == NULL)
             return ERR_INTERNAL;
-        bind_text(st, 1, r->valuestring);
-        bind_text(st, 2, r->string);
+        bind_text(st, 1, sched_text(rs->p, r->reason));
+        bind_text(st, 2, r->run);
         sqlite3_bind_int64(st, 3, rs->now);
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
@@ -201,11 +208,11 @@ static int reasons_fn(struct conn *c, void *arg)
     return 0;
 }
 
-int store_sched_reasons(struct store *store, const cJSON *reasons, int64_t now_ms)
+int store_sched_reasons(struct store *store, const struct sched_placements *p, int64_t now_ms)
 {
-    struct reasons rs = { reasons, now_ms };
+    struct reasons rs = { p, now_ms };
 
-    if (cJSON_GetArraySize(reasons) == 0)
+    if (p->n_reasons == 0)
         return 0;
     return store_write(store, reasons_fn, &rs);
 }
@@ -269,7 +276,7 @@ static int unschedulable_fn(struct conn *c, void *arg)
         sqlite3_bind_int64(st, 3, seq);
         rc = stmt_done(c, st);
         if (rc == 0)
-            rc = run_status_event(c, seq, u->now, "failed", error);
+            rc = run_status_event(c, seq, u->now, RUN_FAILED, error);
         free(error);
         if (rc < 0)
             return rc;
@@ -558,7 +565,7 @@ again:
             sqlite3_bind_int64(up, 2, e->now);
             sqlite3_bind_int64(up, 3, seqs[i]);
             if ((rc = stmt_done(c, up)) < 0 ||
-                (rc = run_status_event(c, seqs[i], e->now, "failed", error)) < 0)
+                (rc = run_status_event(c, seqs[i], e->now, RUN_FAILED, error)) < 0)
                 return rc;
             e->changed = true;
         } else {

@@ -34,6 +34,7 @@
 #include "common/buf.h"
 
 struct store;
+struct run_spec; /* common/spec.h */
 
 enum store_sync {
     STORE_SYNC_FULL, /* fsync at every commit: a 201 survives power loss */
@@ -271,7 +272,7 @@ struct store_trial_row {
     int trial;
     int64_t run_seq;
     char run_id[32];
-    char status[16];
+    enum run_status status;
     bool early_terminated;
     char *parameters; /* JSON text, owned */
 };
@@ -511,18 +512,40 @@ struct sched_host_port {
     int port;
 };
 
+/* A task of a queued run, as placement sees it. */
+struct sched_task_in {
+    const char *id;
+    const char *name;
+    enum task_type type;
+    int index;
+};
+
+/* A queued run, as placement sees it: its spec and tasks are borrowed. */
+struct sched_run {
+    const char *id;
+    const char *reason; /* the one it has now; NULL: none */
+    int64_t attempt;
+    const struct run_spec *spec;
+    const struct sched_task_in *tasks; /* in task order */
+    int n_tasks;
+    /* A run built by hand (placement_add_run()): what
+     * store_sched_state_release() frees, with release. */
+    void *owned;
+    void (*release)(void *owned);
+};
+
 /*
  * Everything placement needs: the ready nodes of the pools the queue's
- * head wants, as C structs, and that head (at most 1,000 queued runs in
- * priority order, higher first, then older) as JSON: [{id, seq, attempt,
- * spec, reason, tasks: [{id, name, type, index}]}]; and the ports held on
+ * head wants, and that head (at most 1,000 queued runs in priority order,
+ * higher first, then older), all as C structs; and the ports held on
  * other nodes, by host. The scheduler builds it from its state in memory
  * (mirror_state() in scheduler/mirror.h).
  */
 struct sched_state {
     struct sched_node *nodes;
     int n_nodes;
-    cJSON *runs;
+    struct sched_run *runs;
+    int n_runs;
     struct sched_host_port *other_ports;
     int n_other_ports;
     /* The other nodes of those pools (draining, down): never placed on,
@@ -532,16 +555,18 @@ struct sched_state {
     int n_absent;
 };
 
-/* Frees a state whose strings and runs it owns (one built by hand). */
+/* Frees a state whose strings it owns (one built by hand), with its runs'
+ * owned parts. */
 void store_sched_state_release(struct sched_state *state);
 /* Records port as used on n. */
 void sched_node_use_port(struct sched_node *n, int port);
 /*
- * What a pass placed (placement_pass()), for store_sched_place(). Strings
- * that are pointers are borrowed from the pass's sched_state; the others
- * are offsets of NUL-terminated text in text (sched_text()): gpus, argv and
- * env are JSON, as stored. Built as C and text, not as a JSON tree: a tree
- * per task cost more than the placing.
+ * What a pass decided (placement_pass()): the runs it placed, for
+ * store_sched_place(), and the new reasons of those it did not, for
+ * store_sched_reasons(). Strings that are pointers are borrowed from the
+ * pass's sched_state; the others are offsets of NUL-terminated text in
+ * text (sched_text()): gpus, argv and env are JSON, as stored. Built as C
+ * and text, not as a JSON tree: a tree per task cost more than the placing.
  */
 struct sched_task_place {
     const char *id;
@@ -557,11 +582,18 @@ struct sched_run_place {
     int64_t max_duration_s; /* 0: none */
     size_t first, n; /* its tasks: tasks[first] .. tasks[first + n - 1] */
 };
+/* Why a run waits, where that differs from the reason it had. */
+struct sched_reason {
+    const char *run;
+    size_t reason;
+};
 struct sched_placements {
     struct sched_run_place *runs;
     size_t n_runs, cap_runs;
     struct sched_task_place *tasks;
     size_t n_tasks, cap_tasks;
+    struct sched_reason *reasons;
+    size_t n_reasons, cap_reasons;
     struct buf text;
 };
 void sched_placements_init(struct sched_placements *p);
@@ -572,10 +604,10 @@ const char *sched_text(const struct sched_placements *p, size_t off);
  * run no longer queued is skipped. Sets runs to starting. */
 int store_sched_place(struct store *store, const struct sched_placements *placements,
                       int64_t now_ms);
-/* Updates the reason of queued runs: {"run id": "reason", ...}; a reason
- * starting "unschedulable:" starts (or keeps) the run's unschedulable
- * clock, any other stops it. */
-int store_sched_reasons(struct store *store, const cJSON *reasons, int64_t now_ms);
+/* Updates the reason of the queued runs of p's reasons; a reason starting
+ * "unschedulable:" starts (or keeps) the run's unschedulable clock, any
+ * other stops it. */
+int store_sched_reasons(struct store *store, const struct sched_placements *p, int64_t now_ms);
 /* Fails the queued runs unschedulable (reason "unschedulable: ...") since
  * timeout_ms or longer, with that reason as their error; *ret_failed says
  * how many. */

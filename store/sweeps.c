@@ -365,7 +365,7 @@ int store_sweep_trials(struct store *store, int64_t sweep_seq, struct store_tria
         r->trial = sqlite3_column_int(st, 0);
         r->run_seq = sqlite3_column_int64(st, 1);
         snprintf(r->run_id, sizeof(r->run_id), "%s", sqlite3_column_text(st, 2));
-        snprintf(r->status, sizeof(r->status), "%s", sqlite3_column_text(st, 3));
+        r->status = run_status_of((const char *)sqlite3_column_text(st, 3));
         r->early_terminated = reason && strcmp(reason, "early_terminated") == 0;
         r->parameters = xstrdup((const char *)sqlite3_column_text(st, 5));
     }
@@ -452,12 +452,6 @@ int store_sweep_add_trial(struct store *store, const struct store_new_run *run)
     return store_write(store, sweep_add_trial_fn, (void *)run);
 }
 
-static bool run_status_ended(const char *status)
-{
-    return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "canceled") == 0;
-}
-
 struct trial_stop {
     int64_t run_seq;
     const cJSON *data;
@@ -480,7 +474,7 @@ static int sweep_stop_trial_fn(struct conn *c, void *arg)
         sqlite3_reset(st);
         return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "stop trial");
     }
-    live = !run_status_ended((const char *)sqlite3_column_text(st, 0));
+    live = !run_status_is_final(run_status_of((const char *)sqlite3_column_text(st, 0)));
     attempt = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
     if (!live)

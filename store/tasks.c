@@ -14,6 +14,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/log.h"
+#include "common/spec.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "store/internal.h"
@@ -79,8 +81,8 @@ static int retry(struct conn *c, int64_t seq, const char *run_id, int64_t attemp
     return rc;
 }
 
-static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now, const char *status,
-                      const char *error)
+static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
+                      enum run_status status, const char *error)
 {
     sqlite3_stmt *st;
     int rc;
@@ -91,7 +93,8 @@ static int finish_run(struct conn *c, int64_t seq, int64_t attempt, int64_t now,
                       "WHERE seq = ?4");
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, status);
+    assert(run_status_is_final(status));
+    bind_text(st, 1, run_status_name(status));
     bind_text(st, 2, error);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_int64(st, 4, seq);
@@ -158,19 +161,19 @@ static int complete_when_stopped(struct conn *c, int64_t run_seq, int64_t attemp
     sqlite3_reset(st);
     if (live > 0)
         return 0;
-    return finish_run(c, run_seq, attempt, now, "completed", NULL);
+    return finish_run(c, run_seq, attempt, now, RUN_COMPLETED, NULL);
 }
 
 int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT id, status, attempt, spec FROM runs WHERE seq = ?");
     char run_id[64];
-    char run_status[16];
+    int status;
     char error[512] = "";
     struct run_shape shape;
     const struct backend_rules *rules;
     struct task_tally tally;
-    cJSON *spec;
+    struct run_spec spec;
     int64_t attempt;
     int64_t max_retries;
     bool all_running = true;
@@ -184,18 +187,22 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
         return ERR_NOT_FOUND;
     }
     snprintf(run_id, sizeof(run_id), "%s", sqlite3_column_text(st, 0));
-    snprintf(run_status, sizeof(run_status), "%s", sqlite3_column_text(st, 1));
     attempt = sqlite3_column_int64(st, 2);
-    spec = json_parse_trusted((const char *)sqlite3_column_text(st, 3));
-    sqlite3_reset(st);
-    if (strcmp(run_status, "starting") != 0 && strcmp(run_status, "running") != 0) {
-        cJSON_Delete(spec);
+    status = run_status_parse((const char *)sqlite3_column_text(st, 1));
+    if (status != RUN_STARTING && status != RUN_RUNNING) {
+        sqlite3_reset(st);
         return 0;
     }
-    run_shape_of(spec, &shape);
+    rc = run_spec_parse((const char *)sqlite3_column_text(st, 3), &spec);
+    sqlite3_reset(st);
+    if (rc < 0) {
+        log_error("store: run %s has a spec that is not a canonical run spec", run_id);
+        return ERR_INTERNAL;
+    }
+    shape = spec.shape;
     rules = backend_rules(shape.backend);
-    max_retries = (int64_t)json_get(spec, "max_retries")->valuedouble;
-    cJSON_Delete(spec);
+    max_retries = spec.max_retries;
+    run_spec_release(&spec);
 
     st = conn_stmt(c, "SELECT name, type, status, exit_code, message FROM tasks "
                       "WHERE run_seq = ? AND attempt = ? ORDER BY ord");
@@ -207,15 +214,15 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         int type = task_type_parse((const char *)sqlite3_column_text(st, 1));
-        const char *status = (const char *)sqlite3_column_text(st, 2);
+        int ts = task_status_parse((const char *)sqlite3_column_text(st, 2));
         const char *message = (const char *)sqlite3_column_text(st, 4);
-        bool ok = strcmp(status, "succeeded") == 0;
+        bool ok = ts == TASK_SUCCEEDED;
 
-        assert(type >= 0);
+        assert(type >= 0 && ts >= 0);
         if (!task_type_decides((enum task_type)type))
             continue;
-        if (error[0] == '\0' && (strcmp(status, "failed") == 0 || strcmp(status, "lost") == 0)) {
-            if (strcmp(status, "lost") == 0)
+        if (error[0] == '\0' && (ts == TASK_FAILED || ts == TASK_LOST)) {
+            if (ts == TASK_LOST)
                 snprintf(error, sizeof(error), "task %s was lost%s%s", name, message ? ": " : "",
                          message ? message : "");
             else if (sqlite3_column_type(st, 3) != SQLITE_NULL)
@@ -225,7 +232,7 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
                 snprintf(error, sizeof(error), "task %s failed%s%s", name, message ? ": " : "",
                          message ? message : "");
         }
-        if (strcmp(status, "running") != 0 && !ok)
+        if (ts != TASK_RUNNING && !ok)
             all_running = false;
         tally.n[type]++;
         tally.succeeded[type] += ok;
@@ -246,16 +253,16 @@ int run_evaluate(struct conn *c, int64_t run_seq, int64_t now)
                 return rc;
             return retry(c, run_seq, run_id, attempt, now, error);
         }
-        return finish_run(c, run_seq, attempt, now, "failed", error);
+        return finish_run(c, run_seq, attempt, now, RUN_FAILED, error);
     }
-    if (strcmp(run_status, "starting") == 0 && all_running) {
+    if (status == RUN_STARTING && all_running) {
         st = conn_stmt(c, "UPDATE runs SET status = 'running' WHERE seq = ?");
         if (st == NULL)
             return ERR_INTERNAL;
         sqlite3_bind_int64(st, 1, run_seq);
         if ((rc = stmt_done(c, st)) < 0)
             return rc;
-        return run_status_event(c, run_seq, now, "running", NULL);
+        return run_status_event(c, run_seq, now, RUN_RUNNING, NULL);
     }
     return 0;
 }

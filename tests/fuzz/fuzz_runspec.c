@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct api_response resp;
     struct runspec_error err;
     cJSON *in = NULL;
-    cJSON *spec = NULL;
+    struct run_spec spec;
 
     memset(&req, 0, sizeof(req));
     req.body = text;
@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int i;
             int j;
 
-            FUZZ_ASSERT(runspec_tasks(spec, &tasks, &names, &count) == 0, "runspec_tasks failed");
+            FUZZ_ASSERT(runspec_tasks(&spec, &tasks, &names, &count) == 0, "runspec_tasks failed");
             FUZZ_ASSERT(count >= 1 && count <= RUNSPEC_MAX_TASKS, "%d tasks", count);
             for (i = 0; i < count; i++) {
                 FUZZ_ASSERT(tasks[i].name[0] && tasks[i].type[0], "task %d unnamed", i);
@@ -47,13 +47,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             free(tasks);
             free(names);
-            FUZZ_ASSERT(json_duplicate_key(spec) == NULL, "the spec has a key twice");
-            FUZZ_ASSERT(json_get_string(spec, "experiment") != NULL, "no experiment");
-            stored = json_print(spec);
-            cJSON_Delete(spec);
-            spec = json_parse(stored, strlen(stored));
-            FUZZ_ASSERT(spec != NULL, "the stored spec does not parse: %s", stored);
-            cJSON_Delete(spec);
+            FUZZ_ASSERT(json_duplicate_key(spec.json) == NULL, "the spec has a key twice");
+            FUZZ_ASSERT(json_get_string(spec.json, "experiment") != NULL, "no experiment");
+            stored = json_print(spec.json);
+            {
+                /* What the scheduler reads back is what was validated. */
+                struct run_spec back;
+
+                FUZZ_ASSERT(run_spec_parse(stored, &back) == 0,
+                            "the stored spec does not read back: %s", stored);
+                FUZZ_ASSERT(memcmp(&back.shape, &spec.shape, sizeof(spec.shape)) == 0 &&
+                                back.features == spec.features && back.argc == spec.argc &&
+                                back.n_env == spec.n_env && back.n_selector == spec.n_selector &&
+                                back.priority == spec.priority,
+                            "the stored spec reads back otherwise: %s", stored);
+                for (i = 0; i < spec.argc; i++)
+                    FUZZ_ASSERT(strcmp(back.argv[i], spec.argv[i]) == 0, "argv[%d] differs", i);
+                run_spec_release(&back);
+            }
+            run_spec_release(&spec);
             free(stored);
         } else {
             FUZZ_ASSERT(err.message[0] != '\0', "a refusal without a message");

@@ -47,7 +47,7 @@ static void features_from_names(void)
 static void layout(const char *text, char *names, size_t size, char *groups)
 {
     cJSON *in = cJSON_Parse(text);
-    cJSON *spec = NULL;
+    struct run_spec spec;
     struct runspec_error err;
     struct store_new_task *tasks;
     struct run_shape shape;
@@ -56,8 +56,8 @@ static void layout(const char *text, char *names, size_t size, char *groups)
     int i;
 
     ASSERT_EQ(runspec_validate(in, &spec, &err), 0);
-    runspec_tasks(spec, &tasks, &buf, &n);
-    run_shape_of(spec, &shape);
+    runspec_tasks(&spec, &tasks, &buf, &n);
+    shape = spec.shape;
     ASSERT_EQ(n, backend_rules(shape.backend)->task_count(&shape));
     names[0] = '\0';
     for (i = 0; i < n; i++) {
@@ -72,7 +72,7 @@ static void layout(const char *text, char *names, size_t size, char *groups)
     groups[n] = '\0';
     free(tasks);
     free(buf);
-    cJSON_Delete(spec);
+    run_spec_release(&spec);
     cJSON_Delete(in);
 }
 

@@ -66,19 +66,21 @@ static const char *spec_field(const char *text, char *image_out, size_t size)
 {
     static struct runspec_error err;
     cJSON *in = cJSON_Parse(text);
-    cJSON *spec = NULL;
+    struct run_spec spec;
     int rc;
 
     memset(&err, 0, sizeof(err));
     rc = runspec_validate(in, &spec, &err);
     cJSON_Delete(in);
     if (rc == 0 && image_out) {
-        const char *img = json_get_string(spec, "image");
+        const char *img = json_get_string(spec.json, "image");
 
-        ASSERT_TRUE(json_get(spec, "image") != NULL);
+        ASSERT_TRUE(json_get(spec.json, "image") != NULL);
+        ASSERT_TRUE(img == spec.image);
         snprintf(image_out, size, "%s", img ? img : "(null)");
     }
-    cJSON_Delete(spec);
+    if (rc == 0)
+        run_spec_release(&spec);
     return rc == 0 ? "" : err.field;
 }
 
@@ -121,14 +123,14 @@ static void spec_image_field(void)
 static unsigned features_needed(const char *text)
 {
     cJSON *in = cJSON_Parse(text);
-    cJSON *spec = NULL;
+    struct run_spec spec;
     struct runspec_error err;
     unsigned need;
 
     ASSERT_EQ(runspec_validate(in, &spec, &err), 0);
-    need = spec_features(spec);
+    need = spec.features;
     cJSON_Delete(in);
-    cJSON_Delete(spec);
+    run_spec_release(&spec);
     return need;
 }
 

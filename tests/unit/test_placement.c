@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "api/runspec.h"
 #include "scheduler/placement.h"
 
 /* A pass, with its placements as JSON for the checks below:
@@ -18,7 +19,11 @@ static void pass(struct sched_state *state, cJSON **ret_placements, cJSON **ret_
     size_t r;
     size_t i;
 
-    placement_pass(state, &pl, ret_reasons);
+    placement_pass(state, &pl);
+    *ret_reasons = cJSON_CreateObject();
+    for (r = 0; r < pl.n_reasons; r++)
+        cJSON_AddStringToObject(*ret_reasons, pl.reasons[r].run,
+                                sched_text(&pl, pl.reasons[r].reason));
     for (r = 0; r < pl.n_runs; r++) {
         cJSON *run = cJSON_CreateObject();
         cJSON *tasks;
@@ -86,29 +91,27 @@ static void add_node(struct sched_state *st, const char *name, double cpus, doub
     n->port_max = 20001;
 }
 
-/* A queued run; tasks named as runspec would name them. */
-static cJSON *run(const char *id, const char *spec_text, const char *const *names,
-                  const char *const *types, const int *indexes, int n)
+/* A queued run of spec_text (a POST /runs body, with use_gpu when it
+ * asks for GPUs) and the members of extra (JSON text, or NULL) over it. */
+static void add_run(struct sched_state *st, const char *id, const char *spec_text,
+                    const char *extra, int64_t attempt)
 {
-    cJSON *r = cJSON_CreateObject();
-    cJSON *tasks;
-    int i;
+    cJSON *in = cJSON_Parse(spec_text);
+    cJSON *over = extra ? cJSON_Parse(extra) : NULL;
+    cJSON *e;
+    struct runspec_error err;
 
-    cJSON_AddStringToObject(r, "id", id);
-    cJSON_AddItemToObject(r, "spec", cJSON_Parse(spec_text));
-    tasks = cJSON_AddArrayToObject(r, "tasks");
-    for (i = 0; i < n; i++) {
-        cJSON *t = cJSON_CreateObject();
-        char tid[64];
-
-        snprintf(tid, sizeof(tid), "%s-%s", id, names[i]);
-        cJSON_AddStringToObject(t, "id", tid);
-        cJSON_AddStringToObject(t, "name", names[i]);
-        cJSON_AddStringToObject(t, "type", types[i]);
-        cJSON_AddNumberToObject(t, "index", indexes[i]);
-        cJSON_AddItemToArray(tasks, t);
+    ASSERT_TRUE(in != NULL && (extra == NULL || over != NULL));
+    if (json_get(in, "gpus_per_process")->valueint > 0)
+        cJSON_AddTrueToObject(in, "use_gpu");
+    cJSON_ArrayForEach(e, over) {
+        cJSON_DeleteItemFromObjectCaseSensitive(in, e->string);
+        cJSON_AddItemToObject(in, e->string, cJSON_Duplicate(e, true));
     }
-    return r;
+    if (placement_add_run(st, id, attempt, in, &err) != 0)
+        UNIT_FAIL("%s: %s", err.field, err.message);
+    cJSON_Delete(over);
+    cJSON_Delete(in);
 }
 
 #define SPEC(backend, nodes, ppn, cpus, gpus)                                                      \
@@ -129,24 +132,17 @@ static cJSON *run(const char *id, const char *spec_text, const char *const *name
 
 static void gpus_are_disjoint_and_ports_unique(void)
 {
-    const char *names[] = { "main" };
-    const char *types[] = { "main" };
-    const int idx[] = { 0 };
-    const char *pnames[] = { "ps-0", "worker-0" };
-    const char *ptypes[] = { "ps", "worker" };
-    const int pidx[] = { 0, 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
     const char *a;
     const char *b;
 
     add_node(&state, "n1", 8, 0, 2);
-    cJSON_AddItemToArray(runs, run("r1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("r2", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("r3", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("r4", PS_SPEC, pnames, ptypes, pidx, 2));
+    add_run(&state, "r1", SPEC("null", 1, 1, 1, 1), NULL, 1);
+    add_run(&state, "r2", SPEC("null", 1, 1, 1, 1), NULL, 1);
+    add_run(&state, "r3", SPEC("null", 1, 1, 1, 1), NULL, 1);
+    add_run(&state, "r4", PS_SPEC, NULL, 1);
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 2);
     a = json_get_string(
@@ -169,14 +165,7 @@ static void gpus_are_disjoint_and_ports_unique(void)
 
 static void a_waiting_gang_is_not_starved(void)
 {
-    const char *names[] = { "rank-0", "rank-1" };
-    const char *types[] = { "rank", "rank" };
-    const int idx[] = { 0, 1 };
-    const char *snames[] = { "main" };
-    const char *stypes[] = { "main" };
-    const int sidx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
 
@@ -184,8 +173,8 @@ static void a_waiting_gang_is_not_starved(void)
     add_node(&state, "n2", 4, 0, 0);
     add_node(&state, "n3", 1, 0, 0);
     /* The gang needs both 4-CPU nodes whole; n1 is half busy. */
-    cJSON_AddItemToArray(runs, run("gang", SPEC("\"pytorch\"", 2, 1, 4, 0), names, types, idx, 2));
-    cJSON_AddItemToArray(runs, run("small", SPEC("null", 1, 1, 1, 0), snames, stypes, sidx, 1));
+    add_run(&state, "gang", SPEC("\"pytorch\"", 2, 1, 4, 0), NULL, 1);
+    add_run(&state, "small", SPEC("null", 1, 1, 1, 0), NULL, 1);
     pass(&state, &placements, &reasons);
     /* The small run may only backfill onto n3, which the gang cannot use. */
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
@@ -202,11 +191,7 @@ static void a_waiting_gang_is_not_starved(void)
 
 static void pytorch_env_is_consistent(void)
 {
-    const char *names[] = { "rank-0", "rank-1", "rank-2", "rank-3" };
-    const char *types[] = { "rank", "rank", "rank", "rank" };
-    const int idx[] = { 0, 1, 2, 3 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
     cJSON *t;
@@ -215,10 +200,8 @@ static void pytorch_env_is_consistent(void)
 
     add_node(&state, "n1", 4, 0, 0);
     add_node(&state, "n2", 4, 0, 0);
-    cJSON_AddItemToArray(runs, run("pt", SPEC("\"pytorch\"", 2, 2, 1, 0), names, types, idx, 4));
     /* A third attempt of a run allowed five: torchrun's restart count. */
-    cJSON_AddNumberToObject(cJSON_GetArrayItem(runs, 0), "attempt", 3);
-    cJSON_AddNumberToObject(json_get(cJSON_GetArrayItem(runs, 0), "spec"), "max_retries", 5);
+    add_run(&state, "pt", SPEC("\"pytorch\"", 2, 2, 1, 0), "{\"max_retries\": 5}", 3);
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     cJSON_ArrayForEach(t, json_get(cJSON_GetArrayItem(placements, 0), "tasks")) {
@@ -262,11 +245,7 @@ static void pytorch_env_is_consistent(void)
 
 static void picks_the_tightest_node(void)
 {
-    const char *names[] = { "main" };
-    const char *types[] = { "main" };
-    const int idx[] = { 0 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
     char name[32];
@@ -279,14 +258,14 @@ static void picks_the_tightest_node(void)
         add_node(&state, name, 1 + i % 8, 0, 0);
     }
     /* 3 CPUs, no GPU: the tightest is a 3-CPU node, not a GPU node. */
-    cJSON_AddItemToArray(runs, run("cpu3", SPEC("null", 1, 1, 3, 0), names, types, idx, 1));
+    add_run(&state, "cpu3", SPEC("null", 1, 1, 3, 0), NULL, 1);
     /* 1 GPU: the 1-GPU node, not the 8-GPU one. */
-    cJSON_AddItemToArray(runs, run("gpu1", SPEC("null", 1, 1, 1, 1), names, types, idx, 1));
+    add_run(&state, "gpu1", SPEC("null", 1, 1, 1, 1), NULL, 1);
     for (i = 0; i < 1500; i++) {
         char id[32];
 
         snprintf(id, sizeof(id), "r%d", i);
-        cJSON_AddItemToArray(runs, run(id, SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+        add_run(&state, id, SPEC("null", 1, 1, 1, 0), NULL, 1);
     }
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1502);
@@ -314,12 +293,6 @@ static void label(struct sched_node *n, const char *key, const char *value)
     n->n_labels++;
 }
 
-static cJSON *selecting(cJSON *r, const char *selector)
-{
-    cJSON_AddItemToObject(json_get(r, "spec"), "node_selector", cJSON_Parse(selector));
-    return r;
-}
-
 static const char *node_of(const cJSON *placements, const char *run_id, int task)
 {
     const cJSON *p;
@@ -334,14 +307,7 @@ static const char *node_of(const cJSON *placements, const char *run_id, int task
 /* Labels are matched as given: every pair of the selector, exactly. */
 static void selectors_pick_labelled_nodes(void)
 {
-    const char *names[] = { "main" };
-    const char *types[] = { "main" };
-    const int idx[] = { 0 };
-    const char *gnames[] = { "rank-0", "rank-1" };
-    const char *gtypes[] = { "rank", "rank" };
-    const int gidx[] = { 0, 1 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
     const char *r7;
@@ -363,22 +329,16 @@ static void selectors_pick_labelled_nodes(void)
     label(&state.nodes[state.n_nodes - 1], "zone", "b");
     add_node(&state, "zab", 8, 0, 0);
     label(&state.nodes[state.n_nodes - 1], "zone", "ab");
-    cJSON_AddItemToArray(runs, selecting(run("r1", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
-                                         "{\"zone\": \"a\"}"));
-    cJSON_AddItemToArray(
-        runs, selecting(run("r2", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
-                        "{\"disk\": \"ssd\", \"zone\": \"b\"}"));
-    cJSON_AddItemToArray(runs, selecting(run("r3", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
-                                         "{\"zone\": \"c\"}"));
-    cJSON_AddItemToArray(
-        runs, selecting(run("r4", SPEC("\"pytorch\"", 2, 1, 1, 0), gnames, gtypes, gidx, 2),
-                        "{\"zone\": \"a\"}"));
+    add_run(&state, "r1", SPEC("null", 1, 1, 1, 0), "{\"node_selector\": {\"zone\": \"a\"}}", 1);
+    add_run(&state, "r2", SPEC("\"pytorch\"", 2, 1, 1, 0),
+            "{\"node_selector\": {\"disk\": \"ssd\", \"zone\": \"b\"}}", 1);
+    add_run(&state, "r3", SPEC("null", 1, 1, 1, 0), "{\"node_selector\": {\"zone\": \"c\"}}", 1);
+    add_run(&state, "r4", SPEC("\"pytorch\"", 2, 1, 1, 0), "{\"node_selector\": {\"zone\": \"a\"}}",
+            1);
     /* za has 7 CPUs free: r5 waits for it (and reserves it), r6 too. */
-    cJSON_AddItemToArray(runs, selecting(run("r5", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
-                                         "{\"zone\": \"a\"}"));
-    cJSON_AddItemToArray(runs, selecting(run("r6", SPEC("null", 1, 1, 8, 0), names, types, idx, 1),
-                                         "{\"zone\": \"a\"}"));
-    cJSON_AddItemToArray(runs, run("r7", SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    add_run(&state, "r5", SPEC("null", 1, 1, 8, 0), "{\"node_selector\": {\"zone\": \"a\"}}", 1);
+    add_run(&state, "r6", SPEC("null", 1, 1, 8, 0), "{\"node_selector\": {\"zone\": \"a\"}}", 1);
+    add_run(&state, "r7", SPEC("null", 1, 1, 1, 0), NULL, 1);
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 3);
     ASSERT_STR_EQ(node_of(placements, "r1", 0), "za");
@@ -418,31 +378,19 @@ static bool starts_with(const char *s, const char *prefix)
  * could hold is unschedulable), never for where a run goes now. */
 static void unschedulable_is_not_waiting(void)
 {
-    const char *names[] = { "main" };
-    const char *types[] = { "main" };
-    const int idx[] = { 0 };
-    const char *gnames[] = { "rank-0", "rank-1", "rank-2" };
-    const char *gtypes[] = { "rank", "rank", "rank" };
-    const int gidx[] = { 0, 1, 2 };
-    struct sched_state state = { NULL, 0, cJSON_CreateArray(), NULL, 0, NULL, 0 };
-    cJSON *runs = state.runs;
+    struct sched_state state = { .nodes = NULL };
     cJSON *placements;
     cJSON *reasons;
-    cJSON *u6;
 
     add_node(&state, "n1", 4, 0, 2);
     label(add_absent(&state, "down1", 16, 8), "zone", "x");
-    cJSON_AddItemToArray(runs, run("u1", SPEC("null", 1, 1, 1, 4), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("u2", SPEC("null", 1, 1, 1, 9), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, run("u3", SPEC("null", 1, 1, 32, 0), names, types, idx, 1));
-    cJSON_AddItemToArray(runs, selecting(run("u4", SPEC("null", 1, 1, 1, 0), names, types, idx, 1),
-                                         "{\"zone\": \"x\"}"));
-    cJSON_AddItemToArray(runs, run("u5", SPEC("\"pytorch\"", 3, 1, 1, 0), gnames, gtypes, gidx, 3));
-    u6 = run("u6", SPEC("null", 1, 1, 1, 0), names, types, idx, 1);
-    cJSON_ReplaceItemInObject(json_get(u6, "spec"), "compute_target",
-                              cJSON_CreateString("nowhere"));
-    cJSON_AddItemToArray(runs, u6);
-    cJSON_AddItemToArray(runs, run("u7", SPEC("null", 1, 1, 1, 0), names, types, idx, 1));
+    add_run(&state, "u1", SPEC("null", 1, 1, 1, 4), NULL, 1);
+    add_run(&state, "u2", SPEC("null", 1, 1, 1, 9), NULL, 1);
+    add_run(&state, "u3", SPEC("null", 1, 1, 32, 0), NULL, 1);
+    add_run(&state, "u4", SPEC("null", 1, 1, 1, 0), "{\"node_selector\": {\"zone\": \"x\"}}", 1);
+    add_run(&state, "u5", SPEC("\"pytorch\"", 3, 1, 1, 0), NULL, 1);
+    add_run(&state, "u6", SPEC("null", 1, 1, 1, 0), "{\"compute_target\": \"nowhere\"}", 1);
+    add_run(&state, "u7", SPEC("null", 1, 1, 1, 0), NULL, 1);
     pass(&state, &placements, &reasons);
     ASSERT_EQ(cJSON_GetArraySize(placements), 1);
     ASSERT_STR_EQ(node_of(placements, "u7", 0), "n1");

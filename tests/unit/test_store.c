@@ -765,7 +765,7 @@ static void sweep_trials_are_numbered_once(void)
     ASSERT_EQ(store_sweep_trials(s, rows[0].seq, &trials, &n), 0);
     ASSERT_EQ(n, 2);
     ASSERT_EQ(trials[1].trial, 1);
-    ASSERT_STR_EQ(trials[1].status, "queued");
+    ASSERT_EQ(trials[1].status, RUN_QUEUED);
     store_trial_rows_free(trials, n);
     ASSERT_EQ(store_run_get(s, "run-t1", &got), 0);
     ASSERT_STR_EQ(json_get_string(got, "sweep_id"), "swp-1");
