@@ -190,13 +190,13 @@ static void remove_container(struct task *t)
         finish_outcome(t);
 }
 
-void docker_end_task(struct task *t, const char *status, int code, const char *message)
+void docker_end_task(struct task *t, enum task_status status, int code, const char *message)
 {
     struct docker_task *k = t->docker;
 
     if (!k->has_outcome) {
         k->has_outcome = true;
-        snprintf(k->outcome_status, sizeof(k->outcome_status), "%s", status);
+        k->outcome_status = status;
         k->outcome_code = code;
         k->outcome_message = message ? xstrdup(message) : NULL;
     }
@@ -214,7 +214,7 @@ void docker_fail_step(struct task *t, const char *what, const struct uvcurl_resp
     else
         docker_daemon_message(resp, msg, sizeof(msg));
     why = xasprintf("%s '%s': %s", what, json_get_string(t->assignment, "image"), msg);
-    docker_end_task(t, "failed", -1, why);
+    docker_end_task(t, TASK_FAILED, -1, why);
     free(why);
     docker_settle(t);
 }
@@ -229,14 +229,14 @@ static void maybe_exited(struct task *t)
         return;
     if (t->holder && t->stop_requested) {
         /* An mpi worker ends as on a host: stopped (docker_task_stop). */
-        docker_end_task(t, "failed", -1, "stopped");
+        docker_end_task(t, TASK_FAILED, -1, "stopped");
     } else if (k->exit_code == 0) {
-        docker_end_task(t, "succeeded", 0, NULL);
+        docker_end_task(t, TASK_SUCCEEDED, 0, NULL);
     } else if (t->stop_requested) {
         snprintf(msg, sizeof(msg), "stopped (the container exited with %d)", k->exit_code);
-        docker_end_task(t, "failed", k->exit_code, msg);
+        docker_end_task(t, TASK_FAILED, k->exit_code, msg);
     } else {
-        docker_end_task(t, "failed", k->exit_code, NULL);
+        docker_end_task(t, TASK_FAILED, k->exit_code, NULL);
     }
 }
 
@@ -343,7 +343,7 @@ static void on_started(void *arg, const struct uvcurl_response *resp)
     t->main_started = true;
     /* An mpi worker's container now takes /v1/exec's orted (dockermpi.c). */
     t->holder = cJSON_IsTrue(json_get(t->assignment, "mpi_worker"));
-    task_queue_status(t, "running", -1, NULL);
+    task_queue_status(t, TASK_RUNNING, -1, NULL);
     /* A container that has already exited still gives its whole log and
      * its exit code: neither request can miss the end. */
     snprintf(path, sizeof(path), "/containers/%s/logs?follow=1&stdout=1&stderr=1", k->container);
@@ -449,7 +449,7 @@ static void on_created(void *arg, const struct uvcurl_response *resp)
     k->step = STEP_START;
     snprintf(path, sizeof(path), "/containers/%s/start", k->container);
     if (request(k->d, t, "POST", path, NULL, DOCKER_CALL_TIMEOUT_MS, NULL, on_started) < 0)
-        docker_end_task(t, "failed", -1, "cannot start the container: the agent is stopping");
+        docker_end_task(t, TASK_FAILED, -1, "cannot start the container: the agent is stopping");
 }
 
 void docker_renumber_gpus(char **env, int n_gpus)
@@ -536,7 +536,7 @@ void docker_create_container(struct task *t)
     k->step = STEP_CREATE;
     if (request(k->d, t, "POST", "/containers/create", text, DOCKER_CALL_TIMEOUT_MS, NULL,
                 on_created) < 0)
-        docker_end_task(t, "failed", -1, "cannot create the container: the agent is stopping");
+        docker_end_task(t, TASK_FAILED, -1, "cannot create the container: the agent is stopping");
     free(text);
     cJSON_Delete(body);
     docker_spec_release(&spec);
@@ -554,7 +554,7 @@ void docker_task_start(struct task *t)
 
     assert(image != NULL && t->docker == NULL);
     if (t->a->docker == NULL) {
-        task_finish(t, "failed", -1,
+        task_finish(t, TASK_FAILED, -1,
                     "this node does not run tasks in images (its agent was not started with "
                     "--runtime docker)");
         return;
@@ -598,7 +598,7 @@ void docker_task_stop(struct task *t)
     if (k->step != STEP_RUN) {
         /* Nothing runs yet: the step in flight removes what it made. */
         if (k->step != STEP_DONE && !k->has_outcome)
-            task_finish(t, "failed", -1, "stopped before it started");
+            task_finish(t, TASK_FAILED, -1, "stopped before it started");
         return;
     }
     if (k->stop_sent)

@@ -147,7 +147,7 @@ void docker_pull_summary(const struct docker_pull *p, char *out, size_t size)
 static void task_event(struct task *t, const char *message)
 {
     if (!t->finished)
-        task_queue_status(t, "preparing", -1, message);
+        task_queue_status(t, TASK_PREPARING, -1, message);
 }
 
 /* ---- inspect and pull ---- */
@@ -225,7 +225,7 @@ static void pull(struct task *t)
     k->pull_event_at = uv_now(t->a->loop);
     if (docker_request(k->d, t, NULL, "POST", path.data, NULL, NULL, 0, DOCKER_LONG_TIMEOUT_MS,
                        on_pull_data, on_pulled) < 0)
-        docker_end_task(t, "failed", -1, "cannot pull the image: the agent is stopping");
+        docker_end_task(t, TASK_FAILED, -1, "cannot pull the image: the agent is stopping");
     buf_release(&path);
 }
 
@@ -281,7 +281,7 @@ static void inspect(struct task *t)
     snprintf(path, sizeof(path), "/images/%s/json", k->run_image);
     if (docker_request(k->d, t, NULL, "GET", path, NULL, NULL, 0, DOCKER_CALL_TIMEOUT_MS, NULL,
                        on_inspected) < 0)
-        docker_end_task(t, "failed", -1, "the agent is stopping");
+        docker_end_task(t, TASK_FAILED, -1, "the agent is stopping");
 }
 
 void docker_image_start(struct task *t)

@@ -51,7 +51,7 @@ struct docker_task {
     int exit_code;
     /* the outcome, reported once the container is removed */
     bool has_outcome;
-    char outcome_status[16];
+    enum task_status outcome_status;
     int outcome_code;
     char *outcome_message;
     struct buf frames; /* log stream bytes not yet a whole frame */
@@ -87,7 +87,7 @@ void docker_url_escape(struct buf *b, const char *s);
 void docker_fail_step(struct task *t, const char *what, const struct uvcurl_response *resp,
                       const char *detail);
 /* Ends t with this outcome once its container (if any) is gone. */
-void docker_end_task(struct task *t, const char *status, int code, const char *message);
+void docker_end_task(struct task *t, enum task_status status, int code, const char *message);
 /* The image is there (t->docker->run_image): creates the container. */
 void docker_create_container(struct task *t);
 

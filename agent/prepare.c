@@ -104,7 +104,7 @@ static void venv_failed(struct task *t, const char *why)
     task_venv_end_build(t, dir);
     remove_tree(dir);
     unlink(lock);
-    task_finish(t, "failed", -1, why);
+    task_finish(t, TASK_FAILED, -1, why);
     free(dir);
     free(lock);
 }
@@ -194,7 +194,7 @@ static void prepare_venv(struct task *t)
                 task_log_text(t, "trainyard: waiting for the virtual environment\n");
             uv_timer_start(&t->kill_timer, venv_retry, 500, 0);
         } else {
-            task_finish(t, "failed", -1, "cannot lock the virtual environment");
+            task_finish(t, TASK_FAILED, -1, "cannot lock the virtual environment");
         }
     } else {
         char *argv[] = { t->a->python, "-m", "venv", "--system-site-packages", dir, NULL };
@@ -229,7 +229,7 @@ static void venv_retry(uv_timer_t *timer)
     struct task *t = timer->data;
 
     if (t->stop_requested) {
-        task_finish(t, "failed", -1, "stopped before it started");
+        task_finish(t, TASK_FAILED, -1, "stopped before it started");
         return;
     }
     prepare_venv(t);
@@ -238,16 +238,16 @@ static void venv_retry(uv_timer_t *timer)
 static void prepared(struct task *t)
 {
     if (t->stop_requested) {
-        task_finish(t, "failed", -1, "stopped before it started");
+        task_finish(t, TASK_FAILED, -1, "stopped before it started");
         return;
     }
     if (make_dirs(t->outputs, 0700) < 0) {
-        task_finish(t, "failed", -1, "cannot create the outputs directory");
+        task_finish(t, TASK_FAILED, -1, "cannot create the outputs directory");
         return;
     }
     /* Unpacked as root in a directory only root can enter; now the run's. */
     if (t->has_cred && chown_tree(t->src, t->cred.uid, t->cred.gid) < 0) {
-        task_finish(t, "failed", -1, "cannot give the task directory to the task's user");
+        task_finish(t, TASK_FAILED, -1, "cannot give the task directory to the task's user");
         return;
     }
     /* In an image the packages go into a derived image (dockerimage.c). */
@@ -298,7 +298,7 @@ static void unpack_done(uv_work_t *req, int status)
     }
     if (w->rc < 0) {
         snprintf(msg, sizeof(msg), "cannot unpack the snapshot: %s", w->why);
-        task_finish(t, "failed", -1, msg);
+        task_finish(t, TASK_FAILED, -1, msg);
     } else {
         prepared(t);
     }
@@ -318,7 +318,7 @@ static void unpack(struct task *t, const char *archive)
         t->work_pending = false;
         free(w->archive);
         free(w);
-        task_finish(t, "failed", -1, "cannot unpack the snapshot");
+        task_finish(t, TASK_FAILED, -1, "cannot unpack the snapshot");
     }
 }
 
@@ -351,7 +351,7 @@ static void on_downloaded(void *arg, const struct uvcurl_response *resp)
         unlink(tmp);
         snprintf(msg, sizeof(msg), "cannot download the snapshot: %s",
                  resp->status ? "the server refused it" : resp->error);
-        task_finish(t, "failed", -1, msg);
+        task_finish(t, TASK_FAILED, -1, msg);
         goto out;
     }
     /* The id is the content's hash: check it before trusting the file. */
@@ -364,7 +364,7 @@ static void on_downloaded(void *arg, const struct uvcurl_response *resp)
     crypto_sha256_final(h, hex);
     if (strcmp(hex, json_get_string(t->assignment, "snapshot") + 7) != 0 || rename(tmp, path) < 0) {
         unlink(tmp);
-        task_finish(t, "failed", -1, "the downloaded snapshot does not match its id");
+        task_finish(t, TASK_FAILED, -1, "the downloaded snapshot does not match its id");
         goto out;
     }
     unpack(t, path);
@@ -382,7 +382,7 @@ void task_prepare(struct task *t)
     struct stat st;
 
     if (make_dirs(t->src, 0700) < 0 || chmod(t->src, 0700) < 0) {
-        task_finish(t, "failed", -1, "cannot create the task directory");
+        task_finish(t, TASK_FAILED, -1, "cannot create the task directory");
         return;
     }
     if (snapshot == NULL) {
@@ -398,7 +398,7 @@ void task_prepare(struct task *t)
     tmp = xasprintf("%s.%s.part", path, t->id);
     snprintf(url, sizeof(url), "/api/v1/snapshots/%s", snapshot);
     if (agent_server_request(t->a, "GET", url, NULL, NULL, 0, NULL, tmp, on_downloaded, t) < 0)
-        task_finish(t, "failed", -1, "cannot start the snapshot download");
+        task_finish(t, TASK_FAILED, -1, "cannot start the snapshot download");
     else
         t->download_pending = true;
     free(path);

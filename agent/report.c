@@ -10,6 +10,7 @@
  */
 #include "agent/task.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -27,12 +28,13 @@
 #include "common/xalloc.h"
 #include "common/banned.h"
 
-void task_queue_status(struct task *t, const char *status, int exit_code, const char *message)
+void task_queue_status(struct task *t, enum task_status status, int exit_code, const char *message)
 {
     struct status_msg *m = xcalloc(1, sizeof(*m));
     struct status_msg **p;
 
-    snprintf(m->status, sizeof(m->status), "%s", status);
+    assert(task_status_is_reportable(status));
+    m->status = status;
     m->exit_code = exit_code;
     m->message = message ? xstrdup(message) : NULL;
     for (p = &t->statuses; *p; p = &(*p)->next)
@@ -43,7 +45,7 @@ void task_queue_status(struct task *t, const char *status, int exit_code, const 
 
 static bool is_final(const struct status_msg *m)
 {
-    return strcmp(m->status, "succeeded") == 0 || strcmp(m->status, "failed") == 0;
+    return task_status_is_ended(m->status);
 }
 
 /* ---- reporting ---- */
@@ -67,8 +69,8 @@ static void on_status_sent(void *arg, const struct uvcurl_response *resp)
      * gone there): drop it rather than retry forever. */
     if (resp->status >= 200 && resp->status < 500) {
         if (resp->status >= 400)
-            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)", m->status, t->id,
-                     resp->status);
+            log_warn("agent: server refused status '%s' of task '%s' (HTTP %ld)",
+                     task_status_name(m->status), t->id, resp->status);
         t->statuses = m->next;
         if (is_final(m))
             t->final_acked = true;
@@ -293,7 +295,7 @@ static void send_status(struct task *t)
     cJSON *body = cJSON_CreateObject();
     char *text;
 
-    cJSON_AddStringToObject(body, "status", m->status);
+    cJSON_AddStringToObject(body, "status", task_status_name(m->status));
     if (is_final(m) && m->exit_code >= 0)
         cJSON_AddNumberToObject(body, "exit_code", m->exit_code);
     if (m->message)

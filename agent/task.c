@@ -366,7 +366,7 @@ bool task_stop(struct agent *a, const char *id, const char *why)
          * here; its execs got SIGTERM and get SIGKILL after the grace. */
         if (t->live_execs > 0)
             uv_timer_start(&t->kill_timer, on_kill_timer, (uint64_t)a->grace_ms, 0);
-        task_finish(t, "failed", -1, t->holder ? "stopped" : "stopped before it started");
+        task_finish(t, TASK_FAILED, -1, t->holder ? "stopped" : "stopped before it started");
     }
     return true;
 }
@@ -486,11 +486,11 @@ static void after_main(struct task *t, int64_t exit_status, int term_signal)
     if (term_signal) {
         snprintf(msg, sizeof(msg), "killed by signal %d%s", term_signal,
                  t->stop_requested ? " (stopped)" : "");
-        task_finish(t, "failed", 128 + term_signal, msg);
+        task_finish(t, TASK_FAILED, 128 + term_signal, msg);
     } else if (exit_status == 0) {
-        task_finish(t, "succeeded", 0, NULL);
+        task_finish(t, TASK_SUCCEEDED, 0, NULL);
     } else {
-        task_finish(t, "failed", (int)exit_status, NULL);
+        task_finish(t, TASK_FAILED, (int)exit_status, NULL);
     }
 }
 
@@ -550,7 +550,7 @@ void task_start_main(struct task *t, const char *python)
     int n = 0;
 
     if (t->stop_requested) {
-        task_finish(t, "failed", -1, "stopped before it started");
+        task_finish(t, TASK_FAILED, -1, "stopped before it started");
         return;
     }
     if (in_image && !launcher) {
@@ -561,7 +561,7 @@ void task_start_main(struct task *t, const char *python)
         /* Holds the node's slots; mpirun starts the ranks through /v1/exec. */
         t->holder = true;
         t->status = "running";
-        task_queue_status(t, "running", -1, NULL);
+        task_queue_status(t, TASK_RUNNING, -1, NULL);
         return;
     }
     if (launcher) {
@@ -606,7 +606,7 @@ void task_start_main(struct task *t, const char *python)
         write_pid_file(t);
     /* Running once the process exists: a failure to start is reported as
      * the process's own failure (exit 127). */
-    task_queue_status(t, "running", -1, NULL);
+    task_queue_status(t, TASK_RUNNING, -1, NULL);
     task_free_strv(argv);
     task_free_strv(env);
 }
@@ -628,14 +628,14 @@ static int collect_file(const char *path, const struct stat *st, int flag, struc
 }
 
 /* The task's work is over: list outputs to upload and queue the final status. */
-void task_finish(struct task *t, const char *status, int exit_code, const char *message)
+void task_finish(struct task *t, enum task_status status, int exit_code, const char *message)
 {
     if (t->finished)
         return;
     t->finished = true;
     t->status = "exited";
     if (t->write_error) {
-        status = "failed";
+        status = TASK_FAILED;
         message = t->write_error;
     }
     if (message) {
@@ -820,10 +820,11 @@ int task_assign(struct agent *a, const cJSON *assignment, const char **ret_error
     uv_timer_start(&t->pump_timer, task_on_pump_timer, PUMP_MS, PUMP_MS);
     log_info("agent: task '%s' assigned", id);
     if (t->log_fd < 0 || t->metrics_fd < 0) {
-        task_finish(t, "failed", -1, ident_error ? ident_error : "cannot create the task's files");
+        task_finish(t, TASK_FAILED, -1,
+                    ident_error ? ident_error : "cannot create the task's files");
         return 201;
     }
-    task_queue_status(t, "preparing", -1, NULL);
+    task_queue_status(t, TASK_PREPARING, -1, NULL);
     task_prepare(t);
     return 201;
 }
@@ -875,7 +876,7 @@ void task_stop_all(struct agent *a)
         /* A task whose child is still exiting is released by task_finish();
          * one between steps (or an mpi worker) ends here. */
         if (t->child_handles == 0 && !t->finished)
-            task_finish(t, "failed", -1, "the agent stopped");
+            task_finish(t, TASK_FAILED, -1, "the agent stopped");
         task_release(t);
     }
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agent/internal.h"
+#include "common/backend.h"
 #include "common/buf.h"
 #include "common/spawn.h"
 
@@ -20,7 +21,7 @@
 #define MAX_LINE (64 * 1024)
 
 struct status_msg {
-    char status[16];
+    enum task_status status; /* reportable (task_status_is_reportable()) */
     int exit_code;
     char *message;
     struct status_msg *next;
@@ -117,7 +118,7 @@ struct task {
 /* ---- task.c ---- */
 
 /* The task's work is over: lists its outputs and queues the final status. */
-void task_finish(struct task *t, const char *status, int exit_code, const char *message);
+void task_finish(struct task *t, enum task_status status, int exit_code, const char *message);
 /* Forgets the task once nothing refers to it any more. */
 void task_release(struct task *t);
 /* Appends a line of the agent's own to the task's log. */
@@ -164,7 +165,7 @@ void task_venv_end_build(struct task *t, const char *dir);
 /* ---- report.c ---- */
 
 /* Queues a status for the server (resent until acknowledged). */
-void task_queue_status(struct task *t, const char *status, int exit_code, const char *message);
+void task_queue_status(struct task *t, enum task_status status, int exit_code, const char *message);
 /* Sends what is due: logs, metrics, outputs, then statuses. */
 void task_pump(struct task *t);
 void task_on_pump_timer(uv_timer_t *timer);

@@ -12,6 +12,7 @@
 
 #include "api/internal.h"
 #include "api/runspec.h"
+#include "common/backend.h"
 #include "common/crypto.h"
 #include "common/err.h"
 #include "common/json.h"
@@ -448,7 +449,7 @@ static int sweep_events_next(struct api_stream *stream, struct buf *out, bool *r
         *ret_done = true;
         return 0;
     }
-    ended = strcmp(json_get_string(sweep, "status"), "running") != 0;
+    ended = run_status_parse(json_get_string(sweep, "status")) != RUN_RUNNING;
     /* Trials first, so a client that sees the sweep end has seen them all. */
     if (store_sweep_runs(ss->ctx->store, ss->id, STORE_TRIAL_BY_NUMBER, false, &trials) == 0) {
         cJSON_ArrayForEach(t, json_get(trials, "items")) {

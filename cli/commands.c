@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/xalloc.h"
@@ -266,8 +267,9 @@ int cli_list_all(struct cli *c, const char *path, struct cli_table *t,
 
 bool cli_run_status_final(const char *status)
 {
-    return status && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                      strcmp(status, "canceled") == 0);
+    int s = run_status_parse(status);
+
+    return s >= 0 && run_status_is_final((enum run_status)s);
 }
 
 /* ---- runs ----------------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/xalloc.h"
@@ -605,7 +606,7 @@ static int wait_outcome(struct cli *c, const char *run_id)
         rc = cli_fail("the server's run '%s' has no status", run_id);
         goto out;
     }
-    if (strcmp(status, "completed") == 0) {
+    if (run_status_parse(status) == RUN_COMPLETED) {
         rc = CLI_EXIT_OK;
         goto out;
     }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/backend.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/xalloc.h"
@@ -59,7 +60,7 @@ static bool sweep_running(const cJSON *sweep)
 {
     const char *status = json_get_string(sweep, "status");
 
-    return status == NULL || strcmp(status, "running") == 0;
+    return status == NULL || run_status_parse(status) == RUN_RUNNING;
 }
 
 static double count_of(const cJSON *sweep, const char *status)
@@ -457,7 +458,7 @@ static int finish(struct follow *f)
         buf_release(&b);
     }
     fflush(stdout);
-    if (status && strcmp(status, "completed") == 0)
+    if (run_status_parse(status) == RUN_COMPLETED)
         return CLI_EXIT_OK;
     if (error && *error)
         return cli_fail("sweep %s %s: %s", f->id, status ? status : "ended", error);

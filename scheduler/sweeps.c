@@ -457,7 +457,7 @@ static bool sweep_step(struct sweeps *sw, struct sweep *s, int64_t now)
 
     if (s->deadline_ms > 0 && now >= s->deadline_ms) {
         log_info("sweeps: %s reached max_duration_seconds", s->id);
-        store_sweep_finish(sw->store, s->seq, "completed", NULL, now);
+        store_sweep_finish(sw->store, s->seq, RUN_COMPLETED, NULL, now);
         return true;
     }
     for (i = 0; i < s->n_trials; i++) {
@@ -470,7 +470,7 @@ static bool sweep_step(struct sweeps *sw, struct sweep *s, int64_t now)
         why[0] = '\0';
         if (sweep_create_trial(sw, s, now, why, sizeof(why)) < 0) {
             if (why[0]) {
-                store_sweep_finish(sw->store, s->seq, "failed", why, now);
+                store_sweep_finish(sw->store, s->seq, RUN_FAILED, why, now);
                 return true;
             }
             break;
@@ -482,9 +482,9 @@ static bool sweep_step(struct sweeps *sw, struct sweep *s, int64_t now)
         if (completed + early == 0) {
             snprintf(why, sizeof(why), "no trial completed: %d failed, %d canceled", failed,
                      s->n_trials - failed);
-            store_sweep_finish(sw->store, s->seq, "failed", why, now);
+            store_sweep_finish(sw->store, s->seq, RUN_FAILED, why, now);
         } else {
-            store_sweep_finish(sw->store, s->seq, "completed", NULL, now);
+            store_sweep_finish(sw->store, s->seq, RUN_COMPLETED, NULL, now);
         }
         log_info("sweeps: %s ended: %d completed, %d stopped early, %d failed", s->id, completed,
                  early, failed);
@@ -516,7 +516,7 @@ bool sweeps_step(struct sweeps *sw, int64_t now_ms)
 
             s = sweep_load(&rows[i], why, sizeof(why));
             if (s == NULL) {
-                store_sweep_finish(sw->store, rows[i].seq, "failed", why, now_ms);
+                store_sweep_finish(sw->store, rows[i].seq, RUN_FAILED, why, now_ms);
                 continue;
             }
             sw->list = xrealloc(sw->list, (size_t)(sw->n + 1) * sizeof(*sw->list));

@@ -300,10 +300,11 @@ int store_sweep_add_trial(struct store *store, const struct store_new_run *run);
  * an "early_terminated" event with data (the policy's numbers); a no-op
  * for a trial that ended. */
 int store_sweep_stop_trial(struct store *store, int64_t run_seq, const cJSON *data, int64_t now_ms);
-/* Ends a running sweep with status (completed, failed or canceled) and
- * error (may be NULL), canceling its unfinished trials; a no-op when it
- * is no longer running. */
-int store_sweep_finish(struct store *store, int64_t sweep_seq, const char *status,
+/* Ends a running sweep with status (a sweep's statuses are running and
+ * the final ones of runs: completed, failed, canceled) and error (may be
+ * NULL), canceling its unfinished trials; a no-op when it is no longer
+ * running. */
+int store_sweep_finish(struct store *store, int64_t sweep_seq, enum run_status status,
                        const char *error, int64_t now_ms);
 
 /* ---- nodes ---- */

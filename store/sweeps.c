@@ -528,7 +528,7 @@ struct sweep_end {
     int64_t seq;
     const char *id; /* or by id */
     const char *owner; /* store_sweep_cancel(): who may */
-    const char *status;
+    enum run_status status;
     const char *error;
     int64_t now;
 };
@@ -539,9 +539,10 @@ static int sweep_end_fn(struct conn *c, void *arg)
     sqlite3_stmt *st = conn_stmt(c, "SELECT seq, status, owner FROM sweeps WHERE seq = ?1 OR "
                                     "id = ?2");
     const char *owner;
-    char status[16];
+    enum run_status status;
     int rc;
 
+    assert(run_status_is_final(e->status));
     if (st == NULL)
         return ERR_INTERNAL;
     sqlite3_bind_int64(st, 1, e->seq);
@@ -552,19 +553,19 @@ static int sweep_end_fn(struct conn *c, void *arg)
         return rc == SQLITE_DONE ? ERR_NOT_FOUND : conn_fail(c, "end sweep");
     }
     e->seq = sqlite3_column_int64(st, 0);
-    snprintf(status, sizeof(status), "%s", sqlite3_column_text(st, 1));
+    status = run_status_of((const char *)sqlite3_column_text(st, 1));
     owner = (const char *)sqlite3_column_text(st, 2);
     rc = e->owner && (owner == NULL || strcmp(owner, e->owner) != 0) ? ERR_PERMISSION : 0;
     sqlite3_reset(st);
     if (rc < 0)
         return rc;
-    if (strcmp(status, "running") != 0)
-        return e->id && strcmp(status, e->status) != 0 ? ERR_CONFLICT : 0;
+    if (status != RUN_RUNNING)
+        return e->id && status != e->status ? ERR_CONFLICT : 0;
 
     st = conn_stmt(c, "UPDATE sweeps SET status = ?, ended_at = ?, error = ? WHERE seq = ?");
     if (st == NULL)
         return ERR_INTERNAL;
-    bind_text(st, 1, e->status);
+    bind_text(st, 1, run_status_name(e->status));
     sqlite3_bind_int64(st, 2, e->now);
     bind_text(st, 3, e->error);
     sqlite3_bind_int64(st, 4, e->seq);
@@ -573,7 +574,7 @@ static int sweep_end_fn(struct conn *c, void *arg)
     return cancel_trials(c, e->seq, e->now);
 }
 
-int store_sweep_finish(struct store *store, int64_t sweep_seq, const char *status,
+int store_sweep_finish(struct store *store, int64_t sweep_seq, enum run_status status,
                        const char *error, int64_t now_ms)
 {
     struct sweep_end arg = { sweep_seq, NULL, NULL, status, error, now_ms };
@@ -584,7 +585,7 @@ int store_sweep_finish(struct store *store, int64_t sweep_seq, const char *statu
 int store_sweep_cancel(struct store *store, const char *id, const char *owner, int64_t now_ms,
                        cJSON **ret_sweep)
 {
-    struct sweep_end arg = { 0, id, owner, "canceled", NULL, now_ms };
+    struct sweep_end arg = { 0, id, owner, RUN_CANCELED, NULL, now_ms };
     int rc = store_write(store, sweep_end_fn, &arg);
 
     if (rc < 0)

@@ -772,7 +772,7 @@ static void sweep_trials_are_numbered_once(void)
     ASSERT_EQ(json_get(json_get(got, "parameters"), "x")->valueint, 1);
     cJSON_Delete(got);
 
-    ASSERT_EQ(store_sweep_finish(s, rows[0].seq, "completed", NULL, 2000), 0);
+    ASSERT_EQ(store_sweep_finish(s, rows[0].seq, RUN_COMPLETED, NULL, 2000), 0);
     run.id = "run-t2";
     run.trial = 2;
     ASSERT_EQ(store_sweep_add_trial(s, &run), ERR_CONFLICT); /* it ended */
