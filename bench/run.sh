@@ -260,6 +260,7 @@ EOF_SPEC
 done
 READY_AT=""
 PLACED_AT=""
+STARTED_AT=""
 # Bounded: at this size the push path may not finish (see bench/README.md).
 B3_LIMIT=${BENCH_B3_LIMIT:-300}
 while :; do
@@ -272,12 +273,19 @@ while :; do
     if [ -z "$PLACED_AT" ] && [ "${placed:-0}" -ge 100000 ]; then
         PLACED_AT=$now
     fi
+    # Started: every run running (or done), so every task was taken by its
+    # node, also those whose push timed out on its way back.
+    waiting=$(awk '$1 == "trainyard_runs{status=\"queued\"}" || $1 == "trainyard_runs{status=\"starting\"}" { n += $2 } END { print n + 0 }' "$WORK/b3-now.txt")
+    if [ -z "$STARTED_AT" ] && [ -n "$PLACED_AT" ] && [ "$waiting" = 0 ]; then
+        STARTED_AT=$now
+    fi
     pushed=$(b3_value "$WORK/b3-now.txt" trainyard_scheduler_pushed_tasks_total)
     [ "${pushed:-0}" -ge 100000 ] && break
+    [ -n "$STARTED_AT" ] && break
     awk -v now="$now" -v kick="$KICK" -v l="$B3_LIMIT" 'BEGIN { exit !(now - kick >= l) }' && break
     sleep 0.1
 done
-/usr/bin/python3 - "$WORK/b3-before.txt" "$WORK/b3-now.txt" "$KICK" "${READY_AT:-0}" "${PLACED_AT:-0}" <<'PY'
+/usr/bin/python3 - "$WORK/b3-before.txt" "$WORK/b3-now.txt" "$KICK" "${READY_AT:-0}" "${PLACED_AT:-0}" "${STARTED_AT:-0}" <<'PY'
 import sys
 def read(path):
     lines = open(path).read().splitlines()
@@ -289,7 +297,7 @@ def read(path):
     return float(lines[0]), vals
 _, a = read(sys.argv[1])
 end, b = read(sys.argv[2])
-kick, ready, placed = (float(x) for x in sys.argv[3:6])
+kick, ready, placed, started = (float(x) for x in sys.argv[3:7])
 d = lambda k: b.get(k, 0) - a.get(k, 0)
 passes = d("trainyard_scheduler_pass_seconds_count")
 total = d("trainyard_scheduler_pass_seconds_sum")
@@ -301,6 +309,9 @@ pushed = d("trainyard_scheduler_pushed_tasks_total")
 failed = d("trainyard_scheduler_push_failures_total")
 if pushed >= 100000:
     end_text = "last assignment accepted %.2f s after" % (end - kick)
+elif started:
+    end_text = ("every run running %.2f s after (its nodes took every task; %d pushes timed out "
+                "on their way back)" % (started - kick, 100000 - pushed))
 else:
     end_text = "not all accepted when it stopped looking, %.0f s after" % (end - kick)
 print("B3 (server) %d of 100000 tasks placed, %d accepted by 10000 hollow nodes: last placement "
@@ -309,7 +320,15 @@ print("B3 (server) %d of 100000 tasks placed, %d accepted by 10000 hollow nodes:
       % (tasks, pushed, "%.2f s" % (placed - kick) if placed else "never", end_text, passes,
          total, total * 1000 / max(passes, 1), split, failed,
          "%.2f s" % (ready - kick) if ready else "never"))
+runs = ", ".join("%s %d" % (k.split('"')[1], v) for k, v in sorted(b.items())
+                 if k.startswith("trainyard_runs{") and v)
+print("# B3 (server) at the end: runs %s; nodes lost %d" % (runs, d("trainyard_nodes_lost_total")))
 PY
+# Where the pushes not acknowledged are: the scheduler's counts (outbox:
+# still to push; sent: on their way) and why pushes failed, by kind.
+echo "# B3 (server) at the end: $(api GET /api/v1/scheduler | tr -d '\n')"
+grep 'push of task' "$WORK/b3s.log" | sed "s/task '[^']*'/task/" | sort | uniq -c | sort -rn |
+    head -3 | sed 's/^/# B3 (server) push failures: /'
 if [ -n "${BENCH_PERF:-}" ]; then
     kill -INT "$PERF_PID"
     wait "$PERF_PID" || true

@@ -537,6 +537,7 @@ static int mirror_read(struct store *store, bool own, struct mirror **ret_mirror
     struct mirror *m = xcalloc(1, sizeof(*m));
 
     m->store = store;
+    m->head_runs = HEAD_RUNS;
     if (reload(m, own) < 0) {
         mirror_free(m);
         return ERR_INTERNAL;

@@ -30,8 +30,9 @@ void mirror_free(struct mirror *m);
 int mirror_sync(struct mirror *m);
 
 /*
- * The input of a placement pass: at most 1,000 queued runs from the head
- * of the queue (priority, then age) and the nodes of the pools they want,
+ * The input of a placement pass: the head of the queue (priority, then
+ * age; at least 1,000 runs, more while passes place many, see
+ * mirror_placed()) and the nodes of the pools they want,
  * ready or absent as of now with node_timeout_ms. It borrows from the
  * mirror: valid until the next mirror_sync(); release it with
  * mirror_state_release().
@@ -39,6 +40,9 @@ int mirror_sync(struct mirror *m);
 int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
                  struct sched_state *ret_state);
 void mirror_state_release(struct sched_state *state);
+/* The last pass placed n runs: the next head is twice that, within its
+ * bounds. */
+void mirror_placed(struct mirror *m, size_t n);
 
 /*
  * Assignments to push: [{"task": {assignment}, "url", "secret", "node"}]

@@ -29,8 +29,12 @@
 #include <uthash.h>
 #include <utlist.h>
 
-/* How many queued runs a pass looks at (the head of the queue). */
+/* How many queued runs a pass looks at (the head of the queue): at least
+ * HEAD_RUNS; twice what the last pass placed while passes place many (a
+ * long queue that fits is placed in a few passes, not a pass per
+ * thousand), up to HEAD_RUNS_MAX. */
 #define HEAD_RUNS 1000
+#define HEAD_RUNS_MAX 16384
 
 enum node_state { NODE_READY, NODE_DRAINING, NODE_DOWN };
 
@@ -139,6 +143,7 @@ struct mirror {
     struct mtask *outbox, *stops;
     int64_t n_unschedulable; /* queued runs with unschedulable_since set */
     int64_t n_sent[2]; /* tasks in MBOX_PUSH_SENT, MBOX_STOP_SENT */
+    size_t head_runs; /* the next pass's head: HEAD_RUNS .. HEAD_RUNS_MAX */
     struct qent *queue; /* sorted: priority desc, seq asc */
     size_t n_queue, cap_queue;
     struct qent *adds; /* queued since the last merge, unsorted */

@@ -133,19 +133,19 @@ static void run_view(struct mrun *r)
     free(list);
 }
 
-/* The head of the queue: at most HEAD_RUNS queued runs, in order, with
+/* The head of the queue: at most m->head_runs queued runs, in order, with
  * their specs; entries of runs no longer queued before the last one taken
  * are dropped. */
 static size_t queue_head(struct mirror *m, struct mrun **head)
 {
-    int64_t *missing = xcalloc(HEAD_RUNS, sizeof(*missing));
+    int64_t *missing = xcalloc(m->head_runs, sizeof(*missing));
     size_t n_missing = 0;
     size_t n = 0;
     size_t i;
     size_t k = 0;
 
     mirror_queue_merge(m);
-    for (i = 0; i < m->n_queue && n < HEAD_RUNS; i++) {
+    for (i = 0; i < m->n_queue && n < m->head_runs; i++) {
         struct mrun *r = queued_run(m, &m->queue[i]);
 
         if (r == NULL)
@@ -225,8 +225,8 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
                  struct sched_state *ret_state)
 {
     struct sched_state state;
-    struct mrun **head = xcalloc(HEAD_RUNS, sizeof(*head));
-    const char **pools = xcalloc(HEAD_RUNS, sizeof(*pools));
+    struct mrun **head = xcalloc(m->head_runs, sizeof(*head));
+    const char **pools = xcalloc(m->head_runs, sizeof(*pools));
     size_t n_pools = 0;
     size_t n_head;
     bool any_ready = false;
@@ -238,7 +238,7 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     int k;
 
     memset(&state, 0, sizeof(state));
-    state.runs = xcalloc(HEAD_RUNS, sizeof(*state.runs));
+    state.runs = xcalloc(m->head_runs, sizeof(*state.runs));
     mirror_nodes_refresh(m, now_ms, node_timeout_ms);
     /* With no ready node nothing can be placed: the queue is not looked
      * at (queued runs keep the reasons they have). */
@@ -313,6 +313,11 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     free(pools);
     *ret_state = state;
     return m->broken ? ERR_INTERNAL : 0;
+}
+
+void mirror_placed(struct mirror *m, size_t n)
+{
+    m->head_runs = n > HEAD_RUNS_MAX / 2 ? HEAD_RUNS_MAX : n < HEAD_RUNS / 2 ? HEAD_RUNS : 2 * n;
 }
 
 void mirror_state_release(struct sched_state *state)

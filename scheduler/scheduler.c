@@ -393,6 +393,7 @@ static void pass(struct scheduler *s, bool tick)
         phase_done(METRICS_PHASE_READ, &t);
         placement_pass(&state, &placements);
         phase_done(METRICS_PHASE_PLACE, &t);
+        mirror_placed(s->mirror, placements.n_runs);
         if (placements.n_runs > 0) {
             if (store_sched_place(s->cfg.store, &placements, now) == 0) {
                 placed_runs = placements.n_runs;
