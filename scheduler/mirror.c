@@ -238,6 +238,12 @@ static int unschedulable(const struct mrun *r)
     return r->status == RUN_QUEUED && r->unschedulable_since > 0;
 }
 
+/* Started, with a deadline (max_run_duration_seconds). */
+static int has_deadline(const struct mrun *r)
+{
+    return (r->status == RUN_STARTING || r->status == RUN_RUNNING) && r->deadline > 0;
+}
+
 static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
 {
     struct mirror *m = arg;
@@ -245,8 +251,10 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     struct mtask *t;
 
     HASH_FIND(hh, m->runs, &rowid, sizeof(rowid), r);
-    if (r)
+    if (r) {
         m->n_unschedulable -= unschedulable(r);
+        m->n_deadlines -= has_deadline(r);
+    }
     if (row == NULL || run_status_is_final(row->status)) {
         /* Ended: its tasks stay while they hold something or wait for a
          * stop; its queue entry is dropped when a pass meets it. */
@@ -294,6 +302,7 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     r->unschedulable_since = row->unschedulable_since;
     r->deadline = row->deadline;
     m->n_unschedulable += unschedulable(r);
+    m->n_deadlines += has_deadline(r);
     run_changed(r);
     if (r->status == RUN_QUEUED) {
         queue_add(m, r);
@@ -815,6 +824,8 @@ int mirror_compare(struct mirror *m, struct buf *out)
     compare_queues(m, c.fresh, out, &count);
     if (m->n_unschedulable != c.fresh->n_unschedulable)
         differ(out, &count, "unschedulable runs", m->n_unschedulable, "count");
+    if (m->n_deadlines != c.fresh->n_deadlines)
+        differ(out, &count, "runs with a deadline", m->n_deadlines, "count");
     mirror_free(c.fresh);
     return count;
 }

@@ -142,6 +142,7 @@ struct mirror {
     int64_t n_orphans; /* tasks whose run is not in the mirror */
     struct mtask *outbox, *stops;
     int64_t n_unschedulable; /* queued runs with unschedulable_since set */
+    int64_t n_deadlines; /* started runs with a deadline */
     int64_t n_sent[2]; /* tasks in MBOX_PUSH_SENT, MBOX_STOP_SENT */
     size_t head_runs; /* the next pass's head: HEAD_RUNS .. HEAD_RUNS_MAX */
     struct qent *queue; /* sorted: priority desc, seq asc */

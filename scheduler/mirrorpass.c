@@ -478,7 +478,8 @@ bool mirror_expire_due(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms
                 return true;
         }
     }
-    for (r = m->runs; r; r = r->hh.next) {
+    /* The runs are walked only when one has a deadline. */
+    for (r = m->n_deadlines > 0 ? m->runs : NULL; r; r = r->hh.next) {
         if ((r->status == RUN_STARTING || r->status == RUN_RUNNING) && r->deadline > 0 &&
             r->deadline < now_ms)
             return true;
