@@ -516,6 +516,7 @@ static void clear(struct mirror *m)
     m->asked_names = NULL;
     m->seen = NULL;
     m->sorted_stale = true;
+    m->refreshed_at = 0;
     m->n_sorted = 0;
     m->n_queue = 0;
     m->n_adds = 0;

@@ -35,6 +35,8 @@
  * thousand), up to HEAD_RUNS_MAX. */
 #define HEAD_RUNS 1000
 #define HEAD_RUNS_MAX 16384
+/* How often the heartbeat times of nodes that may be late are asked. */
+#define REFRESH_GAP_MS 100
 
 enum node_state { NODE_READY, NODE_DRAINING, NODE_DOWN };
 
@@ -135,6 +137,7 @@ struct mirror {
     int64_t *seen; /* and their times */
     int n_sorted;
     bool sorted_stale;
+    int64_t refreshed_at; /* the last heartbeat times asked, ms; 0: never */
     struct mholds *holds;
     struct mrun *runs;
     struct mtask *tasks;

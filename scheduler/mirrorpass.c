@@ -44,7 +44,15 @@ void mirror_nodes_refresh(struct mirror *m, int64_t now_ms, int64_t node_timeout
         m->sorted_stale = false;
     }
     /* Only the nodes heard from more than half a timeout ago: the others
-     * are ready either way, and B3's passes asked for 10,000 nodes each. */
+     * are ready either way, and B3's passes asked for 10,000 nodes each.
+     * And at most every REFRESH_GAP_MS (an eighth of a timeout at most):
+     * a node late at the last refresh that has been heard from since is
+     * seen so that much later; one not asked then is still within its
+     * timeout now. Passes come every few ms under load. */
+    if (m->refreshed_at > 0 && now_ms >= m->refreshed_at &&
+        now_ms - m->refreshed_at < REFRESH_GAP_MS && REFRESH_GAP_MS <= node_timeout_ms / 8)
+        return;
+    m->refreshed_at = now_ms;
     for (i = 0; i < m->n_sorted; i++) {
         if (m->sorted[i]->last_heartbeat < now_ms - node_timeout_ms / 2) {
             m->asked[n_ask] = m->sorted[i];
