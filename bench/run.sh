@@ -369,6 +369,10 @@ PIDS="$PIDS $!"
 wait_ready 1000
 echo '{"experiment": "bench-b5", "command": ["true"]}' >"$WORK/run5.json"
 echo "# B5 conditions: 1000 hollow nodes (4 CPUs each), 3000 single-task runs from 16 clients"
+if [ -n "${BENCH_PERF:-}" ]; then
+    perf record -F 999 -g -p "$SERVER_PID" -o "$WORK/b5.perf" 2>/dev/null &
+    PERF_PID=$!
+fi
 START=$(date +%s.%N)
 taskset -c 1 "$LOAD" --url "$URL/api/v1/runs" --token "$TOKEN" --method POST \
     --body "$WORK/run5.json" --conns 16 --requests 3000 --label "B5-submit" >/dev/null
@@ -379,6 +383,16 @@ j=0
 until [ "$(runs_with completed)" = 3000 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.1; done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
+if [ -n "${BENCH_PERF:-}" ]; then
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID" || true
+    echo "# B5 profile: the server's top functions (perf report --no-children)"
+    perf report -i "$WORK/b5.perf" --no-children --percent-limit 2 --stdio -g none \
+        --sort symbol 2>/dev/null | grep '%' | head -15 | sed 's/^/# /'
+    echo "# B5 profile by thread (perf report --sort comm)"
+    perf report -i "$WORK/b5.perf" --no-children --percent-limit 2 --stdio -g none \
+        --sort comm 2>/dev/null | grep '%' | head -8 | sed 's/^/# /'
+fi
 steal_note "B5"
 fi
 
