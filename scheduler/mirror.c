@@ -303,6 +303,7 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     r->deadline = row->deadline;
     m->n_unschedulable += unschedulable(r);
     m->n_deadlines += has_deadline(r);
+    r->bad_spec = false; /* its row changed: its spec is read again */
     run_changed(r);
     if (r->status == RUN_QUEUED) {
         queue_add(m, r);

@@ -92,7 +92,7 @@ struct mrun {
     struct mtask *tasks; /* its tasks in the mirror */
     bool in_queue; /* an entry of the queue array names it */
     struct run_spec *spec; /* while queued, once it reached the head */
-    bool bad_spec; /* its stored spec is not one (logged once): never placed */
+    bool bad_spec; /* its stored spec is not one (logged): not placed until its row changes */
     struct mpush *push; /* once it left the queue */
     struct sched_task_in *view; /* placement's view of its tasks, once built */
     int n_view;

@@ -89,7 +89,8 @@ static void spec_loaded(void *arg, int64_t seq, const char *spec)
         return;
     r->spec = xcalloc(1, sizeof(*r->spec));
     if (run_spec_parse(spec, r->spec) < 0) {
-        /* Written behind the server's back: the run waits, and says why. */
+        /* Written behind the server's back: the run stays queued, not
+         * placed, until its row changes (a cancel, a fix by hand). */
         log_error("scheduler: run %s has a stored spec that is not a run spec; it is not placed",
                   r->id);
         free(r->spec);

@@ -1,6 +1,7 @@
 """The scheduler's state in memory (issue 15 item 1): kept by what each
 commit changed, rebuilt from SQLite at start, and always equal to a fresh
 read of the database (GET /api/v1/scheduler?check=true compares them)."""
+import json
 import os
 import sqlite3
 import threading
@@ -176,6 +177,37 @@ def test_a_write_behind_the_servers_back_is_a_difference(server_factory):
     # Put back, so the check at the server's stop passes.
     set_priority_behind(srv, run["id"], 0)
     assert checked(srv)["n_differences"] == 0
+
+
+def test_a_stored_spec_that_is_not_one_is_not_placed(server_factory, tmp_path):
+    """A queued run whose stored spec was changed behind the server's back
+    into something validation never writes is refused when the scheduler
+    reads it (logged, not placed), and nothing else is held up or aborts."""
+    srv = server_factory()
+    bad = srv.create_run({"experiment": "badspec", "command": ["true"]})
+    # Both a command and an entry script: the API's shape, never validation's.
+    spec = dict(bad["spec"], entry_script="train.py")
+    db = sqlite3.connect(os.path.join(srv.data_dir, "trainyard.db"), timeout=10)
+    try:
+        db.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(spec), bad["id"]))
+        db.commit()
+    finally:
+        db.close()
+    prefix = "b" + uuid.uuid4().hex[:6]
+    agent = start_hollow(srv, 1, prefix, str(tmp_path / "hollow.log"), "0.2")
+    try:
+        wait_for(lambda: ready_count(srv, prefix) == 1, 30, "the hollow node ready")
+        good = srv.create_run({"experiment": "badspec", "command": ["true"]})
+        wait_for(lambda: srv.get("/api/v1/runs/" + good["id"]).body["status"] == "completed",
+                 30, "the good run completed")
+        assert srv.get("/api/v1/runs/" + bad["id"]).body["status"] == "queued"
+        assert "not a run spec" in open(srv.log_path).read()
+        r = srv.post("/api/v1/runs/%s/cancel" % bad["id"], {})
+        assert r.status == 200 and r.body["status"] == "canceled", r
+        assert checked(srv)["queued"] == 0
+    finally:
+        agent.stop()
+        agent.cleanup()
 
 
 def test_scheduler_state_is_for_admins(server, user_token):
