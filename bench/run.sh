@@ -34,6 +34,22 @@ start_server() { # $1 = name, rest = extra options
     TOKEN=$(cat "$WORK/$name/admin.token")
 }
 
+# BENCH_PERF=1: stops the perf record of $PERF_PID and prints the
+# server's top functions and threads.
+perf_report() { # NAME (of $WORK/NAME.perf) LABEL PERCENT-LIMIT LINES
+    [ -n "${BENCH_PERF:-}" ] || return 0
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID" || true
+    echo "# $2 profile: the server's top functions (perf report --no-children)"
+    perf report -i "$WORK/$1.perf" --no-children --percent-limit "$3" --stdio -g none \
+        --sort symbol >"$WORK/$1.report" 2>&1 || true
+    grep '%' "$WORK/$1.report" | head -"$4" | sed 's/^/# /'
+    grep -q "%" "$WORK/$1.report" || echo "# perf: no samples: $(ls -l "$WORK/$1.perf" 2>&1), report $(wc -c <"$WORK/$1.report") bytes"
+    echo "# $2 profile by thread (perf report --sort comm)"
+    perf report -i "$WORK/$1.perf" --no-children --percent-limit "$3" --stdio -g none \
+        --sort comm 2>/dev/null | grep '%' | head -8 | sed 's/^/# /'
+}
+
 api() { # METHOD PATH [BODY]
     if [ $# -ge 3 ]; then
         curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -329,13 +345,7 @@ PY
 echo "# B3 (server) at the end: $(api GET /api/v1/scheduler | tr -d '\n')"
 grep 'push of task' "$WORK/b3s.log" | sed "s/task '[^']*'/task/" | sort | uniq -c | sort -rn |
     head -3 | sed 's/^/# B3 (server) push failures: /'
-if [ -n "${BENCH_PERF:-}" ]; then
-    kill -INT "$PERF_PID"
-    wait "$PERF_PID" || true
-    echo "# B3 (server) profile: the server's top functions (perf report --no-children)"
-    perf report -i "$WORK/b3.perf" --no-children --percent-limit 1.5 --stdio -g none \
-        --sort symbol 2>/dev/null | grep '%' | head -25 | sed 's/^/# /'
-fi
+perf_report b3 "B3 (server)" 1.5 25
 # The server and its three hollow agents are done.
 for p in $(echo $PIDS | awk '{ print $(NF-3), $(NF-2), $(NF-1), $NF }'); do kill "$p" 2>/dev/null || true; done
 steal_note "B3 (server)"
@@ -383,16 +393,7 @@ j=0
 until [ "$(runs_with completed)" = 3000 ]; do j=$((j + 1)); [ $j -gt 3000 ] && break; sleep 0.1; done
 END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
-if [ -n "${BENCH_PERF:-}" ]; then
-    kill -INT "$PERF_PID"
-    wait "$PERF_PID" || true
-    echo "# B5 profile: the server's top functions (perf report --no-children)"
-    perf report -i "$WORK/b5.perf" --no-children --percent-limit 2 --stdio -g none \
-        --sort symbol 2>/dev/null | grep '%' | head -15 | sed 's/^/# /'
-    echo "# B5 profile by thread (perf report --sort comm)"
-    perf report -i "$WORK/b5.perf" --no-children --percent-limit 2 --stdio -g none \
-        --sort comm 2>/dev/null | grep '%' | head -8 | sed 's/^/# /'
-fi
+perf_report b5 B5 2 15
 steal_note "B5"
 fi
 
