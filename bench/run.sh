@@ -50,6 +50,15 @@ perf_report() { # NAME (of $WORK/NAME.perf) LABEL PERCENT-LIMIT LINES
         --sort comm 2>/dev/null | grep '%' | head -8 | sed 's/^/# /'
 }
 
+# Stops the last N processes started (a benchmark's server and agents),
+# so they take no CPU from the benchmarks after it.
+stop_last() { # N
+    for p in $(echo $PIDS | awk -v n="$1" '{ for (i = NF - n + 1; i <= NF; i++) if (i > 0) print $i }'); do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+
 api() { # METHOD PATH [BODY]
     if [ $# -ge 3 ]; then
         curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -346,8 +355,7 @@ echo "# B3 (server) at the end: $(api GET /api/v1/scheduler | tr -d '\n')"
 grep 'push of task' "$WORK/b3s.log" | sed "s/task '[^']*'/task/" | sort | uniq -c | sort -rn |
     head -3 | sed 's/^/# B3 (server) push failures: /'
 perf_report b3 "B3 (server)" 1.5 25
-# The server and its three hollow agents are done.
-for p in $(echo $PIDS | awk '{ print $(NF-3), $(NF-2), $(NF-1), $NF }'); do kill "$p" 2>/dev/null || true; done
+stop_last 4 # the server and its three hollow agents
 steal_note "B3 (server)"
 fi
 
@@ -395,6 +403,7 @@ END=$(date +%s.%N)
 /usr/bin/python3 -c "print('B5 %.0f assignments/s (submit, place, commit, push to 1000 hollow nodes); %.0f runs/s to completed' % (3000 / ($PLACED - $START), 3000 / ($END - $START)))"
 perf_report b5 B5 2 15
 steal_note "B5"
+stop_last 2 # its server and hollow agent
 fi
 
 if want "B10 B9"; then
@@ -426,6 +435,7 @@ import os
 if os.environ.get('BENCH_SMAPS'): print(open('/proc/$SERVER_PID/smaps_rollup').read()); os.system('awk \'/^[0-9a-f]+-/ {m=\$6} /^Rss:/ {r[m]+=\$2} END {for (k in r) print r[k], k}\' /proc/$SERVER_PID/smaps | sort -rn | head -8')
 print('B9 server RSS %.1f MiB (10000 nodes, %s running runs, %s queued runs of 5 tasks)' % (int(rss) / 1024, '$(runs_with running)', '$(runs_with queued)'))"
 steal_note "B10, B9"
+stop_last 2 # its server and hollow agent
 fi
 
 if want "B12"; then
