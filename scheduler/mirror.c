@@ -346,6 +346,9 @@ static void task_unlink(struct mirror *m, struct mtask *t)
         DL_DELETE2(t->holds->tasks, t, hprev, hnext);
         if (n)
             holds_apply(n, t, -1);
+        free(t->held_gpus);
+        t->held_gpus = NULL;
+        t->n_held_gpus = 0;
         if (t->holds->tasks == NULL) {
             if (n) {
                 /* Exactly nothing, whatever the rounding on the way. */
@@ -399,7 +402,9 @@ static void task_link(struct mirror *m, struct mtask *t)
         }
         DL_APPEND2(h->tasks, t, hprev, hnext);
         t->holds = h;
-        t->n_held_gpus = 0;
+        assert(t->held_gpus == NULL && t->n_held_gpus == 0); /* task_unlink() */
+        if (cJSON_GetArraySize(gpus) > 0)
+            t->held_gpus = xcalloc((size_t)cJSON_GetArraySize(gpus), sizeof(*t->held_gpus));
         cJSON_ArrayForEach(g, gpus) {
             if (t->n_held_gpus < STORE_MAX_GPUS)
                 t->held_gpus[t->n_held_gpus++] = g->valueint;

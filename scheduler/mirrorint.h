@@ -114,7 +114,8 @@ struct mtask {
     struct mrun *run; /* NULL: its run is not in the mirror */
     struct mholds *holds; /* NULL: holds nothing */
     int n_held_gpus;
-    int held_gpus[STORE_MAX_GPUS];
+    int *held_gpus; /* while held, with GPUs: n_held_gpus of them (most tasks
+                     * have none: no room for 64 in each of 100,000) */
     enum mbox box;
     struct mtask *rnext, *rprev; /* in run->tasks */
     struct mtask *hnext, *hprev; /* in holds->tasks */
