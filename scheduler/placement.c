@@ -765,9 +765,7 @@ static void add_reason(struct sched_placements *out, const struct sched_run *run
     }
     r = &out->reasons[out->n_reasons++];
     r->run = run->id;
-    r->reason = out->text.len;
-    buf_adds(&out->text, reason);
-    buf_addc(&out->text, '\0');
+    r->reason = sched_text_add(out, reason, strlen(reason));
 }
 
 void placement_pass(struct sched_state *state, struct sched_placements *out)

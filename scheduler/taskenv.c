@@ -248,16 +248,6 @@ static const struct {
     [BACKEND_MPI] = { mpi_begin, mpi_task, NULL },
 };
 
-/* Appends len bytes of s and a NUL to text; returns where they start. */
-static size_t text_add(struct buf *text, const char *s, size_t len)
-{
-    size_t off = text->len;
-
-    buf_add(text, s, len);
-    buf_addc(text, '\0');
-    return off;
-}
-
 /* Adds a placed run and its tasks to out; env is scratch. */
 void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, struct group *groups,
                struct buf *env, struct sched_placements *out)
@@ -283,7 +273,7 @@ void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, str
         json_buf_string(env, spec->argv[i]);
     }
     buf_addc(env, ']');
-    argv_off = text_add(&out->text, env->data, env->len);
+    argv_off = sched_text_add(out, env->data, env->len);
     if (env_rules[b].begin)
         env_rules[b].begin(&g);
     if (out->n_runs == out->cap_runs) {
@@ -319,12 +309,12 @@ void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, str
         for (k = 0; k < t->gpus; k++)
             buf_printf(env, "%s%d", k ? "," : "", t->gpu_list[k]);
         buf_addc(env, ']');
-        p->gpus = text_add(&out->text, env->data, env->len);
+        p->gpus = sched_text_add(out, env->data, env->len);
         p->address = 0;
         if (t->port) {
             int len = snprintf(addr, sizeof(addr), "%s:%d", n->host, t->port);
 
-            p->address = text_add(&out->text, addr, (size_t)len);
+            p->address = sched_text_add(out, addr, (size_t)len);
         }
         buf_reset(env);
         buf_addc(env, '{');
@@ -332,7 +322,7 @@ void gang_emit(const struct sched_run *run, struct task *tasks, int n_tasks, str
         if (env_rules[b].task)
             env_rules[b].task(env, &g, t, addr);
         buf_addc(env, '}');
-        p->env = text_add(&out->text, env->data, env->len);
+        p->env = sched_text_add(out, env->data, env->len);
     }
     if (env_rules[b].end)
         env_rules[b].end(&g);

@@ -84,6 +84,15 @@ void sched_placements_release(struct sched_placements *p)
     memset(p, 0, sizeof(*p));
 }
 
+size_t sched_text_add(struct sched_placements *p, const char *s, size_t len)
+{
+    size_t off = p->text.len;
+
+    buf_add(&p->text, s, len);
+    buf_addc(&p->text, '\0');
+    return off;
+}
+
 const char *sched_text(const struct sched_placements *p, size_t off)
 {
     return p->text.data + off;

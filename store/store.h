@@ -601,6 +601,8 @@ void sched_placements_init(struct sched_placements *p);
 void sched_placements_release(struct sched_placements *p);
 /* The text at off. */
 const char *sched_text(const struct sched_placements *p, size_t off);
+/* Appends len bytes of s and a NUL to p's text; returns their offset. */
+size_t sched_text_add(struct sched_placements *p, const char *s, size_t len);
 /* Applies placements: the tasks get their node, resources, argv and env; a
  * run no longer queued is skipped. Sets runs to starting. */
 int store_sched_place(struct store *store, const struct sched_placements *placements,
