@@ -313,10 +313,20 @@ static void on_run(void *arg, int64_t rowid, const struct store_run_row *row)
     }
 }
 
+/* A pending task that holds nothing and waits for no stop: the mirror
+ * keeps none of it. Placement reads its run's pending tasks from the
+ * store with the run's spec when the run reaches the head of the queue
+ * (store_run_specs()): B9's 100,000 queued tasks cost 48 MiB as rows. */
+static bool task_deferred(const struct store_task_row *row)
+{
+    return row->status == TASK_PENDING && !row->held && !row->stop_pending;
+}
+
 /* Does the mirror keep a task in this state? */
 static bool task_kept(const struct store_task_row *row)
 {
-    return !task_status_is_ended(row->status) || row->held || row->stop_pending;
+    return !task_deferred(row) &&
+           (!task_status_is_ended(row->status) || row->held || row->stop_pending);
 }
 
 static void task_row_free(struct store_task_row *row)
@@ -432,6 +442,14 @@ static void on_task(void *arg, int64_t rowid, const struct store_task_row *row)
     if (t) {
         task_unlink(m, t);
         task_row_free(&t->row);
+    }
+    if (row && task_deferred(row)) {
+        struct mrun *r;
+
+        /* Its run's pending tasks are read again when it is placed. */
+        HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), r);
+        if (r)
+            run_changed(r);
     }
     if (row == NULL || !task_kept(row)) {
         if (t) {

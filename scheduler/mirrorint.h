@@ -8,9 +8,10 @@
  * of the tasks that hold resources there. The queue is an array of
  * (priority, seq) kept sorted: new queued runs are merged in at the next
  * pass, runs that left the queue are dropped when a pass walks past them.
- * A queued run's spec is read and parsed when it reaches the head of the
- * queue, and let go when it leaves the queue, keeping only what its
- * pushes need: a queue of 100,000 runs costs their rows, not their specs.
+ * A queued run's spec and pending tasks are read when it reaches the
+ * head of the queue; the spec is let go when it leaves the queue, keeping
+ * only what its pushes need. A queue of 100,000 runs costs their rows,
+ * not their specs or tasks: pending tasks are not kept until placed.
  */
 #ifndef TRAINYARD_SCHEDULER_MIRRORINT_H
 #define TRAINYARD_SCHEDULER_MIRRORINT_H
@@ -94,7 +95,9 @@ struct mrun {
     struct run_spec *spec; /* while queued, once it reached the head */
     bool bad_spec; /* its stored spec is not one (logged): not placed until its row changes */
     struct mpush *push; /* once it left the queue */
-    struct sched_task_in *view; /* placement's view of its tasks, once built */
+    struct sched_task_in *view; /* while queued, once it reached the head:
+                                 * its pending tasks (strings in the same
+                                 * block), as placement sees them */
     int n_view;
     UT_hash_handle hh;
 };

@@ -79,11 +79,15 @@ static struct mrun *queued_run(struct mirror *m, const struct qent *e)
     return NULL;
 }
 
-static void spec_loaded(void *arg, int64_t seq, const char *spec)
+/* The spec a run's pushes or placement need. */
+static void spec_loaded(void *arg, int64_t seq, const char *spec, const struct sched_task_in *tasks,
+                        int n_tasks)
 {
     struct mirror *m = arg;
     struct mrun *r;
 
+    (void)tasks;
+    (void)n_tasks;
     HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
     if (r == NULL || r->spec != NULL || r->bad_spec)
         return;
@@ -99,52 +103,49 @@ static void spec_loaded(void *arg, int64_t seq, const char *spec)
     }
 }
 
-/* Reads the specs of the runs of seqs that have none. */
-static void load_specs(struct mirror *m, int64_t *seqs, size_t n)
+/* A queued run at the head: its spec, and placement's view of its
+ * pending tasks in one block with their strings. */
+static void head_loaded(void *arg, int64_t seq, const char *spec, const struct sched_task_in *tasks,
+                        int n_tasks)
 {
-    if (n > 0 && store_run_specs(m->store, seqs, n, spec_loaded, m) < 0)
+    struct mirror *m = arg;
+    struct mrun *r;
+    size_t size = ((size_t)n_tasks + 1) * sizeof(*tasks);
+    char *p;
+    int i;
+
+    spec_loaded(arg, seq, spec, tasks, n_tasks);
+    HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
+    if (r == NULL || r->view != NULL || r->status != RUN_QUEUED)
+        return;
+    for (i = 0; i < n_tasks; i++)
+        size += strlen(tasks[i].id) + strlen(tasks[i].name) + 2;
+    r->view = xcalloc(1, size);
+    r->n_view = n_tasks;
+    p = (char *)(r->view + n_tasks + 1);
+    for (i = 0; i < n_tasks; i++) {
+        size_t id = strlen(tasks[i].id) + 1;
+        size_t name = strlen(tasks[i].name) + 1;
+
+        r->view[i] = tasks[i];
+        r->view[i].id = memcpy(p, tasks[i].id, id);
+        r->view[i].name = memcpy(p + id, tasks[i].name, name);
+        p += id + name;
+    }
+}
+
+/* Reads the specs (and with pending, the pending tasks) of the runs of
+ * seqs. */
+static void load_specs(struct mirror *m, int64_t *seqs, size_t n, bool pending)
+{
+    if (n > 0 &&
+        store_run_specs(m->store, seqs, n, pending, pending ? head_loaded : spec_loaded, m) < 0)
         m->broken = true;
 }
 
-static int by_ord(const void *a, const void *b)
-{
-    const struct mtask *x = *(struct mtask *const *)a;
-    const struct mtask *y = *(struct mtask *const *)b;
-
-    return (x->row.ord > y->row.ord) - (x->row.ord < y->row.ord);
-}
-
-/* Placement's view of a queued run's tasks: its attempt's, in order. */
-static void run_view(struct mrun *r)
-{
-    struct mtask **list;
-    struct mtask *t;
-    size_t n = 0;
-    size_t i;
-
-    DL_COUNT2(r->tasks, t, n, rnext);
-    list = xcalloc(n + 1, sizeof(*list));
-    n = 0;
-    DL_FOREACH2(r->tasks, t, rnext)
-    {
-        if (t->row.attempt == r->attempt && t->row.status == TASK_PENDING)
-            list[n++] = t;
-    }
-    qsort(list, n, sizeof(*list), by_ord);
-    r->view = xcalloc(n + 1, sizeof(*r->view));
-    r->n_view = (int)n;
-    for (i = 0; i < n; i++) {
-        r->view[i].id = list[i]->row.id;
-        r->view[i].name = list[i]->row.name;
-        r->view[i].type = list[i]->row.type;
-        r->view[i].index = list[i]->row.index;
-    }
-    free(list);
-}
-
 /* The head of the queue: at most m->head_runs queued runs, in order, with
- * their specs; entries of runs no longer queued before the last one taken
- * are dropped. */
+ * their specs and pending tasks; entries of runs no longer queued before
+ * the last one taken are dropped. */
 static size_t queue_head(struct mirror *m, struct mrun **head)
 {
     int64_t *missing = xcalloc(m->head_runs, sizeof(*missing));
@@ -161,14 +162,14 @@ static size_t queue_head(struct mirror *m, struct mrun **head)
             continue;
         m->queue[k++] = m->queue[i];
         head[n++] = r;
-        if (r->spec == NULL && !r->bad_spec)
+        if ((r->spec == NULL || r->view == NULL) && !r->bad_spec)
             missing[n_missing++] = r->seq;
     }
     if (k < i) {
         memmove(&m->queue[k], &m->queue[i], (m->n_queue - i) * sizeof(*m->queue));
         m->n_queue -= i - k;
     }
-    load_specs(m, missing, n_missing);
+    load_specs(m, missing, n_missing, true);
     free(missing);
     return n;
 }
@@ -261,10 +262,8 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
 
         /* Its row is gone meanwhile (the next sync tells), or its spec is
          * none: not placed. */
-        if (r->spec == NULL)
+        if (r->spec == NULL || r->view == NULL)
             continue;
-        if (r->view == NULL)
-            run_view(r);
         /* Its attempt's tasks come with it in one commit; a run with
          * others (rows changed behind the server's back) is not placed. */
         if (r->n_view != backend_rules(r->spec->shape.backend)->task_count(&r->spec->shape))
@@ -365,7 +364,7 @@ static void load_pushes(struct mirror *m, bool (*skip)(void *, const char *, boo
         seqs[n++] = t->run->seq;
     }
     mirror_dedup(seqs, &n);
-    load_specs(m, seqs, n);
+    load_specs(m, seqs, n, false);
     for (i = 0; i < n; i++) {
         struct mrun *r;
 

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "common/backend.h"
+#include "common/buf.h"
 #include "common/err.h"
+#include "common/xalloc.h"
 #include "store/internal.h"
 #include "common/banned.h"
 
@@ -165,8 +167,8 @@ int store_mirror_read(struct store *store, const struct store_changes *which,
          * tasks_to_stop. */
         if (rc == 0)
             rc = read_all(c,
-                          "SELECT " TASK_COLUMNS " FROM tasks WHERE status IN ('pending', "
-                          "'assigned', 'preparing', 'running') UNION SELECT " TASK_COLUMNS
+                          "SELECT " TASK_COLUMNS " FROM tasks WHERE status IN ('assigned', "
+                          "'preparing', 'running') UNION SELECT " TASK_COLUMNS
                           " FROM tasks WHERE held = 1 UNION SELECT " TASK_COLUMNS
                           " FROM tasks WHERE stop_pending = 1",
                           task_row, fns);
@@ -185,17 +187,69 @@ int store_mirror_read(struct store *store, const struct store_changes *which,
     return rc;
 }
 
-int store_run_specs(struct store *store, const int64_t *seqs, size_t n,
-                    void (*fn)(void *arg, int64_t seq, const char *spec), void *arg)
+/* The pending tasks of run seq's attempt, in task order, into *tasks
+ * (their ids and names in text, one after the other, until the next
+ * call). */
+static int pending_tasks(struct conn *c, int64_t seq, int64_t attempt, struct buf *names,
+                         struct sched_task_in **tasks, int *cap, int *ret_n)
+{
+    sqlite3_stmt *st = conn_stmt(c, "SELECT id, name, type, idx FROM tasks "
+                                    "WHERE run_seq = ? AND attempt = ? AND status = 'pending' "
+                                    "ORDER BY ord");
+    const char *p;
+    int n = 0;
+    int rc;
+    int i;
+
+    if (st == NULL)
+        return ERR_INTERNAL;
+    buf_reset(names);
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, attempt);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int type = task_type_parse(text(st, 2));
+
+        assert(type >= 0);
+        if (n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            *tasks = xrealloc(*tasks, (size_t)*cap * sizeof(**tasks));
+        }
+        buf_add(names, text(st, 0), strlen(text(st, 0)) + 1);
+        buf_add(names, text(st, 1), strlen(text(st, 1)) + 1);
+        (*tasks)[n].type = type < 0 ? TASK_MAIN : (enum task_type)type;
+        (*tasks)[n].index = sqlite3_column_int(st, 3);
+        n++;
+    }
+    sqlite3_reset(st);
+    /* Only now: names moved as it grew. */
+    for (i = 0, p = names->data; i < n; i++) {
+        (*tasks)[i].id = p;
+        p += strlen(p) + 1;
+        (*tasks)[i].name = p;
+        p += strlen(p) + 1;
+    }
+    *ret_n = n;
+    return rc == SQLITE_DONE ? 0 : conn_fail(c, "read a run's pending tasks");
+}
+
+int store_run_specs(struct store *store, const int64_t *seqs, size_t n, bool pending,
+                    void (*fn)(void *arg, int64_t seq, const char *spec,
+                               const struct sched_task_in *tasks, int n_tasks),
+                    void *arg)
 {
     struct conn *c = store_reader(store);
+    struct sched_task_in *tasks = NULL;
+    struct buf names;
+    int cap = 0;
     size_t i;
     int rc = 0;
 
     if (c == NULL || conn_begin_read(c) < 0)
         return ERR_INTERNAL;
+    buf_init(&names);
     for (i = 0; i < n && rc == 0; i++) {
-        sqlite3_stmt *st = conn_stmt(c, "SELECT spec FROM runs WHERE seq = ?");
+        sqlite3_stmt *st = conn_stmt(c, "SELECT spec, attempt FROM runs WHERE seq = ?");
+        int n_tasks = 0;
 
         if (st == NULL) {
             rc = ERR_INTERNAL;
@@ -203,11 +257,20 @@ int store_run_specs(struct store *store, const int64_t *seqs, size_t n,
         }
         sqlite3_bind_int64(st, 1, seqs[i]);
         rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && pending &&
+            pending_tasks(c, seqs[i], sqlite3_column_int64(st, 1), &names, &tasks, &cap, &n_tasks) <
+                0) {
+            sqlite3_reset(st);
+            rc = ERR_INTERNAL;
+            break;
+        }
         if (rc == SQLITE_ROW)
-            fn(arg, seqs[i], text(st, 0));
+            fn(arg, seqs[i], text(st, 0), tasks, n_tasks);
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : conn_fail(c, "read run specs");
         sqlite3_reset(st);
     }
     conn_end_read(c);
+    buf_release(&names);
+    free(tasks);
     return rc;
 }

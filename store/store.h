@@ -715,14 +715,19 @@ struct store_mirror_fns {
 /*
  * Reads, in one snapshot, the rows which names (nodes first, then runs,
  * then tasks), or with which NULL every row the scheduler keeps: every
- * node, the runs not ended, and the tasks that are not ended, hold
- * resources or wait for a stop.
+ * node, the runs not ended, and the tasks that are placed and not ended,
+ * hold resources or wait for a stop. Pending tasks that do neither are
+ * read with their run's spec (store_run_specs()) when it is placed.
  */
 int store_mirror_read(struct store *store, const struct store_changes *which,
                       const struct store_mirror_fns *fns);
-/* Calls fn with the spec (JSON text) of each run of seqs that exists. */
-int store_run_specs(struct store *store, const int64_t *seqs, size_t n,
-                    void (*fn)(void *arg, int64_t seq, const char *spec), void *arg);
+/* Calls fn with the spec (JSON text) of each run of seqs that exists and,
+ * with pending, the pending tasks of its attempt in task order (else
+ * none); all borrowed for the call. */
+int store_run_specs(struct store *store, const int64_t *seqs, size_t n, bool pending,
+                    void (*fn)(void *arg, int64_t seq, const char *spec,
+                               const struct sched_task_in *tasks, int n_tasks),
+                    void *arg);
 
 /*
  * Metric points of a run added after row after_id, at most limit, as
