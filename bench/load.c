@@ -4,9 +4,12 @@
  * throughput and latency percentiles. libcurl multi, one thread, so it can
  * be pinned to one core (taskset) while the server has the other.
  *
- *   load --url URL --token T [--method POST] [--body FILE] [--type CT]
+ *   load --url URL... --token T [--method POST] [--body FILE] [--type CT]
  *        [--conns 32] [--requests N | --seconds S] [--label B1]
  *        [--header 'Name: value']...
+ *
+ * --url may be given up to 64 times: connection i asks URL i modulo their
+ * count (B12's log readers: eight runs from one process).
  *
  * --header adds a request header (repeatable): Slurm's slurmrestd takes its
  * JWT as X-SLURM-USER-NAME and X-SLURM-USER-TOKEN (bench/peers.sh).
@@ -108,6 +111,8 @@ static char *read_file(const char *path, long *ret_len)
 
 int main(int argc, char **argv)
 {
+    const char *urls[64];
+    int n_urls = 0;
     const char *url = NULL;
     const char *token = NULL;
     const char *method = "GET";
@@ -139,8 +144,8 @@ int main(int argc, char **argv)
     int i;
 
     for (i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--url") == 0)
-            url = argv[i + 1];
+        if (strcmp(argv[i], "--url") == 0 && n_urls < 64)
+            urls[n_urls++] = argv[i + 1];
         else if (strcmp(argv[i], "--token") == 0)
             token = argv[i + 1];
         else if (strcmp(argv[i], "--method") == 0)
@@ -168,8 +173,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    url = n_urls > 0 ? urls[0] : NULL;
     if (url == NULL || conns < 1) {
-        fprintf(stderr, "usage: load --url URL [--token T] [--method M] [--body FILE] "
+        fprintf(stderr, "usage: load --url URL... [--token T] [--method M] [--body FILE] "
                         "[--conns N] [--requests N | --seconds S] [--label L] "
                         "[--header 'Name: value']...\n");
         return 2;
@@ -210,7 +216,7 @@ int main(int argc, char **argv)
     for (i = 0; i < conns && (requests == 0 || started < requests); i++) {
         CURL *e = curl_easy_init();
 
-        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_URL, urls[i % n_urls]);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);

@@ -542,6 +542,7 @@ static void clear(struct mirror *m)
     m->sorted_stale = true;
     m->refreshed_at = 0;
     m->n_sorted = 0;
+    m->queue = m->queue_mem;
     m->n_queue = 0;
     m->n_adds = 0;
 }
@@ -590,7 +591,7 @@ void mirror_free(struct mirror *m)
     if (m == NULL)
         return;
     clear(m);
-    free(m->queue);
+    free(m->queue_mem);
     free(m->adds);
     free(m);
 }
@@ -654,25 +655,35 @@ static int by_queue_order(const void *a, const void *b)
 
 void mirror_queue_merge(struct mirror *m)
 {
-    struct qent *out;
-    size_t i = 0;
-    size_t j = 0;
-    size_t k = 0;
+    size_t i = m->n_queue;
+    size_t j = m->n_adds;
+    size_t k = m->n_queue + m->n_adds;
 
     if (m->n_adds == 0)
         return;
     qsort(m->adds, m->n_adds, sizeof(*m->adds), by_queue_order);
-    out = xmalloc((m->n_queue + m->n_adds) * sizeof(*out));
-    while (i < m->n_queue || j < m->n_adds) {
-        if (j == m->n_adds || (i < m->n_queue && by_queue_order(&m->queue[i], &m->adds[j]) <= 0))
-            out[k++] = m->queue[i++];
-        else
-            out[k++] = m->adds[j++];
+    if (m->queue_mem == NULL || (size_t)(m->queue - m->queue_mem) + k > m->cap_queue) {
+        /* No room after it: to the front, and grown when that is not
+         * enough (as often as the queue doubles). */
+        if (m->n_queue > 0)
+            memmove(m->queue_mem, m->queue, m->n_queue * sizeof(*m->queue));
+        if (k > m->cap_queue) {
+            m->cap_queue = k > 2 * m->cap_queue ? k : 2 * m->cap_queue;
+            m->queue_mem = xrealloc(m->queue_mem, m->cap_queue * sizeof(*m->queue_mem));
+        }
+        m->queue = m->queue_mem;
     }
-    free(m->queue);
-    m->queue = out;
-    m->n_queue = k;
-    m->cap_queue = k;
+    /* From the back, in place: what is queued before the first new entry
+     * stays where it is, so runs queued after all others (the usual case)
+     * cost what they are, not the queue's length. */
+    while (j > 0) {
+        if (i > 0 && by_queue_order(&m->queue[i - 1], &m->adds[j - 1]) > 0)
+            m->queue[--k] = m->queue[--i];
+        else
+            m->queue[--k] = m->adds[--j];
+    }
+    assert(k == i);
+    m->n_queue += m->n_adds;
     m->n_adds = 0;
 }
 

@@ -4,7 +4,8 @@
  * from it). Not for other modules; scheduler thread only.
  *
  * Nodes, runs and tasks are hashed by their rowid (uthash); nodes also by
- * name, in a name-sorted array (placement's order), and in per-node lists
+ * name, in an array sorted by pool then name (placement's order: a pass
+ * takes the pools its head wants), and in per-node lists
  * of the tasks that hold resources there. The queue is an array of
  * (priority, seq) kept sorted: new queued runs are merged in at the next
  * pass, runs that left the queue are dropped when a pass walks past them.
@@ -57,7 +58,7 @@ struct mnode {
     int port_min, port_max;
     enum node_state state; /* as stored */
     int64_t last_heartbeat; /* as read, or later as store_nodes_seen() said */
-    bool in_state; /* in the sched_state being built */
+    uint64_t in_pass; /* in the sched_state of that pass (mirror.n_passes) */
     /* What the tasks holding resources here use, kept as they come and go
      * (placement's view of a node is then a copy, not a walk). */
     struct mholds *holds; /* NULL: none */
@@ -135,7 +136,7 @@ struct mirror {
     struct store *store;
     struct mnode *nodes; /* by rowid */
     struct mnode *nodes_by_name;
-    struct mnode **sorted; /* by name */
+    struct mnode **sorted; /* by pool, then name */
     struct mnode **asked; /* scratch for store_nodes_seen(): the nodes, */
     const char **asked_names; /* their names */
     int64_t *seen; /* and their times */
@@ -152,8 +153,11 @@ struct mirror {
     int64_t n_deadlines; /* started runs with a deadline */
     int64_t n_sent[2]; /* tasks in MBOX_PUSH_SENT, MBOX_STOP_SENT */
     size_t head_runs; /* the next pass's head: HEAD_RUNS .. HEAD_RUNS_MAX */
-    struct qent *queue; /* sorted: priority desc, seq asc */
-    size_t n_queue, cap_queue;
+    uint64_t n_passes; /* states built */
+    struct qent *queue; /* sorted: priority desc, seq asc; in queue_mem */
+    size_t n_queue;
+    struct qent *queue_mem; /* cap_queue entries: dropped ones before */
+    size_t cap_queue; /* the queue, room for merges after it */
     struct qent *adds; /* queued since the last merge, unsorted */
     size_t n_adds, cap_adds;
     bool broken; /* a sync failed: the next one reads everything */

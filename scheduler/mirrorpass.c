@@ -19,9 +19,13 @@
 
 /* ---- the pass's input ---- */
 
-static int by_name(const void *a, const void *b)
+static int by_pool_name(const void *a, const void *b)
 {
-    return strcmp((*(struct mnode *const *)a)->name, (*(struct mnode *const *)b)->name);
+    const struct mnode *x = *(struct mnode *const *)a;
+    const struct mnode *y = *(struct mnode *const *)b;
+    int c = strcmp(x->pool, y->pool);
+
+    return c ? c : strcmp(x->name, y->name);
 }
 
 void mirror_nodes_refresh(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms)
@@ -40,7 +44,7 @@ void mirror_nodes_refresh(struct mirror *m, int64_t now_ms, int64_t node_timeout
         m->seen = xrealloc(m->seen, ((size_t)m->n_sorted + 1) * sizeof(*m->seen));
         for (n = m->nodes_by_name; n; n = n->hn.next)
             m->sorted[i++] = n;
-        qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_name);
+        qsort(m->sorted, (size_t)m->n_sorted, sizeof(*m->sorted), by_pool_name);
         m->sorted_stale = false;
     }
     /* Only the nodes heard from more than half a timeout ago: the others
@@ -145,7 +149,8 @@ static void load_specs(struct mirror *m, int64_t *seqs, size_t n, bool pending)
 
 /* The head of the queue: at most m->head_runs queued runs, in order, with
  * their specs and pending tasks; entries of runs no longer queued before
- * the last one taken are dropped. */
+ * the last one taken are dropped (the head moves back over them: the rest
+ * of the queue stays where it is). */
 static size_t queue_head(struct mirror *m, struct mrun **head)
 {
     int64_t *missing = xcalloc(m->head_runs, sizeof(*missing));
@@ -166,7 +171,8 @@ static size_t queue_head(struct mirror *m, struct mrun **head)
             missing[n_missing++] = r->seq;
     }
     if (k < i) {
-        memmove(&m->queue[k], &m->queue[i], (m->n_queue - i) * sizeof(*m->queue));
+        memmove(&m->queue[i - k], &m->queue[0], k * sizeof(*m->queue));
+        m->queue += i - k;
         m->n_queue -= i - k;
     }
     load_specs(m, missing, n_missing, true);
@@ -189,6 +195,28 @@ static bool wanted(const char *const *pools, size_t n, const char *pool)
             return true;
     }
     return false;
+}
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Where pool's nodes start in m->sorted (by pool, then name). */
+static int pool_start(const struct mirror *m, const char *pool)
+{
+    int lo = 0;
+    int hi = m->n_sorted;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        if (strcmp(m->sorted[mid]->pool, pool) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* A node's entry as placement sees it: borrowed strings, what its held
@@ -231,6 +259,32 @@ static void *grow(void *p, int n, int *cap, size_t size)
     return xrealloc(p, (size_t)*cap * size);
 }
 
+/* The capacities of a state's arrays while it is built. */
+struct state_caps {
+    int nodes, absent, other;
+};
+
+/* A node of a wanted pool into the state of pass: ready, or absent (not
+ * placed on, but what it could hold counts). */
+static void node_add(struct sched_state *state, struct state_caps *caps, struct mnode *n,
+                     int64_t now, int64_t timeout, uint64_t pass)
+{
+    struct sched_node *s;
+
+    n->in_pass = pass;
+    if (node_ready(n, now, timeout)) {
+        state->nodes = grow(state->nodes, state->n_nodes, &caps->nodes, sizeof(*state->nodes));
+        node_view(n, &state->nodes[state->n_nodes++]);
+        return;
+    }
+    state->absent = grow(state->absent, state->n_absent, &caps->absent, sizeof(*state->absent));
+    s = &state->absent[state->n_absent++];
+    node_view(n, s);
+    free(s->used_ports);
+    s->used_ports = NULL;
+    s->n_used_ports = 0;
+}
+
 int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
                  struct sched_state *ret_state)
 {
@@ -240,9 +294,7 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
     size_t n_pools = 0;
     size_t n_head;
     bool any_ready = false;
-    int cap = 0;
-    int cap_absent = 0;
-    int cap_other = 0;
+    struct state_caps caps = { 0, 0, 0 };
     struct mholds *h;
     size_t i;
     int k;
@@ -278,26 +330,14 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
         if (!wanted(pools, n_pools, r->pool))
             pools[n_pools++] = r->pool;
     }
-    /* Only the pools the head wants: with nothing queued, no node. */
-    for (k = 0; n_pools > 0 && k < m->n_sorted; k++) {
-        struct mnode *n = m->sorted[k];
-
-        n->in_state = false;
-        if (!wanted(pools, n_pools, n->pool))
-            continue;
-        n->in_state = true;
-        if (node_ready(n, now_ms, node_timeout_ms)) {
-            state.nodes = grow(state.nodes, state.n_nodes, &cap, sizeof(*state.nodes));
-            node_view(n, &state.nodes[state.n_nodes++]);
-        } else {
-            /* Not placed on, but what it could hold counts. */
-            state.absent = grow(state.absent, state.n_absent, &cap_absent, sizeof(*state.absent));
-            node_view(n, &state.absent[state.n_absent]);
-            free(state.absent[state.n_absent].used_ports);
-            state.absent[state.n_absent].used_ports = NULL;
-            state.absent[state.n_absent].n_used_ports = 0;
-            state.n_absent++;
-        }
+    /* Only the nodes of the pools the head wants (with nothing queued,
+     * none), in placement's order: by pool, then name. */
+    m->n_passes++;
+    qsort(pools, n_pools, sizeof(*pools), by_str);
+    for (i = 0; i < n_pools; i++) {
+        for (k = pool_start(m, pools[i]);
+             k < m->n_sorted && strcmp(m->sorted[k]->pool, pools[i]) == 0; k++)
+            node_add(&state, &caps, m->sorted[k], now_ms, node_timeout_ms, m->n_passes);
     }
     /* Ports held on nodes not in the state: nodes at the same host share
      * one port space. */
@@ -305,13 +345,13 @@ int mirror_state(struct mirror *m, int64_t now_ms, int64_t node_timeout_ms,
         struct mnode *n = h->row;
         struct mtask *t;
 
-        if (n == NULL || n->in_state)
+        if (n == NULL || n->in_pass == m->n_passes)
             continue;
         DL_FOREACH2(h->tasks, t, hnext)
         {
             if (t->row.port == 0)
                 continue;
-            state.other_ports = grow(state.other_ports, state.n_other_ports, &cap_other,
+            state.other_ports = grow(state.other_ports, state.n_other_ports, &caps.other,
                                      sizeof(*state.other_ports));
             state.other_ports[state.n_other_ports].host = n->host;
             state.other_ports[state.n_other_ports++].port = t->row.port;

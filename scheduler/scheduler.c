@@ -580,6 +580,8 @@ static void thread_main(void *arg)
 {
     struct scheduler *s = arg;
 
+    pthread_setname_np(pthread_self(), "ty-scheduler");
+
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 

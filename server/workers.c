@@ -35,6 +35,8 @@ static void *worker_main(void *arg)
 {
     struct pool *p = arg;
 
+    pthread_setname_np(pthread_self(), p == &pools[WORKERS_USER] ? "ty-user" : "ty-agent");
+
     pthread_mutex_lock(&p->mu);
     for (;;) {
         struct job *j;

@@ -642,6 +642,8 @@ static void *writer_main(void *arg)
     struct store *store = arg;
     struct write_op *ops;
     struct write_op *op;
+
+    pthread_setname_np(pthread_self(), "ty-writer");
     struct write_op *next;
     struct write_op *async;
     struct write_op flush = { .fn = seen_flush_fn, .arg = store };

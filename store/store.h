@@ -537,8 +537,8 @@ struct sched_run {
 
 /*
  * Everything placement needs: the ready nodes of the pools the queue's
- * head wants, and that head (at most 1,000 queued runs in priority order,
- * higher first, then older), all as C structs; and the ports held on
+ * head wants, and that head (queued runs in priority order, higher first,
+ * then older), all as C structs; and the ports held on
  * other nodes, by host. The scheduler builds it from its state in memory
  * (mirror_state() in scheduler/mirror.h).
  */
