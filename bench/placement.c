@@ -184,8 +184,13 @@ static void b4(void)
            lat[100] * 1000, lat[198] * 1000);
 }
 
-int main(void)
+/* "placement b4": B4 alone (for a profile). */
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "b4") == 0) {
+        b4();
+        return 0;
+    }
     b3(1000, 10000, false);
     b3(10000, 10000, false);
     b3(1000, 100000, false);

@@ -292,6 +292,20 @@ static int by_free_cpus(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Is b in by_free_cpus() order already? Identical nodes with nothing
+ * held (a new or idle cluster) come so, in name order: the sort (stable,
+ * glibc's merge sort) would leave them as they are. */
+static bool in_free_cpus_order(struct node **b, int len)
+{
+    int i;
+
+    for (i = 1; i < len; i++) {
+        if (free_cpus(b[i]) < free_cpus(b[i - 1]))
+            return false;
+    }
+    return true;
+}
+
 /* Files every node, then sorts each bucket once: O(nodes log nodes); the
  * absent nodes count in their pools' capacity. */
 static void index_build(struct index *ix, struct node *nodes, int n_nodes,
@@ -331,7 +345,8 @@ static void index_build(struct index *ix, struct node *nodes, int n_nodes,
     ix->n_absent = n_absent;
     for (i = 0; i < ix->n; i++) {
         for (k = 0; k <= MAX_GPUS; k++) {
-            if (ix->pools[i].len[k] > 1)
+            if (ix->pools[i].len[k] > 1 &&
+                !in_free_cpus_order(ix->pools[i].bucket[k], ix->pools[i].len[k]))
                 qsort(ix->pools[i].bucket[k], (size_t)ix->pools[i].len[k], sizeof(struct node *),
                       by_free_cpus);
         }
