@@ -144,7 +144,11 @@ int main(int argc, char **argv)
     int i;
 
     for (i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--url") == 0 && n_urls < 64)
+        if (strcmp(argv[i], "--url") == 0 && n_urls == 64) {
+            fprintf(stderr, "load: at most 64 --url\n");
+            return 2;
+        }
+        if (strcmp(argv[i], "--url") == 0)
             urls[n_urls++] = argv[i + 1];
         else if (strcmp(argv[i], "--token") == 0)
             token = argv[i + 1];

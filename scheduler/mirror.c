@@ -443,10 +443,11 @@ static void on_task(void *arg, int64_t rowid, const struct store_task_row *row)
         task_unlink(m, t);
         task_row_free(&t->row);
     }
-    if (row && task_deferred(row)) {
+    if (row) {
         struct mrun *r;
 
-        /* Its run's pending tasks are read again when it is placed. */
+        /* A task of its run changed: its pending tasks are read again
+         * when it is placed (whether this one is kept or not). */
         HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), r);
         if (r)
             run_changed(r);

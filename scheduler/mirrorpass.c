@@ -84,12 +84,13 @@ static struct mrun *queued_run(struct mirror *m, const struct qent *e)
 }
 
 /* The spec a run's pushes or placement need. */
-static void spec_loaded(void *arg, int64_t seq, const char *spec, const struct sched_task_in *tasks,
-                        int n_tasks)
+static void spec_loaded(void *arg, int64_t seq, int64_t attempt, const char *spec,
+                        const struct sched_task_in *tasks, int n_tasks)
 {
     struct mirror *m = arg;
     struct mrun *r;
 
+    (void)attempt;
     (void)tasks;
     (void)n_tasks;
     HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
@@ -109,8 +110,8 @@ static void spec_loaded(void *arg, int64_t seq, const char *spec, const struct s
 
 /* A queued run at the head: its spec, and placement's view of its
  * pending tasks in one block with their strings. */
-static void head_loaded(void *arg, int64_t seq, const char *spec, const struct sched_task_in *tasks,
-                        int n_tasks)
+static void head_loaded(void *arg, int64_t seq, int64_t attempt, const char *spec,
+                        const struct sched_task_in *tasks, int n_tasks)
 {
     struct mirror *m = arg;
     struct mrun *r;
@@ -118,9 +119,11 @@ static void head_loaded(void *arg, int64_t seq, const char *spec, const struct s
     char *p;
     int i;
 
-    spec_loaded(arg, seq, spec, tasks, n_tasks);
+    spec_loaded(arg, seq, attempt, spec, tasks, n_tasks);
     HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
-    if (r == NULL || r->view != NULL || r->status != RUN_QUEUED)
+    /* Another attempt than the one this mirror knows (the next sync
+     * tells): read again then. */
+    if (r == NULL || r->view != NULL || r->status != RUN_QUEUED || attempt != r->attempt)
         return;
     for (i = 0; i < n_tasks; i++)
         size += strlen(tasks[i].id) + strlen(tasks[i].name) + 2;

@@ -190,11 +190,13 @@ int store_mirror_read(struct store *store, const struct store_changes *which,
 /* The pending tasks of run seq's attempt, in task order, into *tasks
  * (their ids and names in text, one after the other, until the next
  * call). */
+/* (The unary + keeps SQLite on tasks_by_run: by status it could scan
+ * every pending task.) */
 static int pending_tasks(struct conn *c, int64_t seq, int64_t attempt, struct buf *names,
                          struct sched_task_in **tasks, int *cap, int *ret_n)
 {
     sqlite3_stmt *st = conn_stmt(c, "SELECT id, name, type, idx FROM tasks "
-                                    "WHERE run_seq = ? AND attempt = ? AND status = 'pending' "
+                                    "WHERE run_seq = ? AND attempt = ? AND +status = 'pending' "
                                     "ORDER BY ord");
     const char *p;
     int n = 0;
@@ -233,7 +235,7 @@ static int pending_tasks(struct conn *c, int64_t seq, int64_t attempt, struct bu
 }
 
 int store_run_specs(struct store *store, const int64_t *seqs, size_t n, bool pending,
-                    void (*fn)(void *arg, int64_t seq, const char *spec,
+                    void (*fn)(void *arg, int64_t seq, int64_t attempt, const char *spec,
                                const struct sched_task_in *tasks, int n_tasks),
                     void *arg)
 {
@@ -265,7 +267,7 @@ int store_run_specs(struct store *store, const int64_t *seqs, size_t n, bool pen
             break;
         }
         if (rc == SQLITE_ROW)
-            fn(arg, seqs[i], text(st, 0), tasks, n_tasks);
+            fn(arg, seqs[i], sqlite3_column_int64(st, 1), text(st, 0), tasks, n_tasks);
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : conn_fail(c, "read run specs");
         sqlite3_reset(st);
     }

@@ -721,11 +721,11 @@ struct store_mirror_fns {
  */
 int store_mirror_read(struct store *store, const struct store_changes *which,
                       const struct store_mirror_fns *fns);
-/* Calls fn with the spec (JSON text) of each run of seqs that exists and,
- * with pending, the pending tasks of its attempt in task order (else
- * none); all borrowed for the call. */
+/* Calls fn with the attempt and spec (JSON text) of each run of seqs that
+ * exists and, with pending, the pending tasks of that attempt in task
+ * order (else none); all borrowed for the call. */
 int store_run_specs(struct store *store, const int64_t *seqs, size_t n, bool pending,
-                    void (*fn)(void *arg, int64_t seq, const char *spec,
+                    void (*fn)(void *arg, int64_t seq, int64_t attempt, const char *spec,
                                const struct sched_task_in *tasks, int n_tasks),
                     void *arg);
 
