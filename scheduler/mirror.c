@@ -345,7 +345,6 @@ static void task_unlink(struct mirror *m, struct mtask *t)
 {
     if (t->run) {
         DL_DELETE2(t->run->tasks, t, rprev, rnext);
-        run_changed(t->run);
         t->run = NULL;
     } else {
         m->n_orphans--;
@@ -392,7 +391,6 @@ static void task_link(struct mirror *m, struct mtask *t)
     HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), t->run);
     if (t->run) {
         DL_APPEND2(t->run->tasks, t, rprev, rnext);
-        run_changed(t->run);
     } else {
         m->n_orphans++;
     }
@@ -439,18 +437,19 @@ static void on_task(void *arg, int64_t rowid, const struct store_task_row *row)
     struct mtask *t;
 
     HASH_FIND(hh, m->tasks, &rowid, sizeof(rowid), t);
+    if (t || row) {
+        int64_t seq = row ? row->run_seq : t->row.run_seq;
+        struct mrun *r;
+
+        /* A task of its run changed (kept here or not): its pending
+         * tasks are read again when it is placed. */
+        HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
+        if (r)
+            run_changed(r);
+    }
     if (t) {
         task_unlink(m, t);
         task_row_free(&t->row);
-    }
-    if (row) {
-        struct mrun *r;
-
-        /* A task of its run changed: its pending tasks are read again
-         * when it is placed (whether this one is kept or not). */
-        HASH_FIND(hh, m->runs, &row->run_seq, sizeof(row->run_seq), r);
-        if (r)
-            run_changed(r);
     }
     if (row == NULL || !task_kept(row)) {
         if (t) {

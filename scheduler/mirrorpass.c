@@ -83,19 +83,15 @@ static struct mrun *queued_run(struct mirror *m, const struct qent *e)
     return NULL;
 }
 
-/* The spec a run's pushes or placement need. */
-static void spec_loaded(void *arg, int64_t seq, int64_t attempt, const char *spec,
-                        const struct sched_task_in *tasks, int n_tasks)
+/* Run seq, with its spec parsed from the stored text if it had none
+ * (NULL: no longer in the mirror). */
+static struct mrun *spec_take(struct mirror *m, int64_t seq, const char *spec)
 {
-    struct mirror *m = arg;
     struct mrun *r;
 
-    (void)attempt;
-    (void)tasks;
-    (void)n_tasks;
     HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
     if (r == NULL || r->spec != NULL || r->bad_spec)
-        return;
+        return r;
     r->spec = xcalloc(1, sizeof(*r->spec));
     if (run_spec_parse(spec, r->spec) < 0) {
         /* Written behind the server's back: the run stays queued, not
@@ -106,6 +102,17 @@ static void spec_loaded(void *arg, int64_t seq, int64_t attempt, const char *spe
         r->spec = NULL;
         r->bad_spec = true;
     }
+    return r;
+}
+
+/* A run of the outbox: the spec its pushes need. */
+static void spec_loaded(void *arg, int64_t seq, int64_t attempt, const char *spec,
+                        const struct sched_task_in *tasks, int n_tasks)
+{
+    (void)attempt;
+    (void)tasks;
+    (void)n_tasks;
+    spec_take(arg, seq, spec);
 }
 
 /* A queued run at the head: its spec, and placement's view of its
@@ -113,14 +120,11 @@ static void spec_loaded(void *arg, int64_t seq, int64_t attempt, const char *spe
 static void head_loaded(void *arg, int64_t seq, int64_t attempt, const char *spec,
                         const struct sched_task_in *tasks, int n_tasks)
 {
-    struct mirror *m = arg;
-    struct mrun *r;
+    struct mrun *r = spec_take(arg, seq, spec);
     size_t size = ((size_t)n_tasks + 1) * sizeof(*tasks);
     char *p;
     int i;
 
-    spec_loaded(arg, seq, attempt, spec, tasks, n_tasks);
-    HASH_FIND(hh, m->runs, &seq, sizeof(seq), r);
     /* Another attempt than the one this mirror knows (the next sync
      * tells): read again then. */
     if (r == NULL || r->view != NULL || r->status != RUN_QUEUED || attempt != r->attempt)

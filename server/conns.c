@@ -212,9 +212,8 @@ static void *sweep_main(void *arg)
 {
     struct timespec ts;
 
-    pthread_setname_np(pthread_self(), "ty-conns");
-
     (void)arg;
+    pthread_setname_np(pthread_self(), "ty-conns");
     pthread_mutex_lock(&mu);
     while (running) {
         int64_t now = time_mono_us() / 1000;

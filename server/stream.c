@@ -88,9 +88,8 @@ static void *resume_main(void *arg)
     struct timespec last;
     struct timespec t;
 
-    pthread_setname_np(pthread_self(), "ty-streams");
-
     (void)arg;
+    pthread_setname_np(pthread_self(), "ty-streams");
     pthread_mutex_lock(&mu);
     clock_gettime(CLOCK_REALTIME, &last);
     while (running) {

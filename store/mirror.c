@@ -188,10 +188,9 @@ int store_mirror_read(struct store *store, const struct store_changes *which,
 }
 
 /* The pending tasks of run seq's attempt, in task order, into *tasks
- * (their ids and names in text, one after the other, until the next
- * call). */
-/* (The unary + keeps SQLite on tasks_by_run: by status it could scan
- * every pending task.) */
+ * (their ids and names in names, one after the other, until the next
+ * call). The unary + keeps SQLite on tasks_by_run: by status it could
+ * scan every pending task. */
 static int pending_tasks(struct conn *c, int64_t seq, int64_t attempt, struct buf *names,
                          struct sched_task_in **tasks, int *cap, int *ret_n)
 {
